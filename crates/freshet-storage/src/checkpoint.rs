@@ -1,0 +1,373 @@
+//! Checkpoint files: one Parquet file per segment plus a manifest.
+//!
+//! Segment data is immutable, so each segment is written to Parquet once
+//! (with its row ids and creation seqs as two extra trailing columns) and
+//! reused by every later checkpoint; a checkpoint only writes segments that
+//! are new since the previous one. Everything mutable — deletion stamps,
+//! table definitions, metadata versions, commit times — lives in the
+//! manifest, a small CRC-protected binary file replaced atomically (write
+//! temp, fsync, rename, fsync directory). Recovery loads the manifest, reads
+//! the listed segment files, then replays WAL records newer than the
+//! manifest's seq.
+
+use std::fs::File;
+use std::path::Path;
+use std::sync::Arc;
+
+use arrow::array::{Array, ArrayRef, RecordBatchReader, UInt64Array};
+use arrow::datatypes::{DataType, Field, Schema};
+use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
+use parquet::arrow::ArrowWriter;
+use parquet::file::properties::{EnabledStatistics, WriterProperties};
+
+use crate::catalog::{schema_of, MetaVersion};
+use crate::codec::{decode_column, encode_column, make_batch, ByteReader, ByteWriter};
+use crate::error::{Result, StorageError};
+use crate::segment::{ColumnDef, Created, Segment};
+use crate::wal::fsync_dir;
+use crate::{Seq, TableId};
+
+const MANIFEST_MAGIC: &[u8; 8] = b"FRSHMF01";
+/// File name of the current manifest inside the data directory.
+pub(crate) const MANIFEST_FILE: &str = "MANIFEST";
+const CREATED_COLUMN: &str = "__freshet_created_seq";
+
+/// A segment as recorded in a manifest.
+pub(crate) struct ManifestSegment {
+    pub(crate) id: u64,
+    pub(crate) file: String,
+    pub(crate) rows: u64,
+    /// `(row position, deletion seq)` of rows deleted at or before the
+    /// checkpoint seq.
+    pub(crate) deletions: Vec<(u32, Seq)>,
+}
+
+/// A table as recorded in a manifest.
+pub(crate) struct ManifestTable {
+    pub(crate) id: TableId,
+    pub(crate) created_seq: Seq,
+    pub(crate) dropped_seq: Seq,
+    pub(crate) last_write_seq: Seq,
+    pub(crate) last_ddl_seq: Seq,
+    pub(crate) columns: Vec<ColumnDef>,
+    pub(crate) segments: Vec<ManifestSegment>,
+}
+
+/// Everything needed, together with the segment files, to rebuild the
+/// catalog as of `seq`.
+pub(crate) struct Manifest {
+    pub(crate) seq: Seq,
+    pub(crate) retained_floor: Seq,
+    pub(crate) next_row_id: u64,
+    pub(crate) next_table_id: u64,
+    pub(crate) next_segment_id: u64,
+    pub(crate) tables: Vec<ManifestTable>,
+    pub(crate) meta: Vec<(String, Vec<MetaVersion>)>,
+    pub(crate) commit_times: Vec<(Seq, i64)>,
+}
+
+impl Manifest {
+    pub(crate) fn encode(&self) -> Result<Vec<u8>> {
+        let mut w = ByteWriter::default();
+        w.buf.extend_from_slice(MANIFEST_MAGIC);
+        for v in [
+            self.seq,
+            self.retained_floor,
+            self.next_row_id,
+            self.next_table_id,
+            self.next_segment_id,
+        ] {
+            w.u64(v);
+        }
+        w.u64(self.tables.len() as u64);
+        for t in &self.tables {
+            for v in [
+                t.id,
+                t.created_seq,
+                t.dropped_seq,
+                t.last_write_seq,
+                t.last_ddl_seq,
+            ] {
+                w.u64(v);
+            }
+            w.u64(t.columns.len() as u64);
+            for c in &t.columns {
+                w.u64(c.added_seq);
+                encode_column(&mut w, &c.field, &c.default)?;
+            }
+            w.u64(t.segments.len() as u64);
+            for s in &t.segments {
+                w.u64(s.id);
+                w.str(&s.file);
+                w.u64(s.rows);
+                w.u64(s.deletions.len() as u64);
+                for (p, seq) in &s.deletions {
+                    w.u32(*p);
+                    w.u64(*seq);
+                }
+            }
+        }
+        w.u64(self.meta.len() as u64);
+        for (k, versions) in &self.meta {
+            w.str(k);
+            w.u64(versions.len() as u64);
+            for v in versions {
+                w.u64(v.seq);
+                match &v.value {
+                    Some(val) => {
+                        w.u8(1);
+                        w.bytes(val);
+                    }
+                    None => w.u8(0),
+                }
+            }
+        }
+        w.u64(self.commit_times.len() as u64);
+        for (s, t) in &self.commit_times {
+            w.u64(*s);
+            w.i64(*t);
+        }
+        let crc = crc32fast::hash(&w.buf);
+        w.u32(crc);
+        Ok(w.buf)
+    }
+
+    pub(crate) fn decode(data: &[u8]) -> Result<Manifest> {
+        let corrupt = |m: &str| StorageError::Corrupt(format!("manifest: {m}"));
+        if data.len() < MANIFEST_MAGIC.len() + 4 || &data[..8] != MANIFEST_MAGIC {
+            return Err(corrupt("bad magic"));
+        }
+        let (body, crc) = data.split_at(data.len() - 4);
+        let mut c4 = [0u8; 4];
+        c4.copy_from_slice(crc);
+        if crc32fast::hash(body) != u32::from_le_bytes(c4) {
+            return Err(corrupt("checksum mismatch"));
+        }
+        let mut r = ByteReader::new(&body[8..]);
+        let seq = r.u64()?;
+        let retained_floor = r.u64()?;
+        let next_row_id = r.u64()?;
+        let next_table_id = r.u64()?;
+        let next_segment_id = r.u64()?;
+        let ntables = r.len()?;
+        let mut tables = Vec::new();
+        for _ in 0..ntables {
+            let id = r.u64()?;
+            let created_seq = r.u64()?;
+            let dropped_seq = r.u64()?;
+            let last_write_seq = r.u64()?;
+            let last_ddl_seq = r.u64()?;
+            let ncols = r.len()?;
+            let mut columns = Vec::new();
+            for _ in 0..ncols {
+                let added_seq = r.u64()?;
+                let (field, default) = decode_column(&mut r)?;
+                columns.push(ColumnDef {
+                    field,
+                    default,
+                    added_seq,
+                });
+            }
+            let nsegs = r.len()?;
+            let mut segments = Vec::new();
+            for _ in 0..nsegs {
+                let id = r.u64()?;
+                let file = r.string()?;
+                let rows = r.u64()?;
+                let ndel = r.len()?;
+                let mut deletions = Vec::with_capacity(ndel.min(1 << 20));
+                for _ in 0..ndel {
+                    let p = r.u32()?;
+                    deletions.push((p, r.u64()?));
+                }
+                segments.push(ManifestSegment {
+                    id,
+                    file,
+                    rows,
+                    deletions,
+                });
+            }
+            tables.push(ManifestTable {
+                id,
+                created_seq,
+                dropped_seq,
+                last_write_seq,
+                last_ddl_seq,
+                columns,
+                segments,
+            });
+        }
+        let nmeta = r.len()?;
+        let mut meta = Vec::new();
+        for _ in 0..nmeta {
+            let k = r.string()?;
+            let nv = r.len()?;
+            let mut versions = Vec::new();
+            for _ in 0..nv {
+                let seq = r.u64()?;
+                let value = if r.u8()? == 1 {
+                    Some(Arc::new(r.bytes()?.to_vec()))
+                } else {
+                    None
+                };
+                versions.push(MetaVersion { seq, value });
+            }
+            meta.push((k, versions));
+        }
+        let ntimes = r.len()?;
+        let mut commit_times = Vec::new();
+        for _ in 0..ntimes {
+            let s = r.u64()?;
+            commit_times.push((s, r.i64()?));
+        }
+        if !r.is_empty() {
+            return Err(corrupt("trailing bytes"));
+        }
+        Ok(Manifest {
+            seq,
+            retained_floor,
+            next_row_id,
+            next_table_id,
+            next_segment_id,
+            tables,
+            meta,
+            commit_times,
+        })
+    }
+}
+
+/// Reads the manifest, if a checkpoint was ever completed.
+pub(crate) fn read_manifest(data_dir: &Path) -> Result<Option<Manifest>> {
+    let path = data_dir.join(MANIFEST_FILE);
+    match std::fs::read(&path) {
+        Ok(bytes) => Ok(Some(Manifest::decode(&bytes)?)),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(StorageError::io("reading manifest", e)),
+    }
+}
+
+/// Atomically replaces the manifest.
+pub(crate) fn write_manifest(data_dir: &Path, bytes: &[u8], fsync: bool) -> Result<()> {
+    let tmp = data_dir.join(format!("{MANIFEST_FILE}.tmp"));
+    let io = |e| StorageError::io("writing manifest", e);
+    {
+        let mut f = File::create(&tmp).map_err(io)?;
+        std::io::Write::write_all(&mut f, bytes).map_err(io)?;
+        if fsync {
+            f.sync_all().map_err(io)?;
+        }
+    }
+    std::fs::rename(&tmp, data_dir.join(MANIFEST_FILE)).map_err(io)?;
+    if fsync {
+        fsync_dir(data_dir)?;
+    }
+    Ok(())
+}
+
+/// Writes a segment's immutable part to `dir/seg-<id>.parquet` and returns
+/// the file name.
+pub(crate) fn write_segment_file(dir: &Path, seg: &Segment, fsync: bool) -> Result<String> {
+    let name = format!("seg-{:016}.parquet", seg.id);
+    let tmp = dir.join(format!("{name}.tmp"));
+    let mut fields: Vec<_> = seg.data.schema().fields().iter().cloned().collect();
+    fields.push(Arc::new(Field::new(
+        crate::ROW_ID_COLUMN,
+        DataType::UInt64,
+        false,
+    )));
+    fields.push(Arc::new(Field::new(
+        CREATED_COLUMN,
+        DataType::UInt64,
+        false,
+    )));
+    let schema = Arc::new(Schema::new(fields));
+    let mut cols: Vec<ArrayRef> = seg.data.columns().to_vec();
+    cols.push(Arc::new(seg.row_ids.clone()));
+    let created: ArrayRef = match &seg.created {
+        Created::Uniform(s) => Arc::new(UInt64Array::from(vec![*s; seg.num_rows()])),
+        Created::PerRow(a) => Arc::new(a.clone()),
+    };
+    cols.push(created);
+    let batch = make_batch(schema.clone(), cols, seg.num_rows())?;
+    let io = |e| StorageError::io(format!("writing segment file {name}"), e);
+    let file = File::create(&tmp).map_err(io)?;
+    // These files exist for recovery, not for analytics: skip dictionary
+    // encoding and statistics, which dominate write time otherwise.
+    let props = WriterProperties::builder()
+        .set_max_row_group_row_count(Some(1 << 20))
+        .set_dictionary_enabled(false)
+        .set_statistics_enabled(EnabledStatistics::None)
+        .build();
+    let mut writer = ArrowWriter::try_new(file, schema, Some(props))?;
+    writer.write(&batch)?;
+    let file = writer.into_inner()?;
+    if fsync {
+        file.sync_all().map_err(io)?;
+    }
+    drop(file);
+    std::fs::rename(&tmp, dir.join(&name)).map_err(io)?;
+    Ok(name)
+}
+
+/// Loads a segment written by [`write_segment_file`]. `columns` are the
+/// table's columns the segment holds (a prefix of the table's columns).
+pub(crate) fn read_segment_file(
+    dir: &Path,
+    ms: &ManifestSegment,
+    columns: &[ColumnDef],
+) -> Result<Segment> {
+    let path = dir.join(&ms.file);
+    let file = File::open(&path)
+        .map_err(|e| StorageError::io(format!("opening segment file {}", path.display()), e))?;
+    let rows = usize::try_from(ms.rows)
+        .map_err(|_| StorageError::Corrupt("segment row count overflow".into()))?;
+    let reader = ParquetRecordBatchReaderBuilder::try_new(file)?
+        .with_batch_size(rows.max(1))
+        .build()?;
+    let schema = reader.schema();
+    let mut batches = Vec::new();
+    for b in reader {
+        batches.push(b?);
+    }
+    let batch = arrow::compute::concat_batches(&schema, &batches)?;
+    let n = batch.num_columns();
+    if n < 2 || batch.num_rows() != rows {
+        return Err(StorageError::Corrupt(format!(
+            "segment file {} has unexpected shape",
+            ms.file
+        )));
+    }
+    let k = n - 2;
+    let cols = columns.get(..k).ok_or_else(|| {
+        StorageError::Corrupt(format!("segment file {} has too many columns", ms.file))
+    })?;
+    let data = make_batch(schema_of(cols), batch.columns()[..k].to_vec(), rows)
+        .map_err(|e| StorageError::Corrupt(format!("segment file {}: {e}", ms.file)))?;
+    let as_u64 = |a: &ArrayRef| {
+        a.as_any()
+            .downcast_ref::<UInt64Array>()
+            .cloned()
+            .ok_or_else(|| StorageError::Corrupt(format!("segment file {}", ms.file)))
+    };
+    let row_ids = as_u64(batch.column(k))?;
+    let created = as_u64(batch.column(k + 1))?;
+    if row_ids.null_count() > 0 || created.null_count() > 0 {
+        return Err(StorageError::Corrupt(format!("segment file {}", ms.file)));
+    }
+    let first = created.values().first().copied().unwrap_or(0);
+    let created = if created.values().iter().all(|c| *c == first) {
+        Created::Uniform(first)
+    } else {
+        Created::PerRow(created)
+    };
+    let mut deleted = vec![crate::segment::LIVE; rows];
+    for (p, s) in &ms.deletions {
+        let slot = deleted.get_mut(*p as usize).ok_or_else(|| {
+            StorageError::Corrupt(format!("deletion out of range in {}", ms.file))
+        })?;
+        *slot = *s;
+    }
+    let seg = Segment::new(ms.id, data, row_ids, created, Some(deleted));
+    *seg.persisted.lock() = Some(ms.file.clone());
+    Ok(seg)
+}

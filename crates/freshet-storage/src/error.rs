@@ -1,0 +1,109 @@
+//! The single error type of the storage layer.
+//!
+//! Every fallible storage call returns [`StorageError`]. The wire layer needs a
+//! PostgreSQL SQLSTATE for each failure so that clients (and retry loops in
+//! drivers) can react correctly — most importantly `40001`, which tells a
+//! client that retrying the whole transaction is safe and expected.
+
+use crate::{Seq, TableId};
+
+/// Any failure reported by the storage layer.
+///
+/// Variants are coarse on purpose: callers mostly need the SQLSTATE (see
+/// [`StorageError::sqlstate`]) and a human-readable message.
+#[derive(Debug, thiserror::Error)]
+pub enum StorageError {
+    /// A write-write conflict with a transaction that committed after our
+    /// snapshot was taken. Retrying the transaction from scratch is safe.
+    #[error("could not serialize access due to concurrent update: {0}")]
+    SerializationFailure(String),
+    /// The table id does not name a table visible at the requested snapshot.
+    #[error("table with id {0} does not exist")]
+    UnknownTable(TableId),
+    /// A projection or column reference is out of range for the table.
+    #[error("column {0} does not exist")]
+    UnknownColumn(String),
+    /// A batch or default value does not match the table's column types.
+    #[error("schema mismatch: {0}")]
+    SchemaMismatch(String),
+    /// The requested version was already reclaimed (below the retention floor).
+    #[error("snapshot too old: seq {requested} is older than the oldest retained seq {floor}")]
+    SnapshotTooOld {
+        /// The seq that was asked for.
+        requested: Seq,
+        /// The oldest seq whose history is still retained.
+        floor: Seq,
+    },
+    /// The requested version does not exist yet.
+    #[error("seq {requested} is newer than the latest committed seq {latest}")]
+    FutureSeq {
+        /// The seq that was asked for.
+        requested: Seq,
+        /// The newest committed seq.
+        latest: Seq,
+    },
+    /// A caller passed an argument that can never be valid.
+    #[error("invalid argument: {0}")]
+    InvalidArgument(String),
+    /// The operating system reported an I/O failure.
+    #[error("I/O error while {context}: {source}")]
+    Io {
+        /// What the storage layer was doing.
+        context: String,
+        /// The underlying OS error.
+        #[source]
+        source: std::io::Error,
+    },
+    /// On-disk data failed validation somewhere other than the WAL tail
+    /// (a torn WAL tail is expected after a crash and is silently repaired).
+    #[error("data corrupted: {0}")]
+    Corrupt(String),
+    /// The store was closed; no further commits are accepted.
+    #[error("the store is closed")]
+    Closed,
+    /// Another process has the data directory open.
+    #[error("data directory {0} is in use by another process")]
+    Locked(String),
+    /// An Arrow kernel or IPC codec failed.
+    #[error("arrow error: {0}")]
+    Arrow(#[from] arrow::error::ArrowError),
+    /// The Parquet reader or writer failed.
+    #[error("parquet error: {0}")]
+    Parquet(#[from] parquet::errors::ParquetError),
+    /// A broken internal invariant; indicates a bug.
+    #[error("internal storage error: {0}")]
+    Internal(String),
+}
+
+impl StorageError {
+    /// The PostgreSQL SQLSTATE code that best describes this error, so the
+    /// wire layer can report it verbatim.
+    pub fn sqlstate(&self) -> &'static str {
+        match self {
+            StorageError::SerializationFailure(_) => "40001",
+            StorageError::UnknownTable(_) => "42P01",
+            StorageError::UnknownColumn(_) => "42703",
+            StorageError::SchemaMismatch(_) => "42804",
+            StorageError::SnapshotTooOld { .. } => "72000",
+            StorageError::FutureSeq { .. } | StorageError::InvalidArgument(_) => "22023",
+            StorageError::Io { .. } => "58030",
+            StorageError::Corrupt(_) => "XX001",
+            StorageError::Closed => "57P01",
+            StorageError::Locked(_) => "55006",
+            StorageError::Arrow(_) | StorageError::Parquet(_) | StorageError::Internal(_) => {
+                "XX000"
+            }
+        }
+    }
+
+    /// Wraps an I/O error with a description of what was being attempted.
+    pub(crate) fn io(context: impl Into<String>, source: std::io::Error) -> Self {
+        StorageError::Io {
+            context: context.into(),
+            source,
+        }
+    }
+}
+
+/// Shorthand used throughout the crate.
+pub type Result<T, E = StorageError> = std::result::Result<T, E>;

@@ -1,0 +1,608 @@
+//! Read-write transactions.
+//!
+//! A transaction reads at the snapshot taken by [`crate::Store::begin`] and
+//! buffers its writes privately: inserted batches (with row ids allocated
+//! immediately, so the caller sees final ids), deleted row ids, DDL and
+//! metadata changes. Its own reads merge the buffer over the snapshot.
+//! Nothing is checked against concurrent transactions until commit, where the
+//! writer validates first-committer-wins rules (see
+//! [`Transaction::commit`]); this keeps every write call cheap and lock-free.
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::sync::atomic::Ordering;
+use std::sync::{mpsc, Arc};
+
+use arrow::array::{Array, ArrayRef, BooleanArray, RecordBatch, UInt64Array};
+use arrow::compute::filter_record_batch;
+use arrow::datatypes::{Field, SchemaRef};
+
+use crate::catalog::{output_schema, scan_view, schema_of, segment_for_insert, TableView};
+use crate::codec::{encode_ops, make_batch, raw_ids, Op, RowIds};
+use crate::error::{Result, StorageError};
+use crate::segment::{repeat_default, ColumnDef};
+use crate::store::{CommitRequest, Reply, Snapshot};
+use crate::{CommitInfo, RowId, Seq, TableId};
+
+/// This transaction's private view of one table it touched.
+struct TxnTable {
+    /// Columns as this transaction sees them (snapshot + own ADD COLUMNs).
+    columns: Vec<ColumnDef>,
+    created_here: bool,
+    dropped: bool,
+    /// All rows visible in the snapshot were deleted (TRUNCATE).
+    truncated: bool,
+    /// Own inserted batches (with the column count at insert time) and the
+    /// first of their consecutive row ids.
+    inserts: Vec<(RecordBatch, u64)>,
+    /// Row ids deleted by this transaction (snapshot rows or own inserts).
+    deleted: HashSet<u64>,
+}
+
+impl TxnTable {
+    fn own_row(&self, id: u64) -> bool {
+        self.inserts
+            .iter()
+            .any(|(b, first)| id >= *first && id < first + b.num_rows() as u64)
+    }
+}
+
+/// Operations in call order (data changes are carried in `TxnTable`).
+enum Step {
+    Create(TableId, SchemaRef),
+    Drop(TableId),
+    AddColumn(TableId, ColumnDef),
+    Insert(TableId, usize),
+}
+
+/// A snapshot-isolated read-write transaction; see the module documentation.
+///
+/// Dropping it without committing rolls it back.
+pub struct Transaction {
+    snap: Snapshot,
+    steps: Vec<Step>,
+    tables: HashMap<TableId, TxnTable>,
+    meta: BTreeMap<String, Option<Vec<u8>>>,
+}
+
+impl std::fmt::Debug for Transaction {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Transaction")
+            .field("snapshot_seq", &self.snap.seq())
+            .field("read_only", &self.is_read_only())
+            .finish()
+    }
+}
+
+/// What a prepared transaction sends to the writer.
+struct Prepared {
+    ops: Vec<Op>,
+    segments: Vec<crate::segment::Segment>,
+    body: Vec<u8>,
+    crc: crc32fast::Hasher,
+}
+
+impl Transaction {
+    pub(crate) fn new(snap: Snapshot) -> Transaction {
+        Transaction {
+            snap,
+            steps: Vec::new(),
+            tables: HashMap::new(),
+            meta: BTreeMap::new(),
+        }
+    }
+
+    /// The seq this transaction reads at.
+    pub fn snapshot_seq(&self) -> Seq {
+        self.snap.seq()
+    }
+
+    /// Whether the transaction has written nothing (its commit is free).
+    pub fn is_read_only(&self) -> bool {
+        self.steps.is_empty()
+            && self.meta.is_empty()
+            && self
+                .tables
+                .values()
+                .all(|t| t.deleted.is_empty() && !t.truncated)
+    }
+
+    /// This transaction's view of `table`, loading it from the snapshot on
+    /// first use.
+    fn table_mut(&mut self, table: TableId) -> Result<&mut TxnTable> {
+        if !self.tables.contains_key(&table) {
+            let columns = {
+                let cat = self.snap.inner().catalog.read();
+                cat.table_at(table, self.snap.seq())?
+                    .columns_at(self.snap.seq())
+            };
+            self.tables.insert(
+                table,
+                TxnTable {
+                    columns,
+                    created_here: false,
+                    dropped: false,
+                    truncated: false,
+                    inserts: Vec::new(),
+                    deleted: HashSet::new(),
+                },
+            );
+        }
+        match self.tables.get_mut(&table) {
+            Some(t) if !t.dropped => Ok(t),
+            _ => Err(StorageError::UnknownTable(table)),
+        }
+    }
+
+    /// Creates a table; its id is final immediately.
+    pub fn create_table(&mut self, schema: SchemaRef) -> Result<TableId> {
+        let id = self
+            .snap
+            .inner()
+            .next_table_id
+            .fetch_add(1, Ordering::SeqCst);
+        let columns = schema
+            .fields()
+            .iter()
+            .map(|f| ColumnDef {
+                field: f.clone(),
+                default: arrow::array::new_null_array(f.data_type(), 1),
+                added_seq: 0,
+            })
+            .collect();
+        self.tables.insert(
+            id,
+            TxnTable {
+                columns,
+                created_here: true,
+                dropped: false,
+                truncated: false,
+                inserts: Vec::new(),
+                deleted: HashSet::new(),
+            },
+        );
+        self.steps.push(Step::Create(id, schema));
+        Ok(id)
+    }
+
+    /// Drops a table. Conflicts at commit with any concurrent change to it.
+    pub fn drop_table(&mut self, table: TableId) -> Result<()> {
+        let t = self.table_mut(table)?;
+        t.dropped = true;
+        self.steps.push(Step::Drop(table));
+        Ok(())
+    }
+
+    /// Adds a column at the end of the table. `default` is a one-element
+    /// array of the field's type (possibly null); existing rows read back
+    /// with it without being rewritten.
+    pub fn add_column(&mut self, table: TableId, field: Field, default: ArrayRef) -> Result<()> {
+        if default.len() != 1 {
+            return Err(StorageError::InvalidArgument(
+                "a column default must be a one-element array".into(),
+            ));
+        }
+        if default.data_type() != field.data_type() {
+            return Err(StorageError::SchemaMismatch(format!(
+                "default of type {} for column {} of type {}",
+                default.data_type(),
+                field.name(),
+                field.data_type()
+            )));
+        }
+        let t = self.table_mut(table)?;
+        let col = ColumnDef {
+            field: Arc::new(field),
+            default,
+            added_seq: 0,
+        };
+        t.columns.push(col.clone());
+        self.steps.push(Step::AddColumn(table, col));
+        Ok(())
+    }
+
+    /// Inserts rows. The batch must have exactly the table's columns with the
+    /// same types (names and nullability are taken from the table). Row ids
+    /// are assigned now and are final.
+    pub fn insert(&mut self, table: TableId, batch: RecordBatch) -> Result<()> {
+        let inner = self.snap.inner().clone();
+        let t = self.table_mut(table)?;
+        if batch.num_columns() != t.columns.len() {
+            return Err(StorageError::SchemaMismatch(format!(
+                "table {table} has {} columns, batch has {}",
+                t.columns.len(),
+                batch.num_columns()
+            )));
+        }
+        for (c, a) in t.columns.iter().zip(batch.columns()) {
+            if c.field.data_type() != a.data_type() {
+                return Err(StorageError::SchemaMismatch(format!(
+                    "column {} has type {}, batch has {}",
+                    c.field.name(),
+                    c.field.data_type(),
+                    a.data_type()
+                )));
+            }
+        }
+        let rows = batch.num_rows();
+        if rows == 0 {
+            return Ok(());
+        }
+        let batch = make_batch(schema_of(&t.columns), batch.columns().to_vec(), rows)
+            .map_err(|e| StorageError::SchemaMismatch(e.to_string()))?;
+        let first = inner.next_row_id.fetch_add(rows as u64, Ordering::SeqCst);
+        t.inserts.push((batch, first));
+        let idx = t.inserts.len() - 1;
+        self.steps.push(Step::Insert(table, idx));
+        Ok(())
+    }
+
+    /// Deletes rows by id (ids as returned by a scan with row ids, or by
+    /// this transaction's inserts). Conflicts at commit if a concurrent
+    /// transaction deleted one of them after our snapshot.
+    pub fn delete(&mut self, table: TableId, rows: &[RowId]) -> Result<()> {
+        let t = self.table_mut(table)?;
+        let truncated = t.truncated;
+        for id in raw_ids(rows) {
+            if truncated && !t.own_row(id) {
+                continue;
+            }
+            t.deleted.insert(id);
+        }
+        Ok(())
+    }
+
+    /// Deletes every row visible to this transaction.
+    pub fn truncate(&mut self, table: TableId) -> Result<()> {
+        let t = self.table_mut(table)?;
+        t.truncated = !t.created_here;
+        let own: Vec<u64> = t
+            .inserts
+            .iter()
+            .flat_map(|(b, first)| *first..first + b.num_rows() as u64)
+            .collect();
+        t.deleted.clear();
+        t.deleted.extend(own);
+        Ok(())
+    }
+
+    /// The table's schema as this transaction sees it.
+    pub fn table_schema(&self, table: TableId) -> Result<SchemaRef> {
+        match self.tables.get(&table) {
+            Some(t) if t.dropped => Err(StorageError::UnknownTable(table)),
+            Some(t) => Ok(schema_of(&t.columns)),
+            None => self.snap.table_schema(table),
+        }
+    }
+
+    /// Scans `table` as of the snapshot plus this transaction's own writes.
+    pub fn scan(
+        &self,
+        table: TableId,
+        projection: Option<&[usize]>,
+        with_row_ids: bool,
+    ) -> Result<Vec<RecordBatch>> {
+        let Some(t) = self.tables.get(&table) else {
+            return self.snap.scan(table, projection, with_row_ids);
+        };
+        if t.dropped {
+            return Err(StorageError::UnknownTable(table));
+        }
+        let (proj, schema) = output_schema(&t.columns, projection, with_row_ids)?;
+        let filter_deleted = !t.deleted.is_empty();
+        let mut out = Vec::new();
+        if !t.created_here && !t.truncated {
+            let view = TableView {
+                columns: t.columns.clone(),
+                segments: self.snap.view(table)?.segments,
+            };
+            let base = scan_view(
+                &view,
+                self.snap.seq(),
+                Some(&proj),
+                with_row_ids || filter_deleted,
+            )?;
+            for b in base {
+                let b = if filter_deleted {
+                    drop_deleted(&b, &t.deleted, with_row_ids)?
+                } else {
+                    b
+                };
+                if b.num_rows() > 0 {
+                    out.push(b);
+                }
+            }
+        }
+        for (batch, first) in &t.inserts {
+            let n = batch.num_rows();
+            let mut cols = Vec::with_capacity(proj.len() + 1);
+            for &j in &proj {
+                if j < batch.num_columns() {
+                    cols.push(batch.column(j).clone());
+                } else {
+                    cols.push(repeat_default(&t.columns[j].default, n)?);
+                }
+            }
+            let ids: ArrayRef = Arc::new(UInt64Array::from_iter_values(*first..*first + n as u64));
+            cols.push(ids);
+            let full = make_batch(
+                Arc::new(arrow::datatypes::Schema::new(
+                    schema
+                        .fields()
+                        .iter()
+                        .take(proj.len())
+                        .cloned()
+                        .chain(std::iter::once(crate::segment::row_id_field()))
+                        .collect::<Vec<_>>(),
+                )),
+                cols,
+                n,
+            )?;
+            let b = if filter_deleted {
+                drop_deleted(&full, &t.deleted, with_row_ids)?
+            } else if with_row_ids {
+                full
+            } else {
+                full.project(&(0..proj.len()).collect::<Vec<_>>())?
+            };
+            if b.num_rows() > 0 {
+                out.push(make_batch(
+                    schema.clone(),
+                    b.columns().to_vec(),
+                    b.num_rows(),
+                )?);
+            }
+        }
+        Ok(out)
+    }
+
+    /// Sets a metadata entry (visible to this transaction immediately, to
+    /// others after commit). Concurrent writers of the same key conflict.
+    pub fn put_meta(&mut self, key: &str, value: Vec<u8>) {
+        self.meta.insert(key.to_string(), Some(value));
+    }
+
+    /// Deletes a metadata entry.
+    pub fn delete_meta(&mut self, key: &str) {
+        self.meta.insert(key.to_string(), None);
+    }
+
+    /// Reads a metadata entry, seeing this transaction's own changes.
+    pub fn get_meta(&self, key: &str) -> Option<Vec<u8>> {
+        match self.meta.get(key) {
+            Some(v) => v.clone(),
+            None => self.snap.get_meta(key),
+        }
+    }
+
+    /// Metadata entries with keys starting with `prefix`, sorted by key,
+    /// seeing this transaction's own changes.
+    pub fn scan_meta(&self, prefix: &str) -> Vec<(String, Vec<u8>)> {
+        let mut merged: BTreeMap<String, Vec<u8>> =
+            self.snap.scan_meta(prefix).into_iter().collect();
+        for (k, v) in self
+            .meta
+            .range(prefix.to_string()..)
+            .take_while(|(k, _)| k.starts_with(prefix))
+        {
+            match v {
+                Some(v) => {
+                    merged.insert(k.clone(), v.clone());
+                }
+                None => {
+                    merged.remove(k);
+                }
+            }
+        }
+        merged.into_iter().collect()
+    }
+
+    /// Turns the buffered writes into WAL ops (in order: deletions of
+    /// snapshot rows, then DDL and inserts in call order, then metadata) and
+    /// encodes them. `None` if there is nothing to write.
+    fn prepare(&mut self) -> Result<Option<Prepared>> {
+        let mut ops = Vec::new();
+        let mut ids: Vec<TableId> = self.tables.keys().copied().collect();
+        ids.sort_unstable();
+        for id in ids {
+            let Some(t) = self.tables.get(&id) else {
+                continue;
+            };
+            if t.created_here || t.dropped {
+                continue;
+            }
+            let mut rows: Vec<u64> = if t.truncated {
+                let base = self.snap.scan(id, Some(&[]), true)?;
+                let mut v = Vec::new();
+                for b in base {
+                    if let Some(a) = b.column(0).as_any().downcast_ref::<UInt64Array>() {
+                        v.extend_from_slice(a.values());
+                    }
+                }
+                v
+            } else {
+                t.deleted
+                    .iter()
+                    .copied()
+                    .filter(|r| !t.own_row(*r))
+                    .collect()
+            };
+            if !rows.is_empty() {
+                rows.sort_unstable();
+                rows.dedup();
+                ops.push(Op::Delete {
+                    table: id,
+                    rows: Arc::new(rows),
+                });
+            }
+        }
+        for step in std::mem::take(&mut self.steps) {
+            match step {
+                Step::Create(table, schema) => {
+                    if self.tables.get(&table).is_some_and(|t| !t.dropped) {
+                        ops.push(Op::CreateTable { table, schema });
+                    }
+                }
+                Step::Drop(table) => {
+                    if self.tables.get(&table).is_some_and(|t| !t.created_here) {
+                        ops.push(Op::DropTable { table });
+                    }
+                }
+                Step::AddColumn(table, col) => {
+                    if self.tables.get(&table).is_some_and(|t| !t.dropped) {
+                        ops.push(Op::AddColumn {
+                            table,
+                            field: col.field,
+                            default: col.default,
+                        });
+                    }
+                }
+                Step::Insert(table, idx) => {
+                    let Some(t) = self.tables.get(&table).filter(|t| !t.dropped) else {
+                        continue;
+                    };
+                    let Some((batch, first)) = t.inserts.get(idx) else {
+                        continue;
+                    };
+                    let n = batch.num_rows() as u64;
+                    if t.deleted.is_empty() {
+                        ops.push(Op::Insert {
+                            table,
+                            row_ids: RowIds::Range {
+                                first: *first,
+                                len: n,
+                            },
+                            batch: batch.clone(),
+                        });
+                        continue;
+                    }
+                    let keep: Vec<bool> = (*first..first + n)
+                        .map(|r| !t.deleted.contains(&r))
+                        .collect();
+                    let kept_ids: Vec<u64> = (*first..first + n)
+                        .filter(|r| !t.deleted.contains(r))
+                        .collect();
+                    if kept_ids.is_empty() {
+                        continue;
+                    }
+                    let batch = filter_record_batch(batch, &BooleanArray::from(keep))?;
+                    ops.push(Op::Insert {
+                        table,
+                        row_ids: RowIds::List(Arc::new(kept_ids)),
+                        batch,
+                    });
+                }
+            }
+        }
+        for (key, v) in std::mem::take(&mut self.meta) {
+            ops.push(match v {
+                Some(value) => Op::PutMeta {
+                    key,
+                    value: Arc::new(value),
+                },
+                None => Op::DeleteMeta { key },
+            });
+        }
+        if ops.is_empty() {
+            return Ok(None);
+        }
+        let body = encode_ops(&ops)?;
+        let mut crc = crc32fast::Hasher::new();
+        crc.update(&body);
+        let mut segments = Vec::new();
+        for op in &ops {
+            if let Op::Insert { row_ids, batch, .. } = op {
+                if batch.num_rows() > 0 {
+                    segments.push(segment_for_insert(row_ids, batch)?);
+                }
+            }
+        }
+        Ok(Some(Prepared {
+            ops,
+            segments,
+            body,
+            crc,
+        }))
+    }
+
+    fn read_only_info(&self) -> CommitInfo {
+        let seq = self.snap.seq();
+        let time = self.snap.inner().catalog.read().commit_time(seq);
+        CommitInfo {
+            seq,
+            commit_time_micros: time.unwrap_or(0),
+        }
+    }
+
+    fn request(&self, p: Prepared, reply: Reply) -> CommitRequest {
+        CommitRequest {
+            snap: self.snap.seq(),
+            ops: p.ops,
+            body: p.body,
+            body_crc: p.crc,
+            segments: p.segments,
+            reply,
+        }
+    }
+
+    /// Commits. Returns once the commit is durable (its WAL record fsynced,
+    /// usually together with concurrent commits) and visible to new
+    /// snapshots. A read-only transaction commits trivially.
+    ///
+    /// Fails with [`StorageError::SerializationFailure`] (SQLSTATE 40001) if,
+    /// after this transaction's snapshot, another transaction committed a
+    /// deletion of a row this one deletes, changed a metadata key this one
+    /// writes, or changed a table this one drops/alters (or dropped/altered
+    /// a table this one writes to).
+    pub async fn commit(mut self) -> Result<CommitInfo> {
+        let Some(p) = self.prepare()? else {
+            return Ok(self.read_only_info());
+        };
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        self.snap
+            .inner()
+            .submit(self.request(p, Reply::Async(tx)))?;
+        rx.await.map_err(|_| StorageError::Closed)?
+    }
+
+    /// [`Transaction::commit`] for synchronous callers; blocks the calling
+    /// thread until the commit is durable.
+    pub fn commit_blocking(mut self) -> Result<CommitInfo> {
+        let Some(p) = self.prepare()? else {
+            return Ok(self.read_only_info());
+        };
+        let (tx, rx) = mpsc::sync_channel(1);
+        self.snap
+            .inner()
+            .submit(self.request(p, Reply::Blocking(tx)))?;
+        rx.recv().map_err(|_| StorageError::Closed)?
+    }
+
+    /// Discards all buffered writes (same as dropping the transaction).
+    pub fn rollback(self) {}
+}
+
+/// Removes rows whose id (the last column) is in `deleted`; drops the id
+/// column unless `keep_ids`.
+fn drop_deleted(
+    batch: &RecordBatch,
+    deleted: &HashSet<u64>,
+    keep_ids: bool,
+) -> Result<RecordBatch> {
+    let last = batch.num_columns() - 1;
+    let ids = batch
+        .column(last)
+        .as_any()
+        .downcast_ref::<UInt64Array>()
+        .ok_or_else(|| StorageError::Internal("row id column has wrong type".into()))?;
+    let keep: BooleanArray = ids
+        .values()
+        .iter()
+        .map(|r| Some(!deleted.contains(r)))
+        .collect();
+    let filtered = filter_record_batch(batch, &keep)?;
+    if keep_ids {
+        Ok(filtered)
+    } else {
+        Ok(filtered.project(&(0..last).collect::<Vec<_>>())?)
+    }
+}
