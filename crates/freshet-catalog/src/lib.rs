@@ -1,0 +1,453 @@
+//! The catalog: databases, schemas, relations (tables, views, dynamic tables),
+//! models and users.
+//!
+//! Catalog entries are JSON documents kept in the storage layer's transactional
+//! key/value space, so a DDL statement, the rows it writes and — for dynamic
+//! tables — the refresh progress marker all commit in one atomic WAL record.
+//! This crate owns the key layout and the typed entries; it never talks to the
+//! disk itself.
+//!
+//! Names are stored normalized (unquoted identifiers lower-cased by the parser),
+//! which is what makes `LOGINS_RAW` and `logins_raw` the same table.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+use freshet_storage::{Snapshot, TableId, Transaction};
+
+/// Errors raised by catalog lookups and updates.
+#[derive(Debug, thiserror::Error)]
+pub enum CatalogError {
+    /// The named database does not exist.
+    #[error("database \"{0}\" does not exist")]
+    UnknownDatabase(String),
+    /// The named schema does not exist.
+    #[error("schema \"{0}\" does not exist")]
+    UnknownSchema(String),
+    /// The named relation does not exist.
+    #[error("relation \"{0}\" does not exist")]
+    UnknownRelation(String),
+    /// The named model does not exist.
+    #[error("model \"{0}\" does not exist")]
+    UnknownModel(String),
+    /// An object of that name already exists.
+    #[error("{kind} \"{name}\" already exists")]
+    AlreadyExists {
+        /// What kind of object ("relation", "schema", …).
+        kind: &'static str,
+        /// Its name.
+        name: String,
+    },
+    /// A stored entry could not be decoded (corruption or a format bug).
+    #[error("catalog entry {key} is corrupt: {reason}")]
+    Corrupt {
+        /// The entry's key.
+        key: String,
+        /// What went wrong.
+        reason: String,
+    },
+}
+
+impl CatalogError {
+    /// The SQLSTATE for this error.
+    pub fn sqlstate(&self) -> &'static str {
+        match self {
+            CatalogError::UnknownDatabase(_) => "3D000",
+            CatalogError::UnknownSchema(_) => "3F000",
+            CatalogError::UnknownRelation(_) => "42P01",
+            CatalogError::UnknownModel(_) => "42704",
+            CatalogError::AlreadyExists { kind, .. } => match *kind {
+                "database" => "42P04",
+                "schema" => "42P06",
+                _ => "42P07",
+            },
+            CatalogError::Corrupt { .. } => "XX001",
+        }
+    }
+}
+
+/// Read access to catalog entries, from a snapshot or a transaction (which also
+/// sees its own uncommitted DDL).
+pub trait MetaRead {
+    /// Reads one entry.
+    fn meta(&self, key: &str) -> Option<Vec<u8>>;
+    /// Reads all entries under a key prefix, sorted by key.
+    fn meta_prefix(&self, prefix: &str) -> Vec<(String, Vec<u8>)>;
+}
+
+impl MetaRead for Snapshot {
+    fn meta(&self, key: &str) -> Option<Vec<u8>> {
+        self.get_meta(key)
+    }
+    fn meta_prefix(&self, prefix: &str) -> Vec<(String, Vec<u8>)> {
+        self.scan_meta(prefix)
+    }
+}
+
+impl MetaRead for Transaction {
+    fn meta(&self, key: &str) -> Option<Vec<u8>> {
+        self.get_meta(key)
+    }
+    fn meta_prefix(&self, prefix: &str) -> Vec<(String, Vec<u8>)> {
+        self.scan_meta(prefix)
+    }
+}
+
+/// A fully qualified relation or model name.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+pub struct QualifiedName {
+    /// Database.
+    pub database: String,
+    /// Schema.
+    pub schema: String,
+    /// Object name.
+    pub name: String,
+}
+
+impl std::fmt::Display for QualifiedName {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}.{}.{}", self.database, self.schema, self.name)
+    }
+}
+
+/// A database.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct DatabaseEntry {
+    /// Its name.
+    pub name: String,
+    /// Creation time, microseconds since the epoch.
+    pub created_micros: i64,
+}
+
+/// A schema inside a database.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct SchemaEntry {
+    /// Database name.
+    pub database: String,
+    /// Schema name.
+    pub name: String,
+    /// Creation time, microseconds since the epoch.
+    pub created_micros: i64,
+}
+
+/// Per-column information the Arrow schema cannot carry.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct ColumnInfo {
+    /// The column's DEFAULT expression as SQL text.
+    pub default_sql: Option<String>,
+    /// A column comment (dynamic tables allow them).
+    pub comment: Option<String>,
+}
+
+/// How a dynamic table is kept fresh; stored with the relation.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct DynamicTableDef {
+    /// The defining query as the user wrote it (after `AS`).
+    pub query_text: String,
+    /// The whole CREATE statement text, shown as `text` in SHOW.
+    pub create_text: String,
+    /// Target lag in seconds, or `None` for DOWNSTREAM.
+    pub target_lag_secs: Option<u64>,
+    /// The WAREHOUSE clause, stored and shown only.
+    pub warehouse: Option<String>,
+    /// The mode the user asked for: AUTO, FULL or INCREMENTAL.
+    pub requested_mode: String,
+    /// The resolved mode: FULL or INCREMENTAL.
+    pub refresh_mode: String,
+    /// Why the resolved mode was chosen.
+    pub refresh_mode_reason: String,
+    /// ON_CREATE or ON_SCHEDULE.
+    pub initialize: String,
+    /// Sources the query reads (tables and dynamic tables).
+    pub sources: Vec<QualifiedName>,
+    /// Models used with their resolved versions: (model, version, follows_default).
+    pub models: Vec<ModelUse>,
+    /// Storage sequence of the snapshot the contents equal, `None` until first refresh.
+    pub data_seq: Option<u64>,
+    /// Commit time of that snapshot (microseconds since the epoch).
+    pub data_timestamp_micros: Option<i64>,
+    /// RUNNING, SUSPENDED or SUSPENDED_DUE_TO_ERRORS.
+    pub scheduling_state: String,
+    /// When it was last suspended.
+    pub last_suspended_micros: Option<i64>,
+    /// Consecutive failed scheduled refreshes.
+    pub consecutive_failures: u32,
+}
+
+/// A model version a dynamic table reads, resolved at CREATE time.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct ModelUse {
+    /// The model.
+    pub model: QualifiedName,
+    /// The version resolved at CREATE (or at the last REINITIALIZE).
+    pub version: String,
+    /// True when no version was named, so a change of default re-scores everything.
+    pub follows_default: bool,
+}
+
+/// What a relation is.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub enum RelationKind {
+    /// A base table stored in `table_id`.
+    Table,
+    /// A view, expanded at planning time.
+    View {
+        /// The view's query text.
+        query_text: String,
+    },
+    /// A dynamic table whose contents are stored in `table_id`.
+    DynamicTable(Box<DynamicTableDef>),
+}
+
+/// A table, view or dynamic table.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct RelationEntry {
+    /// Database name.
+    pub database: String,
+    /// Schema name.
+    pub schema: String,
+    /// Relation name.
+    pub name: String,
+    /// Storage table holding the rows (tables and dynamic tables).
+    pub table_id: Option<TableId>,
+    /// Column extras keyed by column name.
+    pub columns: BTreeMap<String, ColumnInfo>,
+    /// Kind-specific definition.
+    pub kind: RelationKind,
+    /// Comment.
+    pub comment: Option<String>,
+    /// Creation time, microseconds since the epoch.
+    pub created_micros: i64,
+}
+
+impl RelationEntry {
+    /// The relation's qualified name.
+    pub fn qualified(&self) -> QualifiedName {
+        QualifiedName {
+            database: self.database.clone(),
+            schema: self.schema.clone(),
+            name: self.name.clone(),
+        }
+    }
+
+    /// The dynamic-table definition, if this is a dynamic table.
+    pub fn dynamic(&self) -> Option<&DynamicTableDef> {
+        match &self.kind {
+            RelationKind::DynamicTable(def) => Some(def),
+            _ => None,
+        }
+    }
+}
+
+/// One registered version of a model.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ModelVersionEntry {
+    /// The version name.
+    pub name: String,
+    /// Aliases pointing at this version.
+    pub aliases: Vec<String>,
+    /// Key of the blob holding the ONNX bytes.
+    pub blob_key: String,
+    /// Content hash of the ONNX bytes (cache key).
+    pub content_hash: String,
+    /// Size in bytes.
+    pub size: u64,
+    /// The signature as JSON (inputs, outputs, methods), shown by SHOW VERSIONS.
+    pub signature_json: String,
+    /// Creation time, microseconds since the epoch.
+    pub created_micros: i64,
+}
+
+/// A model with its versions.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ModelEntry {
+    /// Database name.
+    pub database: String,
+    /// Schema name.
+    pub schema: String,
+    /// Model name.
+    pub name: String,
+    /// Versions in creation order.
+    pub versions: Vec<ModelVersionEntry>,
+    /// The default version's name.
+    pub default_version: String,
+    /// Comment.
+    pub comment: Option<String>,
+    /// Creation time, microseconds since the epoch.
+    pub created_micros: i64,
+}
+
+impl ModelEntry {
+    /// The model's qualified name.
+    pub fn qualified(&self) -> QualifiedName {
+        QualifiedName {
+            database: self.database.clone(),
+            schema: self.schema.clone(),
+            name: self.name.clone(),
+        }
+    }
+
+    /// Resolves a version reference: a version name, an alias, or FIRST/LAST/DEFAULT.
+    pub fn resolve_version(&self, reference: Option<&str>) -> Option<&ModelVersionEntry> {
+        match reference.map(|r| r.to_ascii_lowercase()) {
+            None => self
+                .versions
+                .iter()
+                .find(|v| v.name == self.default_version),
+            Some(r) if r == "default" => self
+                .versions
+                .iter()
+                .find(|v| v.name == self.default_version),
+            Some(r) if r == "first" => self.versions.first(),
+            Some(r) if r == "last" => self.versions.last(),
+            Some(r) => self
+                .versions
+                .iter()
+                .find(|v| v.name.eq_ignore_ascii_case(&r))
+                .or_else(|| {
+                    self.versions
+                        .iter()
+                        .find(|v| v.aliases.iter().any(|a| a.eq_ignore_ascii_case(&r)))
+                }),
+        }
+    }
+}
+
+/// A login role.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct UserEntry {
+    /// Role name.
+    pub name: String,
+    /// Superuser flag.
+    pub superuser: bool,
+    /// SCRAM salt (hex), if a password is set.
+    pub scram_salt_hex: Option<String>,
+    /// SCRAM salted password (hex).
+    pub scram_salted_password_hex: Option<String>,
+    /// PBKDF2 iterations.
+    pub scram_iterations: usize,
+}
+
+/// Key of a database entry.
+pub fn database_key(db: &str) -> String {
+    format!("db/{db}")
+}
+
+/// Key of a schema entry.
+pub fn schema_key(db: &str, schema: &str) -> String {
+    format!("schema/{db}/{schema}")
+}
+
+/// Prefix of all schemas in a database.
+pub fn schema_prefix(db: &str) -> String {
+    format!("schema/{db}/")
+}
+
+/// Key of a relation entry.
+pub fn relation_key(name: &QualifiedName) -> String {
+    format!("rel/{}/{}/{}", name.database, name.schema, name.name)
+}
+
+/// Prefix of all relations in a schema (or, with an empty schema, in a database).
+pub fn relation_prefix(db: &str, schema: Option<&str>) -> String {
+    match schema {
+        Some(s) => format!("rel/{db}/{s}/"),
+        None => format!("rel/{db}/"),
+    }
+}
+
+/// Key of a model entry.
+pub fn model_key(name: &QualifiedName) -> String {
+    format!("model/{}/{}/{}", name.database, name.schema, name.name)
+}
+
+/// Prefix of all models in a schema (or database).
+pub fn model_prefix(db: &str, schema: Option<&str>) -> String {
+    match schema {
+        Some(s) => format!("model/{db}/{s}/"),
+        None => format!("model/{db}/"),
+    }
+}
+
+/// Key of a user entry.
+pub fn user_key(name: &str) -> String {
+    format!("user/{name}")
+}
+
+/// Decodes a JSON catalog entry.
+pub fn decode<T: for<'de> Deserialize<'de>>(key: &str, bytes: &[u8]) -> Result<T, CatalogError> {
+    serde_json::from_slice(bytes).map_err(|e| CatalogError::Corrupt {
+        key: key.to_string(),
+        reason: e.to_string(),
+    })
+}
+
+/// Encodes a catalog entry as JSON.
+pub fn encode<T: Serialize>(value: &T) -> Vec<u8> {
+    // Serializing these plain structs cannot fail; fall back to an empty object
+    // rather than panicking if it ever did.
+    serde_json::to_vec(value).unwrap_or_else(|_| b"{}".to_vec())
+}
+
+/// Reads and decodes one entry.
+pub fn get<T: for<'de> Deserialize<'de>>(
+    reader: &dyn MetaRead,
+    key: &str,
+) -> Result<Option<T>, CatalogError> {
+    reader.meta(key).map(|b| decode(key, &b)).transpose()
+}
+
+/// Reads and decodes all entries under a prefix.
+pub fn list<T: for<'de> Deserialize<'de>>(
+    reader: &dyn MetaRead,
+    prefix: &str,
+) -> Result<Vec<T>, CatalogError> {
+    reader
+        .meta_prefix(prefix)
+        .into_iter()
+        .map(|(k, v)| decode(&k, &v))
+        .collect()
+}
+
+/// Writes one entry inside a transaction.
+pub fn put<T: Serialize>(txn: &mut Transaction, key: &str, value: &T) {
+    txn.put_meta(key, encode(value));
+}
+
+/// Creates the default database `freshet` with schema `public` and the bootstrap
+/// superuser when the catalog is empty. Idempotent.
+pub fn bootstrap(txn: &mut Transaction, superuser: &str, now_micros: i64) {
+    if txn.get_meta(&database_key("freshet")).is_none() {
+        put(
+            txn,
+            &database_key("freshet"),
+            &DatabaseEntry {
+                name: "freshet".into(),
+                created_micros: now_micros,
+            },
+        );
+        put(
+            txn,
+            &schema_key("freshet", "public"),
+            &SchemaEntry {
+                database: "freshet".into(),
+                name: "public".into(),
+                created_micros: now_micros,
+            },
+        );
+    }
+    if txn.get_meta(&user_key(superuser)).is_none() {
+        put(
+            txn,
+            &user_key(superuser),
+            &UserEntry {
+                name: superuser.to_string(),
+                superuser: true,
+                scram_salt_hex: None,
+                scram_salted_password_hex: None,
+                scram_iterations: 4096,
+            },
+        );
+    }
+}

@@ -1,0 +1,795 @@
+//! INSERT, UPDATE, DELETE, TRUNCATE and COPY.
+//!
+//! Writes go into the session's storage transaction. UPDATE and DELETE are
+//! planned as ordinary SELECTs over the target table *with its hidden row-id
+//! column exposed*, so every WHERE clause, subquery, `UPDATE … FROM` join and
+//! model call DataFusion can plan works unchanged; the selected row ids are then
+//! deleted (and, for UPDATE, the new row versions inserted). INSERT reuses
+//! DataFusion's INSERT planning for column matching, casts and defaults, then
+//! writes the resulting batches.
+
+use std::collections::HashSet;
+use std::sync::Arc;
+
+use datafusion::arrow::array::{new_null_array, Array, ArrayRef, UInt64Array};
+use datafusion::arrow::compute::{cast_with_options, CastOptions};
+use datafusion::arrow::datatypes::{Field, Schema, SchemaRef};
+use datafusion::arrow::record_batch::RecordBatch;
+use datafusion::catalog::{MemorySchemaProvider, SchemaProvider};
+use datafusion::common::ParamValues;
+use datafusion::datasource::MemTable;
+use datafusion::logical_expr::LogicalPlan;
+use datafusion::sql::sqlparser::ast::{
+    CopyLegacyCsvOption, CopyLegacyOption, CopyOption, CopySource, CopyTarget, FromTable,
+    ObjectName, SelectItem, Statement, TableFactor, TableObject, UpdateTableFromKind,
+};
+use datafusion::sql::sqlparser::dialect::PostgreSqlDialect;
+use datafusion::sql::sqlparser::parser::Parser;
+
+use freshet_catalog::{QualifiedName, RelationEntry, RelationKind};
+use freshet_storage::{RowId, TableId, ROW_ID_COLUMN};
+
+use crate::commands::{command, run_query};
+use crate::names::{lookup_relation, resolve_name};
+use crate::planning::{map_df_error, plan_statement};
+use crate::session::{CopyInState, Session};
+use crate::{CommandTag, CopyFormat, CopyInTarget, CopyOptions, EngineError, QueryOutput};
+
+/// The virtual schema holding the per-statement DML helper tables.
+const DML_SCHEMA: &str = "__freshet_dml";
+
+/// A table that rows are being written to.
+#[derive(Debug, Clone)]
+pub(crate) struct InsertTarget {
+    pub(crate) name: QualifiedName,
+    pub(crate) table_id: TableId,
+    pub(crate) schema: SchemaRef,
+    pub(crate) relation: RelationEntry,
+}
+
+/// Resolves a DML target, refusing views and dynamic tables.
+pub(crate) fn writable_target(
+    session: &Session,
+    name: &ObjectName,
+) -> Result<InsertTarget, EngineError> {
+    let qualified = resolve_name(session, name)?;
+    let relation = lookup_relation(session, &qualified)?;
+    let table_id = match (&relation.kind, relation.table_id) {
+        (RelationKind::Table, Some(id)) => id,
+        (RelationKind::DynamicTable(_), _) => {
+            return Err(EngineError::new(
+                "42809",
+                format!(
+                    "cannot modify dynamic table \"{}\": its contents are maintained by refreshes",
+                    relation.name
+                ),
+            ))
+        }
+        _ => {
+            return Err(EngineError::new(
+                "42809",
+                format!("cannot modify view \"{}\"", relation.name),
+            ))
+        }
+    };
+    let schema = session
+        .shared
+        .with_txn(|t| t.table_schema(table_id))
+        .map_err(map_df_error)?
+        .map_err(|e| EngineError::new(e.sqlstate(), e.to_string()))?;
+    Ok(InsertTarget {
+        name: qualified,
+        table_id,
+        schema,
+        relation,
+    })
+}
+
+/// Casts a batch to the table's column types and enforces NOT NULL.
+pub(crate) fn conform(
+    batch: &RecordBatch,
+    target: &InsertTarget,
+) -> Result<RecordBatch, EngineError> {
+    let options = CastOptions {
+        safe: false,
+        ..Default::default()
+    };
+    let mut columns = Vec::with_capacity(target.schema.fields().len());
+    for (i, field) in target.schema.fields().iter().enumerate() {
+        let column = batch.column(i);
+        let column = if column.data_type() == field.data_type() {
+            column.clone()
+        } else {
+            cast_with_options(column, field.data_type(), &options).map_err(|e| {
+                EngineError::new(
+                    "22P02",
+                    format!("invalid value for column \"{}\": {e}", field.name()),
+                )
+            })?
+        };
+        if !field.is_nullable() && column.null_count() > 0 {
+            return Err(EngineError::new(
+                "23502",
+                format!(
+                    "null value in column \"{}\" of relation \"{}\" violates not-null constraint",
+                    field.name(),
+                    target.name.name
+                ),
+            ));
+        }
+        columns.push(column);
+    }
+    RecordBatch::try_new(target.schema.clone(), columns)
+        .map_err(|e| EngineError::new("XX000", e.to_string()))
+}
+
+fn storage_err(e: freshet_storage::StorageError) -> EngineError {
+    EngineError::new(e.sqlstate(), e.to_string())
+}
+
+fn with_txn_mut<T>(
+    session: &Session,
+    f: impl FnOnce(&mut freshet_storage::Transaction) -> Result<T, freshet_storage::StorageError>,
+) -> Result<T, EngineError> {
+    let mut guard = session.shared.txn.lock();
+    match guard.as_mut() {
+        Some(txn) => f(txn).map_err(storage_err),
+        None => Err(EngineError::new("XX000", "no transaction is active")),
+    }
+}
+
+/// Writes validated batches into the target table.
+pub(crate) fn write_batches(
+    session: &Session,
+    target: &InsertTarget,
+    batches: &[RecordBatch],
+) -> Result<u64, EngineError> {
+    let mut rows = 0u64;
+    for batch in batches {
+        if batch.num_rows() == 0 {
+            continue;
+        }
+        let batch = conform(batch, target)?;
+        rows += batch.num_rows() as u64;
+        with_txn_mut(session, |t| t.insert(target.table_id, batch))?;
+    }
+    Ok(rows)
+}
+
+/// INSERT, UPDATE or DELETE, with optional RETURNING.
+pub(crate) async fn run_dml(
+    session: &mut Session,
+    stmt: &Statement,
+    params: Option<ParamValues>,
+) -> Result<QueryOutput, EngineError> {
+    let result = match stmt {
+        Statement::Insert(insert) => insert_rows(session, insert, params).await,
+        Statement::Update(_) | Statement::Delete(_) => {
+            update_or_delete(session, stmt, params).await
+        }
+        _ => Err(EngineError::new("XX000", "not a DML statement")),
+    };
+    session.shared.virtual_schemas.write().remove(DML_SCHEMA);
+    result
+}
+
+async fn insert_rows(
+    session: &mut Session,
+    insert: &datafusion::sql::sqlparser::ast::Insert,
+    params: Option<ParamValues>,
+) -> Result<QueryOutput, EngineError> {
+    let TableObject::TableName(name) = &insert.table else {
+        return Err(EngineError::new(
+            "0A000",
+            "INSERT INTO TABLE FUNCTION is not supported",
+        ));
+    };
+    if insert.on.is_some() {
+        return Err(EngineError::new(
+            "0A000",
+            "INSERT … ON CONFLICT is not supported",
+        ));
+    }
+    let target = writable_target(session, name)?;
+    let mut planned_insert = insert.clone();
+    let returning = planned_insert.returning.take();
+    let mut plan = plan_statement(&session.ctx.state(), Statement::Insert(planned_insert)).await?;
+    if let Some(params) = params.clone() {
+        plan = plan.with_param_values(params).map_err(map_df_error)?;
+    }
+    let LogicalPlan::Dml(dml) = plan else {
+        return Err(EngineError::new("XX000", "INSERT did not plan as DML"));
+    };
+    let batches = session
+        .ctx
+        .execute_logical_plan(dml.input.as_ref().clone())
+        .await
+        .map_err(map_df_error)?
+        .collect()
+        .await
+        .map_err(map_df_error)?;
+    let conformed = batches
+        .iter()
+        .filter(|b| b.num_rows() > 0)
+        .map(|b| conform(b, &target))
+        .collect::<Result<Vec<_>, _>>()?;
+    let rows = write_batches(session, &target, &conformed)?;
+    match returning {
+        Some(items) => {
+            returning_rows(
+                session,
+                &target,
+                &target.name.name,
+                conformed,
+                &items,
+                params,
+            )
+            .await
+        }
+        None => Ok(QueryOutput::Command(CommandTag {
+            tag: "INSERT 0".into(),
+            rows: Some(rows),
+        })),
+    }
+}
+
+fn quote_ident(name: &str) -> String {
+    format!("\"{}\"", name.replace('"', "\"\""))
+}
+
+async fn update_or_delete(
+    session: &mut Session,
+    stmt: &Statement,
+    params: Option<ParamValues>,
+) -> Result<QueryOutput, EngineError> {
+    let (name, alias, extra_from, selection, returning, assignments) = match stmt {
+        Statement::Update(update) => {
+            let TableFactor::Table { name, alias, .. } = &update.table.relation else {
+                return Err(EngineError::new("0A000", "UPDATE target must be a table"));
+            };
+            if !update.table.joins.is_empty() {
+                return Err(EngineError::new(
+                    "0A000",
+                    "UPDATE with JOIN is not supported; use FROM",
+                ));
+            }
+            let from = match &update.from {
+                Some(UpdateTableFromKind::BeforeSet(t))
+                | Some(UpdateTableFromKind::AfterSet(t)) => {
+                    t.iter().map(|t| t.to_string()).collect::<Vec<_>>()
+                }
+                None => Vec::new(),
+            };
+            (
+                name.clone(),
+                alias.as_ref().map(|a| a.name.value.clone()),
+                from,
+                update.selection.clone(),
+                update.returning.clone(),
+                Some(update.assignments.clone()),
+            )
+        }
+        Statement::Delete(delete) => {
+            let tables = match &delete.from {
+                FromTable::WithFromKeyword(t) | FromTable::WithoutKeyword(t) => t,
+            };
+            let [table] = tables.as_slice() else {
+                return Err(EngineError::new(
+                    "0A000",
+                    "DELETE from several tables is not supported",
+                ));
+            };
+            let TableFactor::Table { name, alias, .. } = &table.relation else {
+                return Err(EngineError::new("0A000", "DELETE target must be a table"));
+            };
+            let using = delete
+                .using
+                .as_ref()
+                .map(|u| u.iter().map(|t| t.to_string()).collect::<Vec<_>>())
+                .unwrap_or_default();
+            (
+                name.clone(),
+                alias.as_ref().map(|a| a.name.value.clone()),
+                using,
+                delete.selection.clone(),
+                delete.returning.clone(),
+                None,
+            )
+        }
+        _ => return Err(EngineError::new("XX000", "not UPDATE or DELETE")),
+    };
+    let target = writable_target(session, &name)?;
+    let alias = alias.unwrap_or_else(|| target.name.name.clone());
+
+    // Expose the target with its row ids under a private name for this statement.
+    let rowid_table = rowid_snapshot(session, &target)?;
+    let schema_provider = Arc::new(MemorySchemaProvider::new());
+    schema_provider
+        .register_table("target".into(), rowid_table)
+        .map_err(map_df_error)?;
+    session
+        .shared
+        .virtual_schemas
+        .write()
+        .insert(DML_SCHEMA.into(), schema_provider.clone());
+
+    let mut select_list = vec![quote_ident(ROW_ID_COLUMN)];
+    for field in target.schema.fields() {
+        let assigned = assignments.as_ref().and_then(|a| {
+            a.iter().find(|assignment| {
+                assignment_column(&assignment.target)
+                    .is_some_and(|c| c.eq_ignore_ascii_case(field.name()))
+            })
+        });
+        match assigned {
+            Some(a) => select_list.push(format!("({})", a.value)),
+            None => select_list.push(format!(
+                "{}.{}",
+                quote_ident(&alias),
+                quote_ident(field.name())
+            )),
+        }
+    }
+    if let Some(assignments) = &assignments {
+        for a in assignments {
+            let column = assignment_column(&a.target).unwrap_or_default();
+            if !target
+                .schema
+                .fields()
+                .iter()
+                .any(|f| f.name().eq_ignore_ascii_case(&column))
+            {
+                return Err(EngineError::new(
+                    "42703",
+                    format!(
+                        "column \"{column}\" of relation \"{}\" does not exist",
+                        target.name.name
+                    ),
+                ));
+            }
+        }
+    }
+    let mut sql = format!(
+        "SELECT {} FROM {DML_SCHEMA}.target AS {}",
+        select_list.join(", "),
+        quote_ident(&alias)
+    );
+    for extra in &extra_from {
+        sql.push_str(", ");
+        sql.push_str(extra);
+    }
+    if let Some(selection) = &selection {
+        sql.push_str(&format!(" WHERE {selection}"));
+    }
+    let statement = Parser::new(&PostgreSqlDialect {})
+        .try_with_sql(&sql)
+        .and_then(|mut p| p.parse_statement())
+        .map_err(|e| EngineError::new("42601", e.to_string()))?;
+    let mut plan = plan_statement(&session.ctx.state(), statement).await?;
+    if let Some(params) = params.clone() {
+        plan = plan.with_param_values(params).map_err(map_df_error)?;
+    }
+    let batches = session
+        .ctx
+        .execute_logical_plan(plan)
+        .await
+        .map_err(map_df_error)?
+        .collect()
+        .await
+        .map_err(map_df_error)?;
+
+    // A row matched several times through a FROM join is changed once, as in Postgres.
+    let mut seen = HashSet::new();
+    let mut row_ids = Vec::new();
+    let mut new_rows = Vec::new();
+    for batch in &batches {
+        let ids = batch
+            .column(0)
+            .as_any()
+            .downcast_ref::<UInt64Array>()
+            .ok_or_else(|| EngineError::new("XX000", "row id column has the wrong type"))?;
+        let mut keep = Vec::with_capacity(batch.num_rows());
+        for i in 0..batch.num_rows() {
+            let id = ids.value(i);
+            let first = seen.insert(id);
+            if first {
+                row_ids.push(RowId(id));
+            }
+            keep.push(first);
+        }
+        let mask = datafusion::arrow::array::BooleanArray::from(keep);
+        let filtered = datafusion::arrow::compute::filter_record_batch(batch, &mask)
+            .map_err(|e| EngineError::new("XX000", e.to_string()))?;
+        let values = RecordBatch::try_new(
+            Arc::new(Schema::new(
+                filtered.schema().fields()[1..]
+                    .iter()
+                    .cloned()
+                    .collect::<Vec<_>>(),
+            )),
+            filtered.columns()[1..].to_vec(),
+        )
+        .map_err(|e| EngineError::new("XX000", e.to_string()))?;
+        new_rows.push(conform(&values, &target)?);
+    }
+    let count = row_ids.len() as u64;
+    with_txn_mut(session, |t| t.delete(target.table_id, &row_ids))?;
+    let tag = if assignments.is_some() {
+        write_batches(session, &target, &new_rows)?;
+        "UPDATE"
+    } else {
+        "DELETE"
+    };
+    match returning {
+        Some(items) => returning_rows(session, &target, &alias, new_rows, &items, params).await,
+        None => Ok(command(tag, Some(count))),
+    }
+}
+
+fn assignment_column(target: &datafusion::sql::sqlparser::ast::AssignmentTarget) -> Option<String> {
+    use datafusion::sql::sqlparser::ast::AssignmentTarget;
+    match target {
+        AssignmentTarget::ColumnName(name) => name.0.last().and_then(|p| p.as_ident()).map(|i| {
+            if i.quote_style.is_some() {
+                i.value.clone()
+            } else {
+                i.value.to_ascii_lowercase()
+            }
+        }),
+        AssignmentTarget::Tuple(_) => None,
+    }
+}
+
+/// The target table at the session's snapshot, with the row-id column last.
+fn rowid_snapshot(session: &Session, target: &InsertTarget) -> Result<Arc<MemTable>, EngineError> {
+    let batches = session
+        .shared
+        .with_txn(|t| t.scan(target.table_id, None, true))
+        .map_err(map_df_error)?
+        .map_err(storage_err)?;
+    let mut fields: Vec<Arc<Field>> = target.schema.fields().iter().cloned().collect();
+    fields.push(Arc::new(Field::new(
+        ROW_ID_COLUMN,
+        datafusion::arrow::datatypes::DataType::UInt64,
+        false,
+    )));
+    let schema = Arc::new(Schema::new(fields));
+    let batches = batches
+        .into_iter()
+        .map(|b| RecordBatch::try_new(schema.clone(), b.columns().to_vec()))
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| EngineError::new("XX000", e.to_string()))?;
+    let table = MemTable::try_new(schema, vec![batches]).map_err(map_df_error)?;
+    Ok(Arc::new(table))
+}
+
+async fn returning_rows(
+    session: &mut Session,
+    target: &InsertTarget,
+    alias: &str,
+    rows: Vec<RecordBatch>,
+    items: &[SelectItem],
+    params: Option<ParamValues>,
+) -> Result<QueryOutput, EngineError> {
+    let table = MemTable::try_new(target.schema.clone(), vec![rows]).map_err(map_df_error)?;
+    let schema_provider = Arc::new(MemorySchemaProvider::new());
+    schema_provider
+        .register_table("returning".into(), Arc::new(table))
+        .map_err(map_df_error)?;
+    session
+        .shared
+        .virtual_schemas
+        .write()
+        .insert(DML_SCHEMA.into(), schema_provider);
+    let list = items
+        .iter()
+        .map(|i| i.to_string())
+        .collect::<Vec<_>>()
+        .join(", ");
+    let sql = format!(
+        "SELECT {list} FROM {DML_SCHEMA}.returning AS {}",
+        quote_ident(alias)
+    );
+    let statement = Parser::new(&PostgreSqlDialect {})
+        .try_with_sql(&sql)
+        .and_then(|mut p| p.parse_statement())
+        .map_err(|e| EngineError::new("42601", e.to_string()))?;
+    // Materialize now: the helper table disappears when the statement ends.
+    let output = run_query(session, statement, params).await?;
+    let QueryOutput::Rows { schema, stream } = output else {
+        return Ok(output);
+    };
+    let batches: Vec<RecordBatch> = futures::TryStreamExt::try_collect(stream)
+        .await
+        .map_err(map_df_error)?;
+    let stream = datafusion::physical_plan::stream::RecordBatchStreamAdapter::new(
+        schema.clone(),
+        futures::stream::iter(batches.into_iter().map(Ok)),
+    );
+    Ok(QueryOutput::Rows {
+        schema,
+        stream: Box::pin(stream),
+    })
+}
+
+/// TRUNCATE t1, t2, …
+pub(crate) async fn truncate(
+    session: &mut Session,
+    stmt: &Statement,
+) -> Result<QueryOutput, EngineError> {
+    let Statement::Truncate(truncate) = stmt else {
+        return Err(EngineError::new("XX000", "not TRUNCATE"));
+    };
+    for table in &truncate.table_names {
+        let target = writable_target(session, &table.name)?;
+        with_txn_mut(session, |t| t.truncate(target.table_id))?;
+    }
+    Ok(command("TRUNCATE TABLE", None))
+}
+
+/// COPY … FROM STDIN / TO STDOUT.
+pub(crate) async fn copy(
+    session: &mut Session,
+    stmt: &Statement,
+    params: Option<ParamValues>,
+) -> Result<QueryOutput, EngineError> {
+    let Statement::Copy {
+        source,
+        to,
+        target,
+        options,
+        legacy_options,
+        ..
+    } = stmt
+    else {
+        return Err(EngineError::new("XX000", "not COPY"));
+    };
+    let options = copy_options(options, legacy_options)?;
+    match (to, target) {
+        (false, CopyTarget::Stdin) => {
+            let CopySource::Table {
+                table_name,
+                columns,
+            } = source
+            else {
+                return Err(EngineError::new("42601", "COPY FROM needs a table"));
+            };
+            let target = writable_target(session, table_name)?;
+            let indices = if columns.is_empty() {
+                (0..target.schema.fields().len()).collect::<Vec<_>>()
+            } else {
+                columns
+                    .iter()
+                    .map(|c| {
+                        let wanted = if c.quote_style.is_some() {
+                            c.value.clone()
+                        } else {
+                            c.value.to_ascii_lowercase()
+                        };
+                        target
+                            .schema
+                            .fields()
+                            .iter()
+                            .position(|f| *f.name() == wanted)
+                            .ok_or_else(|| {
+                                EngineError::new(
+                                    "42703",
+                                    format!(
+                                        "column \"{wanted}\" of relation \"{}\" does not exist",
+                                        target.name.name
+                                    ),
+                                )
+                            })
+                    })
+                    .collect::<Result<Vec<_>, _>>()?
+            };
+            let input_schema = Arc::new(Schema::new(
+                indices
+                    .iter()
+                    .map(|i| target.schema.field(*i).clone())
+                    .collect::<Vec<_>>(),
+            ));
+            let autocommit = session.transaction_status() == crate::TransactionStatus::Idle;
+            session.copy_in = Some(CopyInState {
+                target,
+                columns: indices,
+                rows: 0,
+                autocommit,
+            });
+            Ok(QueryOutput::CopyIn(CopyInTarget {
+                schema: input_schema,
+                options,
+            }))
+        }
+        (true, CopyTarget::Stdout) => {
+            let query = match source {
+                CopySource::Table {
+                    table_name,
+                    columns,
+                } => {
+                    let cols = if columns.is_empty() {
+                        "*".to_string()
+                    } else {
+                        columns
+                            .iter()
+                            .map(|c| c.to_string())
+                            .collect::<Vec<_>>()
+                            .join(", ")
+                    };
+                    format!("SELECT {cols} FROM {table_name}")
+                }
+                CopySource::Query(q) => q.to_string(),
+            };
+            let statement = Parser::new(&PostgreSqlDialect {})
+                .try_with_sql(&query)
+                .and_then(|mut p| p.parse_statement())
+                .map_err(|e| EngineError::new("42601", e.to_string()))?;
+            match run_query(session, statement, params).await? {
+                QueryOutput::Rows { schema, stream } => Ok(QueryOutput::CopyOut {
+                    schema,
+                    stream,
+                    options,
+                }),
+                other => Ok(other),
+            }
+        }
+        _ => Err(EngineError::new(
+            "0A000",
+            "only COPY … FROM STDIN and COPY … TO STDOUT are supported (no server-side files)",
+        )),
+    }
+}
+
+fn copy_options(
+    options: &[CopyOption],
+    legacy: &[CopyLegacyOption],
+) -> Result<CopyOptions, EngineError> {
+    let mut format = CopyFormat::Text;
+    let mut delimiter = None;
+    let mut null = None;
+    let mut header = false;
+    let mut quote = '"';
+    let mut escape = None;
+    for option in options {
+        match option {
+            CopyOption::Format(f) => {
+                format = match f.value.to_ascii_lowercase().as_str() {
+                    "text" => CopyFormat::Text,
+                    "csv" => CopyFormat::Csv,
+                    other => {
+                        return Err(EngineError::new(
+                            "0A000",
+                            format!("COPY format \"{other}\" is not supported"),
+                        ))
+                    }
+                }
+            }
+            CopyOption::Delimiter(c) => delimiter = Some(*c),
+            CopyOption::Null(n) => null = Some(n.clone()),
+            CopyOption::Header(h) => header = *h,
+            CopyOption::Quote(q) => quote = *q,
+            CopyOption::Escape(e) => escape = Some(*e),
+            CopyOption::Encoding(e)
+                if e.eq_ignore_ascii_case("utf8") || e.eq_ignore_ascii_case("utf-8") => {}
+            CopyOption::Freeze(_) => {}
+            other => {
+                return Err(EngineError::new(
+                    "0A000",
+                    format!("COPY option {other} is not supported"),
+                ))
+            }
+        }
+    }
+    for option in legacy {
+        match option {
+            CopyLegacyOption::Csv(csv_options) => {
+                format = CopyFormat::Csv;
+                for o in csv_options {
+                    match o {
+                        CopyLegacyCsvOption::Header => header = true,
+                        CopyLegacyCsvOption::Quote(q) => quote = *q,
+                        CopyLegacyCsvOption::Escape(e) => escape = Some(*e),
+                        _ => {}
+                    }
+                }
+            }
+            CopyLegacyOption::Delimiter(c) => delimiter = Some(*c),
+            CopyLegacyOption::Null(n) => null = Some(n.clone()),
+            CopyLegacyOption::Header => header = true,
+            other => {
+                return Err(EngineError::new(
+                    "0A000",
+                    format!("COPY option {other} is not supported"),
+                ))
+            }
+        }
+    }
+    if header && format == CopyFormat::Text {
+        return Err(EngineError::new(
+            "0A000",
+            "COPY HEADER available only in CSV mode",
+        ));
+    }
+    Ok(CopyOptions {
+        format,
+        delimiter: delimiter.unwrap_or(match format {
+            CopyFormat::Text => '\t',
+            CopyFormat::Csv => ',',
+        }),
+        null: null.unwrap_or_else(|| match format {
+            CopyFormat::Text => "\\N".into(),
+            CopyFormat::Csv => String::new(),
+        }),
+        header,
+        quote,
+        escape: escape.unwrap_or(quote),
+    })
+}
+
+impl Session {
+    /// Adds decoded rows to the running `COPY … FROM STDIN`.
+    pub async fn copy_in_batch(&mut self, batch: RecordBatch) -> Result<(), EngineError> {
+        let Some(state) = self.copy_in.as_ref() else {
+            return Err(EngineError::new("08P01", "no COPY is in progress"));
+        };
+        let target = state.target.clone();
+        let n = batch.num_rows();
+        let mut columns: Vec<ArrayRef> = Vec::with_capacity(target.schema.fields().len());
+        for (i, field) in target.schema.fields().iter().enumerate() {
+            match state.columns.iter().position(|c| *c == i) {
+                Some(pos) => columns.push(batch.column(pos).clone()),
+                None => columns.push(crate::ddl::default_column(self, &target, field, n).await?),
+            }
+        }
+        let full = RecordBatch::try_new_with_options(
+            Arc::new(Schema::new(
+                target
+                    .schema
+                    .fields()
+                    .iter()
+                    .enumerate()
+                    .map(|(i, f)| Field::new(f.name(), columns[i].data_type().clone(), true))
+                    .collect::<Vec<_>>(),
+            )),
+            columns,
+            &datafusion::arrow::record_batch::RecordBatchOptions::new().with_row_count(Some(n)),
+        )
+        .map_err(|e| EngineError::new("22P02", e.to_string()))?;
+        let rows = write_batches(self, &target, &[full])?;
+        if let Some(state) = self.copy_in.as_mut() {
+            state.rows += rows;
+        }
+        Ok(())
+    }
+
+    /// Completes the running COPY: its rows commit (or join the open transaction).
+    pub async fn copy_in_finish(&mut self) -> Result<CommandTag, EngineError> {
+        let Some(state) = self.copy_in.take() else {
+            return Err(EngineError::new("08P01", "no COPY is in progress"));
+        };
+        if state.autocommit {
+            self.commit_statement_txn().await?;
+        }
+        Ok(CommandTag {
+            tag: "COPY".into(),
+            rows: Some(state.rows),
+        })
+    }
+
+    /// Abandons the running COPY (client sent CopyFail or the data was bad).
+    pub fn copy_in_abort(&mut self, reason: &str) {
+        tracing::debug!(reason, "COPY aborted");
+        if let Some(state) = self.copy_in.take() {
+            if state.autocommit {
+                self.rollback_statement_txn();
+            } else {
+                self.mark_failed();
+            }
+        }
+    }
+}
+
+/// A column of `n` NULLs of the field's type.
+pub(crate) fn null_column(field: &Field, n: usize) -> ArrayRef {
+    new_null_array(field.data_type(), n)
+}

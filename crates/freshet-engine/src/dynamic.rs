@@ -1,0 +1,2034 @@
+//! Dynamic tables: `CREATE | ALTER | DROP | SHOW | DESCRIBE DYNAMIC TABLE`, and
+//! executing one refresh.
+//!
+//! A dynamic table is a stored table whose contents equal its defining query
+//! evaluated at one storage snapshot, `data_seq`. A refresh moves that snapshot
+//! forward. Everything a refresh changes — the contents, the catalog entry with
+//! the new `data_seq` (the progress marker) and a refresh-history record — is
+//! written in **one** storage transaction, so a crash at any point leaves either
+//! the old state or the new one, never a half-applied refresh; the interrupted
+//! work is simply redone by the next refresh.
+//!
+//! # Refresh modes
+//!
+//! * **FULL** recomputes the query and replaces the contents. Any query works.
+//! * **INCREMENTAL** is offered for *map-only* queries: one source table,
+//!   projections, filters and deterministic scalar expressions (model calls
+//!   included). Such a query maps every source row to at most one result row
+//!   independently of all other rows, so a refresh only has to
+//!   - delete the result rows produced by source rows deleted since
+//!     `data_seq` (found through a hidden lineage column,
+//!     [`SOURCE_ROW_ID_COLUMN`], holding the producing source row's id), and
+//!   - evaluate the query over the rows inserted since `data_seq` only, read
+//!     from the storage change feed.
+//!
+//!   This is what makes model scoring cheap: each new source row is scored
+//!   exactly once, and deleted rows are never scored.
+//!
+//! # Pinning
+//!
+//! At CREATE the query is rewritten into a self-contained form stored in
+//! [`DynamicTableDef::query_text`]: every table reference is qualified with
+//! its database and schema (so a refresh, which runs in an internal session,
+//! reads the same tables whatever the creator's search path was), and every
+//! model call names its model fully and the *resolved version name* (so a
+//! later change of a model's default or aliases does not silently change how
+//! new rows are scored). The user's text is kept verbatim in
+//! [`DynamicTableDef::create_text`]. Model calls that named no version follow
+//! the model's default: when it changes, the next refresh is a REINITIALIZE
+//! that re-scores every row with the new default. [`DynamicTableDef::models`]
+//! lists one [`ModelUse`] per model call, in the order the calls appear in the
+//! stored query, which is how a REINITIALIZE re-pins them.
+//!
+//! # Refresh history
+//!
+//! Each refresh appends a JSON [`RefreshRecord`] under
+//! `refresh/<db>/<schema>/<name>/<seq>-<start>` in the catalog's key space
+//! (the newest [`HISTORY_LIMIT`] are kept). SQL reads it with the table
+//! function `freshet_refresh_history('name')`; `freshet_dynamic_tables()`
+//! returns the same rows as `SHOW DYNAMIC TABLES` for the current database as
+//! an ordinary relation, so they can be filtered and projected.
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::ops::ControlFlow;
+use std::sync::{Arc, OnceLock};
+
+use datafusion::arrow::array::{
+    Array, ArrayRef, Int64Array, RecordBatch, StringArray, TimestampMicrosecondArray, UInt64Array,
+};
+use datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef, TimeUnit};
+use datafusion::catalog::{
+    MemorySchemaProvider, SchemaProvider, TableFunctionArgs, TableFunctionImpl, TableProvider,
+};
+use datafusion::common::tree_node::{TreeNode, TreeNodeRecursion};
+use datafusion::common::{DataFusionError, Result as DfResult, ScalarValue};
+use datafusion::datasource::MemTable;
+use datafusion::execution::context::SessionContext;
+use datafusion::logical_expr::{Expr as DfExpr, LogicalPlan, Volatility};
+use datafusion::sql::sqlparser::ast::{
+    visit_expressions_mut, Expr, FunctionArg, FunctionArgExpr, FunctionArguments, Ident,
+    ObjectName, ObjectNamePart, Query, SelectItem, SetExpr, Statement, TableAlias, TableFactor,
+    Value, VisitMut, VisitorMut,
+};
+use datafusion::sql::sqlparser::dialect::PostgreSqlDialect;
+use datafusion::sql::sqlparser::parser::Parser;
+use serde::{Deserialize, Serialize};
+
+use freshet_catalog::{
+    self as catalog, ColumnInfo, DynamicTableDef, MetaRead, ModelEntry, ModelUse, QualifiedName,
+    RelationEntry, RelationKind,
+};
+use freshet_sql::{
+    AlterDynamicTableAction, CreateDynamicTable, FreshetStatement, Initialize, RefreshMode,
+    ShowScope, TargetLag,
+};
+use freshet_storage::{RowId, TableId, ROW_ID_COLUMN};
+
+use crate::commands::command;
+use crate::ddl::{now_micros, txn_mut};
+use crate::dml::InsertTarget;
+use crate::engine::Engine;
+use crate::names::{find_relation, ident, parts, require_schema, resolve_name, resolve_parts};
+use crate::planning::{map_df_error, plan_statement};
+use crate::provider::SessionShared;
+use crate::session::Session;
+use crate::{batch_output, EngineError, QueryOutput, TransactionStatus};
+
+/// The hidden last column of INCREMENTAL dynamic tables: the row id of the
+/// source row that produced each result row. Never visible to SQL.
+pub const SOURCE_ROW_ID_COLUMN: &str = "__freshet_source_row_id";
+
+/// After this many consecutive failed *scheduled* refreshes a dynamic table
+/// (and everything downstream of it) is set to `SUSPENDED_DUE_TO_ERRORS`.
+pub const MAX_CONSECUTIVE_FAILURES: u32 = 5;
+
+/// Refresh-history records kept per dynamic table.
+pub const HISTORY_LIMIT: usize = 1000;
+
+/// Virtual schema holding a refresh's per-refresh input table.
+const REFRESH_SCHEMA: &str = "__freshet_dt";
+/// Name of the input table inside [`REFRESH_SCHEMA`].
+const REFRESH_INPUT: &str = "source";
+
+const RUNNING: &str = "RUNNING";
+const SUSPENDED: &str = "SUSPENDED";
+const SUSPENDED_DUE_TO_ERRORS: &str = "SUSPENDED_DUE_TO_ERRORS";
+const INCREMENTAL: &str = "INCREMENTAL";
+const FULL: &str = "FULL";
+const INCREMENTAL_REASON: &str =
+    "map-only query over one source: each refresh applies only the source's changed rows";
+
+/// What started a refresh; recorded in the refresh history.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum RefreshTrigger {
+    /// The background scheduler, because the table's lag approached its target.
+    Scheduled,
+    /// `ALTER DYNAMIC TABLE … REFRESH`.
+    Manual,
+    /// The initial refresh inside `CREATE DYNAMIC TABLE … INITIALIZE = ON_CREATE`.
+    Creation,
+}
+
+impl RefreshTrigger {
+    /// The name shown in the history (`SCHEDULED`, `MANUAL`, `CREATION`).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RefreshTrigger::Scheduled => "SCHEDULED",
+            RefreshTrigger::Manual => "MANUAL",
+            RefreshTrigger::Creation => "CREATION",
+        }
+    }
+}
+
+/// Row counts of one refresh.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct RefreshStatistics {
+    /// Rows added to the dynamic table.
+    pub num_inserted_rows: u64,
+    /// Rows removed from the dynamic table.
+    pub num_deleted_rows: u64,
+    /// Source rows the refresh read (changed rows for incremental refreshes).
+    pub num_source_rows_read: u64,
+    /// Result rows computed through model calls (0 when the query calls none).
+    pub num_model_rows_scored: u64,
+}
+
+/// One entry of a dynamic table's refresh history.
+///
+/// Times are microseconds since the Unix epoch (UTC).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RefreshRecord {
+    /// The dynamic table.
+    pub name: QualifiedName,
+    /// `SUCCEEDED`, `FAILED` or `SKIPPED`.
+    pub state: String,
+    /// Why it failed or was skipped; empty on success.
+    pub state_message: String,
+    /// `NO_DATA`, `INCREMENTAL`, `FULL` or `REINITIALIZE` (empty when nothing ran).
+    pub refresh_action: String,
+    /// `SCHEDULED`, `MANUAL` or `CREATION`.
+    pub refresh_trigger: String,
+    /// The storage snapshot the contents now equal (successful refreshes).
+    pub data_seq: Option<u64>,
+    /// The time the contents are current as of.
+    pub data_timestamp: Option<i64>,
+    /// When the refresh started.
+    pub refresh_start_time: i64,
+    /// When it ended.
+    pub refresh_end_time: i64,
+    /// The time by which it had to complete to keep the lag within the
+    /// target (previous data timestamp + target lag), if there is a target.
+    pub completion_target: Option<i64>,
+    /// Row counts.
+    pub statistics: RefreshStatistics,
+}
+
+fn storage_err(e: freshet_storage::StorageError) -> EngineError {
+    EngineError::new(e.sqlstate(), e.to_string())
+}
+
+fn catalog_err(e: catalog::CatalogError) -> EngineError {
+    EngineError::new(e.sqlstate(), e.to_string())
+}
+
+fn arrow_err(e: datafusion::arrow::error::ArrowError) -> EngineError {
+    EngineError::new("XX000", e.to_string())
+}
+
+// ---------------------------------------------------------------------------
+// Statement entry points
+// ---------------------------------------------------------------------------
+
+const SHOW_COLUMNS: &[(&str, ColumnKind)] = &[
+    ("created_on", ColumnKind::Timestamp),
+    ("name", ColumnKind::Text),
+    ("database_name", ColumnKind::Text),
+    ("schema_name", ColumnKind::Text),
+    ("rows", ColumnKind::Int),
+    ("bytes", ColumnKind::Int),
+    ("target_lag", ColumnKind::Text),
+    ("refresh_mode", ColumnKind::Text),
+    ("refresh_mode_reason", ColumnKind::Text),
+    ("warehouse", ColumnKind::Text),
+    ("comment", ColumnKind::Text),
+    ("text", ColumnKind::Text),
+    ("scheduling_state", ColumnKind::Text),
+    ("last_suspended_on", ColumnKind::Timestamp),
+    ("data_timestamp", ColumnKind::Timestamp),
+    ("lag_seconds", ColumnKind::Int),
+];
+
+const HISTORY_COLUMNS: &[(&str, ColumnKind)] = &[
+    ("name", ColumnKind::Text),
+    ("database_name", ColumnKind::Text),
+    ("schema_name", ColumnKind::Text),
+    ("state", ColumnKind::Text),
+    ("state_message", ColumnKind::Text),
+    ("refresh_action", ColumnKind::Text),
+    ("refresh_trigger", ColumnKind::Text),
+    ("data_timestamp", ColumnKind::Timestamp),
+    ("refresh_start_time", ColumnKind::Timestamp),
+    ("refresh_end_time", ColumnKind::Timestamp),
+    ("completion_target", ColumnKind::Timestamp),
+    ("inserted_rows", ColumnKind::Int),
+    ("deleted_rows", ColumnKind::Int),
+    ("source_rows_read", ColumnKind::Int),
+    ("model_rows_scored", ColumnKind::Int),
+    ("statistics", ColumnKind::Text),
+];
+
+const DESCRIBE_COLUMNS: &[&str] = &["name", "type", "kind", "null?", "comment", "model_version"];
+
+#[derive(Clone, Copy)]
+enum ColumnKind {
+    Text,
+    Int,
+    Timestamp,
+}
+
+/// One cell of a typed result row.
+enum Cell {
+    Text(Option<String>),
+    Int(Option<i64>),
+    Time(Option<i64>),
+}
+
+fn typed_schema(columns: &[(&str, ColumnKind)]) -> SchemaRef {
+    Arc::new(Schema::new(
+        columns
+            .iter()
+            .map(|(name, kind)| {
+                let t = match kind {
+                    ColumnKind::Text => DataType::Utf8,
+                    ColumnKind::Int => DataType::Int64,
+                    ColumnKind::Timestamp => {
+                        DataType::Timestamp(TimeUnit::Microsecond, Some("+00:00".into()))
+                    }
+                };
+                Field::new(*name, t, true)
+            })
+            .collect::<Vec<_>>(),
+    ))
+}
+
+fn typed_batch(
+    columns: &[(&str, ColumnKind)],
+    rows: Vec<Vec<Cell>>,
+) -> Result<RecordBatch, EngineError> {
+    let schema = typed_schema(columns);
+    let mut arrays: Vec<ArrayRef> = Vec::with_capacity(columns.len());
+    for (i, (_, kind)) in columns.iter().enumerate() {
+        let array: ArrayRef = match kind {
+            ColumnKind::Text => Arc::new(StringArray::from(
+                rows.iter()
+                    .map(|r| match r.get(i) {
+                        Some(Cell::Text(v)) => v.clone(),
+                        _ => None,
+                    })
+                    .collect::<Vec<_>>(),
+            )),
+            ColumnKind::Int => Arc::new(Int64Array::from(
+                rows.iter()
+                    .map(|r| match r.get(i) {
+                        Some(Cell::Int(v)) => *v,
+                        _ => None,
+                    })
+                    .collect::<Vec<_>>(),
+            )),
+            ColumnKind::Timestamp => Arc::new(
+                TimestampMicrosecondArray::from(
+                    rows.iter()
+                        .map(|r| match r.get(i) {
+                            Some(Cell::Time(v)) => *v,
+                            _ => None,
+                        })
+                        .collect::<Vec<_>>(),
+                )
+                .with_timezone("+00:00"),
+            ),
+        };
+        arrays.push(array);
+    }
+    RecordBatch::try_new(schema, arrays).map_err(arrow_err)
+}
+
+/// Row descriptions of the dynamic-table statements that return rows.
+pub(crate) fn describe(_session: &Session, statement: &FreshetStatement) -> Option<SchemaRef> {
+    match statement {
+        FreshetStatement::ShowDynamicTables { .. } => Some(typed_schema(SHOW_COLUMNS)),
+        FreshetStatement::DescribeDynamicTable { .. } => {
+            Some(crate::commands::text_schema(DESCRIBE_COLUMNS))
+        }
+        _ => None,
+    }
+}
+
+/// Executes a dynamic-table statement; `None` if the statement is not one.
+pub(crate) async fn run(
+    session: &mut Session,
+    statement: &FreshetStatement,
+    source: &str,
+) -> Option<Result<QueryOutput, EngineError>> {
+    let result = match statement {
+        FreshetStatement::CreateDynamicTable(create) => {
+            let result = create_dynamic_table(session, create, source).await;
+            session
+                .shared
+                .virtual_schemas
+                .write()
+                .remove(REFRESH_SCHEMA);
+            result
+        }
+        FreshetStatement::AlterDynamicTable { name, action } => {
+            alter_dynamic_table(session, name, action).await
+        }
+        FreshetStatement::DropDynamicTable {
+            name,
+            if_exists,
+            cascade,
+        } => drop_dynamic_table(session, name, *if_exists, *cascade),
+        FreshetStatement::ShowDynamicTables { like, scope } => {
+            show_dynamic_tables(session, like.as_deref(), scope)
+        }
+        FreshetStatement::DescribeDynamicTable { name } => describe_dynamic_table(session, name),
+        _ => return None,
+    };
+    Some(result)
+}
+
+// ---------------------------------------------------------------------------
+// Catalog helpers
+// ---------------------------------------------------------------------------
+
+fn all_relations(reader: &dyn MetaRead) -> Result<Vec<RelationEntry>, EngineError> {
+    catalog::list::<RelationEntry>(reader, "rel/").map_err(catalog_err)
+}
+
+fn session_relations(session: &Session) -> Result<Vec<RelationEntry>, EngineError> {
+    session
+        .shared
+        .with_txn(|t| all_relations(t))
+        .map_err(map_df_error)?
+}
+
+fn not_dynamic(entry: &RelationEntry) -> EngineError {
+    let what = match entry.kind {
+        RelationKind::Table => "a table",
+        RelationKind::View { .. } => "a view",
+        RelationKind::DynamicTable(_) => "a dynamic table",
+    };
+    EngineError::new(
+        "42809",
+        format!("\"{}\" is {what}, not a dynamic table", entry.name),
+    )
+}
+
+/// Looks up a dynamic table: 42P01 when missing, 42809 when not dynamic.
+fn require_dynamic(session: &Session, name: &QualifiedName) -> Result<RelationEntry, EngineError> {
+    let entry = find_relation(session, name)?.ok_or_else(|| {
+        EngineError::new(
+            "42P01",
+            format!("dynamic table \"{}\" does not exist", name.name),
+        )
+    })?;
+    if entry.dynamic().is_none() {
+        return Err(not_dynamic(&entry));
+    }
+    Ok(entry)
+}
+
+fn put_entry(session: &Session, entry: &RelationEntry) -> Result<(), EngineError> {
+    txn_mut(session, |t| {
+        catalog::put(t, &catalog::relation_key(&entry.qualified()), entry);
+        Ok(())
+    })
+}
+
+fn with_def(entry: &mut RelationEntry, f: impl FnOnce(&mut DynamicTableDef)) {
+    if let RelationKind::DynamicTable(def) = &mut entry.kind {
+        f(def);
+    }
+}
+
+/// Dynamic tables reading `name`, transitively (downstream closure), in
+/// breadth-first order, without `name` itself.
+fn downstream_of(all: &[RelationEntry], name: &QualifiedName) -> Vec<QualifiedName> {
+    let mut out: Vec<QualifiedName> = Vec::new();
+    let mut queue = vec![name.clone()];
+    while let Some(current) = queue.pop() {
+        for r in all {
+            if let Some(def) = r.dynamic() {
+                let q = r.qualified();
+                if def.sources.contains(&current) && !out.contains(&q) && q != *name {
+                    out.push(q.clone());
+                    queue.push(q);
+                }
+            }
+        }
+    }
+    out
+}
+
+/// Key prefix of a dynamic table's refresh history.
+fn history_prefix(name: &QualifiedName) -> String {
+    format!("refresh/{}/{}/{}/", name.database, name.schema, name.name)
+}
+
+/// The holder name of a dynamic table's storage retention hold.
+pub fn retention_holder(name: &QualifiedName) -> String {
+    format!("dynamic-table:{name}")
+}
+
+/// Appends a history record in `txn`, trimming to the newest [`HISTORY_LIMIT`].
+fn append_history(txn: &mut freshet_storage::Transaction, record: &RefreshRecord) {
+    let prefix = history_prefix(&record.name);
+    let existing = txn.scan_meta(&prefix);
+    if existing.len() >= HISTORY_LIMIT {
+        let excess = existing.len() + 1 - HISTORY_LIMIT;
+        for (key, _) in existing.iter().take(excess) {
+            txn.delete_meta(key);
+        }
+    }
+    let key = format!(
+        "{prefix}{:020}-{:020}",
+        record.data_seq.unwrap_or_else(|| txn.snapshot_seq()),
+        record.refresh_start_time.max(0)
+    );
+    catalog::put(txn, &key, record);
+}
+
+fn delete_history(session: &Session, name: &QualifiedName) -> Result<(), EngineError> {
+    txn_mut(session, |t| {
+        for (key, _) in t.scan_meta(&history_prefix(name)) {
+            t.delete_meta(&key);
+        }
+        Ok(())
+    })
+}
+
+/// Registers a retention hold for every dynamic table, so the change feeds
+/// their next incremental refreshes need survive. Holds are not persisted by
+/// storage: call this after the engine opens, before client writes start.
+/// Returns the number of holds set.
+pub fn restore_retention_holds(engine: &Engine) -> Result<usize, EngineError> {
+    let snapshot = engine.store.snapshot();
+    let mut n = 0;
+    for entry in all_relations(&snapshot)? {
+        if let Some(seq) = entry.dynamic().and_then(|d| d.data_seq) {
+            engine
+                .store
+                .set_retention_hold(&retention_holder(&entry.qualified()), Some(seq));
+            n += 1;
+        }
+    }
+    Ok(n)
+}
+
+// ---------------------------------------------------------------------------
+// CREATE
+// ---------------------------------------------------------------------------
+
+/// Qualifies table references with database and schema; records what it saw.
+struct Qualifier {
+    database: String,
+    schema: String,
+    ctes: HashSet<String>,
+    relations: Vec<QualifiedName>,
+    other_shapes: bool,
+}
+
+impl VisitorMut for Qualifier {
+    type Break = ();
+
+    fn pre_visit_query(&mut self, query: &mut Query) -> ControlFlow<()> {
+        if let Some(with) = &query.with {
+            for cte in &with.cte_tables {
+                self.ctes.insert(ident(&cte.alias.name));
+            }
+        }
+        ControlFlow::Continue(())
+    }
+
+    fn pre_visit_table_factor(&mut self, factor: &mut TableFactor) -> ControlFlow<()> {
+        let TableFactor::Table {
+            name, args: None, ..
+        } = factor
+        else {
+            if !matches!(
+                factor,
+                TableFactor::Derived { .. } | TableFactor::NestedJoin { .. }
+            ) {
+                self.other_shapes = true;
+            }
+            return ControlFlow::Continue(());
+        };
+        let normalized = parts(name);
+        if normalized.len() == 1 && self.ctes.contains(&normalized[0]) {
+            return ControlFlow::Continue(());
+        }
+        let mut prefix: Vec<ObjectNamePart> = match normalized.len() {
+            1 => vec![
+                ObjectNamePart::Identifier(Ident::with_quote('"', self.database.clone())),
+                ObjectNamePart::Identifier(Ident::with_quote('"', self.schema.clone())),
+            ],
+            2 => vec![ObjectNamePart::Identifier(Ident::with_quote(
+                '"',
+                self.database.clone(),
+            ))],
+            _ => Vec::new(),
+        };
+        prefix.extend(name.0.iter().cloned());
+        *name = ObjectName(prefix);
+        if let [d, s, n] = parts(name).as_slice() {
+            let q = QualifiedName {
+                database: d.clone(),
+                schema: s.clone(),
+                name: n.clone(),
+            };
+            if !self.relations.contains(&q) {
+                self.relations.push(q);
+            }
+        }
+        ControlFlow::Continue(())
+    }
+}
+
+/// The arguments of a `freshet_model_call(…)` expression.
+fn model_call_args(expr: &mut Expr) -> Option<&mut Vec<FunctionArg>> {
+    let Expr::Function(f) = expr else {
+        return None;
+    };
+    let is_call = matches!(
+        f.name.0.as_slice(),
+        [ObjectNamePart::Identifier(n)] if n.value.eq_ignore_ascii_case(freshet_sql::MODEL_CALL_FUNCTION)
+    );
+    match (&mut f.args, is_call) {
+        (FunctionArguments::List(list), true) => Some(&mut list.args),
+        _ => None,
+    }
+}
+
+fn string_arg(args: &[FunctionArg], i: usize) -> Option<String> {
+    match args.get(i) {
+        Some(FunctionArg::Unnamed(FunctionArgExpr::Expr(Expr::Value(v)))) => match &v.value {
+            Value::SingleQuotedString(s) => Some(s.clone()),
+            _ => None,
+        },
+        _ => None,
+    }
+}
+
+fn set_string_arg(args: &mut [FunctionArg], i: usize, value: String) {
+    if let Some(arg) = args.get_mut(i) {
+        *arg = FunctionArg::Unnamed(FunctionArgExpr::Expr(Expr::value(
+            Value::SingleQuotedString(value),
+        )));
+    }
+}
+
+/// The model-name literal naming `name` fully.
+fn model_literal(name: &QualifiedName) -> String {
+    freshet_sql::model_name_literal(&ObjectName(vec![
+        ObjectNamePart::Identifier(Ident::with_quote('"', name.database.clone())),
+        ObjectNamePart::Identifier(Ident::with_quote('"', name.schema.clone())),
+        ObjectNamePart::Identifier(Ident::with_quote('"', name.name.clone())),
+    ]))
+}
+
+/// Resolves every model call of `query` and pins it to a full model name and
+/// a version name; returns one [`ModelUse`] per call, in visiting order.
+fn pin_models(session: &Session, query: &mut Query) -> Result<Vec<ModelUse>, EngineError> {
+    let default_schema = session
+        .search_path
+        .first()
+        .cloned()
+        .unwrap_or_else(|| "public".into());
+    let guard = session.shared.txn.lock();
+    let Some(txn) = guard.as_ref() else {
+        return Err(EngineError::new("XX000", "no transaction is active"));
+    };
+    let mut uses = Vec::new();
+    let flow = visit_expressions_mut(query, |expr: &mut Expr| {
+        let Some(args) = model_call_args(expr) else {
+            return ControlFlow::Continue(());
+        };
+        let (Some(model), Some(version)) = (string_arg(args, 0), string_arg(args, 1)) else {
+            return ControlFlow::Break(EngineError::new(
+                "42883",
+                "a model call in a dynamic table must name its model and version literally",
+            ));
+        };
+        let version_ref = (!version.is_empty()).then_some(version.as_str());
+        match crate::registry::resolve_model(
+            &session.engine,
+            txn,
+            &session.database,
+            &default_schema,
+            &model,
+            version_ref,
+        ) {
+            Ok(resolved) => {
+                let qualified = resolved.entry.qualified();
+                set_string_arg(args, 0, model_literal(&qualified));
+                set_string_arg(args, 1, resolved.version.name.clone());
+                uses.push(ModelUse {
+                    model: qualified,
+                    version: resolved.version.name.clone(),
+                    follows_default: version.is_empty() || version.eq_ignore_ascii_case("default"),
+                });
+                ControlFlow::Continue(())
+            }
+            Err(e) => ControlFlow::Break(e),
+        }
+    });
+    match flow {
+        ControlFlow::Break(e) => Err(e),
+        ControlFlow::Continue(()) => Ok(uses),
+    }
+}
+
+/// Sets the version literal of the i-th model call to `models[i].version`.
+fn repin_versions(query: &mut Query, models: &[ModelUse]) {
+    let mut i = 0usize;
+    let _ = visit_expressions_mut(query, |expr: &mut Expr| {
+        if let Some(args) = model_call_args(expr) {
+            if let Some(m) = models.get(i) {
+                set_string_arg(args, 1, m.version.clone());
+            }
+            i += 1;
+        }
+        ControlFlow::<()>::Continue(())
+    });
+}
+
+/// Parses a stored (pinned, already rewritten) query.
+fn parse_stored_query(text: &str) -> Result<Query, EngineError> {
+    let statement = Parser::new(&PostgreSqlDialect {})
+        .try_with_sql(text)
+        .and_then(|mut p| p.parse_statement())
+        .map_err(|e| {
+            EngineError::new(
+                "XX001",
+                format!("stored dynamic table query does not parse: {e}"),
+            )
+        })?;
+    match statement {
+        Statement::Query(q) => Ok(*q),
+        _ => Err(EngineError::new(
+            "XX001",
+            "stored dynamic table query is not a query",
+        )),
+    }
+}
+
+fn not_incremental(what: &str) -> String {
+    format!("{what}: not incrementally maintainable yet")
+}
+
+/// Why `query` (planned as `plan`, reading `sources`) cannot be maintained
+/// incrementally; `None` when it is map-only and can.
+fn incremental_blocker(
+    query: &Query,
+    plan: &LogicalPlan,
+    sources: &[RelationEntry],
+    other_shapes: bool,
+) -> Option<String> {
+    if let Some(view) = sources
+        .iter()
+        .find(|s| matches!(s.kind, RelationKind::View { .. }))
+    {
+        return Some(format!("reads a view ({})", view.name));
+    }
+    let mut reason: Option<String> = None;
+    let _ = plan.apply_with_subqueries(|node| {
+        let what = match node {
+            LogicalPlan::Aggregate(_) => Some("aggregate (GROUP BY)".to_string()),
+            LogicalPlan::Join(_) => Some("join".to_string()),
+            LogicalPlan::Window(_) => Some("window function".to_string()),
+            LogicalPlan::Union(_) => Some("UNION".to_string()),
+            LogicalPlan::Distinct(_) => Some("DISTINCT".to_string()),
+            LogicalPlan::Limit(_) => Some("LIMIT/OFFSET".to_string()),
+            LogicalPlan::Sort(_) => Some("ORDER BY".to_string()),
+            LogicalPlan::Subquery(_) => Some("subquery".to_string()),
+            LogicalPlan::Unnest(_) => Some("UNNEST".to_string()),
+            LogicalPlan::RecursiveQuery(_) => Some("recursive query".to_string()),
+            LogicalPlan::Projection(_)
+            | LogicalPlan::Filter(_)
+            | LogicalPlan::TableScan(_)
+            | LogicalPlan::SubqueryAlias(_)
+            | LogicalPlan::EmptyRelation(_)
+            | LogicalPlan::Values(_) => None,
+            other => Some(format!("{} operator", other.display())),
+        };
+        if let Some(what) = what {
+            reason.get_or_insert_with(|| not_incremental(&what));
+            return Ok(TreeNodeRecursion::Stop);
+        }
+        node.apply_expressions(|e| {
+            e.apply(|e| {
+                let found = match e {
+                    DfExpr::ScalarFunction(f)
+                        if f.func.signature().volatility != Volatility::Immutable =>
+                    {
+                        Some(format!("non-deterministic function {}()", f.func.name()))
+                    }
+                    DfExpr::ScalarSubquery(_) | DfExpr::Exists(_) | DfExpr::InSubquery(_) => {
+                        Some(not_incremental("subquery"))
+                    }
+                    DfExpr::WindowFunction(_) => Some(not_incremental("window function")),
+                    DfExpr::AggregateFunction(_) => Some(not_incremental("aggregate")),
+                    _ => None,
+                };
+                match found {
+                    Some(r) => {
+                        reason.get_or_insert(r);
+                        Ok(TreeNodeRecursion::Stop)
+                    }
+                    None => Ok(TreeNodeRecursion::Continue),
+                }
+            })
+        })
+    });
+    if reason.is_some() {
+        return reason;
+    }
+    if query.with.is_some() {
+        return Some(not_incremental("common table expression (WITH)"));
+    }
+    let SetExpr::Select(select) = query.body.as_ref() else {
+        return Some(not_incremental("set operation or VALUES"));
+    };
+    if select.from.len() != 1 || other_shapes {
+        return Some(if select.from.is_empty() {
+            "reads no table: nothing to maintain incrementally".to_string()
+        } else {
+            not_incremental("several FROM items")
+        });
+    }
+    let from = &select.from[0];
+    if !from.joins.is_empty() {
+        return Some(not_incremental("join"));
+    }
+    match &from.relation {
+        TableFactor::Table {
+            args: None, alias, ..
+        } => {
+            if alias.as_ref().is_some_and(|a| !a.columns.is_empty()) {
+                return Some(not_incremental("table alias with a column list"));
+            }
+        }
+        _ => return Some(not_incremental("derived table or table function in FROM")),
+    }
+    if select.projection.iter().any(|item| {
+        matches!(
+            item,
+            SelectItem::Wildcard(_) | SelectItem::QualifiedWildcard(_, _)
+        )
+    }) {
+        return Some(
+            "SELECT * is not supported for INCREMENTAL: list the columns explicitly".to_string(),
+        );
+    }
+    match sources {
+        [only]
+            if matches!(
+                only.kind,
+                RelationKind::Table | RelationKind::DynamicTable(_)
+            ) =>
+        {
+            None
+        }
+        [] => Some("reads no stored table: nothing to maintain incrementally".to_string()),
+        _ => Some(not_incremental("several source tables")),
+    }
+}
+
+async fn create_dynamic_table(
+    session: &mut Session,
+    create: &CreateDynamicTable,
+    source: &str,
+) -> Result<QueryOutput, EngineError> {
+    let name = resolve_name(session, &create.name)?;
+    require_schema(session, &name)?;
+    if let Some(existing) = find_relation(session, &name)? {
+        if create.if_not_exists {
+            return Ok(command("CREATE DYNAMIC TABLE", None));
+        }
+        if !create.or_replace {
+            return Err(EngineError::new(
+                "42P07",
+                format!("relation \"{}\" already exists", existing.name),
+            ));
+        }
+        if existing.dynamic().is_none() {
+            return Err(not_dynamic(&existing));
+        }
+        // Dynamic tables reading the old one would be left with change feeds
+        // of a table that no longer exists: refuse (2BP01) like DROP does.
+        crate::ddl::drop_with_dependents(session, &existing, false)?;
+    }
+    if create.initialize == Initialize::OnCreate
+        && session.transaction_status() != TransactionStatus::Idle
+    {
+        // The initial contents must equal the query at a *committed* snapshot,
+        // or later incremental refreshes would apply the block's own writes twice.
+        return Err(EngineError::new(
+            "25001",
+            "CREATE DYNAMIC TABLE … INITIALIZE = ON_CREATE cannot run inside a transaction block",
+        ));
+    }
+
+    let default_schema = session
+        .search_path
+        .first()
+        .cloned()
+        .unwrap_or_else(|| "public".into());
+    let mut query = (*create.query).clone();
+    let mut qualifier = Qualifier {
+        database: session.database.clone(),
+        schema: default_schema,
+        ctes: HashSet::new(),
+        relations: Vec::new(),
+        other_shapes: false,
+    };
+    let _ = query.visit(&mut qualifier);
+    let models = pin_models(session, &mut query)?;
+    let plan = plan_statement(
+        &session.ctx.state(),
+        Statement::Query(Box::new(query.clone())),
+    )
+    .await?;
+    let output_schema = plan.schema().as_arrow().clone();
+
+    let mut source_entries = Vec::new();
+    for relation in &qualifier.relations {
+        if let Some(entry) = find_relation(session, relation)? {
+            source_entries.push(entry);
+        }
+    }
+    let blocker = incremental_blocker(&query, &plan, &source_entries, qualifier.other_shapes);
+    let (refresh_mode, reason) = match (create.refresh_mode, blocker) {
+        (RefreshMode::Full, _) => (FULL, "REFRESH_MODE = FULL was requested".to_string()),
+        (RefreshMode::Incremental, Some(reason)) => {
+            return Err(EngineError::new(
+                "0A000",
+                format!(
+                    "dynamic table \"{}\" cannot use REFRESH_MODE = INCREMENTAL: {reason}; use REFRESH_MODE = FULL or AUTO",
+                    name.name
+                ),
+            ))
+        }
+        (RefreshMode::Incremental, None) | (RefreshMode::Auto, None) => {
+            (INCREMENTAL, INCREMENTAL_REASON.to_string())
+        }
+        (RefreshMode::Auto, Some(reason)) => (FULL, reason),
+    };
+
+    let mut fields: Vec<Field> = output_schema
+        .fields()
+        .iter()
+        .map(|f| crate::types::normalize_result_field(f))
+        .collect();
+    let mut columns = BTreeMap::new();
+    if !create.columns.is_empty() {
+        if create.columns.len() != fields.len() {
+            return Err(EngineError::new(
+                "42601",
+                format!(
+                    "the column list names {} column(s) but the query returns {}",
+                    create.columns.len(),
+                    fields.len()
+                ),
+            ));
+        }
+        for (field, (column, comment)) in fields.iter_mut().zip(&create.columns) {
+            let column_name = ident(column);
+            *field = field.clone().with_name(column_name.clone());
+            if comment.is_some() {
+                columns.insert(
+                    column_name,
+                    ColumnInfo {
+                        default_sql: None,
+                        comment: comment.clone(),
+                    },
+                );
+            }
+        }
+    }
+    let mut seen = HashSet::new();
+    for field in &fields {
+        if field.name() == SOURCE_ROW_ID_COLUMN || field.name() == ROW_ID_COLUMN {
+            return Err(EngineError::new(
+                "42939",
+                format!("column name \"{}\" is reserved", field.name()),
+            ));
+        }
+        if !seen.insert(field.name().clone()) {
+            return Err(EngineError::new(
+                "42701",
+                format!("column \"{}\" specified more than once", field.name()),
+            ));
+        }
+    }
+    if refresh_mode == INCREMENTAL {
+        fields.push(Field::new(SOURCE_ROW_ID_COLUMN, DataType::UInt64, true));
+    }
+
+    let def = DynamicTableDef {
+        query_text: query.to_string(),
+        create_text: source.to_string(),
+        target_lag_secs: match create.target_lag {
+            TargetLag::Duration(d) => Some(d.as_secs()),
+            TargetLag::Downstream => None,
+        },
+        warehouse: create.warehouse.as_ref().map(ident),
+        requested_mode: create.refresh_mode.to_string(),
+        refresh_mode: refresh_mode.to_string(),
+        refresh_mode_reason: reason,
+        initialize: create.initialize.to_string(),
+        sources: source_entries.iter().map(|e| e.qualified()).collect(),
+        models,
+        data_seq: None,
+        data_timestamp_micros: None,
+        scheduling_state: RUNNING.to_string(),
+        last_suspended_micros: None,
+        consecutive_failures: 0,
+    };
+    let target = crate::ddl::create_relation(
+        session,
+        &name,
+        fields,
+        columns,
+        RelationKind::DynamicTable(Box::new(def)),
+        create.comment.clone(),
+    )?;
+    // A previous dynamic table of this name may have left history behind
+    // (dropped through DROP TABLE … CASCADE of its source).
+    delete_history(session, &name)?;
+    if create.initialize == Initialize::OnCreate {
+        let record = refresh_in_session(
+            session,
+            target.relation,
+            RefreshTrigger::Creation,
+            now_micros(),
+        )
+        .await?;
+        if let Some(seq) = record.data_seq {
+            session
+                .engine
+                .store
+                .set_retention_hold(&retention_holder(&name), Some(seq));
+        }
+    }
+    Ok(command("CREATE DYNAMIC TABLE", None))
+}
+
+// ---------------------------------------------------------------------------
+// Executing a refresh
+// ---------------------------------------------------------------------------
+
+/// Per-table locks, so two refreshes of one table never run at once (storage
+/// would reject the second commit anyway; the lock avoids the wasted work).
+fn refresh_lock(engine: &Arc<Engine>, name: &QualifiedName) -> Arc<tokio::sync::Mutex<()>> {
+    type Locks = parking_lot::Mutex<HashMap<(usize, QualifiedName), Arc<tokio::sync::Mutex<()>>>>;
+    static LOCKS: OnceLock<Locks> = OnceLock::new();
+    let key = (Arc::as_ptr(engine) as usize, name.clone());
+    LOCKS
+        .get_or_init(Default::default)
+        .lock()
+        .entry(key)
+        .or_default()
+        .clone()
+}
+
+/// Refreshes one dynamic table now, in its own transaction, and returns the
+/// history record it wrote.
+///
+/// Runs in an internal session of the bootstrap superuser, reading the
+/// latest committed snapshot. Failures are recorded as FAILED history entries
+/// (and, for scheduled refreshes, counted towards
+/// [`MAX_CONSECUTIVE_FAILURES`]) before the error is returned; a
+/// serialization failure (40001, a concurrent DDL on the table) is returned
+/// without being recorded, since the refresh is simply retried.
+pub async fn refresh_dynamic_table(
+    engine: &Arc<Engine>,
+    name: &QualifiedName,
+    trigger: RefreshTrigger,
+) -> Result<RefreshRecord, EngineError> {
+    let lock = refresh_lock(engine, name);
+    let _guard = lock.lock().await;
+    let start = now_micros();
+    let result = refresh_committed(engine, name, trigger, start).await;
+    match result {
+        Ok(record) => {
+            if let Some(seq) = record.data_seq {
+                engine
+                    .store
+                    .set_retention_hold(&retention_holder(name), Some(seq));
+            }
+            Ok(record)
+        }
+        Err(e) => {
+            if e.sqlstate() != "40001" {
+                if let Err(record_error) = record_failure(engine, name, trigger, start, &e).await {
+                    tracing::warn!(
+                        table = %name,
+                        "could not record failed refresh: {record_error}"
+                    );
+                }
+            }
+            Err(e)
+        }
+    }
+}
+
+async fn refresh_committed(
+    engine: &Arc<Engine>,
+    name: &QualifiedName,
+    trigger: RefreshTrigger,
+    start: i64,
+) -> Result<RefreshRecord, EngineError> {
+    let mut session = engine.new_session(engine.superuser(), Some(&name.database))?;
+    session.set_setting("search_path", name.schema.clone())?;
+    session.begin_statement_txn();
+    let result = async {
+        let entry = require_dynamic(&session, name)?;
+        refresh_in_session(&mut session, entry, trigger, start).await
+    }
+    .await;
+    session
+        .shared
+        .virtual_schemas
+        .write()
+        .remove(REFRESH_SCHEMA);
+    match result {
+        Ok(record) => {
+            session.commit_statement_txn().await?;
+            Ok(record)
+        }
+        Err(e) => {
+            session.rollback_statement_txn();
+            Err(e)
+        }
+    }
+}
+
+/// Writes a FAILED record (own transaction) and counts scheduled failures.
+async fn record_failure(
+    engine: &Arc<Engine>,
+    name: &QualifiedName,
+    trigger: RefreshTrigger,
+    start: i64,
+    error: &EngineError,
+) -> Result<(), EngineError> {
+    let mut txn = engine.store.begin();
+    let key = catalog::relation_key(name);
+    let Some(mut entry) = catalog::get::<RelationEntry>(&txn, &key).map_err(catalog_err)? else {
+        return Ok(());
+    };
+    let Some(def) = entry.dynamic().cloned() else {
+        return Ok(());
+    };
+    let now = now_micros();
+    if trigger == RefreshTrigger::Scheduled {
+        let failures = def.consecutive_failures.saturating_add(1);
+        with_def(&mut entry, |d| d.consecutive_failures = failures);
+        if failures >= MAX_CONSECUTIVE_FAILURES {
+            let all = all_relations(&txn)?;
+            let mut affected = vec![name.clone()];
+            affected.extend(downstream_of(&all, name));
+            for q in affected {
+                let current = if q == *name {
+                    Some(entry.clone())
+                } else {
+                    all.iter().find(|r| r.qualified() == q).cloned()
+                };
+                if let Some(mut e) = current {
+                    with_def(&mut e, |d| {
+                        if d.scheduling_state == RUNNING {
+                            d.scheduling_state = SUSPENDED_DUE_TO_ERRORS.to_string();
+                            d.last_suspended_micros = Some(now);
+                        }
+                    });
+                    if q == *name {
+                        entry = e.clone();
+                    }
+                    catalog::put(&mut txn, &catalog::relation_key(&q), &e);
+                }
+            }
+        }
+        catalog::put(&mut txn, &key, &entry);
+    }
+    let record = RefreshRecord {
+        name: name.clone(),
+        state: "FAILED".into(),
+        state_message: format!("{} ({})", error, error.sqlstate()),
+        refresh_action: String::new(),
+        refresh_trigger: trigger.as_str().into(),
+        data_seq: None,
+        data_timestamp: def.data_timestamp_micros,
+        refresh_start_time: start,
+        refresh_end_time: now,
+        completion_target: completion_target(&def),
+        statistics: RefreshStatistics::default(),
+    };
+    append_history(&mut txn, &record);
+    txn.commit().await.map_err(storage_err)?;
+    engine.after_commit();
+    Ok(())
+}
+
+/// Records that a scheduled refresh of `name` could not start in time
+/// (a SKIPPED history entry).
+pub async fn record_skipped(
+    engine: &Arc<Engine>,
+    name: &QualifiedName,
+    message: &str,
+) -> Result<(), EngineError> {
+    let mut txn = engine.store.begin();
+    let Some(entry) =
+        catalog::get::<RelationEntry>(&txn, &catalog::relation_key(name)).map_err(catalog_err)?
+    else {
+        return Ok(());
+    };
+    let Some(def) = entry.dynamic() else {
+        return Ok(());
+    };
+    let now = now_micros();
+    let record = RefreshRecord {
+        name: name.clone(),
+        state: "SKIPPED".into(),
+        state_message: message.to_string(),
+        refresh_action: String::new(),
+        refresh_trigger: RefreshTrigger::Scheduled.as_str().into(),
+        data_seq: None,
+        data_timestamp: def.data_timestamp_micros,
+        refresh_start_time: now,
+        refresh_end_time: now,
+        completion_target: completion_target(def),
+        statistics: RefreshStatistics::default(),
+    };
+    append_history(&mut txn, &record);
+    txn.commit().await.map_err(storage_err)?;
+    Ok(())
+}
+
+fn completion_target(def: &DynamicTableDef) -> Option<i64> {
+    match (def.data_timestamp_micros, def.target_lag_secs) {
+        (Some(ts), Some(lag)) => Some(ts.saturating_add((lag as i64).saturating_mul(1_000_000))),
+        _ => None,
+    }
+}
+
+/// Checks the models the table follows by default; when a default moved,
+/// re-pins them (updating `def`) and returns true: a REINITIALIZE is due.
+fn repin_changed_defaults(
+    session: &Session,
+    def: &mut DynamicTableDef,
+) -> Result<bool, EngineError> {
+    let mut changed = false;
+    for model_use in def.models.iter_mut().filter(|m| m.follows_default) {
+        let entry: ModelEntry = session
+            .shared
+            .with_txn(|t| catalog::get::<ModelEntry>(t, &catalog::model_key(&model_use.model)))
+            .map_err(map_df_error)?
+            .map_err(catalog_err)?
+            .ok_or_else(|| {
+                EngineError::new(
+                    "42704",
+                    format!("model \"{}\" does not exist", model_use.model),
+                )
+            })?;
+        if entry.default_version != model_use.version {
+            model_use.version = entry.default_version.clone();
+            changed = true;
+        }
+    }
+    if changed {
+        let mut query = parse_stored_query(&def.query_text)?;
+        repin_versions(&mut query, &def.models);
+        def.query_text = query.to_string();
+    }
+    Ok(changed)
+}
+
+/// Indices of a table's columns without the hidden lineage column.
+fn visible_indices(schema: &Schema) -> Vec<usize> {
+    schema
+        .fields()
+        .iter()
+        .enumerate()
+        .filter(|(_, f)| f.name() != SOURCE_ROW_ID_COLUMN)
+        .map(|(i, _)| i)
+        .collect()
+}
+
+/// Runs a query and collects its batches.
+async fn collect_query(session: &Session, query: Query) -> Result<Vec<RecordBatch>, EngineError> {
+    let plan = plan_statement(&session.ctx.state(), Statement::Query(Box::new(query))).await?;
+    session
+        .ctx
+        .execute_logical_plan(plan)
+        .await
+        .map_err(map_df_error)?
+        .collect()
+        .await
+        .map_err(map_df_error)
+}
+
+/// Rewrites a map-only query to read the refresh's input table (source rows
+/// with their row ids) and to return the producing row id as a last column.
+fn rewrite_for_input(query: &Query) -> Result<Query, EngineError> {
+    let mut query = query.clone();
+    let shape_error = || {
+        EngineError::new(
+            "XX000",
+            "incremental dynamic table query is not a single-table SELECT",
+        )
+    };
+    let SetExpr::Select(select) = query.body.as_mut() else {
+        return Err(shape_error());
+    };
+    let Some(from) = select.from.first_mut() else {
+        return Err(shape_error());
+    };
+    let TableFactor::Table { name, alias, .. } = &mut from.relation else {
+        return Err(shape_error());
+    };
+    let alias_ident = match alias {
+        Some(a) => a.name.clone(),
+        None => match name.0.last() {
+            Some(ObjectNamePart::Identifier(i)) => i.clone(),
+            _ => return Err(shape_error()),
+        },
+    };
+    *name = ObjectName(vec![
+        ObjectNamePart::Identifier(Ident::new(REFRESH_SCHEMA)),
+        ObjectNamePart::Identifier(Ident::new(REFRESH_INPUT)),
+    ]);
+    *alias = Some(TableAlias {
+        explicit: true,
+        name: alias_ident.clone(),
+        columns: Vec::new(),
+        at: None,
+    });
+    select
+        .projection
+        .push(SelectItem::UnnamedExpr(Expr::CompoundIdentifier(vec![
+            alias_ident,
+            Ident::with_quote('"', ROW_ID_COLUMN),
+        ])));
+    Ok(query)
+}
+
+/// Evaluates the incremental query over `rows` (the source's visible columns
+/// followed by the row id).
+async fn evaluate_over(
+    session: &Session,
+    query: &Query,
+    schema: SchemaRef,
+    rows: Vec<RecordBatch>,
+) -> Result<Vec<RecordBatch>, EngineError> {
+    let table = MemTable::try_new(schema, vec![rows]).map_err(map_df_error)?;
+    let provider = Arc::new(MemorySchemaProvider::new());
+    provider
+        .register_table(REFRESH_INPUT.into(), Arc::new(table))
+        .map_err(map_df_error)?;
+    session
+        .shared
+        .virtual_schemas
+        .write()
+        .insert(REFRESH_SCHEMA.into(), provider);
+    let result = collect_query(session, rewrite_for_input(query)?).await;
+    session
+        .shared
+        .virtual_schemas
+        .write()
+        .remove(REFRESH_SCHEMA);
+    result
+}
+
+/// Re-shapes batches (source columns + row id) to the input table's schema,
+/// dropping a source dynamic table's own lineage column.
+fn input_batches(
+    batches: Vec<RecordBatch>,
+    keep: &[usize],
+    schema: &SchemaRef,
+) -> Result<Vec<RecordBatch>, EngineError> {
+    batches
+        .into_iter()
+        .filter(|b| b.num_rows() > 0)
+        .map(|b| {
+            let mut columns: Vec<ArrayRef> = keep.iter().map(|i| b.column(*i).clone()).collect();
+            columns.push(b.column(b.num_columns() - 1).clone());
+            RecordBatch::try_new(schema.clone(), columns).map_err(arrow_err)
+        })
+        .collect()
+}
+
+fn row_count(batches: &[RecordBatch]) -> u64 {
+    batches.iter().map(|b| b.num_rows() as u64).sum()
+}
+
+/// Performs one refresh inside the session's current transaction: contents,
+/// catalog entry and history record. The caller commits.
+async fn refresh_in_session(
+    session: &mut Session,
+    mut entry: RelationEntry,
+    trigger: RefreshTrigger,
+    start: i64,
+) -> Result<RefreshRecord, EngineError> {
+    let name = entry.qualified();
+    let Some(mut def) = entry.dynamic().cloned() else {
+        return Err(not_dynamic(&entry));
+    };
+    let contents_id = entry
+        .table_id
+        .ok_or_else(|| EngineError::new("XX001", format!("dynamic table {name} has no storage")))?;
+    let snapshot_seq = session
+        .shared
+        .with_txn(|t| t.snapshot_seq())
+        .map_err(map_df_error)?;
+    let completion = completion_target(&def);
+    let reinitialize = repin_changed_defaults(session, &mut def)?;
+    let query = parse_stored_query(&def.query_text)?;
+    let contents_schema = session
+        .shared
+        .with_txn(|t| t.table_schema(contents_id))
+        .map_err(map_df_error)?
+        .map_err(storage_err)?;
+    let target = InsertTarget {
+        name: name.clone(),
+        table_id: contents_id,
+        schema: contents_schema.clone(),
+        relation: entry.clone(),
+    };
+    let mut stats = RefreshStatistics::default();
+    let action: &str;
+
+    if def.refresh_mode == INCREMENTAL {
+        let source_name = def.sources.first().cloned().ok_or_else(|| {
+            EngineError::new(
+                "XX001",
+                format!("incremental dynamic table {name} has no source"),
+            )
+        })?;
+        let source = find_relation(session, &source_name)?.ok_or_else(|| {
+            EngineError::new(
+                "42P01",
+                format!("source \"{source_name}\" of dynamic table {name} does not exist"),
+            )
+        })?;
+        let source_id: TableId = source.table_id.ok_or_else(|| {
+            EngineError::new(
+                "0A000",
+                format!("source {source_name} is not a stored table"),
+            )
+        })?;
+        let source_schema = session
+            .shared
+            .with_txn(|t| t.table_schema(source_id))
+            .map_err(map_df_error)?
+            .map_err(storage_err)?;
+        let keep = visible_indices(&source_schema);
+        let mut input_fields: Vec<Field> = keep
+            .iter()
+            .map(|i| source_schema.field(*i).clone())
+            .collect();
+        input_fields.push(Field::new(ROW_ID_COLUMN, DataType::UInt64, false));
+        let input_schema: SchemaRef = Arc::new(Schema::new(input_fields));
+        let hidden = contents_schema.fields().len().saturating_sub(1);
+
+        // Incremental only from a retained snapshot of the same source table;
+        // a source replaced since (CREATE OR REPLACE TABLE) needs a recompute.
+        let from = def.data_seq.filter(|from| {
+            !reinitialize
+                && *from >= session.engine.store.retention_floor()
+                && def
+                    .data_timestamp_micros
+                    .is_some_and(|ts| source.created_micros < ts)
+        });
+        match from {
+            Some(from) if from >= snapshot_seq => action = "NO_DATA",
+            Some(from) => {
+                let changes = session
+                    .engine
+                    .store
+                    .changes(source_id, from, snapshot_seq)
+                    .map_err(storage_err)?;
+                let deleted_ids: HashSet<u64> = changes
+                    .deleted
+                    .iter()
+                    .filter_map(|b| {
+                        b.column(b.num_columns() - 1)
+                            .as_any()
+                            .downcast_ref::<UInt64Array>()
+                            .map(|a| a.values().to_vec())
+                    })
+                    .flatten()
+                    .collect();
+                let inserted = input_batches(changes.inserted, &keep, &input_schema)?;
+                stats.num_source_rows_read = deleted_ids.len() as u64 + row_count(&inserted);
+                if deleted_ids.is_empty() && inserted.is_empty() {
+                    action = "NO_DATA";
+                } else {
+                    action = "INCREMENTAL";
+                    if !deleted_ids.is_empty() {
+                        let lineage = session
+                            .shared
+                            .with_txn(|t| t.scan(contents_id, Some(&[hidden]), true))
+                            .map_err(map_df_error)?
+                            .map_err(storage_err)?;
+                        let mut doomed = Vec::new();
+                        for batch in &lineage {
+                            let (Some(sources), Some(ids)) = (
+                                batch.column(0).as_any().downcast_ref::<UInt64Array>(),
+                                batch.column(1).as_any().downcast_ref::<UInt64Array>(),
+                            ) else {
+                                return Err(EngineError::new(
+                                    "XX001",
+                                    "lineage column of a dynamic table has the wrong type",
+                                ));
+                            };
+                            for i in 0..batch.num_rows() {
+                                if sources.is_valid(i) && deleted_ids.contains(&sources.value(i)) {
+                                    doomed.push(RowId(ids.value(i)));
+                                }
+                            }
+                        }
+                        stats.num_deleted_rows = doomed.len() as u64;
+                        txn_mut(session, |t| {
+                            t.delete(contents_id, &doomed).map_err(storage_err)
+                        })?;
+                    }
+                    if !inserted.is_empty() {
+                        let results =
+                            evaluate_over(session, &query, input_schema, inserted).await?;
+                        stats.num_inserted_rows =
+                            crate::dml::write_batches(session, &target, &results)?;
+                    }
+                }
+            }
+            None => {
+                action = if reinitialize { "REINITIALIZE" } else { "FULL" };
+                stats.num_deleted_rows = session
+                    .engine
+                    .store
+                    .snapshot_at(snapshot_seq)
+                    .and_then(|s| s.table_stats(contents_id))
+                    .map(|s| s.rows)
+                    .unwrap_or(0);
+                txn_mut(session, |t| t.truncate(contents_id).map_err(storage_err))?;
+                let rows = session
+                    .shared
+                    .with_txn(|t| t.scan(source_id, None, true))
+                    .map_err(map_df_error)?
+                    .map_err(storage_err)?;
+                let rows = input_batches(rows, &keep, &input_schema)?;
+                stats.num_source_rows_read = row_count(&rows);
+                let results = evaluate_over(session, &query, input_schema, rows).await?;
+                stats.num_inserted_rows = crate::dml::write_batches(session, &target, &results)?;
+            }
+        }
+    } else {
+        action = if reinitialize { "REINITIALIZE" } else { "FULL" };
+        let mut source_ids = Vec::new();
+        for source_name in &def.sources {
+            if let Some(id) = find_relation(session, source_name)?.and_then(|s| s.table_id) {
+                source_ids.push(id);
+            }
+        }
+        {
+            let snapshot = session.engine.store.snapshot_at(snapshot_seq).ok();
+            let rows_of = |id: TableId| {
+                snapshot
+                    .as_ref()
+                    .and_then(|s| s.table_stats(id).ok())
+                    .map(|s| s.rows)
+                    .unwrap_or(0)
+            };
+            stats.num_deleted_rows = rows_of(contents_id);
+            stats.num_source_rows_read = source_ids.iter().map(|id| rows_of(*id)).sum();
+        }
+        let results = collect_query(session, query).await?;
+        let produced = results.first().map(|b| b.num_columns());
+        if let Some(n) = produced {
+            if n != contents_schema.fields().len() {
+                return Err(EngineError::new(
+                    "55000",
+                    format!(
+                        "the query of dynamic table {name} now returns {n} column(s) but the table has {}; recreate it with CREATE OR REPLACE DYNAMIC TABLE",
+                        contents_schema.fields().len()
+                    ),
+                ));
+            }
+        }
+        txn_mut(session, |t| t.truncate(contents_id).map_err(storage_err))?;
+        stats.num_inserted_rows = crate::dml::write_batches(session, &target, &results)?;
+    }
+    if !def.models.is_empty() && action != "NO_DATA" {
+        stats.num_model_rows_scored = stats.num_inserted_rows;
+    }
+
+    let data_timestamp = session
+        .engine
+        .store
+        .commit_timestamp(snapshot_seq)
+        .unwrap_or(start)
+        .max(start);
+    def.data_seq = Some(snapshot_seq);
+    def.data_timestamp_micros = Some(data_timestamp);
+    if trigger != RefreshTrigger::Scheduled || def.consecutive_failures > 0 {
+        def.consecutive_failures = 0;
+    }
+    entry.kind = RelationKind::DynamicTable(Box::new(def));
+    let record = RefreshRecord {
+        name: name.clone(),
+        state: "SUCCEEDED".into(),
+        state_message: String::new(),
+        refresh_action: action.to_string(),
+        refresh_trigger: trigger.as_str().into(),
+        data_seq: Some(snapshot_seq),
+        data_timestamp: Some(data_timestamp),
+        refresh_start_time: start,
+        refresh_end_time: now_micros(),
+        completion_target: completion,
+        statistics: stats,
+    };
+    txn_mut(session, |t| {
+        catalog::put(t, &catalog::relation_key(&name), &entry);
+        append_history(t, &record);
+        Ok(())
+    })?;
+    Ok(record)
+}
+
+// ---------------------------------------------------------------------------
+// ALTER / DROP
+// ---------------------------------------------------------------------------
+
+async fn alter_dynamic_table(
+    session: &mut Session,
+    name: &ObjectName,
+    action: &AlterDynamicTableAction,
+) -> Result<QueryOutput, EngineError> {
+    let qualified = resolve_name(session, name)?;
+    let mut entry = require_dynamic(session, &qualified)?;
+    let now = now_micros();
+    match action {
+        AlterDynamicTableAction::Suspend => {
+            let all = session_relations(session)?;
+            let mut affected = vec![qualified.clone()];
+            affected.extend(downstream_of(&all, &qualified));
+            for q in affected {
+                let Some(mut e) = all.iter().find(|r| r.qualified() == q).cloned() else {
+                    continue;
+                };
+                let mut changed = false;
+                with_def(&mut e, |d| {
+                    if d.scheduling_state != SUSPENDED {
+                        d.scheduling_state = SUSPENDED.to_string();
+                        d.last_suspended_micros = Some(now);
+                        changed = true;
+                    }
+                });
+                if changed {
+                    put_entry(session, &e)?;
+                }
+            }
+        }
+        AlterDynamicTableAction::Resume => {
+            with_def(&mut entry, |d| {
+                d.scheduling_state = RUNNING.to_string();
+                d.consecutive_failures = 0;
+            });
+            put_entry(session, &entry)?;
+        }
+        AlterDynamicTableAction::Refresh => {
+            if session.transaction_status() != TransactionStatus::Idle {
+                return Err(EngineError::new(
+                    "25001",
+                    "ALTER DYNAMIC TABLE … REFRESH cannot run inside a transaction block",
+                ));
+            }
+            let engine = session.engine.clone();
+            refresh_dynamic_table(&engine, &qualified, RefreshTrigger::Manual).await?;
+        }
+        AlterDynamicTableAction::SetTargetLag(lag) => {
+            let secs = match lag {
+                TargetLag::Duration(duration) => Some(duration.as_secs()),
+                TargetLag::Downstream => None,
+            };
+            with_def(&mut entry, |d| d.target_lag_secs = secs);
+            put_entry(session, &entry)?;
+        }
+        AlterDynamicTableAction::SetWarehouse(w) => {
+            with_def(&mut entry, |d| d.warehouse = Some(ident(w)));
+            put_entry(session, &entry)?;
+        }
+        AlterDynamicTableAction::SetComment(c) => {
+            entry.comment = Some(c.clone());
+            put_entry(session, &entry)?;
+        }
+        AlterDynamicTableAction::RenameTo(new_name) => {
+            let p = parts(new_name);
+            let target = match p.as_slice() {
+                [n] => QualifiedName {
+                    database: qualified.database.clone(),
+                    schema: qualified.schema.clone(),
+                    name: n.clone(),
+                },
+                _ => resolve_parts(session, &p)?,
+            };
+            require_schema(session, &target)?;
+            crate::ddl::rename_relation(session, &entry, &target)?;
+            txn_mut(session, |t| {
+                let old_prefix = history_prefix(&qualified);
+                let new_prefix = history_prefix(&target);
+                for (key, value) in t.scan_meta(&old_prefix) {
+                    let suffix = key.trim_start_matches(&old_prefix).to_string();
+                    let mut record: Option<RefreshRecord> = serde_json::from_slice(&value).ok();
+                    if let Some(r) = record.as_mut() {
+                        r.name = target.clone();
+                    }
+                    let bytes = match record {
+                        Some(r) => catalog::encode(&r),
+                        None => value,
+                    };
+                    t.delete_meta(&key);
+                    t.put_meta(&format!("{new_prefix}{suffix}"), bytes);
+                }
+                Ok(())
+            })?;
+            if let Some(seq) = entry.dynamic().and_then(|d| d.data_seq) {
+                let store = &session.engine.store;
+                store.set_retention_hold(&retention_holder(&target), Some(seq));
+                store.set_retention_hold(&retention_holder(&qualified), None);
+            }
+        }
+    }
+    Ok(command("ALTER DYNAMIC TABLE", None))
+}
+
+fn drop_dynamic_table(
+    session: &mut Session,
+    name: &ObjectName,
+    if_exists: bool,
+    cascade: bool,
+) -> Result<QueryOutput, EngineError> {
+    let qualified = resolve_name(session, name)?;
+    let Some(entry) = find_relation(session, &qualified)? else {
+        if if_exists {
+            return Ok(command("DROP DYNAMIC TABLE", None));
+        }
+        return Err(EngineError::new(
+            "42P01",
+            format!("dynamic table \"{}\" does not exist", qualified.name),
+        ));
+    };
+    if entry.dynamic().is_none() {
+        return Err(not_dynamic(&entry));
+    }
+    let mut dropped = vec![qualified.clone()];
+    if cascade {
+        dropped.extend(downstream_of(&session_relations(session)?, &qualified));
+    }
+    crate::ddl::drop_with_dependents(session, &entry, cascade)?;
+    for q in &dropped {
+        delete_history(session, q)?;
+        session
+            .engine
+            .store
+            .set_retention_hold(&retention_holder(q), None);
+    }
+    Ok(command("DROP DYNAMIC TABLE", None))
+}
+
+// ---------------------------------------------------------------------------
+// SHOW / DESCRIBE / table functions
+// ---------------------------------------------------------------------------
+
+fn micros_now_lag(data_ts: Option<i64>, now: i64) -> Option<i64> {
+    data_ts.map(|ts| (now - ts).max(0) / 1_000_000)
+}
+
+/// SHOW rows for the given dynamic tables; `all` is every relation (to tell
+/// whether a DOWNSTREAM table has a consumer).
+fn show_rows(engine: &Engine, tables: &[RelationEntry], all: &[RelationEntry]) -> Vec<Vec<Cell>> {
+    let now = now_micros();
+    let snapshot = engine.store.snapshot();
+    tables
+        .iter()
+        .filter_map(|entry| {
+            let def = entry.dynamic()?;
+            let stats = entry
+                .table_id
+                .and_then(|id| snapshot.table_stats(id).ok())
+                .unwrap_or_default();
+            let mut reason = def.refresh_mode_reason.clone();
+            if def.target_lag_secs.is_none() && downstream_of(all, &entry.qualified()).is_empty() {
+                reason.push_str(
+                    "; not scheduled: TARGET_LAG = DOWNSTREAM and no dynamic table reads it (refresh it with ALTER DYNAMIC TABLE … REFRESH)",
+                );
+            }
+            let lag = match def.target_lag_secs {
+                Some(s) => TargetLag::Duration(std::time::Duration::from_secs(s)).to_string(),
+                None => TargetLag::Downstream.to_string(),
+            };
+            Some(vec![
+                Cell::Time(Some(entry.created_micros)),
+                Cell::Text(Some(entry.name.clone())),
+                Cell::Text(Some(entry.database.clone())),
+                Cell::Text(Some(entry.schema.clone())),
+                Cell::Int(Some(stats.rows as i64)),
+                Cell::Int(Some(stats.bytes as i64)),
+                Cell::Text(Some(lag)),
+                Cell::Text(Some(def.refresh_mode.clone())),
+                Cell::Text(Some(reason)),
+                Cell::Text(def.warehouse.clone()),
+                Cell::Text(entry.comment.clone()),
+                Cell::Text(Some(def.create_text.clone())),
+                Cell::Text(Some(def.scheduling_state.clone())),
+                Cell::Time(def.last_suspended_micros),
+                Cell::Time(def.data_timestamp_micros),
+                Cell::Int(micros_now_lag(def.data_timestamp_micros, now)),
+            ])
+        })
+        .collect()
+}
+
+fn show_dynamic_tables(
+    session: &Session,
+    like: Option<&str>,
+    scope: &ShowScope,
+) -> Result<QueryOutput, EngineError> {
+    let (database, schema) = match scope {
+        ShowScope::Current => (
+            session.database.clone(),
+            Some(
+                session
+                    .search_path
+                    .first()
+                    .cloned()
+                    .unwrap_or_else(|| "public".into()),
+            ),
+        ),
+        ShowScope::Database(d) => (ident(d), None),
+        ShowScope::Schema(s) => match parts(s).as_slice() {
+            [schema] => (session.database.clone(), Some(schema.clone())),
+            [db, schema] => (db.clone(), Some(schema.clone())),
+            _ => return Err(EngineError::new("42601", "invalid schema name")),
+        },
+    };
+    let all = session_relations(session)?;
+    let pattern = like.map(|p| p.to_ascii_lowercase());
+    let selected: Vec<RelationEntry> = all
+        .iter()
+        .filter(|r| r.dynamic().is_some() && r.database == database)
+        .filter(|r| schema.as_ref().is_none_or(|s| *s == r.schema))
+        .filter(|r| {
+            pattern
+                .as_ref()
+                .is_none_or(|p| crate::registry::like(p, &r.name.to_ascii_lowercase()))
+        })
+        .cloned()
+        .collect();
+    let rows = show_rows(&session.engine, &selected, &all);
+    Ok(batch_output(typed_batch(SHOW_COLUMNS, rows)?))
+}
+
+fn describe_dynamic_table(
+    session: &Session,
+    name: &ObjectName,
+) -> Result<QueryOutput, EngineError> {
+    let qualified = resolve_name(session, name)?;
+    let entry = require_dynamic(session, &qualified)?;
+    let table_id = entry.table_id.ok_or_else(|| {
+        EngineError::new("XX001", format!("dynamic table {qualified} has no storage"))
+    })?;
+    let schema = session
+        .shared
+        .with_txn(|t| t.table_schema(table_id))
+        .map_err(map_df_error)?
+        .map_err(storage_err)?;
+    let mut rows: Vec<Vec<Option<String>>> = schema
+        .fields()
+        .iter()
+        .filter(|f| f.name() != SOURCE_ROW_ID_COLUMN)
+        .map(|f| {
+            vec![
+                Some(f.name().clone()),
+                Some(crate::types::display_type(f)),
+                Some("COLUMN".to_string()),
+                Some(if f.is_nullable() { "Y" } else { "N" }.to_string()),
+                entry.columns.get(f.name()).and_then(|c| c.comment.clone()),
+                None,
+            ]
+        })
+        .collect();
+    let mut seen = HashSet::new();
+    if let Some(def) = entry.dynamic() {
+        for m in &def.models {
+            if !seen.insert((m.model.clone(), m.version.clone())) {
+                continue;
+            }
+            rows.push(vec![
+                Some(m.model.to_string()),
+                Some("MODEL".to_string()),
+                Some("MODEL".to_string()),
+                None,
+                Some(if m.follows_default {
+                    "follows the model's default version".to_string()
+                } else {
+                    "pinned version".to_string()
+                }),
+                Some(m.version.clone()),
+            ]);
+        }
+    }
+    Ok(crate::commands::text_rows(DESCRIBE_COLUMNS, rows))
+}
+
+/// Registers the table functions `freshet_refresh_history('name')` and
+/// `freshet_dynamic_tables()` into a session context.
+pub(crate) fn register_table_functions(
+    ctx: &SessionContext,
+    engine: &Arc<Engine>,
+    shared: &Arc<SessionShared>,
+) {
+    ctx.register_udtf(
+        "freshet_refresh_history",
+        Arc::new(RefreshHistoryFunction {
+            engine: engine.clone(),
+            shared: shared.clone(),
+        }),
+    );
+    ctx.register_udtf(
+        "freshet_dynamic_tables",
+        Arc::new(DynamicTablesFunction {
+            engine: engine.clone(),
+            shared: shared.clone(),
+        }),
+    );
+}
+
+fn df_err(e: EngineError) -> DataFusionError {
+    DataFusionError::External(Box::new(e))
+}
+
+/// Reads catalog entries through the session's transaction, or the latest
+/// snapshot when no statement is running.
+fn read_meta<T>(engine: &Engine, shared: &SessionShared, f: impl FnOnce(&dyn MetaRead) -> T) -> T {
+    let guard = shared.txn.lock();
+    if let Some(txn) = guard.as_ref() {
+        return f(txn);
+    }
+    drop(guard);
+    f(&engine.store.snapshot())
+}
+
+fn mem_table(batch: RecordBatch) -> DfResult<Arc<dyn TableProvider>> {
+    Ok(Arc::new(MemTable::try_new(
+        batch.schema(),
+        vec![vec![batch]],
+    )?))
+}
+
+/// `freshet_refresh_history('[db.][schema.]name')`: the table's refresh
+/// history, oldest first.
+#[derive(Debug)]
+struct RefreshHistoryFunction {
+    engine: Arc<Engine>,
+    shared: Arc<SessionShared>,
+}
+
+impl TableFunctionImpl for RefreshHistoryFunction {
+    fn call_with_args(&self, args: TableFunctionArgs) -> DfResult<Arc<dyn TableProvider>> {
+        let text = match args.exprs() {
+            [DfExpr::Literal(
+                ScalarValue::Utf8(Some(s))
+                | ScalarValue::Utf8View(Some(s))
+                | ScalarValue::LargeUtf8(Some(s)),
+                _,
+            )] => s.clone(),
+            _ => {
+                return Err(df_err(EngineError::new(
+                    "42883",
+                    "freshet_refresh_history takes one text literal: the dynamic table's name",
+                )))
+            }
+        };
+        let options = args.session().config_options();
+        let database = options.catalog.default_catalog.clone();
+        let schema = options.catalog.default_schema.clone();
+        let name_parts = freshet_sql::split_model_name(&text)
+            .map_err(|e| df_err(EngineError::new("42601", e.to_string())))?;
+        let name = match name_parts.as_slice() {
+            [n] => QualifiedName {
+                database,
+                schema,
+                name: n.clone(),
+            },
+            [s, n] => QualifiedName {
+                database,
+                schema: s.clone(),
+                name: n.clone(),
+            },
+            [d, s, n] => QualifiedName {
+                database: d.clone(),
+                schema: s.clone(),
+                name: n.clone(),
+            },
+            _ => {
+                return Err(df_err(EngineError::new(
+                    "42601",
+                    format!("invalid dynamic table name '{text}'"),
+                )))
+            }
+        };
+        let (entry, records) = read_meta(&self.engine, &self.shared, |reader| {
+            let entry: Option<RelationEntry> =
+                catalog::get(reader, &catalog::relation_key(&name)).map_err(catalog_err)?;
+            let records: Vec<RefreshRecord> =
+                catalog::list(reader, &history_prefix(&name)).map_err(catalog_err)?;
+            Ok::<_, EngineError>((entry, records))
+        })
+        .map_err(df_err)?;
+        match entry {
+            Some(e) if e.dynamic().is_some() => {}
+            Some(e) => return Err(df_err(not_dynamic(&e))),
+            None => {
+                return Err(df_err(EngineError::new(
+                    "42P01",
+                    format!("dynamic table \"{}\" does not exist", name.name),
+                )))
+            }
+        }
+        let rows = records
+            .into_iter()
+            .map(|r| {
+                let statistics = serde_json::to_string(&r.statistics).unwrap_or_default();
+                vec![
+                    Cell::Text(Some(r.name.name.clone())),
+                    Cell::Text(Some(r.name.database.clone())),
+                    Cell::Text(Some(r.name.schema.clone())),
+                    Cell::Text(Some(r.state)),
+                    Cell::Text((!r.state_message.is_empty()).then_some(r.state_message)),
+                    Cell::Text((!r.refresh_action.is_empty()).then_some(r.refresh_action)),
+                    Cell::Text(Some(r.refresh_trigger)),
+                    Cell::Time(r.data_timestamp),
+                    Cell::Time(Some(r.refresh_start_time)),
+                    Cell::Time(Some(r.refresh_end_time)),
+                    Cell::Time(r.completion_target),
+                    Cell::Int(Some(r.statistics.num_inserted_rows as i64)),
+                    Cell::Int(Some(r.statistics.num_deleted_rows as i64)),
+                    Cell::Int(Some(r.statistics.num_source_rows_read as i64)),
+                    Cell::Int(Some(r.statistics.num_model_rows_scored as i64)),
+                    Cell::Text(Some(statistics)),
+                ]
+            })
+            .collect();
+        mem_table(typed_batch(HISTORY_COLUMNS, rows).map_err(df_err)?)
+    }
+}
+
+/// `freshet_dynamic_tables()`: `SHOW DYNAMIC TABLES` for every schema of the
+/// current database, as a relation that can be filtered and projected.
+#[derive(Debug)]
+struct DynamicTablesFunction {
+    engine: Arc<Engine>,
+    shared: Arc<SessionShared>,
+}
+
+impl TableFunctionImpl for DynamicTablesFunction {
+    fn call_with_args(&self, args: TableFunctionArgs) -> DfResult<Arc<dyn TableProvider>> {
+        if !args.exprs().is_empty() {
+            return Err(df_err(EngineError::new(
+                "42883",
+                "freshet_dynamic_tables takes no arguments",
+            )));
+        }
+        let database = args
+            .session()
+            .config_options()
+            .catalog
+            .default_catalog
+            .clone();
+        let all = read_meta(&self.engine, &self.shared, all_relations).map_err(df_err)?;
+        let selected: Vec<RelationEntry> = all
+            .iter()
+            .filter(|r| r.dynamic().is_some() && r.database == database)
+            .cloned()
+            .collect();
+        let rows = show_rows(&self.engine, &selected, &all);
+        mem_table(typed_batch(SHOW_COLUMNS, rows).map_err(df_err)?)
+    }
+}
+
+/// The columns SQL may see of a stored table whose last column is the hidden
+/// [`SOURCE_ROW_ID_COLUMN`]; `None` when nothing is hidden.
+pub(crate) fn hidden_column_projection(schema: &Schema) -> Option<Vec<usize>> {
+    let last = schema.fields().last()?;
+    (last.name() == SOURCE_ROW_ID_COLUMN).then(|| (0..schema.fields().len() - 1).collect())
+}

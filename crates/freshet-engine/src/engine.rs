@@ -1,0 +1,201 @@
+//! The shared, process-wide engine: storage, catalog, the model cache and users.
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use parking_lot::Mutex;
+
+use freshet_catalog::{self as catalog, UserEntry};
+use freshet_models::CompiledModel;
+use freshet_storage::{Store, StoreOptions};
+
+use crate::session::Session;
+use crate::EngineError;
+
+/// Start-up configuration of the engine.
+#[derive(Debug, Clone)]
+pub struct EngineConfig {
+    /// Where tables, the WAL and the catalog live.
+    pub data_dir: PathBuf,
+    /// The only directory `CREATE MODEL … FROM '<path>'` may read from; `None` disables paths.
+    pub model_dir: Option<PathBuf>,
+    /// Name of the bootstrap superuser.
+    pub superuser: String,
+    /// Password of the bootstrap superuser (enables SCRAM for it).
+    pub superuser_password: Option<String>,
+    /// Rows per inference call.
+    pub inference_batch_size: usize,
+    /// fsync the WAL on commit (disable only for throwaway test servers).
+    pub fsync: bool,
+    /// Parallelism for query execution (defaults to the number of cores).
+    pub threads: usize,
+}
+
+impl EngineConfig {
+    /// A configuration with defaults for everything but the data directory.
+    pub fn new(data_dir: impl Into<PathBuf>) -> Self {
+        EngineConfig {
+            data_dir: data_dir.into(),
+            model_dir: None,
+            superuser: "freshet".into(),
+            superuser_password: None,
+            inference_batch_size: 8192,
+            fsync: true,
+            threads: std::thread::available_parallelism()
+                .map(|n| n.get())
+                .unwrap_or(2),
+        }
+    }
+}
+
+/// SCRAM-SHA-256 credentials of a user, as the wire layer's authenticator needs them.
+#[derive(Debug, Clone)]
+pub struct ScramSecret {
+    /// The per-user salt.
+    pub salt: Vec<u8>,
+    /// `Hi(password, salt, iterations)`.
+    pub salted_password: Vec<u8>,
+    /// PBKDF2 iteration count.
+    pub iterations: usize,
+}
+
+/// The engine shared by all sessions.
+pub struct Engine {
+    pub(crate) config: EngineConfig,
+    pub(crate) store: Arc<Store>,
+    /// Compiled models by content hash: each version is loaded and optimized once.
+    pub(crate) models: Mutex<HashMap<String, Arc<CompiledModel>>>,
+    /// Woken after every write commit, so the refresh scheduler reacts in
+    /// milliseconds instead of polling.
+    pub(crate) commit_notify: Arc<tokio::sync::Notify>,
+}
+
+impl std::fmt::Debug for Engine {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Engine")
+            .field("data_dir", &self.config.data_dir)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Engine {
+    /// Opens (or creates) the data directory and recovers durable state.
+    pub async fn open(config: EngineConfig) -> Result<Arc<Engine>, EngineError> {
+        let store = Store::open(StoreOptions {
+            data_dir: config.data_dir.clone(),
+            fsync: config.fsync,
+            ..StoreOptions::new(config.data_dir.clone())
+        })
+        .map_err(|e| EngineError::new(e.sqlstate(), format!("cannot open data directory: {e}")))?;
+        let engine = Arc::new(Engine {
+            config,
+            store,
+            models: Mutex::new(HashMap::new()),
+            commit_notify: Arc::new(tokio::sync::Notify::new()),
+        });
+        engine.bootstrap().await?;
+        Ok(engine)
+    }
+
+    async fn bootstrap(&self) -> Result<(), EngineError> {
+        let mut txn = self.store.begin();
+        catalog::bootstrap(&mut txn, &self.config.superuser, crate::ddl::now_micros());
+        if let Some(password) = &self.config.superuser_password {
+            let (salt, salted) = crate::users::scram_credentials(password)?;
+            let key = catalog::user_key(&self.config.superuser);
+            let mut entry: UserEntry = catalog::get(&txn, &key)
+                .map_err(|e| EngineError::new(e.sqlstate(), e.to_string()))?
+                .unwrap_or(UserEntry {
+                    name: self.config.superuser.clone(),
+                    superuser: true,
+                    scram_salt_hex: None,
+                    scram_salted_password_hex: None,
+                    scram_iterations: crate::users::SCRAM_ITERATIONS,
+                });
+            entry.scram_salt_hex = Some(salt);
+            entry.scram_salted_password_hex = Some(salted);
+            entry.scram_iterations = crate::users::SCRAM_ITERATIONS;
+            catalog::put(&mut txn, &key, &entry);
+        }
+        if !txn.is_read_only() {
+            txn.commit()
+                .await
+                .map_err(|e| EngineError::new(e.sqlstate(), e.to_string()))?;
+        }
+        Ok(())
+    }
+
+    /// The storage layer (the refresh scheduler reads changes from it).
+    pub fn store(&self) -> &Arc<Store> {
+        &self.store
+    }
+
+    /// The engine's configuration.
+    pub fn config(&self) -> &EngineConfig {
+        &self.config
+    }
+
+    /// Notified after every write commit.
+    pub fn commit_notify(&self) -> Arc<tokio::sync::Notify> {
+        self.commit_notify.clone()
+    }
+
+    pub(crate) fn after_commit(&self) {
+        self.commit_notify.notify_waiters();
+        self.commit_notify.notify_one();
+    }
+
+    /// Starts a session for an authenticated user. `database` defaults to `freshet`.
+    /// Unknown databases give 3D000 and unknown users 28000.
+    pub fn new_session(
+        self: &Arc<Self>,
+        user: &str,
+        database: Option<&str>,
+    ) -> Result<Session, EngineError> {
+        Session::new(
+            self.clone(),
+            user.to_string(),
+            database.unwrap_or("freshet").to_string(),
+        )
+    }
+
+    /// The SCRAM secret of `user`, or `None` when the user has no password.
+    pub fn scram_secret(&self, user: &str) -> Option<ScramSecret> {
+        let snapshot = self.store.snapshot();
+        let entry: UserEntry = catalog::get(&snapshot, &catalog::user_key(user)).ok()??;
+        Some(ScramSecret {
+            salt: crate::users::from_hex(entry.scram_salt_hex.as_deref()?)?,
+            salted_password: crate::users::from_hex(entry.scram_salted_password_hex.as_deref()?)?,
+            iterations: entry.scram_iterations,
+        })
+    }
+
+    /// Whether `user` exists.
+    pub fn user_exists(&self, user: &str) -> bool {
+        self.store
+            .snapshot()
+            .get_meta(&catalog::user_key(user))
+            .is_some()
+    }
+
+    /// Whether any user can authenticate with a password (required for non-loopback listening).
+    pub fn has_password_auth(&self) -> bool {
+        let snapshot = self.store.snapshot();
+        catalog::list::<UserEntry>(&snapshot, "user/")
+            .map(|users| users.iter().any(|u| u.scram_salted_password_hex.is_some()))
+            .unwrap_or(false)
+    }
+
+    /// The bootstrap superuser's name.
+    pub fn superuser(&self) -> &str {
+        &self.config.superuser
+    }
+
+    /// Flushes and stops background work. Called on SIGTERM/SIGINT.
+    pub async fn shutdown(&self) {
+        if let Err(e) = self.store.checkpoint() {
+            tracing::warn!("checkpoint at shutdown failed: {e}");
+        }
+    }
+}

@@ -1,0 +1,54 @@
+//! The engine's single error type and its mapping to Postgres SQLSTATE codes.
+//!
+//! Every error a client can cause ends up here with a SQLSTATE, so that drivers
+//! can react to the class of failure (retry on 40001, report 42P01 as a missing
+//! table, …) instead of parsing messages.
+
+/// An error raised while planning or executing a statement.
+#[derive(Debug, thiserror::Error)]
+pub enum EngineError {
+    /// A failure with an explicit SQLSTATE chosen at the point of failure.
+    #[error("{message}")]
+    Sql {
+        /// The five-character SQLSTATE code.
+        sqlstate: &'static str,
+        /// The human-readable message.
+        message: String,
+        /// 1-based character position in the statement text, for syntax errors.
+        position: Option<usize>,
+    },
+}
+
+impl EngineError {
+    /// Builds an error with the given SQLSTATE and message.
+    pub fn new(sqlstate: &'static str, message: impl Into<String>) -> Self {
+        EngineError::Sql {
+            sqlstate,
+            message: message.into(),
+            position: None,
+        }
+    }
+
+    /// The SQLSTATE code sent to the client in the ErrorResponse.
+    pub fn sqlstate(&self) -> &'static str {
+        match self {
+            EngineError::Sql { sqlstate, .. } => sqlstate,
+        }
+    }
+
+    /// The 1-based character position of a syntax error, if known.
+    pub fn position(&self) -> Option<usize> {
+        match self {
+            EngineError::Sql { position, .. } => *position,
+        }
+    }
+}
+
+/// Converts a dialect-layer error, keeping its SQLSTATE and position.
+pub(crate) fn from_sql_error(e: freshet_sql::SqlError) -> EngineError {
+    EngineError::Sql {
+        sqlstate: e.sqlstate(),
+        position: e.position,
+        message: e.to_string(),
+    }
+}

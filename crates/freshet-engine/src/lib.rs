@@ -1,0 +1,37 @@
+//! The query engine: sessions, planning with DataFusion, and execution of DDL and
+//! DML against Freshet's durable storage.
+//!
+//! The wire front end (`freshet-wire`) knows nothing about SQL semantics: it hands
+//! statement text and bound parameters to a [`Session`], and turns the
+//! [`QueryOutput`] it gets back into Postgres protocol messages. Everything that
+//! decides *what* a statement means — name resolution, transactions, snapshots,
+//! model calls, dynamic-table DDL — lives here, so that the same semantics serve
+//! psql, drivers and the refresh scheduler alike.
+
+mod commands;
+mod ddl;
+mod dml;
+mod dynamic;
+mod engine;
+mod error;
+mod functions;
+mod names;
+mod output;
+mod planning;
+mod provider;
+mod registry;
+mod session;
+pub mod types;
+mod users;
+
+pub use dynamic::{
+    record_skipped, refresh_dynamic_table, restore_retention_holds, retention_holder,
+    RefreshRecord, RefreshStatistics, RefreshTrigger, HISTORY_LIMIT, MAX_CONSECUTIVE_FAILURES,
+    SOURCE_ROW_ID_COLUMN,
+};
+pub use engine::{Engine, EngineConfig, ScramSecret};
+pub use error::EngineError;
+pub use output::{
+    batch_output, CommandTag, CopyFormat, CopyInTarget, CopyOptions, QueryOutput, TransactionStatus,
+};
+pub use session::{PreparedStatement, Session};

@@ -1,0 +1,365 @@
+//! DataFusion catalog and table providers backed by Freshet's catalog and storage.
+//!
+//! DataFusion resolves names through `CatalogProviderList → CatalogProvider →
+//! SchemaProvider → TableProvider`. Freshet implements each level over the
+//! *current transaction of one session*, so every table a statement reads comes
+//! from the same storage snapshot (plus the session's own uncommitted writes).
+//! Databases map to DataFusion catalogs and schemas to schemas.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Weak};
+
+use async_trait::async_trait;
+use datafusion::arrow::datatypes::SchemaRef;
+use datafusion::arrow::record_batch::RecordBatch;
+use datafusion::catalog::{
+    CatalogProvider, CatalogProviderList, SchemaProvider, Session as DfSession, TableProvider,
+};
+use datafusion::common::{DataFusionError, Result as DfResult};
+use datafusion::datasource::memory::MemorySourceConfig;
+use datafusion::datasource::TableType;
+use datafusion::execution::session_state::SessionState;
+use datafusion::logical_expr::{Expr, ExprSchemable};
+use datafusion::physical_plan::ExecutionPlan;
+use parking_lot::{Mutex, RwLock};
+
+use freshet_catalog::{self as catalog, MetaRead, RelationEntry, RelationKind, SchemaEntry};
+use freshet_storage::{TableId, Transaction};
+
+/// The state a session's providers read through: the engine-wide store and the
+/// session's current transaction.
+pub(crate) struct SessionShared {
+    /// The storage transaction every read of the current statement goes through.
+    pub(crate) txn: Mutex<Option<Transaction>>,
+    /// Set once the SessionContext exists, so views can be planned lazily.
+    pub(crate) state: RwLock<Weak<parking_lot::RwLock<SessionState>>>,
+    /// Schemas provided by code rather than the catalog (pg_catalog).
+    pub(crate) virtual_schemas: RwLock<HashMap<String, Arc<dyn SchemaProvider>>>,
+}
+
+impl std::fmt::Debug for SessionShared {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SessionShared").finish_non_exhaustive()
+    }
+}
+
+impl SessionShared {
+    pub(crate) fn new() -> Self {
+        SessionShared {
+            txn: Mutex::new(None),
+            state: RwLock::new(Weak::new()),
+            virtual_schemas: RwLock::new(HashMap::new()),
+        }
+    }
+
+    /// Runs `f` with the current transaction. Fails if no statement is running,
+    /// which would be an engine bug, not a client error.
+    pub(crate) fn with_txn<T>(&self, f: impl FnOnce(&Transaction) -> T) -> DfResult<T> {
+        let guard = self.txn.lock();
+        match guard.as_ref() {
+            Some(txn) => Ok(f(txn)),
+            None => Err(DataFusionError::Internal(
+                "no transaction is active for this session".into(),
+            )),
+        }
+    }
+}
+
+struct TxnMeta<'a>(&'a Transaction);
+
+impl MetaRead for TxnMeta<'_> {
+    fn meta(&self, key: &str) -> Option<Vec<u8>> {
+        self.0.get_meta(key)
+    }
+    fn meta_prefix(&self, prefix: &str) -> Vec<(String, Vec<u8>)> {
+        self.0.scan_meta(prefix)
+    }
+}
+
+fn catalog_err(e: catalog::CatalogError) -> DataFusionError {
+    DataFusionError::External(Box::new(e))
+}
+
+/// All databases, as DataFusion catalogs.
+#[derive(Debug)]
+pub(crate) struct DatabaseList {
+    pub(crate) shared: Arc<SessionShared>,
+}
+
+impl CatalogProviderList for DatabaseList {
+    fn register_catalog(
+        &self,
+        _name: String,
+        _catalog: Arc<dyn CatalogProvider>,
+    ) -> Option<Arc<dyn CatalogProvider>> {
+        None
+    }
+
+    fn catalog_names(&self) -> Vec<String> {
+        self.shared
+            .with_txn(|t| {
+                t.scan_meta("db/")
+                    .into_iter()
+                    .map(|(k, _)| k.trim_start_matches("db/").to_string())
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+
+    fn catalog(&self, name: &str) -> Option<Arc<dyn CatalogProvider>> {
+        let exists = self
+            .shared
+            .with_txn(|t| t.get_meta(&catalog::database_key(name)).is_some())
+            .unwrap_or(false);
+        exists.then(|| {
+            Arc::new(DatabaseCatalog {
+                shared: self.shared.clone(),
+                database: name.to_string(),
+            }) as Arc<dyn CatalogProvider>
+        })
+    }
+}
+
+/// One database.
+#[derive(Debug)]
+pub(crate) struct DatabaseCatalog {
+    shared: Arc<SessionShared>,
+    database: String,
+}
+
+impl CatalogProvider for DatabaseCatalog {
+    fn schema_names(&self) -> Vec<String> {
+        let mut names: Vec<String> = self
+            .shared
+            .with_txn(|t| {
+                catalog::list::<SchemaEntry>(&TxnMeta(t), &catalog::schema_prefix(&self.database))
+                    .unwrap_or_default()
+                    .into_iter()
+                    .map(|s| s.name)
+                    .collect()
+            })
+            .unwrap_or_default();
+        names.extend(self.shared.virtual_schemas.read().keys().cloned());
+        names
+    }
+
+    fn schema(&self, name: &str) -> Option<Arc<dyn SchemaProvider>> {
+        if let Some(s) = self.shared.virtual_schemas.read().get(name) {
+            return Some(s.clone());
+        }
+        let exists = self
+            .shared
+            .with_txn(|t| {
+                t.get_meta(&catalog::schema_key(&self.database, name))
+                    .is_some()
+            })
+            .unwrap_or(false);
+        exists.then(|| {
+            Arc::new(FreshetSchema {
+                shared: self.shared.clone(),
+                database: self.database.clone(),
+                schema: name.to_string(),
+            }) as Arc<dyn SchemaProvider>
+        })
+    }
+
+    fn register_schema(
+        &self,
+        name: &str,
+        schema: Arc<dyn SchemaProvider>,
+    ) -> DfResult<Option<Arc<dyn SchemaProvider>>> {
+        // Only code-provided schemas (pg_catalog) are registered this way; user
+        // schemas are created with CREATE SCHEMA through the catalog.
+        Ok(self
+            .shared
+            .virtual_schemas
+            .write()
+            .insert(name.to_string(), schema))
+    }
+}
+
+/// One schema of one database.
+#[derive(Debug)]
+pub(crate) struct FreshetSchema {
+    shared: Arc<SessionShared>,
+    database: String,
+    schema: String,
+}
+
+#[async_trait]
+impl SchemaProvider for FreshetSchema {
+    fn table_names(&self) -> Vec<String> {
+        self.shared
+            .with_txn(|t| {
+                catalog::list::<RelationEntry>(
+                    &TxnMeta(t),
+                    &catalog::relation_prefix(&self.database, Some(&self.schema)),
+                )
+                .unwrap_or_default()
+                .into_iter()
+                .map(|r| r.name)
+                .collect()
+            })
+            .unwrap_or_default()
+    }
+
+    async fn table(&self, name: &str) -> DfResult<Option<Arc<dyn TableProvider>>> {
+        let key = catalog::relation_key(&catalog::QualifiedName {
+            database: self.database.clone(),
+            schema: self.schema.clone(),
+            name: name.to_string(),
+        });
+        let entry: Option<RelationEntry> = self
+            .shared
+            .with_txn(|t| catalog::get(&TxnMeta(t), &key))?
+            .map_err(catalog_err)?;
+        let Some(entry) = entry else {
+            return Ok(None);
+        };
+        relation_provider(&self.shared, &entry).await.map(Some)
+    }
+
+    fn table_exist(&self, name: &str) -> bool {
+        let key = catalog::relation_key(&catalog::QualifiedName {
+            database: self.database.clone(),
+            schema: self.schema.clone(),
+            name: name.to_string(),
+        });
+        self.shared
+            .with_txn(|t| t.get_meta(&key).is_some())
+            .unwrap_or(false)
+    }
+}
+
+/// Builds the provider for a catalog relation.
+pub(crate) async fn relation_provider(
+    shared: &Arc<SessionShared>,
+    entry: &RelationEntry,
+) -> DfResult<Arc<dyn TableProvider>> {
+    match (&entry.kind, entry.table_id) {
+        (RelationKind::View { query_text }, _) => {
+            let state = shared.state.read().upgrade().ok_or_else(|| {
+                DataFusionError::Internal("session state is gone while planning a view".into())
+            })?;
+            let state = state.read().clone();
+            let plan = crate::planning::plan_view_query(&state, query_text).await?;
+            Ok(Arc::new(datafusion::catalog::view::ViewTable::new(
+                plan,
+                Some(query_text.clone()),
+            )))
+        }
+        (_, Some(table_id)) => {
+            let schema = shared
+                .with_txn(|t| t.table_schema(table_id))?
+                .map_err(|e| DataFusionError::External(Box::new(e)))?;
+            // INCREMENTAL dynamic tables carry a hidden lineage column; SQL never sees it.
+            let visible_columns = crate::dynamic::hidden_column_projection(&schema);
+            let schema = match &visible_columns {
+                Some(columns) => Arc::new(schema.project(columns)?),
+                None => schema,
+            };
+            let defaults = column_defaults(shared, entry, &schema)?;
+            Ok(Arc::new(StoredTable {
+                shared: shared.clone(),
+                table_id,
+                schema,
+                visible_columns,
+                defaults,
+            }))
+        }
+        _ => Err(DataFusionError::Internal(format!(
+            "relation {} has no storage",
+            entry.name
+        ))),
+    }
+}
+
+/// Plans the DEFAULT expressions of a table's columns, so INSERT planning can
+/// fill omitted columns.
+fn column_defaults(
+    shared: &Arc<SessionShared>,
+    entry: &RelationEntry,
+    schema: &SchemaRef,
+) -> DfResult<HashMap<String, Expr>> {
+    let mut defaults = HashMap::new();
+    let with_default: Vec<(&String, &String)> = entry
+        .columns
+        .iter()
+        .filter_map(|(name, info)| info.default_sql.as_ref().map(|sql| (name, sql)))
+        .collect();
+    if with_default.is_empty() {
+        return Ok(defaults);
+    }
+    let Some(state) = shared.state.read().upgrade() else {
+        return Ok(defaults);
+    };
+    let state = state.read().clone();
+    let empty = datafusion::common::DFSchema::empty();
+    for (name, sql) in with_default {
+        let expr = state.create_logical_expr(sql, &empty)?;
+        let expr = match schema.field_with_name(name) {
+            Ok(field) => expr.cast_to(field.data_type(), &empty)?,
+            Err(_) => expr,
+        };
+        defaults.insert(name.clone(), expr);
+    }
+    Ok(defaults)
+}
+
+/// A stored table (or dynamic table) read at the session's snapshot.
+#[derive(Debug)]
+pub(crate) struct StoredTable {
+    shared: Arc<SessionShared>,
+    pub(crate) table_id: TableId,
+    schema: SchemaRef,
+    /// Storage columns to read when some are hidden (dynamic-table lineage).
+    visible_columns: Option<Vec<usize>>,
+    pub(crate) defaults: HashMap<String, Expr>,
+}
+
+#[async_trait]
+impl TableProvider for StoredTable {
+    fn schema(&self) -> SchemaRef {
+        self.schema.clone()
+    }
+
+    fn table_type(&self) -> TableType {
+        // Dynamic tables are shown as base tables to tools; SHOW DYNAMIC TABLES
+        // and DESCRIBE DYNAMIC TABLE tell the difference.
+        TableType::Base
+    }
+
+    fn get_column_default(&self, column: &str) -> Option<&Expr> {
+        self.defaults.get(column)
+    }
+
+    async fn scan(
+        &self,
+        state: &dyn DfSession,
+        projection: Option<&Vec<usize>>,
+        _filters: &[Expr],
+        _limit: Option<usize>,
+    ) -> DfResult<Arc<dyn ExecutionPlan>> {
+        let batches = self
+            .shared
+            .with_txn(|t| t.scan(self.table_id, self.visible_columns.as_deref(), false))?
+            .map_err(|e| DataFusionError::External(Box::new(e)))?;
+        let partitions = split_partitions(batches, state.config().target_partitions());
+        let exec = MemorySourceConfig::try_new_exec(
+            &partitions,
+            self.schema.clone(),
+            projection.cloned(),
+        )?;
+        Ok(exec)
+    }
+}
+
+/// Spreads batches round-robin over `n` partitions so scans use every core.
+pub(crate) fn split_partitions(batches: Vec<RecordBatch>, n: usize) -> Vec<Vec<RecordBatch>> {
+    let n = n.max(1);
+    let mut partitions: Vec<Vec<RecordBatch>> = (0..n).map(|_| Vec::new()).collect();
+    for (i, batch) in batches.into_iter().enumerate() {
+        partitions[i % n].push(batch);
+    }
+    partitions
+}

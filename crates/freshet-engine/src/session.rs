@@ -1,0 +1,567 @@
+//! One client session: settings, the current transaction and statement dispatch.
+//!
+//! Every statement runs inside a storage transaction. In autocommit mode the
+//! session opens one per statement and commits it before reporting completion,
+//! so CommandComplete means durable. Inside `BEGIN … COMMIT` all statements share
+//! one snapshot-isolated transaction; a failed statement moves the block to the
+//! aborted state (25P02) until ROLLBACK, exactly as in Postgres.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use datafusion::arrow::datatypes::{DataType, SchemaRef};
+use datafusion::common::{ParamValues, ScalarValue};
+use datafusion::execution::context::SessionContext;
+use datafusion::logical_expr::LogicalPlan;
+use datafusion::prelude::SessionConfig;
+use datafusion::sql::sqlparser::ast::{Statement, Value};
+
+use freshet_sql::FreshetStatement;
+
+use crate::engine::Engine;
+use crate::planning::map_df_error;
+use crate::provider::{DatabaseList, SessionShared};
+use crate::{CommandTag, EngineError, QueryOutput, TransactionStatus};
+
+/// A statement parsed and planned once by the extended protocol's Parse, executed
+/// many times by Bind/Execute.
+#[derive(Debug, Clone)]
+pub struct PreparedStatement {
+    /// The statement text.
+    pub sql: String,
+    /// The types of `$1…$n`, inferred or declared.
+    pub param_types: Vec<DataType>,
+    /// The row description, or `None` for statements that return no rows.
+    pub result_schema: Option<SchemaRef>,
+    pub(crate) statement: Option<Arc<FreshetStatement>>,
+}
+
+/// State of a running `COPY … FROM STDIN`.
+pub(crate) struct CopyInState {
+    pub(crate) target: crate::dml::InsertTarget,
+    pub(crate) columns: Vec<usize>,
+    pub(crate) rows: u64,
+    pub(crate) autocommit: bool,
+}
+
+/// A client session.
+pub struct Session {
+    pub(crate) engine: Arc<Engine>,
+    user: String,
+    pub(crate) database: String,
+    pub(crate) search_path: Vec<String>,
+    pub(crate) shared: Arc<SessionShared>,
+    pub(crate) ctx: SessionContext,
+    status: TransactionStatus,
+    pub(crate) settings: BTreeMap<String, String>,
+    changed_parameters: Vec<(String, String)>,
+    pub(crate) copy_in: Option<CopyInState>,
+}
+
+/// Settings every session starts with; the reported ones are sent to clients.
+const DEFAULT_SETTINGS: &[(&str, &str)] = &[
+    ("application_name", ""),
+    ("client_encoding", "UTF8"),
+    ("datestyle", "ISO, MDY"),
+    ("default_transaction_isolation", "repeatable read"),
+    ("extra_float_digits", "1"),
+    ("integer_datetimes", "on"),
+    ("intervalstyle", "postgres"),
+    ("lc_messages", "C"),
+    ("server_encoding", "UTF8"),
+    ("server_version", "16.0"),
+    ("server_version_num", "160000"),
+    ("standard_conforming_strings", "on"),
+    ("statement_timeout", "0"),
+    ("timezone", "UTC"),
+    ("transaction_isolation", "repeatable read"),
+];
+
+/// Settings whose changes Postgres reports with ParameterStatus, with their
+/// canonical spelling.
+const REPORTED: &[(&str, &str)] = &[
+    ("application_name", "application_name"),
+    ("client_encoding", "client_encoding"),
+    ("datestyle", "DateStyle"),
+    ("intervalstyle", "IntervalStyle"),
+    ("timezone", "TimeZone"),
+    ("standard_conforming_strings", "standard_conforming_strings"),
+];
+
+impl Session {
+    pub(crate) fn new(
+        engine: Arc<Engine>,
+        user: String,
+        database: String,
+    ) -> Result<Session, EngineError> {
+        let shared = Arc::new(SessionShared::new());
+        let settings: BTreeMap<String, String> = DEFAULT_SETTINGS
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        let ctx = build_context(&engine, &shared, &database, "public")?;
+        let mut session = Session {
+            engine,
+            user,
+            database,
+            search_path: vec!["public".into()],
+            shared,
+            ctx,
+            status: TransactionStatus::Idle,
+            settings,
+            changed_parameters: Vec::new(),
+            copy_in: None,
+        };
+        // Fail the connection early for an unknown database (3D000) or role.
+        session.begin_statement_txn();
+        let db_ok = session
+            .shared
+            .with_txn(|t| t.get_meta(&freshet_catalog::database_key(&session.database)))
+            .map_err(map_df_error)?
+            .is_some();
+        let user_ok = session
+            .shared
+            .with_txn(|t| t.get_meta(&freshet_catalog::user_key(&session.user)))
+            .map_err(map_df_error)?
+            .is_some();
+        session.end_read_txn();
+        if !db_ok {
+            return Err(EngineError::new(
+                "3D000",
+                format!("database \"{}\" does not exist", session.database),
+            ));
+        }
+        if !user_ok {
+            return Err(EngineError::new(
+                "28000",
+                format!("role \"{}\" does not exist", session.user),
+            ));
+        }
+        Ok(session)
+    }
+
+    /// The engine this session belongs to.
+    pub fn engine(&self) -> &Arc<Engine> {
+        &self.engine
+    }
+
+    /// The authenticated user.
+    pub fn user(&self) -> &str {
+        &self.user
+    }
+
+    /// The current database.
+    pub fn database(&self) -> &str {
+        &self.database
+    }
+
+    /// The state to report in ReadyForQuery.
+    pub fn transaction_status(&self) -> TransactionStatus {
+        self.status
+    }
+
+    /// Settings changed since the last call that Postgres reports with
+    /// ParameterStatus (TimeZone, application_name, DateStyle, …).
+    pub fn take_parameter_status_changes(&mut self) -> Vec<(String, String)> {
+        std::mem::take(&mut self.changed_parameters)
+    }
+
+    /// Runs a simple-protocol query string: its statements in order, stopping after
+    /// the first error (which is the last element).
+    pub async fn execute_simple(&mut self, sql: &str) -> Vec<Result<QueryOutput, EngineError>> {
+        let statements = match freshet_sql::parse_sql_with_source(sql) {
+            Ok(s) => s,
+            Err(e) => {
+                self.fail_in_block();
+                return vec![Err(crate::error::from_sql_error(e))];
+            }
+        };
+        if statements.is_empty() {
+            return vec![Ok(QueryOutput::Empty)];
+        }
+        let mut outputs = Vec::with_capacity(statements.len());
+        for parsed in statements {
+            let result = self
+                .execute_statement(Arc::new(parsed.statement), &parsed.source, None)
+                .await;
+            let failed = result.is_err();
+            outputs.push(result);
+            if failed {
+                break;
+            }
+        }
+        outputs
+    }
+
+    /// Parses and plans one statement for the extended protocol. `declared` are the
+    /// parameter types the client sent in Parse (`None` = let the server infer).
+    pub async fn prepare(
+        &mut self,
+        sql: &str,
+        declared: &[Option<DataType>],
+    ) -> Result<PreparedStatement, EngineError> {
+        let mut statements =
+            freshet_sql::parse_sql_with_source(sql).map_err(crate::error::from_sql_error)?;
+        if statements.len() > 1 {
+            return Err(EngineError::new(
+                "42601",
+                "cannot insert multiple commands into a prepared statement",
+            ));
+        }
+        let Some(parsed) = statements.pop() else {
+            return Ok(PreparedStatement {
+                sql: sql.to_string(),
+                param_types: Vec::new(),
+                result_schema: None,
+                statement: None,
+            });
+        };
+        let statement = Arc::new(parsed.statement);
+        let (param_types, result_schema) = self.describe(&statement, declared).await?;
+        Ok(PreparedStatement {
+            sql: sql.to_string(),
+            param_types,
+            result_schema,
+            statement: Some(statement),
+        })
+    }
+
+    /// Executes a prepared statement with bound parameter values.
+    pub async fn execute_prepared(
+        &mut self,
+        statement: &PreparedStatement,
+        params: Vec<ScalarValue>,
+    ) -> Result<QueryOutput, EngineError> {
+        let Some(parsed) = statement.statement.clone() else {
+            return Ok(QueryOutput::Empty);
+        };
+        self.execute_statement(parsed, &statement.sql, Some(params))
+            .await
+    }
+
+    /// Works out parameter types and the result schema of a statement without
+    /// running it.
+    async fn describe(
+        &mut self,
+        statement: &FreshetStatement,
+        declared: &[Option<DataType>],
+    ) -> Result<(Vec<DataType>, Option<SchemaRef>), EngineError> {
+        let FreshetStatement::Standard(stmt) = statement else {
+            let schema = crate::commands::describe_freshet(self, statement);
+            return Ok((declared_types(declared, 0), schema));
+        };
+        if !crate::commands::is_plannable(stmt) {
+            let schema = crate::commands::describe_standard(self, stmt);
+            let count = count_placeholders(stmt);
+            return Ok((declared_types(declared, count), schema));
+        }
+        let started = self.begin_statement_txn();
+        let planned = crate::planning::plan_statement(&self.ctx.state(), stmt.clone()).await;
+        if started {
+            self.end_read_txn();
+        }
+        let plan = planned?;
+        let inferred = plan.get_parameter_types().map_err(map_df_error)?;
+        let count = inferred
+            .keys()
+            .filter_map(|k| k.trim_start_matches('$').parse::<usize>().ok())
+            .max()
+            .unwrap_or(0)
+            .max(declared.len());
+        let mut types = Vec::with_capacity(count);
+        for i in 0..count {
+            let from_plan = inferred.get(&format!("${}", i + 1)).cloned().flatten();
+            let t = declared
+                .get(i)
+                .cloned()
+                .flatten()
+                .or(from_plan)
+                .unwrap_or(DataType::Utf8);
+            types.push(t);
+        }
+        let schema = match &plan {
+            LogicalPlan::Dml(_) | LogicalPlan::Ddl(_) | LogicalPlan::Statement(_) => {
+                crate::commands::describe_standard(self, stmt)
+            }
+            _ => Some(Arc::new(plan.schema().as_arrow().clone())),
+        };
+        Ok((types, schema))
+    }
+
+    /// Runs one statement, handling transaction control and autocommit.
+    pub(crate) async fn execute_statement(
+        &mut self,
+        statement: Arc<FreshetStatement>,
+        source: &str,
+        params: Option<Vec<ScalarValue>>,
+    ) -> Result<QueryOutput, EngineError> {
+        if let FreshetStatement::Standard(stmt) = statement.as_ref() {
+            match stmt {
+                Statement::StartTransaction { .. } => return Ok(self.begin_block()),
+                Statement::Commit { .. } => return self.commit_block().await,
+                Statement::Rollback { .. } => return Ok(self.rollback_block()),
+                _ => {}
+            }
+        }
+        if self.status == TransactionStatus::Failed {
+            return Err(EngineError::new(
+                "25P02",
+                "current transaction is aborted, commands ignored until end of transaction block",
+            ));
+        }
+        let autocommit = self.status == TransactionStatus::Idle;
+        if autocommit {
+            self.begin_statement_txn();
+        }
+        let params = params.map(|p| ParamValues::List(p.into_iter().map(Into::into).collect()));
+        let result = crate::commands::run(self, statement, source, params).await;
+        match result {
+            Ok(output) => {
+                if autocommit && self.copy_in.is_none() {
+                    self.commit_statement_txn().await?;
+                }
+                Ok(output)
+            }
+            Err(e) => {
+                if autocommit {
+                    self.rollback_statement_txn();
+                } else {
+                    self.status = TransactionStatus::Failed;
+                }
+                Err(e)
+            }
+        }
+    }
+
+    fn begin_block(&mut self) -> QueryOutput {
+        if self.status == TransactionStatus::Idle {
+            self.begin_statement_txn();
+            self.status = TransactionStatus::InBlock;
+        }
+        // Postgres warns (not errors) on BEGIN inside a block.
+        QueryOutput::Command(CommandTag {
+            tag: "BEGIN".into(),
+            rows: None,
+        })
+    }
+
+    async fn commit_block(&mut self) -> Result<QueryOutput, EngineError> {
+        match self.status {
+            TransactionStatus::Idle => {}
+            TransactionStatus::InBlock => {
+                self.status = TransactionStatus::Idle;
+                self.commit_statement_txn().await?;
+            }
+            TransactionStatus::Failed => {
+                self.status = TransactionStatus::Idle;
+                self.rollback_statement_txn();
+                return Ok(QueryOutput::Command(CommandTag {
+                    tag: "ROLLBACK".into(),
+                    rows: None,
+                }));
+            }
+        }
+        Ok(QueryOutput::Command(CommandTag {
+            tag: "COMMIT".into(),
+            rows: None,
+        }))
+    }
+
+    fn rollback_block(&mut self) -> QueryOutput {
+        if self.status != TransactionStatus::Idle {
+            self.rollback_statement_txn();
+            self.status = TransactionStatus::Idle;
+        }
+        QueryOutput::Command(CommandTag {
+            tag: "ROLLBACK".into(),
+            rows: None,
+        })
+    }
+
+    /// Moves an open block to the aborted state after a failure.
+    pub(crate) fn mark_failed(&mut self) {
+        self.fail_in_block();
+    }
+
+    fn fail_in_block(&mut self) {
+        if self.status == TransactionStatus::InBlock {
+            self.status = TransactionStatus::Failed;
+        }
+    }
+
+    /// Opens a storage transaction if none is open. Returns whether it opened one.
+    pub(crate) fn begin_statement_txn(&mut self) -> bool {
+        let mut slot = self.shared.txn.lock();
+        if slot.is_none() {
+            *slot = Some(self.engine.store.begin());
+            true
+        } else {
+            false
+        }
+    }
+
+    /// Drops a read-only transaction opened for planning.
+    pub(crate) fn end_read_txn(&mut self) {
+        if self.status == TransactionStatus::Idle {
+            self.shared.txn.lock().take();
+        }
+    }
+
+    pub(crate) async fn commit_statement_txn(&mut self) -> Result<(), EngineError> {
+        let txn = self.shared.txn.lock().take();
+        if let Some(txn) = txn {
+            if !txn.is_read_only() {
+                txn.commit()
+                    .await
+                    .map_err(|e| EngineError::new(e.sqlstate(), e.to_string()))?;
+                self.engine.after_commit();
+            }
+        }
+        Ok(())
+    }
+
+    pub(crate) fn rollback_statement_txn(&mut self) {
+        self.copy_in = None;
+        if let Some(txn) = self.shared.txn.lock().take() {
+            txn.rollback();
+        }
+    }
+
+    /// Changes a setting, recording it for ParameterStatus when Postgres reports it.
+    pub(crate) fn set_setting(&mut self, name: &str, value: String) -> Result<(), EngineError> {
+        let key = name.to_ascii_lowercase();
+        match key.as_str() {
+            "search_path" => {
+                let schemas: Vec<String> = value
+                    .split(',')
+                    .map(|s| s.trim().trim_matches('"').to_string())
+                    .filter(|s| !s.is_empty() && s != "$user")
+                    .collect();
+                if let Some(first) = schemas.first().cloned() {
+                    self.set_default_schema(&first);
+                }
+                self.search_path = schemas;
+            }
+            "timezone" => {
+                let upper = value.to_ascii_uppercase();
+                if upper != "UTC" && upper != "GMT" && upper != "ETC/UTC" && value != "Z" {
+                    // Timestamps are stored in UTC; other zones would silently mislabel them.
+                    return Err(EngineError::new(
+                        "0A000",
+                        format!(
+                            "time zone \"{value}\" is not supported yet; Freshet sessions use UTC"
+                        ),
+                    ));
+                }
+            }
+            "transaction_isolation" | "default_transaction_isolation" => {}
+            _ => {}
+        }
+        if let Some((_, canonical)) = REPORTED.iter().find(|(k, _)| *k == key) {
+            self.changed_parameters
+                .push((canonical.to_string(), value.clone()));
+        }
+        self.settings.insert(key, value);
+        Ok(())
+    }
+
+    /// Switches the database (USE), rebuilding the DataFusion context.
+    pub(crate) fn switch_database(
+        &mut self,
+        database: &str,
+        schema: Option<&str>,
+    ) -> Result<(), EngineError> {
+        let schema = schema
+            .map(str::to_string)
+            .or_else(|| self.search_path.first().cloned())
+            .unwrap_or_else(|| "public".into());
+        self.ctx = build_context(&self.engine, &self.shared, database, &schema)?;
+        self.database = database.to_string();
+        Ok(())
+    }
+
+    fn set_default_schema(&mut self, schema: &str) {
+        let state = self.ctx.state_ref();
+        let mut state = state.write();
+        state.config_mut().options_mut().catalog.default_schema = schema.to_string();
+    }
+}
+
+fn declared_types(declared: &[Option<DataType>], count: usize) -> Vec<DataType> {
+    (0..count.max(declared.len()))
+        .map(|i| declared.get(i).cloned().flatten().unwrap_or(DataType::Utf8))
+        .collect()
+}
+
+/// Counts `$n` placeholders in a statement DataFusion cannot plan (e.g. CREATE MODEL … FROM $1).
+fn count_placeholders(statement: &Statement) -> usize {
+    use datafusion::sql::sqlparser::ast::{visit_expressions, Expr};
+    let mut max = 0usize;
+    let _ = visit_expressions(statement, |expr| {
+        if let Expr::Value(v) = expr {
+            if let Value::Placeholder(p) = &v.value {
+                if let Ok(n) = p.trim_start_matches('$').parse::<usize>() {
+                    max = max.max(n);
+                }
+            }
+        }
+        std::ops::ControlFlow::<()>::Continue(())
+    });
+    max
+}
+
+/// Builds the per-session DataFusion context: Freshet's catalogs, pg_catalog,
+/// information_schema and Freshet's functions.
+pub(crate) fn build_context(
+    engine: &Arc<Engine>,
+    shared: &Arc<SessionShared>,
+    database: &str,
+    schema: &str,
+) -> Result<SessionContext, EngineError> {
+    let mut config = SessionConfig::new()
+        .with_default_catalog_and_schema(database, schema)
+        .with_information_schema(true)
+        .with_create_default_catalog_and_schema(false)
+        .with_target_partitions(engine.config.threads.max(1));
+    {
+        let options = config.options_mut();
+        options.sql_parser.map_string_types_to_utf8view = false;
+        options.sql_parser.dialect = datafusion::config::Dialect::PostgreSQL;
+        options.execution.parquet.schema_force_view_types = false;
+    }
+    let catalogs = Arc::new(DatabaseList {
+        shared: shared.clone(),
+    });
+    let runtime = Arc::new(datafusion::execution::runtime_env::RuntimeEnv::default());
+    let state = datafusion::execution::session_state::SessionStateBuilder::new()
+        .with_config(config)
+        .with_runtime_env(runtime)
+        .with_catalog_list(catalogs)
+        .with_default_features()
+        .build();
+    let ctx = SessionContext::new_with_state(state);
+    *shared.state.write() = ctx.state_weak_ref();
+    // pg_catalog is a code-provided schema visible from every database, so
+    // psql's \d keeps working after USE. Building it reads the catalog, which
+    // needs a transaction to read through.
+    shared.virtual_schemas.write().remove("pg_catalog");
+    let opened = {
+        let mut slot = shared.txn.lock();
+        let opened = slot.is_none();
+        if opened {
+            *slot = Some(engine.store.begin());
+        }
+        opened
+    };
+    let result = datafusion_pg_catalog::setup_pg_catalog(
+        &ctx,
+        database,
+        datafusion_pg_catalog::pg_catalog::context::EmptyContextProvider,
+    );
+    if opened {
+        shared.txn.lock().take();
+    }
+    result.map_err(|e| map_df_error(*e))?;
+    crate::functions::register(&ctx, engine, shared);
+    Ok(ctx)
+}

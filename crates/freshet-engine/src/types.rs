@@ -1,0 +1,166 @@
+//! SQL type names ⇄ Arrow types.
+//!
+//! Freshet stores Arrow; clients speak Postgres types. The declared SQL type is
+//! kept in the field's metadata so `\d` can show `varchar(20)` rather than the
+//! Arrow type, and `json` columns carry Arrow's canonical `arrow.json` extension
+//! name so the wire layer sends them as Postgres `json`.
+
+use std::collections::HashMap;
+
+use datafusion::arrow::datatypes::{DataType, Field, IntervalUnit, TimeUnit};
+use datafusion::sql::sqlparser::ast::{DataType as SqlType, ExactNumberInfo};
+
+use crate::EngineError;
+
+/// Field metadata key holding the declared SQL type.
+pub const SQL_TYPE_METADATA: &str = "freshet.sql_type";
+/// Arrow's extension-name metadata key.
+pub const EXTENSION_NAME: &str = "ARROW:extension:name";
+/// Arrow's canonical JSON extension type name.
+pub const JSON_EXTENSION: &str = "arrow.json";
+
+/// Converts a declared SQL column type into an Arrow field.
+pub fn sql_type_to_field(
+    name: &str,
+    sql_type: &SqlType,
+    nullable: bool,
+) -> Result<Field, EngineError> {
+    let mut metadata = HashMap::new();
+    let arrow = match sql_type {
+        SqlType::Boolean | SqlType::Bool => DataType::Boolean,
+        SqlType::SmallInt(_) | SqlType::Int2(_) => DataType::Int16,
+        SqlType::Int(_) | SqlType::Integer(_) | SqlType::Int4(_) => DataType::Int32,
+        SqlType::BigInt(_) | SqlType::Int8(_) => DataType::Int64,
+        SqlType::Real | SqlType::Float4 => DataType::Float32,
+        SqlType::Double(_) | SqlType::DoublePrecision | SqlType::Float8 => DataType::Float64,
+        SqlType::Float(info) => match info {
+            ExactNumberInfo::Precision(p) if *p <= 24 => DataType::Float32,
+            _ => DataType::Float64,
+        },
+        SqlType::Numeric(info) | SqlType::Decimal(info) | SqlType::Dec(info) => match info {
+            ExactNumberInfo::None => DataType::Decimal128(38, 10),
+            ExactNumberInfo::Precision(p) => DataType::Decimal128(check_precision(*p)?, 0),
+            ExactNumberInfo::PrecisionAndScale(p, s) => {
+                let p = check_precision(*p)?;
+                let s = i8::try_from(*s).map_err(|_| {
+                    EngineError::new("22023", format!("NUMERIC scale {s} is out of range"))
+                })?;
+                if s as i64 > p as i64 || s < 0 {
+                    return Err(EngineError::new(
+                        "22023",
+                        format!("NUMERIC scale {s} must be between 0 and precision {p}"),
+                    ));
+                }
+                DataType::Decimal128(p, s)
+            }
+        },
+        SqlType::Text
+        | SqlType::String(_)
+        | SqlType::Varchar(_)
+        | SqlType::CharacterVarying(_)
+        | SqlType::Char(_)
+        | SqlType::Character(_) => DataType::Utf8,
+        SqlType::Custom(name, _)
+            if name.to_string().eq_ignore_ascii_case("name")
+                || name.to_string().eq_ignore_ascii_case("citext") =>
+        {
+            DataType::Utf8
+        }
+        SqlType::Bytea | SqlType::Blob(_) | SqlType::Binary(_) | SqlType::Varbinary(_) => {
+            DataType::Binary
+        }
+        SqlType::Date => DataType::Date32,
+        SqlType::Time(_, tz) => {
+            use datafusion::sql::sqlparser::ast::TimezoneInfo;
+            if matches!(tz, TimezoneInfo::WithTimeZone | TimezoneInfo::Tz) {
+                return Err(EngineError::new(
+                    "0A000",
+                    "time with time zone is not supported; use time or timestamptz",
+                ));
+            }
+            DataType::Time64(TimeUnit::Microsecond)
+        }
+        SqlType::Timestamp(_, tz) => {
+            use datafusion::sql::sqlparser::ast::TimezoneInfo;
+            match tz {
+                TimezoneInfo::WithTimeZone | TimezoneInfo::Tz => {
+                    DataType::Timestamp(TimeUnit::Microsecond, Some("+00:00".into()))
+                }
+                _ => DataType::Timestamp(TimeUnit::Microsecond, None),
+            }
+        }
+        SqlType::TimestampNtz(_) => DataType::Timestamp(TimeUnit::Microsecond, None),
+        SqlType::Interval { .. } => DataType::Interval(IntervalUnit::MonthDayNano),
+        SqlType::JSON | SqlType::JSONB => {
+            metadata.insert(EXTENSION_NAME.to_string(), JSON_EXTENSION.to_string());
+            DataType::Utf8
+        }
+        SqlType::Custom(name, _) if name.to_string().eq_ignore_ascii_case("timestamptz") => {
+            DataType::Timestamp(TimeUnit::Microsecond, Some("+00:00".into()))
+        }
+        other => {
+            return Err(EngineError::new(
+                "0A000",
+                format!("type {other} is not supported"),
+            ))
+        }
+    };
+    metadata.insert(
+        SQL_TYPE_METADATA.to_string(),
+        sql_type.to_string().to_ascii_lowercase(),
+    );
+    Ok(Field::new(name, arrow, nullable).with_metadata(metadata))
+}
+
+fn check_precision(p: u64) -> Result<u8, EngineError> {
+    match u8::try_from(p) {
+        Ok(p) if (1..=38).contains(&p) => Ok(p),
+        _ => Err(EngineError::new(
+            "22023",
+            format!("NUMERIC precision {p} must be between 1 and 38"),
+        )),
+    }
+}
+
+/// The Postgres-style type name shown for a column.
+pub fn display_type(field: &Field) -> String {
+    if let Some(t) = field.metadata().get(SQL_TYPE_METADATA) {
+        return t.clone();
+    }
+    if field.metadata().get(EXTENSION_NAME).map(String::as_str) == Some(JSON_EXTENSION) {
+        return "json".into();
+    }
+    match field.data_type() {
+        DataType::Boolean => "boolean".into(),
+        DataType::Int8 | DataType::Int16 => "smallint".into(),
+        DataType::Int32 => "integer".into(),
+        DataType::Int64 | DataType::UInt32 | DataType::UInt64 => "bigint".into(),
+        DataType::Float32 => "real".into(),
+        DataType::Float64 => "double precision".into(),
+        DataType::Decimal128(p, s) => format!("numeric({p},{s})"),
+        DataType::Utf8 | DataType::LargeUtf8 | DataType::Utf8View => "text".into(),
+        DataType::Binary | DataType::LargeBinary | DataType::BinaryView => "bytea".into(),
+        DataType::Date32 | DataType::Date64 => "date".into(),
+        DataType::Time64(_) | DataType::Time32(_) => "time".into(),
+        DataType::Timestamp(_, None) => "timestamp".into(),
+        DataType::Timestamp(_, Some(_)) => "timestamptz".into(),
+        DataType::Interval(_) => "interval".into(),
+        DataType::Struct(_) | DataType::Map(_, _) | DataType::List(_) => "json".into(),
+        other => other.to_string(),
+    }
+}
+
+/// Strips Freshet's declared-type metadata so a column built from a query result
+/// gets a fresh declared type, while keeping the JSON extension marker.
+pub fn normalize_result_field(field: &Field) -> Field {
+    let mut metadata = HashMap::new();
+    if let Some(ext) = field.metadata().get(EXTENSION_NAME) {
+        metadata.insert(EXTENSION_NAME.to_string(), ext.clone());
+    }
+    let data_type = match field.data_type() {
+        DataType::Utf8View | DataType::LargeUtf8 => DataType::Utf8,
+        DataType::BinaryView | DataType::LargeBinary => DataType::Binary,
+        other => other.clone(),
+    };
+    Field::new(field.name(), data_type, true).with_metadata(metadata)
+}

@@ -1,0 +1,157 @@
+//! Users and their SCRAM-SHA-256 credentials.
+//!
+//! Only the salted password (`Hi(password, salt, i)`) is stored, never the
+//! password itself; it is what the SCRAM exchange needs to verify a client.
+
+use freshet_catalog::{self as catalog, UserEntry};
+
+use crate::commands::command;
+use crate::ddl::txn_mut;
+use crate::session::Session;
+use crate::{EngineError, QueryOutput};
+
+/// PBKDF2 iterations for new passwords (Postgres' default).
+pub(crate) const SCRAM_ITERATIONS: usize = 4096;
+
+fn to_hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+pub(crate) fn from_hex(text: &str) -> Option<Vec<u8>> {
+    if text.len() % 2 != 0 {
+        return None;
+    }
+    (0..text.len())
+        .step_by(2)
+        .map(|i| u8::from_str_radix(text.get(i..i + 2)?, 16).ok())
+        .collect()
+}
+
+/// Computes SCRAM credentials for a cleartext password.
+pub(crate) fn scram_credentials(password: &str) -> Result<(String, String), EngineError> {
+    use ring::rand::SecureRandom;
+    let mut salt = [0u8; 16];
+    ring::rand::SystemRandom::new()
+        .fill(&mut salt)
+        .map_err(|_| EngineError::new("XX000", "could not generate a random salt"))?;
+    let mut salted = [0u8; 32];
+    let iterations = std::num::NonZeroU32::new(SCRAM_ITERATIONS as u32)
+        .ok_or_else(|| EngineError::new("XX000", "invalid iteration count"))?;
+    ring::pbkdf2::derive(
+        ring::pbkdf2::PBKDF2_HMAC_SHA256,
+        iterations,
+        &salt,
+        password.as_bytes(),
+        &mut salted,
+    );
+    Ok((to_hex(&salt), to_hex(&salted)))
+}
+
+fn require_superuser(session: &Session) -> Result<(), EngineError> {
+    let entry: Option<UserEntry> = session
+        .shared
+        .with_txn(|t| catalog::get(t, &catalog::user_key(session.user())))
+        .map_err(crate::planning::map_df_error)?
+        .map_err(|e| EngineError::new(e.sqlstate(), e.to_string()))?;
+    if entry.is_some_and(|u| u.superuser) {
+        Ok(())
+    } else {
+        Err(EngineError::new(
+            "42501",
+            "permission denied: only superusers manage users",
+        ))
+    }
+}
+
+/// CREATE USER name [PASSWORD '…'] [SUPERUSER].
+pub(crate) fn create_user(
+    session: &Session,
+    name: &str,
+    password: Option<&str>,
+    superuser: bool,
+) -> Result<QueryOutput, EngineError> {
+    require_superuser(session)?;
+    let (salt, salted) = match password {
+        Some(p) => {
+            let (s, h) = scram_credentials(p)?;
+            (Some(s), Some(h))
+        }
+        None => (None, None),
+    };
+    txn_mut(session, |t| {
+        if t.get_meta(&catalog::user_key(name)).is_some() {
+            return Err(EngineError::new(
+                "42710",
+                format!("role \"{name}\" already exists"),
+            ));
+        }
+        catalog::put(
+            t,
+            &catalog::user_key(name),
+            &UserEntry {
+                name: name.to_string(),
+                superuser,
+                scram_salt_hex: salt,
+                scram_salted_password_hex: salted,
+                scram_iterations: SCRAM_ITERATIONS,
+            },
+        );
+        Ok(())
+    })?;
+    Ok(command("CREATE ROLE", None))
+}
+
+/// ALTER USER name [PASSWORD '…'] [SUPERUSER|NOSUPERUSER].
+pub(crate) fn alter_user(
+    session: &Session,
+    name: &str,
+    password: Option<&str>,
+    superuser: Option<bool>,
+) -> Result<QueryOutput, EngineError> {
+    if name != session.user() {
+        require_superuser(session)?;
+    }
+    let credentials = password.map(scram_credentials).transpose()?;
+    txn_mut(session, |t| {
+        let mut entry: UserEntry = catalog::get(t, &catalog::user_key(name))
+            .map_err(|e| EngineError::new(e.sqlstate(), e.to_string()))?
+            .ok_or_else(|| EngineError::new("42704", format!("role \"{name}\" does not exist")))?;
+        if let Some((salt, salted)) = credentials {
+            entry.scram_salt_hex = Some(salt);
+            entry.scram_salted_password_hex = Some(salted);
+            entry.scram_iterations = SCRAM_ITERATIONS;
+        }
+        if let Some(s) = superuser {
+            entry.superuser = s;
+        }
+        catalog::put(t, &catalog::user_key(name), &entry);
+        Ok(())
+    })?;
+    Ok(command("ALTER ROLE", None))
+}
+
+/// DROP USER [IF EXISTS] name.
+pub(crate) fn drop_user(
+    session: &Session,
+    name: &str,
+    if_exists: bool,
+) -> Result<QueryOutput, EngineError> {
+    require_superuser(session)?;
+    if name == session.user() {
+        return Err(EngineError::new("55006", "current user cannot be dropped"));
+    }
+    txn_mut(session, |t| {
+        if t.get_meta(&catalog::user_key(name)).is_none() {
+            if if_exists {
+                return Ok(());
+            }
+            return Err(EngineError::new(
+                "42704",
+                format!("role \"{name}\" does not exist"),
+            ));
+        }
+        t.delete_meta(&catalog::user_key(name));
+        Ok(())
+    })?;
+    Ok(command("DROP ROLE", None))
+}
