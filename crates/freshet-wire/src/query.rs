@@ -1,0 +1,728 @@
+//! Simple and extended query handling.
+//!
+//! Both protocols end up in the engine [`Session`]; this module turns its
+//! [`QueryOutput`]s into protocol messages. The default pgwire flows are
+//! overridden (`on_query`, `on_execute`) for three reasons:
+//!
+//! * results must stream batch by batch — pgwire's portal fetch collects all
+//!   rows of an unlimited Execute into memory first;
+//! * a CancelRequest must stop a statement while its rows stream out, not only
+//!   while it is being planned;
+//! * the ReadyForQuery status must be the engine's transaction state, and COPY
+//!   needs its exact row count and text/CSV rules.
+
+use std::fmt::Debug;
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use bytes::BytesMut;
+use datafusion::common::ParamValues;
+use datafusion::execution::SendableRecordBatchStream;
+use datafusion::scalar::ScalarValue;
+use freshet_engine::{CommandTag, CopyOptions, PreparedStatement, QueryOutput, Session};
+use futures::{Sink, SinkExt, StreamExt};
+use pgwire::api::portal::{Format, Portal, PortalExecutionState};
+use pgwire::api::query::{ExtendedQueryHandler, SimpleQueryHandler};
+use pgwire::api::results::{FieldInfo, QueryResponse, Response, SendableRowStream};
+use pgwire::api::stmt::QueryParser;
+use pgwire::api::store::{Entry, PortalStore};
+use pgwire::api::{ClientInfo, ClientPortalStore, PgWireConnectionState, Type, DEFAULT_NAME};
+use pgwire::error::{PgWireError, PgWireResult};
+use pgwire::messages::copy::{CopyDone, CopyInResponse, CopyOutResponse};
+use pgwire::messages::extendedquery::{Execute, PortalSuspended};
+use pgwire::messages::response::{CommandComplete, EmptyQueryResponse, ReadyForQuery};
+use pgwire::messages::simplequery::Query;
+use pgwire::messages::startup::ParameterStatus;
+use pgwire::messages::PgWireBackendMessage;
+
+use crate::copy::{begin_copy_in, take_chunk, CopyOutEncoder};
+use crate::error::{WireError, WireResult};
+use crate::session::{cancel_signal, pg_status, session_of, CancelSignal};
+use crate::types::{arrow_type_for_pg, pg_type_for_param, WireSchema};
+
+/// Handles Query, Parse/Bind/Describe/Execute for one server.
+#[derive(Debug, Default)]
+pub struct FreshetQueryHandler {
+    parser: Arc<FreshetQueryParser>,
+}
+
+/// Parses (prepares) extended-protocol statements through the engine session.
+#[derive(Debug, Default)]
+pub struct FreshetQueryParser;
+
+/// The CommandComplete message for an engine command tag (`INSERT 0 n` keeps
+/// Postgres' legacy oid slot, which drivers parse positionally).
+pub(crate) fn command_complete(tag: &CommandTag) -> CommandComplete {
+    let text = match (tag.tag.as_str(), tag.rows) {
+        ("INSERT", Some(rows)) => format!("INSERT 0 {rows}"),
+        (command, Some(rows)) => format!("{command} {rows}"),
+        (command, None) => command.to_owned(),
+    };
+    CommandComplete::new(text)
+}
+
+fn io<E>(err: E) -> WireError
+where
+    PgWireError: From<E>,
+{
+    WireError::PgWire(PgWireError::from(err))
+}
+
+/// A DataRow stream over the record batches of a result, encoded per `wire`.
+fn row_stream(wire: WireSchema, batches: SendableRecordBatchStream) -> SendableRowStream {
+    let rows = batches
+        .map(move |batch| {
+            let rows: Vec<PgWireResult<_>> = match batch {
+                Ok(batch) => match wire.encode_batch(&batch) {
+                    Ok(rows) => rows.into_iter().map(Ok).collect(),
+                    Err(e) => vec![Err(e.into())],
+                },
+                Err(e) => vec![Err(WireError::from_datafusion(e).into())],
+            };
+            futures::stream::iter(rows)
+        })
+        .flatten();
+    Box::pin(rows)
+}
+
+/// Sends up to `max_rows` rows (0 = all); returns the count and whether rows remain.
+async fn send_rows<C>(
+    client: &mut C,
+    rows: &mut SendableRowStream,
+    max_rows: usize,
+    cancel: &mut CancelSignal,
+) -> WireResult<(usize, bool)>
+where
+    C: Sink<PgWireBackendMessage> + Unpin + Send,
+    PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
+{
+    let mut sent = 0;
+    loop {
+        if max_rows > 0 && sent >= max_rows {
+            return Ok((sent, true));
+        }
+        let next = tokio::select! {
+            biased;
+            _ = &mut *cancel => return Err(WireError::Cancelled),
+            next = rows.next() => next,
+        };
+        match next {
+            None => return Ok((sent, false)),
+            Some(Ok(row)) => {
+                client
+                    .feed(PgWireBackendMessage::DataRow(row))
+                    .await
+                    .map_err(io)?;
+                sent += 1;
+            }
+            Some(Err(e)) => return Err(WireError::PgWire(e)),
+        }
+    }
+}
+
+/// Streams a `COPY … TO STDOUT`: CopyOutResponse, CopyData…, CopyDone. Returns
+/// the number of data rows (the header is not counted).
+async fn send_copy_out<C>(
+    client: &mut C,
+    schema: &datafusion::arrow::datatypes::SchemaRef,
+    mut stream: SendableRecordBatchStream,
+    options: CopyOptions,
+    cancel: &mut CancelSignal,
+) -> WireResult<usize>
+where
+    C: Sink<PgWireBackendMessage> + Unpin + Send,
+    PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
+{
+    let encoder = CopyOutEncoder::new(schema, options)?;
+    let columns = encoder.columns();
+    client
+        .send(PgWireBackendMessage::CopyOutResponse(CopyOutResponse::new(
+            0,
+            columns as i16,
+            vec![0; columns],
+        )))
+        .await
+        .map_err(io)?;
+    let mut out = BytesMut::new();
+    if let Some(header) = encoder.header() {
+        out.extend_from_slice(&header);
+    }
+    let mut rows = 0;
+    loop {
+        let next = tokio::select! {
+            biased;
+            _ = &mut *cancel => return Err(WireError::Cancelled),
+            next = stream.next() => next,
+        };
+        match next {
+            None => break,
+            Some(Err(e)) => return Err(WireError::from_datafusion(e)),
+            Some(Ok(batch)) => {
+                rows += encoder.encode(&batch, &mut out)?;
+                if let Some(chunk) = take_chunk(&mut out, false) {
+                    client
+                        .feed(PgWireBackendMessage::CopyData(chunk))
+                        .await
+                        .map_err(io)?;
+                }
+            }
+        }
+    }
+    if let Some(chunk) = take_chunk(&mut out, true) {
+        client
+            .feed(PgWireBackendMessage::CopyData(chunk))
+            .await
+            .map_err(io)?;
+    }
+    client
+        .feed(PgWireBackendMessage::CopyDone(CopyDone::new()))
+        .await
+        .map_err(io)?;
+    Ok(rows)
+}
+
+async fn send_copy_in_response<C>(client: &mut C, columns: usize) -> WireResult<()>
+where
+    C: Sink<PgWireBackendMessage> + Unpin + Send,
+    PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
+{
+    client
+        .send(PgWireBackendMessage::CopyInResponse(CopyInResponse::new(
+            0,
+            columns as i16,
+            vec![0; columns],
+        )))
+        .await
+        .map_err(io)
+}
+
+async fn send_parameter_status<C>(client: &mut C, session: &mut Session) -> WireResult<()>
+where
+    C: Sink<PgWireBackendMessage> + Unpin + Send,
+    PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
+{
+    for (name, value) in session.take_parameter_status_changes() {
+        client
+            .feed(PgWireBackendMessage::ParameterStatus(ParameterStatus::new(
+                name, value,
+            )))
+            .await
+            .map_err(io)?;
+    }
+    Ok(())
+}
+
+async fn send_error<C>(client: &mut C, err: WireError) -> WireResult<()>
+where
+    C: Sink<PgWireBackendMessage> + Unpin + Send,
+    PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
+{
+    if matches!(err, WireError::Io(_)) {
+        return Err(err);
+    }
+    tracing::debug!(error = %err, "statement failed");
+    client
+        .feed(PgWireBackendMessage::ErrorResponse(
+            err.into_error_info("ERROR").into(),
+        ))
+        .await
+        .map_err(io)
+}
+
+fn is_empty_query(sql: &str) -> bool {
+    sql.chars().all(|c| c == ';' || c.is_whitespace())
+}
+
+impl FreshetQueryHandler {
+    /// Runs a simple-protocol query string and writes all its responses
+    /// (everything up to, not including, ReadyForQuery). Returns `true` when a
+    /// COPY FROM STDIN was started and the connection now awaits CopyData.
+    async fn run_simple<C>(
+        &self,
+        client: &mut C,
+        sql: &str,
+        cancel: &mut CancelSignal,
+    ) -> WireResult<bool>
+    where
+        C: ClientInfo + Sink<PgWireBackendMessage> + Unpin + Send + Sync,
+        PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
+    {
+        let session = session_of(client)?;
+        let mut session = session.lock().await;
+        let results = tokio::select! {
+            biased;
+            _ = &mut *cancel => vec![Err(WireError::Cancelled)],
+            results = session.execute_simple(sql) => {
+                results.into_iter().map(|r| r.map_err(WireError::from)).collect()
+            }
+        };
+        let mut copy_started = false;
+        for result in results {
+            let outcome = match result {
+                Ok(output) => self.send_output(client, &mut session, output, cancel).await,
+                Err(e) => Err(e),
+            };
+            match outcome {
+                Ok(started) => {
+                    if started {
+                        copy_started = true;
+                        break;
+                    }
+                }
+                Err(e) => {
+                    send_error(client, e).await?;
+                    break;
+                }
+            }
+        }
+        send_parameter_status(client, &mut session).await?;
+        client.set_transaction_status(pg_status(session.transaction_status()));
+        Ok(copy_started)
+    }
+
+    /// Writes one simple-protocol statement result. Returns `true` for COPY FROM.
+    async fn send_output<C>(
+        &self,
+        client: &mut C,
+        session: &mut Session,
+        output: QueryOutput,
+        cancel: &mut CancelSignal,
+    ) -> WireResult<bool>
+    where
+        C: ClientInfo + Sink<PgWireBackendMessage> + Unpin + Send + Sync,
+        PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
+    {
+        match output {
+            QueryOutput::Rows { schema, stream } => {
+                let wire = WireSchema::new(&schema, &Format::UnifiedText)?;
+                client
+                    .feed(PgWireBackendMessage::RowDescription(wire.row_description()))
+                    .await
+                    .map_err(io)?;
+                let mut rows = row_stream(wire, stream);
+                let (count, _) = send_rows(client, &mut rows, 0, cancel).await?;
+                client
+                    .feed(PgWireBackendMessage::CommandComplete(CommandComplete::new(
+                        format!("SELECT {count}"),
+                    )))
+                    .await
+                    .map_err(io)?;
+            }
+            QueryOutput::Command(tag) => {
+                client
+                    .feed(PgWireBackendMessage::CommandComplete(command_complete(
+                        &tag,
+                    )))
+                    .await
+                    .map_err(io)?;
+            }
+            QueryOutput::Empty => {
+                client
+                    .feed(PgWireBackendMessage::EmptyQueryResponse(
+                        EmptyQueryResponse::new(),
+                    ))
+                    .await
+                    .map_err(io)?;
+            }
+            QueryOutput::CopyOut {
+                schema,
+                stream,
+                options,
+            } => {
+                let rows = send_copy_out(client, &schema, stream, options, cancel).await?;
+                client
+                    .feed(PgWireBackendMessage::CommandComplete(CommandComplete::new(
+                        format!("COPY {rows}"),
+                    )))
+                    .await
+                    .map_err(io)?;
+            }
+            QueryOutput::CopyIn(target) => match begin_copy_in(client, target).await {
+                Ok(columns) => {
+                    send_copy_in_response(client, columns).await?;
+                    return Ok(true);
+                }
+                Err(e) => {
+                    session.copy_in_abort(&e.to_string());
+                    return Err(e);
+                }
+            },
+        }
+        Ok(false)
+    }
+
+    /// Executes a bound portal for the first time and returns what to send.
+    async fn execute_portal<C>(
+        &self,
+        client: &mut C,
+        portal: &Portal<PreparedStatement>,
+        cancel: &mut CancelSignal,
+    ) -> WireResult<PortalOutput>
+    where
+        C: ClientInfo + Sink<PgWireBackendMessage> + Unpin + Send + Sync,
+        PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
+    {
+        let statement = &portal.statement.statement;
+        let params = decode_parameters(portal, statement)?;
+        let session = session_of(client)?;
+        let mut session = session.lock().await;
+        let result = tokio::select! {
+            biased;
+            _ = &mut *cancel => Err(WireError::Cancelled),
+            result = session.execute_prepared(statement, params) => result.map_err(WireError::from),
+        };
+        send_parameter_status(client, &mut session).await?;
+        client.set_transaction_status(pg_status(session.transaction_status()));
+        Ok(match result? {
+            QueryOutput::Rows { schema, stream } => {
+                let wire = WireSchema::new(&schema, &portal.result_column_format)?;
+                PortalOutput::Rows(QueryResponse::new(
+                    wire.fields().clone(),
+                    row_stream(wire, stream),
+                ))
+            }
+            QueryOutput::Command(tag) => PortalOutput::Complete(command_complete(&tag)),
+            QueryOutput::Empty => PortalOutput::Empty,
+            QueryOutput::CopyOut {
+                schema,
+                stream,
+                options,
+            } => {
+                let rows = send_copy_out(client, &schema, stream, options, cancel).await?;
+                PortalOutput::Complete(CommandComplete::new(format!("COPY {rows}")))
+            }
+            QueryOutput::CopyIn(target) => match begin_copy_in(client, target).await {
+                Ok(columns) => PortalOutput::CopyIn(columns),
+                Err(e) => {
+                    session.copy_in_abort(&e.to_string());
+                    client.set_transaction_status(pg_status(session.transaction_status()));
+                    return Err(e);
+                }
+            },
+        })
+    }
+
+    async fn execute<C>(&self, client: &mut C, message: Execute) -> WireResult<()>
+    where
+        C: ClientInfo + ClientPortalStore + Sink<PgWireBackendMessage> + Unpin + Send + Sync,
+        C::PortalStore: PortalStore<Statement = PreparedStatement>,
+        PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
+    {
+        let portal_name = message.name.as_deref().unwrap_or(DEFAULT_NAME);
+        let max_rows = usize::try_from(message.max_rows.max(0)).unwrap_or(0);
+        let portal = match client.portal_store().get_portal(portal_name) {
+            Some(Entry::Value(portal)) => portal,
+            Some(Entry::Empty) => {
+                client
+                    .feed(PgWireBackendMessage::EmptyQueryResponse(
+                        EmptyQueryResponse::new(),
+                    ))
+                    .await
+                    .map_err(io)?;
+                return Ok(());
+            }
+            None => return Err(PgWireError::PortalNotFound(portal_name.to_owned()).into()),
+        };
+        let mut cancel = cancel_signal(client).await;
+        let state = portal.state();
+        let mut state = state.lock().await;
+        if matches!(*state, PortalExecutionState::Initial) {
+            match self.execute_portal(client, &portal, &mut cancel).await {
+                Ok(PortalOutput::Rows(response)) => {
+                    *state = PortalExecutionState::Suspended(response);
+                }
+                Ok(PortalOutput::Complete(complete)) => {
+                    *state = PortalExecutionState::Finished;
+                    client
+                        .feed(PgWireBackendMessage::CommandComplete(complete))
+                        .await
+                        .map_err(io)?;
+                    return Ok(());
+                }
+                Ok(PortalOutput::Empty) => {
+                    *state = PortalExecutionState::Finished;
+                    client
+                        .feed(PgWireBackendMessage::EmptyQueryResponse(
+                            EmptyQueryResponse::new(),
+                        ))
+                        .await
+                        .map_err(io)?;
+                    return Ok(());
+                }
+                Ok(PortalOutput::CopyIn(columns)) => {
+                    *state = PortalExecutionState::Finished;
+                    client.set_state(PgWireConnectionState::CopyInProgress(true));
+                    send_copy_in_response(client, columns).await?;
+                    return Ok(());
+                }
+                Err(e) => {
+                    *state = PortalExecutionState::Finished;
+                    return Err(e);
+                }
+            }
+        }
+        match &mut *state {
+            PortalExecutionState::Suspended(response) => {
+                let result = send_rows(client, response.data_rows(), max_rows, &mut cancel).await;
+                match result {
+                    Ok((_, true)) => {
+                        client
+                            .feed(PgWireBackendMessage::PortalSuspended(PortalSuspended::new()))
+                            .await
+                            .map_err(io)?;
+                    }
+                    Ok((count, false)) => {
+                        *state = PortalExecutionState::Finished;
+                        client
+                            .feed(PgWireBackendMessage::CommandComplete(CommandComplete::new(
+                                format!("SELECT {count}"),
+                            )))
+                            .await
+                            .map_err(io)?;
+                    }
+                    Err(e) => {
+                        *state = PortalExecutionState::Finished;
+                        return Err(e);
+                    }
+                }
+            }
+            _ => {
+                client
+                    .feed(PgWireBackendMessage::CommandComplete(CommandComplete::new(
+                        "SELECT 0".to_owned(),
+                    )))
+                    .await
+                    .map_err(io)?;
+            }
+        }
+        Ok(())
+    }
+}
+
+/// What the first Execute of a portal produced.
+enum PortalOutput {
+    Rows(QueryResponse),
+    Complete(CommandComplete),
+    Empty,
+    CopyIn(usize),
+}
+
+/// Decodes the Bind parameters of `portal` into values of the statement's
+/// parameter types.
+fn decode_parameters(
+    portal: &Portal<PreparedStatement>,
+    statement: &PreparedStatement,
+) -> WireResult<Vec<ScalarValue>> {
+    let expected = statement.param_types.len();
+    if portal.parameters.len() != expected {
+        return Err(WireError::protocol(
+            "08P01",
+            format!(
+                "bind message supplies {} parameters, but prepared statement requires {}",
+                portal.parameters.len(),
+                expected
+            ),
+        ));
+    }
+    if expected == 0 {
+        return Ok(Vec::new());
+    }
+    if let Format::Individual(codes) = &portal.parameter_format {
+        if codes.len() != expected {
+            return Err(WireError::protocol(
+                "08P01",
+                format!(
+                    "bind message has {} parameter formats but {} parameters",
+                    codes.len(),
+                    expected
+                ),
+            ));
+        }
+    }
+    let inferred: Vec<_> = statement.param_types.iter().map(Some).collect();
+    let server_types: Vec<Type> = statement
+        .param_types
+        .iter()
+        .map(pg_type_for_param)
+        .collect();
+    let server_refs: Vec<_> = server_types.iter().map(Some).collect();
+    let values = arrow_pg::datatypes::df::deserialize_parameters_with_server_types(
+        portal,
+        &inferred,
+        &server_refs,
+    )?;
+    let ParamValues::List(values) = values else {
+        return Err(WireError::protocol("08P01", "unexpected named parameters"));
+    };
+    if values.len() != expected {
+        return Err(WireError::protocol(
+            "08P01",
+            "could not decode all bind parameters",
+        ));
+    }
+    values
+        .into_iter()
+        .zip(&statement.param_types)
+        .enumerate()
+        .map(|(idx, (value, target))| {
+            let value = value.value;
+            if &value.data_type() == target {
+                return Ok(value);
+            }
+            value.cast_to(target).map_err(|e| {
+                WireError::protocol(
+                    "22P02",
+                    format!("invalid value for parameter ${}: {e}", idx + 1),
+                )
+            })
+        })
+        .collect()
+}
+
+#[async_trait]
+impl SimpleQueryHandler for FreshetQueryHandler {
+    async fn on_query<C>(&self, client: &mut C, query: Query) -> PgWireResult<()>
+    where
+        C: ClientInfo + ClientPortalStore + Sink<PgWireBackendMessage> + Unpin + Send + Sync,
+        C::PortalStore: PortalStore,
+        C::Error: Debug,
+        PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
+    {
+        if !matches!(client.state(), PgWireConnectionState::ReadyForQuery) {
+            return Err(PgWireError::NotReadyForQuery);
+        }
+        client.set_state(PgWireConnectionState::QueryInProgress);
+        let copy_started = if is_empty_query(&query.query) {
+            client
+                .feed(PgWireBackendMessage::EmptyQueryResponse(
+                    EmptyQueryResponse::new(),
+                ))
+                .await?;
+            false
+        } else {
+            let mut cancel = cancel_signal(client).await;
+            match self.run_simple(client, &query.query, &mut cancel).await {
+                Ok(started) => started,
+                Err(e) => {
+                    // Only connection-level failures get here; statement errors
+                    // were already reported in order.
+                    client.set_state(PgWireConnectionState::ReadyForQuery);
+                    return Err(e.into());
+                }
+            }
+        };
+        if copy_started {
+            client.set_state(PgWireConnectionState::CopyInProgress(false));
+            client.flush().await?;
+        } else {
+            client.set_state(PgWireConnectionState::ReadyForQuery);
+            let status = client.transaction_status();
+            client
+                .send(PgWireBackendMessage::ReadyForQuery(ReadyForQuery::new(
+                    status,
+                )))
+                .await?;
+        }
+        Ok(())
+    }
+
+    async fn do_query<C>(&self, _client: &mut C, _query: &str) -> PgWireResult<Vec<Response>>
+    where
+        C: ClientInfo + ClientPortalStore + Sink<PgWireBackendMessage> + Unpin + Send + Sync,
+        C::PortalStore: PortalStore,
+        C::Error: Debug,
+        PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
+    {
+        // `on_query` is overridden and never calls this.
+        Err(WireError::protocol("XX000", "internal error: simple query path bypassed").into())
+    }
+}
+
+#[async_trait]
+impl QueryParser for FreshetQueryParser {
+    type Statement = PreparedStatement;
+
+    async fn parse_sql<C>(
+        &self,
+        client: &C,
+        sql: &str,
+        types: &[Option<Type>],
+    ) -> PgWireResult<Option<Self::Statement>>
+    where
+        C: ClientInfo + Unpin + Send + Sync,
+    {
+        let declared: Vec<_> = types
+            .iter()
+            .map(|t| t.as_ref().and_then(arrow_type_for_pg))
+            .collect();
+        let session = session_of(client)?;
+        let mut session = session.lock().await;
+        session
+            .prepare(sql, &declared)
+            .await
+            .map(Some)
+            .map_err(|e| WireError::from(e).into())
+    }
+
+    fn get_parameter_types(&self, stmt: &Self::Statement) -> PgWireResult<Vec<Type>> {
+        Ok(stmt.param_types.iter().map(pg_type_for_param).collect())
+    }
+
+    fn get_result_schema(
+        &self,
+        stmt: &Self::Statement,
+        column_format: Option<&Format>,
+    ) -> PgWireResult<Vec<FieldInfo>> {
+        match &stmt.result_schema {
+            None => Ok(Vec::new()),
+            Some(schema) => {
+                let wire = WireSchema::new(schema, column_format.unwrap_or(&Format::UnifiedText))?;
+                Ok(wire.fields().as_ref().clone())
+            }
+        }
+    }
+}
+
+#[async_trait]
+impl ExtendedQueryHandler for FreshetQueryHandler {
+    type Statement = PreparedStatement;
+    type QueryParser = FreshetQueryParser;
+
+    fn query_parser(&self) -> Arc<Self::QueryParser> {
+        self.parser.clone()
+    }
+
+    async fn on_execute<C>(&self, client: &mut C, message: Execute) -> PgWireResult<()>
+    where
+        C: ClientInfo + ClientPortalStore + Sink<PgWireBackendMessage> + Unpin + Send + Sync,
+        C::PortalStore: PortalStore<Statement = Self::Statement>,
+        C::Error: Debug,
+        PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
+    {
+        if !matches!(client.state(), PgWireConnectionState::ReadyForQuery) {
+            return Err(PgWireError::NotReadyForQuery);
+        }
+        client.set_state(PgWireConnectionState::QueryInProgress);
+        let result = self.execute(client, message).await;
+        if !matches!(client.state(), PgWireConnectionState::CopyInProgress(_)) {
+            client.set_state(PgWireConnectionState::ReadyForQuery);
+        }
+        result.map_err(Into::into)
+    }
+
+    async fn do_query<C>(
+        &self,
+        _client: &mut C,
+        _portal: &Portal<Self::Statement>,
+        _max_rows: usize,
+    ) -> PgWireResult<Response>
+    where
+        C: ClientInfo + ClientPortalStore + Sink<PgWireBackendMessage> + Unpin + Send + Sync,
+        C::PortalStore: PortalStore<Statement = Self::Statement>,
+        C::Error: Debug,
+        PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
+    {
+        // `on_execute` is overridden and never calls this.
+        Err(WireError::protocol("XX000", "internal error: extended query path bypassed").into())
+    }
+}

@@ -1,0 +1,363 @@
+//! Arrow ⇄ Postgres type mapping and row encoding.
+//!
+//! arrow-pg does the heavy lifting (type OIDs, text and binary encodings). This
+//! module adds Freshet's policy on top of it:
+//!
+//! * columns tagged `ARROW:extension:name = arrow.json`, and nested values
+//!   (structs, maps, lists of structs — typically model predictions) are sent as
+//!   Postgres `json`, so drivers hand users a dict instead of an anonymous
+//!   composite record they cannot decode;
+//! * Arrow types arrow-pg cannot map fall back to `json` as well rather than
+//!   failing the whole query;
+//! * parameter types declared by clients in Parse are mapped back to Arrow so the
+//!   engine can plan with them.
+
+use std::sync::Arc;
+
+use datafusion::arrow::array::{Array, ArrayRef, RecordBatch, StringBuilder};
+use datafusion::arrow::datatypes::{DataType, Field, FieldRef, IntervalUnit, Schema, TimeUnit};
+use datafusion::arrow::json::writer::{make_encoder, EncoderOptions};
+use pgwire::api::portal::Format;
+use pgwire::api::results::{DataRowEncoder, FieldFormat, FieldInfo};
+use pgwire::api::Type;
+use pgwire::messages::data::{DataRow, FieldDescription, RowDescription};
+
+use crate::error::{WireError, WireResult};
+
+/// The Arrow extension name marking a UTF-8 column that holds JSON documents.
+pub const ARROW_JSON_EXTENSION: &str = "arrow.json";
+
+const EXTENSION_NAME_KEY: &str = "ARROW:extension:name";
+
+/// How one result column goes on the wire.
+#[derive(Debug, Clone)]
+struct ColumnPlan {
+    /// Convert the Arrow column to JSON text before encoding.
+    to_json: bool,
+    /// The Arrow field handed to arrow-pg's encoder (Utf8 for JSON columns).
+    wire_field: FieldRef,
+}
+
+/// A result schema prepared for encoding: Postgres field descriptions plus the
+/// per-column conversions needed to produce them.
+#[derive(Debug, Clone)]
+pub struct WireSchema {
+    fields: Arc<Vec<FieldInfo>>,
+    columns: Vec<ColumnPlan>,
+}
+
+impl WireSchema {
+    /// Maps `schema` to Postgres fields using the per-column `format` the client
+    /// requested in Bind (text when describing a statement).
+    pub fn new(schema: &Schema, format: &Format) -> WireResult<Self> {
+        let mut fields = Vec::with_capacity(schema.fields().len());
+        let mut columns = Vec::with_capacity(schema.fields().len());
+        for (idx, field) in schema.fields().iter().enumerate() {
+            let col_format = format_for(format, idx, schema.fields().len())?;
+            let (pg_type, to_json) = pg_type_for_field(field);
+            let wire_field = if to_json && !is_string_type(field.data_type()) {
+                Arc::new(Field::new(field.name(), DataType::Utf8, true))
+            } else {
+                field.clone()
+            };
+            fields.push(FieldInfo::new(
+                field.name().clone(),
+                None,
+                None,
+                pg_type,
+                col_format,
+            ));
+            columns.push(ColumnPlan {
+                to_json,
+                wire_field,
+            });
+        }
+        Ok(WireSchema {
+            fields: Arc::new(fields),
+            columns,
+        })
+    }
+
+    /// The field descriptions (for Describe and RowDescription).
+    pub fn fields(&self) -> &Arc<Vec<FieldInfo>> {
+        &self.fields
+    }
+
+    /// The RowDescription message for this schema.
+    pub fn row_description(&self) -> RowDescription {
+        RowDescription::new(self.fields.iter().map(FieldDescription::from).collect())
+    }
+
+    /// Encodes every row of `batch` as a DataRow in the negotiated formats.
+    pub fn encode_batch(&self, batch: &RecordBatch) -> WireResult<Vec<DataRow>> {
+        let columns = self.wire_columns(batch)?;
+        let mut encoder = DataRowEncoder::new(self.fields.clone());
+        let mut rows = Vec::with_capacity(batch.num_rows());
+        for row in 0..batch.num_rows() {
+            for (col, array) in columns.iter().enumerate() {
+                arrow_pg::encoder::encode_value(
+                    &mut encoder,
+                    array,
+                    row,
+                    &self.columns[col].wire_field,
+                    &self.fields[col],
+                )?;
+            }
+            rows.push(encoder.take_row());
+        }
+        Ok(rows)
+    }
+
+    /// Encodes every row of `batch` in text format and returns, per row, each
+    /// field's text (`None` for NULL). Used by `COPY … TO STDOUT`, which needs
+    /// the same text representation as a SELECT but its own quoting.
+    pub fn encode_batch_text(&self, batch: &RecordBatch) -> WireResult<Vec<Vec<Option<Vec<u8>>>>> {
+        let rows = self.encode_batch(batch)?;
+        rows.into_iter().map(|row| split_data_row(&row)).collect()
+    }
+
+    /// The batch's columns, with JSON conversions applied.
+    fn wire_columns(&self, batch: &RecordBatch) -> WireResult<Vec<ArrayRef>> {
+        if batch.num_columns() != self.columns.len() {
+            return Err(WireError::Execution {
+                sqlstate: "XX000",
+                message: format!(
+                    "result batch has {} columns but the row description has {}",
+                    batch.num_columns(),
+                    self.columns.len()
+                ),
+            });
+        }
+        let schema = batch.schema();
+        batch
+            .columns()
+            .iter()
+            .zip(&self.columns)
+            .zip(schema.fields())
+            .map(|((array, plan), field)| {
+                if plan.to_json && !is_string_type(array.data_type()) {
+                    to_json_strings(field, array.as_ref())
+                } else {
+                    Ok(array.clone())
+                }
+            })
+            .collect()
+    }
+}
+
+/// `Format::format_for` indexes without bounds checks; a client sending the
+/// wrong number of format codes must get an error, not crash the connection.
+pub fn format_for(format: &Format, idx: usize, count: usize) -> WireResult<FieldFormat> {
+    match format {
+        Format::Individual(codes) => {
+            if codes.len() != count {
+                return Err(WireError::protocol(
+                    "08P01",
+                    format!(
+                        "bind message has {} result formats but query has {} columns",
+                        codes.len(),
+                        count
+                    ),
+                ));
+            }
+            Ok(FieldFormat::from(codes[idx]))
+        }
+        other => Ok(other.format_for(idx)),
+    }
+}
+
+/// Whether `field` should be sent as Postgres `json`, and the Postgres type to
+/// advertise for it.
+pub fn pg_type_for_field(field: &FieldRef) -> (Type, bool) {
+    if is_json_field(field) {
+        return (Type::JSON, true);
+    }
+    match arrow_pg::datatypes::field_into_pg_type(field) {
+        // arrow-pg describes structs as anonymous composite records, which most
+        // drivers cannot decode; is_json_field already caught those, but be safe.
+        Ok(t) if t.oid() == Type::RECORD.oid() || t.oid() == Type::RECORD_ARRAY.oid() => {
+            (Type::JSON, true)
+        }
+        Ok(t) => (t, false),
+        Err(_) => (Type::JSON, true),
+    }
+}
+
+/// The Postgres type advertised for a parameter of Arrow type `dt`.
+pub fn pg_type_for_param(dt: &DataType) -> Type {
+    match arrow_pg::datatypes::into_pg_type(dt) {
+        Ok(t) if t.oid() == Type::RECORD.oid() || t.oid() == Type::RECORD_ARRAY.oid() => Type::TEXT,
+        Ok(t) if t == Type::UNKNOWN => Type::TEXT,
+        Ok(t) => t,
+        Err(_) => Type::TEXT,
+    }
+}
+
+/// Maps a parameter type declared by the client in Parse to the Arrow type the
+/// engine should plan with. `None` lets the engine infer it.
+pub fn arrow_type_for_pg(ty: &Type) -> Option<DataType> {
+    let list = |dt: DataType| Some(DataType::new_list(dt, true));
+    Some(match *ty {
+        Type::BOOL => DataType::Boolean,
+        Type::INT2 => DataType::Int16,
+        Type::INT4 => DataType::Int32,
+        Type::INT8 => DataType::Int64,
+        Type::FLOAT4 => DataType::Float32,
+        Type::FLOAT8 => DataType::Float64,
+        Type::TEXT | Type::VARCHAR | Type::BPCHAR | Type::NAME | Type::JSON | Type::JSONB => {
+            DataType::Utf8
+        }
+        Type::UUID => DataType::Utf8,
+        Type::BYTEA => DataType::Binary,
+        Type::DATE => DataType::Date32,
+        Type::TIME => DataType::Time64(TimeUnit::Microsecond),
+        Type::TIMESTAMP => DataType::Timestamp(TimeUnit::Microsecond, None),
+        Type::TIMESTAMPTZ => DataType::Timestamp(TimeUnit::Microsecond, Some("UTC".into())),
+        Type::INTERVAL => DataType::Interval(IntervalUnit::MonthDayNano),
+        Type::BOOL_ARRAY => return list(DataType::Boolean),
+        Type::INT2_ARRAY => return list(DataType::Int16),
+        Type::INT4_ARRAY => return list(DataType::Int32),
+        Type::INT8_ARRAY => return list(DataType::Int64),
+        Type::FLOAT4_ARRAY => return list(DataType::Float32),
+        Type::FLOAT8_ARRAY => return list(DataType::Float64),
+        Type::TEXT_ARRAY | Type::VARCHAR_ARRAY => return list(DataType::Utf8),
+        // NUMERIC's precision/scale and anything exotic are better inferred by
+        // the planner from context.
+        _ => return None,
+    })
+}
+
+fn is_json_field(field: &Field) -> bool {
+    if field
+        .metadata()
+        .get(EXTENSION_NAME_KEY)
+        .is_some_and(|name| name == ARROW_JSON_EXTENSION)
+    {
+        return true;
+    }
+    is_nested_json_type(field.data_type())
+}
+
+/// Structs, maps and lists of them are model outputs; they go out as JSON.
+fn is_nested_json_type(dt: &DataType) -> bool {
+    match dt {
+        DataType::Struct(_) | DataType::Map(_, _) => true,
+        DataType::List(f)
+        | DataType::LargeList(f)
+        | DataType::FixedSizeList(f, _)
+        | DataType::ListView(f)
+        | DataType::LargeListView(f) => {
+            is_nested_json_type(f.data_type()) || matches!(f.data_type(), DataType::List(_))
+        }
+        _ => false,
+    }
+}
+
+fn is_string_type(dt: &DataType) -> bool {
+    matches!(
+        dt,
+        DataType::Utf8 | DataType::LargeUtf8 | DataType::Utf8View
+    )
+}
+
+/// Serializes each value of `array` as a JSON document (NULL stays NULL).
+fn to_json_strings(field: &FieldRef, array: &dyn Array) -> WireResult<ArrayRef> {
+    let options = EncoderOptions::default().with_explicit_nulls(true);
+    let mut encoder = make_encoder(field, array, &options).map_err(|e| WireError::Execution {
+        sqlstate: "0A000",
+        message: format!("cannot send column {} as json: {e}", field.name()),
+    })?;
+    let mut builder = StringBuilder::with_capacity(array.len(), array.len() * 16);
+    let mut buf = Vec::new();
+    for idx in 0..array.len() {
+        if array.is_null(idx) {
+            builder.append_null();
+            continue;
+        }
+        buf.clear();
+        encoder.encode(idx, &mut buf);
+        builder.append_value(String::from_utf8_lossy(&buf));
+    }
+    Ok(Arc::new(builder.finish()))
+}
+
+/// Splits a DataRow's payload into its fields (length-prefixed, -1 = NULL).
+fn split_data_row(row: &DataRow) -> WireResult<Vec<Option<Vec<u8>>>> {
+    let data = &row.data[..];
+    let mut fields = Vec::with_capacity(row.field_count.max(0) as usize);
+    let mut pos = 0usize;
+    let malformed = || WireError::Execution {
+        sqlstate: "XX000",
+        message: "malformed encoded row".to_owned(),
+    };
+    for _ in 0..row.field_count {
+        let len_bytes: [u8; 4] = data
+            .get(pos..pos + 4)
+            .and_then(|b| b.try_into().ok())
+            .ok_or_else(malformed)?;
+        pos += 4;
+        let len = i32::from_be_bytes(len_bytes);
+        if len < 0 {
+            fields.push(None);
+        } else {
+            let end = pos + len as usize;
+            fields.push(Some(data.get(pos..end).ok_or_else(malformed)?.to_vec()));
+            pos = end;
+        }
+    }
+    Ok(fields)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use datafusion::arrow::array::{Int32Array, StructArray};
+    use datafusion::arrow::datatypes::Fields;
+    use std::collections::HashMap;
+
+    #[test]
+    fn struct_columns_become_json() {
+        let fields = Fields::from(vec![
+            Field::new("label", DataType::Utf8, true),
+            Field::new("score", DataType::Int32, true),
+        ]);
+        let structs = StructArray::new(
+            fields.clone(),
+            vec![
+                Arc::new(datafusion::arrow::array::StringArray::from(vec!["a"])) as ArrayRef,
+                Arc::new(Int32Array::from(vec![7])) as ArrayRef,
+            ],
+            None,
+        );
+        let schema = Arc::new(Schema::new(vec![Field::new(
+            "p",
+            DataType::Struct(fields),
+            true,
+        )]));
+        let batch = RecordBatch::try_new(schema.clone(), vec![Arc::new(structs)]).unwrap();
+        let wire = WireSchema::new(&schema, &Format::UnifiedText).unwrap();
+        assert_eq!(wire.fields()[0].datatype(), &Type::JSON);
+        let rows = wire.encode_batch_text(&batch).unwrap();
+        assert_eq!(
+            rows[0][0].as_deref(),
+            Some(&br#"{"label":"a","score":7}"#[..])
+        );
+    }
+
+    #[test]
+    fn json_extension_is_json() {
+        let field = Arc::new(
+            Field::new("j", DataType::Utf8, true).with_metadata(HashMap::from([(
+                EXTENSION_NAME_KEY.to_owned(),
+                ARROW_JSON_EXTENSION.to_owned(),
+            )])),
+        );
+        assert_eq!(pg_type_for_field(&field).0, Type::JSON);
+    }
+
+    #[test]
+    fn wrong_format_count_is_an_error() {
+        let format = Format::Individual(vec![0, 1]);
+        assert!(format_for(&format, 0, 3).is_err());
+    }
+}

@@ -1,0 +1,190 @@
+//! The Freshet server binary: a Postgres-wire SQL server with incrementally
+//! maintained dynamic tables and in-SQL model inference.
+//!
+//! `freshet serve` opens the data directory, starts the wire listener and runs
+//! until SIGTERM/SIGINT, then stops accepting connections and shuts the engine
+//! down cleanly (flushing durable state) before exiting 0.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Args, Parser, Subcommand};
+use freshet_engine::{Engine, EngineConfig};
+use freshet_wire::{Server, ServerConfig, TlsFiles};
+use tracing_subscriber::EnvFilter;
+
+/// Freshet: a Postgres-compatible SQL server with incrementally maintained
+/// dynamic tables and ML models callable from SQL.
+#[derive(Debug, Parser)]
+#[command(name = "freshet", version, about)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Run the server.
+    Serve(ServeArgs),
+}
+
+#[derive(Debug, Args)]
+struct ServeArgs {
+    /// Directory holding tables, the WAL and the catalog (created if missing).
+    #[arg(long, value_name = "DIR", default_value = "./freshet-data")]
+    data_dir: PathBuf,
+
+    /// Address to listen on. Non-loopback addresses require --superuser-password.
+    #[arg(long, value_name = "HOST:PORT", default_value = "127.0.0.1:5433")]
+    listen: String,
+
+    /// Name of the bootstrap superuser.
+    #[arg(long, value_name = "NAME", default_value = "freshet")]
+    superuser: String,
+
+    /// Password of the bootstrap superuser; enables SCRAM-SHA-256 for it.
+    #[arg(
+        long,
+        value_name = "PW",
+        env = "FRESHET_SUPERUSER_PASSWORD",
+        hide_env_values = true
+    )]
+    superuser_password: Option<String>,
+
+    /// The only directory `CREATE MODEL … FROM '<path>'` may read model files from.
+    #[arg(long, value_name = "DIR")]
+    model_dir: Option<PathBuf>,
+
+    /// TLS certificate chain (PEM). Requires --tls-key.
+    #[arg(long, value_name = "PEM", requires = "tls_key")]
+    tls_cert: Option<PathBuf>,
+
+    /// TLS private key (PEM). Requires --tls-cert.
+    #[arg(long, value_name = "PEM", requires = "tls_cert")]
+    tls_key: Option<PathBuf>,
+
+    /// Rows per model inference call.
+    #[arg(long, value_name = "N", default_value_t = 8192, value_parser = clap::value_parser!(u64).range(1..))]
+    inference_batch_size: u64,
+
+    /// Do not fsync the WAL (throwaway test servers only).
+    #[arg(long, hide = true)]
+    no_fsync: bool,
+}
+
+fn init_tracing() {
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .init();
+}
+
+/// Resolves on SIGTERM or SIGINT (Ctrl-C).
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        if let Err(e) = tokio::signal::ctrl_c().await {
+            tracing::warn!(error = %e, "cannot listen for SIGINT");
+            std::future::pending::<()>().await;
+        }
+    };
+    #[cfg(unix)]
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut signal) => {
+                signal.recv().await;
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot listen for SIGTERM");
+                std::future::pending::<()>().await;
+            }
+        }
+    };
+    #[cfg(not(unix))]
+    let terminate = std::future::pending::<()>();
+    tokio::select! {
+        _ = ctrl_c => tracing::info!("SIGINT received, shutting down"),
+        _ = terminate => tracing::info!("SIGTERM received, shutting down"),
+    }
+}
+
+async fn serve(args: ServeArgs) -> Result<(), String> {
+    let mut config = EngineConfig::new(args.data_dir.clone());
+    config.model_dir = args.model_dir;
+    config.superuser = args.superuser;
+    config.superuser_password = args.superuser_password;
+    config.inference_batch_size = usize::try_from(args.inference_batch_size)
+        .map_err(|_| "--inference-batch-size is too large".to_owned())?;
+    config.fsync = !args.no_fsync;
+    let engine = Engine::open(config).await.map_err(|e| {
+        format!(
+            "cannot open data directory {}: {e}",
+            args.data_dir.display()
+        )
+    })?;
+
+    // Dynamic-table refreshes run on their own threads; started before clients
+    // can write so the retention holds of existing dynamic tables are in place.
+    let scheduler = freshet_refresh::spawn_scheduler(engine.clone(), 2);
+
+    let tls = match (args.tls_cert, args.tls_key) {
+        (Some(cert), Some(key)) => Some(TlsFiles { cert, key }),
+        _ => None,
+    };
+    let server = Server::bind(
+        engine.clone(),
+        &ServerConfig {
+            listen: args.listen.clone(),
+            tls,
+        },
+    )
+    .await
+    .map_err(|e| format!("cannot listen on {}: {e}", args.listen))?;
+    let addr = server.local_addr().map_err(|e| e.to_string())?;
+    let tls_note = if server.tls_enabled() {
+        ", TLS enabled"
+    } else {
+        ""
+    };
+    // Printed unconditionally (not through the log filter): scripts and humans
+    // look for this line.
+    eprintln!(
+        "freshet listening on {addr} (data dir {}{tls_note})",
+        args.data_dir.display()
+    );
+
+    let result = server.run_until(shutdown_signal()).await;
+    scheduler.shutdown().await;
+    engine.shutdown().await;
+    tracing::info!("freshet stopped");
+    result.map_err(|e| e.to_string())
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    init_tracing();
+    // Make the TLS crypto provider unambiguous even if another one is linked in.
+    // An error only means a provider is already installed, which is fine.
+    let _ = rustls::crypto::ring::default_provider().install_default();
+
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("freshet: cannot start runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let result = match cli.command {
+        Command::Serve(args) => runtime.block_on(serve(args)),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(message) => {
+            eprintln!("freshet: {message}");
+            ExitCode::FAILURE
+        }
+    }
+}

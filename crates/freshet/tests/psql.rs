@@ -1,0 +1,318 @@
+//! psql against a real server: the meta-commands people use first (\l, \dn,
+//! \dt, \d, \d+, \x) send psql's own catalog queries, so this checks that
+//! Freshet's pg_catalog answers them.
+//!
+//! Skipped (with a message) only when psql is not installed; `.ci/run`
+//! installs it and sets FRESHET_REQUIRE_CLIENTS=1, which turns a missing psql
+//! into a failure.
+
+mod common;
+
+use std::io::Read;
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+use common::{clients_required, wait_bounded, TestServer};
+
+fn psql_available() -> bool {
+    let found = Command::new("psql")
+        .arg("--version")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success());
+    if !found {
+        if clients_required() {
+            panic!("psql is not installed but FRESHET_REQUIRE_CLIENTS is set");
+        }
+        eprintln!("SKIPPED: psql is not installed (apt-get install postgresql-client)");
+    }
+    found
+}
+
+struct PsqlOutput {
+    code: Option<i32>,
+    stdout: String,
+    stderr: String,
+}
+
+/// Runs psql with `args` (plus -X, ON_ERROR_STOP) against `server`, feeding
+/// `stdin`. Bounded: psql is killed after 120 s.
+fn psql(server: &TestServer, args: &[&str], stdin: Option<&str>) -> PsqlOutput {
+    let mut cmd = Command::new("psql");
+    cmd.arg("-X")
+        .args(["-v", "ON_ERROR_STOP=1"])
+        .args(["-d", &server.uri()])
+        .args(args)
+        .env("PGCONNECT_TIMEOUT", "30")
+        .env("PAGER", "cat")
+        .env("PSQL_PAGER", "cat")
+        .env("COLUMNS", "200")
+        .env_remove("PGPASSWORD")
+        .env_remove("PGSERVICE")
+        .env_remove("PGOPTIONS")
+        .stdin(if stdin.is_some() {
+            Stdio::piped()
+        } else {
+            Stdio::null()
+        })
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    let mut child = cmd.spawn().expect("spawn psql");
+    if let Some(input) = stdin {
+        use std::io::Write;
+        let mut pipe = child.stdin.take().unwrap();
+        pipe.write_all(input.as_bytes()).expect("write psql stdin");
+    }
+    // Read output on threads so a chatty psql cannot block on a full pipe.
+    let mut out_pipe = child.stdout.take().unwrap();
+    let mut err_pipe = child.stderr.take().unwrap();
+    let out_thread = std::thread::spawn(move || {
+        let mut s = String::new();
+        let _ = out_pipe.read_to_string(&mut s);
+        s
+    });
+    let err_thread = std::thread::spawn(move || {
+        let mut s = String::new();
+        let _ = err_pipe.read_to_string(&mut s);
+        s
+    });
+    let status = wait_bounded(&mut child, Duration::from_secs(120));
+    PsqlOutput {
+        code: status.and_then(|s| s.code()),
+        stdout: out_thread.join().unwrap(),
+        stderr: err_thread.join().unwrap(),
+    }
+}
+
+/// Runs one psql command (`-c`) and asserts it succeeded; returns stdout.
+#[track_caller]
+fn psql_ok(server: &TestServer, command: &str) -> String {
+    let out = psql(server, &["-c", command], None);
+    assert_eq!(
+        out.code,
+        Some(0),
+        "psql -c '{command}' failed\nstdout:\n{}\nstderr:\n{}",
+        out.stdout,
+        out.stderr
+    );
+    out.stdout
+}
+
+#[track_caller]
+fn assert_contains_all(output: &str, what: &str, needles: &[&str]) {
+    for needle in needles {
+        assert!(
+            output.contains(needle),
+            "{what}: expected {needle:?} in the output:\n{output}"
+        );
+    }
+}
+
+const SETUP: &str = "
+CREATE SCHEMA app;
+CREATE TABLE logins (id bigint NOT NULL, user_id bigint, location text DEFAULT 'unknown', event_time timestamp);
+CREATE TABLE users (id bigint NOT NULL, name varchar(40), active boolean);
+CREATE TABLE app.settings (key text NOT NULL, value json);
+CREATE VIEW active_users AS SELECT id, name FROM users WHERE active;
+INSERT INTO users VALUES (1, 'ann', true), (2, 'bo', false);
+INSERT INTO logins (id, user_id, event_time) VALUES (1, 1, '2024-01-01 10:00:00');
+";
+
+fn setup() -> Option<TestServer> {
+    if !psql_available() {
+        return None;
+    }
+    let server = TestServer::start();
+    let out = psql(&server, &["-q"], Some(SETUP));
+    assert_eq!(
+        out.code,
+        Some(0),
+        "setup script failed:\nstdout:\n{}\nstderr:\n{}",
+        out.stdout,
+        out.stderr
+    );
+    Some(server)
+}
+
+#[test]
+fn psql_list_databases() {
+    let Some(server) = setup() else { return };
+    let out = psql_ok(&server, "\\l");
+    assert_contains_all(&out, "\\l", &["List of databases", "Name", "freshet"]);
+}
+
+#[test]
+fn psql_list_schemas() {
+    let Some(server) = setup() else { return };
+    let out = psql_ok(&server, "\\dn");
+    assert_contains_all(&out, "\\dn", &["List of schemas", "public", "app"]);
+}
+
+#[test]
+fn psql_list_tables() {
+    let Some(server) = setup() else { return };
+    let out = psql_ok(&server, "\\dt");
+    assert_contains_all(
+        &out,
+        "\\dt",
+        &["List of relations", "logins", "users", "table"],
+    );
+    assert!(
+        !out.contains("active_users"),
+        "\\dt lists only tables, not views:\n{out}"
+    );
+    let out = psql_ok(&server, "\\dt app.*");
+    assert_contains_all(&out, "\\dt app.*", &["settings"]);
+    let out = psql_ok(&server, "\\dv");
+    assert_contains_all(&out, "\\dv", &["active_users", "view"]);
+}
+
+#[test]
+fn psql_describe_table() {
+    let Some(server) = setup() else { return };
+    let out = psql_ok(&server, "\\d logins");
+    assert_contains_all(
+        &out,
+        "\\d logins",
+        &[
+            "Table \"public.logins\"",
+            "id",
+            "user_id",
+            "location",
+            "event_time",
+            "bigint",
+            "text",
+            "timestamp without time zone",
+            "not null",
+            "'unknown'",
+        ],
+    );
+    let out = psql_ok(&server, "\\d users");
+    assert_contains_all(
+        &out,
+        "\\d users",
+        &["name", "character varying(40)", "boolean"],
+    );
+    let out = psql_ok(&server, "\\d app.settings");
+    assert_contains_all(&out, "\\d app.settings", &["key", "value", "json"]);
+}
+
+#[test]
+fn psql_describe_table_verbose() {
+    let Some(server) = setup() else { return };
+    let out = psql_ok(&server, "\\d+ logins");
+    assert_contains_all(
+        &out,
+        "\\d+ logins",
+        &[
+            "Table \"public.logins\"",
+            "id",
+            "user_id",
+            "location",
+            "event_time",
+            "bigint",
+            "Storage",
+        ],
+    );
+    let out = psql_ok(&server, "\\d+ active_users");
+    assert_contains_all(&out, "\\d+ active_users", &["active_users", "id", "name"]);
+}
+
+#[test]
+fn psql_expanded_output_and_queries() {
+    let Some(server) = setup() else { return };
+    let script = "\\x on\nSELECT id, name, active FROM users WHERE id = 1;\n\\x off\nSELECT count(*) AS n FROM logins;\n";
+    let out = psql(&server, &[], Some(script));
+    assert_eq!(
+        out.code,
+        Some(0),
+        "stdout:\n{}\nstderr:\n{}",
+        out.stdout,
+        out.stderr
+    );
+    assert_contains_all(
+        &out.stdout,
+        "\\x on",
+        &[
+            "Expanded display is on.",
+            "-[ RECORD 1 ]",
+            "name",
+            "ann",
+            "active",
+        ],
+    );
+    assert!(
+        out.stdout
+            .lines()
+            .any(|l| l.starts_with("name") && l.contains("| ann")),
+        "expanded output shows one `column | value` line per column:\n{}",
+        out.stdout
+    );
+    assert_contains_all(
+        &out.stdout,
+        "\\x off",
+        &["Expanded display is off.", " n ", "(1 row)"],
+    );
+
+    // Unaligned, tuples-only output of a query, as scripts use it.
+    let out = psql(
+        &server,
+        &["-A", "-t", "-c", "SELECT name FROM users ORDER BY id"],
+        None,
+    );
+    assert_eq!(out.code, Some(0), "{}", out.stderr);
+    assert_eq!(out.stdout, "ann\nbo\n");
+
+    // \copy goes through COPY FROM STDIN / TO STDOUT.
+    let dir = server.scratch_dir();
+    let file = dir.join("users.csv");
+    std::fs::write(&file, "3,cy,true\n4,di,false\n").unwrap();
+    let out = psql_ok(
+        &server,
+        &format!("\\copy users FROM '{}' WITH (FORMAT csv)", file.display()),
+    );
+    assert_contains_all(&out, "\\copy from", &["COPY 2"]);
+    let out = psql(
+        &server,
+        &["-A", "-t", "-c", "SELECT count(*) FROM users WHERE active"],
+        None,
+    );
+    assert_eq!(out.stdout.trim(), "2", "{}", out.stderr);
+}
+
+#[test]
+fn psql_reports_errors_and_stops() {
+    let Some(server) = setup() else { return };
+    let out = psql(
+        &server,
+        &[],
+        Some("SELECT 1;\nSELECT * FROM missing_table;\nCREATE TABLE after_error (x int);\n"),
+    );
+    assert_eq!(
+        out.code,
+        Some(3),
+        "ON_ERROR_STOP makes psql exit 3:\n{}",
+        out.stderr
+    );
+    assert!(
+        out.stderr.contains("ERROR:") && out.stderr.contains("missing_table"),
+        "stderr: {}",
+        out.stderr
+    );
+    let out = psql(
+        &server,
+        &[
+            "-A",
+            "-t",
+            "-c",
+            "SELECT count(*) FROM information_schema.tables WHERE table_name = 'after_error'",
+        ],
+        None,
+    );
+    assert_eq!(
+        out.stdout.trim(),
+        "0",
+        "psql stopped before the next statement"
+    );
+}

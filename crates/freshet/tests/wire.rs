@@ -1,0 +1,1253 @@
+//! Wire-protocol tests with tokio-postgres: binary parameters and results of
+//! every supported type, Describe, COPY in and out, cancellation, transactions,
+//! SQLSTATEs, SCRAM authentication, TLS, and the non-loopback start-up check.
+
+mod common;
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use chrono::{DateTime, NaiveDate, NaiveDateTime, NaiveTime, Utc};
+use common::{assert_sqlstate, sqlstate, ServerOptions, TestServer};
+use futures::{pin_mut, SinkExt, StreamExt, TryStreamExt};
+use pg_interval::Interval;
+use rust_decimal::Decimal;
+use tokio_postgres::config::SslMode;
+use tokio_postgres::types::{ToSql, Type};
+use tokio_postgres::{Client, GenericClient, NoTls, SimpleQueryMessage};
+
+// ---------------------------------------------------------------- helpers
+
+/// Rows of a simple query as text (None = NULL).
+async fn simple_rows(client: &Client, sql: &str) -> Vec<Vec<Option<String>>> {
+    client
+        .simple_query(sql)
+        .await
+        .unwrap_or_else(|e| panic!("`{sql}` failed: {e:?}"))
+        .into_iter()
+        .filter_map(|m| match m {
+            SimpleQueryMessage::Row(r) => {
+                Some((0..r.len()).map(|i| r.get(i).map(str::to_string)).collect())
+            }
+            _ => None,
+        })
+        .collect()
+}
+
+async fn count<C: GenericClient>(client: &C, sql: &str) -> i64 {
+    client
+        .query_one(sql, &[])
+        .await
+        .unwrap_or_else(|e| panic!("`{sql}` failed: {e:?}"))
+        .get::<_, i64>(0)
+}
+
+async fn exec(client: &Client, sql: &str) {
+    client
+        .batch_execute(sql)
+        .await
+        .unwrap_or_else(|e| panic!("`{sql}` failed: {e:?}"));
+}
+
+fn ts(s: &str) -> NaiveDateTime {
+    NaiveDateTime::parse_from_str(s, "%Y-%m-%d %H:%M:%S%.f").unwrap()
+}
+
+// ---------------------------------------------------------------- types
+
+const ALL_TYPES_DDL: &str = "CREATE TABLE all_types (
+    id bigint NOT NULL,
+    b boolean, i2 smallint, i4 int, i8 bigint, f4 real, f8 double precision,
+    n numeric(12,2), t text, v varchar(20), by bytea, d date, tm time,
+    ts timestamp, tz timestamptz, iv interval, j json)";
+
+#[derive(Debug, Clone, PartialEq)]
+struct AllTypes {
+    id: i64,
+    b: Option<bool>,
+    i2: Option<i16>,
+    i4: Option<i32>,
+    i8: Option<i64>,
+    f4: Option<f32>,
+    f8: Option<f64>,
+    n: Option<Decimal>,
+    t: Option<String>,
+    v: Option<String>,
+    by: Option<Vec<u8>>,
+    d: Option<NaiveDate>,
+    tm: Option<NaiveTime>,
+    ts: Option<NaiveDateTime>,
+    tz: Option<DateTime<Utc>>,
+    iv: Option<Interval>,
+    j: Option<serde_json::Value>,
+}
+
+fn sample_rows() -> Vec<AllTypes> {
+    vec![
+        AllTypes {
+            id: 1,
+            b: Some(true),
+            i2: Some(i16::MIN),
+            i4: Some(i32::MAX),
+            i8: Some(i64::MIN),
+            f4: Some(1.5),
+            f8: Some(-2.0e-300),
+            n: Some("1234567890.12".parse().unwrap()),
+            t: Some("héllo wörld ☃ \t tab and \"quotes\" and 'apostrophes'".into()),
+            v: Some("short".into()),
+            by: Some(vec![0, 1, 2, 0xfe, 0xff, 0, b'\\']),
+            d: Some(NaiveDate::from_ymd_opt(2024, 2, 29).unwrap()),
+            tm: Some(NaiveTime::from_hms_micro_opt(23, 59, 58, 123_456).unwrap()),
+            ts: Some(ts("2024-01-02 03:04:05.654321")),
+            tz: Some(ts("2024-06-30 22:15:00.000001").and_utc()),
+            iv: Some(Interval::new(14, -3, 3_723_000_456)),
+            j: Some(serde_json::json!({"a": [1, 2.5, "x"], "b": null, "c": {"d": true}})),
+        },
+        AllTypes {
+            id: 2,
+            b: Some(false),
+            i2: Some(i16::MAX),
+            i4: Some(i32::MIN),
+            i8: Some(i64::MAX),
+            f4: Some(-0.0),
+            f8: Some(f64::MAX),
+            n: Some("-0.01".parse().unwrap()),
+            t: Some(String::new()),
+            v: Some(String::new()),
+            by: Some(vec![]),
+            d: Some(NaiveDate::from_ymd_opt(1970, 1, 1).unwrap()),
+            tm: Some(NaiveTime::from_hms_opt(0, 0, 0).unwrap()),
+            ts: Some(ts("1999-12-31 23:59:59")),
+            tz: Some(ts("1969-07-20 20:17:40").and_utc()),
+            iv: Some(Interval::new(0, 0, 0)),
+            j: Some(serde_json::json!([])),
+        },
+        AllTypes {
+            id: 3,
+            b: None,
+            i2: None,
+            i4: None,
+            i8: None,
+            f4: None,
+            f8: None,
+            n: None,
+            t: None,
+            v: None,
+            by: None,
+            d: None,
+            tm: None,
+            ts: None,
+            tz: None,
+            iv: None,
+            j: None,
+        },
+    ]
+}
+
+fn params(r: &AllTypes) -> Vec<&(dyn ToSql + Sync)> {
+    vec![
+        &r.id as &(dyn ToSql + Sync),
+        &r.b,
+        &r.i2,
+        &r.i4,
+        &r.i8,
+        &r.f4,
+        &r.f8,
+        &r.n,
+        &r.t,
+        &r.v,
+        &r.by,
+        &r.d,
+        &r.tm,
+        &r.ts,
+        &r.tz,
+        &r.iv,
+        &r.j,
+    ]
+}
+
+fn from_row(row: &tokio_postgres::Row) -> AllTypes {
+    AllTypes {
+        id: row.get("id"),
+        b: row.get("b"),
+        i2: row.get("i2"),
+        i4: row.get("i4"),
+        i8: row.get("i8"),
+        f4: row.get("f4"),
+        f8: row.get("f8"),
+        n: row.get("n"),
+        t: row.get("t"),
+        v: row.get("v"),
+        by: row.get("by"),
+        d: row.get("d"),
+        tm: row.get("tm"),
+        ts: row.get("ts"),
+        tz: row.get("tz"),
+        iv: row.get("iv"),
+        j: row.get("j"),
+    }
+}
+
+/// Every supported type goes in as a binary parameter (tokio-postgres always
+/// binds binary) and comes back in binary results, unchanged.
+#[tokio::test]
+async fn binary_parameters_round_trip_through_a_table() {
+    let server = TestServer::start();
+    let client = server.connect().await;
+    exec(&client, ALL_TYPES_DDL).await;
+
+    let insert = client
+        .prepare(
+            "INSERT INTO all_types VALUES \
+             ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17)",
+        )
+        .await
+        .expect("prepare INSERT with 17 parameters");
+    let expected_param_types = [
+        Type::INT8,
+        Type::BOOL,
+        Type::INT2,
+        Type::INT4,
+        Type::INT8,
+        Type::FLOAT4,
+        Type::FLOAT8,
+        Type::NUMERIC,
+        Type::TEXT,
+        Type::VARCHAR,
+        Type::BYTEA,
+        Type::DATE,
+        Type::TIME,
+        Type::TIMESTAMP,
+        Type::TIMESTAMPTZ,
+        Type::INTERVAL,
+        Type::JSON,
+    ];
+    for (i, (got, want)) in insert
+        .params()
+        .iter()
+        .zip(&expected_param_types)
+        .enumerate()
+    {
+        // varchar parameters may be described as text; every other type exactly.
+        let ok = got == want || (*want == Type::VARCHAR && *got == Type::TEXT);
+        assert!(
+            ok,
+            "parameter ${} inferred as {got}, expected {want}",
+            i + 1
+        );
+    }
+    assert_eq!(insert.params().len(), 17);
+
+    let rows = sample_rows();
+    for r in &rows {
+        let n = client
+            .execute(&insert, &params(r))
+            .await
+            .unwrap_or_else(|e| panic!("insert row {}: {e:?}", r.id));
+        assert_eq!(n, 1);
+    }
+
+    let got: Vec<AllTypes> = client
+        .query("SELECT * FROM all_types ORDER BY id", &[])
+        .await
+        .expect("select all_types")
+        .iter()
+        .map(from_row)
+        .collect();
+    assert_eq!(got.len(), rows.len());
+    for (g, w) in got.iter().zip(&rows) {
+        assert_eq!(g, w, "row {} did not round-trip", w.id);
+        // Decimal equality ignores scale; the column's scale is 2.
+        if let Some(n) = &g.n {
+            assert_eq!(n.scale(), 2, "numeric(12,2) value {n} has the wrong scale");
+        }
+    }
+
+    // Parameters in WHERE clauses, compared against stored values.
+    for r in &rows[..2] {
+        let found = client
+            .query(
+                "SELECT id FROM all_types WHERE b = $1 AND i2 = $2 AND i8 = $3 AND t = $4 \
+                 AND by = $5 AND d = $6 AND ts = $7 AND tz = $8",
+                &[&r.b, &r.i2, &r.i8, &r.t, &r.by, &r.d, &r.ts, &r.tz],
+            )
+            .await
+            .unwrap_or_else(|e| panic!("parameterized WHERE for row {}: {e:?}", r.id));
+        assert_eq!(found.len(), 1, "row {} not found by its own values", r.id);
+        assert_eq!(found[0].get::<_, i64>(0), r.id);
+    }
+}
+
+/// `SELECT $1::type` echoes each value: parameter types are inferred from casts.
+#[tokio::test]
+async fn binary_parameters_round_trip_through_casts() {
+    let server = TestServer::start();
+    let client = server.connect().await;
+
+    macro_rules! echo {
+        ($ty:literal, $rust:ty, $value:expr) => {{
+            let value: $rust = $value;
+            let sql = concat!("SELECT $1::", $ty);
+            let row = client
+                .query_one(sql, &[&value])
+                .await
+                .unwrap_or_else(|e| panic!("`{sql}` with {value:?}: {e:?}"));
+            let back: $rust = row.get(0);
+            assert_eq!(back, value, "`{sql}` did not echo its parameter");
+        }};
+    }
+    echo!("boolean", bool, true);
+    echo!("smallint", i16, -12345);
+    echo!("int", i32, 123_456_789);
+    echo!("bigint", i64, -9_000_000_000_000);
+    echo!("real", f32, 3.25);
+    echo!("double precision", f64, 1.0e100);
+    echo!("numeric", Decimal, "-98765.4321".parse().unwrap());
+    echo!("text", String, "ünïcödé 🎉".to_string());
+    echo!("varchar", String, "v".to_string());
+    echo!("bytea", Vec<u8>, vec![0, 255, 10, 13]);
+    echo!(
+        "date",
+        NaiveDate,
+        NaiveDate::from_ymd_opt(2000, 2, 29).unwrap()
+    );
+    echo!(
+        "time",
+        NaiveTime,
+        NaiveTime::from_hms_micro_opt(1, 2, 3, 4).unwrap()
+    );
+    echo!("timestamp", NaiveDateTime, ts("2038-01-19 03:14:08.5"));
+    echo!(
+        "timestamptz",
+        DateTime<Utc>,
+        ts("2001-09-09 01:46:40").and_utc()
+    );
+    echo!("interval", Interval, Interval::new(1, 2, 3_000_000));
+    echo!(
+        "json",
+        serde_json::Value,
+        serde_json::json!({"k": [1, "two"]})
+    );
+    echo!("int", Option<i32>, None);
+    echo!("text", Option<String>, None);
+}
+
+/// Describe reports parameter and result column types.
+#[tokio::test]
+async fn describe_reports_parameter_and_column_types() {
+    let server = TestServer::start();
+    let client = server.connect().await;
+    exec(&client, ALL_TYPES_DDL).await;
+
+    let stmt = client
+        .prepare("SELECT id, b, i2, i4, i8, f4, f8, n, t, by, d, tm, ts, tz, iv, j FROM all_types WHERE id = $1 AND t = $2")
+        .await
+        .expect("prepare");
+    assert_eq!(stmt.params(), &[Type::INT8, Type::TEXT]);
+    let columns: Vec<(&str, Type)> = stmt
+        .columns()
+        .iter()
+        .map(|c| (c.name(), c.type_().clone()))
+        .collect();
+    assert_eq!(
+        columns,
+        vec![
+            ("id", Type::INT8),
+            ("b", Type::BOOL),
+            ("i2", Type::INT2),
+            ("i4", Type::INT4),
+            ("i8", Type::INT8),
+            ("f4", Type::FLOAT4),
+            ("f8", Type::FLOAT8),
+            ("n", Type::NUMERIC),
+            ("t", Type::TEXT),
+            ("by", Type::BYTEA),
+            ("d", Type::DATE),
+            ("tm", Type::TIME),
+            ("ts", Type::TIMESTAMP),
+            ("tz", Type::TIMESTAMPTZ),
+            ("iv", Type::INTERVAL),
+            ("j", Type::JSON),
+        ]
+    );
+
+    // Expressions and aliases.
+    let stmt = client
+        .prepare(
+            "SELECT count(*) AS n, max(ts) AS latest, i4 + 1 AS next FROM all_types GROUP BY i4",
+        )
+        .await
+        .expect("prepare aggregate");
+    let columns: Vec<(&str, Type)> = stmt
+        .columns()
+        .iter()
+        .map(|c| (c.name(), c.type_().clone()))
+        .collect();
+    assert_eq!(columns[0], ("n", Type::INT8));
+    assert_eq!(columns[1], ("latest", Type::TIMESTAMP));
+    assert_eq!(columns[2].0, "next");
+
+    // Parameters of DML are inferred from the target columns.
+    let stmt = client
+        .prepare("UPDATE all_types SET f8 = $1 WHERE d = $2")
+        .await
+        .expect("prepare UPDATE");
+    assert_eq!(stmt.params(), &[Type::FLOAT8, Type::DATE]);
+    assert!(stmt.columns().is_empty(), "UPDATE returns no rows");
+
+    // Types declared by the client in Parse are honoured.
+    let stmt = client
+        .prepare_typed("SELECT $1 AS x", &[Type::INT4])
+        .await
+        .expect("prepare_typed");
+    assert_eq!(stmt.params(), &[Type::INT4]);
+    let row = client.query_one(&stmt, &[&41i32]).await.expect("execute");
+    assert_eq!(stmt.columns()[0].type_(), &Type::INT4);
+    assert_eq!(row.get::<_, i32>(0), 41);
+
+    // DDL statements can be prepared too, and describe no rows.
+    let stmt = client
+        .prepare("CREATE TABLE described (x int)")
+        .await
+        .expect("prepare DDL");
+    assert!(stmt.columns().is_empty());
+    client.execute(&stmt, &[]).await.expect("execute DDL");
+    assert_eq!(count(&client, "SELECT count(*) FROM described").await, 0);
+}
+
+/// Many statements in flight on one connection (tokio-postgres pipelines
+/// them) come back in order with the right results.
+#[tokio::test]
+async fn pipelined_queries_return_in_order() {
+    let server = TestServer::start();
+    let client = server.connect().await;
+    let stmt = client
+        .prepare("SELECT $1::bigint * 2")
+        .await
+        .expect("prepare");
+    let futures = (0..200i64).map(|i| {
+        let client = &client;
+        let stmt = &stmt;
+        async move { (i, client.query_one(stmt, &[&i]).await) }
+    });
+    for (i, result) in futures::future::join_all(futures).await {
+        let row = result.unwrap_or_else(|e| panic!("query {i}: {e:?}"));
+        assert_eq!(row.get::<_, i64>(0), i * 2);
+    }
+}
+
+/// Large results stream through portals and arrive complete.
+#[tokio::test]
+async fn large_results_stream_completely() {
+    let server = TestServer::start();
+    let client = server.connect().await;
+    exec(&client, "CREATE TABLE nums (x bigint)").await;
+    let values: Vec<String> = (1..=1000).map(|i| format!("({i})")).collect();
+    exec(
+        &client,
+        &format!("INSERT INTO nums VALUES {}", values.join(",")),
+    )
+    .await;
+
+    let sql = "SELECT a.x * 1000 + b.x FROM nums a CROSS JOIN nums b WHERE b.x <= 300";
+    let stream = client
+        .query_raw(sql, std::iter::empty::<&(dyn ToSql + Sync)>())
+        .await
+        .expect("query_raw");
+    pin_mut!(stream);
+    let (mut n, mut sum) = (0u64, 0i128);
+    while let Some(row) = stream.try_next().await.expect("row") {
+        n += 1;
+        sum += row.get::<_, i64>(0) as i128;
+    }
+    assert_eq!(n, 300_000);
+    // sum over a in 1..=1000, b in 1..=300 of (1000a + b)
+    let expected: i128 = 1000 * (1000 * 1001 / 2) * 300 + 1000 * (300 * 301 / 2);
+    assert_eq!(sum, expected);
+
+    // The same through the simple protocol.
+    let rows = simple_rows(&client, "SELECT x FROM nums ORDER BY x DESC LIMIT 3").await;
+    assert_eq!(
+        rows,
+        vec![
+            vec![Some("1000".to_string())],
+            vec![Some("999".to_string())],
+            vec![Some("998".to_string())]
+        ]
+    );
+}
+
+#[tokio::test]
+async fn explain_mentions_the_scanned_table() {
+    let server = TestServer::start();
+    let client = server.connect().await;
+    exec(&client, "CREATE TABLE logins (id bigint, location text)").await;
+    let rows = simple_rows(
+        &client,
+        "EXPLAIN SELECT location, count(*) FROM logins GROUP BY location",
+    )
+    .await;
+    assert!(!rows.is_empty(), "EXPLAIN returned no rows");
+    let text: String = rows
+        .iter()
+        .flatten()
+        .flatten()
+        .cloned()
+        .collect::<Vec<_>>()
+        .join("\n");
+    assert!(
+        text.contains("logins"),
+        "plan does not mention the table:\n{text}"
+    );
+    assert!(
+        text.to_ascii_lowercase().contains("aggregate"),
+        "plan does not mention the aggregation:\n{text}"
+    );
+}
+
+// ---------------------------------------------------------------- COPY
+
+async fn copy_in(
+    client: &Client,
+    sql: &str,
+    chunks: &[&[u8]],
+) -> Result<u64, tokio_postgres::Error> {
+    let sink = client.copy_in::<_, Bytes>(sql).await?;
+    pin_mut!(sink);
+    for chunk in chunks {
+        sink.send(Bytes::copy_from_slice(chunk)).await?;
+    }
+    sink.finish().await
+}
+
+async fn copy_out(client: &Client, sql: &str) -> String {
+    let stream = client
+        .copy_out(sql)
+        .await
+        .unwrap_or_else(|e| panic!("`{sql}`: {e:?}"));
+    pin_mut!(stream);
+    let mut out = Vec::new();
+    while let Some(chunk) = stream.next().await {
+        out.extend_from_slice(&chunk.unwrap_or_else(|e| panic!("`{sql}` data: {e:?}")));
+    }
+    String::from_utf8(out).expect("COPY output is UTF-8")
+}
+
+#[tokio::test]
+async fn copy_from_stdin_text_format() {
+    let server = TestServer::start();
+    let client = server.connect().await;
+    exec(
+        &client,
+        "CREATE TABLE t (id bigint NOT NULL, name text, at timestamp, ok boolean, amount numeric(8,2))",
+    )
+    .await;
+    // Rows split across chunks at awkward places, escapes, NULLs and an empty string.
+    let n = copy_in(
+        &client,
+        "COPY t FROM STDIN",
+        &[
+            b"1\tone\t2024-01-01 10:00:00\tt\t1.50\n2\ttab\\there",
+            b"\t2024-01-02 11:00:00\tf\t-2.00\n3\t\\N\t\\N\t\\N\t\\N\n",
+            b"4\t\t2024-01-04 00:00:00\ttrue\t0\n5\tback\\\\slash\\nnewline\t2024-01-05 00:00:00\tfalse\t9.99\n",
+        ],
+    )
+    .await
+    .expect("COPY FROM STDIN");
+    assert_eq!(n, 5);
+    let rows = simple_rows(
+        &client,
+        "SELECT id, name, at, ok, amount FROM t ORDER BY id",
+    )
+    .await;
+    let s = |v: &str| Some(v.to_string());
+    assert_eq!(
+        rows,
+        vec![
+            vec![
+                s("1"),
+                s("one"),
+                s("2024-01-01 10:00:00"),
+                s("t"),
+                s("1.50")
+            ],
+            vec![
+                s("2"),
+                s("tab\there"),
+                s("2024-01-02 11:00:00"),
+                s("f"),
+                s("-2.00")
+            ],
+            vec![s("3"), None, None, None, None],
+            vec![s("4"), s(""), s("2024-01-04 00:00:00"), s("t"), s("0.00")],
+            vec![
+                s("5"),
+                s("back\\slash\nnewline"),
+                s("2024-01-05 00:00:00"),
+                s("f"),
+                s("9.99")
+            ],
+        ]
+    );
+
+    // A column list; the others get their defaults / NULL.
+    let n = copy_in(&client, "COPY t (name, id) FROM STDIN", &[b"six\t6\n"])
+        .await
+        .expect("COPY with a column list");
+    assert_eq!(n, 1);
+    assert_eq!(
+        simple_rows(&client, "SELECT name, at FROM t WHERE id = 6").await,
+        vec![vec![s("six"), None]]
+    );
+
+    // Bad data fails the whole COPY with 22P02 and inserts nothing.
+    let err = copy_in(
+        &client,
+        "COPY t FROM STDIN",
+        &[b"7\tok\t\\N\t\\N\t\\N\nnot-a-number\tx\t\\N\t\\N\t\\N\n"],
+    )
+    .await
+    .expect_err("bad bigint must fail the COPY");
+    assert_eq!(sqlstate(&err), "22P02", "{err:?}");
+    // Too few columns: 22P04 (bad copy file format).
+    let err = copy_in(&client, "COPY t FROM STDIN", &[b"8\tonly two\n"])
+        .await
+        .expect_err("short row must fail the COPY");
+    assert_eq!(sqlstate(&err), "22P04", "{err:?}");
+    // NOT NULL is enforced.
+    let err = copy_in(
+        &client,
+        "COPY t FROM STDIN",
+        &[b"\\N\tnull id\t\\N\t\\N\t\\N\n"],
+    )
+    .await
+    .expect_err("NULL into NOT NULL must fail the COPY");
+    assert_eq!(sqlstate(&err), "23502", "{err:?}");
+    assert_eq!(count(&client, "SELECT count(*) FROM t").await, 6);
+
+    // Unknown table. (On its own connection: tokio-postgres loses track of the
+    // protocol after a COPY that fails at Parse, against PostgreSQL too.)
+    let other = server.connect().await;
+    let err = copy_in(&other, "COPY nope FROM STDIN", &[])
+        .await
+        .expect_err("unknown table");
+    assert_eq!(sqlstate(&err), "42P01", "{err:?}");
+
+    // The connection is healthy after the failures.
+    assert_eq!(
+        count(&client, "SELECT count(*) FROM t WHERE id <= 6").await,
+        6
+    );
+}
+
+#[tokio::test]
+async fn copy_from_stdin_csv_with_options() {
+    let server = TestServer::start();
+    let client = server.connect().await;
+    exec(&client, "CREATE TABLE c (id int, name text, note text)").await;
+
+    let n = copy_in(
+        &client,
+        "COPY c FROM STDIN WITH (FORMAT csv, HEADER true)",
+        &[b"id,name,note\n1,plain,x\n2,\"with, comma\",\"multi\nline\"\n3,,\"\"\n4,\"say \"\"hi\"\"\",z\n"],
+    )
+    .await
+    .expect("CSV COPY with HEADER");
+    assert_eq!(n, 4);
+    let s = |v: &str| Some(v.to_string());
+    assert_eq!(
+        simple_rows(&client, "SELECT id, name, note FROM c ORDER BY id").await,
+        vec![
+            vec![s("1"), s("plain"), s("x")],
+            vec![s("2"), s("with, comma"), s("multi\nline")],
+            // Unquoted empty = NULL in CSV; quoted empty = empty string.
+            vec![s("3"), None, s("")],
+            vec![s("4"), s("say \"hi\""), s("z")],
+        ]
+    );
+
+    exec(&client, "TRUNCATE c").await;
+    let n = copy_in(
+        &client,
+        "COPY c (id, name, note) FROM STDIN WITH (FORMAT csv, DELIMITER ';', NULL 'NA')",
+        &[b"10;ten;NA\n11;NA;\"NA\"\n", b"12;twelve;\n"],
+    )
+    .await
+    .expect("CSV COPY with DELIMITER and NULL");
+    assert_eq!(n, 3);
+    assert_eq!(
+        simple_rows(&client, "SELECT id, name, note FROM c ORDER BY id").await,
+        vec![
+            vec![s("10"), s("ten"), None],
+            // A quoted NULL marker is a string.
+            vec![s("11"), None, s("NA")],
+            // With NULL 'NA', an unquoted empty field is an empty string.
+            vec![s("12"), s("twelve"), s("")],
+        ]
+    );
+
+    // Legacy option syntax.
+    exec(&client, "TRUNCATE c").await;
+    let n = copy_in(
+        &client,
+        "COPY c FROM STDIN WITH CSV HEADER DELIMITER '|'",
+        &[b"id|name|note\n20|a|b\n"],
+    )
+    .await
+    .expect("CSV COPY with legacy options");
+    assert_eq!(n, 1);
+    assert_eq!(
+        count(
+            &client,
+            "SELECT count(*) FROM c WHERE id = 20 AND name = 'a'"
+        )
+        .await,
+        1
+    );
+
+    // Text format with its own delimiter and NULL marker.
+    exec(&client, "TRUNCATE c").await;
+    let n = copy_in(
+        &client,
+        "COPY c FROM STDIN WITH (DELIMITER ',', NULL '')",
+        &[b"30,x,\n31,,y\n"],
+    )
+    .await
+    .expect("text COPY with DELIMITER and NULL");
+    assert_eq!(n, 2);
+    assert_eq!(
+        simple_rows(&client, "SELECT id, name, note FROM c ORDER BY id").await,
+        vec![vec![s("30"), s("x"), None], vec![s("31"), None, s("y")]]
+    );
+}
+
+#[tokio::test]
+async fn copy_to_stdout() {
+    let server = TestServer::start();
+    let client = server.connect().await;
+    exec(
+        &client,
+        "CREATE TABLE o (id int, name text, at date);
+         INSERT INTO o VALUES (1, 'one', '2024-01-01'), (2, NULL, NULL), (3, 'a,b \"q\"', '2024-03-03'), (4, 'tab\there', NULL)",
+    )
+    .await;
+
+    let text = copy_out(&client, "COPY (SELECT * FROM o ORDER BY id) TO STDOUT").await;
+    assert_eq!(
+        text,
+        "1\tone\t2024-01-01\n2\t\\N\t\\N\n3\ta,b \"q\"\t2024-03-03\n4\ttab\\there\t\\N\n"
+    );
+
+    let csv = copy_out(
+        &client,
+        "COPY (SELECT id, name FROM o ORDER BY id) TO STDOUT WITH (FORMAT csv, HEADER true)",
+    )
+    .await;
+    assert_eq!(
+        csv,
+        "id,name\n1,one\n2,\n3,\"a,b \"\"q\"\"\"\n4,tab\there\n"
+    );
+
+    let csv = copy_out(
+        &client,
+        "COPY (SELECT id, name FROM o WHERE id <= 2 ORDER BY id) TO STDOUT WITH (FORMAT csv, DELIMITER ';', NULL 'NULL')",
+    )
+    .await;
+    assert_eq!(csv, "1;one\n2;NULL\n");
+
+    // A whole table (row order unspecified).
+    let table = copy_out(&client, "COPY o TO STDOUT").await;
+    let mut lines: Vec<&str> = table.lines().collect();
+    lines.sort();
+    assert_eq!(lines.len(), 4);
+    assert_eq!(lines[0], "1\tone\t2024-01-01");
+
+    // Round trip: COPY out, COPY back in, same rows.
+    exec(&client, "CREATE TABLE o2 (id int, name text, at date)").await;
+    let n = copy_in(&client, "COPY o2 FROM STDIN", &[table.as_bytes()])
+        .await
+        .expect("COPY the output back in");
+    assert_eq!(n, 4);
+    let a = simple_rows(&client, "SELECT * FROM o ORDER BY id").await;
+    let b = simple_rows(&client, "SELECT * FROM o2 ORDER BY id").await;
+    assert_eq!(a, b);
+}
+
+// ---------------------------------------------------------------- cancellation
+
+#[tokio::test]
+async fn cancel_request_stops_a_long_query() {
+    let server = TestServer::start();
+    let client = server.connect().await;
+    exec(&client, "CREATE TABLE c (x int)").await;
+    let values: Vec<String> = (0..3000).map(|i| format!("({i})")).collect();
+    exec(
+        &client,
+        &format!("INSERT INTO c VALUES {}", values.join(",")),
+    )
+    .await;
+
+    // 2.7e10 combinations: this does not finish on its own in any reasonable time.
+    let long = "SELECT count(*) FROM c a, c b, c d WHERE a.x + b.x + d.x = -1";
+    let token = client.cancel_token();
+    let query = client.query_one(long, &[]);
+    pin_mut!(query);
+
+    // Keep sending CancelRequests until the query ends: a request that arrives
+    // before the query started executing is allowed to have no effect.
+    let deadline = Instant::now() + Duration::from_secs(120);
+    let result = loop {
+        tokio::select! {
+            r = &mut query => break r,
+            _ = tokio::time::sleep(Duration::from_millis(200)) => {
+                token.cancel_query(NoTls).await.expect("send CancelRequest");
+                assert!(Instant::now() < deadline, "query was not cancelled within 120 s");
+            }
+        }
+    };
+    match result {
+        Ok(row) => panic!("the query finished instead of being cancelled: {row:?}"),
+        Err(e) => assert_eq!(sqlstate(&e), "57014", "{e:?}"),
+    }
+
+    // The connection stays usable.
+    assert_eq!(count(&client, "SELECT count(*) FROM c").await, 3000);
+
+    // The simple protocol can be cancelled too.
+    let query = client.simple_query(long);
+    pin_mut!(query);
+    let deadline = Instant::now() + Duration::from_secs(120);
+    let result = loop {
+        tokio::select! {
+            r = &mut query => break r,
+            _ = tokio::time::sleep(Duration::from_millis(200)) => {
+                token.cancel_query(NoTls).await.expect("send CancelRequest");
+                assert!(Instant::now() < deadline, "simple query was not cancelled within 120 s");
+            }
+        }
+    };
+    let err = result.expect_err("the simple query finished instead of being cancelled");
+    assert_eq!(sqlstate(&err), "57014", "{err:?}");
+    assert_eq!(count(&client, "SELECT count(*) FROM c").await, 3000);
+}
+
+// ---------------------------------------------------------------- transactions
+
+#[tokio::test]
+async fn transactions_commit_and_rollback() {
+    let server = TestServer::start();
+    let mut client = server.connect().await;
+    let other = server.connect().await;
+    exec(
+        &client,
+        "CREATE TABLE acct (id int NOT NULL, balance bigint)",
+    )
+    .await;
+    exec(&client, "INSERT INTO acct VALUES (1, 100), (2, 0)").await;
+
+    // Committed transfer.
+    let tx = client.transaction().await.expect("BEGIN");
+    tx.execute(
+        "UPDATE acct SET balance = balance - $1 WHERE id = 1",
+        &[&40i64],
+    )
+    .await
+    .unwrap();
+    tx.execute(
+        "UPDATE acct SET balance = balance + $1 WHERE id = 2",
+        &[&40i64],
+    )
+    .await
+    .unwrap();
+    assert_eq!(
+        count(&other, "SELECT balance FROM acct WHERE id = 2").await,
+        0
+    );
+    tx.commit().await.expect("COMMIT");
+    assert_eq!(
+        count(&other, "SELECT balance FROM acct WHERE id = 2").await,
+        40
+    );
+
+    // Explicit rollback discards every write.
+    let tx = client.transaction().await.expect("BEGIN");
+    tx.execute("INSERT INTO acct VALUES (3, 3)", &[])
+        .await
+        .unwrap();
+    tx.execute("DELETE FROM acct WHERE id = 1", &[])
+        .await
+        .unwrap();
+    tx.execute("UPDATE acct SET balance = -1", &[])
+        .await
+        .unwrap();
+    assert_eq!(count(&tx, "SELECT count(*) FROM acct").await, 2);
+    tx.rollback().await.expect("ROLLBACK");
+    assert_eq!(
+        simple_rows(&client, "SELECT id, balance FROM acct ORDER BY id").await,
+        vec![
+            vec![Some("1".into()), Some("60".into())],
+            vec![Some("2".into()), Some("40".into())]
+        ]
+    );
+
+    // Dropping a Transaction rolls it back.
+    {
+        let tx = client.transaction().await.expect("BEGIN");
+        tx.execute("INSERT INTO acct VALUES (4, 4)", &[])
+            .await
+            .unwrap();
+    }
+    assert_eq!(count(&client, "SELECT count(*) FROM acct").await, 2);
+
+    // A failed statement aborts the block: 25P02 until ROLLBACK, and COMMIT
+    // then rolls back (ReadyForQuery status 'E' → 'I').
+    exec(&client, "BEGIN").await;
+    exec(&client, "INSERT INTO acct VALUES (5, 5)").await;
+    assert_sqlstate(
+        client.query("SELECT * FROM missing", &[]).await,
+        "42P01",
+        "SELECT * FROM missing",
+    );
+    assert_sqlstate(
+        client.query("SELECT 1", &[]).await,
+        "25P02",
+        "SELECT 1 (extended, aborted)",
+    );
+    assert_sqlstate(
+        client.simple_query("SELECT 1").await,
+        "25P02",
+        "SELECT 1 (simple, aborted)",
+    );
+    exec(&client, "COMMIT").await;
+    assert_eq!(
+        count(&client, "SELECT count(*) FROM acct WHERE id = 5").await,
+        0
+    );
+    assert_eq!(count(&client, "SELECT count(*) FROM acct").await, 2);
+
+    // The same with ROLLBACK, and via the extended protocol.
+    client
+        .execute("BEGIN", &[])
+        .await
+        .expect("BEGIN (extended)");
+    assert_sqlstate(
+        client
+            .execute("INSERT INTO acct VALUES (NULL, 1)", &[])
+            .await,
+        "23502",
+        "INSERT NULL id",
+    );
+    assert_sqlstate(
+        client.execute("INSERT INTO acct VALUES (6, 6)", &[]).await,
+        "25P02",
+        "INSERT after error",
+    );
+    client
+        .execute("ROLLBACK", &[])
+        .await
+        .expect("ROLLBACK (extended)");
+    assert_eq!(count(&client, "SELECT count(*) FROM acct").await, 2);
+
+    // Read-your-writes inside a transaction, invisible to others until commit.
+    let tx = client.transaction().await.expect("BEGIN");
+    tx.execute("INSERT INTO acct VALUES (7, 7)", &[])
+        .await
+        .unwrap();
+    assert_eq!(count(&tx, "SELECT count(*) FROM acct").await, 3);
+    assert_eq!(count(&other, "SELECT count(*) FROM acct").await, 2);
+    tx.commit().await.expect("COMMIT");
+    assert_eq!(count(&other, "SELECT count(*) FROM acct").await, 3);
+}
+
+// ---------------------------------------------------------------- SQLSTATEs
+
+#[tokio::test]
+async fn errors_carry_their_sqlstate() {
+    let server = TestServer::start();
+    let client = server.connect().await;
+    exec(&client, "CREATE TABLE t (id int NOT NULL, name text)").await;
+
+    let cases: &[(&str, &str)] = &[
+        ("SELEC 1", "42601"),
+        ("SELECT * FROM t WHERE", "42601"),
+        ("SELECT * FROM missing", "42P01"),
+        ("INSERT INTO missing VALUES (1)", "42P01"),
+        ("SELECT nope FROM t", "42703"),
+        ("UPDATE t SET nope = 1", "42703"),
+        ("CREATE TABLE t (x int)", "42P07"),
+        ("INSERT INTO t VALUES (NULL, 'x')", "23502"),
+        ("INSERT INTO t (name) VALUES ('x')", "23502"),
+        ("SELECT 'abc'::int", "22P02"),
+        ("INSERT INTO t VALUES ('abc', 'x')", "22P02"),
+        ("CREATE TABLE u (x int UNIQUE)", "0A000"),
+        ("CREATE TABLE u (x int CHECK (x > 0))", "0A000"),
+    ];
+    for (sql, code) in cases {
+        // Simple protocol.
+        assert_sqlstate(client.simple_query(sql).await, code, sql);
+        // Extended protocol (the error may come from Parse or from Execute).
+        assert_sqlstate(client.query(*sql, &[]).await, code, sql);
+    }
+
+    // Errors carry a message and severity ERROR; syntax errors a position.
+    let err = client
+        .simple_query("SELECT * FROM missing")
+        .await
+        .unwrap_err();
+    let db = err.as_db_error().expect("a server error");
+    assert_eq!(db.severity(), "ERROR");
+    assert!(db.message().contains("missing"), "{}", db.message());
+    let err = client
+        .simple_query("SELECT 1 FROM t WHERE )")
+        .await
+        .unwrap_err();
+    let db = err.as_db_error().expect("a server error");
+    assert_eq!(db.code().code(), "42601");
+    assert!(
+        db.position().is_some(),
+        "syntax errors report a position: {db:?}"
+    );
+
+    // 25P02 after a failure inside a transaction block.
+    exec(&client, "BEGIN").await;
+    assert_sqlstate(
+        client.simple_query("SELECT nope FROM t").await,
+        "42703",
+        "SELECT nope",
+    );
+    assert_sqlstate(
+        client.simple_query("SELECT 1").await,
+        "25P02",
+        "SELECT 1 in failed block",
+    );
+    assert_sqlstate(
+        client.query("SELECT 1", &[]).await,
+        "25P02",
+        "SELECT 1 in failed block (ext)",
+    );
+    exec(&client, "ROLLBACK").await;
+
+    // The session works afterwards and nothing was written.
+    assert_eq!(count(&client, "SELECT count(*) FROM t").await, 0);
+
+    // Unknown database at connect time: 3D000.
+    let mut config = server.config();
+    config.dbname("no_such_db");
+    let err = server
+        .try_connect(&config)
+        .await
+        .expect_err("unknown database");
+    assert_eq!(sqlstate(&err), "3D000", "{err:?}");
+}
+
+// ---------------------------------------------------------------- authentication
+
+#[tokio::test]
+async fn scram_authentication() {
+    let server = TestServer::start_with(ServerOptions::new().password("s3cret pw"));
+
+    // Right password.
+    let client = server.connect().await;
+    assert_eq!(count(&client, "SELECT count(*) FROM (SELECT 1) t").await, 1);
+
+    // Wrong password: 28P01.
+    let mut wrong = server.config();
+    wrong.password("wrong");
+    let err = server
+        .try_connect(&wrong)
+        .await
+        .expect_err("wrong password must fail");
+    assert_eq!(sqlstate(&err), "28P01", "{err:?}");
+
+    // No password at all, even from loopback, for a user that has one.
+    let mut none = tokio_postgres::Config::new();
+    none.host("127.0.0.1")
+        .port(server.port())
+        .user("freshet")
+        .dbname("freshet");
+    let err = server
+        .try_connect(&none)
+        .await
+        .expect_err("missing password must fail");
+    // tokio-postgres itself gives up when asked for a password it lacks.
+    assert!(
+        err.code().is_some() || format!("{err:?}").contains("password"),
+        "unexpected error: {err:?}"
+    );
+
+    // A new user with a password.
+    exec(&client, "CREATE USER alice PASSWORD 'x'").await;
+    let mut alice = server.config();
+    alice.user("alice").password("x");
+    let alice_client = server
+        .try_connect(&alice)
+        .await
+        .unwrap_or_else(|e| panic!("alice with the right password: {e:?}"));
+    let rows = simple_rows(&alice_client, "SELECT current_user").await;
+    assert_eq!(rows, vec![vec![Some("alice".to_string())]]);
+
+    alice.password("y");
+    let err = server
+        .try_connect(&alice)
+        .await
+        .expect_err("alice, wrong password");
+    assert_eq!(sqlstate(&err), "28P01", "{err:?}");
+
+    // Unknown users are refused.
+    let mut bob = server.config();
+    bob.user("bob").password("x");
+    let err = server.try_connect(&bob).await.expect_err("unknown user");
+    assert!(
+        matches!(sqlstate(&err).as_str(), "28P01" | "28000"),
+        "unknown user: {err:?}"
+    );
+
+    // A password change takes effect for new connections.
+    exec(&client, "ALTER USER alice PASSWORD 'z'").await;
+    alice.password("z");
+    server
+        .try_connect(&alice)
+        .await
+        .unwrap_or_else(|e| panic!("alice with the changed password: {e:?}"));
+    alice.password("x");
+    let err = server.try_connect(&alice).await.expect_err("old password");
+    assert_eq!(sqlstate(&err), "28P01", "{err:?}");
+}
+
+/// Users created on a trust server also get SCRAM when they have a password.
+#[tokio::test]
+async fn users_with_passwords_on_a_trust_server() {
+    let server = TestServer::start();
+    let client = server.connect().await;
+    exec(&client, "CREATE USER carol PASSWORD 'pw'").await;
+    let mut carol = server.config();
+    carol.user("carol").password("pw");
+    let c = server
+        .try_connect(&carol)
+        .await
+        .unwrap_or_else(|e| panic!("carol: {e:?}"));
+    assert_eq!(
+        simple_rows(&c, "SELECT current_user").await,
+        vec![vec![Some("carol".to_string())]]
+    );
+    carol.password("nope");
+    let err = server
+        .try_connect(&carol)
+        .await
+        .expect_err("wrong password");
+    assert_eq!(sqlstate(&err), "28P01", "{err:?}");
+}
+
+// ---------------------------------------------------------------- TLS
+
+fn rustls_connector(trusted: &rcgen::Certificate) -> tokio_postgres_rustls::MakeRustlsConnect {
+    let mut roots = rustls::RootCertStore::empty();
+    roots.add(trusted.der().clone()).expect("add root");
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let config = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .expect("protocol versions")
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    tokio_postgres_rustls::MakeRustlsConnect::new(config)
+}
+
+#[tokio::test]
+async fn tls_with_sslmode_require() {
+    let certified =
+        rcgen::generate_simple_self_signed(vec!["127.0.0.1".to_string(), "localhost".to_string()])
+            .expect("generate certificate");
+    let dir = tempfile::tempdir().expect("temp dir");
+    let cert_path = dir.path().join("server.crt");
+    let key_path = dir.path().join("server.key");
+    std::fs::write(&cert_path, certified.cert.pem()).unwrap();
+    std::fs::write(&key_path, certified.signing_key.serialize_pem()).unwrap();
+
+    let server = TestServer::start_with(
+        ServerOptions::new()
+            .tls(&cert_path, &key_path)
+            .password("tls-pw"),
+    );
+
+    let mut config = server.config();
+    config.ssl_mode(SslMode::Require);
+    let (client, connection) = config
+        .connect(rustls_connector(&certified.cert))
+        .await
+        .unwrap_or_else(|e| panic!("TLS connect: {e:?}\n{}", server.log()));
+    tokio::spawn(connection);
+    exec(&client, "CREATE TABLE secure (x text)").await;
+    client
+        .execute("INSERT INTO secure VALUES ($1)", &[&"over tls"])
+        .await
+        .expect("insert over TLS");
+    let row = client.query_one("SELECT x FROM secure", &[]).await.unwrap();
+    assert_eq!(row.get::<_, &str>(0), "over tls");
+
+    // A client that trusts a different certificate must fail the handshake:
+    // the session above really was TLS, with this server's certificate.
+    let other = rcgen::generate_simple_self_signed(vec!["127.0.0.1".to_string()]).unwrap();
+    let err = config
+        .connect(rustls_connector(&other.cert))
+        .await
+        .err()
+        .expect("handshake with an untrusted certificate must fail");
+    assert!(err.code().is_none(), "expected a TLS failure, got {err:?}");
+
+    // Wrong password over TLS is still refused.
+    config.password("wrong");
+    let err = config
+        .connect(rustls_connector(&certified.cert))
+        .await
+        .err()
+        .expect("wrong password over TLS");
+    assert_eq!(sqlstate(&err), "28P01", "{err:?}");
+}
+
+// ---------------------------------------------------------------- start-up policy
+
+#[test]
+fn non_loopback_listen_without_password_is_refused() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let port = common::free_port();
+    let output = std::process::Command::new(common::FRESHET_BIN)
+        .args(["serve", "--no-fsync", "--data-dir"])
+        .arg(dir.path().join("data"))
+        .args(["--listen", &format!("0.0.0.0:{port}")])
+        .env_remove("FRESHET_SUPERUSER_PASSWORD")
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("spawn freshet");
+    let mut child = output;
+    let status =
+        common::wait_bounded(&mut child, Duration::from_secs(60)).expect("freshet exit status");
+    let mut text = String::new();
+    use std::io::Read;
+    if let Some(mut out) = child.stdout.take() {
+        let _ = out.read_to_string(&mut text);
+    }
+    if let Some(mut err) = child.stderr.take() {
+        let _ = err.read_to_string(&mut text);
+    }
+    assert!(
+        !status.success(),
+        "freshet must refuse 0.0.0.0 without a password, but exited with {status}: {text}"
+    );
+    assert!(
+        text.contains("non-loopback") && text.contains("password"),
+        "the refusal must explain itself; output was:\n{text}"
+    );
+}
+
+/// With a password the same listen address is accepted (checked over loopback).
+#[tokio::test]
+async fn non_loopback_listen_with_password_is_accepted() {
+    let mut opts = ServerOptions::new().password("pw");
+    opts.listen_host = "0.0.0.0".into();
+    let server = TestServer::start_with(opts);
+    let client = server.connect().await;
+    assert_eq!(count(&client, "SELECT count(*) FROM (SELECT 1) t").await, 1);
+}
