@@ -1,0 +1,43 @@
+#!/usr/bin/env bash
+# Benchmarks Freshet against PostgreSQL 15 on this machine and regenerates
+# docs/benchmarks.md.
+#
+#   bench/run.sh            # full run: 10M-row COPY, 16 clients x 30 s INSERTs, GROUP BY
+#   bench/run.sh --quick    # small sizes, to try it out (a few minutes)
+#
+# Other options are passed to bench/bench.py (see `python3 bench/bench.py --help`):
+#   --rows N --clients N --insert-seconds S --agg-reps N --pgbench-mode simple|extended|prepared
+#   --output FILE --workdir DIR
+# Environment: CARGO_TARGET_DIR (default /var/tmp/freshet-target), PG_BINDIR,
+# BENCH_SKIP_BUILD=1 to use an existing release binary.
+set -euo pipefail
+
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-/var/tmp/freshet-target}"
+
+need_pg=0
+command -v psql >/dev/null 2>&1 || need_pg=1
+command -v pgbench >/dev/null 2>&1 || need_pg=1
+if [ -z "${PG_BINDIR:-}" ] && [ ! -x /usr/lib/postgresql/15/bin/postgres ]; then
+    need_pg=1
+fi
+if [ "$need_pg" = 1 ]; then
+    if [ "$(id -u)" -ne 0 ]; then
+        echo "PostgreSQL 15 (server, psql, pgbench) is required: apt-get install postgresql-15 postgresql-client-15" >&2
+        exit 1
+    fi
+    apt-get update -q
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -q postgresql-15 postgresql-client-15
+    # The Debian package may start a default cluster; the benchmark uses its own.
+fi
+
+if [ "${BENCH_SKIP_BUILD:-0}" != 1 ]; then
+    cargo build --release -p freshet
+fi
+bin="$CARGO_TARGET_DIR/release/freshet"
+if [ ! -x "$bin" ]; then
+    echo "freshet binary not found at $bin" >&2
+    exit 1
+fi
+
+exec python3 bench/bench.py --freshet-bin "$bin" --command "bench/run.sh${*:+ $*}" "$@"
