@@ -2,8 +2,9 @@
 //! `sqllogictest-engines` Postgres engines: once with the simple query protocol
 //! and once with the extended protocol, each run on its own fresh server.
 //!
-//! All runs happen (a failing file does not stop the others); the test then
-//! fails listing every failing file, protocol and the runner's diff.
+//! All runs happen (a failing file does not stop the others, and a failing
+//! record does not stop its file); the test then fails listing every failing
+//! file and protocol with each failing record's SQL, location and diff.
 //!
 //! Records can be limited to Freshet with `onlyif freshet` (the runner adds
 //! that label), e.g. for `SHOW TABLES` or cross-database names.
@@ -24,7 +25,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use common::{workspace_root, ServerOptions, TestServer};
-use sqllogictest::{AsyncDB, DBOutput, DefaultColumnType, MakeConnection, Runner};
+use sqllogictest::{AsyncDB, DBOutput, DefaultColumnType, MakeConnection, Record, Runner};
 use sqllogictest_engines::postgres::{PostgresConfig, PostgresExtended, PostgresSimple};
 
 /// Bound on one file's run, so a hung statement fails the test instead of CI.
@@ -182,24 +183,56 @@ where
 }
 
 /// Runs one file with one connection maker, bounded by [`FILE_DEADLINE`].
+/// Reported failing records per file (the rest are counted).
+const MAX_REPORTED_PER_FILE: usize = 25;
+
+/// Runs every record of one file, continuing after failures so that one run
+/// reports every failing record, bounded by [`FILE_DEADLINE`].
 async fn run_file<D, M>(make: M, label: &str, file: &Path) -> Result<(), String>
 where
-    D: AsyncDB,
+    D: AsyncDB<ColumnType = DefaultColumnType>,
     M: MakeConnection<Conn = D>,
 {
+    let records = sqllogictest::parse_file::<DefaultColumnType>(file)
+        .map_err(|e| format!("cannot parse {}: {e}", file.display()))?;
     let mut runner = Runner::new(make);
     runner.add_label(label);
-    let outcome = tokio::time::timeout(FILE_DEADLINE, runner.run_file_async(file)).await;
-    let result = match outcome {
-        Err(_) => Err(format!(
-            "timed out after {FILE_DEADLINE:?} (a statement hung?)"
-        )),
-        Ok(Err(e)) => Err(e.display(false).to_string()),
-        Ok(Ok(())) => Ok(()),
+    let mut failures: Vec<String> = Vec::new();
+    let run_all = async {
+        for record in records {
+            if let Record::Halt { .. } = record {
+                break;
+            }
+            if let Err(e) = runner.run_async(record).await {
+                failures.push(e.display(false).to_string());
+            }
+        }
     };
+    let timed_out = tokio::time::timeout(FILE_DEADLINE, run_all).await.is_err();
     // Closing connections may itself hang on a broken server; bound it too.
     let _ = tokio::time::timeout(Duration::from_secs(30), runner.shutdown_async()).await;
-    result
+    if failures.is_empty() && !timed_out {
+        return Ok(());
+    }
+    let mut report = format!("{} failing record(s)", failures.len());
+    if timed_out {
+        report.push_str(&format!(
+            "; TIMED OUT after {FILE_DEADLINE:?} (a statement hung?)"
+        ));
+    }
+    report.push('\n');
+    for f in failures.iter().take(MAX_REPORTED_PER_FILE) {
+        report.push_str("\n");
+        report.push_str(f.trim_end());
+        report.push('\n');
+    }
+    if failures.len() > MAX_REPORTED_PER_FILE {
+        report.push_str(&format!(
+            "\n... and {} more\n",
+            failures.len() - MAX_REPORTED_PER_FILE
+        ));
+    }
+    Err(report)
 }
 
 async fn run_protocol(
