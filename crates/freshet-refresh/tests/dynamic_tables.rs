@@ -190,6 +190,9 @@ async fn sql_logic_tests() {
                 Ok(SessionDb { session })
             }
         });
+        // The wire runner's labels: Freshet-only records, simple-protocol records.
+        runner.add_label("freshet");
+        runner.add_label("postgres");
         let result = runner.run_file_async(&file).await;
         scheduler.shutdown().await;
         if let Err(e) = result {
