@@ -366,14 +366,20 @@ async fn large_copy_then_kill_9() {
     assert_eq!((min, max), (0, ROWS - 1));
     let sample = client
         .query_one(
-            "SELECT user_id, location, event_time::text FROM logins WHERE id = 12345",
+            "SELECT user_id, location, event_time FROM logins WHERE id = 12345",
             &[],
         )
         .await
         .expect("sample row");
     assert_eq!(sample.get::<_, i64>(0), 345);
     assert_eq!(sample.get::<_, &str>(1), format!("loc-{}", 12345 % 37));
-    assert_eq!(sample.get::<_, &str>(2), "2024-01-26 09:45:00");
+    assert_eq!(
+        sample.get::<_, chrono::NaiveDateTime>(2),
+        chrono::NaiveDate::from_ymd_opt(2024, 1, 26)
+            .unwrap()
+            .and_hms_opt(9, 45, 0)
+            .unwrap()
+    );
     let marker: i32 = client
         .query_one("SELECT x FROM marker", &[])
         .await
