@@ -222,7 +222,7 @@ where
     }
     report.push('\n');
     for f in failures.iter().take(MAX_REPORTED_PER_FILE) {
-        report.push_str("\n");
+        report.push('\n');
         report.push_str(f.trim_end());
         report.push('\n');
     }

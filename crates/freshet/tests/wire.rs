@@ -521,6 +521,9 @@ async fn copy_in(
     sink.finish().await
 }
 
+/// Runs COPY ... TO STDOUT and returns its data, checking the framing too:
+/// PostgreSQL sends exactly one CopyData message per row, and clients rely on
+/// it (psycopg's `Copy.rows()` parses one row per message).
 async fn copy_out(client: &Client, sql: &str) -> String {
     let stream = client
         .copy_out(sql)
@@ -528,10 +531,29 @@ async fn copy_out(client: &Client, sql: &str) -> String {
         .unwrap_or_else(|e| panic!("`{sql}`: {e:?}"));
     pin_mut!(stream);
     let mut out = Vec::new();
+    let mut messages = Vec::new();
     while let Some(chunk) = stream.next().await {
-        out.extend_from_slice(&chunk.unwrap_or_else(|e| panic!("`{sql}` data: {e:?}")));
+        let chunk = chunk.unwrap_or_else(|e| panic!("`{sql}` data: {e:?}"));
+        messages.push(String::from_utf8_lossy(&chunk).into_owned());
+        out.extend_from_slice(&chunk);
     }
-    String::from_utf8(out).expect("COPY output is UTF-8")
+    let text = String::from_utf8(out).expect("COPY output is UTF-8");
+    // Count records, not lines: a CSV field may contain a quoted newline.
+    let is_csv = sql.to_ascii_lowercase().contains("csv");
+    if !is_csv {
+        assert_eq!(
+            messages.len(),
+            text.lines().count(),
+            "`{sql}`: expected one CopyData message per row, got {messages:?}"
+        );
+    }
+    for m in &messages {
+        assert!(
+            m.ends_with('\n'),
+            "`{sql}`: CopyData message {m:?} is not a whole row"
+        );
+    }
+    text
 }
 
 #[tokio::test]
@@ -803,7 +825,10 @@ async fn cancel_request_stops_a_long_query() {
         tokio::select! {
             r = &mut query => break r,
             _ = tokio::time::sleep(Duration::from_millis(200)) => {
-                token.cancel_query(NoTls).await.expect("send CancelRequest");
+                token.cancel_query(NoTls).await.unwrap_or_else(|e| panic!(
+                    "could not deliver a CancelRequest (the server accepted no new \
+                     connection while the query ran?): {e:?}"
+                ));
                 assert!(Instant::now() < deadline, "query was not cancelled within 120 s");
             }
         }
@@ -824,7 +849,10 @@ async fn cancel_request_stops_a_long_query() {
         tokio::select! {
             r = &mut query => break r,
             _ = tokio::time::sleep(Duration::from_millis(200)) => {
-                token.cancel_query(NoTls).await.expect("send CancelRequest");
+                token.cancel_query(NoTls).await.unwrap_or_else(|e| panic!(
+                    "could not deliver a CancelRequest (the server accepted no new \
+                     connection while the query ran?): {e:?}"
+                ));
                 assert!(Instant::now() < deadline, "simple query was not cancelled within 120 s");
             }
         }
@@ -985,12 +1013,36 @@ async fn errors_carry_their_sqlstate() {
         ("CREATE TABLE u (x int UNIQUE)", "0A000"),
         ("CREATE TABLE u (x int CHECK (x > 0))", "0A000"),
     ];
+    // Check every case on both protocols, then report all mismatches at once.
+    let mut mismatches = Vec::new();
     for (sql, code) in cases {
-        // Simple protocol.
-        assert_sqlstate(client.simple_query(sql).await, code, sql);
+        let simple = client.simple_query(sql).await.map(|_| ());
         // Extended protocol (the error may come from Parse or from Execute).
-        assert_sqlstate(client.query(*sql, &[]).await, code, sql);
+        let extended = client.query(*sql, &[]).await.map(|_| ());
+        for (protocol, result) in [("simple", simple), ("extended", extended)] {
+            let got = match &result {
+                Ok(()) => "success".to_string(),
+                Err(e) => sqlstate(e),
+            };
+            if got != *code {
+                let message = match &result {
+                    Err(e) => e
+                        .as_db_error()
+                        .map(|d| d.message().to_string())
+                        .unwrap_or_else(|| e.to_string()),
+                    Ok(()) => String::new(),
+                };
+                mismatches.push(format!(
+                    "{protocol}: `{sql}`: expected {code}, got {got} {message}"
+                ));
+            }
+        }
     }
+    assert!(
+        mismatches.is_empty(),
+        "wrong SQLSTATEs:\n{}",
+        mismatches.join("\n")
+    );
 
     // Errors carry a message and severity ERROR; syntax errors a position.
     let err = client

@@ -1,19 +1,22 @@
 """psycopg 3 against a running Freshet server.
 
 Run by crates/freshet/tests/psycopg.rs with FRESHET_URI set to a libpq URI.
-Exits non-zero (with an AssertionError traceback) on the first failed check.
+Each check runs on its own connection and tables, so one failure does not hide
+the others; the script prints every failure and exits non-zero if any.
 """
 
 import datetime
 import decimal
 import os
 import sys
+import traceback
 
 import psycopg
 from psycopg import errors, pq
 from psycopg.types.json import Json
 
-uri = os.environ["FRESHET_URI"]
+URI = os.environ["FRESHET_URI"]
+TS = pq.TransactionStatus
 
 
 def check(cond, what):
@@ -21,112 +24,181 @@ def check(cond, what):
         raise AssertionError(what)
 
 
-with psycopg.connect(uri, autocommit=True, connect_timeout=30) as conn:
-    check(conn.info.transaction_status == pq.TransactionStatus.IDLE, "idle after connect")
-    check(conn.info.server_version >= 100000, f"server_version {conn.info.server_version}")
+def connect(autocommit=True):
+    return psycopg.connect(URI, autocommit=autocommit, connect_timeout=30)
 
-    with conn.cursor() as cur:
+
+def test_connect():
+    with connect() as conn:
+        check(conn.info.transaction_status == TS.IDLE, "IDLE after connect")
+        check(conn.info.server_version >= 100000, f"server_version {conn.info.server_version}")
+        check(conn.execute("SELECT 1 + 1").fetchone() == (2,), "SELECT 1 + 1")
+
+
+def test_parameterized_insert_and_select():
+    with connect() as conn, conn.cursor() as cur:
         cur.execute(
-            "CREATE TABLE events (id bigint NOT NULL, name text, amount numeric(10,2),"
-            " at timestamp, ok boolean, payload json)"
+            "CREATE TABLE basic (id bigint NOT NULL, name text, amount numeric(10,2),"
+            " at timestamp, ok boolean)"
         )
-        # Parameterized insert (psycopg 3 uses server-side binding: extended protocol).
         rows = [
-            (1, "first", decimal.Decimal("12.50"), datetime.datetime(2024, 1, 2, 3, 4, 5), True,
-             Json({"k": "v", "n": [1, 2, 3], "nested": {"x": None}})),
-            (2, "sec'ond", decimal.Decimal("-0.01"), datetime.datetime(1999, 12, 31, 23, 59, 59), False,
-             Json([1, "two", 3.5])),
-            (3, None, None, None, None, None),
+            (1, "first", decimal.Decimal("12.50"), datetime.datetime(2024, 1, 2, 3, 4, 5), True),
+            (2, "sec'ond", decimal.Decimal("-0.01"), datetime.datetime(1999, 12, 31, 23, 59, 59), False),
+            (3, None, None, None, None),
         ]
-        cur.executemany("INSERT INTO events VALUES (%s, %s, %s, %s, %s, %s)", rows)
-
-        cur.execute("SELECT id, name, amount, at, ok FROM events WHERE id = %s", (1,))
-        check(cur.fetchone() == (1, "first", decimal.Decimal("12.50"),
-                                 datetime.datetime(2024, 1, 2, 3, 4, 5), True),
-              "row 1 round-trips")
-        cur.execute("SELECT name FROM events WHERE name = %s", ("sec'ond",))
-        check(cur.fetchall() == [("sec'ond",)], "quote in parameter")
-        cur.execute("SELECT count(*) FROM events WHERE name IS NULL")
+        # Server-side binding: the extended protocol, pipelined by executemany.
+        cur.executemany("INSERT INTO basic VALUES (%s, %s, %s, %s, %s)", rows)
+        cur.execute("SELECT id, name, amount, at, ok FROM basic WHERE id = %s", (1,))
+        got = cur.fetchone()
+        check(got == rows[0], f"row 1 round-trips: {got!r}")
+        cur.execute("SELECT name FROM basic WHERE name = %s", ("sec'ond",))
+        check(cur.fetchall() == [("sec'ond",)], "quote in a parameter")
+        cur.execute("SELECT count(*) FROM basic WHERE name IS NULL")
         check(cur.fetchone()[0] == 1, "NULL inserted from None")
+        cur.execute("SELECT id FROM basic WHERE at > %s ORDER BY id", (datetime.datetime(2000, 1, 1),))
+        check(cur.fetchall() == [(1,)], "timestamp parameter in WHERE")
+        cur.execute("SELECT id, name FROM basic LIMIT 1")
+        check([d.name for d in cur.description] == ["id", "name"], "description names")
 
-        # A json column comes back as a Python dict / list.
-        cur.execute("SELECT payload FROM events WHERE id = %s", (1,))
+
+def test_json_column_returned_as_dict():
+    with connect() as conn, conn.cursor() as cur:
+        cur.execute("CREATE TABLE docs (id int, payload json)")
+        cur.execute(
+            """INSERT INTO docs VALUES (1, '{"k": "v", "n": [1, 2, 3], "nested": {"x": null}}'),"""
+            """ (2, '[1, "two", 3.5]')"""
+        )
+        cur.execute("SELECT payload FROM docs WHERE id = %s", (1,))
         payload = cur.fetchone()[0]
-        check(isinstance(payload, dict), f"json column decoded as {type(payload)}")
+        check(isinstance(payload, dict), f"json column decoded as {type(payload)}: {payload!r}")
         check(payload == {"k": "v", "n": [1, 2, 3], "nested": {"x": None}}, f"payload {payload!r}")
-        cur.execute("SELECT payload FROM events WHERE id = 2")
-        check(cur.fetchone()[0] == [1, "two", 3.5], "json array decoded as list")
-
-        # Binary results too.
+        cur.execute("SELECT payload FROM docs WHERE id = 2")
+        check(cur.fetchone()[0] == [1, "two", 3.5], "json array decoded as a list")
         with conn.cursor(binary=True) as bcur:
-            bcur.execute("SELECT id, amount, at, payload FROM events WHERE id = %s", (1,))
-            bid, bamount, bat, bpayload = bcur.fetchone()
-            check((bid, bamount, bat) == (1, decimal.Decimal("12.50"),
-                                          datetime.datetime(2024, 1, 2, 3, 4, 5)),
-                  "binary results")
-            check(bpayload["n"] == [1, 2, 3], "binary json")
+            bcur.execute("SELECT payload FROM docs WHERE id = %s", (1,))
+            check(bcur.fetchone()[0]["n"] == [1, 2, 3], "json in binary results")
 
-        # Column descriptions.
-        cur.execute("SELECT id, name, payload FROM events LIMIT 1")
-        check([d.name for d in cur.description] == ["id", "name", "payload"], "description names")
 
-        # Errors map to psycopg's SQLSTATE classes.
+def test_json_parameter():
+    with connect() as conn, conn.cursor() as cur:
+        cur.execute("CREATE TABLE jparams (id int, payload json)")
+        cur.execute("INSERT INTO jparams VALUES (%s, %s)", (1, Json({"a": [1, {"b": None}]})))
+        cur.execute("SELECT payload FROM jparams WHERE id = 1")
+        check(cur.fetchone()[0] == {"a": [1, {"b": None}]}, "json parameter round-trips")
+
+
+def test_binary_results():
+    with connect() as conn, conn.cursor(binary=True) as cur:
+        cur.execute("CREATE TABLE bin (id bigint, amount numeric(10,2), at timestamp, d date, f double precision)")
+        cur.execute(
+            "INSERT INTO bin VALUES (7, 3.25, '2024-01-02 03:04:05', '2024-02-29', 0.5)"
+        )
+        cur.execute("SELECT id, amount, at, d, f FROM bin WHERE id = %s", (7,))
+        got = cur.fetchone()
+        want = (7, decimal.Decimal("3.25"), datetime.datetime(2024, 1, 2, 3, 4, 5),
+                datetime.date(2024, 2, 29), 0.5)
+        check(got == want, f"binary results {got!r}")
+
+
+def test_errors_have_sqlstate_classes():
+    with connect() as conn, conn.cursor() as cur:
         try:
             cur.execute("SELECT * FROM no_such_table")
             raise AssertionError("expected UndefinedTable")
         except errors.UndefinedTable as e:
             check(e.sqlstate == "42P01", e.sqlstate)
+        try:
+            cur.execute("SELEC 1")
+            raise AssertionError("expected SyntaxError")
+        except errors.SyntaxError as e:
+            check(e.sqlstate == "42601", e.sqlstate)
 
-        # COPY through psycopg.
-        with cur.copy("COPY events (id, name) FROM STDIN") as copy:
-            copy.write_row((10, "copied"))
+
+def test_copy():
+    with connect() as conn, conn.cursor() as cur:
+        cur.execute("CREATE TABLE copied (id int, name text)")
+        with cur.copy("COPY copied (id, name) FROM STDIN") as copy:
+            copy.write_row((10, "ten"))
             copy.write_row((11, None))
-        cur.execute("SELECT count(*) FROM events WHERE id IN (10, 11)")
-        check(cur.fetchone()[0] == 2, "COPY rows")
+        cur.execute("SELECT id, name FROM copied ORDER BY id")
+        check(cur.fetchall() == [(10, "ten"), (11, None)], "COPY FROM rows")
+        out = []
+        with cur.copy("COPY (SELECT id, name FROM copied ORDER BY id) TO STDOUT") as copy:
+            for row in copy.rows():
+                out.append(row)
+        check(out == [("10", "ten"), ("11", None)], f"COPY TO rows {out!r}")
 
-# Transactions: ReadyForQuery's status is visible as conn.info.transaction_status.
-with psycopg.connect(uri, connect_timeout=30) as conn:  # autocommit off
-    TS = pq.TransactionStatus
-    with conn.cursor() as cur:
-        cur.execute("INSERT INTO events (id, name) VALUES (%s, %s)", (20, "in tx"))
-        check(conn.info.transaction_status == TS.INTRANS, "INTRANS after a write")
-        conn.rollback()
-        check(conn.info.transaction_status == TS.IDLE, "IDLE after rollback")
-        cur.execute("SELECT count(*) FROM events WHERE id = 20")
-        check(cur.fetchone()[0] == 0, "rollback discarded the insert")
-        conn.rollback()
 
-        try:
-            cur.execute("SELECT nope FROM events")
-            raise AssertionError("expected UndefinedColumn")
-        except errors.UndefinedColumn:
-            pass
-        check(conn.info.transaction_status == TS.INERROR, "INERROR after a failed statement")
-        try:
-            cur.execute("SELECT 1")
-            raise AssertionError("expected InFailedSqlTransaction")
-        except errors.InFailedSqlTransaction as e:
-            check(e.sqlstate == "25P02", e.sqlstate)
-        conn.rollback()
-        check(conn.info.transaction_status == TS.IDLE, "IDLE after rolling back the failure")
+def test_transaction_status():
+    """ReadyForQuery's status byte, as libpq reports it."""
+    with connect() as setup:
+        setup.execute("CREATE TABLE tx (id int, name text)")
+    with connect(autocommit=False) as conn:
+        with conn.cursor() as cur:
+            cur.execute("INSERT INTO tx VALUES (%s, %s)", (20, "in tx"))
+            check(conn.info.transaction_status == TS.INTRANS, "INTRANS after a write")
+            conn.rollback()
+            check(conn.info.transaction_status == TS.IDLE, "IDLE after rollback")
+            cur.execute("SELECT count(*) FROM tx WHERE id = 20")
+            check(cur.fetchone()[0] == 0, "rollback discarded the insert")
+            conn.rollback()
 
-        cur.execute("INSERT INTO events (id, name) VALUES (%s, %s)", (21, "committed"))
-        conn.commit()
-    with conn.cursor() as cur:
-        cur.execute("SELECT name FROM events WHERE id = 21")
-        check(cur.fetchone() == ("committed",), "commit persisted the insert")
-        conn.commit()
+            try:
+                cur.execute("SELECT nope FROM tx")
+                raise AssertionError("expected UndefinedColumn")
+            except errors.UndefinedColumn:
+                pass
+            check(conn.info.transaction_status == TS.INERROR,
+                  f"INERROR after a failed statement, got {conn.info.transaction_status!r}")
+            try:
+                cur.execute("SELECT 1")
+                raise AssertionError("expected InFailedSqlTransaction")
+            except errors.InFailedSqlTransaction as e:
+                check(e.sqlstate == "25P02", e.sqlstate)
+            conn.rollback()
+            check(conn.info.transaction_status == TS.IDLE, "IDLE after rolling back the failure")
 
-    with conn.transaction():
-        conn.execute("INSERT INTO events (id) VALUES (30)")
-    try:
+            cur.execute("INSERT INTO tx VALUES (%s, %s)", (21, "committed"))
+            conn.commit()
+        with conn.cursor() as cur:
+            cur.execute("SELECT name FROM tx WHERE id = 21")
+            check(cur.fetchone() == ("committed",), "commit persisted the insert")
+            conn.commit()
+
+
+def test_transaction_blocks():
+    with connect() as setup:
+        setup.execute("CREATE TABLE txb (id int)")
+    with connect(autocommit=False) as conn:
         with conn.transaction():
-            conn.execute("INSERT INTO events (id) VALUES (31)")
-            raise RuntimeError("abort the block")
-    except RuntimeError:
-        pass
-    got = conn.execute("SELECT id FROM events WHERE id IN (30, 31) ORDER BY id").fetchall()
-    check(got == [(30,)], f"context-manager transactions: {got}")
+            conn.execute("INSERT INTO txb VALUES (30)")
+        try:
+            with conn.transaction():
+                conn.execute("INSERT INTO txb VALUES (31)")
+                raise RuntimeError("abort the block")
+        except RuntimeError:
+            pass
+        got = conn.execute("SELECT id FROM txb ORDER BY id").fetchall()
+        check(got == [(30,)], f"context-manager transactions: {got}")
 
-print("psycopg client: all checks passed")
-sys.exit(0)
+
+def main():
+    tests = [(name, fn) for name, fn in globals().items() if name.startswith("test_") and callable(fn)]
+    failures = []
+    for name, fn in tests:
+        try:
+            fn()
+            print(f"psycopg {name} ... ok")
+        except Exception:  # noqa: BLE001 - report every failure
+            print(f"psycopg {name} ... FAILED")
+            failures.append((name, traceback.format_exc()))
+    for name, tb in failures:
+        print(f"\n==== {name} ====\n{tb}")
+    print(f"psycopg client: {len(tests) - len(failures)} passed, {len(failures)} failed")
+    if not failures:
+        print("psycopg client: all checks passed")
+    return 1 if failures else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -155,9 +155,9 @@ impl ServerOptions {
 }
 
 /// A running `freshet serve` process on a loopback port. Killed (SIGKILL) and
-/// reaped when dropped; its temporary directory is removed unless the test is
-/// failing or `FRESHET_KEEP_TEST_DIRS` is set, in which case the path and the
-/// tail of the server log are printed.
+/// reaped when dropped. When the test is failing, the tail of the server log
+/// is printed; the temporary directory is removed unless
+/// `FRESHET_KEEP_TEST_DIRS` is set.
 pub struct TestServer {
     child: Option<Child>,
     port: u16,
@@ -403,7 +403,7 @@ impl TestServer {
 impl Drop for TestServer {
     fn drop(&mut self) {
         self.kill9();
-        let keep = std::thread::panicking() || std::env::var_os("FRESHET_KEEP_TEST_DIRS").is_some();
+        let keep = std::env::var_os("FRESHET_KEEP_TEST_DIRS").is_some();
         if std::thread::panicking() {
             let log = self.log();
             let tail: String = {
@@ -412,7 +412,8 @@ impl Drop for TestServer {
                 lines[start..].join("\n")
             };
             eprintln!(
-                "---- freshet server log (port {}, last 60 lines) ----\n{tail}\n---- end of server log ----",
+                "---- freshet server log (port {}, last 60 lines) ----\n{tail}\n---- end of server log \
+                 (FRESHET_KEEP_TEST_DIRS=1 keeps the data directory) ----",
                 self.port
             );
         }
