@@ -35,10 +35,6 @@ pub(crate) fn now_micros() -> i64 {
         .unwrap_or(0)
 }
 
-fn storage_err(e: freshet_storage::StorageError) -> EngineError {
-    EngineError::new(e.sqlstate(), e.to_string())
-}
-
 /// Runs `f` with mutable access to the session's transaction.
 pub(crate) fn txn_mut<T>(
     session: &Session,
@@ -244,7 +240,9 @@ pub(crate) fn create_relation(
     let schema = Arc::new(Schema::new(fields));
     let entry_schema = schema.clone();
     txn_mut(session, |t| {
-        let table_id = t.create_table(entry_schema.clone()).map_err(storage_err)?;
+        let table_id = t
+            .create_table(entry_schema.clone())
+            .map_err(EngineError::from)?;
         let entry = RelationEntry {
             database: name.database.clone(),
             schema: name.schema.clone(),
@@ -273,7 +271,7 @@ pub(crate) fn drop_relation(
 ) -> Result<(), EngineError> {
     txn_mut(session, |t| {
         if let Some(id) = entry.table_id {
-            t.drop_table(id).map_err(storage_err)?;
+            t.drop_table(id).map_err(EngineError::from)?;
         }
         t.delete_meta(&catalog::relation_key(&entry.qualified()));
         Ok(())
@@ -594,7 +592,7 @@ async fn alter_table(
                     .shared
                     .with_txn(|t| t.table_schema(table_id))
                     .map_err(map_df_error)?
-                    .map_err(storage_err)?;
+                    .map_err(EngineError::from)?;
                 if schema.fields().iter().any(|f| *f.name() == column_name) {
                     if *if_not_exists {
                         continue;
@@ -632,7 +630,7 @@ async fn alter_table(
                 let stored_entry = entry.clone();
                 txn_mut(session, |t| {
                     t.add_column(table_id, field, default)
-                        .map_err(storage_err)?;
+                        .map_err(EngineError::from)?;
                     catalog::put(t, &catalog::relation_key(&qualified), &stored_entry);
                     Ok(())
                 })?;

@@ -123,21 +123,6 @@ pub(crate) fn conform(
         .map_err(|e| EngineError::new("XX000", e.to_string()))
 }
 
-fn storage_err(e: freshet_storage::StorageError) -> EngineError {
-    EngineError::new(e.sqlstate(), e.to_string())
-}
-
-fn with_txn_mut<T>(
-    session: &Session,
-    f: impl FnOnce(&mut freshet_storage::Transaction) -> Result<T, freshet_storage::StorageError>,
-) -> Result<T, EngineError> {
-    let mut guard = session.shared.txn.lock();
-    match guard.as_mut() {
-        Some(txn) => f(txn).map_err(storage_err),
-        None => Err(EngineError::new("XX000", "no transaction is active")),
-    }
-}
-
 /// Writes validated batches into the target table.
 pub(crate) fn write_batches(
     session: &Session,
@@ -151,7 +136,7 @@ pub(crate) fn write_batches(
         }
         let batch = conform(batch, target)?;
         rows += batch.num_rows() as u64;
-        with_txn_mut(session, |t| t.insert(target.table_id, batch))?;
+        crate::ddl::txn_mut(session, |t| Ok(t.insert(target.table_id, batch)?))?;
     }
     Ok(rows)
 }
@@ -413,7 +398,7 @@ async fn update_or_delete(
         new_rows.push(conform(&values, &target)?);
     }
     let count = row_ids.len() as u64;
-    with_txn_mut(session, |t| t.delete(target.table_id, &row_ids))?;
+    crate::ddl::txn_mut(session, |t| Ok(t.delete(target.table_id, &row_ids)?))?;
     let tag = if assignments.is_some() {
         write_batches(session, &target, &new_rows)?;
         "UPDATE"
@@ -446,7 +431,7 @@ fn rowid_snapshot(session: &Session, target: &InsertTarget) -> Result<Arc<MemTab
         .shared
         .with_txn(|t| t.scan(target.table_id, None, true))
         .map_err(map_df_error)?
-        .map_err(storage_err)?;
+        .map_err(EngineError::from)?;
     let mut fields: Vec<Arc<Field>> = target.schema.fields().iter().cloned().collect();
     fields.push(Arc::new(Field::new(
         ROW_ID_COLUMN,
@@ -522,7 +507,7 @@ pub(crate) async fn truncate(
     };
     for table in &truncate.table_names {
         let target = writable_target(session, &table.name)?;
-        with_txn_mut(session, |t| t.truncate(target.table_id))?;
+        crate::ddl::txn_mut(session, |t| Ok(t.truncate(target.table_id)?))?;
     }
     Ok(command("TRUNCATE TABLE", None))
 }

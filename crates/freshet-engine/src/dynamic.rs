@@ -184,10 +184,6 @@ pub struct RefreshRecord {
     pub statistics: RefreshStatistics,
 }
 
-fn storage_err(e: freshet_storage::StorageError) -> EngineError {
-    EngineError::new(e.sqlstate(), e.to_string())
-}
-
 fn catalog_err(e: catalog::CatalogError) -> EngineError {
     EngineError::new(e.sqlstate(), e.to_string())
 }
@@ -1134,7 +1130,7 @@ async fn record_failure(
         statistics: RefreshStatistics::default(),
     };
     append_history(&mut txn, &record);
-    txn.commit().await.map_err(storage_err)?;
+    txn.commit().await.map_err(EngineError::from)?;
     engine.after_commit();
     Ok(())
 }
@@ -1170,7 +1166,7 @@ pub async fn record_skipped(
         statistics: RefreshStatistics::default(),
     };
     append_history(&mut txn, &record);
-    txn.commit().await.map_err(storage_err)?;
+    txn.commit().await.map_err(EngineError::from)?;
     Ok(())
 }
 
@@ -1357,7 +1353,7 @@ async fn refresh_in_session(
         .shared
         .with_txn(|t| t.table_schema(contents_id))
         .map_err(map_df_error)?
-        .map_err(storage_err)?;
+        .map_err(EngineError::from)?;
     let target = InsertTarget {
         name: name.clone(),
         table_id: contents_id,
@@ -1390,7 +1386,7 @@ async fn refresh_in_session(
             .shared
             .with_txn(|t| t.table_schema(source_id))
             .map_err(map_df_error)?
-            .map_err(storage_err)?;
+            .map_err(EngineError::from)?;
         let keep = visible_indices(&source_schema);
         let mut input_fields: Vec<Field> = keep
             .iter()
@@ -1416,7 +1412,7 @@ async fn refresh_in_session(
                     .engine
                     .store
                     .changes(source_id, from, snapshot_seq)
-                    .map_err(storage_err)?;
+                    .map_err(EngineError::from)?;
                 let deleted_ids: HashSet<u64> = changes
                     .deleted
                     .iter()
@@ -1439,7 +1435,7 @@ async fn refresh_in_session(
                             .shared
                             .with_txn(|t| t.scan(contents_id, Some(&[hidden]), true))
                             .map_err(map_df_error)?
-                            .map_err(storage_err)?;
+                            .map_err(EngineError::from)?;
                         let mut doomed = Vec::new();
                         for batch in &lineage {
                             let (Some(sources), Some(ids)) = (
@@ -1459,7 +1455,7 @@ async fn refresh_in_session(
                         }
                         stats.num_deleted_rows = doomed.len() as u64;
                         txn_mut(session, |t| {
-                            t.delete(contents_id, &doomed).map_err(storage_err)
+                            t.delete(contents_id, &doomed).map_err(EngineError::from)
                         })?;
                     }
                     if !inserted.is_empty() {
@@ -1479,12 +1475,14 @@ async fn refresh_in_session(
                     .and_then(|s| s.table_stats(contents_id))
                     .map(|s| s.rows)
                     .unwrap_or(0);
-                txn_mut(session, |t| t.truncate(contents_id).map_err(storage_err))?;
+                txn_mut(session, |t| {
+                    t.truncate(contents_id).map_err(EngineError::from)
+                })?;
                 let rows = session
                     .shared
                     .with_txn(|t| t.scan(source_id, None, true))
                     .map_err(map_df_error)?
-                    .map_err(storage_err)?;
+                    .map_err(EngineError::from)?;
                 let rows = input_batches(rows, &keep, &input_schema)?;
                 stats.num_source_rows_read = row_count(&rows);
                 let results = evaluate_over(session, &query, input_schema, rows).await?;
@@ -1524,7 +1522,9 @@ async fn refresh_in_session(
                 ));
             }
         }
-        txn_mut(session, |t| t.truncate(contents_id).map_err(storage_err))?;
+        txn_mut(session, |t| {
+            t.truncate(contents_id).map_err(EngineError::from)
+        })?;
         stats.num_inserted_rows = crate::dml::write_batches(session, &target, &results)?;
     }
     if !def.models.is_empty() && action != "NO_DATA" {
@@ -1811,7 +1811,7 @@ fn describe_dynamic_table(
         .shared
         .with_txn(|t| t.table_schema(table_id))
         .map_err(map_df_error)?
-        .map_err(storage_err)?;
+        .map_err(EngineError::from)?;
     let mut rows: Vec<Vec<Option<String>>> = schema
         .fields()
         .iter()

@@ -52,3 +52,10 @@ pub(crate) fn from_sql_error(e: freshet_sql::SqlError) -> EngineError {
         message: e.to_string(),
     }
 }
+
+/// Storage failures keep the SQLSTATE the storage layer chose.
+impl From<freshet_storage::StorageError> for EngineError {
+    fn from(e: freshet_storage::StorageError) -> Self {
+        EngineError::new(e.sqlstate(), e.to_string())
+    }
+}
