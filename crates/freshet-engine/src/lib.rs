@@ -34,4 +34,5 @@ pub use error::EngineError;
 pub use output::{
     batch_output, CommandTag, CopyFormat, CopyInTarget, CopyOptions, QueryOutput, TransactionStatus,
 };
+pub use planning::map_df_error;
 pub use session::{PreparedStatement, Session};

@@ -49,8 +49,10 @@ pub(crate) fn postgres_compat() -> &'static datafusion_pg_catalog::sql::Postgres
     PARSER.get_or_init(datafusion_pg_catalog::sql::PostgresCompatibilityParser::new)
 }
 
-/// Maps a DataFusion error to a SQLSTATE-carrying engine error.
-pub(crate) fn map_df_error(error: DataFusionError) -> EngineError {
+/// Maps a DataFusion error to a SQLSTATE-carrying engine error. The one place
+/// DataFusion failures get their SQLSTATE, whether they surface while planning
+/// in the engine or while the wire layer drains a result stream.
+pub fn map_df_error(error: DataFusionError) -> EngineError {
     let error = strip_context(error);
     match error {
         DataFusionError::External(inner) => {
@@ -128,7 +130,12 @@ pub(crate) fn map_df_error(error: DataFusionError) -> EngineError {
 
 fn strip_context(error: DataFusionError) -> DataFusionError {
     match error {
-        DataFusionError::Context(_, inner) => strip_context(*inner),
+        DataFusionError::Context(_, inner) | DataFusionError::Diagnostic(_, inner) => {
+            strip_context(*inner)
+        }
+        DataFusionError::Collection(mut errors) if !errors.is_empty() => {
+            strip_context(errors.swap_remove(0))
+        }
         DataFusionError::Shared(inner) => match std::sync::Arc::try_unwrap(inner) {
             Ok(e) => strip_context(e),
             Err(shared) => DataFusionError::Execution(shared.to_string()),

@@ -383,7 +383,10 @@ impl Session {
         self.fail_in_block();
     }
 
-    fn fail_in_block(&mut self) {
+    /// Puts an open transaction block into the aborted state, as Postgres does
+    /// after any failed statement. The wire layer calls this when a statement
+    /// fails after the engine handed it a result (a stream that errors midway).
+    pub fn fail_in_block(&mut self) {
         if self.status == TransactionStatus::InBlock {
             self.status = TransactionStatus::Failed;
         }
