@@ -138,7 +138,9 @@ async fn run_standard(
         | Statement::AlterTable(_) => crate::ddl::run_standard(session, stmt, source, params).await,
         Statement::Set(set) => run_set(session, set),
         Statement::ShowVariable { variable } => run_show(session, variable),
-        Statement::ShowTables { .. } => crate::ddl::show_tables(session),
+        Statement::ShowTables { .. } => {
+            crate::ddl::show_tables(session, None, &freshet_sql::ShowScope::Current)
+        }
         Statement::Use(_) => crate::ddl::run_use(session, stmt),
         Statement::Discard { .. } => Ok(command("DISCARD ALL", None)),
         Statement::Deallocate { .. } => Ok(command("DEALLOCATE", None)),

@@ -811,14 +811,37 @@ pub(crate) fn use_database(
 }
 
 /// SHOW TABLES: relations in the current database.
-pub(crate) fn show_tables(session: &mut Session) -> Result<QueryOutput, EngineError> {
+pub(crate) fn show_tables(
+    session: &mut Session,
+    like: Option<&str>,
+    scope: &freshet_sql::ShowScope,
+) -> Result<QueryOutput, EngineError> {
+    // Without IN, Snowflake lists the current database, every schema.
+    let (database, schema) = match scope {
+        freshet_sql::ShowScope::Current => (session.database.clone(), None),
+        freshet_sql::ShowScope::Database(d) => (ident(d), None),
+        freshet_sql::ShowScope::Schema(s) => {
+            let parts: Vec<String> = s.0.iter().filter_map(|p| p.as_ident().map(ident)).collect();
+            match parts.as_slice() {
+                [schema] => (session.database.clone(), Some(schema.clone())),
+                [db, schema] => (db.clone(), Some(schema.clone())),
+                _ => {
+                    return Err(EngineError::new(
+                        "42601",
+                        format!("invalid schema name {s}"),
+                    ))
+                }
+            }
+        }
+    };
     let relations: Vec<RelationEntry> = session
         .shared
-        .with_txn(|t| catalog::list(t, &catalog::relation_prefix(&session.database, None)))
+        .with_txn(|t| catalog::list(t, &catalog::relation_prefix(&database, schema.as_deref())))
         .map_err(map_df_error)?
         .map_err(|e| EngineError::new(e.sqlstate(), e.to_string()))?;
     let rows = relations
         .into_iter()
+        .filter(|r| matches_like(like, &r.name))
         .map(|r| {
             let kind = match r.kind {
                 RelationKind::Table => "table",
@@ -829,6 +852,12 @@ pub(crate) fn show_tables(session: &mut Session) -> Result<QueryOutput, EngineEr
         })
         .collect();
     Ok(text_rows(&["schema_name", "name", "kind"], rows))
+}
+
+/// SQL `LIKE`, case-insensitive as in Snowflake's SHOW commands.
+fn matches_like(pattern: Option<&str>, name: &str) -> bool {
+    pattern
+        .is_none_or(|p| crate::registry::like(&p.to_ascii_lowercase(), &name.to_ascii_lowercase()))
 }
 
 /// Freshet-specific namespace and user statements.
@@ -852,7 +881,7 @@ pub(crate) async fn run_freshet(
             let schema = schema.as_ref().map(ident);
             use_database(session, db.as_ref(), schema.as_ref())
         }
-        FreshetStatement::ShowDatabases { .. } => {
+        FreshetStatement::ShowDatabases { like } => {
             let dbs: Vec<DatabaseEntry> = match session
                 .shared
                 .with_txn(|t| catalog::list(t, "db/"))
@@ -864,13 +893,19 @@ pub(crate) async fn run_freshet(
             };
             Ok(text_rows(
                 &["name"],
-                dbs.into_iter().map(|d| vec![Some(d.name)]).collect(),
+                dbs.into_iter()
+                    .filter(|d| matches_like(like.as_deref(), &d.name))
+                    .map(|d| vec![Some(d.name)])
+                    .collect(),
             ))
         }
-        FreshetStatement::ShowSchemas { .. } => {
+        FreshetStatement::ShowSchemas { like, database } => {
+            let database = database
+                .as_ref()
+                .map_or_else(|| session.database.clone(), ident);
             let schemas: Vec<SchemaEntry> = match session
                 .shared
-                .with_txn(|t| catalog::list(t, &catalog::schema_prefix(&session.database)))
+                .with_txn(|t| catalog::list(t, &catalog::schema_prefix(&database)))
                 .map_err(map_df_error)
             {
                 Ok(Ok(d)) => d,
@@ -881,6 +916,7 @@ pub(crate) async fn run_freshet(
                 &["database_name", "name"],
                 schemas
                     .into_iter()
+                    .filter(|s| matches_like(like.as_deref(), &s.name))
                     .map(|s| vec![Some(s.database), Some(s.name)])
                     .collect(),
             ))
@@ -895,7 +931,9 @@ pub(crate) async fn run_freshet(
             password,
             superuser,
         } => crate::users::alter_user(session, &ident(name), password.as_deref(), *superuser),
-        FreshetStatement::ShowTables { .. } => show_tables(session),
+        FreshetStatement::ShowTables { like, scope } => {
+            show_tables(session, like.as_deref(), scope)
+        }
         FreshetStatement::DropUser { name, if_exists } => {
             crate::users::drop_user(session, &ident(name), *if_exists)
         }

@@ -101,12 +101,13 @@ pub(crate) fn conform(
             column.clone()
         } else {
             cast_with_options(column, field.data_type(), &options).map_err(|e| {
-                EngineError::new(
-                    "22P02",
-                    format!("invalid value for column \"{}\": {e}", field.name()),
-                )
+                let message = format!("invalid value for column \"{}\": {e}", field.name());
+                EngineError::new(crate::planning::cast_failure_sqlstate(&message), message)
             })?
         };
+        if let Some(limit) = crate::types::declared_char_length(field) {
+            check_char_length(&column, limit)?;
+        }
         if !field.is_nullable() && column.null_count() > 0 {
             return Err(EngineError::new(
                 "23502",
@@ -121,6 +122,22 @@ pub(crate) fn conform(
     }
     RecordBatch::try_new(target.schema.clone(), columns)
         .map_err(|e| EngineError::new("XX000", e.to_string()))
+}
+
+/// Enforces `varchar(n)`: Postgres refuses longer values with 22001 rather
+/// than truncating them.
+fn check_char_length(column: &ArrayRef, limit: usize) -> Result<(), EngineError> {
+    use datafusion::arrow::array::AsArray;
+    let Some(strings) = column.as_string_opt::<i32>() else {
+        return Ok(());
+    };
+    match strings.iter().flatten().find(|s| s.chars().count() > limit) {
+        Some(_) => Err(EngineError::new(
+            "22001",
+            format!("value too long for type character varying({limit})"),
+        )),
+        None => Ok(()),
+    }
 }
 
 /// Writes validated batches into the target table.
@@ -777,4 +794,49 @@ impl Session {
 /// A column of `n` NULLs of the field's type.
 pub(crate) fn null_column(field: &Field, n: usize) -> ArrayRef {
     new_null_array(field.data_type(), n)
+}
+
+/// The row description of `INSERT/UPDATE/DELETE … RETURNING`, for Describe:
+/// the RETURNING list evaluated over zero rows of the target table, exactly
+/// the way execution evaluates it over the written rows.
+pub(crate) async fn describe_returning(
+    session: &mut Session,
+    stmt: &Statement,
+) -> Result<Option<SchemaRef>, EngineError> {
+    let (name, alias, items) = match stmt {
+        Statement::Insert(insert) => match (&insert.table, &insert.returning) {
+            (TableObject::TableName(name), Some(items)) => (name.clone(), None, items.clone()),
+            _ => return Ok(None),
+        },
+        Statement::Update(update) => match (&update.table.relation, &update.returning) {
+            (TableFactor::Table { name, alias, .. }, Some(items)) => (
+                name.clone(),
+                alias.as_ref().map(|a| a.name.value.clone()),
+                items.clone(),
+            ),
+            _ => return Ok(None),
+        },
+        Statement::Delete(delete) => {
+            let tables = match &delete.from {
+                FromTable::WithFromKeyword(t) | FromTable::WithoutKeyword(t) => t,
+            };
+            match (tables.first().map(|t| &t.relation), &delete.returning) {
+                (Some(TableFactor::Table { name, alias, .. }), Some(items)) => (
+                    name.clone(),
+                    alias.as_ref().map(|a| a.name.value.clone()),
+                    items.clone(),
+                ),
+                _ => return Ok(None),
+            }
+        }
+        _ => return Ok(None),
+    };
+    let target = writable_target(session, &name)?;
+    let alias = alias.unwrap_or_else(|| target.name.name.clone());
+    let output = returning_rows(session, &target, &alias, Vec::new(), &items, None).await;
+    session.shared.virtual_schemas.write().remove(DML_SCHEMA);
+    match output? {
+        QueryOutput::Rows { schema, .. } => Ok(Some(schema)),
+        _ => Ok(None),
+    }
 }

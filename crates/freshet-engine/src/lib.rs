@@ -17,6 +17,8 @@ mod error;
 mod functions;
 mod names;
 mod output;
+mod pg_compat;
+mod pg_types;
 mod planning;
 mod provider;
 mod registry;
@@ -25,9 +27,9 @@ pub mod types;
 mod users;
 
 pub use dynamic::{
-    record_skipped, refresh_dynamic_table, restore_retention_holds, retention_holder,
-    RefreshRecord, RefreshStatistics, RefreshTrigger, HISTORY_LIMIT, MAX_CONSECUTIVE_FAILURES,
-    SOURCE_ROW_ID_COLUMN,
+    record_skipped, record_upstream_failed, refresh_dynamic_table, restore_retention_holds,
+    retention_holder, RefreshRecord, RefreshStatistics, RefreshTrigger, HISTORY_LIMIT,
+    MAX_CONSECUTIVE_FAILURES, SOURCE_ROW_ID_COLUMN,
 };
 pub use engine::{Engine, EngineConfig, ScramSecret};
 pub use error::EngineError;

@@ -14,7 +14,8 @@ pub(crate) async fn plan_statement(
     state: &SessionState,
     statement: Statement,
 ) -> Result<LogicalPlan, EngineError> {
-    let statement = postgres_compat().rewrite(statement);
+    let mut statement = postgres_compat().rewrite(statement);
+    crate::pg_compat::rewrite_statement(&mut statement);
     state
         .statement_to_plan(DfStatement::Statement(Box::new(statement)))
         .await
@@ -34,7 +35,8 @@ pub(crate) async fn plan_view_query(
             "view definition is not a query".into(),
         ));
     };
-    let statement = postgres_compat().rewrite(statement);
+    let mut statement = postgres_compat().rewrite(statement);
+    crate::pg_compat::rewrite_statement(&mut statement);
     state
         .statement_to_plan(DfStatement::Statement(Box::new(statement)))
         .await
@@ -71,7 +73,16 @@ pub fn map_df_error(error: DataFusionError) -> EngineError {
             EngineError::new("XX000", inner.to_string())
         }
         DataFusionError::SchemaError(e, _) => match e.as_ref() {
-            SchemaError::FieldNotFound { .. } => EngineError::new("42703", e.to_string()),
+            SchemaError::FieldNotFound { field, .. } => {
+                // Postgres' wording, which tools match on.
+                let message = match &field.relation {
+                    Some(relation) => {
+                        format!("column {}.{} does not exist", relation.table(), field.name)
+                    }
+                    None => format!("column \"{}\" does not exist", field.name),
+                };
+                EngineError::new("42703", message)
+            }
             SchemaError::AmbiguousReference { .. } => EngineError::new("42702", e.to_string()),
             SchemaError::DuplicateQualifiedField { .. }
             | SchemaError::DuplicateUnqualifiedField { .. } => {
@@ -82,6 +93,9 @@ pub fn map_df_error(error: DataFusionError) -> EngineError {
         DataFusionError::NotImplemented(msg) => EngineError::new("0A000", msg),
         DataFusionError::Plan(msg) => {
             let lower = msg.to_ascii_lowercase();
+            if let Some(missing) = missing_relation(&msg) {
+                return EngineError::new("42P01", format!("relation \"{missing}\" does not exist"));
+            }
             let state = if lower.contains("table '") && lower.contains("not found")
                 || lower.contains("failed to resolve schema")
                 || lower.contains("failed to resolve catalog")
@@ -101,7 +115,7 @@ pub fn map_df_error(error: DataFusionError) -> EngineError {
         DataFusionError::ArrowError(e, _) => {
             use datafusion::arrow::error::ArrowError;
             let state = match e.as_ref() {
-                ArrowError::CastError(_) | ArrowError::ParseError(_) => "22P02",
+                ArrowError::CastError(m) | ArrowError::ParseError(m) => cast_failure_sqlstate(m),
                 ArrowError::DivideByZero => "22012",
                 ArrowError::ComputeError(m) if m.contains("Overflow") => "22003",
                 ArrowError::ArithmeticOverflow(_) => "22003",
@@ -115,7 +129,7 @@ pub fn map_df_error(error: DataFusionError) -> EngineError {
             let state = if lower.contains("divide by zero") {
                 "22012"
             } else if lower.contains("cast") || lower.contains("parse") {
-                "22P02"
+                cast_failure_sqlstate(&msg)
             } else if lower.contains("overflow") {
                 "22003"
             } else {
@@ -125,6 +139,49 @@ pub fn map_df_error(error: DataFusionError) -> EngineError {
         }
         DataFusionError::ResourcesExhausted(msg) => EngineError::new("53200", msg),
         other => EngineError::new("XX000", other.to_string()),
+    }
+}
+
+/// The relation name in DataFusion's "table 'db.schema.name' not found".
+fn missing_relation(message: &str) -> Option<String> {
+    let rest = message.strip_prefix("table '")?;
+    let (qualified, tail) = rest.split_once('\'')?;
+    if !tail.trim_start().starts_with("not found") {
+        return None;
+    }
+    Some(
+        qualified
+            .rsplit('.')
+            .next()
+            .unwrap_or(qualified)
+            .to_string(),
+    )
+}
+
+/// The SQLSTATE for a failed conversion, by what it converted to: Postgres
+/// distinguishes out-of-range numbers (22003) and bad date/time text (22007)
+/// from other malformed input (22P02).
+pub(crate) fn cast_failure_sqlstate(message: &str) -> &'static str {
+    let lower = message.to_ascii_lowercase();
+    if lower.contains("can't cast value")
+        || lower.contains("overflow")
+        || lower.contains("out of range")
+    {
+        "22003"
+    } else if [
+        "date32",
+        "date64",
+        "timestamp",
+        "time64",
+        "time32",
+        "interval",
+    ]
+    .iter()
+    .any(|t| lower.contains(t))
+    {
+        "22007"
+    } else {
+        "22P02"
     }
 }
 
@@ -141,5 +198,65 @@ fn strip_context(error: DataFusionError) -> DataFusionError {
             Err(shared) => DataFusionError::Execution(shared.to_string()),
         },
         other => other,
+    }
+}
+
+/// Plans `statement` with its parameters' types fixed (`None` = text), the way
+/// `PREPARE name(types) AS statement` would, so expressions over parameters
+/// (`SELECT $1 AS x`) get the types the client declared or implied.
+pub(crate) async fn plan_with_parameter_types(
+    state: &SessionState,
+    statement: Statement,
+    types: &[Option<datafusion::arrow::datatypes::DataType>],
+) -> Result<LogicalPlan, EngineError> {
+    use datafusion::sql::sqlparser::ast::Ident;
+    use datafusion::sql::sqlparser::dialect::PostgreSqlDialect;
+    use datafusion::sql::sqlparser::parser::Parser;
+    let mut data_types = Vec::with_capacity(types.len());
+    for t in types {
+        let name = t.as_ref().map_or("text", sql_type_name);
+        let parsed = Parser::new(&PostgreSqlDialect {})
+            .try_with_sql(name)
+            .and_then(|mut p| p.parse_data_type())
+            .map_err(|e| EngineError::new("XX000", e.to_string()))?;
+        data_types.push(parsed);
+    }
+    let mut statement = postgres_compat().rewrite(statement);
+    crate::pg_compat::rewrite_statement(&mut statement);
+    let prepare = Statement::Prepare {
+        name: Ident::new("freshet_describe"),
+        data_types,
+        statement: Box::new(statement),
+    };
+    let plan = state
+        .statement_to_plan(DfStatement::Statement(Box::new(prepare)))
+        .await
+        .map_err(map_df_error)?;
+    match plan {
+        LogicalPlan::Statement(datafusion::logical_expr::Statement::Prepare(prepare)) => {
+            Ok(prepare.input.as_ref().clone())
+        }
+        other => Ok(other),
+    }
+}
+
+/// The SQL spelling of an Arrow type, for building `PREPARE` type lists.
+fn sql_type_name(data_type: &datafusion::arrow::datatypes::DataType) -> &'static str {
+    use datafusion::arrow::datatypes::DataType;
+    match data_type {
+        DataType::Boolean => "boolean",
+        DataType::Int8 | DataType::Int16 => "smallint",
+        DataType::Int32 => "int",
+        DataType::Int64 => "bigint",
+        DataType::Float32 => "real",
+        DataType::Float64 => "double precision",
+        DataType::Decimal128(_, _) => "numeric",
+        DataType::Binary | DataType::LargeBinary | DataType::BinaryView => "bytea",
+        DataType::Date32 | DataType::Date64 => "date",
+        DataType::Time32(_) | DataType::Time64(_) => "time",
+        DataType::Timestamp(_, None) => "timestamp",
+        DataType::Timestamp(_, Some(_)) => "timestamptz",
+        DataType::Interval(_) => "interval",
+        _ => "text",
     }
 }

@@ -29,6 +29,8 @@ use freshet_storage::{TableId, Transaction};
 /// The state a session's providers read through: the engine-wide store and the
 /// session's current transaction.
 pub(crate) struct SessionShared {
+    /// The engine's store, for reads made when no statement is running.
+    store: Arc<freshet_storage::Store>,
     /// The storage transaction every read of the current statement goes through.
     pub(crate) txn: Mutex<Option<Transaction>>,
     /// Set once the SessionContext exists, so views can be planned lazily.
@@ -44,23 +46,32 @@ impl std::fmt::Debug for SessionShared {
 }
 
 impl SessionShared {
-    pub(crate) fn new() -> Self {
+    pub(crate) fn new(store: Arc<freshet_storage::Store>) -> Self {
         SessionShared {
+            store,
             txn: Mutex::new(None),
             state: RwLock::new(Weak::new()),
             virtual_schemas: RwLock::new(HashMap::new()),
         }
     }
 
-    /// Runs `f` with the current transaction. Fails if no statement is running,
-    /// which would be an engine bug, not a client error.
+    /// Runs `f` with the current transaction, or with a fresh snapshot of the
+    /// latest commit when no statement is running.
+    ///
+    /// The fallback matters because some tables read the catalog lazily, when
+    /// their stream is first polled rather than when the plan is built:
+    /// information_schema and pg_catalog (what psql's `\d` queries) do, and in
+    /// autocommit mode the wire layer drains a result stream after the
+    /// statement's own transaction has already ended.
     pub(crate) fn with_txn<T>(&self, f: impl FnOnce(&Transaction) -> T) -> DfResult<T> {
         let guard = self.txn.lock();
         match guard.as_ref() {
             Some(txn) => Ok(f(txn)),
-            None => Err(DataFusionError::Internal(
-                "no transaction is active for this session".into(),
-            )),
+            None => {
+                drop(guard);
+                let snapshot = self.store.begin();
+                Ok(f(&snapshot))
+            }
         }
     }
 }

@@ -94,12 +94,12 @@ impl Session {
         user: String,
         database: String,
     ) -> Result<Session, EngineError> {
-        let shared = Arc::new(SessionShared::new());
+        let shared = Arc::new(SessionShared::new(engine.store.clone()));
         let settings: BTreeMap<String, String> = DEFAULT_SETTINGS
             .iter()
             .map(|(k, v)| (k.to_string(), v.to_string()))
             .collect();
-        let ctx = build_context(&engine, &shared, &database, "public")?;
+        let ctx = build_context(&engine, &shared, &user, &database, "public")?;
         let mut session = Session {
             engine,
             user,
@@ -179,6 +179,18 @@ impl Session {
         if statements.is_empty() {
             return vec![Ok(QueryOutput::Empty)];
         }
+        // Like Postgres, several statements sent in one query run as one
+        // implicit transaction: all of them take effect or none. Statements
+        // that manage transactions or commit on their own (Freshet's DDL,
+        // COPY FROM STDIN) keep statement-by-statement autocommit.
+        let implicit_block = statements.len() > 1
+            && self.status == TransactionStatus::Idle
+            && statements
+                .iter()
+                .all(|p| allowed_in_implicit_block(&p.statement));
+        if implicit_block {
+            self.begin_block();
+        }
         let mut outputs = Vec::with_capacity(statements.len());
         for parsed in statements {
             let result = self
@@ -190,12 +202,33 @@ impl Session {
                 break;
             }
         }
+        if implicit_block {
+            if outputs.iter().any(Result::is_err) {
+                self.rollback_block();
+            } else if let Err(e) = self.commit_block().await {
+                outputs.push(Err(e));
+            }
+        }
         outputs
     }
 
     /// Parses and plans one statement for the extended protocol. `declared` are the
     /// parameter types the client sent in Parse (`None` = let the server infer).
     pub async fn prepare(
+        &mut self,
+        sql: &str,
+        declared: &[Option<DataType>],
+    ) -> Result<PreparedStatement, EngineError> {
+        let prepared = self.prepare_statement(sql, declared).await;
+        if prepared.is_err() {
+            // Postgres aborts an open block for a failed Parse just as for a
+            // failed statement.
+            self.fail_in_block();
+        }
+        prepared
+    }
+
+    async fn prepare_statement(
         &mut self,
         sql: &str,
         declared: &[Option<DataType>],
@@ -240,13 +273,20 @@ impl Session {
     }
 
     /// Works out parameter types and the result schema of a statement without
-    /// running it.
+    /// changing anything.
     async fn describe(
         &mut self,
-        statement: &FreshetStatement,
+        statement: &Arc<FreshetStatement>,
         declared: &[Option<DataType>],
     ) -> Result<(Vec<DataType>, Option<SchemaRef>), EngineError> {
-        let FreshetStatement::Standard(stmt) = statement else {
+        if is_read_only_listing(statement) {
+            // SHOW/DESCRIBE build their rows from the catalog: running them
+            // is cheap and side-effect free, and is the only way the row
+            // description is guaranteed to match what Execute sends.
+            let schema = self.describe_by_running(statement).await?;
+            return Ok((declared_types(declared, 0), schema));
+        }
+        let FreshetStatement::Standard(stmt) = statement.as_ref() else {
             let schema = crate::commands::describe_freshet(self, statement);
             return Ok((declared_types(declared, 0), schema));
         };
@@ -256,12 +296,25 @@ impl Session {
             return Ok((declared_types(declared, count), schema));
         }
         let started = self.begin_statement_txn();
-        let planned = crate::planning::plan_statement(&self.ctx.state(), stmt.clone()).await;
+        let described = self.describe_plannable(stmt, declared).await;
         if started {
             self.end_read_txn();
         }
-        let plan = planned?;
+        described
+    }
+
+    async fn describe_plannable(
+        &mut self,
+        stmt: &Statement,
+        declared: &[Option<DataType>],
+    ) -> Result<(Vec<DataType>, Option<SchemaRef>), EngineError> {
+        // DataFusion cannot plan RETURNING; the parameters are typed from the
+        // statement without it and the rows from the RETURNING list.
+        let returning = crate::dml::describe_returning(self, stmt).await?;
+        let plannable = without_returning(stmt);
+        let plan = crate::planning::plan_statement(&self.ctx.state(), plannable.clone()).await?;
         let inferred = plan.get_parameter_types().map_err(map_df_error)?;
+        let cast_types = crate::pg_compat::placeholder_cast_types(&plan);
         let count = inferred
             .keys()
             .filter_map(|k| k.trim_start_matches('$').parse::<usize>().ok())
@@ -269,23 +322,59 @@ impl Session {
             .unwrap_or(0)
             .max(declared.len());
         let mut types = Vec::with_capacity(count);
+        let mut known = Vec::with_capacity(count);
         for i in 0..count {
-            let from_plan = inferred.get(&format!("${}", i + 1)).cloned().flatten();
+            let id = format!("${}", i + 1);
+            let from_plan = inferred.get(&id).cloned().flatten();
             let t = declared
                 .get(i)
                 .cloned()
                 .flatten()
-                .or(from_plan)
-                .unwrap_or(DataType::Utf8);
-            types.push(t);
+                .or_else(|| cast_types.get(&id).cloned())
+                .or(from_plan);
+            known.push(t.clone());
+            types.push(t.unwrap_or(DataType::Utf8));
+        }
+        if let Some(schema) = returning {
+            return Ok((types, Some(schema)));
         }
         let schema = match &plan {
             LogicalPlan::Dml(_) | LogicalPlan::Ddl(_) | LogicalPlan::Statement(_) => {
                 crate::commands::describe_standard(self, stmt)
             }
+            _ if known.iter().any(Option::is_some) => {
+                // Plan again with the parameter types fixed, so `SELECT $1`
+                // is described with the type the client will bind.
+                let typed = crate::planning::plan_with_parameter_types(
+                    &self.ctx.state(),
+                    plannable,
+                    &known,
+                )
+                .await;
+                match typed {
+                    Ok(plan) => Some(Arc::new(plan.schema().as_arrow().clone())),
+                    Err(_) => Some(Arc::new(plan.schema().as_arrow().clone())),
+                }
+            }
             _ => Some(Arc::new(plan.schema().as_arrow().clone())),
         };
         Ok((types, schema))
+    }
+
+    /// Runs a read-only listing statement and keeps only its row description.
+    async fn describe_by_running(
+        &mut self,
+        statement: &Arc<FreshetStatement>,
+    ) -> Result<Option<SchemaRef>, EngineError> {
+        let started = self.begin_statement_txn();
+        let output = crate::commands::run(self, statement.clone(), "", None).await;
+        if started {
+            self.end_read_txn();
+        }
+        Ok(match output? {
+            QueryOutput::Rows { schema, .. } => Some(schema),
+            _ => None,
+        })
     }
 
     /// Runs one statement, handling transaction control and autocommit.
@@ -478,7 +567,7 @@ impl Session {
             .map(str::to_string)
             .or_else(|| self.search_path.first().cloned())
             .unwrap_or_else(|| "public".into());
-        self.ctx = build_context(&self.engine, &self.shared, database, &schema)?;
+        self.ctx = build_context(&self.engine, &self.shared, &self.user, database, &schema)?;
         self.database = database.to_string();
         Ok(())
     }
@@ -518,6 +607,7 @@ fn count_placeholders(statement: &Statement) -> usize {
 pub(crate) fn build_context(
     engine: &Arc<Engine>,
     shared: &Arc<SessionShared>,
+    user: &str,
     database: &str,
     schema: &str,
 ) -> Result<SessionContext, EngineError> {
@@ -530,6 +620,9 @@ pub(crate) fn build_context(
         let options = config.options_mut();
         options.sql_parser.map_string_types_to_utf8view = false;
         options.sql_parser.dialect = datafusion::config::Dialect::PostgreSQL;
+        // Postgres types `1.005` as an exact numeric, so `numeric(10,2)`
+        // rounds it to 1.01 instead of storing the float 1.00499….
+        options.sql_parser.parse_float_as_decimal = true;
         options.execution.parquet.schema_force_view_types = false;
     }
     let catalogs = Arc::new(DatabaseList {
@@ -545,26 +638,92 @@ pub(crate) fn build_context(
     let ctx = SessionContext::new_with_state(state);
     *shared.state.write() = ctx.state_weak_ref();
     // pg_catalog is a code-provided schema visible from every database, so
-    // psql's \d keeps working after USE. Building it reads the catalog, which
-    // needs a transaction to read through.
+    // psql's \d keeps working after USE.
     shared.virtual_schemas.write().remove("pg_catalog");
-    let opened = {
-        let mut slot = shared.txn.lock();
-        let opened = slot.is_none();
-        if opened {
-            *slot = Some(engine.store.begin());
-        }
-        opened
-    };
     let result = datafusion_pg_catalog::setup_pg_catalog(
         &ctx,
         database,
         datafusion_pg_catalog::pg_catalog::context::EmptyContextProvider,
     );
-    if opened {
-        shared.txn.lock().take();
-    }
     result.map_err(|e| map_df_error(*e))?;
+    {
+        let mut schemas = shared.virtual_schemas.write();
+        if let Some(inner) = schemas.remove("pg_catalog") {
+            let corrected = crate::pg_types::DeclaredTypesCatalog {
+                inner,
+                shared: shared.clone(),
+                database: database.to_string(),
+            };
+            schemas.insert("pg_catalog".into(), Arc::new(corrected));
+        }
+    }
+    // pg_catalog's own session_user answers "postgres"; drivers and tools show
+    // and check the real login role.
+    for name in ["current_user", "session_user", "user", "current_role"] {
+        ctx.register_udf(constant_text_udf(name, user));
+    }
+    crate::pg_compat::register(&ctx);
     crate::functions::register(&ctx, engine, shared);
     Ok(ctx)
+}
+
+/// A zero-argument function that always returns `value` (per session).
+fn constant_text_udf(name: &str, value: &str) -> datafusion::logical_expr::ScalarUDF {
+    use datafusion::logical_expr::{ColumnarValue, Volatility};
+    let value = value.to_string();
+    datafusion::logical_expr::create_udf(
+        name,
+        vec![],
+        DataType::Utf8,
+        Volatility::Stable,
+        Arc::new(move |_args: &[ColumnarValue]| {
+            Ok(ColumnarValue::Scalar(ScalarValue::Utf8(Some(
+                value.clone(),
+            ))))
+        }),
+    )
+}
+
+/// SHOW and DESCRIBE statements: they only read the catalog.
+fn is_read_only_listing(statement: &FreshetStatement) -> bool {
+    matches!(
+        statement,
+        FreshetStatement::ShowTables { .. }
+            | FreshetStatement::ShowSchemas { .. }
+            | FreshetStatement::ShowDatabases { .. }
+            | FreshetStatement::ShowDynamicTables { .. }
+            | FreshetStatement::DescribeDynamicTable { .. }
+            | FreshetStatement::ShowModels { .. }
+            | FreshetStatement::ShowVersions { .. }
+            | FreshetStatement::DescribeModel { .. }
+            | FreshetStatement::Standard(Statement::ShowVariable { .. })
+            | FreshetStatement::Standard(Statement::ShowTables { .. })
+    )
+}
+
+/// The statement with any RETURNING clause removed.
+fn without_returning(stmt: &Statement) -> Statement {
+    let mut stmt = stmt.clone();
+    match &mut stmt {
+        Statement::Insert(insert) => insert.returning = None,
+        Statement::Update(update) => update.returning = None,
+        Statement::Delete(delete) => delete.returning = None,
+        _ => {}
+    }
+    stmt
+}
+
+/// Whether a statement can share an implicit transaction with its neighbours
+/// in a multi-statement query string.
+fn allowed_in_implicit_block(statement: &FreshetStatement) -> bool {
+    match statement {
+        FreshetStatement::Standard(stmt) => !matches!(
+            stmt,
+            Statement::StartTransaction { .. }
+                | Statement::Commit { .. }
+                | Statement::Rollback { .. }
+                | Statement::Copy { .. }
+        ),
+        _ => false,
+    }
 }

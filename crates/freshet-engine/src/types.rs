@@ -164,3 +164,98 @@ pub fn normalize_result_field(field: &Field) -> Field {
     };
     Field::new(field.name(), data_type, true).with_metadata(metadata)
 }
+
+/// Postgres' text output for date/time values (DateStyle ISO, IntervalStyle
+/// postgres, TimeZone UTC), for casts to text.
+pub mod pg_text {
+    use datafusion::arrow::datatypes::IntervalMonthDayNano;
+
+    const MICROS_PER_SECOND: i64 = 1_000_000;
+    const MICROS_PER_DAY: i64 = 86_400 * MICROS_PER_SECOND;
+
+    /// `.25` for 250000 µs; empty for whole seconds (Postgres trims zeros).
+    fn fraction(micros: i64) -> String {
+        if micros == 0 {
+            return String::new();
+        }
+        let digits = format!(".{micros:06}");
+        digits.trim_end_matches('0').to_string()
+    }
+
+    /// `2024-01-02 03:04:05.25`, with `+00` when `with_zone`.
+    pub fn timestamp_micros(micros: i64, with_zone: bool) -> Option<String> {
+        let days = micros.div_euclid(MICROS_PER_DAY);
+        let in_day = micros.rem_euclid(MICROS_PER_DAY);
+        let date = date_days(i32::try_from(days).ok()?)?;
+        let time = time_micros(in_day)?;
+        Some(if with_zone {
+            format!("{date} {time}+00")
+        } else {
+            format!("{date} {time}")
+        })
+    }
+
+    /// `2024-02-29` for days since 1970-01-01.
+    pub fn date_days(days: i32) -> Option<String> {
+        let epoch = chrono::NaiveDate::from_ymd_opt(1970, 1, 1)?;
+        let date = epoch.checked_add_signed(chrono::Duration::days(days.into()))?;
+        Some(date.format("%Y-%m-%d").to_string())
+    }
+
+    /// `12:34:56.5` for microseconds since midnight.
+    pub fn time_micros(micros: i64) -> Option<String> {
+        if !(0..=MICROS_PER_DAY).contains(&micros) {
+            return None;
+        }
+        let seconds = micros / MICROS_PER_SECOND;
+        Some(format!(
+            "{:02}:{:02}:{:02}{}",
+            seconds / 3600,
+            seconds / 60 % 60,
+            seconds % 60,
+            fraction(micros % MICROS_PER_SECOND)
+        ))
+    }
+
+    /// `1 year 2 mons -3 days 04:05:06.5`, Postgres' default interval style.
+    pub fn interval(value: IntervalMonthDayNano) -> String {
+        fn unit(parts: &mut Vec<String>, n: i64, singular: &str, plural: &str) {
+            if n != 0 {
+                parts.push(format!("{n} {}", if n == 1 { singular } else { plural }));
+            }
+        }
+        let mut parts = Vec::new();
+        let months = i64::from(value.months);
+        unit(&mut parts, months / 12, "year", "years");
+        unit(&mut parts, months % 12, "mon", "mons");
+        unit(&mut parts, value.days.into(), "day", "days");
+        let micros = value.nanoseconds / 1_000;
+        if micros != 0 || parts.is_empty() {
+            let sign = if micros < 0 { "-" } else { "" };
+            let micros = micros.unsigned_abs() as i64;
+            let seconds = micros / MICROS_PER_SECOND;
+            parts.push(format!(
+                "{sign}{:02}:{:02}:{:02}{}",
+                seconds / 3600,
+                seconds / 60 % 60,
+                seconds % 60,
+                fraction(micros % MICROS_PER_SECOND)
+            ));
+        }
+        parts.join(" ")
+    }
+}
+
+/// The `n` of a column declared `varchar(n)` / `char(n)`, which inserts must
+/// not exceed.
+pub fn declared_char_length(field: &Field) -> Option<usize> {
+    let declared = field.metadata().get(SQL_TYPE_METADATA)?;
+    let is_char_type = ["varchar", "character varying", "char", "character"]
+        .iter()
+        .any(|prefix| declared.starts_with(prefix));
+    if !is_char_type {
+        return None;
+    }
+    let inside = declared.split_once('(')?.1.split_once(')')?.0;
+    inside.trim().parse().ok()
+}

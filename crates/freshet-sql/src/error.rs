@@ -92,9 +92,16 @@ impl SqlError {
         }
     }
 
-    /// A `42601` syntax error.
+    /// A `42601` syntax error. Messages of the form "expected X, found Y" are
+    /// phrased the way Postgres phrases them (`syntax error at or near "Y"`),
+    /// because tools and people search for that wording; the parser's
+    /// expectation is kept as a hint after it.
     pub fn syntax(message: impl Into<String>, position: Option<usize>) -> Self {
-        Self::new(SqlErrorKind::Syntax, message, position)
+        Self::new(
+            SqlErrorKind::Syntax,
+            postgres_syntax_message(message.into()),
+            position,
+        )
     }
 
     /// A `0A000` feature-not-supported error.
@@ -118,5 +125,30 @@ impl SqlError {
     pub fn at(mut self, position: Option<usize>) -> Self {
         self.position = position;
         self
+    }
+}
+
+/// Rewrites sqlparser's and Freshet's "expected X, found Y" into Postgres'
+/// "syntax error at or near \"Y\"" wording, keeping X as a hint.
+fn postgres_syntax_message(message: String) -> String {
+    if message.starts_with("syntax error") {
+        return message;
+    }
+    let lower = message.to_ascii_lowercase();
+    let split = lower
+        .find(", found: ")
+        .map(|i| (i, i + ", found: ".len()))
+        .or_else(|| lower.find(", found ").map(|i| (i, i + ", found ".len())));
+    let Some((comma, found_at)) = split.filter(|_| lower.starts_with("expected")) else {
+        return format!("syntax error: {message}");
+    };
+    let expected = message["expected".len()..comma]
+        .trim_start_matches(':')
+        .trim();
+    let found = message[found_at..].trim();
+    if found.eq_ignore_ascii_case("EOF") || found == "end of statement" {
+        format!("syntax error at end of input (expected {expected})")
+    } else {
+        format!("syntax error at or near \"{found}\" (expected {expected})")
     }
 }

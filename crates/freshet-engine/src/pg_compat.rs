@@ -1,0 +1,518 @@
+//! Postgres behaviours DataFusion does not have, added around it rather than
+//! inside it.
+//!
+//! Clients send Postgres SQL and compare results with Postgres. Where
+//! DataFusion's semantics differ in ways users notice, Freshet adjusts the
+//! statement before planning ([`rewrite_statement`]) or the plan after type
+//! coercion ([`PostgresCasts`], an `AnalyzerRule`), and supplies the functions
+//! those rewrites call:
+//!
+//! * `x::json` becomes `freshet_json(x)`, which validates the text and types
+//!   the result as `json` (DataFusion has no JSON type).
+//! * An unaliased `col::type` in a select list is named `col`, as in Postgres;
+//!   DataFusion would otherwise clash it with `ORDER BY col`.
+//! * Text to `interval` accepts Postgres' `1 day 02:03:04` form.
+//! * Date/time values cast to text use Postgres' output format
+//!   (`2024-01-02 03:04:05.25`), not ISO 8601 with a `T`.
+
+use std::collections::HashSet;
+use std::sync::Arc;
+
+use datafusion::arrow::array::{
+    Array, ArrayRef, AsArray, IntervalMonthDayNanoBuilder, StringBuilder,
+};
+use datafusion::arrow::datatypes::{
+    DataType, Date32Type, Field, FieldRef, IntervalMonthDayNanoType, IntervalUnit,
+    Time64MicrosecondType, TimeUnit, TimestampMicrosecondType, TimestampMillisecondType,
+    TimestampNanosecondType, TimestampSecondType,
+};
+use datafusion::common::config::ConfigOptions;
+use datafusion::common::tree_node::{Transformed, TransformedResult, TreeNode};
+use datafusion::common::{DFSchema, DFSchemaRef, DataFusionError, Result as DfResult};
+use datafusion::logical_expr::expr::{Cast, ScalarFunction, TryCast};
+use datafusion::logical_expr::expr_rewriter::NamePreserver;
+use datafusion::logical_expr::{
+    ColumnarValue, Expr, ExprSchemable, LogicalPlan, ReturnFieldArgs, ScalarFunctionArgs,
+    ScalarUDF, ScalarUDFImpl, Signature, Volatility,
+};
+use datafusion::optimizer::AnalyzerRule;
+use datafusion::sql::sqlparser::ast::{
+    DataType as SqlType, Expr as SqlExpr, Ident, Query, SelectItem, SetExpr, Statement,
+};
+use datafusion::sql::sqlparser::dialect::PostgreSqlDialect;
+use datafusion::sql::sqlparser::parser::Parser;
+
+use crate::types::{EXTENSION_NAME, JSON_EXTENSION};
+use crate::EngineError;
+
+/// Name of the function `x::json` is rewritten to.
+const JSON_FUNCTION: &str = "freshet_json";
+/// Name of the function text-to-interval casts are rewritten to.
+const INTERVAL_FUNCTION: &str = "freshet_text_to_interval";
+/// Name of the function date/time-to-text casts are rewritten to.
+const TEXT_FUNCTION: &str = "freshet_pg_text";
+
+/// Applies the statement-level rewrites described in the module docs.
+pub(crate) fn rewrite_statement(statement: &mut Statement) {
+    use datafusion::sql::sqlparser::ast::visit_expressions_mut;
+    let _ = visit_expressions_mut(statement, |expr| {
+        if let SqlExpr::Cast {
+            expr: inner,
+            data_type: SqlType::JSON | SqlType::JSONB,
+            ..
+        } = expr
+        {
+            if let Some(call) = json_call(inner) {
+                *expr = call;
+            }
+        }
+        std::ops::ControlFlow::<()>::Continue(())
+    });
+    if let Statement::Query(query) = statement {
+        name_casts_like_postgres(query);
+    }
+}
+
+fn json_call(inner: &SqlExpr) -> Option<SqlExpr> {
+    let text = format!("{JSON_FUNCTION}({inner})");
+    Parser::new(&PostgreSqlDialect {})
+        .try_with_sql(&text)
+        .ok()?
+        .parse_expr()
+        .ok()
+}
+
+/// Gives `SELECT col::type` the output name `col`, as Postgres does, unless
+/// another select item already uses that name.
+fn name_casts_like_postgres(query: &mut Query) {
+    fn visit(body: &mut SetExpr) {
+        match body {
+            SetExpr::Select(select) => {
+                let mut taken: HashSet<String> = select
+                    .projection
+                    .iter()
+                    .filter_map(|item| match item {
+                        SelectItem::ExprWithAlias { alias, .. } => {
+                            Some(alias.value.to_ascii_lowercase())
+                        }
+                        SelectItem::UnnamedExpr(SqlExpr::Identifier(i)) => {
+                            Some(i.value.to_ascii_lowercase())
+                        }
+                        SelectItem::UnnamedExpr(SqlExpr::CompoundIdentifier(parts)) => {
+                            parts.last().map(|i| i.value.to_ascii_lowercase())
+                        }
+                        _ => None,
+                    })
+                    .collect();
+                for item in select.projection.iter_mut() {
+                    let SelectItem::UnnamedExpr(SqlExpr::Cast { expr, .. }) = item else {
+                        continue;
+                    };
+                    let column = match expr.as_ref() {
+                        SqlExpr::Identifier(i) => i.clone(),
+                        SqlExpr::CompoundIdentifier(parts) => match parts.last() {
+                            Some(last) => last.clone(),
+                            None => continue,
+                        },
+                        _ => continue,
+                    };
+                    if !taken.insert(column.value.to_ascii_lowercase()) {
+                        continue;
+                    }
+                    let SelectItem::UnnamedExpr(cast) =
+                        std::mem::replace(item, SelectItem::Wildcard(Default::default()))
+                    else {
+                        continue;
+                    };
+                    *item = SelectItem::ExprWithAlias {
+                        expr: cast,
+                        alias: Ident::new(column.value),
+                    };
+                }
+            }
+            SetExpr::SetOperation { left, right, .. } => {
+                visit(left);
+                visit(right);
+            }
+            SetExpr::Query(q) => visit(&mut q.body),
+            _ => {}
+        }
+    }
+    visit(&mut query.body);
+}
+
+/// Replaces casts whose DataFusion behaviour differs from Postgres' with
+/// Freshet's functions. Runs after type coercion, when every expression's
+/// type is known.
+#[derive(Debug, Default)]
+pub(crate) struct PostgresCasts;
+
+impl AnalyzerRule for PostgresCasts {
+    fn analyze(&self, plan: LogicalPlan, _config: &ConfigOptions) -> DfResult<LogicalPlan> {
+        plan.transform_up_with_subqueries(|plan| {
+            let schema = expression_schema(&plan);
+            let names = NamePreserver::new(&plan);
+            plan.map_expressions(|expr| {
+                let saved = names.save(&expr);
+                let rewritten = expr.transform_up(|e| rewrite_cast(e, &schema))?;
+                if rewritten.transformed {
+                    Ok(Transformed::yes(saved.restore(rewritten.data)))
+                } else {
+                    Ok(rewritten)
+                }
+            })
+        })
+        .data()
+    }
+
+    fn name(&self) -> &str {
+        "freshet_postgres_casts"
+    }
+}
+
+/// The schema a node's expressions are evaluated against.
+fn expression_schema(plan: &LogicalPlan) -> DFSchemaRef {
+    let inputs = plan.inputs();
+    match inputs.as_slice() {
+        [] => plan.schema().clone(),
+        [one] => one.schema().clone(),
+        [first, rest @ ..] => {
+            let mut merged: DFSchema = first.schema().as_ref().clone();
+            for other in rest {
+                merged.merge(other.schema());
+            }
+            Arc::new(merged)
+        }
+    }
+}
+
+fn rewrite_cast(expr: Expr, schema: &DFSchema) -> DfResult<Transformed<Expr>> {
+    let (inner, target) = match &expr {
+        Expr::Cast(Cast { expr, field }) | Expr::TryCast(TryCast { expr, field }) => {
+            (expr.as_ref(), field.data_type())
+        }
+        _ => return Ok(Transformed::no(expr)),
+    };
+    let Ok(source) = inner.get_type(schema) else {
+        return Ok(Transformed::no(expr));
+    };
+    let function = match (&source, target) {
+        (
+            DataType::Utf8 | DataType::Utf8View | DataType::LargeUtf8,
+            DataType::Interval(IntervalUnit::MonthDayNano),
+        ) => interval_udf(),
+        (
+            DataType::Timestamp(_, _)
+            | DataType::Date32
+            | DataType::Time64(_)
+            | DataType::Interval(IntervalUnit::MonthDayNano),
+            DataType::Utf8,
+        ) => text_udf(),
+        _ => return Ok(Transformed::no(expr)),
+    };
+    Ok(Transformed::yes(Expr::ScalarFunction(
+        ScalarFunction::new_udf(function, vec![inner.clone()]),
+    )))
+}
+
+/// Registers the functions the rewrites call.
+pub(crate) fn register(ctx: &datafusion::prelude::SessionContext) {
+    ctx.register_udf(ScalarUDF::new_from_impl(JsonText::new()));
+    ctx.register_udf(interval_udf().as_ref().clone());
+    ctx.register_udf(text_udf().as_ref().clone());
+    ctx.add_analyzer_rule(Arc::new(PostgresCasts));
+}
+
+fn interval_udf() -> Arc<ScalarUDF> {
+    static UDF: std::sync::OnceLock<Arc<ScalarUDF>> = std::sync::OnceLock::new();
+    UDF.get_or_init(|| Arc::new(ScalarUDF::new_from_impl(TextToInterval::new())))
+        .clone()
+}
+
+fn text_udf() -> Arc<ScalarUDF> {
+    static UDF: std::sync::OnceLock<Arc<ScalarUDF>> = std::sync::OnceLock::new();
+    UDF.get_or_init(|| Arc::new(ScalarUDF::new_from_impl(PostgresText::new())))
+        .clone()
+}
+
+fn engine_error(sqlstate: &'static str, message: String) -> DataFusionError {
+    DataFusionError::External(Box::new(EngineError::new(sqlstate, message)))
+}
+
+/// `freshet_json(text)`: validates JSON text and marks the result as `json`.
+#[derive(Debug, PartialEq, Eq, Hash)]
+struct JsonText {
+    signature: Signature,
+}
+
+impl JsonText {
+    fn new() -> Self {
+        JsonText {
+            signature: Signature::any(1, Volatility::Immutable),
+        }
+    }
+}
+
+impl ScalarUDFImpl for JsonText {
+    fn name(&self) -> &str {
+        JSON_FUNCTION
+    }
+    fn signature(&self) -> &Signature {
+        &self.signature
+    }
+    fn return_type(&self, _args: &[DataType]) -> DfResult<DataType> {
+        Ok(DataType::Utf8)
+    }
+    fn return_field_from_args(&self, _args: ReturnFieldArgs) -> DfResult<FieldRef> {
+        let metadata = [(EXTENSION_NAME.to_string(), JSON_EXTENSION.to_string())]
+            .into_iter()
+            .collect();
+        Ok(Arc::new(
+            Field::new(JSON_FUNCTION, DataType::Utf8, true).with_metadata(metadata),
+        ))
+    }
+    fn invoke_with_args(&self, args: ScalarFunctionArgs) -> DfResult<ColumnarValue> {
+        let [value] = args.args.as_slice() else {
+            return Err(engine_error(
+                "42883",
+                "freshet_json takes one argument".into(),
+            ));
+        };
+        let array = value.to_array(args.number_rows)?;
+        let text = datafusion::arrow::compute::cast(&array, &DataType::Utf8)?;
+        let text = text.as_string::<i32>();
+        for value in text.iter().flatten() {
+            if let Err(e) = serde_json::from_str::<serde::de::IgnoredAny>(value) {
+                return Err(engine_error(
+                    "22P02",
+                    format!("invalid input syntax for type json: {e}"),
+                ));
+            }
+        }
+        Ok(ColumnarValue::Array(Arc::new(text.clone())))
+    }
+}
+
+/// `freshet_text_to_interval(text)`: Postgres interval input.
+#[derive(Debug, PartialEq, Eq, Hash)]
+struct TextToInterval {
+    signature: Signature,
+}
+
+impl TextToInterval {
+    fn new() -> Self {
+        TextToInterval {
+            signature: Signature::any(1, Volatility::Immutable),
+        }
+    }
+}
+
+impl ScalarUDFImpl for TextToInterval {
+    fn name(&self) -> &str {
+        INTERVAL_FUNCTION
+    }
+    fn signature(&self) -> &Signature {
+        &self.signature
+    }
+    fn return_type(&self, _args: &[DataType]) -> DfResult<DataType> {
+        Ok(DataType::Interval(IntervalUnit::MonthDayNano))
+    }
+    fn invoke_with_args(&self, args: ScalarFunctionArgs) -> DfResult<ColumnarValue> {
+        let [value] = args.args.as_slice() else {
+            return Err(engine_error(
+                "42883",
+                "interval input takes one argument".into(),
+            ));
+        };
+        let array = value.to_array(args.number_rows)?;
+        let text = datafusion::arrow::compute::cast(&array, &DataType::Utf8)?;
+        let text = text.as_string::<i32>();
+        let mut out = IntervalMonthDayNanoBuilder::with_capacity(text.len());
+        for value in text.iter() {
+            match value {
+                None => out.append_null(),
+                Some(s) => out.append_value(parse_interval(s).ok_or_else(|| {
+                    engine_error(
+                        "22007",
+                        format!("invalid input syntax for type interval: \"{s}\""),
+                    )
+                })?),
+            }
+        }
+        Ok(ColumnarValue::Array(Arc::new(out.finish())))
+    }
+}
+
+/// Parses Postgres interval text: unit pairs (`3 mons -1 days`), an optional
+/// `[-]hh:mm[:ss[.frac]]` clock part, `@` and `ago`.
+pub fn parse_interval(
+    text: &str,
+) -> Option<<IntervalMonthDayNanoType as datafusion::arrow::datatypes::ArrowPrimitiveType>::Native>
+{
+    let mut words: Vec<String> = Vec::new();
+    let mut negate_all = false;
+    for token in text.split_whitespace() {
+        if token == "@" {
+            continue;
+        }
+        if token.eq_ignore_ascii_case("ago") {
+            negate_all = true;
+            continue;
+        }
+        if token.contains(':') {
+            let (sign, clock) = match token.strip_prefix('-') {
+                Some(rest) => ("-", rest),
+                None => ("", token.strip_prefix('+').unwrap_or(token)),
+            };
+            let mut parts = clock.split(':');
+            let hours = parts.next()?;
+            let minutes = parts.next()?;
+            let seconds = parts.next().unwrap_or("0");
+            if parts.next().is_some()
+                || [hours, minutes]
+                    .iter()
+                    .any(|p| p.is_empty() || !p.bytes().all(|b| b.is_ascii_digit()))
+                || seconds.parse::<f64>().is_err()
+            {
+                return None;
+            }
+            words.push(format!(
+                "{sign}{hours} hours {sign}{minutes} minutes {sign}{seconds} seconds"
+            ));
+        } else {
+            words.push(token.to_string());
+        }
+    }
+    if words.is_empty() {
+        return None;
+    }
+    let value = datafusion::arrow::compute::kernels::cast_utils::parse_interval_month_day_nano(
+        &words.join(" "),
+    )
+    .ok()?;
+    Some(if negate_all {
+        IntervalMonthDayNanoType::make_value(-value.months, -value.days, -value.nanoseconds)
+    } else {
+        value
+    })
+}
+
+/// `freshet_pg_text(value)`: a date/time/interval value as Postgres prints it.
+#[derive(Debug, PartialEq, Eq, Hash)]
+struct PostgresText {
+    signature: Signature,
+}
+
+impl PostgresText {
+    fn new() -> Self {
+        PostgresText {
+            signature: Signature::any(1, Volatility::Immutable),
+        }
+    }
+}
+
+impl ScalarUDFImpl for PostgresText {
+    fn name(&self) -> &str {
+        TEXT_FUNCTION
+    }
+    fn signature(&self) -> &Signature {
+        &self.signature
+    }
+    fn return_type(&self, _args: &[DataType]) -> DfResult<DataType> {
+        Ok(DataType::Utf8)
+    }
+    fn invoke_with_args(&self, args: ScalarFunctionArgs) -> DfResult<ColumnarValue> {
+        let [value] = args.args.as_slice() else {
+            return Err(engine_error(
+                "42883",
+                "text output takes one argument".into(),
+            ));
+        };
+        let array = value.to_array(args.number_rows)?;
+        Ok(ColumnarValue::Array(postgres_text(&array)?))
+    }
+}
+
+/// Formats a date/time/interval array the way Postgres prints it.
+fn postgres_text(array: &ArrayRef) -> DfResult<ArrayRef> {
+    use crate::types::pg_text;
+    let mut out = StringBuilder::with_capacity(array.len(), array.len() * 26);
+    macro_rules! each {
+        ($typ:ty, $fmt:expr) => {{
+            let values = array.as_primitive::<$typ>();
+            for i in 0..values.len() {
+                if values.is_null(i) {
+                    out.append_null();
+                } else {
+                    out.append_option($fmt(values.value(i)));
+                }
+            }
+        }};
+    }
+    match array.data_type() {
+        DataType::Timestamp(unit, tz) => {
+            let with_zone = tz.is_some();
+            match unit {
+                TimeUnit::Second => each!(TimestampSecondType, |v: i64| pg_text::timestamp_micros(
+                    v.checked_mul(1_000_000)?,
+                    with_zone
+                )),
+                TimeUnit::Millisecond => {
+                    each!(
+                        TimestampMillisecondType,
+                        |v: i64| pg_text::timestamp_micros(v.checked_mul(1_000)?, with_zone)
+                    )
+                }
+                TimeUnit::Microsecond => {
+                    each!(
+                        TimestampMicrosecondType,
+                        |v: i64| pg_text::timestamp_micros(v, with_zone)
+                    )
+                }
+                TimeUnit::Nanosecond => {
+                    each!(TimestampNanosecondType, |v: i64| pg_text::timestamp_micros(
+                        v / 1_000,
+                        with_zone
+                    ))
+                }
+            }
+        }
+        DataType::Date32 => each!(Date32Type, pg_text::date_days),
+        DataType::Time64(TimeUnit::Microsecond) => {
+            each!(Time64MicrosecondType, pg_text::time_micros)
+        }
+        DataType::Interval(IntervalUnit::MonthDayNano) => {
+            each!(IntervalMonthDayNanoType, |v| Some(pg_text::interval(v)))
+        }
+        _ => return Ok(datafusion::arrow::compute::cast(array, &DataType::Utf8)?),
+    }
+    Ok(Arc::new(out.finish()))
+}
+
+/// Types implied for parameters by casts such as `$1::bigint`: DataFusion
+/// infers parameter types from comparisons and inserts, not from casts, but
+/// drivers need them to bind values in binary.
+pub(crate) fn placeholder_cast_types(
+    plan: &LogicalPlan,
+) -> std::collections::HashMap<String, DataType> {
+    use datafusion::common::tree_node::TreeNodeRecursion;
+    let mut found = std::collections::HashMap::new();
+    let _ = plan.apply_with_subqueries(|node| {
+        node.apply_expressions(|expr| {
+            expr.apply(|e| {
+                if let Expr::Cast(Cast { expr, field }) | Expr::TryCast(TryCast { expr, field }) = e
+                {
+                    if let Expr::Placeholder(p) = expr.as_ref() {
+                        if p.field.is_none() {
+                            found
+                                .entry(p.id.clone())
+                                .or_insert_with(|| field.data_type().clone());
+                        }
+                    }
+                }
+                Ok(TreeNodeRecursion::Continue)
+            })
+        })
+    });
+    found
+}

@@ -1,0 +1,216 @@
+//! Declared column types in `pg_catalog.pg_attribute`.
+//!
+//! datafusion-pg-catalog derives `atttypid` from a column's Arrow type and
+//! leaves `atttypmod` at -1, so psql's `\d` would show `varchar(100)` as `text`
+//! and `numeric(12,2)` as `numeric`. Freshet keeps the declared type in each
+//! stored field's metadata; this module wraps the crate's `pg_attribute` and
+//! corrects the two columns from it, so tools see what the user declared.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use datafusion::arrow::array::{Array, AsArray, Int32Array, RecordBatch};
+use datafusion::arrow::datatypes::{Field, Int32Type, SchemaRef};
+use datafusion::catalog::{SchemaProvider, Session as DfSession, TableProvider};
+use datafusion::common::{DataFusionError, Result as DfResult};
+use datafusion::datasource::memory::MemorySourceConfig;
+use datafusion::datasource::TableType;
+use datafusion::logical_expr::Expr;
+use datafusion::physical_plan::ExecutionPlan;
+
+use freshet_catalog::{self as catalog, QualifiedName, RelationEntry};
+
+use crate::provider::SessionShared;
+use crate::types::SQL_TYPE_METADATA;
+
+/// `pg_catalog` with a corrected `pg_attribute`; every other table is the
+/// crate's own.
+#[derive(Debug)]
+pub(crate) struct DeclaredTypesCatalog {
+    pub(crate) inner: Arc<dyn SchemaProvider>,
+    pub(crate) shared: Arc<SessionShared>,
+    pub(crate) database: String,
+}
+
+#[async_trait]
+impl SchemaProvider for DeclaredTypesCatalog {
+    fn table_names(&self) -> Vec<String> {
+        self.inner.table_names()
+    }
+
+    async fn table(&self, name: &str) -> DfResult<Option<Arc<dyn TableProvider>>> {
+        let table = self.inner.table(name).await?;
+        if name != "pg_attribute" {
+            return Ok(table);
+        }
+        let (Some(attributes), Some(classes), Some(namespaces)) = (
+            table,
+            self.inner.table("pg_class").await?,
+            self.inner.table("pg_namespace").await?,
+        ) else {
+            return self.inner.table(name).await;
+        };
+        Ok(Some(Arc::new(DeclaredTypesAttribute {
+            attributes,
+            classes,
+            namespaces,
+            shared: self.shared.clone(),
+            database: self.database.clone(),
+        })))
+    }
+
+    fn table_exist(&self, name: &str) -> bool {
+        self.inner.table_exist(name)
+    }
+}
+
+#[derive(Debug)]
+struct DeclaredTypesAttribute {
+    attributes: Arc<dyn TableProvider>,
+    classes: Arc<dyn TableProvider>,
+    namespaces: Arc<dyn TableProvider>,
+    shared: Arc<SessionShared>,
+    database: String,
+}
+
+async fn read_all(
+    table: &Arc<dyn TableProvider>,
+    state: &dyn DfSession,
+) -> DfResult<Vec<RecordBatch>> {
+    let plan = table.scan(state, None, &[], None).await?;
+    datafusion::physical_plan::collect(plan, state.task_ctx()).await
+}
+
+fn column<'a>(batch: &'a RecordBatch, name: &str) -> DfResult<&'a Arc<dyn Array>> {
+    batch
+        .column_by_name(name)
+        .ok_or_else(|| DataFusionError::Internal(format!("pg_catalog column {name} is missing")))
+}
+
+#[async_trait]
+impl TableProvider for DeclaredTypesAttribute {
+    fn schema(&self) -> SchemaRef {
+        self.attributes.schema()
+    }
+
+    fn table_type(&self) -> TableType {
+        self.attributes.table_type()
+    }
+
+    async fn scan(
+        &self,
+        state: &dyn DfSession,
+        projection: Option<&Vec<usize>>,
+        _filters: &[Expr],
+        _limit: Option<usize>,
+    ) -> DfResult<Arc<dyn ExecutionPlan>> {
+        let mut relation_names: HashMap<i32, (String, i32)> = HashMap::new();
+        for batch in read_all(&self.classes, state).await? {
+            let oids = column(&batch, "oid")?.as_primitive::<Int32Type>();
+            let names = column(&batch, "relname")?.as_string::<i32>();
+            let spaces = column(&batch, "relnamespace")?.as_primitive::<Int32Type>();
+            for i in 0..batch.num_rows() {
+                relation_names.insert(oids.value(i), (names.value(i).to_string(), spaces.value(i)));
+            }
+        }
+        let mut namespace_names: HashMap<i32, String> = HashMap::new();
+        for batch in read_all(&self.namespaces, state).await? {
+            let oids = column(&batch, "oid")?.as_primitive::<Int32Type>();
+            let names = column(&batch, "nspname")?.as_string::<i32>();
+            for i in 0..batch.num_rows() {
+                namespace_names.insert(oids.value(i), names.value(i).to_string());
+            }
+        }
+        let mut declared: HashMap<i32, Option<SchemaRef>> = HashMap::new();
+        let mut batches = Vec::new();
+        for batch in read_all(&self.attributes, state).await? {
+            let relids = column(&batch, "attrelid")?
+                .as_primitive::<Int32Type>()
+                .clone();
+            let names = column(&batch, "attname")?.as_string::<i32>().clone();
+            let mut typids: Vec<i32> = column(&batch, "atttypid")?
+                .as_primitive::<Int32Type>()
+                .values()
+                .to_vec();
+            let mut typmods: Vec<i32> = column(&batch, "atttypmod")?
+                .as_primitive::<Int32Type>()
+                .values()
+                .to_vec();
+            for row in 0..batch.num_rows() {
+                let relid = relids.value(row);
+                let schema = declared.entry(relid).or_insert_with(|| {
+                    let (name, space) = relation_names.get(&relid)?;
+                    let schema_name = namespace_names.get(space)?;
+                    self.stored_schema(schema_name, name)
+                });
+                let Some(field) = schema
+                    .as_ref()
+                    .and_then(|s| s.field_with_name(names.value(row)).ok())
+                else {
+                    continue;
+                };
+                if let Some((typid, typmod)) = declared_pg_type(field) {
+                    typids[row] = typid;
+                    typmods[row] = typmod;
+                }
+            }
+            let mut columns = batch.columns().to_vec();
+            if let (Ok(typid_at), Ok(typmod_at)) = (
+                batch.schema().index_of("atttypid"),
+                batch.schema().index_of("atttypmod"),
+            ) {
+                columns[typid_at] = Arc::new(Int32Array::from(typids));
+                columns[typmod_at] = Arc::new(Int32Array::from(typmods));
+            }
+            batches.push(RecordBatch::try_new(batch.schema(), columns)?);
+        }
+        Ok(MemorySourceConfig::try_new_exec(
+            &[batches],
+            self.schema(),
+            projection.cloned(),
+        )?)
+    }
+}
+
+impl DeclaredTypesAttribute {
+    /// The stored schema of `schema.name`, preferring the session's database
+    /// (pg_namespace does not say which database a schema belongs to).
+    fn stored_schema(&self, schema: &str, name: &str) -> Option<SchemaRef> {
+        self.shared
+            .with_txn(|t| {
+                let key = catalog::relation_key(&QualifiedName {
+                    database: self.database.clone(),
+                    schema: schema.to_string(),
+                    name: name.to_string(),
+                });
+                let entry: RelationEntry = catalog::get(t, &key).ok().flatten()?;
+                t.table_schema(entry.table_id?).ok()
+            })
+            .ok()
+            .flatten()
+    }
+}
+
+/// Postgres' type OID and type modifier for a declared column type.
+fn declared_pg_type(field: &Field) -> Option<(i32, i32)> {
+    let declared = field.metadata().get(SQL_TYPE_METADATA)?;
+    let (base, args) = match declared.split_once('(') {
+        Some((base, rest)) => (base.trim(), rest.trim_end_matches(')')),
+        None => (declared.trim(), ""),
+    };
+    let numbers: Vec<i32> = args
+        .split(',')
+        .filter_map(|n| n.trim().parse().ok())
+        .collect();
+    match (base, numbers.as_slice()) {
+        ("varchar" | "character varying", [n]) => Some((1043, n + 4)),
+        ("varchar" | "character varying", []) => Some((1043, -1)),
+        ("char" | "character", [n]) => Some((1042, n + 4)),
+        ("numeric" | "decimal" | "dec", [p, s]) => Some((1700, ((p << 16) | s) + 4)),
+        ("numeric" | "decimal" | "dec", [p]) => Some((1700, (p << 16) + 4)),
+        ("json", []) => Some((114, -1)),
+        ("jsonb", []) => Some((3802, -1)),
+        _ => None,
+    }
+}
