@@ -884,7 +884,9 @@ impl<'m> StmtParser<'m> {
             if next.token == Token::EOF {
                 break;
             }
-            if self.eat("VERSION") {
+            // `WITH VERSION v` is the documented (Snowflake) spelling; the bare
+            // `VERSION v` is kept for compatibility with earlier scripts.
+            if self.eat_seq(&["WITH", "VERSION"]) || self.eat("VERSION") {
                 if version.is_some() {
                     return Err(self.duplicate("VERSION", next.span));
                 }
@@ -901,7 +903,7 @@ impl<'m> StmtParser<'m> {
                 self.optional_eq();
                 comment = Some(self.string("comment string")?.0);
             } else {
-                return Err(self.expected("VERSION, FROM or COMMENT"));
+                return Err(self.expected("WITH VERSION, FROM or COMMENT"));
             }
         }
         let Some(source) = source else {

@@ -472,6 +472,22 @@ fn create_model_forms() {
             comment: Some("c".into()),
         }
     );
+    assert_eq!(
+        one("CREATE MODEL ml.registry.mymodel WITH VERSION v1 FROM '/models/login_risk.onnx'"),
+        FreshetStatement::CreateModel {
+            or_replace: false,
+            if_not_exists: false,
+            name: name(&["ml", "registry", "mymodel"]),
+            version: Some(Ident::new("v1")),
+            source: ModelSource::Path("/models/login_risk.onnx".into()),
+            comment: None,
+        }
+    );
+    assert_eq!(
+        err("CREATE MODEL m WITH VERSION v1 VERSION v2 FROM $1").sqlstate(),
+        "42601"
+    );
+    assert_eq!(err("CREATE MODEL m WITH v1 FROM $1").sqlstate(), "42601");
     match one("CREATE MODEL IF NOT EXISTS m FROM $12") {
         FreshetStatement::CreateModel {
             if_not_exists,
