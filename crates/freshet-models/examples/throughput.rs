@@ -1,7 +1,11 @@
 //! Rows/second of `CompiledModel::predict` on a committed fixture, for
 //! comparison with onnxruntime (`tools/fixtures/bench_ort.py`).
 //!
-//! `cargo run --release -p freshet-models --example throughput -- <fixture> <threads> <batch> [rows]`
+//! `cargo run --release -p freshet-models --example throughput -- <fixture> <threads> <batch> [rows] [reps]`
+//!
+//! The fixture's inputs are repeated up to `rows` rows, handed to one
+//! `predict` call (which cuts them into `batch`-row chunks scored in
+//! parallel on a pool of `threads`), `reps` times after a warm-up.
 
 use std::sync::Arc;
 use std::time::Instant;
@@ -19,6 +23,12 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         .map(|s| s.parse())
         .transpose()?
         .unwrap_or(200_000);
+    let reps: usize = argv
+        .get(5)
+        .map(|s| s.parse())
+        .transpose()?
+        .unwrap_or(5)
+        .max(1);
     let dir =
         std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../tests/fixtures/models");
     let model = CompiledModel::compile(&std::fs::read(dir.join(format!("{name}.onnx")))?)?;
@@ -33,6 +43,9 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             let a: ArrayRef = match input["elem"].as_str() {
                 Some("float32") => Arc::new(arrow::array::Float32Array::from_iter_values(
                     vals.iter().map(|v| v.as_f64().unwrap_or(f64::NAN) as f32),
+                )),
+                Some("float64") => Arc::new(arrow::array::Float64Array::from_iter_values(
+                    vals.iter().map(|v| v.as_f64().unwrap_or(f64::NAN)),
                 )),
                 Some("int64") => Arc::new(arrow::array::Int64Array::from_iter_values(
                     vals.iter().map(|v| v.as_i64().unwrap_or(0)),
@@ -49,7 +62,6 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         .num_threads(threads)
         .build()?;
     pool.install(|| model.predict("predict", &args, batch))?; // warm-up
-    let reps = 5;
     let start = Instant::now();
     for _ in 0..reps {
         pool.install(|| model.predict("predict", &args, batch))?;

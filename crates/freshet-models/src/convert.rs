@@ -188,8 +188,11 @@ pub(crate) fn output_array(
             let values = flat_values(t, ElemType::Float32)?;
             let keys: ArrayRef = match labels {
                 ZipMapLabels::Int(l) => {
-                    let keys: Vec<i64> = (0..rows).flat_map(|_| l.iter().copied()).collect();
-                    Arc::new(Int64Array::from(keys))
+                    let labels: Vec<String> = l.iter().map(i64::to_string).collect();
+                    let keys: Vec<&str> = (0..rows)
+                        .flat_map(|_| labels.iter().map(String::as_str))
+                        .collect();
+                    Arc::new(StringArray::from(keys))
                 }
                 ZipMapLabels::Str(l) => {
                     let keys: Vec<&str> = (0..rows)

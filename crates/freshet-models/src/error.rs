@@ -51,7 +51,7 @@ pub enum ModelError {
 
     /// An argument's Arrow type cannot be converted to the model input type.
     #[error(
-        "argument {position} ({input}) has type {got}, which cannot be converted to {expected}"
+        "argument {position} has type {got}, which cannot be converted to input \"{input}\" of type {expected}"
     )]
     ArgumentType {
         /// 1-based argument position.

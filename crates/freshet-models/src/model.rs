@@ -19,7 +19,7 @@ use std::sync::Arc;
 
 use arrow::array::{new_null_array, Array, ArrayRef, BooleanArray, StructArray, UInt32Array};
 use arrow::buffer::NullBuffer;
-use arrow::compute::{can_cast_types, cast_with_options, concat, filter, take, CastOptions};
+use arrow::compute::{cast_with_options, concat, filter, take, CastOptions};
 use rayon::prelude::*;
 use tract_onnx::pb;
 use tract_onnx::prelude::*;
@@ -30,6 +30,9 @@ use crate::ops::{onnx_framework, PRESENTATION_OPS};
 use crate::signature::{ArgMap, ElemType, ModelSignature, OutputLayout, TensorSpec, ZipMapLabels};
 
 type Plan = Arc<TypedRunnableModel>;
+
+/// Rows below which a batch is not split further just to use more cores.
+const MIN_PARALLEL_CHUNK: usize = 1024;
 
 /// Parse and fully validate a model, returning its SQL signature.
 ///
@@ -92,7 +95,9 @@ impl CompiledModel {
     /// Returns an array of `signature().output_type(method)` with one row per
     /// input row; rows where any argument is NULL are NULL and never reach
     /// the model. `batch_size` (clamped to at least 1) bounds the rows per
-    /// engine call; chunks run in parallel on the current rayon pool.
+    /// engine call; chunks run in parallel on the current rayon pool, and a
+    /// batch large enough is split across the pool's threads even when it is
+    /// within `batch_size`.
     pub fn predict(
         &self,
         method: &str,
@@ -186,22 +191,21 @@ impl CompiledModel {
                 if a.data_type() == t {
                     return Ok(a.clone());
                 }
-                if !can_cast_types(a.data_type(), t) {
-                    return Err(ModelError::ArgumentType {
-                        position: i + 1,
-                        input: sig.argument_name(i),
-                        expected: t.to_string(),
-                        got: a.data_type().to_string(),
-                    });
-                }
-                cast_with_options(a.as_ref(), t, &opts).map_err(|e| {
-                    ModelError::InvalidArgumentValue {
-                        position: i + 1,
-                        input: sig.argument_name(i),
-                        expected: t.to_string(),
-                        message: e.to_string(),
-                    }
-                })
+                sig.check_argument(i, a.data_type())?;
+                let invalid = |e: arrow::error::ArrowError| ModelError::InvalidArgumentValue {
+                    position: i + 1,
+                    input: sig.argument_name(i),
+                    expected: t.to_string(),
+                    message: e.to_string(),
+                };
+                // Arrow truncates fractions when casting to an integer type;
+                // Postgres rounds (`1.5::bigint` is 2), and so do we.
+                let source = if t.is_integer() && is_fractional(a.data_type()) {
+                    round_half_away(a).map_err(invalid)?
+                } else {
+                    a.clone()
+                };
+                cast_with_options(source.as_ref(), t, &opts).map_err(invalid)
             })
             .collect()
     }
@@ -213,6 +217,12 @@ impl CompiledModel {
         rows: usize,
         batch: usize,
     ) -> Result<Vec<ArrayRef>, ModelError> {
+        // A query hands over one record batch at a time, usually no larger
+        // than the inference batch size: cutting only at `batch` would score
+        // it on one core. Spread it over the pool instead, but not into
+        // chunks so small that per-call overhead dominates.
+        let threads = rayon::current_num_threads().max(1);
+        let batch = batch.min(rows.div_ceil(threads).max(MIN_PARALLEL_CHUNK));
         let chunks: Vec<(usize, usize)> = (0..rows)
             .step_by(batch)
             .map(|s| (s, batch.min(rows - s)))
@@ -281,6 +291,29 @@ impl CompiledModel {
                 .collect()
         })
     }
+}
+
+fn is_fractional(t: &arrow::datatypes::DataType) -> bool {
+    use arrow::datatypes::DataType;
+    matches!(
+        t,
+        DataType::Float16
+            | DataType::Float32
+            | DataType::Float64
+            | DataType::Decimal128(..)
+            | DataType::Decimal256(..)
+    )
+}
+
+/// `a` as float64 rounded half away from zero, what Postgres does when a
+/// float or numeric becomes an integer. NaN stays NaN, so the integer cast
+/// that follows reports it instead of inventing a value.
+fn round_half_away(a: &ArrayRef) -> Result<ArrayRef, arrow::error::ArrowError> {
+    use arrow::array::{AsArray, Float64Array};
+    use arrow::datatypes::{DataType, Float64Type};
+    let floats = cast_with_options(a.as_ref(), &DataType::Float64, &CastOptions::default())?;
+    let rounded: Float64Array = floats.as_primitive::<Float64Type>().unary(f64::round);
+    Ok(Arc::new(rounded))
 }
 
 // ---------------------------------------------------------------- compilation

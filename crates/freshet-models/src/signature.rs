@@ -42,6 +42,47 @@ impl ElemType {
         }
     }
 
+    /// The Postgres type name SQL users know this element type by, for
+    /// error messages (`bigint` rather than Arrow's `Int64`).
+    pub fn sql_name(self) -> &'static str {
+        match self {
+            ElemType::Int64 => "bigint",
+            ElemType::Int32 => "integer",
+            ElemType::Float32 => "real",
+            ElemType::Float64 => "double precision",
+            ElemType::String => "text",
+            ElemType::Bool => "boolean",
+        }
+    }
+
+    /// Whether an argument of Arrow type `given` may feed an input of this
+    /// element type.
+    ///
+    /// Deliberately narrower than what Arrow's cast kernel can do, closer to
+    /// Postgres' implicit casts: a timestamp silently becoming an int64 of
+    /// microseconds, or a number becoming the category string `"5"`, would
+    /// score garbage without any error. Numbers (and booleans) feed numeric
+    /// inputs; text feeds anything (the value is parsed, and a value that
+    /// does not parse fails the statement with 22P02), so `'1.5'` literals
+    /// work; NULL feeds anything and makes the row's result NULL.
+    pub fn accepts(self, given: &DataType) -> bool {
+        match given {
+            DataType::Null => true,
+            DataType::Dictionary(_, values) => self.accepts(values),
+            DataType::Utf8 | DataType::LargeUtf8 | DataType::Utf8View => true,
+            DataType::Boolean => self != ElemType::String,
+            t if t.is_numeric() => self.is_numeric(),
+            _ => false,
+        }
+    }
+
+    fn is_numeric(self) -> bool {
+        matches!(
+            self,
+            ElemType::Int64 | ElemType::Int32 | ElemType::Float32 | ElemType::Float64
+        )
+    }
+
     /// From an ONNX `TensorProto.DataType` code.
     pub(crate) fn from_onnx(code: i32) -> Option<ElemType> {
         Some(match code {
@@ -112,15 +153,15 @@ impl OutputLayout {
     }
 }
 
-pub(crate) fn zipmap_entries_field(labels: &ZipMapLabels) -> Field {
-    let key = match labels {
-        ZipMapLabels::Int(_) => DataType::Int64,
-        ZipMapLabels::Str(_) => DataType::Utf8,
-    };
+/// The entries of a ZipMap output. Keys are always text, also for integer
+/// class labels: a map is sent to clients as a JSON object, whose keys are
+/// strings anyway (onnxruntime's `{0: p0, 1: p1}` becomes `{"0": p0, "1": p1}`),
+/// and a text key is what `result['1']`-style access needs.
+pub(crate) fn zipmap_entries_field(_labels: &ZipMapLabels) -> Field {
     Field::new(
         "entries",
         DataType::Struct(Fields::from(vec![
-            Field::new("key", key, false),
+            Field::new("key", DataType::Utf8, false),
             Field::new("value", DataType::Float32, true),
         ])),
         false,
@@ -191,8 +232,9 @@ impl ModelSignature {
     }
 
     /// Human-readable name of the input argument `position` (0-based) feeds,
-    /// used in error messages.
-    pub(crate) fn argument_name(&self, position: usize) -> String {
+    /// used in error messages: the input's name, or `X[j]` for column `j` of
+    /// a wide input `X`.
+    pub fn argument_name(&self, position: usize) -> String {
         match &self.arg_map {
             ArgMap::Wide { cols, .. } if *cols > 1 => {
                 let name = self.inputs.first().map(|i| i.name.as_str()).unwrap_or("?");
@@ -204,6 +246,51 @@ impl ModelSignature {
                 .map(|i| i.name.clone())
                 .unwrap_or_default(),
         }
+    }
+
+    /// Element type of the input argument `position` (0-based) feeds.
+    pub fn argument_elem(&self, position: usize) -> Option<ElemType> {
+        match &self.arg_map {
+            ArgMap::Wide { cols, .. } => (position < *cols)
+                .then(|| self.inputs.first().map(|i| i.elem))
+                .flatten(),
+            ArgMap::PerInput { .. } => self.inputs.get(position).map(|i| i.elem),
+        }
+    }
+
+    /// The call's parameter list as SQL users would write it, for error
+    /// messages: `user_id bigint, location text` or `X[0] real, X[1] real`.
+    pub fn describe_arguments(&self) -> String {
+        (0..self.arity())
+            .map(|i| {
+                let ty = self.argument_elem(i).map(ElemType::sql_name).unwrap_or("?");
+                format!("{} {ty}", self.argument_name(i))
+            })
+            .collect::<Vec<_>>()
+            .join(", ")
+    }
+
+    /// Checks that an argument of type `given` can feed argument `position`
+    /// (0-based); see [`ElemType::accepts`]. Used both when a query is
+    /// planned (so a bad call fails before any row is read) and when a batch
+    /// is scored.
+    pub fn check_argument(&self, position: usize, given: &DataType) -> Result<(), ModelError> {
+        let Some(elem) = self.argument_elem(position) else {
+            return Err(ModelError::WrongArity {
+                method: "predict".into(),
+                expected: self.arity(),
+                got: position + 1,
+            });
+        };
+        if elem.accepts(given) {
+            return Ok(());
+        }
+        Err(ModelError::ArgumentType {
+            position: position + 1,
+            input: self.argument_name(position),
+            expected: format!("{} ({})", elem.sql_name(), elem.arrow_type()),
+            got: sql_type_name(given),
+        })
     }
 
     /// The Arrow type a method returns; see the type-level docs.
@@ -232,4 +319,28 @@ impl ModelSignature {
             available: self.methods.join(", "),
         }
     }
+}
+
+/// The Postgres name of an Arrow type where there is an obvious one, else
+/// Arrow's own spelling; only for error messages.
+pub(crate) fn sql_type_name(t: &DataType) -> String {
+    let name = match t {
+        DataType::Boolean => "boolean",
+        DataType::Int8 | DataType::Int16 | DataType::UInt8 => "smallint",
+        DataType::Int32 | DataType::UInt16 => "integer",
+        DataType::Int64 | DataType::UInt32 => "bigint",
+        DataType::Float16 | DataType::Float32 => "real",
+        DataType::Float64 => "double precision",
+        DataType::Decimal128(..) | DataType::Decimal256(..) => "numeric",
+        DataType::Utf8 | DataType::LargeUtf8 | DataType::Utf8View => "text",
+        DataType::Binary | DataType::LargeBinary | DataType::BinaryView => "bytea",
+        DataType::Date32 | DataType::Date64 => "date",
+        DataType::Time32(_) | DataType::Time64(_) => "time",
+        DataType::Timestamp(_, None) => "timestamp",
+        DataType::Timestamp(_, Some(_)) => "timestamptz",
+        DataType::Interval(_) => "interval",
+        DataType::Null => "unknown",
+        other => return other.to_string(),
+    };
+    format!("{name} ({t})")
 }

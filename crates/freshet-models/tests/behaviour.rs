@@ -275,6 +275,70 @@ fn zipmap_output_is_a_map() {
         keys.iter().flatten().collect::<Vec<_>>(),
         vec!["cls_a", "cls_b", "cls_c"]
     );
+    // integer class labels become text keys too (JSON object keys are text)
+    let m = CompiledModel::compile(&model_bytes("logreg_zipmap")).expect("compile");
+    let p = m
+        .predict("predict_proba", &fixture_args("logreg_zipmap"), 64)
+        .expect("predict");
+    let first = p.as_map().value(0);
+    let keys = first.column(0).as_string::<i32>();
+    assert_eq!(
+        keys.iter().flatten().collect::<Vec<_>>(),
+        vec!["0", "1", "2"]
+    );
+}
+
+#[test]
+fn arguments_of_unrelated_types_are_refused() {
+    // a timestamp is castable to int64 by Arrow, but feeding microseconds to a
+    // model is never what was meant
+    let m = login_risk();
+    let ts: ArrayRef = Arc::new(arrow::array::TimestampMicrosecondArray::from(vec![1_000]));
+    let e = m
+        .predict("predict", &[ts, Arc::new(StringArray::from(vec!["US"]))], 8)
+        .expect_err("timestamp arg");
+    assert_eq!(e.sqlstate(), "42804", "{e}");
+    let msg = e.to_string();
+    assert!(msg.contains("user_id") && msg.contains("bigint"), "{msg}");
+    // numbers do not silently become category strings
+    let e = m
+        .predict(
+            "predict",
+            &[
+                Arc::new(Int64Array::from(vec![1])) as ArrayRef,
+                Arc::new(Int64Array::from(vec![5])),
+            ],
+            8,
+        )
+        .expect_err("int for text");
+    assert_eq!(e.sqlstate(), "42804", "{e}");
+    assert!(e.to_string().contains("location"), "{e}");
+    let sig = m.signature();
+    assert_eq!(sig.describe_arguments(), "user_id bigint, location text");
+    assert!(sig.check_argument(0, &DataType::Float64).is_ok());
+    assert!(sig.check_argument(1, &DataType::Utf8View).is_ok());
+    assert!(sig.check_argument(0, &DataType::Null).is_ok());
+    assert!(sig.check_argument(0, &DataType::Date32).is_err());
+}
+
+#[test]
+fn fractions_round_like_postgres_when_an_input_is_integer() {
+    // misc_ops passes its int64 input `a` through to its outputs, so the
+    // integer the model saw is observable
+    let m = CompiledModel::compile(&model_bytes("misc_ops")).expect("compile");
+    let score = |a: ArrayRef| {
+        m.predict(
+            "predict",
+            &[a, Arc::new(Float32Array::from(vec![1.0, 1.0]))],
+            8,
+        )
+        .expect("predict")
+        .to_data()
+    };
+    let ints = score(Arc::new(Int64Array::from(vec![3, -3])));
+    assert_ne!(ints, score(Arc::new(Int64Array::from(vec![2, -2]))));
+    assert_eq!(ints, score(Arc::new(Float64Array::from(vec![2.5, -2.5]))));
+    assert_eq!(ints, score(Arc::new(Float32Array::from(vec![2.6, -3.4]))));
 }
 
 #[test]

@@ -113,7 +113,13 @@ fn compare_output(name: &str, col: &dyn Array, exp: &Value, errors: &mut Vec<Str
                 let pairs = e.as_array().expect("pairs");
                 let ok = pairs.len() == entries.len()
                     && pairs.iter().enumerate().all(|(i, p)| {
-                        cell_matches(&cells(keys.as_ref(), i)[0], &p[0])
+                        // keys are text even for integer class labels (they
+                        // become JSON object keys)
+                        let want = match &p[0] {
+                            Value::String(s) => s.clone(),
+                            other => other.to_string(),
+                        };
+                        keys.as_string::<i32>().value(i) == want
                             && cell_matches(&cells(vals.as_ref(), i)[0], &p[1])
                     });
                 if !ok {
