@@ -5,6 +5,7 @@
 //! catalog entry in one transaction, so a bad file is never half-registered and
 //! a registered model survives restart and crash like any table row.
 
+use std::path::{Component, Path, PathBuf};
 use std::sync::Arc;
 
 use datafusion::common::{ParamValues, ScalarValue};
@@ -169,48 +170,89 @@ fn source_bytes(
                     ),
                 )),
                 None => Err(EngineError::new(
-                    "08P01",
-                    format!("no value bound for parameter ${n}"),
+                    "42P02",
+                    format!("there is no parameter ${n}"),
                 )),
             }
         }
-        ModelSource::Path(path) => {
-            let Some(dir) = &session.engine.config.model_dir else {
-                return Err(EngineError::new(
-                    "42501",
-                    "server-side model paths are disabled; start the server with --model-dir DIR",
-                ));
-            };
-            let dir = dir.canonicalize().map_err(|e| {
-                EngineError::new("58030", format!("model directory is not readable: {e}"))
-            })?;
-            let candidate = std::path::Path::new(path);
-            let candidate = if candidate.is_absolute() {
-                candidate.to_path_buf()
-            } else {
-                dir.join(candidate)
-            };
-            // canonicalize resolves `..` and symlinks, so the prefix check sees the real file.
-            let real = candidate.canonicalize().map_err(|e| {
-                EngineError::new(
-                    "58P01",
-                    format!("could not open model file \"{path}\": {e}"),
-                )
-            })?;
-            if !real.starts_with(&dir) {
-                return Err(EngineError::new(
-                    "42501",
-                    format!("model path \"{path}\" is outside the model directory"),
-                ));
+        ModelSource::Path(path) => read_model_file(session, path),
+    }
+}
+
+/// Joins `path` to `dir` and folds `.` and `..` lexically, without touching
+/// the file system; `None` when `..` climbs above the root.
+fn lexical_join(dir: &Path, path: &str) -> Option<PathBuf> {
+    let path = Path::new(path);
+    let mut out = if path.is_absolute() {
+        PathBuf::new()
+    } else {
+        dir.to_path_buf()
+    };
+    for component in path.components() {
+        match component {
+            Component::Prefix(_) | Component::RootDir => out.push(component.as_os_str()),
+            Component::CurDir => {}
+            Component::ParentDir => {
+                if !out.pop() {
+                    return None;
+                }
             }
-            std::fs::read(&real).map_err(|e| {
-                EngineError::new(
-                    "58030",
-                    format!("could not read model file \"{path}\": {e}"),
-                )
-            })
+            Component::Normal(part) => out.push(part),
         }
     }
+    Some(out)
+}
+
+/// Reads a server-side model file, which must lie inside `--model-dir`.
+///
+/// Two checks, because either alone leaks or escapes: the lexical one
+/// refuses `../secret` and absolute paths elsewhere *before* the file
+/// system is asked anything (so a client cannot probe which files exist
+/// outside the directory); the canonical one resolves symlinks, so a link
+/// inside the directory pointing outside it is refused too.
+fn read_model_file(session: &Session, path: &str) -> Result<Vec<u8>, EngineError> {
+    let Some(configured) = &session.engine.config.model_dir else {
+        return Err(EngineError::new(
+            "42501",
+            "server-side model paths are disabled; start the server with --model-dir DIR",
+        ));
+    };
+    let dir = configured
+        .canonicalize()
+        .map_err(|e| EngineError::new("58030", format!("model directory is not readable: {e}")))?;
+    let outside = || {
+        EngineError::new(
+            "42501",
+            format!("model path \"{path}\" is outside the model directory"),
+        )
+    };
+    // An absolute path may spell the directory as configured or canonically.
+    let lexical = [dir.as_path(), configured.as_path()]
+        .into_iter()
+        .filter_map(|base| lexical_join(base, path).filter(|p| p.starts_with(base)))
+        .next()
+        .ok_or_else(outside)?;
+    let real = lexical.canonicalize().map_err(|e| {
+        EngineError::new(
+            "58P01",
+            format!("could not open model file \"{path}\": {e}"),
+        )
+    })?;
+    if !real.starts_with(&dir) {
+        return Err(outside());
+    }
+    if !real.is_file() {
+        return Err(EngineError::new(
+            "58P01",
+            format!("model path \"{path}\" is not a file"),
+        ));
+    }
+    std::fs::read(&real).map_err(|e| {
+        EngineError::new(
+            "58030",
+            format!("could not read model file \"{path}\": {e}"),
+        )
+    })
 }
 
 /// Accepts the text form of bytea (`\x0a0b…`) for drivers that send text.
