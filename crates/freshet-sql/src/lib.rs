@@ -13,7 +13,11 @@
 //!   `SHOW TABLES | SCHEMAS | DATABASES`;
 //! * in any statement: `WITH alias AS MODEL name [VERSION v]` bindings,
 //!   `alias!method(args)` / `name!method(args)` / `MODEL(name, v)!method(args)`
-//!   model calls, and `expr:field.sub` semi-structured paths.
+//!   model calls, and `expr:field.sub` semi-structured paths;
+//! * Snowflake's dynamic-table monitoring relations
+//!   (`TABLE(INFORMATION_SCHEMA.DYNAMIC_TABLE_REFRESH_HISTORY(NAME => 'x'))`,
+//!   `information_schema.dynamic_table_graph_history`, …), which become calls
+//!   of the table functions listed in [`INFORMATION_SCHEMA_FUNCTIONS`].
 //!
 //! # How it works
 //!
@@ -52,6 +56,7 @@
 
 mod ast;
 mod error;
+mod information_schema;
 mod parser;
 mod rewrite;
 mod source;
@@ -62,6 +67,7 @@ pub use ast::{
     RefreshMode, ShowScope, TargetLag,
 };
 pub use error::{SqlError, SqlErrorKind};
+pub use information_schema::INFORMATION_SCHEMA_FUNCTIONS;
 pub use rewrite::{collect_model_calls, model_name_literal, normalize_ident, split_model_name};
 
 /// Re-export of the sqlparser crate Freshet's AST is built from, so engine
@@ -99,7 +105,12 @@ pub fn parse_sql_with_source(sql: &str) -> Result<Vec<ParsedStatement>, SqlError
     let tokens = parser::tokenize(sql, &map)?;
     parser::split_statements(tokens)
         .into_iter()
-        .map(|tokens| parser::parse_statement_tokens(&map, tokens))
+        .map(|tokens| {
+            parser::parse_statement_tokens(
+                &map,
+                information_schema::rewrite_information_schema(tokens),
+            )
+        })
         .collect()
 }
 
@@ -110,5 +121,9 @@ pub fn parse_sql_with_source(sql: &str) -> Result<Vec<ParsedStatement>, SqlError
 pub fn parse_query_text(sql: &str) -> Result<ParsedQuery, SqlError> {
     let map = source::SourceMap::new(sql);
     let tokens = parser::tokenize(sql, &map)?;
-    parser::parse_query_tokens(&map, parser::split_statements(tokens))
+    let statements = parser::split_statements(tokens)
+        .into_iter()
+        .map(information_schema::rewrite_information_schema)
+        .collect();
+    parser::parse_query_tokens(&map, statements)
 }
