@@ -12,15 +12,21 @@
 //! # Refresh modes
 //!
 //! * **FULL** recomputes the query and replaces the contents. Any query works.
-//! * **INCREMENTAL** is offered for *map-only* queries: one source table,
-//!   projections, filters and deterministic scalar expressions (model calls
-//!   included). Such a query maps every source row to at most one result row
-//!   independently of all other rows, so a refresh only has to
+//! * **INCREMENTAL** is offered for *map-only* queries: projections, filters
+//!   and deterministic scalar expressions (model calls included), CTEs and
+//!   derived tables built from those, and UNION ALL of such branches, over
+//!   stored tables and dynamic tables. Such a query maps every source row to
+//!   at most one result row per branch, independently of all other rows, so a
+//!   refresh only has to
 //!   - delete the result rows produced by source rows deleted since
 //!     `data_seq` (found through a hidden lineage column,
-//!     [`SOURCE_ROW_ID_COLUMN`], holding the producing source row's id), and
+//!     [`SOURCE_ROW_ID_COLUMN`], holding the producing source row's id; row
+//!     ids are unique across all tables, so one column serves any number of
+//!     sources), and
 //!   - evaluate the query over the rows inserted since `data_seq` only, read
-//!     from the storage change feed.
+//!     from the storage change feed. The query's logical plan is rewritten so
+//!     its table scans read those rows and every projection carries the row
+//!     id along ([`plan_with_lineage`]).
 //!
 //!   This is what makes model scoring cheap: each new source row is scored
 //!   exactly once, and deleted rows are never scored.
@@ -44,31 +50,51 @@
 //!
 //! Each refresh appends a JSON [`RefreshRecord`] under
 //! `refresh/<db>/<schema>/<name>/<seq>-<start>` in the catalog's key space
-//! (the newest [`HISTORY_LIMIT`] are kept). SQL reads it with the table
-//! function `freshet_refresh_history('name')`; `freshet_dynamic_tables()`
-//! returns the same rows as `SHOW DYNAMIC TABLES` for the current database as
-//! an ordinary relation, so they can be filtered and projected.
+//! (the newest [`HISTORY_LIMIT`] are kept), in the same transaction as the
+//! refresh it describes, so the history never claims a refresh that did not
+//! commit.
+//!
+//! # Monitoring in SQL
+//!
+//! Table functions, so monitoring composes with ordinary SQL:
+//!
+//! * `freshet_refresh_history('name')`: one table's durable history;
+//! * `freshet_dynamic_table_refresh_history(…)`, what the dialect layer makes
+//!   of `information_schema.dynamic_table_refresh_history` and
+//!   `TABLE(INFORMATION_SCHEMA.DYNAMIC_TABLE_REFRESH_HISTORY(NAME => 'x'))`:
+//!   the history of every dynamic table of the database, plus the refreshes
+//!   executing now (EXECUTING, kept in memory only) and each scheduled
+//!   table's next refresh (SCHEDULED);
+//! * `freshet_dynamic_table_graph_history(…)`: every table's inputs, lag,
+//!   query and scheduling state;
+//! * `freshet_dynamic_tables(…)`: the rows of `SHOW DYNAMIC TABLES`, which
+//!   include the current lag and the largest lag of the last hour in seconds
+//!   (computed from the history: the lag peaks just before each refresh
+//!   commits).
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::ops::ControlFlow;
 use std::sync::{Arc, OnceLock};
 
 use datafusion::arrow::array::{
-    Array, ArrayRef, Int64Array, RecordBatch, StringArray, TimestampMicrosecondArray, UInt64Array,
+    Array, ArrayRef, Float64Array, Int64Array, RecordBatch, StringArray, TimestampMicrosecondArray,
+    UInt64Array,
 };
 use datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef, TimeUnit};
-use datafusion::catalog::{
-    MemorySchemaProvider, SchemaProvider, TableFunctionArgs, TableFunctionImpl, TableProvider,
+use datafusion::catalog::{TableFunctionArgs, TableFunctionImpl, TableProvider};
+use datafusion::common::tree_node::{Transformed, TreeNode, TreeNodeRecursion};
+use datafusion::common::{
+    Column, DataFusionError, Result as DfResult, ScalarValue, TableReference,
 };
-use datafusion::common::tree_node::{TreeNode, TreeNodeRecursion};
-use datafusion::common::{DataFusionError, Result as DfResult, ScalarValue};
-use datafusion::datasource::MemTable;
+use datafusion::datasource::{provider_as_source, MemTable};
 use datafusion::execution::context::SessionContext;
-use datafusion::logical_expr::{Expr as DfExpr, LogicalPlan, Volatility};
+use datafusion::logical_expr::{
+    Expr as DfExpr, LogicalPlan, LogicalPlanBuilder, Projection, Union, Volatility,
+};
 use datafusion::sql::sqlparser::ast::{
     visit_expressions_mut, Expr, FunctionArg, FunctionArgExpr, FunctionArguments, Ident,
-    ObjectName, ObjectNamePart, Query, SelectItem, SetExpr, Statement, TableAlias, TableFactor,
-    Value, VisitMut, VisitorMut,
+    ObjectName, ObjectNamePart, Query, SelectItem, SetExpr, Statement, TableFactor, Value,
+    VisitMut, VisitorMut,
 };
 use datafusion::sql::sqlparser::dialect::PostgreSqlDialect;
 use datafusion::sql::sqlparser::parser::Parser;
@@ -105,18 +131,13 @@ pub const MAX_CONSECUTIVE_FAILURES: u32 = 5;
 /// Refresh-history records kept per dynamic table.
 pub const HISTORY_LIMIT: usize = 1000;
 
-/// Virtual schema holding a refresh's per-refresh input table.
-const REFRESH_SCHEMA: &str = "__freshet_dt";
-/// Name of the input table inside [`REFRESH_SCHEMA`].
-const REFRESH_INPUT: &str = "source";
-
 const RUNNING: &str = "RUNNING";
 const SUSPENDED: &str = "SUSPENDED";
 const SUSPENDED_DUE_TO_ERRORS: &str = "SUSPENDED_DUE_TO_ERRORS";
 const INCREMENTAL: &str = "INCREMENTAL";
 const FULL: &str = "FULL";
 const INCREMENTAL_REASON: &str =
-    "map-only query over one source: each refresh applies only the source's changed rows";
+    "map-only query: each refresh applies only the changed source rows";
 
 /// What started a refresh; recorded in the refresh history.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -212,13 +233,15 @@ const SHOW_COLUMNS: &[(&str, ColumnKind)] = &[
     ("scheduling_state", ColumnKind::Text),
     ("last_suspended_on", ColumnKind::Timestamp),
     ("data_timestamp", ColumnKind::Timestamp),
-    ("lag_seconds", ColumnKind::Int),
+    ("lag_seconds", ColumnKind::Float),
+    ("max_lag_seconds_last_hour", ColumnKind::Float),
 ];
 
 const HISTORY_COLUMNS: &[(&str, ColumnKind)] = &[
     ("name", ColumnKind::Text),
     ("database_name", ColumnKind::Text),
     ("schema_name", ColumnKind::Text),
+    ("qualified_name", ColumnKind::Text),
     ("state", ColumnKind::Text),
     ("state_message", ColumnKind::Text),
     ("refresh_action", ColumnKind::Text),
@@ -227,11 +250,30 @@ const HISTORY_COLUMNS: &[(&str, ColumnKind)] = &[
     ("refresh_start_time", ColumnKind::Timestamp),
     ("refresh_end_time", ColumnKind::Timestamp),
     ("completion_target", ColumnKind::Timestamp),
+    ("target_lag_sec", ColumnKind::Int),
+    ("statistics", ColumnKind::Json),
     ("inserted_rows", ColumnKind::Int),
     ("deleted_rows", ColumnKind::Int),
     ("source_rows_read", ColumnKind::Int),
     ("model_rows_scored", ColumnKind::Int),
-    ("statistics", ColumnKind::Text),
+];
+
+const GRAPH_COLUMNS: &[(&str, ColumnKind)] = &[
+    ("name", ColumnKind::Text),
+    ("database_name", ColumnKind::Text),
+    ("schema_name", ColumnKind::Text),
+    ("qualified_name", ColumnKind::Text),
+    ("inputs", ColumnKind::Json),
+    ("target_lag_type", ColumnKind::Text),
+    ("target_lag_sec", ColumnKind::Int),
+    ("effective_target_lag_sec", ColumnKind::Int),
+    ("query_text", ColumnKind::Text),
+    ("valid_from", ColumnKind::Timestamp),
+    ("valid_to", ColumnKind::Timestamp),
+    ("scheduling_state", ColumnKind::Json),
+    ("refresh_mode", ColumnKind::Text),
+    ("refresh_mode_reason", ColumnKind::Text),
+    ("data_timestamp", ColumnKind::Timestamp),
 ];
 
 const DESCRIBE_COLUMNS: &[&str] = &["name", "type", "kind", "null?", "comment", "model_version"];
@@ -239,7 +281,10 @@ const DESCRIBE_COLUMNS: &[&str] = &["name", "type", "kind", "null?", "comment", 
 #[derive(Clone, Copy)]
 enum ColumnKind {
     Text,
+    /// Text sent to clients as Postgres `json` (and readable with `col:field`).
+    Json,
     Int,
+    Float,
     Timestamp,
 }
 
@@ -247,6 +292,7 @@ enum ColumnKind {
 enum Cell {
     Text(Option<String>),
     Int(Option<i64>),
+    Float(Option<f64>),
     Time(Option<i64>),
 }
 
@@ -256,13 +302,21 @@ fn typed_schema(columns: &[(&str, ColumnKind)]) -> SchemaRef {
             .iter()
             .map(|(name, kind)| {
                 let t = match kind {
-                    ColumnKind::Text => DataType::Utf8,
+                    ColumnKind::Text | ColumnKind::Json => DataType::Utf8,
                     ColumnKind::Int => DataType::Int64,
+                    ColumnKind::Float => DataType::Float64,
                     ColumnKind::Timestamp => {
                         DataType::Timestamp(TimeUnit::Microsecond, Some("+00:00".into()))
                     }
                 };
-                Field::new(*name, t, true)
+                let field = Field::new(*name, t, true);
+                match kind {
+                    ColumnKind::Json => field.with_metadata(HashMap::from([(
+                        crate::types::EXTENSION_NAME.to_string(),
+                        crate::types::JSON_EXTENSION.to_string(),
+                    )])),
+                    _ => field,
+                }
             })
             .collect::<Vec<_>>(),
     ))
@@ -276,10 +330,18 @@ fn typed_batch(
     let mut arrays: Vec<ArrayRef> = Vec::with_capacity(columns.len());
     for (i, (_, kind)) in columns.iter().enumerate() {
         let array: ArrayRef = match kind {
-            ColumnKind::Text => Arc::new(StringArray::from(
+            ColumnKind::Text | ColumnKind::Json => Arc::new(StringArray::from(
                 rows.iter()
                     .map(|r| match r.get(i) {
                         Some(Cell::Text(v)) => v.clone(),
+                        _ => None,
+                    })
+                    .collect::<Vec<_>>(),
+            )),
+            ColumnKind::Float => Arc::new(Float64Array::from(
+                rows.iter()
+                    .map(|r| match r.get(i) {
+                        Some(Cell::Float(v)) => *v,
                         _ => None,
                     })
                     .collect::<Vec<_>>(),
@@ -328,13 +390,7 @@ pub(crate) async fn run(
 ) -> Option<Result<QueryOutput, EngineError>> {
     let result = match statement {
         FreshetStatement::CreateDynamicTable(create) => {
-            let result = create_dynamic_table(session, create, source).await;
-            session
-                .shared
-                .virtual_schemas
-                .write()
-                .remove(REFRESH_SCHEMA);
-            result
+            create_dynamic_table(session, create, source).await
         }
         FreshetStatement::AlterDynamicTable { name, action } => {
             alter_dynamic_table(session, name, action).await
@@ -682,8 +738,40 @@ fn not_incremental(what: &str) -> String {
     format!("{what}: not incrementally maintainable yet")
 }
 
+/// Whether a SELECT list uses `*` or `t.*`.
+fn has_wildcard(select: &datafusion::sql::sqlparser::ast::Select) -> bool {
+    select.projection.iter().any(|item| {
+        matches!(
+            item,
+            SelectItem::Wildcard(_) | SelectItem::QualifiedWildcard(_, _)
+        )
+    })
+}
+
+/// Whether the result columns of `body` come from a `*` (looking through
+/// set operations, not into derived tables or CTEs, whose `*` is narrowed by
+/// an explicit list further up).
+fn body_has_wildcard(body: &SetExpr) -> bool {
+    match body {
+        SetExpr::Select(select) => has_wildcard(select),
+        SetExpr::Query(q) => body_has_wildcard(&q.body),
+        SetExpr::SetOperation { left, right, .. } => {
+            body_has_wildcard(left) || body_has_wildcard(right)
+        }
+        _ => false,
+    }
+}
+
 /// Why `query` (planned as `plan`, reading `sources`) cannot be maintained
-/// incrementally; `None` when it is map-only and can.
+/// incrementally; `None` when it is *map-only* and can.
+///
+/// Map-only means every result row comes from exactly one source row,
+/// independently of all other rows: projections, filters, deterministic
+/// scalar expressions (model calls included), CTEs and derived tables made of
+/// those, and UNION ALL of such branches, over stored tables and dynamic
+/// tables. Then a source row's lineage (its row id, unique across all tables)
+/// identifies exactly the result rows to remove when it is deleted, and the
+/// query evaluated over just the inserted rows gives the rows to add.
 fn incremental_blocker(
     query: &Query,
     plan: &LogicalPlan,
@@ -697,24 +785,40 @@ fn incremental_blocker(
         return Some(format!("reads a view ({})", view.name));
     }
     let mut reason: Option<String> = None;
+    let mut scans = 0usize;
+    let source_names: Vec<QualifiedName> = sources.iter().map(|s| s.qualified()).collect();
     let _ = plan.apply_with_subqueries(|node| {
         let what = match node {
             LogicalPlan::Aggregate(_) => Some("aggregate (GROUP BY)".to_string()),
             LogicalPlan::Join(_) => Some("join".to_string()),
             LogicalPlan::Window(_) => Some("window function".to_string()),
-            LogicalPlan::Union(_) => Some("UNION".to_string()),
             LogicalPlan::Distinct(_) => Some("DISTINCT".to_string()),
             LogicalPlan::Limit(_) => Some("LIMIT/OFFSET".to_string()),
             LogicalPlan::Sort(_) => Some("ORDER BY".to_string()),
             LogicalPlan::Subquery(_) => Some("subquery".to_string()),
             LogicalPlan::Unnest(_) => Some("UNNEST".to_string()),
             LogicalPlan::RecursiveQuery(_) => Some("recursive query".to_string()),
+            LogicalPlan::Values(_) => Some("VALUES".to_string()),
+            LogicalPlan::EmptyRelation(e) if e.produce_one_row => {
+                Some("a SELECT without FROM (rows that come from no source)".to_string())
+            }
+            LogicalPlan::TableScan(scan) => {
+                scans += 1;
+                let known = match (scan.table_name.catalog(), scan.table_name.schema()) {
+                    (Some(database), Some(schema)) => source_names.contains(&QualifiedName {
+                        database: database.to_string(),
+                        schema: schema.to_string(),
+                        name: scan.table_name.table().to_string(),
+                    }),
+                    _ => false,
+                };
+                (!known).then(|| format!("reading {}", scan.table_name))
+            }
             LogicalPlan::Projection(_)
             | LogicalPlan::Filter(_)
-            | LogicalPlan::TableScan(_)
             | LogicalPlan::SubqueryAlias(_)
-            | LogicalPlan::EmptyRelation(_)
-            | LogicalPlan::Values(_) => None,
+            | LogicalPlan::Union(_)
+            | LogicalPlan::EmptyRelation(_) => None,
             other => Some(format!("{} operator", other.display())),
         };
         if let Some(what) = what {
@@ -749,55 +853,81 @@ fn incremental_blocker(
     if reason.is_some() {
         return reason;
     }
-    if query.with.is_some() {
-        return Some(not_incremental("common table expression (WITH)"));
+    if other_shapes {
+        return Some(not_incremental("table function or other FROM item"));
     }
-    let SetExpr::Select(select) = query.body.as_ref() else {
-        return Some(not_incremental("set operation or VALUES"));
-    };
-    if select.from.len() != 1 || other_shapes {
-        return Some(if select.from.is_empty() {
-            "reads no table: nothing to maintain incrementally".to_string()
-        } else {
-            not_incremental("several FROM items")
-        });
-    }
-    let from = &select.from[0];
-    if !from.joins.is_empty() {
-        return Some(not_incremental("join"));
-    }
-    match &from.relation {
-        TableFactor::Table {
-            args: None, alias, ..
-        } => {
-            if alias.as_ref().is_some_and(|a| !a.columns.is_empty()) {
-                return Some(not_incremental("table alias with a column list"));
-            }
-        }
-        _ => return Some(not_incremental("derived table or table function in FROM")),
-    }
-    if select.projection.iter().any(|item| {
-        matches!(
-            item,
-            SelectItem::Wildcard(_) | SelectItem::QualifiedWildcard(_, _)
-        )
-    }) {
+    if body_has_wildcard(&query.body) {
         return Some(
             "SELECT * is not supported for INCREMENTAL: list the columns explicitly".to_string(),
         );
     }
-    match sources {
-        [only]
-            if matches!(
-                only.kind,
-                RelationKind::Table | RelationKind::DynamicTable(_)
-            ) =>
-        {
-            None
-        }
-        [] => Some("reads no stored table: nothing to maintain incrementally".to_string()),
-        _ => Some(not_incremental("several source tables")),
+    if scans == 0 || sources.is_empty() {
+        return Some("reads no stored table: nothing to maintain incrementally".to_string());
     }
+    None
+}
+
+/// The catalog name a table scan of a stored query reads. Stored queries
+/// qualify every table fully; partial names fall back to `default`.
+fn scan_name(reference: &TableReference, default: &QualifiedName) -> QualifiedName {
+    QualifiedName {
+        database: reference
+            .catalog()
+            .map_or_else(|| default.database.clone(), str::to_string),
+        schema: reference
+            .schema()
+            .map_or_else(|| default.schema.clone(), str::to_string),
+        name: reference.table().to_string(),
+    }
+}
+
+/// Rewrites a map-only plan (see [`incremental_blocker`]) to read `inputs`
+/// instead of its sources, and to return, as an extra last column, the row id
+/// of the source row each result row came from.
+///
+/// Every table scan becomes a scan of its source's input (source columns plus
+/// the row id, under the same table name so column references still
+/// resolve), and every projection passes the row id of its input through.
+fn plan_with_lineage(
+    plan: LogicalPlan,
+    inputs: &HashMap<QualifiedName, Arc<MemTable>>,
+    default: &QualifiedName,
+) -> Result<LogicalPlan, EngineError> {
+    plan.transform_up(|node| {
+        let rebuilt = match node {
+            LogicalPlan::TableScan(scan) => {
+                let name = scan_name(&scan.table_name, default);
+                let input = inputs.get(&name).ok_or_else(|| {
+                    DataFusionError::Plan(format!(
+                        "dynamic table refresh has no input for source {name}"
+                    ))
+                })?;
+                LogicalPlanBuilder::scan(
+                    scan.table_name.clone(),
+                    provider_as_source(input.clone()),
+                    None,
+                )?
+                .build()?
+            }
+            LogicalPlan::Projection(projection) => {
+                let (qualifier, _) = projection
+                    .input
+                    .schema()
+                    .qualified_field_with_unqualified_name(ROW_ID_COLUMN)?;
+                let lineage = DfExpr::Column(Column::new(qualifier.cloned(), ROW_ID_COLUMN));
+                let mut exprs = projection.expr.clone();
+                exprs.push(lineage);
+                LogicalPlan::Projection(Projection::try_new(exprs, projection.input.clone())?)
+            }
+            LogicalPlan::Union(union) => {
+                LogicalPlan::Union(Union::try_new_with_loose_types(union.inputs.clone())?)
+            }
+            other => other.recompute_schema()?,
+        };
+        Ok(Transformed::yes(rebuilt))
+    })
+    .map(|t| t.data)
+    .map_err(map_df_error)
 }
 
 async fn create_dynamic_table(
@@ -998,6 +1128,49 @@ fn refresh_lock(engine: &Arc<Engine>, name: &QualifiedName) -> Arc<tokio::sync::
         .clone()
 }
 
+/// An in-flight refresh, shown as an `EXECUTING` history row.
+#[derive(Debug, Clone)]
+struct Executing {
+    trigger: RefreshTrigger,
+    start: i64,
+}
+
+type ExecutingMap = parking_lot::Mutex<HashMap<(usize, QualifiedName), Executing>>;
+
+/// Refreshes in flight, per engine. Kept in memory only: a refresh that is
+/// running when the process dies left nothing durable behind, so there is
+/// nothing to show for it after a restart.
+fn executing() -> &'static ExecutingMap {
+    static EXECUTING: OnceLock<ExecutingMap> = OnceLock::new();
+    EXECUTING.get_or_init(Default::default)
+}
+
+/// Removes a refresh from [`executing`] however the refresh ends (including
+/// when its future is dropped mid-way).
+struct ExecutingGuard {
+    key: (usize, QualifiedName),
+}
+
+impl ExecutingGuard {
+    fn register(engine: &Arc<Engine>, name: &QualifiedName, trigger: RefreshTrigger) -> Self {
+        let key = (Arc::as_ptr(engine) as usize, name.clone());
+        executing().lock().insert(
+            key.clone(),
+            Executing {
+                trigger,
+                start: now_micros(),
+            },
+        );
+        ExecutingGuard { key }
+    }
+}
+
+impl Drop for ExecutingGuard {
+    fn drop(&mut self) {
+        executing().lock().remove(&self.key);
+    }
+}
+
 /// Refreshes one dynamic table now, in its own transaction, and returns the
 /// history record it wrote.
 ///
@@ -1014,6 +1187,7 @@ pub async fn refresh_dynamic_table(
 ) -> Result<RefreshRecord, EngineError> {
     let lock = refresh_lock(engine, name);
     let _guard = lock.lock().await;
+    let _executing = ExecutingGuard::register(engine, name, trigger);
     let start = now_micros();
     let result = refresh_committed(engine, name, trigger, start).await;
     match result {
@@ -1053,11 +1227,6 @@ async fn refresh_committed(
         refresh_in_session(&mut session, entry, trigger, start).await
     }
     .await;
-    session
-        .shared
-        .virtual_schemas
-        .write()
-        .remove(REFRESH_SCHEMA);
     match result {
         Ok(record) => {
             session.commit_statement_txn().await?;
@@ -1142,6 +1311,26 @@ pub async fn record_skipped(
     name: &QualifiedName,
     message: &str,
 ) -> Result<(), EngineError> {
+    record_not_run(engine, name, "SKIPPED", message).await
+}
+
+/// Records that a scheduled refresh of `name` did not run because a dynamic
+/// table it reads failed to refresh (an UPSTREAM_FAILED history entry).
+pub async fn record_upstream_failed(
+    engine: &Arc<Engine>,
+    name: &QualifiedName,
+    message: &str,
+) -> Result<(), EngineError> {
+    record_not_run(engine, name, "UPSTREAM_FAILED", message).await
+}
+
+/// Appends a history entry for a scheduled refresh that did not run.
+async fn record_not_run(
+    engine: &Arc<Engine>,
+    name: &QualifiedName,
+    state: &str,
+    message: &str,
+) -> Result<(), EngineError> {
     let mut txn = engine.store.begin();
     let Some(entry) =
         catalog::get::<RelationEntry>(&txn, &catalog::relation_key(name)).map_err(catalog_err)?
@@ -1154,7 +1343,7 @@ pub async fn record_skipped(
     let now = now_micros();
     let record = RefreshRecord {
         name: name.clone(),
-        state: "SKIPPED".into(),
+        state: state.into(),
         state_message: message.to_string(),
         refresh_action: String::new(),
         refresh_trigger: RefreshTrigger::Scheduled.as_str().into(),
@@ -1233,76 +1422,98 @@ async fn collect_query(session: &Session, query: Query) -> Result<Vec<RecordBatc
         .map_err(map_df_error)
 }
 
-/// Rewrites a map-only query to read the refresh's input table (source rows
-/// with their row ids) and to return the producing row id as a last column.
-fn rewrite_for_input(query: &Query) -> Result<Query, EngineError> {
-    let mut query = query.clone();
-    let shape_error = || {
-        EngineError::new(
-            "XX000",
-            "incremental dynamic table query is not a single-table SELECT",
-        )
-    };
-    let SetExpr::Select(select) = query.body.as_mut() else {
-        return Err(shape_error());
-    };
-    let Some(from) = select.from.first_mut() else {
-        return Err(shape_error());
-    };
-    let TableFactor::Table { name, alias, .. } = &mut from.relation else {
-        return Err(shape_error());
-    };
-    let alias_ident = match alias {
-        Some(a) => a.name.clone(),
-        None => match name.0.last() {
-            Some(ObjectNamePart::Identifier(i)) => i.clone(),
-            _ => return Err(shape_error()),
-        },
-    };
-    *name = ObjectName(vec![
-        ObjectNamePart::Identifier(Ident::new(REFRESH_SCHEMA)),
-        ObjectNamePart::Identifier(Ident::new(REFRESH_INPUT)),
-    ]);
-    *alias = Some(TableAlias {
-        explicit: true,
-        name: alias_ident.clone(),
-        columns: Vec::new(),
-        at: None,
-    });
-    select
-        .projection
-        .push(SelectItem::UnnamedExpr(Expr::CompoundIdentifier(vec![
-            alias_ident,
-            Ident::with_quote('"', ROW_ID_COLUMN),
-        ])));
-    Ok(query)
+/// One source of an incremental dynamic table, as a refresh reads it.
+struct SourceInput {
+    name: QualifiedName,
+    table_id: TableId,
+    created_micros: i64,
+    /// Storage columns SQL sees (a source dynamic table's lineage is hidden).
+    keep: Vec<usize>,
+    /// Those columns followed by the row id: the refresh input's schema.
+    schema: SchemaRef,
 }
 
-/// Evaluates the incremental query over `rows` (the source's visible columns
-/// followed by the row id).
-async fn evaluate_over(
+/// Looks up every source of an incremental dynamic table.
+fn resolve_sources(
+    session: &Session,
+    def: &DynamicTableDef,
+    name: &QualifiedName,
+) -> Result<Vec<SourceInput>, EngineError> {
+    if def.sources.is_empty() {
+        return Err(EngineError::new(
+            "XX001",
+            format!("incremental dynamic table {name} has no source"),
+        ));
+    }
+    let mut inputs = Vec::new();
+    for source_name in &def.sources {
+        let source = find_relation(session, source_name)?.ok_or_else(|| {
+            EngineError::new(
+                "42P01",
+                format!("source \"{source_name}\" of dynamic table {name} does not exist"),
+            )
+        })?;
+        let table_id: TableId = source.table_id.ok_or_else(|| {
+            EngineError::new(
+                "0A000",
+                format!("source {source_name} is not a stored table"),
+            )
+        })?;
+        let storage_schema = session
+            .shared
+            .with_txn(|t| t.table_schema(table_id))
+            .map_err(map_df_error)?
+            .map_err(EngineError::from)?;
+        let keep = visible_indices(&storage_schema);
+        let mut fields: Vec<Field> = keep
+            .iter()
+            .map(|i| storage_schema.field(*i).clone())
+            .collect();
+        fields.push(Field::new(ROW_ID_COLUMN, DataType::UInt64, false));
+        inputs.push(SourceInput {
+            name: source_name.clone(),
+            table_id,
+            created_micros: source.created_micros,
+            keep,
+            schema: Arc::new(Schema::new(fields)),
+        });
+    }
+    Ok(inputs)
+}
+
+/// Evaluates a map-only query over `inputs` (per source: rows with their row
+/// ids) instead of its sources. The result's last column is each row's
+/// lineage: the row id of the source row it came from.
+async fn evaluate_with_lineage(
     session: &Session,
     query: &Query,
-    schema: SchemaRef,
-    rows: Vec<RecordBatch>,
+    default: &QualifiedName,
+    inputs: Vec<(&SourceInput, Vec<RecordBatch>)>,
 ) -> Result<Vec<RecordBatch>, EngineError> {
-    let table = MemTable::try_new(schema, vec![rows]).map_err(map_df_error)?;
-    let provider = Arc::new(MemorySchemaProvider::new());
-    provider
-        .register_table(REFRESH_INPUT.into(), Arc::new(table))
+    let partitions = session.engine.config.threads.max(1);
+    let mut tables = HashMap::new();
+    for (source, rows) in inputs {
+        let table = MemTable::try_new(
+            source.schema.clone(),
+            crate::provider::split_partitions(rows, partitions),
+        )
         .map_err(map_df_error)?;
+        tables.insert(source.name.clone(), Arc::new(table));
+    }
+    let plan = plan_statement(
+        &session.ctx.state(),
+        Statement::Query(Box::new(query.clone())),
+    )
+    .await?;
+    let plan = plan_with_lineage(plan, &tables, default)?;
     session
-        .shared
-        .virtual_schemas
-        .write()
-        .insert(REFRESH_SCHEMA.into(), provider);
-    let result = collect_query(session, rewrite_for_input(query)?).await;
-    session
-        .shared
-        .virtual_schemas
-        .write()
-        .remove(REFRESH_SCHEMA);
-    result
+        .ctx
+        .execute_logical_plan(plan)
+        .await
+        .map_err(map_df_error)?
+        .collect()
+        .await
+        .map_err(map_df_error)
 }
 
 /// Re-shapes batches (source columns + row id) to the input table's schema,
@@ -1321,6 +1532,37 @@ fn input_batches(
             RecordBatch::try_new(schema.clone(), columns).map_err(arrow_err)
         })
         .collect()
+}
+
+/// Row ids in the last column of `batches`.
+fn row_ids_of(batches: &[RecordBatch]) -> impl Iterator<Item = u64> + '_ {
+    batches
+        .iter()
+        .filter_map(|b| {
+            b.column(b.num_columns() - 1)
+                .as_any()
+                .downcast_ref::<UInt64Array>()
+        })
+        .flat_map(|a| a.values().iter().copied())
+}
+
+/// Fails (55000) when the query now returns a different number of columns
+/// than the table has, e.g. after a source column was added under a `*`.
+fn check_width(
+    name: &QualifiedName,
+    results: &[RecordBatch],
+    contents_schema: &Schema,
+) -> Result<(), EngineError> {
+    let expected = contents_schema.fields().len();
+    match results.first().map(|b| b.num_columns()) {
+        Some(n) if n != expected => Err(EngineError::new(
+            "55000",
+            format!(
+                "the query of dynamic table {name} now returns {n} column(s) but the table has {expected}; recreate it with CREATE OR REPLACE DYNAMIC TABLE"
+            ),
+        )),
+        _ => Ok(()),
+    }
 }
 
 fn row_count(batches: &[RecordBatch]) -> u64 {
@@ -1364,69 +1606,36 @@ async fn refresh_in_session(
     let action: &str;
 
     if def.refresh_mode == INCREMENTAL {
-        let source_name = def.sources.first().cloned().ok_or_else(|| {
-            EngineError::new(
-                "XX001",
-                format!("incremental dynamic table {name} has no source"),
-            )
-        })?;
-        let source = find_relation(session, &source_name)?.ok_or_else(|| {
-            EngineError::new(
-                "42P01",
-                format!("source \"{source_name}\" of dynamic table {name} does not exist"),
-            )
-        })?;
-        let source_id: TableId = source.table_id.ok_or_else(|| {
-            EngineError::new(
-                "0A000",
-                format!("source {source_name} is not a stored table"),
-            )
-        })?;
-        let source_schema = session
-            .shared
-            .with_txn(|t| t.table_schema(source_id))
-            .map_err(map_df_error)?
-            .map_err(EngineError::from)?;
-        let keep = visible_indices(&source_schema);
-        let mut input_fields: Vec<Field> = keep
-            .iter()
-            .map(|i| source_schema.field(*i).clone())
-            .collect();
-        input_fields.push(Field::new(ROW_ID_COLUMN, DataType::UInt64, false));
-        let input_schema: SchemaRef = Arc::new(Schema::new(input_fields));
+        let sources = resolve_sources(session, &def, &name)?;
         let hidden = contents_schema.fields().len().saturating_sub(1);
-
-        // Incremental only from a retained snapshot of the same source table;
+        // Incremental only from a retained snapshot of the same source tables;
         // a source replaced since (CREATE OR REPLACE TABLE) needs a recompute.
         let from = def.data_seq.filter(|from| {
             !reinitialize
                 && *from >= session.engine.store.retention_floor()
                 && def
                     .data_timestamp_micros
-                    .is_some_and(|ts| source.created_micros < ts)
+                    .is_some_and(|ts| sources.iter().all(|source| source.created_micros < ts))
         });
         match from {
             Some(from) if from >= snapshot_seq => action = "NO_DATA",
             Some(from) => {
-                let changes = session
-                    .engine
-                    .store
-                    .changes(source_id, from, snapshot_seq)
-                    .map_err(EngineError::from)?;
-                let deleted_ids: HashSet<u64> = changes
-                    .deleted
-                    .iter()
-                    .filter_map(|b| {
-                        b.column(b.num_columns() - 1)
-                            .as_any()
-                            .downcast_ref::<UInt64Array>()
-                            .map(|a| a.values().to_vec())
-                    })
-                    .flatten()
-                    .collect();
-                let inserted = input_batches(changes.inserted, &keep, &input_schema)?;
-                stats.num_source_rows_read = deleted_ids.len() as u64 + row_count(&inserted);
-                if deleted_ids.is_empty() && inserted.is_empty() {
+                let mut deleted_ids: HashSet<u64> = HashSet::new();
+                let mut inserted = Vec::new();
+                for source in &sources {
+                    let changes = session
+                        .engine
+                        .store
+                        .changes(source.table_id, from, snapshot_seq)
+                        .map_err(EngineError::from)?;
+                    deleted_ids.extend(row_ids_of(&changes.deleted));
+                    let rows = input_batches(changes.inserted, &source.keep, &source.schema)?;
+                    stats.num_source_rows_read += row_count(&rows);
+                    inserted.push((source, rows));
+                }
+                stats.num_source_rows_read += deleted_ids.len() as u64;
+                let any_inserted = inserted.iter().any(|(_, rows)| !rows.is_empty());
+                if deleted_ids.is_empty() && !any_inserted {
                     action = "NO_DATA";
                 } else {
                     action = "INCREMENTAL";
@@ -1458,9 +1667,10 @@ async fn refresh_in_session(
                             t.delete(contents_id, &doomed).map_err(EngineError::from)
                         })?;
                     }
-                    if !inserted.is_empty() {
+                    if any_inserted {
                         let results =
-                            evaluate_over(session, &query, input_schema, inserted).await?;
+                            evaluate_with_lineage(session, &query, &name, inserted).await?;
+                        check_width(&name, &results, &contents_schema)?;
                         stats.num_inserted_rows =
                             crate::dml::write_batches(session, &target, &results)?;
                     }
@@ -1478,14 +1688,19 @@ async fn refresh_in_session(
                 txn_mut(session, |t| {
                     t.truncate(contents_id).map_err(EngineError::from)
                 })?;
-                let rows = session
-                    .shared
-                    .with_txn(|t| t.scan(source_id, None, true))
-                    .map_err(map_df_error)?
-                    .map_err(EngineError::from)?;
-                let rows = input_batches(rows, &keep, &input_schema)?;
-                stats.num_source_rows_read = row_count(&rows);
-                let results = evaluate_over(session, &query, input_schema, rows).await?;
+                let mut inputs = Vec::new();
+                for source in &sources {
+                    let rows = session
+                        .shared
+                        .with_txn(|t| t.scan(source.table_id, None, true))
+                        .map_err(map_df_error)?
+                        .map_err(EngineError::from)?;
+                    let rows = input_batches(rows, &source.keep, &source.schema)?;
+                    stats.num_source_rows_read += row_count(&rows);
+                    inputs.push((source, rows));
+                }
+                let results = evaluate_with_lineage(session, &query, &name, inputs).await?;
+                check_width(&name, &results, &contents_schema)?;
                 stats.num_inserted_rows = crate::dml::write_batches(session, &target, &results)?;
             }
         }
@@ -1510,18 +1725,7 @@ async fn refresh_in_session(
             stats.num_source_rows_read = source_ids.iter().map(|id| rows_of(*id)).sum();
         }
         let results = collect_query(session, query).await?;
-        let produced = results.first().map(|b| b.num_columns());
-        if let Some(n) = produced {
-            if n != contents_schema.fields().len() {
-                return Err(EngineError::new(
-                    "55000",
-                    format!(
-                        "the query of dynamic table {name} now returns {n} column(s) but the table has {}; recreate it with CREATE OR REPLACE DYNAMIC TABLE",
-                        contents_schema.fields().len()
-                    ),
-                ));
-            }
-        }
+        check_width(&name, &results, &contents_schema)?;
         txn_mut(session, |t| {
             t.truncate(contents_id).map_err(EngineError::from)
         })?;
@@ -1709,13 +1913,99 @@ fn drop_dynamic_table(
 // SHOW / DESCRIBE / table functions
 // ---------------------------------------------------------------------------
 
-fn micros_now_lag(data_ts: Option<i64>, now: i64) -> Option<i64> {
-    data_ts.map(|ts| (now - ts).max(0) / 1_000_000)
+/// Seconds between two µs timestamps, at millisecond precision.
+fn lag_seconds(from: i64, to: i64) -> f64 {
+    ((to - from).max(0) / 1_000) as f64 / 1_000.0
+}
+
+/// A dynamic table's current lag and the largest lag it had during the last
+/// hour, in seconds, from its refresh history.
+///
+/// The lag grows linearly between refreshes and drops when one commits, so
+/// its maxima are just before each successful refresh committed (the
+/// refresh's end minus the data timestamp it replaced) and now.
+fn lag_stats(
+    def: &DynamicTableDef,
+    history: &[RefreshRecord],
+    now: i64,
+) -> (Option<f64>, Option<f64>) {
+    let Some(current_ts) = def.data_timestamp_micros else {
+        return (None, None);
+    };
+    let current = lag_seconds(current_ts, now);
+    let window_start = now - 3_600_000_000;
+    let mut succeeded: Vec<&RefreshRecord> = history
+        .iter()
+        .filter(|r| r.state == "SUCCEEDED" && r.data_timestamp.is_some())
+        .collect();
+    succeeded.sort_by_key(|r| r.refresh_end_time);
+    let mut max = current;
+    let mut previous: Option<i64> = None;
+    for record in succeeded {
+        if let Some(prev) = previous {
+            if record.refresh_end_time >= window_start {
+                max = max.max(lag_seconds(prev, record.refresh_end_time));
+            }
+        }
+        previous = previous.max(record.data_timestamp);
+    }
+    (Some(current), Some(max))
+}
+
+/// Effective target lag (µs) of every dynamic table: its own lag or the
+/// smallest effective lag of the running dynamic tables reading it, the way
+/// the scheduler computes it. `None` for tables that are never scheduled.
+fn effective_lags(all: &[RelationEntry]) -> HashMap<QualifiedName, Option<i64>> {
+    fn visit(
+        name: &QualifiedName,
+        defs: &HashMap<QualifiedName, &DynamicTableDef>,
+        memo: &mut HashMap<QualifiedName, Option<i64>>,
+        visiting: &mut HashSet<QualifiedName>,
+    ) -> Option<i64> {
+        if let Some(lag) = memo.get(name) {
+            return *lag;
+        }
+        if !visiting.insert(name.clone()) {
+            return None;
+        }
+        let mut lag = defs
+            .get(name)
+            .and_then(|d| d.target_lag_secs)
+            .map(|s| (s as i64).saturating_mul(1_000_000));
+        let consumers: Vec<QualifiedName> = defs
+            .iter()
+            .filter(|(_, d)| d.sources.contains(name) && d.scheduling_state == RUNNING)
+            .map(|(q, _)| q.clone())
+            .collect();
+        for consumer in consumers {
+            if let Some(l) = visit(&consumer, defs, memo, visiting) {
+                lag = Some(lag.map_or(l, |x| x.min(l)));
+            }
+        }
+        memo.insert(name.clone(), lag);
+        lag
+    }
+    let defs: HashMap<QualifiedName, &DynamicTableDef> = all
+        .iter()
+        .filter_map(|r| r.dynamic().map(|d| (r.qualified(), d)))
+        .collect();
+    let mut memo = HashMap::new();
+    for name in defs.keys() {
+        let mut visiting = HashSet::new();
+        visit(name, &defs, &mut memo, &mut visiting);
+    }
+    memo
 }
 
 /// SHOW rows for the given dynamic tables; `all` is every relation (to tell
-/// whether a DOWNSTREAM table has a consumer).
-fn show_rows(engine: &Engine, tables: &[RelationEntry], all: &[RelationEntry]) -> Vec<Vec<Cell>> {
+/// whether a DOWNSTREAM table has a consumer) and `reader` the snapshot the
+/// refresh history is read from.
+fn show_rows(
+    engine: &Engine,
+    reader: &dyn MetaRead,
+    tables: &[RelationEntry],
+    all: &[RelationEntry],
+) -> Vec<Vec<Cell>> {
     let now = now_micros();
     let snapshot = engine.store.snapshot();
     tables
@@ -1736,6 +2026,10 @@ fn show_rows(engine: &Engine, tables: &[RelationEntry], all: &[RelationEntry]) -
                 Some(s) => TargetLag::Duration(std::time::Duration::from_secs(s)).to_string(),
                 None => TargetLag::Downstream.to_string(),
             };
+            // An unreadable history only loses the lag maximum, not the row.
+            let history: Vec<RefreshRecord> =
+                catalog::list(reader, &history_prefix(&entry.qualified())).unwrap_or_default();
+            let (current_lag, max_lag) = lag_stats(def, &history, now);
             Some(vec![
                 Cell::Time(Some(entry.created_micros)),
                 Cell::Text(Some(entry.name.clone())),
@@ -1752,7 +2046,8 @@ fn show_rows(engine: &Engine, tables: &[RelationEntry], all: &[RelationEntry]) -
                 Cell::Text(Some(def.scheduling_state.clone())),
                 Cell::Time(def.last_suspended_micros),
                 Cell::Time(def.data_timestamp_micros),
-                Cell::Int(micros_now_lag(def.data_timestamp_micros, now)),
+                Cell::Float(current_lag),
+                Cell::Float(max_lag),
             ])
         })
         .collect()
@@ -1794,7 +2089,9 @@ fn show_dynamic_tables(
         })
         .cloned()
         .collect();
-    let rows = show_rows(&session.engine, &selected, &all);
+    let rows = read_meta(&session.engine, &session.shared, |reader| {
+        show_rows(&session.engine, reader, &selected, &all)
+    });
     Ok(batch_output(typed_batch(SHOW_COLUMNS, rows)?))
 }
 
@@ -1850,27 +2147,34 @@ fn describe_dynamic_table(
     Ok(crate::commands::text_rows(DESCRIBE_COLUMNS, rows))
 }
 
-/// Registers the table functions `freshet_refresh_history('name')` and
-/// `freshet_dynamic_tables()` into a session context.
+/// Registers the dynamic-table monitoring functions into a session context:
+/// `freshet_refresh_history('name')`, `freshet_dynamic_tables()` and the
+/// functions Snowflake's `INFORMATION_SCHEMA` relations are rewritten into
+/// (see [`freshet_sql::INFORMATION_SCHEMA_FUNCTIONS`]).
 pub(crate) fn register_table_functions(
     ctx: &SessionContext,
     engine: &Arc<Engine>,
     shared: &Arc<SessionShared>,
 ) {
+    let function = |kind: MonitorKind| {
+        Arc::new(MonitorFunction {
+            kind,
+            engine: engine.clone(),
+            shared: shared.clone(),
+        })
+    };
     ctx.register_udtf(
         "freshet_refresh_history",
-        Arc::new(RefreshHistoryFunction {
-            engine: engine.clone(),
-            shared: shared.clone(),
-        }),
+        function(MonitorKind::LegacyHistory),
     );
-    ctx.register_udtf(
-        "freshet_dynamic_tables",
-        Arc::new(DynamicTablesFunction {
-            engine: engine.clone(),
-            shared: shared.clone(),
-        }),
-    );
+    for (relation, name) in freshet_sql::INFORMATION_SCHEMA_FUNCTIONS {
+        let kind = match *relation {
+            "dynamic_table_refresh_history" => MonitorKind::History,
+            "dynamic_table_graph_history" => MonitorKind::Graph,
+            _ => MonitorKind::Tables,
+        };
+        ctx.register_udtf(name, function(kind));
+    }
 }
 
 fn df_err(e: EngineError) -> DataFusionError {
@@ -1895,43 +2199,170 @@ fn mem_table(batch: RecordBatch) -> DfResult<Arc<dyn TableProvider>> {
     )?))
 }
 
-/// `freshet_refresh_history('[db.][schema.]name')`: the table's refresh
-/// history, oldest first.
-#[derive(Debug)]
-struct RefreshHistoryFunction {
-    engine: Arc<Engine>,
-    shared: Arc<SessionShared>,
+/// Which monitoring relation a [`MonitorFunction`] produces.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum MonitorKind {
+    /// `freshet_refresh_history('name')`: one table's durable history.
+    LegacyHistory,
+    /// `DYNAMIC_TABLE_REFRESH_HISTORY`: durable history plus the refreshes
+    /// executing now and the next scheduled ones.
+    History,
+    /// `DYNAMIC_TABLE_GRAPH_HISTORY`: the dependency graph.
+    Graph,
+    /// `DYNAMIC_TABLES` / `freshet_dynamic_tables()`: the SHOW rows.
+    Tables,
 }
 
-impl TableFunctionImpl for RefreshHistoryFunction {
-    fn call_with_args(&self, args: TableFunctionArgs) -> DfResult<Arc<dyn TableProvider>> {
-        let text = match args.exprs() {
-            [DfExpr::Literal(
-                ScalarValue::Utf8(Some(s))
-                | ScalarValue::Utf8View(Some(s))
-                | ScalarValue::LargeUtf8(Some(s)),
-                _,
-            )] => s.clone(),
-            _ => {
-                return Err(df_err(EngineError::new(
+impl MonitorKind {
+    fn function_name(self) -> &'static str {
+        match self {
+            MonitorKind::LegacyHistory => "freshet_refresh_history",
+            MonitorKind::History => "dynamic_table_refresh_history",
+            MonitorKind::Graph => "dynamic_table_graph_history",
+            MonitorKind::Tables => "dynamic_tables",
+        }
+    }
+}
+
+/// The arguments of a monitoring function: `'key', value` pairs (what the
+/// dialect layer makes of Snowflake's `KEY => value`).
+#[derive(Debug, Default)]
+struct MonitorArgs {
+    database: Option<String>,
+    name: Option<String>,
+    name_prefix: Option<String>,
+    error_only: bool,
+    result_limit: Option<usize>,
+}
+
+fn literal_text(expr: &DfExpr) -> Option<String> {
+    match expr {
+        DfExpr::Literal(
+            ScalarValue::Utf8(Some(s))
+            | ScalarValue::Utf8View(Some(s))
+            | ScalarValue::LargeUtf8(Some(s)),
+            _,
+        ) => Some(s.clone()),
+        _ => None,
+    }
+}
+
+fn literal_int(expr: &DfExpr) -> Option<i64> {
+    match expr {
+        DfExpr::Literal(ScalarValue::Int64(Some(v)), _) => Some(*v),
+        DfExpr::Literal(ScalarValue::Int32(Some(v)), _) => Some(i64::from(*v)),
+        DfExpr::Literal(ScalarValue::UInt64(Some(v)), _) => i64::try_from(*v).ok(),
+        DfExpr::Cast(c) => literal_int(&c.expr),
+        _ => None,
+    }
+}
+
+fn literal_bool(expr: &DfExpr) -> Option<bool> {
+    match expr {
+        DfExpr::Literal(ScalarValue::Boolean(Some(b)), _) => Some(*b),
+        _ => literal_text(expr).and_then(|t| match t.to_ascii_lowercase().as_str() {
+            "true" => Some(true),
+            "false" => Some(false),
+            _ => None,
+        }),
+    }
+}
+
+impl MonitorArgs {
+    fn parse(kind: MonitorKind, exprs: &[DfExpr]) -> Result<MonitorArgs, EngineError> {
+        let usage = |what: String| {
+            EngineError::new(
+                "42883",
+                format!(
+                    "{}: {what}; arguments are KEY => value pairs with keys {}",
+                    kind.function_name(),
+                    match kind {
+                        MonitorKind::History | MonitorKind::LegacyHistory =>
+                            "NAME, NAME_PREFIX, ERROR_ONLY, RESULT_LIMIT",
+                        MonitorKind::Graph | MonitorKind::Tables => "NAME, NAME_PREFIX",
+                    }
+                ),
+            )
+        };
+        let mut args = MonitorArgs::default();
+        if kind == MonitorKind::LegacyHistory {
+            return match exprs {
+                [e] => {
+                    args.name = Some(literal_text(e).ok_or_else(|| {
+                        EngineError::new(
+                            "42883",
+                            "freshet_refresh_history takes one text literal: the dynamic table's name",
+                        )
+                    })?);
+                    Ok(args)
+                }
+                _ => Err(EngineError::new(
                     "42883",
                     "freshet_refresh_history takes one text literal: the dynamic table's name",
-                )))
+                )),
+            };
+        }
+        if exprs.len() % 2 != 0 {
+            return Err(usage("expected KEY => value pairs".into()));
+        }
+        for pair in exprs.chunks(2) {
+            let key = literal_text(&pair[0])
+                .ok_or_else(|| usage("argument keys must be names".into()))?
+                .to_ascii_lowercase();
+            let value = &pair[1];
+            let bad_value =
+                |what: &str| usage(format!("{} must be {what}", key.to_ascii_uppercase()));
+            match (key.as_str(), kind) {
+                ("database", _) => {
+                    args.database = Some(literal_text(value).ok_or_else(|| bad_value("text"))?)
+                }
+                ("name", _) => {
+                    args.name =
+                        Some(literal_text(value).ok_or_else(|| bad_value("a text literal"))?)
+                }
+                ("name_prefix", _) => {
+                    args.name_prefix =
+                        Some(literal_text(value).ok_or_else(|| bad_value("a text literal"))?)
+                }
+                ("error_only", MonitorKind::History) => {
+                    args.error_only = literal_bool(value).ok_or_else(|| bad_value("a boolean"))?
+                }
+                ("result_limit", MonitorKind::History) => {
+                    let n = literal_int(value)
+                        .filter(|n| (1..=10_000).contains(n))
+                        .ok_or_else(|| bad_value("an integer between 1 and 10000"))?;
+                    args.result_limit = Some(n as usize);
+                }
+                (other, _) => {
+                    return Err(usage(format!(
+                        "unknown argument {}",
+                        other.to_ascii_uppercase()
+                    )))
+                }
             }
+        }
+        Ok(args)
+    }
+
+    /// Resolves NAME against the database and the session's default schema.
+    fn qualified_name(
+        &self,
+        database: &str,
+        schema: &str,
+    ) -> Result<Option<QualifiedName>, EngineError> {
+        let Some(text) = &self.name else {
+            return Ok(None);
         };
-        let options = args.session().config_options();
-        let database = options.catalog.default_catalog.clone();
-        let schema = options.catalog.default_schema.clone();
-        let name_parts = freshet_sql::split_model_name(&text)
-            .map_err(|e| df_err(EngineError::new("42601", e.to_string())))?;
+        let name_parts = freshet_sql::split_model_name(text)
+            .map_err(|e| EngineError::new("42601", e.to_string()))?;
         let name = match name_parts.as_slice() {
             [n] => QualifiedName {
-                database,
-                schema,
+                database: database.to_string(),
+                schema: schema.to_string(),
                 name: n.clone(),
             },
             [s, n] => QualifiedName {
-                database,
+                database: database.to_string(),
                 schema: s.clone(),
                 name: n.clone(),
             },
@@ -1941,89 +2372,279 @@ impl TableFunctionImpl for RefreshHistoryFunction {
                 name: n.clone(),
             },
             _ => {
-                return Err(df_err(EngineError::new(
+                return Err(EngineError::new(
                     "42601",
                     format!("invalid dynamic table name '{text}'"),
-                )))
+                ))
             }
         };
-        let (entry, records) = read_meta(&self.engine, &self.shared, |reader| {
-            let entry: Option<RelationEntry> =
-                catalog::get(reader, &catalog::relation_key(&name)).map_err(catalog_err)?;
-            let records: Vec<RefreshRecord> =
-                catalog::list(reader, &history_prefix(&name)).map_err(catalog_err)?;
-            Ok::<_, EngineError>((entry, records))
+        Ok(Some(name))
+    }
+}
+
+/// The monitoring table functions; see [`MonitorKind`].
+#[derive(Debug)]
+struct MonitorFunction {
+    kind: MonitorKind,
+    engine: Arc<Engine>,
+    shared: Arc<SessionShared>,
+}
+
+impl TableFunctionImpl for MonitorFunction {
+    fn call_with_args(&self, args: TableFunctionArgs) -> DfResult<Arc<dyn TableProvider>> {
+        let parsed = MonitorArgs::parse(self.kind, args.exprs()).map_err(df_err)?;
+        let options = args.session().config_options();
+        let database = parsed
+            .database
+            .clone()
+            .unwrap_or_else(|| options.catalog.default_catalog.clone());
+        let schema = options.catalog.default_schema.clone();
+        let name = parsed.qualified_name(&database, &schema).map_err(df_err)?;
+        let batch = read_meta(&self.engine, &self.shared, |reader| {
+            let all = all_relations(reader)?;
+            if let Some(name) = &name {
+                match all.iter().find(|r| r.qualified() == *name) {
+                    Some(e) if e.dynamic().is_some() => {}
+                    Some(e) => return Err(not_dynamic(e)),
+                    None => {
+                        return Err(EngineError::new(
+                            "42P01",
+                            format!("dynamic table \"{}\" does not exist", name.name),
+                        ))
+                    }
+                }
+            }
+            let selected: Vec<RelationEntry> = all
+                .iter()
+                .filter(|r| r.dynamic().is_some())
+                .filter(|r| match &name {
+                    Some(n) => r.qualified() == *n,
+                    None => r.database == database,
+                })
+                .filter(|r| {
+                    parsed
+                        .name_prefix
+                        .as_ref()
+                        .is_none_or(|p| r.qualified().to_string().starts_with(p.as_str()))
+                })
+                .cloned()
+                .collect();
+            match self.kind {
+                MonitorKind::Tables => typed_batch(
+                    SHOW_COLUMNS,
+                    show_rows(&self.engine, reader, &selected, &all),
+                ),
+                MonitorKind::Graph => typed_batch(GRAPH_COLUMNS, graph_rows(&selected, &all)),
+                MonitorKind::History | MonitorKind::LegacyHistory => {
+                    let rows = history_rows(
+                        &self.engine,
+                        reader,
+                        &selected,
+                        &all,
+                        &parsed,
+                        self.kind == MonitorKind::History,
+                    )?;
+                    typed_batch(HISTORY_COLUMNS, rows)
+                }
+            }
         })
         .map_err(df_err)?;
-        match entry {
-            Some(e) if e.dynamic().is_some() => {}
-            Some(e) => return Err(df_err(not_dynamic(&e))),
-            None => {
-                return Err(df_err(EngineError::new(
-                    "42P01",
-                    format!("dynamic table \"{}\" does not exist", name.name),
-                )))
+        mem_table(batch)
+    }
+}
+
+/// One refresh-history row (durable record or live EXECUTING / SCHEDULED).
+struct HistoryRow {
+    record: RefreshRecord,
+    target_lag_secs: Option<u64>,
+}
+
+/// Refresh history rows of `tables`, oldest first. With `live`, refreshes
+/// executing now (EXECUTING) and each scheduled table's next refresh
+/// (SCHEDULED, with the time it must complete by) are included too.
+fn history_rows(
+    engine: &Arc<Engine>,
+    reader: &dyn MetaRead,
+    tables: &[RelationEntry],
+    all: &[RelationEntry],
+    args: &MonitorArgs,
+    live: bool,
+) -> Result<Vec<Vec<Cell>>, EngineError> {
+    let mut rows: Vec<HistoryRow> = Vec::new();
+    let lags = if live {
+        effective_lags(all)
+    } else {
+        HashMap::new()
+    };
+    let running = executing().lock().clone();
+    let engine_key = Arc::as_ptr(engine) as usize;
+    for entry in tables {
+        let Some(def) = entry.dynamic() else {
+            continue;
+        };
+        let name = entry.qualified();
+        let records: Vec<RefreshRecord> =
+            catalog::list(reader, &history_prefix(&name)).map_err(catalog_err)?;
+        rows.extend(records.into_iter().map(|record| HistoryRow {
+            record,
+            target_lag_secs: def.target_lag_secs,
+        }));
+        if !live {
+            continue;
+        }
+        let pending =
+            |state: &str, trigger: RefreshTrigger, start: Option<i64>, message: &str| HistoryRow {
+                record: RefreshRecord {
+                    name: name.clone(),
+                    state: state.into(),
+                    state_message: message.into(),
+                    refresh_action: String::new(),
+                    refresh_trigger: trigger.as_str().into(),
+                    data_seq: None,
+                    data_timestamp: None,
+                    refresh_start_time: start.unwrap_or(i64::MIN),
+                    refresh_end_time: i64::MIN,
+                    completion_target: completion_target(def),
+                    statistics: RefreshStatistics::default(),
+                },
+                target_lag_secs: def.target_lag_secs,
+            };
+        if let Some(e) = running.get(&(engine_key, name.clone())) {
+            rows.push(pending("EXECUTING", e.trigger, Some(e.start), ""));
+        } else if def.scheduling_state == RUNNING {
+            if let Some(Some(lag)) = lags.get(&name) {
+                let mut row = pending(
+                    "SCHEDULED",
+                    RefreshTrigger::Scheduled,
+                    None,
+                    "the next scheduled refresh; it completes by completion_target",
+                );
+                row.record.completion_target = def
+                    .data_timestamp_micros
+                    .map(|ts| ts.saturating_add(*lag))
+                    .or(Some(now_micros()));
+                rows.push(row);
             }
         }
-        let rows = records
-            .into_iter()
-            .map(|r| {
+    }
+    if args.error_only {
+        rows.retain(|r| {
+            matches!(
+                r.record.state.as_str(),
+                "FAILED" | "UPSTREAM_FAILED" | "CANCELLED"
+            )
+        });
+    }
+    // Oldest first; live rows (no start yet) sort by when they are due.
+    let order = |r: &HistoryRow| {
+        if r.record.refresh_start_time == i64::MIN {
+            r.record.completion_target.unwrap_or(i64::MAX)
+        } else {
+            r.record.refresh_start_time
+        }
+    };
+    rows.sort_by(|a, b| {
+        order(a)
+            .cmp(&order(b))
+            .then_with(|| a.record.name.to_string().cmp(&b.record.name.to_string()))
+    });
+    if let Some(limit) = args.result_limit {
+        let excess = rows.len().saturating_sub(limit);
+        rows.drain(..excess);
+    }
+    Ok(rows
+        .into_iter()
+        .map(
+            |HistoryRow {
+                 record: r,
+                 target_lag_secs,
+             }| {
                 let statistics = serde_json::to_string(&r.statistics).unwrap_or_default();
+                let time = |t: i64| (t != i64::MIN).then_some(t);
                 vec![
                     Cell::Text(Some(r.name.name.clone())),
                     Cell::Text(Some(r.name.database.clone())),
                     Cell::Text(Some(r.name.schema.clone())),
+                    Cell::Text(Some(r.name.to_string())),
                     Cell::Text(Some(r.state)),
                     Cell::Text((!r.state_message.is_empty()).then_some(r.state_message)),
                     Cell::Text((!r.refresh_action.is_empty()).then_some(r.refresh_action)),
                     Cell::Text(Some(r.refresh_trigger)),
                     Cell::Time(r.data_timestamp),
-                    Cell::Time(Some(r.refresh_start_time)),
-                    Cell::Time(Some(r.refresh_end_time)),
+                    Cell::Time(time(r.refresh_start_time)),
+                    Cell::Time(time(r.refresh_end_time)),
                     Cell::Time(r.completion_target),
+                    Cell::Int(target_lag_secs.and_then(|s| i64::try_from(s).ok())),
+                    Cell::Text(Some(statistics)),
                     Cell::Int(Some(r.statistics.num_inserted_rows as i64)),
                     Cell::Int(Some(r.statistics.num_deleted_rows as i64)),
                     Cell::Int(Some(r.statistics.num_source_rows_read as i64)),
                     Cell::Int(Some(r.statistics.num_model_rows_scored as i64)),
-                    Cell::Text(Some(statistics)),
                 ]
-            })
-            .collect();
-        mem_table(typed_batch(HISTORY_COLUMNS, rows).map_err(df_err)?)
-    }
+            },
+        )
+        .collect())
 }
 
-/// `freshet_dynamic_tables()`: `SHOW DYNAMIC TABLES` for every schema of the
-/// current database, as a relation that can be filtered and projected.
-#[derive(Debug)]
-struct DynamicTablesFunction {
-    engine: Arc<Engine>,
-    shared: Arc<SessionShared>,
-}
-
-impl TableFunctionImpl for DynamicTablesFunction {
-    fn call_with_args(&self, args: TableFunctionArgs) -> DfResult<Arc<dyn TableProvider>> {
-        if !args.exprs().is_empty() {
-            return Err(df_err(EngineError::new(
-                "42883",
-                "freshet_dynamic_tables takes no arguments",
-            )));
-        }
-        let database = args
-            .session()
-            .config_options()
-            .catalog
-            .default_catalog
-            .clone();
-        let all = read_meta(&self.engine, &self.shared, all_relations).map_err(df_err)?;
-        let selected: Vec<RelationEntry> = all
-            .iter()
-            .filter(|r| r.dynamic().is_some() && r.database == database)
-            .cloned()
-            .collect();
-        let rows = show_rows(&self.engine, &selected, &all);
-        mem_table(typed_batch(SHOW_COLUMNS, rows).map_err(df_err)?)
-    }
+/// Graph rows: each dynamic table with its inputs, lag, query and state.
+///
+/// Only the current graph is kept, so every row is valid from the table's
+/// creation with no end (`valid_to` is NULL).
+fn graph_rows(tables: &[RelationEntry], all: &[RelationEntry]) -> Vec<Vec<Cell>> {
+    let lags = effective_lags(all);
+    tables
+        .iter()
+        .filter_map(|entry| {
+            let def = entry.dynamic()?;
+            let name = entry.qualified();
+            let inputs: Vec<serde_json::Value> = def
+                .sources
+                .iter()
+                .map(|source| {
+                    let kind = match all
+                        .iter()
+                        .find(|r| r.qualified() == *source)
+                        .map(|r| &r.kind)
+                    {
+                        Some(RelationKind::Table) => "TABLE",
+                        Some(RelationKind::View { .. }) => "VIEW",
+                        Some(RelationKind::DynamicTable(_)) => "DYNAMIC_TABLE",
+                        None => "UNKNOWN",
+                    };
+                    serde_json::json!({ "name": source.to_string(), "kind": kind })
+                })
+                .collect();
+            let state = serde_json::json!({
+                "state": def.scheduling_state,
+                "suspended_on": def.last_suspended_micros,
+                "consecutive_failures": def.consecutive_failures,
+            });
+            Some(vec![
+                Cell::Text(Some(entry.name.clone())),
+                Cell::Text(Some(entry.database.clone())),
+                Cell::Text(Some(entry.schema.clone())),
+                Cell::Text(Some(name.to_string())),
+                Cell::Text(Some(serde_json::Value::Array(inputs).to_string())),
+                Cell::Text(Some(
+                    if def.target_lag_secs.is_some() {
+                        "USER_DEFINED"
+                    } else {
+                        "DOWNSTREAM"
+                    }
+                    .into(),
+                )),
+                Cell::Int(def.target_lag_secs.and_then(|s| i64::try_from(s).ok())),
+                Cell::Int(lags.get(&name).copied().flatten().map(|us| us / 1_000_000)),
+                Cell::Text(Some(def.query_text.clone())),
+                Cell::Time(Some(entry.created_micros)),
+                Cell::Time(None),
+                Cell::Text(Some(state.to_string())),
+                Cell::Text(Some(def.refresh_mode.clone())),
+                Cell::Text(Some(def.refresh_mode_reason.clone())),
+                Cell::Time(def.data_timestamp_micros),
+            ])
+        })
+        .collect()
 }
 
 /// The columns SQL may see of a stored table whose last column is the hidden

@@ -26,7 +26,8 @@
 //!   a time (a semaphore).
 //! * A due table that could not start before its lag expired (no free worker,
 //!   or its previous refresh is still running) gets a `SKIPPED` history entry,
-//!   at most once per lag period.
+//!   at most once per lag period. One that waits because a dynamic table it
+//!   reads keeps failing gets an `UPSTREAM_FAILED` entry instead.
 //! * Failures are retried with exponential backoff (1 s, 2 s, 4 s … capped at
 //!   [`MAX_BACKOFF`]). The engine counts consecutive scheduled failures and,
 //!   at [`freshet_engine::MAX_CONSECUTIVE_FAILURES`], suspends the table and
@@ -46,8 +47,8 @@ use tokio::task::JoinSet;
 
 use freshet_catalog::{self as catalog, DynamicTableDef, QualifiedName, RelationEntry};
 use freshet_engine::{
-    record_skipped, refresh_dynamic_table, restore_retention_holds, retention_holder, Engine,
-    EngineError, RefreshRecord, RefreshTrigger,
+    record_skipped, record_upstream_failed, refresh_dynamic_table, restore_retention_holds,
+    retention_holder, Engine, EngineError, RefreshRecord, RefreshTrigger,
 };
 
 /// The longest the scheduler sleeps between looks at the catalog.
@@ -358,8 +359,14 @@ impl Scheduler {
                 .is_some_and(|ts| now - ts > lag);
             if self.running.contains(name) {
                 if expired {
-                    self.skip(name, lag, now, "the previous refresh was still running")
-                        .await;
+                    self.not_run(
+                        name,
+                        lag,
+                        now,
+                        "the previous refresh was still running",
+                        false,
+                    )
+                    .await;
                 }
                 continue;
             }
@@ -372,9 +379,23 @@ impl Scheduler {
             if blocked {
                 continue;
             }
+            // Refreshing now would read an upstream whose data is older than
+            // it should be because its refreshes fail: wait for it instead.
+            let failed_upstream = graph.upstream.get(name).and_then(|ups| {
+                ups.iter()
+                    .find(|u| self.backoff.get(*u).is_some_and(|b| b.failures > 0))
+                    .cloned()
+            });
+            if let Some(upstream) = failed_upstream {
+                if expired {
+                    let why = format!("upstream dynamic table {upstream} failed to refresh");
+                    self.not_run(name, lag, now, &why, true).await;
+                }
+                continue;
+            }
             let Ok(permit) = self.permits.clone().try_acquire_owned() else {
                 if expired {
-                    self.skip(name, lag, now, "no refresh worker was free")
+                    self.not_run(name, lag, now, "no refresh worker was free", false)
                         .await;
                 }
                 continue;
@@ -391,8 +412,17 @@ impl Scheduler {
         }
     }
 
-    /// Records a SKIPPED refresh, at most once per lag period per table.
-    async fn skip(&mut self, name: &QualifiedName, lag: i64, now: i64, why: &str) {
+    /// Records a refresh that could not run in time: SKIPPED, or
+    /// UPSTREAM_FAILED when `upstream_failed`. At most once per lag period
+    /// per table, so a long outage does not flood the history.
+    async fn not_run(
+        &mut self,
+        name: &QualifiedName,
+        lag: i64,
+        now: i64,
+        why: &str,
+        upstream_failed: bool,
+    ) {
         if self
             .last_skip
             .get(name)
@@ -402,8 +432,13 @@ impl Scheduler {
         }
         self.last_skip.insert(name.clone(), now);
         let message = format!("{why} when the target lag expired");
-        if let Err(e) = record_skipped(&self.engine, name, &message).await {
-            tracing::debug!(table = %name, "could not record skipped refresh: {e}");
+        let recorded = if upstream_failed {
+            record_upstream_failed(&self.engine, name, &message).await
+        } else {
+            record_skipped(&self.engine, name, &message).await
+        };
+        if let Err(e) = recorded {
+            tracing::debug!(table = %name, "could not record a refresh that did not run: {e}");
         }
     }
 
