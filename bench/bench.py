@@ -15,7 +15,17 @@ process(es), plus the peak of the proportional set size (PSS) summed over the
 server's whole process tree, sampled every 0.2 s (PostgreSQL runs one process
 per connection, so a single VmHWM would understate it).
 
-The results are written as Markdown to docs/benchmarks.md (or --output).
+Models (`--sections models`): for each fixture family (linear, random forest,
+gradient boosting, the login-risk pipeline, the MLP) a table of --model-rows
+rows replicating the fixture's inputs is loaded into Freshet and scored with
+`m!predict(...)`: once aggregated on the server (`count(m!predict(...))`, the
+scoring alone) and once streamed to the client (`\copy (SELECT ...) TO`, JSON
+encoding and the wire included). In the same run the same model is scored
+in-process by freshet-models (the `throughput` example) and by onnxruntime
+(tools/fixtures/bench_ort.py), with the same batch size and thread count.
+
+The results are written as Markdown to docs/benchmarks.md (or --output), each
+part between its own markers.
 """
 
 import argparse
@@ -538,21 +548,23 @@ def render(args, machine, pg, fr, command):
 
 BEGIN_MARK = "<!-- BEGIN bench/run.sh: generated, do not edit -->"
 END_MARK = "<!-- END bench/run.sh -->"
+MODELS_BEGIN_MARK = "<!-- BEGIN bench/run.sh models: generated, do not edit -->"
+MODELS_END_MARK = "<!-- END bench/run.sh models -->"
 
 
-def write_section(path, report):
-    """Writes the report between markers, keeping the rest of the file (other
-    benchmark sections written by other tools) as it is."""
-    section = f"{BEGIN_MARK}\n{report.rstrip()}\n{END_MARK}\n"
+def write_section(path, report, begin=BEGIN_MARK, end=END_MARK):
+    """Writes the report between the markers `begin` and `end`, keeping the
+    rest of the file (other benchmark sections) as it is."""
+    section = f"{begin}\n{report.rstrip()}\n{end}\n"
     os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
     try:
         with open(path) as f:
             existing = f.read()
     except FileNotFoundError:
         existing = ""
-    if BEGIN_MARK in existing and END_MARK in existing:
-        before = existing[: existing.index(BEGIN_MARK)]
-        after = existing[existing.index(END_MARK) + len(END_MARK):].lstrip("\n")
+    if begin in existing and end in existing:
+        before = existing[: existing.index(begin)]
+        after = existing[existing.index(end) + len(end):].lstrip("\n")
         content = before + section + ("\n" + after if after else "")
     elif existing.strip():
         content = existing.rstrip() + "\n\n" + section
@@ -560,6 +572,243 @@ def write_section(path, report):
         content = "# Benchmarks\n\n" + section
     with open(path, "w") as f:
         f.write(content)
+
+
+# ---------------------------------------------------------------- models
+
+# (family, fixture): the fixture families the model benchmark covers.
+MODEL_FAMILIES = [
+    ("linear", "logreg"),
+    ("random forest", "random_forest_clf"),
+    ("gradient boosting", "gradient_boosting_clf"),
+    ("login-risk pipeline", "login_risk"),
+    ("MLP", "torch_mlp"),
+]
+
+FIXTURES_DIR = os.path.join(ROOT, "tests", "fixtures", "models")
+
+SQL_TYPES = {"float32": "real", "float64": "double precision", "int64": "bigint",
+             "int32": "integer", "string": "text", "bool": "boolean"}
+
+
+def fixture_columns(name):
+    """The fixture's SQL argument columns: [(elem, values)], in call order."""
+    import json
+
+    with open(os.path.join(FIXTURES_DIR, name + ".inputs.json")) as f:
+        inputs = json.load(f)["inputs"]
+    return [(inp["elem"], col) for inp in inputs for col in inp["columns"]]
+
+
+def csv_field(elem, v):
+    if v is None:
+        return ""
+    if elem == "string":
+        return '"' + str(v).replace('"', '""') + '"'
+    if v == "NaN":
+        return "NaN"
+    if v == "inf":
+        return "Infinity"
+    if v == "-inf":
+        return "-Infinity"
+    if isinstance(v, bool):
+        return "true" if v else "false"
+    return str(v)
+
+
+def model_table_csv(path, name, rows):
+    """id plus the fixture's argument columns, rows replicating the fixture's
+    inputs in order (the same replication the in-process and onnxruntime
+    measurements use)."""
+    cols = fixture_columns(name)
+    n = len(cols[0][1])
+    encoded = [[csv_field(elem, v) for v in values] for elem, values in cols]
+    tails = ["," + ",".join(c[r] for c in encoded) + "\n" for r in range(n)]
+    tmp = path + ".partial"
+    with open(tmp, "w") as f:
+        for start in range(0, rows, n):
+            count = min(n, rows - start)
+            f.write("".join(f"{start + i}{tails[i]}" for i in range(count)))
+    os.replace(tmp, path)
+    return cols
+
+
+def rows_per_s(output, what):
+    m = re.search(r": ([0-9.]+) rows/s", output)
+    if not m:
+        raise RuntimeError(f"{what}: no rows/s in output:\n{output[-2000:]}")
+    return float(m.group(1))
+
+
+def ort_python(args):
+    """A Python interpreter with onnxruntime and numpy, or None."""
+    for candidate in (args.ort_python, "/var/tmp/fixtures-venv/bin/python", sys.executable, "python3"):
+        if not candidate or not shutil.which(candidate):
+            continue
+        ok = subprocess.run([candidate, "-c", "import onnxruntime, numpy"], capture_output=True,
+                            timeout=120)
+        if ok.returncode == 0:
+            return shutil.which(candidate)
+    return None
+
+
+def timed_psql(tools, uri, sql):
+    """Server-side elapsed ms of one statement, from psql's \\timing."""
+    out = psql(tools, uri, "-A", "-t", "-c", "\\timing on", "-c", sql).stdout
+    m = re.search(r"Time: ([0-9.]+) ms", out)
+    if not m:
+        raise RuntimeError(f"no timing in psql output for {sql}:\n{out[-2000:]}")
+    lines = [line for line in out.splitlines() if line and not line.startswith(("Timing", "Time:"))]
+    return float(m.group(1)), lines
+
+
+def bench_models(tools, args, workdir):
+    threads = os.cpu_count() or 1
+    families = MODEL_FAMILIES
+    if args.model_fixtures:
+        wanted = args.model_fixtures.split(",")
+        families = [(f, n) for f, n in MODEL_FAMILIES if n in wanted] + [
+            (n, n) for n in wanted if n not in {x for _, x in MODEL_FAMILIES}]
+    python = ort_python(args)
+    if python is None:
+        log("models: no Python with onnxruntime found (set --ort-python); onnxruntime column will be n/a")
+
+    data = tempfile.mkdtemp(prefix="freshet-models-", dir=workdir)
+    port = free_port()
+    logf = open(os.path.join(workdir, "freshet-models.log"), "w")
+    cmd = [args.freshet_bin, "serve", "--data-dir", data, "--listen", f"127.0.0.1:{port}",
+           "--model-dir", FIXTURES_DIR, "--inference-batch-size", str(args.model_batch)]
+    proc = subprocess.Popen(cmd, stdout=logf, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+    results = []
+    try:
+        wait_for_port(port, proc, what="freshet")
+        uri = f"postgresql://freshet@127.0.0.1:{port}/freshet?sslmode=disable"
+        for family, name in families:
+            csv_path = os.path.join(workdir, f"model-{name}-{args.model_rows}.csv")
+            cols = model_table_csv(csv_path, name, args.model_rows)
+            os.chmod(csv_path, 0o644)
+            table, model = f"bench_{name}", f"m_{name}"
+            coldefs = ", ".join(f"c{i} {SQL_TYPES[elem]}" for i, (elem, _) in enumerate(cols))
+            arglist = ", ".join(f"c{i}" for i in range(len(cols)))
+            psql(tools, uri, "-q", "-c", f"CREATE TABLE {table} (id bigint NOT NULL, {coldefs})")
+            psql(tools, uri, "-q", "-c", f"\\copy {table} FROM '{csv_path}' WITH (FORMAT csv)")
+            psql(tools, uri, "-q", "-c", f"CREATE MODEL {model} FROM '{name}.onnx'")
+            loaded = int(scalar(tools, uri, f"SELECT count(*) FROM {table}"))
+            if loaded != args.model_rows:
+                raise RuntimeError(f"models: {table} has {loaded} rows, expected {args.model_rows}")
+            count_sql = f"WITH m AS MODEL {model} SELECT count(m!predict({arglist})) FROM {table}"
+            timed_psql(tools, uri, count_sql)  # warm-up: compiles and caches the model
+            server_ms = []
+            for _ in range(args.model_reps):
+                ms, lines = timed_psql(tools, uri, count_sql)
+                if lines != [str(args.model_rows)]:
+                    raise RuntimeError(f"models: {name}: count(m!predict) returned {lines}")
+                server_ms.append(ms)
+            log(f"models: {name}: count(m!predict) {', '.join(f'{t:.0f}' for t in server_ms)} ms")
+            scan_ms, _ = timed_psql(tools, uri, f"SELECT count(c0) FROM {table}")
+            out_path = os.path.join(workdir, f"model-{name}.out")
+            t0 = time.monotonic()
+            psql(tools, uri, "-q", "-c",
+                 f"\\copy (SELECT {model}!predict({arglist}) FROM {table}) TO '{out_path}'")
+            client_s = time.monotonic() - t0
+            with open(out_path) as f:
+                streamed = sum(1 for _ in f)
+            os.unlink(out_path)
+            if streamed != args.model_rows:
+                raise RuntimeError(f"models: {name}: streamed {streamed} rows, expected {args.model_rows}")
+            log(f"models: {name}: streamed to the client in {client_s:.2f} s")
+
+            inproc = rows_per_s(run([args.throughput_bin, name, str(threads), str(args.model_batch),
+                                     str(args.model_rows), str(args.model_reps)], 3600).stdout,
+                                f"in-process {name}")
+            log(f"models: {name}: in-process {inproc:,.0f} rows/s")
+            ort = None
+            if python:
+                env = dict(os.environ, OMP_NUM_THREADS=str(threads))
+                ort = rows_per_s(run([python, os.path.join(ROOT, "tools", "fixtures", "bench_ort.py"),
+                                      name, str(threads), str(args.model_batch), str(args.model_rows)],
+                                     3600, env=env).stdout, f"onnxruntime {name}")
+                log(f"models: {name}: onnxruntime {ort:,.0f} rows/s")
+            results.append({
+                "family": family,
+                "fixture": name,
+                "server_ms": server_ms,
+                "server_rows_per_s": args.model_rows / (statistics.median(server_ms) / 1000),
+                "scan_ms": scan_ms,
+                "client_rows_per_s": args.model_rows / client_s,
+                "inproc_rows_per_s": inproc,
+                "ort_rows_per_s": ort,
+            })
+            psql(tools, uri, "-q", "-c", f"DROP TABLE {table}")
+            os.unlink(csv_path)
+        version = freshet_version(args.freshet_bin)
+        ort_version = None
+        if python:
+            ort_version = subprocess.run([python, "-c", "import onnxruntime; print(onnxruntime.__version__)"],
+                                         capture_output=True, text=True, timeout=120).stdout.strip()
+        return {"families": results, "threads": threads, "version": version, "ort_version": ort_version}
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(timeout=30)
+        logf.close()
+        shutil.rmtree(data, ignore_errors=True)
+
+
+def render_models(args, machine, res, command):
+    lines = []
+    lines.append("## Model inference: Freshet (SQL and in-process) vs onnxruntime")
+    lines.append("")
+    lines.append("Generated by `bench/run.sh`; do not edit by hand. Each fixture model scores a table of "
+                 f"{args.model_rows:,} rows")
+    lines.append("replicating the fixture's committed inputs, with batches of "
+                 f"{args.model_batch:,} rows and {res['threads']} threads everywhere:")
+    lines.append("")
+    lines.append("- **SQL, scored**: `WITH m AS MODEL … SELECT count(m!predict(…)) FROM t` through the server")
+    lines.append("  (median of the runs; psql `\\timing`), i.e. scan + scoring, no result rows on the wire;")
+    lines.append("- **SQL, to client**: `\\copy (SELECT m!predict(…) FROM t) TO file` from psql: every")
+    lines.append("  result sent as JSON over the wire (wall clock of psql);")
+    lines.append("- **in-process**: `CompiledModel::predict` on the whole column set "
+                 "(`cargo run -p freshet-models --example throughput`);")
+    lines.append("- **onnxruntime**: the same `.onnx` file in onnxruntime "
+                 f"{res['ort_version'] or '(not available)'} (Python, `tools/fixtures/bench_ort.py`),")
+    lines.append("  batches scored one after the other with `intra_op_num_threads` = threads.")
+    lines.append("")
+    if args.quick:
+        lines.append("**Quick run (`--quick`): reduced sizes, for trying the harness out; not representative.**")
+        lines.append("")
+    lines.append("| Family (fixture) | SQL, scored rows/s | SQL, to client rows/s | in-process rows/s "
+                 "| onnxruntime rows/s | SQL scored / onnxruntime | in-process / onnxruntime |")
+    lines.append("| --- | ---: | ---: | ---: | ---: | ---: | ---: |")
+    for r in res["families"]:
+        lines.append(
+            f"| {r['family']} (`{r['fixture']}`) | {fmt_num(r['server_rows_per_s'])} | "
+            f"{fmt_num(r['client_rows_per_s'])} | {fmt_num(r['inproc_rows_per_s'])} | "
+            f"{fmt_num(r['ort_rows_per_s'])} | {ratio(r['server_rows_per_s'], r['ort_rows_per_s'])} | "
+            f"{ratio(r['inproc_rows_per_s'], r['ort_rows_per_s'])} |")
+    lines.append("")
+    lines.append("Ratios above 1 mean Freshet scored more rows per second than onnxruntime.")
+    lines.append("")
+    lines.append("### Details")
+    lines.append("")
+    for r in res["families"]:
+        lines.append(f"- `{r['fixture']}`: count(m!predict) runs {', '.join(f'{t:.0f}' for t in r['server_ms'])} ms; "
+                     f"the same table's `count(c0)` (scan alone) {r['scan_ms']:.0f} ms")
+    lines.append(f"- Freshet: {res['version']}, commit {machine['commit']}, release build, "
+                 f"`freshet serve --inference-batch-size {args.model_batch}`")
+    lines.append(f"- Machine: {machine['cpu']}, {machine['nproc']} cores; "
+                 f"{datetime.datetime.now(datetime.timezone.utc):%Y-%m-%d %H:%M UTC}")
+    lines.append("")
+    lines.append("### Command")
+    lines.append("")
+    lines.append("```")
+    lines.append(command)
+    lines.append("```")
+    lines.append("")
+    return "\n".join(lines)
 
 
 def main():
@@ -575,11 +824,31 @@ def main():
     ap.add_argument("--workdir", default=os.environ.get("BENCH_WORKDIR", "/var/tmp/freshet-bench"))
     ap.add_argument("--output", default=os.path.join(ROOT, "docs", "benchmarks.md"))
     ap.add_argument("--command", default=None, help="the command line to record in the report")
+    ap.add_argument("--sections", default="server,models",
+                    help="comma separated: server (vs PostgreSQL), models (inference vs onnxruntime)")
+    ap.add_argument("--model-rows", type=int, help="rows per model table (default 1,000,000; 50,000 with --quick)")
+    ap.add_argument("--model-batch", type=int, default=8192, help="inference batch size everywhere")
+    ap.add_argument("--model-reps", type=int, help="timed runs per measurement (default 3; 1 with --quick)")
+    ap.add_argument("--model-fixtures", default=None, help="comma separated fixture names to run instead")
+    ap.add_argument("--throughput-bin", default=None,
+                    help="freshet-models' throughput example (default: beside --freshet-bin)")
+    ap.add_argument("--ort-python", default=os.environ.get("BENCH_ORT_PYTHON"),
+                    help="Python with onnxruntime (default: /var/tmp/fixtures-venv/bin/python if present)")
     args = ap.parse_args()
     if args.rows is None:
         args.rows = 200_000 if args.quick else 10_000_000
     if args.insert_seconds is None:
         args.insert_seconds = 5 if args.quick else 30
+    if args.model_rows is None:
+        args.model_rows = 50_000 if args.quick else 1_000_000
+    if args.model_reps is None:
+        args.model_reps = 1 if args.quick else 3
+    if args.throughput_bin is None:
+        args.throughput_bin = os.path.join(os.path.dirname(args.freshet_bin), "examples", "throughput")
+    sections = {s.strip() for s in args.sections.split(",") if s.strip()}
+    unknown = sections - {"server", "models"}
+    if unknown:
+        sys.exit(f"unknown --sections {', '.join(sorted(unknown))}")
 
     tools = {}
     for tool in ("psql", "pgbench"):
@@ -590,25 +859,43 @@ def main():
 
     os.makedirs(args.workdir, exist_ok=True)
     os.chmod(args.workdir, 0o755)
-    data_file = os.path.join(args.workdir, f"logins-{args.rows}.csv")
-    if not os.path.exists(data_file):
-        generate_data(data_file, args.rows)
-    os.chmod(data_file, 0o644)
-
-    run_dir = tempfile.mkdtemp(prefix="run-", dir=args.workdir)
-    os.chmod(run_dir, 0o755)
-    try:
-        pg = bench_postgres(tools, args, data_file, run_dir)
-        fr = bench_freshet(tools, args, data_file, run_dir)
-    except Exception:
-        log(f"benchmark failed; logs kept in {run_dir}")
-        raise
     command = args.command or shlex.join([sys.argv[0], *sys.argv[1:]])
-    report = render(args, machine_info(), pg, fr, command)
-    write_section(args.output, report)
-    shutil.rmtree(run_dir, ignore_errors=True)
-    log(f"wrote {args.output}")
-    print(report)
+
+    if "server" in sections:
+        data_file = os.path.join(args.workdir, f"logins-{args.rows}.csv")
+        if not os.path.exists(data_file):
+            generate_data(data_file, args.rows)
+        os.chmod(data_file, 0o644)
+
+        run_dir = tempfile.mkdtemp(prefix="run-", dir=args.workdir)
+        os.chmod(run_dir, 0o755)
+        try:
+            pg = bench_postgres(tools, args, data_file, run_dir)
+            fr = bench_freshet(tools, args, data_file, run_dir)
+        except Exception:
+            log(f"benchmark failed; logs kept in {run_dir}")
+            raise
+        report = render(args, machine_info(), pg, fr, command)
+        write_section(args.output, report)
+        shutil.rmtree(run_dir, ignore_errors=True)
+        log(f"wrote {args.output}")
+        print(report)
+
+    if "models" in sections:
+        if not os.access(args.throughput_bin, os.X_OK):
+            sys.exit(f"{args.throughput_bin} not found: cargo build --release -p freshet-models --example throughput")
+        run_dir = tempfile.mkdtemp(prefix="models-", dir=args.workdir)
+        os.chmod(run_dir, 0o755)
+        try:
+            res = bench_models(tools, args, run_dir)
+        except Exception:
+            log(f"model benchmark failed; logs kept in {run_dir}")
+            raise
+        report = render_models(args, machine_info(), res, command)
+        write_section(args.output, report, MODELS_BEGIN_MARK, MODELS_END_MARK)
+        shutil.rmtree(run_dir, ignore_errors=True)
+        log(f"wrote {args.output}")
+        print(report)
 
 
 if __name__ == "__main__":

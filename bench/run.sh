@@ -1,13 +1,17 @@
 #!/usr/bin/env bash
-# Benchmarks Freshet against PostgreSQL 15 on this machine and regenerates
-# docs/benchmarks.md.
+# Benchmarks Freshet against PostgreSQL 15 and its model inference against
+# onnxruntime on this machine, and regenerates docs/benchmarks.md.
 #
-#   bench/run.sh            # full run: 10M-row COPY, 16 clients x 30 s INSERTs, GROUP BY
+#   bench/run.sh            # full run: 10M-row COPY, 16 clients x 30 s INSERTs, GROUP BY;
+#                           # then m!predict over 1M-row tables for each model family
 #   bench/run.sh --quick    # small sizes, to try it out (a few minutes)
 #
 # Other options are passed to bench/bench.py (see `python3 bench/bench.py --help`):
 #   --rows N --clients N --insert-seconds S --agg-reps N --pgbench-mode simple|extended|prepared
+#   --sections server,models --model-rows N --model-batch N --model-reps N --ort-python PY
 #   --output FILE --workdir DIR
+# onnxruntime is taken from /var/tmp/fixtures-venv (see tools/fixtures/README.md) or
+# BENCH_ORT_PYTHON; without it the onnxruntime column reads n/a.
 # Environment: CARGO_TARGET_DIR (default /var/tmp/freshet-target), PG_BINDIR,
 # BENCH_SKIP_BUILD=1 to use an existing release binary.
 set -euo pipefail
@@ -33,6 +37,9 @@ fi
 
 if [ "${BENCH_SKIP_BUILD:-0}" != 1 ]; then
     cargo build --release -p freshet
+    # the in-process inference measurement (selecting freshet too keeps the
+    # dependency features, and so the build cache, the same as the server's)
+    cargo build --release -p freshet -p freshet-models --example throughput
 fi
 bin="$CARGO_TARGET_DIR/release/freshet"
 if [ ! -x "$bin" ]; then
