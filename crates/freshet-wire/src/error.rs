@@ -9,7 +9,6 @@
 
 use std::net::SocketAddr;
 
-use datafusion::arrow::error::ArrowError;
 use datafusion::error::DataFusionError;
 use freshet_engine::EngineError;
 use pgwire::error::{ErrorInfo, PgWireError};
@@ -21,10 +20,11 @@ pub enum WireError {
     #[error(transparent)]
     Engine(#[from] EngineError),
 
-    /// A query failed while its result stream was being produced.
+    /// A result value could not be encoded for the client.
     #[error("{message}")]
     Execution {
-        /// The SQLSTATE derived from the underlying DataFusion/Arrow error.
+        /// The SQLSTATE (0A000 for unsupported values, 22008 for dates out
+        /// of range, XX000 for internal inconsistencies).
         sqlstate: &'static str,
         /// The human-readable message.
         message: String,
@@ -141,47 +141,12 @@ impl WireError {
 
     /// Maps a failure of a result stream (DataFusion or Arrow) to a SQLSTATE.
     ///
-    /// Errors the engine raised itself travel through DataFusion as
-    /// `DataFusionError::External(EngineError)`; those keep their own code.
+    /// The engine's [`freshet_engine::map_df_error`] is the one place DataFusion
+    /// failures get their SQLSTATE, whether they surface while planning or
+    /// while the wire layer drains a stream; errors the engine raised itself
+    /// (inside `DataFusionError::External`) keep their own code.
     pub fn from_datafusion(err: DataFusionError) -> Self {
-        let sqlstate = datafusion_sqlstate(&err);
-        if let DataFusionError::External(inner) = &err {
-            if let Some(engine) = inner.downcast_ref::<EngineError>() {
-                return WireError::Execution {
-                    sqlstate: engine.sqlstate(),
-                    message: engine.to_string(),
-                };
-            }
-        }
-        WireError::Execution {
-            sqlstate,
-            message: err.to_string(),
-        }
-    }
-}
-
-/// Best-effort SQLSTATE for errors raised while executing a plan.
-fn datafusion_sqlstate(err: &DataFusionError) -> &'static str {
-    match err.find_root() {
-        DataFusionError::ArrowError(arrow, _) => arrow_sqlstate(arrow),
-        DataFusionError::ResourcesExhausted(_) => "53200",
-        DataFusionError::NotImplemented(_) => "0A000",
-        DataFusionError::Plan(_) | DataFusionError::SchemaError(..) => "42000",
-        DataFusionError::External(inner) => inner
-            .downcast_ref::<EngineError>()
-            .map(|e| e.sqlstate())
-            .unwrap_or("XX000"),
-        _ => "XX000",
-    }
-}
-
-fn arrow_sqlstate(err: &ArrowError) -> &'static str {
-    match err {
-        ArrowError::DivideByZero => "22012",
-        ArrowError::CastError(_) | ArrowError::ParseError(_) => "22P02",
-        ArrowError::ArithmeticOverflow(_) => "22003",
-        ArrowError::MemoryError(_) => "53200",
-        _ => "XX000",
+        WireError::Engine(freshet_engine::map_df_error(err))
     }
 }
 
