@@ -33,14 +33,12 @@ use tokio::sync::Mutex;
 
 use crate::error::{WireError, WireResult};
 use crate::session::{pg_status, session_of};
-use crate::types::{pg_type_for_field, WireSchema};
+use crate::types::{pg_type_for_field, PreparedBatch, WireSchema};
 
 /// Rows per batch handed to `Session::copy_in_batch`.
 pub const BATCH_ROWS: usize = 8192;
 /// Field bytes per batch, so very wide rows also flush early.
 pub const BATCH_BYTES: usize = 32 * 1024 * 1024;
-/// Target size of one outgoing CopyData message.
-const COPY_OUT_CHUNK: usize = 64 * 1024;
 
 /// Single-byte delimiter, quote and escape characters (Postgres requires them).
 #[derive(Debug, Clone, Copy)]
@@ -613,22 +611,29 @@ impl CopyOutEncoder {
         Some(out)
     }
 
-    /// Appends the batch's rows to `out`; returns the number of rows.
-    pub(crate) fn encode(&self, batch: &RecordBatch, out: &mut BytesMut) -> WireResult<usize> {
-        let rows = self.wire.encode_batch_text(batch)?;
+    /// Readies a result batch for [`CopyOutEncoder::encode_row`].
+    pub(crate) fn prepare<'a>(&'a self, batch: &RecordBatch) -> WireResult<PreparedBatch<'a>> {
+        self.wire.prepare(batch)
+    }
+
+    /// One row of `batch` as a COPY line (with its newline). Postgres sends
+    /// each row in its own CopyData message and clients rely on it.
+    pub(crate) fn encode_row(
+        &self,
+        batch: &mut PreparedBatch<'_>,
+        row: usize,
+        scratch: &mut BytesMut,
+    ) -> WireResult<Vec<u8>> {
         let mut line = Vec::new();
-        for row in &rows {
-            line.clear();
-            for (i, value) in row.iter().enumerate() {
-                if i > 0 {
-                    line.push(self.punct.delimiter);
-                }
-                self.write_value(&mut line, value.as_deref());
+        for col in 0..self.names.len() {
+            if col > 0 {
+                line.push(self.punct.delimiter);
             }
-            line.push(b'\n');
-            out.extend_from_slice(&line);
+            let value = batch.field_text(col, row, scratch)?;
+            self.write_value(&mut line, value.as_deref());
         }
-        Ok(rows.len())
+        line.push(b'\n');
+        Ok(line)
     }
 
     fn write_value(&self, out: &mut Vec<u8>, value: Option<&[u8]>) {
@@ -681,14 +686,6 @@ impl CopyOutEncoder {
             }
         }
     }
-}
-
-/// Splits accumulated COPY output into CopyData-sized chunks.
-pub(crate) fn take_chunk(out: &mut BytesMut, force: bool) -> Option<CopyData> {
-    if out.is_empty() || (!force && out.len() < COPY_OUT_CHUNK) {
-        return None;
-    }
-    Some(CopyData::new(out.split().freeze()))
 }
 
 /// The decoder of the COPY in progress on a connection.
@@ -907,9 +904,15 @@ mod tests {
             ],
         )
         .unwrap();
-        let mut out = BytesMut::new();
-        assert_eq!(enc.encode(&batch, &mut out).unwrap(), 2);
-        assert_eq!(&out[..], b"1,\"a,\"\"b\"\"\"\n,\"\"\n");
+        let mut prepared = enc.prepare(&batch).unwrap();
+        let mut scratch = BytesMut::new();
+        let lines: Vec<Vec<u8>> = (0..2)
+            .map(|row| enc.encode_row(&mut prepared, row, &mut scratch).unwrap())
+            .collect();
+        assert_eq!(
+            lines,
+            vec![b"1,\"a,\"\"b\"\"\"\n".to_vec(), b",\"\"\n".to_vec()]
+        );
         assert_eq!(enc.header().unwrap(), b"id,name\n");
     }
 

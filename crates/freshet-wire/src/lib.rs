@@ -12,6 +12,7 @@
 //! * `query` — simple and extended query flows, streaming and cancellation;
 //! * `copy` — COPY FROM STDIN decoding and COPY TO STDOUT encoding;
 //! * [`types`] — Arrow ⇄ Postgres type mapping (incl. JSON for nested values);
+//! * `text` — Postgres-exact text output of Arrow values;
 //! * [`error`] — [`WireError`], the crate's single error type.
 
 mod auth;
@@ -20,6 +21,7 @@ pub mod error;
 mod query;
 pub mod server;
 mod session;
+mod text;
 pub mod types;
 
 pub use auth::SERVER_VERSION;

@@ -28,14 +28,14 @@ use pgwire::api::stmt::QueryParser;
 use pgwire::api::store::{Entry, PortalStore};
 use pgwire::api::{ClientInfo, ClientPortalStore, PgWireConnectionState, Type, DEFAULT_NAME};
 use pgwire::error::{PgWireError, PgWireResult};
-use pgwire::messages::copy::{CopyDone, CopyInResponse, CopyOutResponse};
+use pgwire::messages::copy::{CopyData, CopyDone, CopyInResponse, CopyOutResponse};
 use pgwire::messages::extendedquery::{Execute, PortalSuspended};
 use pgwire::messages::response::{CommandComplete, EmptyQueryResponse, ReadyForQuery};
 use pgwire::messages::simplequery::Query;
 use pgwire::messages::startup::ParameterStatus;
 use pgwire::messages::PgWireBackendMessage;
 
-use crate::copy::{begin_copy_in, take_chunk, CopyOutEncoder};
+use crate::copy::{begin_copy_in, CopyOutEncoder};
 use crate::error::{WireError, WireResult};
 use crate::session::{cancel_signal, pg_status, session_of, CancelSignal};
 use crate::types::{arrow_type_for_pg, pg_type_for_param, WireSchema};
@@ -143,10 +143,13 @@ where
         )))
         .await
         .map_err(io)?;
-    let mut out = BytesMut::new();
     if let Some(header) = encoder.header() {
-        out.extend_from_slice(&header);
+        client
+            .feed(PgWireBackendMessage::CopyData(CopyData::new(header.into())))
+            .await
+            .map_err(io)?;
     }
+    let mut scratch = BytesMut::new();
     let mut rows = 0;
     loop {
         let next = tokio::select! {
@@ -154,25 +157,20 @@ where
             _ = &mut *cancel => return Err(WireError::Cancelled),
             next = stream.next() => next,
         };
-        match next {
+        let batch = match next {
             None => break,
             Some(Err(e)) => return Err(WireError::from_datafusion(e)),
-            Some(Ok(batch)) => {
-                rows += encoder.encode(&batch, &mut out)?;
-                if let Some(chunk) = take_chunk(&mut out, false) {
-                    client
-                        .feed(PgWireBackendMessage::CopyData(chunk))
-                        .await
-                        .map_err(io)?;
-                }
-            }
+            Some(Ok(batch)) => batch,
+        };
+        let mut prepared = encoder.prepare(&batch)?;
+        for row in 0..batch.num_rows() {
+            let line = encoder.encode_row(&mut prepared, row, &mut scratch)?;
+            client
+                .feed(PgWireBackendMessage::CopyData(CopyData::new(line.into())))
+                .await
+                .map_err(io)?;
         }
-    }
-    if let Some(chunk) = take_chunk(&mut out, true) {
-        client
-            .feed(PgWireBackendMessage::CopyData(chunk))
-            .await
-            .map_err(io)?;
+        rows += batch.num_rows();
     }
     client
         .feed(PgWireBackendMessage::CopyDone(CopyDone::new()))

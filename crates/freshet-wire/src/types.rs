@@ -14,7 +14,9 @@
 
 use std::sync::Arc;
 
+use bytes::{BufMut, BytesMut};
 use datafusion::arrow::array::{Array, ArrayRef, RecordBatch, StringBuilder};
+use datafusion::arrow::buffer::NullBuffer;
 use datafusion::arrow::datatypes::{DataType, Field, FieldRef, IntervalUnit, Schema, TimeUnit};
 use datafusion::arrow::json::writer::{make_encoder, EncoderOptions};
 use pgwire::api::portal::Format;
@@ -36,6 +38,9 @@ struct ColumnPlan {
     to_json: bool,
     /// The Arrow field handed to arrow-pg's encoder (Utf8 for JSON columns).
     wire_field: FieldRef,
+    /// Format the column with Freshet's Postgres-exact text output
+    /// ([`crate::text`]) instead of arrow-pg.
+    own_text: bool,
 }
 
 /// A result schema prepared for encoding: Postgres field descriptions plus the
@@ -60,6 +65,8 @@ impl WireSchema {
             } else {
                 field.clone()
             };
+            let own_text =
+                col_format == FieldFormat::Text && crate::text::supports(wire_field.data_type());
             fields.push(FieldInfo::new(
                 field.name().clone(),
                 None,
@@ -70,6 +77,7 @@ impl WireSchema {
             columns.push(ColumnPlan {
                 to_json,
                 wire_field,
+                own_text,
             });
         }
         Ok(WireSchema {
@@ -90,30 +98,29 @@ impl WireSchema {
 
     /// Encodes every row of `batch` as a DataRow in the negotiated formats.
     pub fn encode_batch(&self, batch: &RecordBatch) -> WireResult<Vec<DataRow>> {
-        let columns = self.wire_columns(batch)?;
-        let mut encoder = DataRowEncoder::new(self.fields.clone());
+        let mut prepared = self.prepare(batch)?;
         let mut rows = Vec::with_capacity(batch.num_rows());
+        let mut data = BytesMut::new();
         for row in 0..batch.num_rows() {
-            for (col, array) in columns.iter().enumerate() {
-                arrow_pg::encoder::encode_value(
-                    &mut encoder,
-                    array,
-                    row,
-                    &self.columns[col].wire_field,
-                    &self.fields[col],
-                )?;
+            for col in 0..self.columns.len() {
+                prepared.encode_field(col, row, &mut data)?;
             }
-            rows.push(encoder.take_row());
+            rows.push(DataRow::new(data.split(), self.columns.len() as i16));
         }
         Ok(rows)
     }
 
-    /// Encodes every row of `batch` in text format and returns, per row, each
-    /// field's text (`None` for NULL). Used by `COPY … TO STDOUT`, which needs
-    /// the same text representation as a SELECT but its own quoting.
-    pub fn encode_batch_text(&self, batch: &RecordBatch) -> WireResult<Vec<Vec<Option<Vec<u8>>>>> {
-        let rows = self.encode_batch(batch)?;
-        rows.into_iter().map(|row| split_data_row(&row)).collect()
+    /// Readies `batch` for field-by-field encoding (JSON conversion, null
+    /// masks, per-column formatters).
+    pub(crate) fn prepare(&self, batch: &RecordBatch) -> WireResult<PreparedBatch<'_>> {
+        let columns = self.wire_columns(batch)?;
+        let nulls = columns.iter().map(|c| c.logical_nulls()).collect();
+        Ok(PreparedBatch {
+            schema: self,
+            columns,
+            nulls,
+            scratch: DataRowEncoder::new(self.fields.clone()),
+        })
     }
 
     /// The batch's columns, with JSON conversions applied.
@@ -142,6 +149,74 @@ impl WireSchema {
                 }
             })
             .collect()
+    }
+}
+
+/// A result batch ready to be encoded one field at a time, so that callers
+/// (DataRow streaming, COPY) never hold more than one encoded row.
+pub(crate) struct PreparedBatch<'a> {
+    schema: &'a WireSchema,
+    columns: Vec<ArrayRef>,
+    nulls: Vec<Option<NullBuffer>>,
+    /// arrow-pg writes through a DataRowEncoder; used for binary fields and
+    /// for text of types [`crate::text`] does not cover.
+    scratch: DataRowEncoder,
+}
+
+impl PreparedBatch<'_> {
+    /// Whether the field at (`col`, `row`) is NULL.
+    pub(crate) fn is_null(&self, col: usize, row: usize) -> bool {
+        self.nulls[col].as_ref().is_some_and(|n| n.is_null(row))
+    }
+
+    /// Appends the field at (`col`, `row`) as a DataRow field: a big-endian
+    /// length (-1 for NULL) followed by the value in the column's format.
+    pub(crate) fn encode_field(
+        &mut self,
+        col: usize,
+        row: usize,
+        out: &mut BytesMut,
+    ) -> WireResult<()> {
+        if self.is_null(col, row) {
+            out.put_i32(-1);
+            return Ok(());
+        }
+        let plan = &self.schema.columns[col];
+        if plan.own_text {
+            let mut text = Vec::new();
+            crate::text::write_value(self.columns[col].as_ref(), row, &mut text)?;
+            let len = i32::try_from(text.len())
+                .map_err(|_| WireError::protocol("54000", "field value is too large to send"))?;
+            out.put_i32(len);
+            out.extend_from_slice(&text);
+            return Ok(());
+        }
+        arrow_pg::encoder::encode_value(
+            &mut self.scratch,
+            &self.columns[col],
+            row,
+            &plan.wire_field,
+            &self.schema.fields[col],
+        )?;
+        out.extend_from_slice(&self.scratch.take_row().data);
+        Ok(())
+    }
+
+    /// The text of the field at (`col`, `row`) (`None` for NULL), for COPY,
+    /// which needs the same representation as a text-format SELECT but quotes
+    /// it its own way.
+    pub(crate) fn field_text(
+        &mut self,
+        col: usize,
+        row: usize,
+        buf: &mut BytesMut,
+    ) -> WireResult<Option<Vec<u8>>> {
+        buf.clear();
+        self.encode_field(col, row, buf)?;
+        if buf.len() < 4 || buf[..4] == (-1i32).to_be_bytes() {
+            return Ok(None);
+        }
+        Ok(Some(buf[4..].to_vec()))
     }
 }
 
@@ -281,33 +356,6 @@ fn to_json_strings(field: &FieldRef, array: &dyn Array) -> WireResult<ArrayRef> 
     Ok(Arc::new(builder.finish()))
 }
 
-/// Splits a DataRow's payload into its fields (length-prefixed, -1 = NULL).
-fn split_data_row(row: &DataRow) -> WireResult<Vec<Option<Vec<u8>>>> {
-    let data = &row.data[..];
-    let mut fields = Vec::with_capacity(row.field_count.max(0) as usize);
-    let mut pos = 0usize;
-    let malformed = || WireError::Execution {
-        sqlstate: "XX000",
-        message: "malformed encoded row".to_owned(),
-    };
-    for _ in 0..row.field_count {
-        let len_bytes: [u8; 4] = data
-            .get(pos..pos + 4)
-            .and_then(|b| b.try_into().ok())
-            .ok_or_else(malformed)?;
-        pos += 4;
-        let len = i32::from_be_bytes(len_bytes);
-        if len < 0 {
-            fields.push(None);
-        } else {
-            let end = pos + len as usize;
-            fields.push(Some(data.get(pos..end).ok_or_else(malformed)?.to_vec()));
-            pos = end;
-        }
-    }
-    Ok(fields)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -337,11 +385,9 @@ mod tests {
         let batch = RecordBatch::try_new(schema.clone(), vec![Arc::new(structs)]).unwrap();
         let wire = WireSchema::new(&schema, &Format::UnifiedText).unwrap();
         assert_eq!(wire.fields()[0].datatype(), &Type::JSON);
-        let rows = wire.encode_batch_text(&batch).unwrap();
-        assert_eq!(
-            rows[0][0].as_deref(),
-            Some(&br#"{"label":"a","score":7}"#[..])
-        );
+        let mut prepared = wire.prepare(&batch).unwrap();
+        let text = prepared.field_text(0, 0, &mut BytesMut::new()).unwrap();
+        assert_eq!(text.as_deref(), Some(&br#"{"label":"a","score":7}"#[..]));
     }
 
     #[test]
