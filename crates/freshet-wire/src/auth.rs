@@ -35,6 +35,7 @@ use pgwire::error::{PgWireError, PgWireResult};
 use pgwire::messages::response::{ReadyForQuery, TransactionStatus};
 use pgwire::messages::startup::{Authentication, BackendKeyData, ParameterStatus};
 use pgwire::messages::{PgWireBackendMessage, PgWireFrontendMessage};
+use tokio::runtime::Handle;
 use tokio::sync::Mutex;
 
 use crate::error::WireError;
@@ -58,6 +59,8 @@ struct ScramSlot(Mutex<Option<ScramPhase>>);
 /// Startup handler implementing Freshet's authentication policy.
 pub struct FreshetStartupHandler {
     engine: Arc<Engine>,
+    /// The runtime sessions run their statements on.
+    compute: Handle,
     connections: Arc<ConnectionManager>,
     pids: RandomPidSecretKeyGenerator,
 }
@@ -84,10 +87,11 @@ fn is_loopback(ip: IpAddr) -> bool {
 
 impl FreshetStartupHandler {
     /// A handler for `engine`, registering connections in `connections` so that
-    /// CancelRequests can find them.
-    pub fn new(engine: Arc<Engine>, connections: Arc<ConnectionManager>) -> Self {
+    /// CancelRequests can find them; sessions execute on `compute`.
+    pub fn new(engine: Arc<Engine>, compute: Handle, connections: Arc<ConnectionManager>) -> Self {
         FreshetStartupHandler {
             engine,
+            compute,
             connections,
             pids: RandomPidSecretKeyGenerator::default(),
         }
@@ -116,7 +120,7 @@ impl FreshetStartupHandler {
             .map_err(|e| fatal(e.into()))?;
         client
             .session_extensions()
-            .insert(SessionSlot(Arc::new(Mutex::new(session))));
+            .insert(SessionSlot::new(session, self.compute.clone()));
 
         let (pid, secret_key) = self.pids.generate(client);
         client.set_pid_and_secret_key(pid, secret_key.clone());

@@ -20,7 +20,7 @@ use datafusion::arrow::array::{
 use datafusion::arrow::compute::{cast_with_options, CastOptions};
 use datafusion::arrow::datatypes::{DataType, SchemaRef};
 use datafusion::arrow::util::display::FormatOptions as ArrowFormatOptions;
-use freshet_engine::{CopyFormat, CopyInTarget, CopyOptions};
+use freshet_engine::{CopyFormat, CopyInTarget, CopyOptions, EngineError};
 use futures::{Sink, SinkExt};
 use pgwire::api::copy::CopyHandler;
 use pgwire::api::portal::Format;
@@ -729,8 +729,8 @@ impl FreshetCopyHandler {
 
     /// Abandons the COPY in the engine and syncs the transaction status.
     async fn abort<C: ClientInfo + ?Sized>(client: &mut C, reason: &str) {
-        if let Ok(session) = session_of(client) {
-            let mut session = session.lock().await;
+        if let Ok(slot) = session_of(client) {
+            let mut session = slot.lock().await;
             session.copy_in_abort(reason);
             client.set_transaction_status(pg_status(session.transaction_status()));
         }
@@ -740,11 +740,16 @@ impl FreshetCopyHandler {
         let mut decoder = Self::take_decoder(client).await?;
         let batches = decoder.push(data)?;
         if !batches.is_empty() {
-            let session = session_of(client)?;
-            let mut session = session.lock().await;
-            for batch in batches {
-                session.copy_in_batch(batch).await?;
-            }
+            session_of(client)?
+                .run(move |session| {
+                    Box::pin(async move {
+                        for batch in batches {
+                            session.copy_in_batch(batch).await?;
+                        }
+                        Ok::<_, EngineError>(())
+                    })
+                })
+                .await??;
         }
         Self::put_decoder(client, decoder).await;
         Ok(())
@@ -753,13 +758,19 @@ impl FreshetCopyHandler {
     async fn done<C: ClientInfo + ?Sized>(client: &mut C) -> WireResult<CommandComplete> {
         let mut decoder = Self::take_decoder(client).await?;
         let last = decoder.finish()?;
-        let session = session_of(client)?;
-        let mut session = session.lock().await;
-        if let Some(batch) = last {
-            session.copy_in_batch(batch).await?;
-        }
-        let tag = session.copy_in_finish().await?;
-        client.set_transaction_status(pg_status(session.transaction_status()));
+        let slot = session_of(client)?;
+        let (tag, status) = slot
+            .run(move |session| {
+                Box::pin(async move {
+                    if let Some(batch) = last {
+                        session.copy_in_batch(batch).await?;
+                    }
+                    let tag = session.copy_in_finish().await?;
+                    Ok::<_, EngineError>((tag, session.transaction_status()))
+                })
+            })
+            .await??;
+        client.set_transaction_status(pg_status(status));
         Ok(crate::query::command_complete(&tag))
     }
 }

@@ -37,7 +37,7 @@ use pgwire::messages::PgWireBackendMessage;
 
 use crate::copy::{begin_copy_in, CopyOutEncoder};
 use crate::error::{WireError, WireResult};
-use crate::session::{cancel_signal, pg_status, session_of, CancelSignal};
+use crate::session::{cancel_signal, pg_status, session_of, CancelSignal, SessionSlot};
 use crate::types::{arrow_type_for_pg, pg_type_for_param, WireSchema};
 
 /// Handles Query, Parse/Bind/Describe/Execute for one server.
@@ -245,19 +245,26 @@ impl FreshetQueryHandler {
         C: ClientInfo + Sink<PgWireBackendMessage> + Unpin + Send + Sync,
         PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
     {
-        let session = session_of(client)?;
-        let mut session = session.lock().await;
-        let results = tokio::select! {
+        let slot = session_of(client)?;
+        let sql = sql.to_owned();
+        let execution =
+            slot.run(move |session| Box::pin(async move { session.execute_simple(&sql).await }));
+        let results: Vec<WireResult<QueryOutput>> = tokio::select! {
             biased;
             _ = &mut *cancel => vec![Err(WireError::Cancelled)],
-            results = session.execute_simple(sql) => {
-                results.into_iter().map(|r| r.map_err(WireError::from)).collect()
+            results = execution => match results {
+                Ok(results) => results.into_iter().map(|r| r.map_err(WireError::from)).collect(),
+                Err(e) => vec![Err(e)],
             }
         };
+        let mut session = slot.lock().await;
         let mut copy_started = false;
         for result in results {
             let outcome = match result {
-                Ok(output) => self.send_output(client, &mut session, output, cancel).await,
+                Ok(output) => {
+                    self.send_output(client, &slot, &mut session, output, cancel)
+                        .await
+                }
                 Err(e) => Err(e),
             };
             match outcome {
@@ -282,6 +289,7 @@ impl FreshetQueryHandler {
     async fn send_output<C>(
         &self,
         client: &mut C,
+        slot: &SessionSlot,
         session: &mut Session,
         output: QueryOutput,
         cancel: &mut CancelSignal,
@@ -297,7 +305,7 @@ impl FreshetQueryHandler {
                     .feed(PgWireBackendMessage::RowDescription(wire.row_description()))
                     .await
                     .map_err(io)?;
-                let mut rows = row_stream(wire, stream);
+                let mut rows = row_stream(wire, slot.on_compute(stream));
                 let (count, _) = send_rows(client, &mut rows, 0, cancel).await?;
                 client
                     .feed(PgWireBackendMessage::CommandComplete(CommandComplete::new(
@@ -327,6 +335,7 @@ impl FreshetQueryHandler {
                 stream,
                 options,
             } => {
+                let stream = slot.on_compute(stream);
                 let rows = send_copy_out(client, &schema, stream, options, cancel).await?;
                 client
                     .feed(PgWireBackendMessage::CommandComplete(CommandComplete::new(
@@ -360,15 +369,18 @@ impl FreshetQueryHandler {
         C: ClientInfo + Sink<PgWireBackendMessage> + Unpin + Send + Sync,
         PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
     {
-        let statement = &portal.statement.statement;
-        let params = decode_parameters(portal, statement)?;
-        let session = session_of(client)?;
-        let mut session = session.lock().await;
+        let statement = portal.statement.statement.clone();
+        let params = decode_parameters(portal, &statement)?;
+        let slot = session_of(client)?;
+        let execution = slot.run(move |session| {
+            Box::pin(async move { session.execute_prepared(&statement, params).await })
+        });
         let result = tokio::select! {
             biased;
             _ = &mut *cancel => Err(WireError::Cancelled),
-            result = session.execute_prepared(statement, params) => result.map_err(WireError::from),
+            result = execution => result.and_then(|r| r.map_err(WireError::from)),
         };
+        let mut session = slot.lock().await;
         send_parameter_status(client, &mut session).await?;
         client.set_transaction_status(pg_status(session.transaction_status()));
         Ok(match result? {
@@ -376,7 +388,7 @@ impl FreshetQueryHandler {
                 let wire = WireSchema::new(&schema, &portal.result_column_format)?;
                 PortalOutput::Rows(QueryResponse::new(
                     wire.fields().clone(),
-                    row_stream(wire, stream),
+                    row_stream(wire, slot.on_compute(stream)),
                 ))
             }
             QueryOutput::Command(tag) => PortalOutput::Complete(command_complete(&tag)),
@@ -385,10 +397,16 @@ impl FreshetQueryHandler {
                 schema,
                 stream,
                 options,
-            } => {
-                let rows = send_copy_out(client, &schema, stream, options, cancel).await?;
-                PortalOutput::Complete(CommandComplete::new(format!("COPY {rows}")))
-            }
+            } => match send_copy_out(client, &schema, slot.on_compute(stream), options, cancel)
+                .await
+            {
+                Ok(rows) => PortalOutput::Complete(CommandComplete::new(format!("COPY {rows}"))),
+                Err(e) => {
+                    session.fail_in_block();
+                    client.set_transaction_status(pg_status(session.transaction_status()));
+                    return Err(e);
+                }
+            },
             QueryOutput::CopyIn(target) => match begin_copy_in(client, target).await {
                 Ok(columns) => PortalOutput::CopyIn(columns),
                 Err(e) => {
@@ -653,13 +671,13 @@ impl QueryParser for FreshetQueryParser {
             .iter()
             .map(|t| t.as_ref().and_then(arrow_type_for_pg))
             .collect();
-        let session = session_of(client)?;
-        let mut session = session.lock().await;
-        session
-            .prepare(sql, &declared)
+        let slot = session_of(client)?;
+        let sql = sql.to_owned();
+        slot.run(move |session| Box::pin(async move { session.prepare(&sql, &declared).await }))
             .await
+            .and_then(|prepared| prepared.map_err(WireError::from))
             .map(Some)
-            .map_err(|e| WireError::from(e).into())
+            .map_err(Into::into)
     }
 
     fn get_parameter_types(&self, stmt: &Self::Statement) -> PgWireResult<Vec<Type>> {

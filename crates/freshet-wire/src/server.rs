@@ -1,17 +1,29 @@
 //! The TCP listener and the per-connection wiring of pgwire handlers.
+//!
+//! Connections run on an I/O runtime of their own (see [`Server::run_until`])
+//! so that a server whose query workers are saturated still accepts
+//! connections and, above all, the CancelRequests that stop the work
+//! saturating them.
 
 use std::future::Future;
 use std::io::BufReader;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
 
 use freshet_engine::Engine;
 use pgwire::api::cancel::DefaultCancelHandler;
 use pgwire::api::{ConnectionManager, PgWireServerHandlers};
+use pgwire::messages::startup::SecretKey;
 use pgwire::tokio::process_socket;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
-use tokio::net::TcpListener;
+use tokio::io::AsyncReadExt;
+use tokio::net::{TcpListener, TcpStream};
+use tokio::runtime::Handle;
+use tokio::time::Instant;
 use tokio_rustls::TlsAcceptor;
 
 use crate::auth::FreshetStartupHandler;
@@ -70,9 +82,12 @@ impl PgWireServerHandlers for Handlers {
 
 /// A bound Postgres-protocol server.
 pub struct Server {
-    listener: TcpListener,
+    /// Kept as a std listener: it is registered with the I/O runtime in
+    /// [`Server::run_until`], not with the runtime that bound it.
+    listener: std::net::TcpListener,
     tls: Option<TlsAcceptor>,
     handlers: Arc<Handlers>,
+    connections: Arc<ConnectionManager>,
 }
 
 impl Server {
@@ -94,19 +109,24 @@ impl Server {
                 return Err(WireError::InsecureListen(*addr));
             }
         }
-        let listener = TcpListener::bind(addrs.as_slice()).await?;
+        let listener = TcpListener::bind(addrs.as_slice()).await?.into_std()?;
         let tls = config.tls.as_ref().map(load_tls).transpose()?;
         let connections = Arc::new(ConnectionManager::new());
         let handlers = Arc::new(Handlers {
             query: Arc::new(FreshetQueryHandler::default()),
-            startup: Arc::new(FreshetStartupHandler::new(engine, connections.clone())),
+            startup: Arc::new(FreshetStartupHandler::new(
+                engine,
+                Handle::current(),
+                connections.clone(),
+            )),
             copy: Arc::new(FreshetCopyHandler),
-            cancel: Arc::new(DefaultCancelHandler::new(connections)),
+            cancel: Arc::new(DefaultCancelHandler::new(connections.clone())),
         });
         Ok(Server {
             listener,
             tls,
             handlers,
+            connections,
         })
     }
 
@@ -120,40 +140,168 @@ impl Server {
         self.tls.is_some()
     }
 
-    /// Accepts connections until `shutdown` resolves. Connections already
-    /// running are not waited for; the caller shuts the engine down next.
+    /// Accepts connections until `shutdown` resolves, then drops the ones
+    /// still open; the caller shuts the engine down next.
+    ///
+    /// SQL runs on the runtime this is called on (the compute runtime). The
+    /// listener, `shutdown` and the connections' protocol work run on an I/O
+    /// runtime of their own, driven by a dedicated thread: query execution
+    /// can keep every compute worker busy for minutes, and a server that then
+    /// cannot even accept the CancelRequest meant to stop that work is stuck.
     pub async fn run_until<F>(self, shutdown: F) -> WireResult<()>
+    where
+        F: Future<Output = ()> + Send + 'static,
+    {
+        let (done_tx, done_rx) = tokio::sync::oneshot::channel();
+        std::thread::Builder::new()
+            .name("freshet-accept".to_owned())
+            .spawn(move || {
+                let result = match tokio::runtime::Builder::new_multi_thread()
+                    .worker_threads(IO_THREADS)
+                    .thread_name("freshet-io")
+                    .enable_all()
+                    .build()
+                {
+                    Ok(runtime) => {
+                        let result = runtime.block_on(self.accept_loop(shutdown));
+                        // Open connections may sit in a read; do not wait for them.
+                        runtime.shutdown_background();
+                        result
+                    }
+                    Err(e) => Err(WireError::Io(e)),
+                };
+                // The receiver is gone only if run_until's caller stopped waiting.
+                let _ = done_tx.send(result);
+            })?;
+        done_rx.await.unwrap_or_else(|_| {
+            Err(WireError::Io(std::io::Error::other(
+                "the accept thread ended without reporting",
+            )))
+        })
+    }
+
+    /// The accept loop: routes every new connection (see [`route`]).
+    async fn accept_loop<F>(self, shutdown: F) -> WireResult<()>
     where
         F: Future<Output = ()>,
     {
+        let listener = TcpListener::from_std(self.listener)?;
         tokio::pin!(shutdown);
         loop {
             let accepted = tokio::select! {
                 _ = &mut shutdown => return Ok(()),
-                accepted = self.listener.accept() => accepted,
+                accepted = listener.accept() => accepted,
             };
             let (socket, peer) = match accepted {
                 Ok(pair) => pair,
                 Err(e) => {
                     // Typically EMFILE; keep serving existing connections.
                     tracing::warn!(error = %e, "accept failed");
-                    tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+                    tokio::time::sleep(Duration::from_millis(50)).await;
                     continue;
                 }
             };
             if let Err(e) = socket.set_nodelay(true) {
                 tracing::debug!(error = %e, "could not set TCP_NODELAY");
             }
-            let tls = self.tls.clone();
-            let handlers = self.handlers.clone();
-            tokio::spawn(async move {
-                tracing::debug!(%peer, "connection accepted");
-                if let Err(e) = process_socket(socket, tls, handlers).await {
-                    tracing::debug!(%peer, error = %e, "connection ended with error");
-                }
-            });
+            tokio::spawn(route(
+                socket,
+                peer,
+                self.tls.clone(),
+                self.handlers.clone(),
+                self.connections.clone(),
+            ));
         }
     }
+}
+
+/// Worker threads of the I/O runtime. Protocol work is light (SQL runs on
+/// the compute runtime); two keep one large result's encoding from delaying
+/// every other connection.
+const IO_THREADS: usize = 2;
+
+/// `CancelRequest`'s request code (the "protocol version" of its start-up packet).
+const CANCEL_REQUEST_CODE: i32 = 80_877_102;
+/// Length prefix + code + pid + the longest secret key protocol 3.2 allows.
+const MAX_CANCEL_REQUEST_LEN: usize = 12 + 256;
+/// How long a new connection may take to send its first 8 bytes before it is
+/// handed to pgwire as it is (pgwire then applies its own start-up timeout).
+const FIRST_PACKET_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// What the first 8 bytes of a new connection say it is.
+enum FirstPacket {
+    /// A CancelRequest whose whole packet is `len` bytes long.
+    Cancel { len: usize },
+    /// A start-up, SSL or GSS request, a direct TLS handshake, or something
+    /// that did not arrive in time: pgwire's business.
+    Other,
+    /// The client closed the connection before sending a packet.
+    Closed,
+}
+
+/// Answers a CancelRequest at once, before anything else about the connection
+/// is set up; hands every other connection to pgwire.
+async fn route(
+    socket: TcpStream,
+    peer: SocketAddr,
+    tls: Option<TlsAcceptor>,
+    handlers: Arc<Handlers>,
+    connections: Arc<ConnectionManager>,
+) {
+    match first_packet(&socket).await {
+        FirstPacket::Closed => {}
+        FirstPacket::Cancel { len } => cancel(socket, len, &connections).await,
+        FirstPacket::Other => {
+            tracing::debug!(%peer, "connection accepted");
+            if let Err(e) = process_socket(socket, tls, handlers).await {
+                tracing::debug!(%peer, error = %e, "connection ended with error");
+            }
+        }
+    }
+}
+
+/// Peeks (without consuming) at the first 8 bytes: a length and a code.
+async fn first_packet(socket: &TcpStream) -> FirstPacket {
+    let deadline = Instant::now() + FIRST_PACKET_TIMEOUT;
+    let mut header = [0u8; 8];
+    loop {
+        let peeked = tokio::time::timeout_at(deadline, socket.peek(&mut header)).await;
+        match peeked {
+            Err(_) | Ok(Err(_)) => return FirstPacket::Other,
+            Ok(Ok(0)) => return FirstPacket::Closed,
+            Ok(Ok(n)) if n >= header.len() => break,
+            // Only part of the header is here; peeking again at once would
+            // spin, since the socket stays readable.
+            Ok(Ok(_)) => {
+                if Instant::now() >= deadline {
+                    return FirstPacket::Other;
+                }
+                tokio::time::sleep(Duration::from_millis(5)).await;
+            }
+        }
+    }
+    let len = i32::from_be_bytes([header[0], header[1], header[2], header[3]]);
+    let code = i32::from_be_bytes([header[4], header[5], header[6], header[7]]);
+    match usize::try_from(len) {
+        Ok(len) if code == CANCEL_REQUEST_CODE && (16..=MAX_CANCEL_REQUEST_LEN).contains(&len) => {
+            FirstPacket::Cancel { len }
+        }
+        _ => FirstPacket::Other,
+    }
+}
+
+/// Reads a CancelRequest and signals the connection it names. Like Postgres,
+/// answers nothing and closes the socket, whether or not the key matched.
+async fn cancel(mut socket: TcpStream, len: usize, connections: &ConnectionManager) {
+    let mut packet = vec![0u8; len];
+    match tokio::time::timeout(FIRST_PACKET_TIMEOUT, socket.read_exact(&mut packet)).await {
+        Ok(Ok(_)) => {}
+        _ => return,
+    }
+    let pid = i32::from_be_bytes([packet[8], packet[9], packet[10], packet[11]]);
+    let secret = SecretKey::Bytes(Bytes::copy_from_slice(&packet[12..]));
+    let found = connections.cancel(pid, &secret).await;
+    tracing::debug!(pid, found, "cancel request");
 }
 
 fn load_tls(files: &TlsFiles) -> WireResult<TlsAcceptor> {
