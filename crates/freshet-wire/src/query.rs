@@ -24,12 +24,12 @@ use futures::{Sink, SinkExt, StreamExt};
 use pgwire::api::portal::{Format, Portal, PortalExecutionState};
 use pgwire::api::query::{ExtendedQueryHandler, SimpleQueryHandler};
 use pgwire::api::results::{FieldInfo, QueryResponse, Response, SendableRowStream};
-use pgwire::api::stmt::QueryParser;
+use pgwire::api::stmt::{QueryParser, StoredStatement};
 use pgwire::api::store::{Entry, PortalStore};
 use pgwire::api::{ClientInfo, ClientPortalStore, PgWireConnectionState, Type, DEFAULT_NAME};
 use pgwire::error::{PgWireError, PgWireResult};
 use pgwire::messages::copy::{CopyData, CopyDone, CopyInResponse, CopyOutResponse};
-use pgwire::messages::extendedquery::{Execute, PortalSuspended};
+use pgwire::messages::extendedquery::{Describe, Execute, Parse, ParseComplete, PortalSuspended};
 use pgwire::messages::response::{CommandComplete, EmptyQueryResponse, ReadyForQuery};
 use pgwire::messages::simplequery::Query;
 use pgwire::messages::startup::ParameterStatus;
@@ -231,6 +231,18 @@ fn is_empty_query(sql: &str) -> bool {
     sql.chars().all(|c| c == ';' || c.is_whitespace())
 }
 
+/// After a statement failed in the wire layer (a stream error, a cancel, a
+/// failed Parse or Describe), puts an open transaction block into the aborted
+/// state like Postgres does for every ERROR, and mirrors the engine's state
+/// for the next ReadyForQuery.
+async fn fail_statement<C: ClientInfo + ?Sized>(client: &mut C) {
+    if let Ok(slot) = session_of(client) {
+        let mut session = slot.lock().await;
+        session.fail_in_block();
+        client.set_transaction_status(pg_status(session.transaction_status()));
+    }
+}
+
 impl FreshetQueryHandler {
     /// Runs a simple-protocol query string and writes all its responses
     /// (everything up to, not including, ReadyForQuery). Returns `true` when a
@@ -275,6 +287,9 @@ impl FreshetQueryHandler {
                     }
                 }
                 Err(e) => {
+                    // The engine fails the block for errors it returns; a
+                    // stream that fails or is cancelled midway is only seen here.
+                    session.fail_in_block();
                     send_error(client, e).await?;
                     break;
                 }
@@ -723,7 +738,48 @@ impl ExtendedQueryHandler for FreshetQueryHandler {
         if !matches!(client.state(), PgWireConnectionState::CopyInProgress(_)) {
             client.set_state(PgWireConnectionState::ReadyForQuery);
         }
+        if result.is_err() {
+            fail_statement(client).await;
+        }
         result.map_err(Into::into)
+    }
+
+    async fn on_parse<C>(&self, client: &mut C, message: Parse) -> PgWireResult<()>
+    where
+        C: ClientInfo + ClientPortalStore + Sink<PgWireBackendMessage> + Unpin + Send + Sync,
+        C::PortalStore: PortalStore<Statement = Self::Statement>,
+        C::Error: Debug,
+        PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
+    {
+        // pgwire's default, plus failing the transaction block on error.
+        let name = message.name.as_deref().unwrap_or(DEFAULT_NAME).to_owned();
+        let parsed = StoredStatement::parse(client, &message, self.query_parser()).await;
+        match parsed {
+            Ok(Some(statement)) => client.portal_store().put_statement(Arc::new(statement)),
+            Ok(None) => client.portal_store().put_empty_statement(&name),
+            Err(e) => {
+                fail_statement(client).await;
+                return Err(e);
+            }
+        }
+        client
+            .send(PgWireBackendMessage::ParseComplete(ParseComplete::new()))
+            .await?;
+        Ok(())
+    }
+
+    async fn on_describe<C>(&self, client: &mut C, message: Describe) -> PgWireResult<()>
+    where
+        C: ClientInfo + ClientPortalStore + Sink<PgWireBackendMessage> + Unpin + Send + Sync,
+        C::PortalStore: PortalStore<Statement = Self::Statement>,
+        C::Error: Debug,
+        PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
+    {
+        let result = self._on_describe(client, message).await;
+        if result.is_err() {
+            fail_statement(client).await;
+        }
+        result
     }
 
     async fn do_query<C>(
