@@ -29,7 +29,9 @@ use pgwire::api::store::{Entry, PortalStore};
 use pgwire::api::{ClientInfo, ClientPortalStore, PgWireConnectionState, Type, DEFAULT_NAME};
 use pgwire::error::{PgWireError, PgWireResult};
 use pgwire::messages::copy::{CopyData, CopyDone, CopyInResponse, CopyOutResponse};
-use pgwire::messages::extendedquery::{Describe, Execute, Parse, ParseComplete, PortalSuspended};
+use pgwire::messages::extendedquery::{
+    Bind, Describe, Execute, Parse, ParseComplete, PortalSuspended,
+};
 use pgwire::messages::response::{CommandComplete, EmptyQueryResponse, ReadyForQuery};
 use pgwire::messages::simplequery::Query;
 use pgwire::messages::startup::ParameterStatus;
@@ -577,11 +579,55 @@ fn decode_parameters(
         .map(pg_type_for_param)
         .collect();
     let server_refs: Vec<_> = server_types.iter().map(Some).collect();
-    let values = arrow_pg::datatypes::df::deserialize_parameters_with_server_types(
-        portal,
-        &inferred,
-        &server_refs,
-    )?;
+    // arrow-pg cannot decode json/jsonb parameters (it asks for a String,
+    // which postgres-types refuses for those types); they are decoded here and
+    // hidden from it as NULL text.
+    let json: Vec<Option<ScalarValue>> = (0..expected)
+        .map(|idx| {
+            let declared = portal.statement.parameter_types.get(idx).cloned().flatten();
+            let ty = declared.unwrap_or_else(|| server_types[idx].clone());
+            if ty == Type::JSON || ty == Type::JSONB {
+                decode_json_parameter(portal, idx, &ty).map(Some)
+            } else {
+                Ok(None)
+            }
+        })
+        .collect::<WireResult<_>>()?;
+    let values = if json.iter().any(Option::is_some) {
+        let mut types = portal.statement.parameter_types.clone();
+        types.resize(expected, None);
+        let mut parameters = portal.parameters.clone();
+        for (idx, value) in json.iter().enumerate() {
+            if value.is_some() {
+                types[idx] = Some(Type::TEXT);
+                parameters[idx] = None;
+            }
+        }
+        let statement = Arc::new(StoredStatement::new(
+            portal.statement.id.clone(),
+            portal.statement.statement.clone(),
+            types,
+        ));
+        let bind = Bind::new(
+            None,
+            None,
+            format_codes(&portal.parameter_format),
+            parameters,
+            Vec::new(),
+        );
+        let stripped = Portal::try_new(&bind, statement)?;
+        arrow_pg::datatypes::df::deserialize_parameters_with_server_types(
+            &stripped,
+            &inferred,
+            &server_refs,
+        )?
+    } else {
+        arrow_pg::datatypes::df::deserialize_parameters_with_server_types(
+            portal,
+            &inferred,
+            &server_refs,
+        )?
+    };
     let ParamValues::List(values) = values else {
         return Err(WireError::protocol("08P01", "unexpected named parameters"));
     };
@@ -593,10 +639,11 @@ fn decode_parameters(
     }
     values
         .into_iter()
+        .zip(json)
         .zip(&statement.param_types)
         .enumerate()
-        .map(|(idx, (value, target))| {
-            let value = value.value;
+        .map(|(idx, ((value, json), target))| {
+            let value = json.unwrap_or(value.value);
             if &value.data_type() == target {
                 return Ok(value);
             }
@@ -608,6 +655,49 @@ fn decode_parameters(
             })
         })
         .collect()
+}
+
+/// The format codes that produce `format` again (for rebuilding a Bind).
+fn format_codes(format: &Format) -> Vec<i16> {
+    match format {
+        Format::UnifiedText => Vec::new(),
+        Format::UnifiedBinary => vec![1],
+        Format::Individual(codes) => codes.clone(),
+    }
+}
+
+/// A json or jsonb parameter as text: the document itself in text format and
+/// for binary json; binary jsonb carries a version byte (1) first.
+fn decode_json_parameter(
+    portal: &Portal<PreparedStatement>,
+    idx: usize,
+    ty: &Type,
+) -> WireResult<ScalarValue> {
+    let Some(Some(bytes)) = portal.parameters.get(idx) else {
+        return Ok(ScalarValue::Utf8(None));
+    };
+    let mut document = &bytes[..];
+    if portal.parameter_format.is_binary(idx) && *ty == Type::JSONB {
+        match document.split_first() {
+            Some((1, rest)) => document = rest,
+            _ => {
+                return Err(WireError::protocol(
+                    "22P03",
+                    format!("unsupported jsonb version number in parameter ${}", idx + 1),
+                ))
+            }
+        }
+    }
+    let text = std::str::from_utf8(document).map_err(|_| {
+        WireError::protocol(
+            "22021",
+            format!(
+                "invalid byte sequence for encoding \"UTF8\" in parameter ${}",
+                idx + 1
+            ),
+        )
+    })?;
+    Ok(ScalarValue::Utf8(Some(text.to_owned())))
 }
 
 #[async_trait]
