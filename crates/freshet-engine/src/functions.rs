@@ -195,6 +195,29 @@ impl ScalarUDFImpl for ModelCall {
         ))
     }
 
+    /// Unaliased calls are named as written (`db.s.m!predict(t.a, t.b)`),
+    /// not after the internal function the dialect layer rewrote them into.
+    fn schema_name(&self, args: &[Expr]) -> DfResult<String> {
+        let text = |i: usize| match args.get(i) {
+            Some(Expr::Literal(v, _)) => literal_string(Some(v)),
+            _ => None,
+        };
+        let model = text(0).unwrap_or_default();
+        let method = text(2).unwrap_or_else(|| "predict".into());
+        let target = match text(1).filter(|v| !v.is_empty()) {
+            Some(version) => format!("MODEL({model}, {version})"),
+            None => model,
+        };
+        let call_args = args
+            .get(3..)
+            .unwrap_or_default()
+            .iter()
+            .map(|a| a.schema_name().to_string())
+            .collect::<Vec<_>>()
+            .join(", ");
+        Ok(format!("{target}!{method}({call_args})"))
+    }
+
     fn return_field_from_args(&self, args: ReturnFieldArgs) -> DfResult<FieldRef> {
         let model =
             literal_string(args.scalar_arguments.first().copied().flatten()).ok_or_else(|| {
@@ -423,6 +446,25 @@ impl ScalarUDFImpl for GetField {
             "{}'s type depends on its arguments",
             self.name
         )))
+    }
+
+    /// Unaliased paths are named as written: `p:label`, `p->1`, `p->>'label'`.
+    fn schema_name(&self, args: &[Expr]) -> DfResult<String> {
+        let inner = match args.first() {
+            Some(e) => e.schema_name().to_string(),
+            None => String::new(),
+        };
+        let key = match args.get(1) {
+            Some(Expr::Literal(v, _)) => path_key(Some(v)),
+            _ => None,
+        };
+        Ok(match (key, self.result) {
+            (Some(PathKey::Name(n)), PathResult::Typed) => format!("{inner}:{n}"),
+            (Some(PathKey::Name(n)), PathResult::Text) => format!("{inner}->>'{n}'"),
+            (Some(PathKey::Index(i)), PathResult::Typed) => format!("{inner}->{i}"),
+            (Some(PathKey::Index(i)), PathResult::Text) => format!("{inner}->>{i}"),
+            (None, _) => format!("{}({inner}, ?)", self.name),
+        })
     }
 
     fn return_field_from_args(&self, args: ReturnFieldArgs) -> DfResult<FieldRef> {

@@ -998,6 +998,25 @@ async fn call_forms_and_field_access() {
         assert_eq!(r.get::<_, f32>(8), probs[1], "->-1");
     }
 
+    // unaliased calls and paths are named as written, not after the
+    // internal functions they are rewritten into
+    let names = simple_columns(
+        &client,
+        "SELECT ml.registry.mymodel!predict(c0, c1), MODEL(ml.registry.mymodel, v1)!predict_proba(c0, c1), \
+                ml.registry.mymodel!predict(c0, c1):label, ml.registry.mymodel!predict(c0, c1)->>'label' \
+         FROM logins",
+    )
+    .await;
+    assert_eq!(
+        names,
+        [
+            "ml.registry.mymodel!predict(logins.c0, logins.c1)",
+            "MODEL(ml.registry.mymodel, v1)!predict_proba(logins.c0, logins.c1)",
+            "ml.registry.mymodel!predict(logins.c0, logins.c1):label",
+            "ml.registry.mymodel!predict(logins.c0, logins.c1)->>'label'",
+        ]
+    );
+
     // a missing field is a planning error naming what exists
     let message = error_of(
         &client,
