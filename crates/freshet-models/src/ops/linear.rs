@@ -10,7 +10,7 @@ use tract_onnx::pb::NodeProto;
 use tract_onnx::prelude::*;
 use tract_onnx::tract_hir::internal::*;
 
-use super::tree::{apply_post, logistic, parse_post_transform, Labels, PostTransform};
+use super::tree::{apply_post_rows, parse_post_transform, Labels, PostTransform};
 use super::{as_f32, boxed, floats_attr, rows_cols, Kernel};
 
 #[derive(Debug)]
@@ -113,48 +113,39 @@ impl Kernel for LinearClassifier {
         let x = x.try_as_plain_ram()?;
         let x = x.as_slice::<f32>()?;
         let k = self.labels.len();
-        let mut probs = vec![0f32; rows * k];
-        let mut winners = Vec::with_capacity(rows);
-        let mut scores = vec![0f32; self.n_models];
-        for r in 0..rows {
-            let row = &x[r * cols..(r + 1) * cols];
-            for (m, s) in scores.iter_mut().enumerate() {
-                let w = &self.coefficients[m * f..(m + 1) * f];
+        // Scores for every row first, then the post transform over the whole
+        // buffer: one tight loop each, which the compiler vectorizes.
+        let m = self.n_models;
+        let mut scores = vec![0f32; rows * m];
+        for (row, out) in x.chunks_exact(cols).zip(scores.chunks_exact_mut(m)) {
+            for (j, s) in out.iter_mut().enumerate() {
+                let w = &self.coefficients[j * f..(j + 1) * f];
                 *s = row.iter().zip(w).map(|(a, b)| a * b).sum::<f32>()
-                    + self.intercepts.get(m).copied().unwrap_or(0.0);
-            }
-            let out = &mut probs[r * k..(r + 1) * k];
-            if self.n_models == 1 {
-                // binary with a single score: positive class iff score > 0
-                let s = scores[0];
-                winners.push(usize::from(s > 0.0));
-                match self.post {
-                    PostTransform::Logistic => {
-                        out[0] = logistic(-s);
-                        out[1] = logistic(s);
-                    }
-                    PostTransform::None => {
-                        out[0] = -s;
-                        out[1] = s;
-                    }
-                    other => {
-                        out[0] = -s;
-                        out[1] = s;
-                        apply_post(other, out);
-                    }
-                }
-            } else {
-                let mut best = 0;
-                for m in 1..self.n_models {
-                    if scores[m] > scores[best] {
-                        best = m;
-                    }
-                }
-                winners.push(best);
-                out.copy_from_slice(&scores);
-                apply_post(self.post, out);
+                    + self.intercepts.get(j).copied().unwrap_or(0.0);
             }
         }
+        let (winners, mut probs): (Vec<usize>, Vec<f32>) = if m == 1 {
+            // binary with a single score: positive class iff score > 0, and
+            // the two class scores are (-s, s)
+            let winners = scores.iter().map(|&s| usize::from(s > 0.0)).collect();
+            let probs = scores.iter().flat_map(|&s| [-s, s]).collect();
+            (winners, probs)
+        } else {
+            let winners = scores
+                .chunks_exact(m)
+                .map(|row| {
+                    let mut best = 0;
+                    for j in 1..m {
+                        if row[j] > row[best] {
+                            best = j;
+                        }
+                    }
+                    best
+                })
+                .collect();
+            (winners, scores)
+        };
+        apply_post_rows(self.post, &mut probs, k);
         let labels = match &self.labels {
             Labels::Int(l) => {
                 tract_ndarray::Array1::from_iter(winners.iter().map(|&w| l[w])).into_tensor()

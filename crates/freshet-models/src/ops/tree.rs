@@ -431,12 +431,63 @@ impl Ensemble {
 
 // ---------------------------------------------------------------- math (as onnxruntime)
 
+/// e^x without a libm call and without branches, so that loops applying it
+/// over a slice vectorize (libm's `expf` is one call per element, and was the
+/// largest cost of scoring linear models). Cephes' range reduction and
+/// polynomial: within 2 ulp of `expf` wherever the result is a normal float;
+/// below about -87.3 it returns the smallest normal float instead of a
+/// subnormal or zero, far inside the tolerance of any probability.
+#[inline(always)]
+pub(crate) fn exp_fast(x: f32) -> f32 {
+    const LOG2E: f32 = std::f32::consts::LOG2_E;
+    const LN2_HI: f32 = 0.693_359_4;
+    const LN2_LO: f32 = -2.121_944_4e-4;
+    // adding 1.5 * 2^23 rounds to an integer held in the low mantissa bits
+    const ROUND: f32 = 12_582_912.0;
+    let clamped = x.max(-87.336_54).min(88.376_26);
+    let t = clamped * LOG2E + ROUND;
+    let n = t - ROUND;
+    let r = clamped - n * LN2_HI - n * LN2_LO;
+    let mut p = 1.987_569_1e-4_f32;
+    p = p * r + 1.398_199_9e-3;
+    p = p * r + 8.333_452e-3;
+    p = p * r + 4.166_579_6e-2;
+    p = p * r + 1.666_666_5e-1;
+    p = p * r + 5.000_000_1e-1;
+    let e_r = p * r * r + r + 1.0;
+    // 2^n built from n's bits in t: (n + 127) << 23
+    let scale = f32::from_bits(t.to_bits().wrapping_sub(0x4B40_0000 - 127) << 23);
+    let y = e_r * scale;
+    if x.is_nan() {
+        x
+    } else {
+        y
+    }
+}
+
+/// onnxruntime's logistic: `1 / (1 + e^-|v|)`, mirrored for negative `v`.
+#[inline(always)]
 pub(crate) fn logistic(v: f32) -> f32 {
-    let e = 1.0 / (1.0 + (-v.abs()).exp());
+    let e = 1.0 / (1.0 + exp_fast(-v.abs()));
     if v < 0.0 {
         1.0 - e
     } else {
         e
+    }
+}
+
+/// A post transform over a whole `[rows, k]` buffer at once: element-wise
+/// transforms run as one vectorizable loop, row-wise ones per row.
+pub(crate) fn apply_post_rows(post: PostTransform, v: &mut [f32], k: usize) {
+    match post {
+        PostTransform::None => {}
+        PostTransform::Logistic => v.iter_mut().for_each(|x| *x = logistic(*x)),
+        PostTransform::Probit => v.iter_mut().for_each(|x| *x = probit(*x)),
+        PostTransform::Softmax | PostTransform::SoftmaxZero => {
+            for row in v.chunks_mut(k.max(1)) {
+                apply_post(post, row);
+            }
+        }
     }
 }
 
@@ -458,7 +509,7 @@ fn softmax(v: &mut [f32]) {
     let max = v.iter().copied().fold(f32::NEG_INFINITY, f32::max);
     let mut sum = 0.0;
     for x in v.iter_mut() {
-        *x = (*x - max).exp();
+        *x = exp_fast(*x - max);
         sum += *x;
     }
     for x in v.iter_mut() {
@@ -471,7 +522,7 @@ fn softmax_zero(v: &mut [f32]) {
     let mut sum = 0.0;
     for x in v.iter_mut() {
         if x.abs() > 1e-7 {
-            *x = (*x - max).exp();
+            *x = exp_fast(*x - max);
             sum += *x;
         } else {
             *x = 0.0;
@@ -800,5 +851,41 @@ impl Kernel for TreeClassifier {
             labels.into_tvalue(),
             tract_ndarray::Array2::from_shape_vec((rows, c), probs)?.into_tvalue()
         ))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// `exp_fast` replaces libm where onnxruntime's outputs are the oracle:
+    /// it must stay within a few ulp of `expf` over the whole useful range.
+    #[test]
+    fn exp_fast_matches_expf() {
+        let mut worst = 0f64;
+        let mut x = -87.0f32;
+        while x < 88.0 {
+            let want = f64::from(x.exp());
+            let got = f64::from(exp_fast(x));
+            worst = worst.max((got - want).abs() / want);
+            x += 0.001_37;
+        }
+        assert!(worst < 5e-7, "worst relative error {worst}");
+        assert!(exp_fast(f32::NAN).is_nan());
+        assert_eq!(exp_fast(0.0), 1.0);
+        assert!(exp_fast(-1000.0) >= 0.0 && exp_fast(-1000.0) < 1e-37);
+        assert!(exp_fast(1000.0) > 1e38);
+    }
+
+    #[test]
+    fn logistic_is_symmetric_and_saturates() {
+        for v in [-30.0f32, -3.0, -0.5, 0.0, 0.5, 3.0, 30.0] {
+            let a = logistic(v);
+            let b = 1.0 / (1.0 + (-f64::from(v)).exp());
+            assert!((f64::from(a) - b).abs() < 1e-6, "{v}: {a} vs {b}");
+        }
+        assert_eq!(logistic(100.0), 1.0);
+        assert_eq!(logistic(-100.0), 0.0);
+        assert!(logistic(f32::NAN).is_nan());
     }
 }
