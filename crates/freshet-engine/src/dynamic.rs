@@ -31,6 +31,17 @@
 //!   This is what makes model scoring cheap: each new source row is scored
 //!   exactly once, and deleted rows are never scored.
 //!
+//!   Queries with one GROUP BY, DISTINCT or inner equi-join over map-only
+//!   inputs (under projections and HAVING filters) are maintained by
+//!   *recomputing the affected partitions* ([`Strategy::Keyed`]): the lineage
+//!   column holds a hash of each result row's key (group key, DISTINCT row,
+//!   join key; [`key_hashes`]); a refresh runs the operator's inputs over the
+//!   changed source rows to find the keys they touch, deletes the result rows
+//!   with those key hashes and recomputes just those partitions from the
+//!   current sources. Outer joins, window functions, several joins and
+//!   aggregates over joins fall back to FULL, and `refresh_mode_reason` says
+//!   which construct was the reason.
+//!
 //! # Pinning
 //!
 //! At CREATE the query is rewritten into a self-contained form stored in
@@ -88,8 +99,12 @@ use datafusion::common::{
 };
 use datafusion::datasource::{provider_as_source, MemTable};
 use datafusion::execution::context::SessionContext;
+use datafusion::logical_expr::expr::ScalarFunction;
+use datafusion::logical_expr::utils::split_conjunction;
 use datafusion::logical_expr::{
-    Expr as DfExpr, LogicalPlan, LogicalPlanBuilder, Projection, Union, Volatility,
+    ColumnarValue, Distinct, Expr as DfExpr, Filter, Join, JoinType, LogicalPlan,
+    LogicalPlanBuilder, Operator, Projection, ScalarFunctionArgs, ScalarUDF, ScalarUDFImpl,
+    Signature, Union, Volatility,
 };
 use datafusion::sql::sqlparser::ast::{
     visit_expressions_mut, Expr, FunctionArg, FunctionArgExpr, FunctionArguments, Ident,
@@ -762,31 +777,73 @@ fn body_has_wildcard(body: &SetExpr) -> bool {
     }
 }
 
-/// Why `query` (planned as `plan`, reading `sources`) cannot be maintained
-/// incrementally; `None` when it is *map-only* and can.
-///
-/// Map-only means every result row comes from exactly one source row,
-/// independently of all other rows: projections, filters, deterministic
-/// scalar expressions (model calls included), CTEs and derived tables made of
-/// those, and UNION ALL of such branches, over stored tables and dynamic
-/// tables. Then a source row's lineage (its row id, unique across all tables)
-/// identifies exactly the result rows to remove when it is deleted, and the
-/// query evaluated over just the inserted rows gives the rows to add.
-fn incremental_blocker(
-    query: &Query,
-    plan: &LogicalPlan,
-    sources: &[RelationEntry],
-    other_shapes: bool,
-) -> Option<String> {
-    if let Some(view) = sources
-        .iter()
-        .find(|s| matches!(s.kind, RelationKind::View { .. }))
-    {
-        return Some(format!("reads a view ({})", view.name));
+/// How an incremental dynamic table is maintained.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Strategy {
+    /// Every result row comes from exactly one source row: deleted source rows
+    /// remove their result rows (by lineage), inserted ones are evaluated.
+    MapOnly,
+    /// The result is partitioned by a key (GROUP BY key, DISTINCT row, join
+    /// key): a refresh recomputes only the partitions whose source rows
+    /// changed. The lineage column holds the hash of each row's key.
+    Keyed(KeyKind),
+}
+
+/// Which operator partitions a [`Strategy::Keyed`] result.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum KeyKind {
+    Aggregate,
+    Distinct,
+    Join,
+}
+
+impl Strategy {
+    fn reason(self) -> &'static str {
+        match self {
+            Strategy::MapOnly => INCREMENTAL_REASON,
+            Strategy::Keyed(KeyKind::Aggregate) => {
+                "GROUP BY: each refresh recomputes only the groups whose source rows changed"
+            }
+            Strategy::Keyed(KeyKind::Distinct) => {
+                "DISTINCT: each refresh recomputes only the rows whose source rows changed"
+            }
+            Strategy::Keyed(KeyKind::Join) => {
+                "inner join: each refresh recomputes only the join keys whose rows changed on either side"
+            }
+        }
     }
+}
+
+/// The operator that decides the strategy: the first node below the
+/// projections, filters and aliases at the top of the plan.
+fn key_node(plan: &LogicalPlan) -> &LogicalPlan {
+    match plan {
+        LogicalPlan::Projection(p) => key_node(&p.input),
+        LogicalPlan::Filter(f) => key_node(&f.input),
+        LogicalPlan::SubqueryAlias(a) => key_node(&a.input),
+        other => other,
+    }
+}
+
+/// The strategy of a plan that [`classify`] accepted.
+fn strategy_of(plan: &LogicalPlan) -> Strategy {
+    match key_node(plan) {
+        LogicalPlan::Aggregate(_) => Strategy::Keyed(KeyKind::Aggregate),
+        LogicalPlan::Distinct(_) => Strategy::Keyed(KeyKind::Distinct),
+        LogicalPlan::Join(_) => Strategy::Keyed(KeyKind::Join),
+        _ => Strategy::MapOnly,
+    }
+}
+
+/// Why a subtree is not map-only (see [`Strategy::MapOnly`]), in words, or
+/// `None`. Counts the table scans it finds; a scan of anything but one of
+/// `sources` is a reason too.
+fn map_only_blocker(
+    plan: &LogicalPlan,
+    sources: &[QualifiedName],
+    scans: &mut usize,
+) -> Option<String> {
     let mut reason: Option<String> = None;
-    let mut scans = 0usize;
-    let source_names: Vec<QualifiedName> = sources.iter().map(|s| s.qualified()).collect();
     let _ = plan.apply_with_subqueries(|node| {
         let what = match node {
             LogicalPlan::Aggregate(_) => Some("aggregate (GROUP BY)".to_string()),
@@ -803,9 +860,9 @@ fn incremental_blocker(
                 Some("a SELECT without FROM (rows that come from no source)".to_string())
             }
             LogicalPlan::TableScan(scan) => {
-                scans += 1;
+                *scans += 1;
                 let known = match (scan.table_name.catalog(), scan.table_name.schema()) {
-                    (Some(database), Some(schema)) => source_names.contains(&QualifiedName {
+                    (Some(database), Some(schema)) => sources.contains(&QualifiedName {
                         database: database.to_string(),
                         schema: schema.to_string(),
                         name: scan.table_name.table().to_string(),
@@ -821,10 +878,23 @@ fn incremental_blocker(
             | LogicalPlan::EmptyRelation(_) => None,
             other => Some(format!("{} operator", other.display())),
         };
-        if let Some(what) = what {
-            reason.get_or_insert_with(|| not_incremental(&what));
-            return Ok(TreeNodeRecursion::Stop);
+        match what {
+            Some(what) => {
+                reason.get_or_insert(what);
+                Ok(TreeNodeRecursion::Stop)
+            }
+            None => Ok(TreeNodeRecursion::Continue),
         }
+    });
+    reason
+}
+
+/// Why an expression anywhere in the plan rules out incremental maintenance
+/// (a result that could differ between two evaluations over the same rows,
+/// or that depends on rows outside its partition), or `None`.
+fn expression_blocker(plan: &LogicalPlan) -> Option<String> {
+    let mut reason: Option<String> = None;
+    let _ = plan.apply_with_subqueries(|node| {
         node.apply_expressions(|e| {
             e.apply(|e| {
                 let found = match e {
@@ -833,11 +903,18 @@ fn incremental_blocker(
                     {
                         Some(format!("non-deterministic function {}()", f.func.name()))
                     }
+                    DfExpr::AggregateFunction(f)
+                        if f.func.signature().volatility != Volatility::Immutable =>
+                    {
+                        Some(format!("non-deterministic function {}()", f.func.name()))
+                    }
                     DfExpr::ScalarSubquery(_) | DfExpr::Exists(_) | DfExpr::InSubquery(_) => {
                         Some(not_incremental("subquery"))
                     }
                     DfExpr::WindowFunction(_) => Some(not_incremental("window function")),
-                    DfExpr::AggregateFunction(_) => Some(not_incremental("aggregate")),
+                    DfExpr::GroupingSet(_) => {
+                        Some(not_incremental("GROUPING SETS, ROLLUP or CUBE"))
+                    }
                     _ => None,
                 };
                 match found {
@@ -850,21 +927,116 @@ fn incremental_blocker(
             })
         })
     });
-    if reason.is_some() {
-        return reason;
+    reason
+}
+
+/// How `query` (planned as `plan`, reading `sources`) can be maintained
+/// incrementally, or why it cannot.
+///
+/// * Map-only queries ([`Strategy::MapOnly`]): projections, filters,
+///   deterministic scalar expressions (model calls included), CTEs and
+///   derived tables made of those, and UNION ALL of such branches, over
+///   stored tables and dynamic tables.
+/// * One GROUP BY, DISTINCT or inner equi-join over map-only inputs, under
+///   projections and filters (HAVING) only ([`Strategy::Keyed`]).
+fn classify(
+    query: &Query,
+    plan: &LogicalPlan,
+    sources: &[RelationEntry],
+    other_shapes: bool,
+) -> Result<Strategy, String> {
+    if let Some(view) = sources
+        .iter()
+        .find(|s| matches!(s.kind, RelationKind::View { .. }))
+    {
+        return Err(format!("reads a view ({})", view.name));
     }
+    if let Some(reason) = expression_blocker(plan) {
+        return Err(reason);
+    }
+    let names: Vec<QualifiedName> = sources.iter().map(|s| s.qualified()).collect();
+    let mut scans = 0usize;
+    let strategy = match key_node(plan) {
+        LogicalPlan::Aggregate(aggregate) => {
+            if let Some(what) = map_only_blocker(&aggregate.input, &names, &mut scans) {
+                return Err(not_incremental(&format!("aggregate over {what}")));
+            }
+            Strategy::Keyed(KeyKind::Aggregate)
+        }
+        LogicalPlan::Distinct(Distinct::All(input)) => {
+            if let Some(what) = map_only_blocker(input, &names, &mut scans) {
+                return Err(not_incremental(&format!("DISTINCT over {what}")));
+            }
+            Strategy::Keyed(KeyKind::Distinct)
+        }
+        LogicalPlan::Distinct(Distinct::On(_)) => return Err(not_incremental("DISTINCT ON")),
+        LogicalPlan::Join(join) => {
+            if join.join_type != JoinType::Inner {
+                return Err(not_incremental(&format!(
+                    "outer join ({})",
+                    join.join_type.to_string().to_ascii_uppercase()
+                )));
+            }
+            if join_keys(join).is_empty() {
+                return Err(not_incremental(
+                    "join without an equality between its two sides (cross join)",
+                ));
+            }
+            for side in [&join.left, &join.right] {
+                if let Some(what) = map_only_blocker(side, &names, &mut scans) {
+                    return Err(not_incremental(&format!("join over {what}")));
+                }
+            }
+            Strategy::Keyed(KeyKind::Join)
+        }
+        _ => {
+            if let Some(what) = map_only_blocker(plan, &names, &mut scans) {
+                return Err(not_incremental(&what));
+            }
+            Strategy::MapOnly
+        }
+    };
     if other_shapes {
-        return Some(not_incremental("table function or other FROM item"));
+        return Err(not_incremental("table function or other FROM item"));
     }
     if body_has_wildcard(&query.body) {
-        return Some(
+        return Err(
             "SELECT * is not supported for INCREMENTAL: list the columns explicitly".to_string(),
         );
     }
     if scans == 0 || sources.is_empty() {
-        return Some("reads no stored table: nothing to maintain incrementally".to_string());
+        return Err("reads no stored table: nothing to maintain incrementally".to_string());
     }
-    None
+    Ok(strategy)
+}
+
+/// The equality pairs (left side, right side) of an inner join: its `on`
+/// keys and the `l = r` conjuncts of its condition that compare an
+/// expression over one input with one over the other.
+fn join_keys(join: &Join) -> Vec<(DfExpr, DfExpr)> {
+    let mut keys = join.on.clone();
+    let Some(filter) = &join.filter else {
+        return keys;
+    };
+    let over = |e: &DfExpr, schema: &datafusion::common::DFSchema| {
+        let columns = e.column_refs();
+        !columns.is_empty() && columns.iter().all(|c| schema.has_column(c))
+    };
+    for conjunct in split_conjunction(filter) {
+        let DfExpr::BinaryExpr(b) = conjunct else {
+            continue;
+        };
+        if b.op != Operator::Eq {
+            continue;
+        }
+        let (l, r) = (b.left.as_ref(), b.right.as_ref());
+        if over(l, join.left.schema()) && over(r, join.right.schema()) {
+            keys.push((l.clone(), r.clone()));
+        } else if over(r, join.left.schema()) && over(l, join.right.schema()) {
+            keys.push((r.clone(), l.clone()));
+        }
+    }
+    keys
 }
 
 /// The catalog name a table scan of a stored query reads. Stored queries
@@ -930,6 +1102,444 @@ fn plan_with_lineage(
     .map_err(map_df_error)
 }
 
+// ---------------------------------------------------------------------------
+// Keyed maintenance: recompute the partitions whose source rows changed
+// ---------------------------------------------------------------------------
+
+const FNV_OFFSET: u64 = 0xcbf2_9ce4_8422_2325;
+const FNV_PRIME: u64 = 0x0000_0100_0000_01b3;
+
+fn fnv(mut hash: u64, bytes: &[u8]) -> u64 {
+    for b in bytes {
+        hash ^= u64::from(*b);
+        hash = hash.wrapping_mul(FNV_PRIME);
+    }
+    hash
+}
+
+/// splitmix64's finalizer: spreads FNV's weak low bits over the whole word.
+fn finish_hash(mut z: u64) -> u64 {
+    z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+    z ^ (z >> 31)
+}
+
+/// Hashes of the key tuples in `columns`, one per row.
+///
+/// Equal keys must hash equally even when their columns have different
+/// types, since a join compares `int` with `bigint` (or a GROUP BY key is
+/// read once from the source and once from the result): numbers hash by
+/// value as `f64`, strings by their UTF-8 bytes, anything else by its text.
+/// The hash is defined here, not by a library, because it is stored in the
+/// lineage column and must not change between releases. Collisions are
+/// harmless: two keys with one hash are simply recomputed together.
+fn key_hashes(columns: &[ArrayRef], rows: usize) -> Result<Vec<u64>, DataFusionError> {
+    use datafusion::arrow::array::{AsArray, BooleanArray};
+    use datafusion::arrow::compute::cast;
+    use datafusion::arrow::datatypes::Float64Type;
+    let mut hashes = vec![FNV_OFFSET; rows];
+    for column in columns {
+        let dt = column.data_type();
+        if dt.is_numeric() {
+            let values = cast(column, &DataType::Float64)?;
+            let values = values.as_primitive::<Float64Type>();
+            for (i, h) in hashes.iter_mut().enumerate() {
+                *h = if values.is_null(i) {
+                    fnv(*h, &[0])
+                } else {
+                    let v = values.value(i);
+                    let v = if v == 0.0 {
+                        0.0
+                    } else if v.is_nan() {
+                        f64::NAN
+                    } else {
+                        v
+                    };
+                    fnv(fnv(*h, &[1]), &v.to_bits().to_le_bytes())
+                };
+            }
+        } else if matches!(dt, DataType::Boolean) {
+            let values = column
+                .as_any()
+                .downcast_ref::<BooleanArray>()
+                .ok_or_else(|| DataFusionError::Internal("boolean key is not boolean".into()))?;
+            for (i, h) in hashes.iter_mut().enumerate() {
+                *h = if values.is_null(i) {
+                    fnv(*h, &[0])
+                } else {
+                    fnv(*h, &[2, u8::from(values.value(i))])
+                };
+            }
+        } else {
+            let text: ArrayRef = match dt {
+                DataType::Utf8 | DataType::LargeUtf8 | DataType::Utf8View | DataType::Null => {
+                    cast(column, &DataType::Utf8)?
+                }
+                _ => {
+                    let options = datafusion::arrow::util::display::FormatOptions::default();
+                    let formatter = datafusion::arrow::util::display::ArrayFormatter::try_new(
+                        column, &options,
+                    )?;
+                    Arc::new(
+                        (0..rows)
+                            .map(|i| (!column.is_null(i)).then(|| formatter.value(i).to_string()))
+                            .collect::<StringArray>(),
+                    )
+                }
+            };
+            let text = text.as_string::<i32>();
+            for (i, h) in hashes.iter_mut().enumerate() {
+                *h = if text.is_null(i) {
+                    fnv(*h, &[0])
+                } else {
+                    let bytes = text.value(i).as_bytes();
+                    let h2 = fnv(*h, &[3]);
+                    fnv(fnv(h2, &(bytes.len() as u64).to_le_bytes()), bytes)
+                };
+            }
+        }
+    }
+    Ok(hashes.into_iter().map(finish_hash).collect())
+}
+
+fn columnar_arrays(args: &[ColumnarValue], rows: usize) -> DfResult<Vec<ArrayRef>> {
+    args.iter().map(|a| a.clone().into_array(rows)).collect()
+}
+
+/// `freshet_key_hash(k1, k2, …)`: the [`key_hashes`] of a key tuple. Only
+/// ever built into refresh plans, never registered for SQL.
+#[derive(Debug, PartialEq, Eq, Hash)]
+struct KeyHash {
+    signature: Signature,
+}
+
+impl ScalarUDFImpl for KeyHash {
+    fn name(&self) -> &str {
+        "freshet_key_hash"
+    }
+    fn signature(&self) -> &Signature {
+        &self.signature
+    }
+    fn return_type(&self, _arg_types: &[DataType]) -> DfResult<DataType> {
+        Ok(DataType::UInt64)
+    }
+    fn invoke_with_args(&self, args: ScalarFunctionArgs) -> DfResult<ColumnarValue> {
+        let rows = args.number_rows;
+        let hashes = key_hashes(&columnar_arrays(&args.args, rows)?, rows)?;
+        Ok(ColumnarValue::Array(Arc::new(UInt64Array::from(hashes))))
+    }
+}
+
+/// `freshet_key_in(k1, k2, …)`: whether the key tuple's hash is one of the
+/// refresh's affected keys.
+#[derive(Debug)]
+struct KeyIn {
+    signature: Signature,
+    keys: Arc<HashSet<u64>>,
+}
+
+impl PartialEq for KeyIn {
+    fn eq(&self, other: &Self) -> bool {
+        Arc::ptr_eq(&self.keys, &other.keys)
+    }
+}
+
+impl Eq for KeyIn {}
+
+impl std::hash::Hash for KeyIn {
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        (Arc::as_ptr(&self.keys) as usize).hash(state);
+    }
+}
+
+impl ScalarUDFImpl for KeyIn {
+    fn name(&self) -> &str {
+        "freshet_key_in"
+    }
+    fn signature(&self) -> &Signature {
+        &self.signature
+    }
+    fn return_type(&self, _arg_types: &[DataType]) -> DfResult<DataType> {
+        Ok(DataType::Boolean)
+    }
+    fn invoke_with_args(&self, args: ScalarFunctionArgs) -> DfResult<ColumnarValue> {
+        let rows = args.number_rows;
+        let hashes = key_hashes(&columnar_arrays(&args.args, rows)?, rows)?;
+        Ok(ColumnarValue::Array(Arc::new(
+            hashes
+                .iter()
+                .map(|h| Some(self.keys.contains(h)))
+                .collect::<datafusion::arrow::array::BooleanArray>(),
+        )))
+    }
+}
+
+/// A key expression list with a leading constant, so a key of no columns (a
+/// global aggregate) still makes a valid call.
+fn key_args(keys: Vec<DfExpr>) -> Vec<DfExpr> {
+    let mut args = vec![DfExpr::Literal(ScalarValue::Int64(Some(0)), None)];
+    args.extend(keys);
+    args
+}
+
+fn key_hash_expr(keys: Vec<DfExpr>) -> DfExpr {
+    static UDF: OnceLock<Arc<ScalarUDF>> = OnceLock::new();
+    let udf = UDF.get_or_init(|| {
+        Arc::new(ScalarUDF::new_from_impl(KeyHash {
+            signature: Signature::variadic_any(Volatility::Immutable),
+        }))
+    });
+    DfExpr::ScalarFunction(ScalarFunction::new_udf(udf.clone(), key_args(keys)))
+}
+
+fn key_in_expr(keys: Vec<DfExpr>, set: Arc<HashSet<u64>>) -> DfExpr {
+    let udf = Arc::new(ScalarUDF::new_from_impl(KeyIn {
+        signature: Signature::variadic_any(Volatility::Immutable),
+        keys: set,
+    }));
+    DfExpr::ScalarFunction(ScalarFunction::new_udf(udf, key_args(keys)))
+}
+
+/// The inputs of a keyed operator, each with the key expressions over it.
+fn key_inputs(node: &LogicalPlan) -> Result<Vec<(Arc<LogicalPlan>, Vec<DfExpr>)>, EngineError> {
+    let columns = |plan: &LogicalPlan| -> Vec<DfExpr> {
+        plan.schema()
+            .columns()
+            .into_iter()
+            .map(DfExpr::Column)
+            .collect()
+    };
+    match node {
+        LogicalPlan::Aggregate(a) => Ok(vec![(a.input.clone(), a.group_expr.clone())]),
+        LogicalPlan::Distinct(Distinct::All(input)) => Ok(vec![(input.clone(), columns(input))]),
+        LogicalPlan::Join(j) => {
+            let (left, right): (Vec<DfExpr>, Vec<DfExpr>) = join_keys(j).into_iter().unzip();
+            Ok(vec![(j.left.clone(), left), (j.right.clone(), right)])
+        }
+        _ => Err(EngineError::new(
+            "XX000",
+            "keyed dynamic table query has no GROUP BY, DISTINCT or join",
+        )),
+    }
+}
+
+/// `input` restricted to rows whose key hash is in `only` (all when `None`).
+fn restrict(
+    input: Arc<LogicalPlan>,
+    keys: Vec<DfExpr>,
+    only: &Option<Arc<HashSet<u64>>>,
+) -> DfResult<LogicalPlan> {
+    match only {
+        None => Ok((*input).clone()),
+        Some(set) => Ok(LogicalPlan::Filter(Filter::try_new(
+            key_in_expr(keys, set.clone()),
+            input,
+        )?)),
+    }
+}
+
+/// `node` with its key hash appended as the lineage column.
+fn with_key_lineage(node: LogicalPlan, keys: Vec<DfExpr>) -> DfResult<LogicalPlan> {
+    let mut exprs: Vec<DfExpr> = node
+        .schema()
+        .columns()
+        .into_iter()
+        .map(DfExpr::Column)
+        .collect();
+    exprs.push(key_hash_expr(keys).alias(ROW_ID_COLUMN));
+    Ok(LogicalPlan::Projection(Projection::try_new(
+        exprs,
+        Arc::new(node),
+    )?))
+}
+
+/// Rewrites a keyed plan (see [`Strategy::Keyed`]) to compute only the
+/// partitions whose key hash is in `only` (everything when `None`), with the
+/// key hash as an extra last column (the lineage).
+fn keyed_plan(plan: &LogicalPlan, only: &Option<Arc<HashSet<u64>>>) -> DfResult<LogicalPlan> {
+    match plan {
+        LogicalPlan::Projection(p) => {
+            let input = keyed_plan(&p.input, only)?;
+            let (qualifier, _) = input
+                .schema()
+                .qualified_field_with_unqualified_name(ROW_ID_COLUMN)?;
+            let lineage = DfExpr::Column(Column::new(qualifier.cloned(), ROW_ID_COLUMN));
+            let mut exprs = p.expr.clone();
+            exprs.push(lineage);
+            Ok(LogicalPlan::Projection(Projection::try_new(
+                exprs,
+                Arc::new(input),
+            )?))
+        }
+        LogicalPlan::Filter(f) => {
+            let input = keyed_plan(&f.input, only)?;
+            plan.with_new_exprs(plan.expressions(), vec![input])
+        }
+        LogicalPlan::SubqueryAlias(a) => {
+            let input = keyed_plan(&a.input, only)?;
+            plan.with_new_exprs(plan.expressions(), vec![input])
+        }
+        LogicalPlan::Aggregate(a) => {
+            let input = restrict(a.input.clone(), a.group_expr.clone(), only)?;
+            let node = plan.with_new_exprs(plan.expressions(), vec![input])?;
+            let groups: Vec<DfExpr> = node
+                .schema()
+                .columns()
+                .into_iter()
+                .take(a.group_expr.len())
+                .map(DfExpr::Column)
+                .collect();
+            with_key_lineage(node, groups)
+        }
+        LogicalPlan::Distinct(Distinct::All(input)) => {
+            let columns: Vec<DfExpr> = input
+                .schema()
+                .columns()
+                .into_iter()
+                .map(DfExpr::Column)
+                .collect();
+            let restricted = restrict(input.clone(), columns, only)?;
+            let node = LogicalPlan::Distinct(Distinct::All(Arc::new(restricted)));
+            let all: Vec<DfExpr> = node
+                .schema()
+                .columns()
+                .into_iter()
+                .map(DfExpr::Column)
+                .collect();
+            with_key_lineage(node, all)
+        }
+        LogicalPlan::Join(j) => {
+            let (left_keys, right_keys): (Vec<DfExpr>, Vec<DfExpr>) =
+                join_keys(j).into_iter().unzip();
+            let left = restrict(j.left.clone(), left_keys.clone(), only)?;
+            let right = restrict(j.right.clone(), right_keys, only)?;
+            let node = plan.with_new_exprs(plan.expressions(), vec![left, right])?;
+            with_key_lineage(node, left_keys)
+        }
+        other => Err(DataFusionError::Plan(format!(
+            "cannot maintain {} incrementally",
+            other.display()
+        ))),
+    }
+}
+
+/// Replaces the table scans of `plan` with scans of `inputs` (same table
+/// names, so column references still resolve).
+fn replace_scans(
+    plan: LogicalPlan,
+    inputs: &HashMap<QualifiedName, Arc<MemTable>>,
+    default: &QualifiedName,
+) -> DfResult<LogicalPlan> {
+    plan.transform_up(|node| {
+        let rebuilt = match node {
+            LogicalPlan::TableScan(scan) => {
+                let name = scan_name(&scan.table_name, default);
+                let input = inputs.get(&name).ok_or_else(|| {
+                    DataFusionError::Plan(format!(
+                        "dynamic table refresh has no input for source {name}"
+                    ))
+                })?;
+                LogicalPlanBuilder::scan(
+                    scan.table_name.clone(),
+                    provider_as_source(input.clone()),
+                    None,
+                )?
+                .build()?
+            }
+            other => other.recompute_schema()?,
+        };
+        Ok(Transformed::yes(rebuilt))
+    })
+    .map(|t| t.data)
+}
+
+/// The key hashes of the partitions touched by `changed` (per source: its
+/// deleted rows' old contents and its inserted rows, visible columns only).
+async fn affected_keys(
+    session: &Session,
+    plan: &LogicalPlan,
+    default: &QualifiedName,
+    changed: &HashMap<QualifiedName, Arc<MemTable>>,
+) -> Result<HashSet<u64>, EngineError> {
+    let mut keys = HashSet::new();
+    for (input, key_exprs) in key_inputs(key_node(plan))? {
+        let replaced = replace_scans((*input).clone(), changed, default).map_err(map_df_error)?;
+        let hashes = LogicalPlan::Projection(
+            Projection::try_new(
+                vec![key_hash_expr(key_exprs).alias("key_hash")],
+                Arc::new(replaced),
+            )
+            .map_err(map_df_error)?,
+        );
+        let batches = session
+            .ctx
+            .execute_logical_plan(hashes)
+            .await
+            .map_err(map_df_error)?
+            .collect()
+            .await
+            .map_err(map_df_error)?;
+        keys.extend(row_ids_of(&batches));
+    }
+    Ok(keys)
+}
+
+/// Runs a keyed plan restricted to `only` and collects its rows (lineage last).
+async fn evaluate_keyed(
+    session: &Session,
+    plan: &LogicalPlan,
+    only: Option<HashSet<u64>>,
+) -> Result<Vec<RecordBatch>, EngineError> {
+    let plan = keyed_plan(plan, &only.map(Arc::new)).map_err(map_df_error)?;
+    session
+        .ctx
+        .execute_logical_plan(plan)
+        .await
+        .map_err(map_df_error)?
+        .collect()
+        .await
+        .map_err(map_df_error)
+}
+
+/// Deletes the rows of a dynamic table whose lineage is in `lineage`;
+/// returns how many.
+fn delete_by_lineage(
+    session: &Session,
+    contents_id: TableId,
+    hidden: usize,
+    lineage: &HashSet<u64>,
+) -> Result<u64, EngineError> {
+    if lineage.is_empty() {
+        return Ok(0);
+    }
+    let batches = session
+        .shared
+        .with_txn(|t| t.scan(contents_id, Some(&[hidden]), true))
+        .map_err(map_df_error)?
+        .map_err(EngineError::from)?;
+    let mut doomed = Vec::new();
+    for batch in &batches {
+        let (Some(sources), Some(ids)) = (
+            batch.column(0).as_any().downcast_ref::<UInt64Array>(),
+            batch.column(1).as_any().downcast_ref::<UInt64Array>(),
+        ) else {
+            return Err(EngineError::new(
+                "XX001",
+                "lineage column of a dynamic table has the wrong type",
+            ));
+        };
+        for i in 0..batch.num_rows() {
+            if sources.is_valid(i) && lineage.contains(&sources.value(i)) {
+                doomed.push(RowId(ids.value(i)));
+            }
+        }
+    }
+    txn_mut(session, |t| {
+        t.delete(contents_id, &doomed).map_err(EngineError::from)
+    })?;
+    Ok(doomed.len() as u64)
+}
+
 async fn create_dynamic_table(
     session: &mut Session,
     create: &CreateDynamicTable,
@@ -993,10 +1603,10 @@ async fn create_dynamic_table(
             source_entries.push(entry);
         }
     }
-    let blocker = incremental_blocker(&query, &plan, &source_entries, qualifier.other_shapes);
-    let (refresh_mode, reason) = match (create.refresh_mode, blocker) {
+    let strategy = classify(&query, &plan, &source_entries, qualifier.other_shapes);
+    let (refresh_mode, reason) = match (create.refresh_mode, strategy) {
         (RefreshMode::Full, _) => (FULL, "REFRESH_MODE = FULL was requested".to_string()),
-        (RefreshMode::Incremental, Some(reason)) => {
+        (RefreshMode::Incremental, Err(reason)) => {
             return Err(EngineError::new(
                 "0A000",
                 format!(
@@ -1005,10 +1615,10 @@ async fn create_dynamic_table(
                 ),
             ))
         }
-        (RefreshMode::Incremental, None) | (RefreshMode::Auto, None) => {
-            (INCREMENTAL, INCREMENTAL_REASON.to_string())
+        (RefreshMode::Incremental, Ok(strategy)) | (RefreshMode::Auto, Ok(strategy)) => {
+            (INCREMENTAL, strategy.reason().to_string())
         }
-        (RefreshMode::Auto, Some(reason)) => (FULL, reason),
+        (RefreshMode::Auto, Err(reason)) => (FULL, reason),
     };
 
     let mut fields: Vec<Field> = output_schema
@@ -1486,7 +2096,7 @@ fn resolve_sources(
 /// lineage: the row id of the source row it came from.
 async fn evaluate_with_lineage(
     session: &Session,
-    query: &Query,
+    plan: &LogicalPlan,
     default: &QualifiedName,
     inputs: Vec<(&SourceInput, Vec<RecordBatch>)>,
 ) -> Result<Vec<RecordBatch>, EngineError> {
@@ -1500,12 +2110,7 @@ async fn evaluate_with_lineage(
         .map_err(map_df_error)?;
         tables.insert(source.name.clone(), Arc::new(table));
     }
-    let plan = plan_statement(
-        &session.ctx.state(),
-        Statement::Query(Box::new(query.clone())),
-    )
-    .await?;
-    let plan = plan_with_lineage(plan, &tables, default)?;
+    let plan = plan_with_lineage(plan.clone(), &tables, default)?;
     session
         .ctx
         .execute_logical_plan(plan)
@@ -1532,6 +2137,25 @@ fn input_batches(
             RecordBatch::try_new(schema.clone(), columns).map_err(arrow_err)
         })
         .collect()
+}
+
+/// A source's changed rows (input batches: visible columns and row id) as a
+/// table of its visible columns only, the shape its scans have.
+fn visible_table(
+    source: &SourceInput,
+    rows: Vec<RecordBatch>,
+) -> Result<Arc<MemTable>, EngineError> {
+    let width = source.schema.fields().len().saturating_sub(1);
+    let schema: SchemaRef = Arc::new(Schema::new(source.schema.fields()[..width].to_vec()));
+    let batches = rows
+        .into_iter()
+        .map(|b| {
+            RecordBatch::try_new(schema.clone(), b.columns()[..width].to_vec()).map_err(arrow_err)
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    Ok(Arc::new(
+        MemTable::try_new(schema, vec![batches]).map_err(map_df_error)?,
+    ))
 }
 
 /// Row ids in the last column of `batches`.
@@ -1608,6 +2232,12 @@ async fn refresh_in_session(
     if def.refresh_mode == INCREMENTAL {
         let sources = resolve_sources(session, &def, &name)?;
         let hidden = contents_schema.fields().len().saturating_sub(1);
+        let plan = plan_statement(
+            &session.ctx.state(),
+            Statement::Query(Box::new(query.clone())),
+        )
+        .await?;
+        let strategy = strategy_of(&plan);
         // Incremental only from a retained snapshot of the same source tables;
         // a source replaced since (CREATE OR REPLACE TABLE) needs a recompute.
         let from = def.data_seq.filter(|from| {
@@ -1617,11 +2247,24 @@ async fn refresh_in_session(
                     .data_timestamp_micros
                     .is_some_and(|ts| sources.iter().all(|source| source.created_micros < ts))
         });
+        let source_rows = |session: &Session| {
+            let snapshot = session.engine.store.snapshot_at(snapshot_seq).ok();
+            sources
+                .iter()
+                .map(|s| {
+                    snapshot
+                        .as_ref()
+                        .and_then(|snap| snap.table_stats(s.table_id).ok())
+                        .map_or(0, |st| st.rows)
+                })
+                .sum::<u64>()
+        };
         match from {
             Some(from) if from >= snapshot_seq => action = "NO_DATA",
             Some(from) => {
                 let mut deleted_ids: HashSet<u64> = HashSet::new();
                 let mut inserted = Vec::new();
+                let mut changed = HashMap::new();
                 for source in &sources {
                     let changes = session
                         .engine
@@ -1629,47 +2272,40 @@ async fn refresh_in_session(
                         .changes(source.table_id, from, snapshot_seq)
                         .map_err(EngineError::from)?;
                     deleted_ids.extend(row_ids_of(&changes.deleted));
+                    let deleted = input_batches(changes.deleted, &source.keep, &source.schema)?;
                     let rows = input_batches(changes.inserted, &source.keep, &source.schema)?;
                     stats.num_source_rows_read += row_count(&rows);
+                    if strategy != Strategy::MapOnly {
+                        let visible = deleted.iter().chain(&rows).cloned().collect();
+                        changed.insert(source.name.clone(), visible_table(source, visible)?);
+                    }
                     inserted.push((source, rows));
                 }
                 stats.num_source_rows_read += deleted_ids.len() as u64;
                 let any_inserted = inserted.iter().any(|(_, rows)| !rows.is_empty());
                 if deleted_ids.is_empty() && !any_inserted {
                     action = "NO_DATA";
-                } else {
+                } else if strategy == Strategy::MapOnly {
                     action = "INCREMENTAL";
-                    if !deleted_ids.is_empty() {
-                        let lineage = session
-                            .shared
-                            .with_txn(|t| t.scan(contents_id, Some(&[hidden]), true))
-                            .map_err(map_df_error)?
-                            .map_err(EngineError::from)?;
-                        let mut doomed = Vec::new();
-                        for batch in &lineage {
-                            let (Some(sources), Some(ids)) = (
-                                batch.column(0).as_any().downcast_ref::<UInt64Array>(),
-                                batch.column(1).as_any().downcast_ref::<UInt64Array>(),
-                            ) else {
-                                return Err(EngineError::new(
-                                    "XX001",
-                                    "lineage column of a dynamic table has the wrong type",
-                                ));
-                            };
-                            for i in 0..batch.num_rows() {
-                                if sources.is_valid(i) && deleted_ids.contains(&sources.value(i)) {
-                                    doomed.push(RowId(ids.value(i)));
-                                }
-                            }
-                        }
-                        stats.num_deleted_rows = doomed.len() as u64;
-                        txn_mut(session, |t| {
-                            t.delete(contents_id, &doomed).map_err(EngineError::from)
-                        })?;
-                    }
+                    stats.num_deleted_rows =
+                        delete_by_lineage(session, contents_id, hidden, &deleted_ids)?;
                     if any_inserted {
                         let results =
-                            evaluate_with_lineage(session, &query, &name, inserted).await?;
+                            evaluate_with_lineage(session, &plan, &name, inserted).await?;
+                        check_width(&name, &results, &contents_schema)?;
+                        stats.num_inserted_rows =
+                            crate::dml::write_batches(session, &target, &results)?;
+                    }
+                } else {
+                    action = "INCREMENTAL";
+                    let keys = affected_keys(session, &plan, &name, &changed).await?;
+                    stats.num_deleted_rows =
+                        delete_by_lineage(session, contents_id, hidden, &keys)?;
+                    if !keys.is_empty() {
+                        // The affected partitions are recomputed from the
+                        // sources as they are now.
+                        stats.num_source_rows_read += source_rows(session);
+                        let results = evaluate_keyed(session, &plan, Some(keys)).await?;
                         check_width(&name, &results, &contents_schema)?;
                         stats.num_inserted_rows =
                             crate::dml::write_batches(session, &target, &results)?;
@@ -1688,18 +2324,23 @@ async fn refresh_in_session(
                 txn_mut(session, |t| {
                     t.truncate(contents_id).map_err(EngineError::from)
                 })?;
-                let mut inputs = Vec::new();
-                for source in &sources {
-                    let rows = session
-                        .shared
-                        .with_txn(|t| t.scan(source.table_id, None, true))
-                        .map_err(map_df_error)?
-                        .map_err(EngineError::from)?;
-                    let rows = input_batches(rows, &source.keep, &source.schema)?;
-                    stats.num_source_rows_read += row_count(&rows);
-                    inputs.push((source, rows));
-                }
-                let results = evaluate_with_lineage(session, &query, &name, inputs).await?;
+                let results = if strategy == Strategy::MapOnly {
+                    let mut inputs = Vec::new();
+                    for source in &sources {
+                        let rows = session
+                            .shared
+                            .with_txn(|t| t.scan(source.table_id, None, true))
+                            .map_err(map_df_error)?
+                            .map_err(EngineError::from)?;
+                        let rows = input_batches(rows, &source.keep, &source.schema)?;
+                        stats.num_source_rows_read += row_count(&rows);
+                        inputs.push((source, rows));
+                    }
+                    evaluate_with_lineage(session, &plan, &name, inputs).await?
+                } else {
+                    stats.num_source_rows_read = source_rows(session);
+                    evaluate_keyed(session, &plan, None).await?
+                };
                 check_width(&name, &results, &contents_schema)?;
                 stats.num_inserted_rows = crate::dml::write_batches(session, &target, &results)?;
             }

@@ -1,9 +1,13 @@
 //! Differential test of dynamic-table refreshes: for a set of dynamic tables
-//! covering every construct Freshet maintains incrementally (and a few it
-//! recomputes in full), a seeded random workload of inserts, updates and
-//! deletes — autocommit and in transactions, some rolled back — runs against
-//! the sources, interleaved with `ALTER DYNAMIC TABLE … REFRESH`. After every
-//! refresh the dynamic table must equal its defining query run directly.
+//! covering every construct Freshet maintains incrementally (projections,
+//! filters, expressions, CTEs, derived tables, UNION ALL, GROUP BY with
+//! HAVING and DISTINCT aggregates, DISTINCT, inner joins, tables over
+//! dynamic tables) and a few it recomputes in full (outer join, window
+//! function, aggregate over a join), a seeded random workload of inserts,
+//! updates and deletes — autocommit and in transactions, some rolled back —
+//! runs against the sources, interleaved with `ALTER DYNAMIC TABLE …
+//! REFRESH`. After every refresh the dynamic table must equal its defining
+//! query run directly.
 //!
 //! # Why the comparison is exact
 //!
@@ -113,20 +117,71 @@ const DTS: &[Dt] = &[
         columns: "k, n, nv, sv, mn, mx, av",
         query: "SELECT k, count(*) AS n, count(v) AS nv, sum(v) AS sv, min(v) AS mn, \
                 max(v) AS mx, avg(v) AS av FROM a GROUP BY k",
-        incremental: false,
+        incremental: true,
+        upstream: &[],
+    },
+    Dt {
+        name: "d_having",
+        columns: "k3, n, sv, ds, af",
+        query: "SELECT k % 3 AS k3, count(*) AS n, sum(v) AS sv, count(DISTINCT s) AS ds, \
+                avg(f) AS af FROM a WHERE v IS NOT NULL GROUP BY k % 3 HAVING count(*) > 2",
+        incremental: true,
+        upstream: &[],
+    },
+    Dt {
+        name: "d_global",
+        columns: "n, sv, ms, mf",
+        query: "SELECT count(*) AS n, sum(v) AS sv, min(s) AS ms, max(f) AS mf FROM a",
+        incremental: true,
         upstream: &[],
     },
     Dt {
         name: "d_join",
         columns: "id, v, bid, w",
         query: "SELECT a.id, a.v, b.id AS bid, b.w FROM a JOIN b ON a.k = b.k WHERE b.w > 20",
-        incremental: false,
+        incremental: true,
+        upstream: &[],
+    },
+    Dt {
+        name: "d_join_residual",
+        columns: "id, bid, total, us",
+        query: "SELECT a.id, b.id AS bid, a.v + b.w AS total, upper(a.s) AS us \
+                FROM a JOIN b ON a.k = b.k AND a.v > b.w",
+        incremental: true,
         upstream: &[],
     },
     Dt {
         name: "d_distinct",
         columns: "k, s",
         query: "SELECT DISTINCT k, s FROM a",
+        incremental: true,
+        upstream: &[],
+    },
+    Dt {
+        name: "d_aggregate_of_dt",
+        columns: "src, n, total",
+        query: "SELECT src, count(*) AS n, sum(val) AS total FROM d_union_all GROUP BY src",
+        incremental: true,
+        upstream: &["d_union_all"],
+    },
+    Dt {
+        name: "d_left_join",
+        columns: "id, w",
+        query: "SELECT a.id, b.w FROM a LEFT JOIN b ON a.k = b.k AND b.w > 50",
+        incremental: false,
+        upstream: &[],
+    },
+    Dt {
+        name: "d_window",
+        columns: "id, s",
+        query: "SELECT id, sum(v) OVER (PARTITION BY k) AS s FROM a",
+        incremental: false,
+        upstream: &[],
+    },
+    Dt {
+        name: "d_aggregate_of_join",
+        columns: "k, n",
+        query: "SELECT a.k, count(*) AS n FROM a JOIN b ON a.k = b.k GROUP BY a.k",
         incremental: false,
         upstream: &[],
     },
