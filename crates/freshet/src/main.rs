@@ -167,7 +167,11 @@ fn main() -> ExitCode {
     // An error only means a provider is already installed, which is fine.
     let _ = rustls::crypto::ring::default_provider().install_default();
 
+    // The compute runtime: SQL planning and execution run here. The wire
+    // server keeps connections on an I/O runtime of its own, so saturated
+    // compute workers cannot starve accepting or cancelling.
     let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .thread_name("freshet-compute")
         .enable_all()
         .build()
     {
