@@ -481,6 +481,18 @@ impl Session {
         }
     }
 
+    /// Cleans up after the wire layer abandoned a statement midway (a
+    /// CancelRequest dropped its execution): an open block goes to the
+    /// aborted state, and in autocommit mode the statement's own storage
+    /// transaction is rolled back, so the next statement neither inherits
+    /// its snapshot nor commits its partial writes.
+    pub fn abandon_statement(&mut self) {
+        match self.status {
+            TransactionStatus::Idle => self.rollback_statement_txn(),
+            TransactionStatus::InBlock | TransactionStatus::Failed => self.fail_in_block(),
+        }
+    }
+
     /// Opens a storage transaction if none is open. Returns whether it opened one.
     pub(crate) fn begin_statement_txn(&mut self) -> bool {
         let mut slot = self.shared.txn.lock();
