@@ -1300,8 +1300,11 @@ fn key_in_expr(keys: Vec<DfExpr>, set: Arc<HashSet<u64>>) -> DfExpr {
     DfExpr::ScalarFunction(ScalarFunction::new_udf(udf, key_args(keys)))
 }
 
+/// One input of a keyed operator and the key expressions over it.
+type KeyInput = (Arc<LogicalPlan>, Vec<DfExpr>);
+
 /// The inputs of a keyed operator, each with the key expressions over it.
-fn key_inputs(node: &LogicalPlan) -> Result<Vec<(Arc<LogicalPlan>, Vec<DfExpr>)>, EngineError> {
+fn key_inputs(node: &LogicalPlan) -> Result<Vec<KeyInput>, EngineError> {
     let columns = |plan: &LogicalPlan| -> Vec<DfExpr> {
         plan.schema()
             .columns()
@@ -2943,7 +2946,7 @@ impl MonitorArgs {
                 )),
             };
         }
-        if exprs.len() % 2 != 0 {
+        if !exprs.len().is_multiple_of(2) {
             return Err(usage("expected KEY => value pairs".into()));
         }
         for pair in exprs.chunks(2) {

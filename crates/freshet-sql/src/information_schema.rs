@@ -170,7 +170,7 @@ pub(crate) fn rewrite_information_schema(tokens: Vec<TokenWithSpan>) -> Vec<Toke
         // A bare relation name, as the start of a FROM / JOIN item.
         let starts_item = p
             .checked_sub(1)
-            .and_then(|q| at(q))
+            .and_then(&at)
             .is_some_and(|t| is_word(t, "FROM") || is_word(t, "JOIN") || *t == Token::Comma);
         if starts_item {
             if let Some(m) = match_name(&tokens, &sig, p) {
