@@ -235,12 +235,13 @@ fn is_empty_query(sql: &str) -> bool {
 
 /// After a statement failed in the wire layer (a stream error, a cancel, a
 /// failed Parse or Describe), puts an open transaction block into the aborted
-/// state like Postgres does for every ERROR, and mirrors the engine's state
-/// for the next ReadyForQuery.
+/// state like Postgres does for every ERROR — or, in autocommit mode, rolls
+/// back what a cancelled statement left open — and mirrors the engine's
+/// state for the next ReadyForQuery.
 async fn fail_statement<C: ClientInfo + ?Sized>(client: &mut C) {
     if let Ok(slot) = session_of(client) {
         let mut session = slot.lock().await;
-        session.fail_in_block();
+        session.abandon_statement();
         client.set_transaction_status(pg_status(session.transaction_status()));
     }
 }
@@ -289,9 +290,10 @@ impl FreshetQueryHandler {
                     }
                 }
                 Err(e) => {
-                    // The engine fails the block for errors it returns; a
-                    // stream that fails or is cancelled midway is only seen here.
-                    session.fail_in_block();
+                    // The engine cleans up after errors it returns; a stream
+                    // that fails midway or a cancelled execution is only seen
+                    // here.
+                    session.abandon_statement();
                     send_error(client, e).await?;
                     break;
                 }
@@ -419,7 +421,7 @@ impl FreshetQueryHandler {
             {
                 Ok(rows) => PortalOutput::Complete(CommandComplete::new(format!("COPY {rows}"))),
                 Err(e) => {
-                    session.fail_in_block();
+                    session.abandon_statement();
                     client.set_transaction_status(pg_status(session.transaction_status()));
                     return Err(e);
                 }
