@@ -15,6 +15,7 @@ mod dynamic;
 mod engine;
 mod error;
 mod functions;
+mod info_schema;
 mod names;
 mod output;
 mod pg_compat;

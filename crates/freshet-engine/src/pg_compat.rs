@@ -7,6 +7,7 @@
 //! coercion ([`PostgresCasts`], an `AnalyzerRule`), and supplies the functions
 //! those rewrites call:
 //!
+//! * `ARRAY(SELECT …)` becomes an `array_agg` scalar subquery.
 //! * `x::json` becomes `freshet_json(x)`, which validates the text and types
 //!   the result as `json` (DataFusion has no JSON type).
 //! * An unaliased `col::type` in a select list is named `col`, as in Postgres;
@@ -65,12 +66,279 @@ pub(crate) fn rewrite_statement(statement: &mut Statement) {
             if let Some(call) = json_call(inner) {
                 *expr = call;
             }
+        } else if let Some(aggregated) = array_subquery(expr) {
+            *expr = aggregated;
+        } else if matches!(expr, SqlExpr::Subquery(q) if is_correlated_catalog_query(q)) {
+            // See `array_subquery`: psql asks these about objects Freshet
+            // never has (publications, policies), and DataFusion cannot
+            // decorrelate them inside CASE.
+            *expr = SqlExpr::Value(datafusion::sql::sqlparser::ast::Value::Null.into());
         }
         std::ops::ControlFlow::<()>::Continue(())
     });
     if let Statement::Query(query) = statement {
         name_casts_like_postgres(query);
     }
+    let _ = datafusion::sql::sqlparser::ast::VisitMut::visit(statement, &mut CatalogQueryShapes);
+    if let Statement::Query(query) = statement {
+        if query
+            .to_string()
+            .to_ascii_lowercase()
+            .contains("pg_catalog.")
+        {
+            name_catalog_columns(query);
+        }
+    }
+}
+
+/// Names every unnamed computed column of a pg_catalog query the way
+/// Postgres would (`case`, the function's name, `?column?`), made unique, so
+/// DataFusion's rule that projection names be unique never rejects psql's
+/// catalog queries, whose column names psql ignores.
+fn name_catalog_columns(query: &mut Query) {
+    name_catalog_select_columns(query.body.as_mut());
+}
+
+fn name_catalog_select_columns(body: &mut SetExpr) {
+    let select = match body {
+        SetExpr::Select(select) => select,
+        SetExpr::SetOperation { left, right, .. } => {
+            name_catalog_select_columns(left);
+            name_catalog_select_columns(right);
+            return;
+        }
+        SetExpr::Query(q) => return name_catalog_columns(q),
+        _ => return,
+    };
+    let mut used: HashSet<String> = HashSet::new();
+    for item in select.projection.iter_mut() {
+        let base = match item {
+            SelectItem::UnnamedExpr(SqlExpr::Identifier(_))
+            | SelectItem::UnnamedExpr(SqlExpr::CompoundIdentifier(_)) => continue,
+            SelectItem::UnnamedExpr(SqlExpr::Case { .. }) => "case".to_string(),
+            SelectItem::UnnamedExpr(SqlExpr::Function(f)) => f
+                .name
+                .0
+                .last()
+                .and_then(|p| p.as_ident())
+                .map_or_else(|| "?column?".to_string(), |i| i.value.to_ascii_lowercase()),
+            SelectItem::UnnamedExpr(_) => "?column?".to_string(),
+            _ => continue,
+        };
+        let mut name = base.clone();
+        let mut n = 1;
+        while !used.insert(name.clone()) {
+            n += 1;
+            name = format!("{base}{n}");
+        }
+        let SelectItem::UnnamedExpr(expr) =
+            std::mem::replace(item, SelectItem::Wildcard(Default::default()))
+        else {
+            continue;
+        };
+        *item = SelectItem::ExprWithAlias {
+            expr,
+            alias: Ident::new(name),
+        };
+    }
+}
+
+/// Shapes psql's catalog queries use that DataFusion plans differently:
+/// `unnest(arr) x` names the column `x` in Postgres, and `col = '{0}'`
+/// compares an array column with an array literal written as text.
+struct CatalogQueryShapes;
+
+impl datafusion::sql::sqlparser::ast::VisitorMut for CatalogQueryShapes {
+    type Break = ();
+
+    fn pre_visit_table_factor(
+        &mut self,
+        factor: &mut datafusion::sql::sqlparser::ast::TableFactor,
+    ) -> std::ops::ControlFlow<()> {
+        use datafusion::sql::sqlparser::ast::{
+            FunctionArg, FunctionArgExpr, TableAliasColumnDef, TableFactor,
+        };
+        let TableFactor::Table {
+            name,
+            args: Some(args),
+            alias,
+            ..
+        } = factor
+        else {
+            return std::ops::ControlFlow::Continue(());
+        };
+        let is_unnest = name
+            .0
+            .last()
+            .and_then(|p| p.as_ident())
+            .is_some_and(|i| i.value.eq_ignore_ascii_case("unnest"));
+        if !is_unnest {
+            return std::ops::ControlFlow::Continue(());
+        }
+        let array_exprs: Option<Vec<SqlExpr>> = args
+            .args
+            .iter()
+            .map(|a| match a {
+                FunctionArg::Unnamed(FunctionArgExpr::Expr(e)) => Some(e.clone()),
+                _ => None,
+            })
+            .collect();
+        let Some(array_exprs) = array_exprs else {
+            return std::ops::ControlFlow::Continue(());
+        };
+        let mut alias = alias.clone();
+        if let Some(alias) = alias.as_mut() {
+            if alias.columns.is_empty() && array_exprs.len() == 1 {
+                alias.columns = vec![TableAliasColumnDef::from_name(alias.name.value.clone())];
+            }
+        }
+        *factor = TableFactor::UNNEST {
+            alias,
+            array_exprs,
+            with_offset: false,
+            with_offset_alias: None,
+            with_ordinality: false,
+        };
+        std::ops::ControlFlow::Continue(())
+    }
+
+    fn post_visit_expr(&mut self, expr: &mut SqlExpr) -> std::ops::ControlFlow<()> {
+        use datafusion::sql::sqlparser::ast::{BinaryOperator, Value};
+        if let SqlExpr::BinaryOp {
+            op: BinaryOperator::Eq | BinaryOperator::NotEq,
+            right,
+            ..
+        } = expr
+        {
+            if let SqlExpr::Value(v) = right.as_ref() {
+                if let Value::SingleQuotedString(text) = &v.value {
+                    if let Some(array) = integer_array_literal(text) {
+                        **right = array;
+                    }
+                }
+            }
+        }
+        std::ops::ControlFlow::Continue(())
+    }
+}
+
+/// `'{1,2}'` as `make_array(1, 2)`, for integer array literals only, so JSON
+/// text (which cannot be just digits in braces) is never touched.
+fn integer_array_literal(text: &str) -> Option<SqlExpr> {
+    let inner = text.strip_prefix('{')?.strip_suffix('}')?;
+    if inner.trim().is_empty()
+        || !inner
+            .split(',')
+            .all(|n| n.trim().trim_start_matches('-').parse::<u64>().is_ok())
+    {
+        return None;
+    }
+    Parser::new(&PostgreSqlDialect {})
+        .try_with_sql(&format!("make_array({inner})"))
+        .ok()?
+        .parse_expr()
+        .ok()
+}
+
+/// `ARRAY(SELECT x …)` (which psql's `\d` sends) as the equivalent
+/// `array_agg` scalar subquery, which DataFusion can plan.
+fn array_subquery(expr: &SqlExpr) -> Option<SqlExpr> {
+    use datafusion::sql::sqlparser::ast::FunctionArguments;
+    let SqlExpr::Function(function) = expr else {
+        return None;
+    };
+    let FunctionArguments::Subquery(query) = &function.args else {
+        return None;
+    };
+    if !function.name.to_string().eq_ignore_ascii_case("array") {
+        return None;
+    }
+    if is_correlated_catalog_query(query) {
+        // DataFusion cannot decorrelate these inside CASE or function calls.
+        // psql's `\d` asks them about policies and storage options Freshet
+        // never has, so NULL (no policy roles, no options) is the answer.
+        return Some(SqlExpr::Value(
+            datafusion::sql::sqlparser::ast::Value::Null.into(),
+        ));
+    }
+    // Aggregate inside the subquery rather than over a derived table, so
+    // correlated references still resolve.
+    let mut query = query.as_ref().clone();
+    let SetExpr::Select(select) = query.body.as_mut() else {
+        return None;
+    };
+    let [item] = select.projection.as_slice() else {
+        return None;
+    };
+    let element = match item {
+        SelectItem::UnnamedExpr(e) | SelectItem::ExprWithAlias { expr: e, .. } => e.clone(),
+        _ => return None,
+    };
+    let ordered = query.order_by.take().is_some();
+    let order = if ordered {
+        format!(" ORDER BY {element}")
+    } else {
+        String::new()
+    };
+    let aggregate = Parser::new(&PostgreSqlDialect {})
+        .try_with_sql(&format!("array_agg({element}{order})"))
+        .ok()?
+        .parse_expr()
+        .ok()?;
+    if let SetExpr::Select(select) = query.body.as_mut() {
+        select.projection = vec![SelectItem::UnnamedExpr(aggregate)];
+    }
+    Some(SqlExpr::Subquery(Box::new(query)))
+}
+
+/// A subquery over pg_catalog that refers to a table of the enclosing query.
+fn is_correlated_catalog_query(query: &Query) -> bool {
+    use datafusion::sql::sqlparser::ast::{TableFactor, Visit, Visitor};
+    struct Scan {
+        local: HashSet<String>,
+        qualifiers: HashSet<String>,
+        catalog: bool,
+    }
+    impl Visitor for Scan {
+        type Break = ();
+        fn pre_visit_table_factor(&mut self, factor: &TableFactor) -> std::ops::ControlFlow<()> {
+            match factor {
+                TableFactor::Table { name, alias, .. } => {
+                    let text = name.to_string().to_ascii_lowercase();
+                    self.catalog |= text.starts_with("pg_") || text == "unnest";
+                    self.local
+                        .insert(text.rsplit('.').next().unwrap_or(&text).to_string());
+                    if let Some(a) = alias {
+                        self.local.insert(a.name.value.to_ascii_lowercase());
+                    }
+                }
+                TableFactor::UNNEST { alias: Some(a), .. } => {
+                    self.catalog = true;
+                    self.local.insert(a.name.value.to_ascii_lowercase());
+                }
+                _ => {}
+            }
+            std::ops::ControlFlow::Continue(())
+        }
+        fn pre_visit_expr(&mut self, expr: &SqlExpr) -> std::ops::ControlFlow<()> {
+            if let SqlExpr::CompoundIdentifier(parts) = expr {
+                if parts.len() == 2 {
+                    self.qualifiers.insert(parts[0].value.to_ascii_lowercase());
+                }
+            }
+            std::ops::ControlFlow::Continue(())
+        }
+    }
+    let mut scan = Scan {
+        local: HashSet::new(),
+        qualifiers: HashSet::new(),
+        catalog: query
+            .to_string()
+            .to_ascii_lowercase()
+            .contains("pg_catalog."),
+    };
+    let _ = query.visit(&mut scan);
+    scan.catalog && scan.qualifiers.iter().any(|q| !scan.local.contains(q))
 }
 
 fn json_call(inner: &SqlExpr) -> Option<SqlExpr> {
@@ -221,6 +489,45 @@ pub(crate) fn register(ctx: &datafusion::prelude::SessionContext) {
     ctx.register_udf(interval_udf().as_ref().clone());
     ctx.register_udf(text_udf().as_ref().clone());
     ctx.add_analyzer_rule(Arc::new(PostgresCasts));
+    // Freshet has no logical replication; psql passes the OID as text.
+    ctx.register_udf(ScalarUDF::new_from_impl(NeverPublishable {
+        signature: Signature::any(1, Volatility::Stable),
+    }));
+    // psql's `\d+` shows column comments; Freshet keeps none for tables.
+    ctx.register_udf(datafusion::logical_expr::create_udf(
+        "col_description",
+        vec![DataType::Int32, DataType::Int32],
+        DataType::Utf8,
+        Volatility::Stable,
+        Arc::new(|_args: &[ColumnarValue]| {
+            Ok(ColumnarValue::Scalar(
+                datafusion::common::ScalarValue::Utf8(None),
+            ))
+        }),
+    ));
+}
+
+/// `pg_relation_is_publishable(oid)`: always false, whatever the OID's type.
+#[derive(Debug, PartialEq, Eq, Hash)]
+struct NeverPublishable {
+    signature: Signature,
+}
+
+impl ScalarUDFImpl for NeverPublishable {
+    fn name(&self) -> &str {
+        "pg_relation_is_publishable"
+    }
+    fn signature(&self) -> &Signature {
+        &self.signature
+    }
+    fn return_type(&self, _args: &[DataType]) -> DfResult<DataType> {
+        Ok(DataType::Boolean)
+    }
+    fn invoke_with_args(&self, _args: ScalarFunctionArgs) -> DfResult<ColumnarValue> {
+        Ok(ColumnarValue::Scalar(
+            datafusion::common::ScalarValue::Boolean(Some(false)),
+        ))
+    }
 }
 
 fn interval_udf() -> Arc<ScalarUDF> {

@@ -11,7 +11,7 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 use datafusion::arrow::array::{Array, AsArray, Int32Array, RecordBatch};
-use datafusion::arrow::datatypes::{Field, Int32Type, SchemaRef};
+use datafusion::arrow::datatypes::{DataType, Field, Int32Type, SchemaRef};
 use datafusion::catalog::{SchemaProvider, Session as DfSession, TableProvider};
 use datafusion::common::{DataFusionError, Result as DfResult};
 use datafusion::datasource::memory::MemorySourceConfig;
@@ -40,7 +40,37 @@ impl SchemaProvider for DeclaredTypesCatalog {
     }
 
     async fn table(&self, name: &str) -> DfResult<Option<Arc<dyn TableProvider>>> {
+        if name == "pg_policy" {
+            return Ok(Some(empty_pg_policy()?));
+        }
+        if name == "pg_statistic_ext" {
+            return Ok(Some(empty_pg_statistic_ext()?));
+        }
         let table = self.inner.table(name).await?;
+        if name == "pg_class" {
+            // psql's `\d+` reads reloptions, which the crate's pg_class lacks.
+            return Ok(table.map(|inner| {
+                Arc::new(ExtraNullColumns {
+                    inner,
+                    extra: vec![
+                        Field::new(
+                            "reloptions",
+                            DataType::List(Arc::new(Field::new_list_field(DataType::Utf8, true))),
+                            true,
+                        ),
+                        Field::new("relacl", DataType::Utf8, true),
+                    ],
+                }) as Arc<dyn TableProvider>
+            }));
+        }
+        if name == "pg_database" {
+            return Ok(table.map(|inner| {
+                Arc::new(ExistingDatabases {
+                    inner,
+                    shared: self.shared.clone(),
+                }) as Arc<dyn TableProvider>
+            }));
+        }
         if name != "pg_attribute" {
             return Ok(table);
         }
@@ -74,7 +104,8 @@ struct DeclaredTypesAttribute {
     database: String,
 }
 
-async fn read_all(
+/// Reads a whole catalog table; catalog tables are small.
+pub(crate) async fn read_all(
     table: &Arc<dyn TableProvider>,
     state: &dyn DfSession,
 ) -> DfResult<Vec<RecordBatch>> {
@@ -82,7 +113,8 @@ async fn read_all(
     datafusion::physical_plan::collect(plan, state.task_ctx()).await
 }
 
-fn column<'a>(batch: &'a RecordBatch, name: &str) -> DfResult<&'a Arc<dyn Array>> {
+/// A catalog table's column by name.
+pub(crate) fn column<'a>(batch: &'a RecordBatch, name: &str) -> DfResult<&'a Arc<dyn Array>> {
     batch
         .column_by_name(name)
         .ok_or_else(|| DataFusionError::Internal(format!("pg_catalog column {name} is missing")))
@@ -164,6 +196,156 @@ impl TableProvider for DeclaredTypesAttribute {
                 columns[typmod_at] = Arc::new(Int32Array::from(typmods));
             }
             batches.push(RecordBatch::try_new(batch.schema(), columns)?);
+        }
+        Ok(MemorySourceConfig::try_new_exec(
+            &[batches],
+            self.schema(),
+            projection.cloned(),
+        )?)
+    }
+}
+
+/// Row-level security policies: Freshet has none, but psql's `\d` asks, and
+/// compares `polroles` as an array of role OIDs.
+fn empty_pg_policy() -> DfResult<Arc<dyn TableProvider>> {
+    let schema = Arc::new(datafusion::arrow::datatypes::Schema::new(vec![
+        Field::new("oid", DataType::Int32, false),
+        Field::new("polname", DataType::Utf8, false),
+        Field::new("polrelid", DataType::Int32, false),
+        Field::new("polcmd", DataType::Utf8, false),
+        Field::new("polpermissive", DataType::Boolean, false),
+        Field::new(
+            "polroles",
+            DataType::List(Arc::new(Field::new_list_field(DataType::Int32, true))),
+            true,
+        ),
+        Field::new("polqual", DataType::Utf8, true),
+        Field::new("polwithcheck", DataType::Utf8, true),
+    ]));
+    Ok(Arc::new(datafusion::datasource::MemTable::try_new(
+        schema,
+        vec![vec![]],
+    )?))
+}
+
+/// Extended statistics: none in Freshet; psql's `\d` tests `stxkind` as a
+/// `char[]`.
+fn empty_pg_statistic_ext() -> DfResult<Arc<dyn TableProvider>> {
+    let schema = Arc::new(datafusion::arrow::datatypes::Schema::new(vec![
+        Field::new("oid", DataType::Int32, false),
+        Field::new("stxrelid", DataType::Int32, false),
+        Field::new("stxname", DataType::Utf8, false),
+        Field::new("stxnamespace", DataType::Int32, false),
+        Field::new("stxowner", DataType::Int32, false),
+        Field::new("stxstattarget", DataType::Int32, false),
+        Field::new("stxkeys", DataType::Utf8, true),
+        Field::new(
+            "stxkind",
+            DataType::List(Arc::new(Field::new_list_field(DataType::Utf8, true))),
+            true,
+        ),
+        Field::new("stxexprs", DataType::Utf8, true),
+    ]));
+    Ok(Arc::new(datafusion::datasource::MemTable::try_new(
+        schema,
+        vec![vec![]],
+    )?))
+}
+
+/// A catalog table with columns Postgres has and the crate lacks, all NULL.
+#[derive(Debug)]
+struct ExtraNullColumns {
+    inner: Arc<dyn TableProvider>,
+    extra: Vec<Field>,
+}
+
+#[async_trait]
+impl TableProvider for ExtraNullColumns {
+    fn schema(&self) -> SchemaRef {
+        let mut fields: Vec<Field> = self
+            .inner
+            .schema()
+            .fields()
+            .iter()
+            .map(|f| f.as_ref().clone())
+            .collect();
+        fields.extend(self.extra.iter().cloned());
+        Arc::new(datafusion::arrow::datatypes::Schema::new(fields))
+    }
+
+    fn table_type(&self) -> TableType {
+        self.inner.table_type()
+    }
+
+    async fn scan(
+        &self,
+        state: &dyn DfSession,
+        projection: Option<&Vec<usize>>,
+        _filters: &[Expr],
+        _limit: Option<usize>,
+    ) -> DfResult<Arc<dyn ExecutionPlan>> {
+        let schema = self.schema();
+        let mut batches = Vec::new();
+        for batch in read_all(&self.inner, state).await? {
+            let mut columns = batch.columns().to_vec();
+            for field in &self.extra {
+                columns.push(datafusion::arrow::array::new_null_array(
+                    field.data_type(),
+                    batch.num_rows(),
+                ));
+            }
+            batches.push(RecordBatch::try_new(schema.clone(), columns)?);
+        }
+        Ok(MemorySourceConfig::try_new_exec(
+            &[batches],
+            schema,
+            projection.cloned(),
+        )?)
+    }
+}
+
+/// pg_database without the `postgres` row datafusion-pg-catalog always adds:
+/// clients would offer a database that does not exist.
+#[derive(Debug)]
+struct ExistingDatabases {
+    inner: Arc<dyn TableProvider>,
+    shared: Arc<SessionShared>,
+}
+
+#[async_trait]
+impl TableProvider for ExistingDatabases {
+    fn schema(&self) -> SchemaRef {
+        self.inner.schema()
+    }
+
+    fn table_type(&self) -> TableType {
+        self.inner.table_type()
+    }
+
+    async fn scan(
+        &self,
+        state: &dyn DfSession,
+        projection: Option<&Vec<usize>>,
+        _filters: &[Expr],
+        _limit: Option<usize>,
+    ) -> DfResult<Arc<dyn ExecutionPlan>> {
+        let mut batches = Vec::new();
+        for batch in read_all(&self.inner, state).await? {
+            let names = column(&batch, "datname")?.as_string::<i32>().clone();
+            let keep: datafusion::arrow::array::BooleanArray = names
+                .iter()
+                .map(|name| {
+                    let name = name.unwrap_or_default();
+                    Some(
+                        self.shared
+                            .with_txn(|t| t.get_meta(&catalog::database_key(name)).is_some())
+                            .unwrap_or(true),
+                    )
+                })
+                .collect();
+            batches.push(datafusion::arrow::compute::filter_record_batch(
+                &batch, &keep,
+            )?);
         }
         Ok(MemorySourceConfig::try_new_exec(
             &[batches],

@@ -625,7 +625,8 @@ pub(crate) fn build_context(
 ) -> Result<SessionContext, EngineError> {
     let mut config = SessionConfig::new()
         .with_default_catalog_and_schema(database, schema)
-        .with_information_schema(true)
+        // information_schema is registered below, corrected for Postgres.
+        .with_information_schema(false)
         .with_create_default_catalog_and_schema(false)
         .with_target_partitions(engine.config.threads.max(1));
     {
@@ -660,6 +661,16 @@ pub(crate) fn build_context(
     result.map_err(|e| map_df_error(*e))?;
     {
         let mut schemas = shared.virtual_schemas.write();
+        let catalogs = ctx.state().catalog_list().clone();
+        let information_schema = crate::info_schema::PostgresInformationSchema {
+            inner: Arc::new(
+                datafusion::catalog::information_schema::InformationSchemaProvider::new(
+                    catalogs.clone(),
+                ),
+            ),
+            catalogs,
+        };
+        schemas.insert("information_schema".into(), Arc::new(information_schema));
         if let Some(inner) = schemas.remove("pg_catalog") {
             let corrected = crate::pg_types::DeclaredTypesCatalog {
                 inner,

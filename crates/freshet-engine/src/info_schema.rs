@@ -1,0 +1,192 @@
+//! `information_schema` with Postgres' type names.
+//!
+//! DataFusion's information_schema reports Arrow types (`Int64`, `Utf8`) and
+//! 0-based ordinal positions. Drivers, ORMs and BI tools read
+//! `information_schema.columns` expecting the SQL standard's names
+//! (`bigint`, `character varying`) and positions starting at 1. This wraps
+//! DataFusion's provider and rewrites those columns of `columns` from the
+//! declared types Freshet keeps in field metadata.
+
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use datafusion::arrow::array::{AsArray, RecordBatch, StringArray, UInt64Array};
+use datafusion::arrow::datatypes::{DataType, Field, SchemaRef, TimeUnit, UInt64Type};
+use datafusion::catalog::{SchemaProvider, Session as DfSession, TableProvider};
+use datafusion::common::Result as DfResult;
+use datafusion::datasource::memory::MemorySourceConfig;
+use datafusion::datasource::TableType;
+use datafusion::logical_expr::Expr;
+use datafusion::physical_plan::ExecutionPlan;
+
+use crate::pg_types::{column, read_all};
+use crate::types::{declared_char_length, EXTENSION_NAME, JSON_EXTENSION, SQL_TYPE_METADATA};
+
+/// DataFusion's information_schema with a corrected `columns` table.
+#[derive(Debug)]
+pub(crate) struct PostgresInformationSchema {
+    pub(crate) inner: Arc<dyn SchemaProvider>,
+    pub(crate) catalogs: Arc<dyn datafusion::catalog::CatalogProviderList>,
+}
+
+#[async_trait]
+impl SchemaProvider for PostgresInformationSchema {
+    fn table_names(&self) -> Vec<String> {
+        self.inner.table_names()
+    }
+
+    async fn table(&self, name: &str) -> DfResult<Option<Arc<dyn TableProvider>>> {
+        let table = self.inner.table(name).await?;
+        match table {
+            Some(inner) if name.eq_ignore_ascii_case("columns") => Ok(Some(Arc::new(Columns {
+                inner,
+                catalogs: self.catalogs.clone(),
+            }))),
+            other => Ok(other),
+        }
+    }
+
+    fn table_exist(&self, name: &str) -> bool {
+        self.inner.table_exist(name)
+    }
+}
+
+#[derive(Debug)]
+struct Columns {
+    inner: Arc<dyn TableProvider>,
+    catalogs: Arc<dyn datafusion::catalog::CatalogProviderList>,
+}
+
+#[async_trait]
+impl TableProvider for Columns {
+    fn schema(&self) -> SchemaRef {
+        self.inner.schema()
+    }
+
+    fn table_type(&self) -> TableType {
+        self.inner.table_type()
+    }
+
+    async fn scan(
+        &self,
+        state: &dyn DfSession,
+        projection: Option<&Vec<usize>>,
+        _filters: &[Expr],
+        _limit: Option<usize>,
+    ) -> DfResult<Arc<dyn ExecutionPlan>> {
+        let mut batches = Vec::new();
+        for batch in read_all(&self.inner, state).await? {
+            batches.push(self.correct(batch).await?);
+        }
+        Ok(MemorySourceConfig::try_new_exec(
+            &[batches],
+            self.schema(),
+            projection.cloned(),
+        )?)
+    }
+}
+
+impl Columns {
+    async fn correct(&self, batch: RecordBatch) -> DfResult<RecordBatch> {
+        let catalogs = column(&batch, "table_catalog")?.as_string::<i32>().clone();
+        let schemas = column(&batch, "table_schema")?.as_string::<i32>().clone();
+        let tables = column(&batch, "table_name")?.as_string::<i32>().clone();
+        let names = column(&batch, "column_name")?.as_string::<i32>().clone();
+        let positions = column(&batch, "ordinal_position")?
+            .as_primitive::<UInt64Type>()
+            .clone();
+        let mut data_types = Vec::with_capacity(batch.num_rows());
+        let mut max_lengths = Vec::with_capacity(batch.num_rows());
+        let mut current: Option<((String, String, String), Option<SchemaRef>)> = None;
+        for row in 0..batch.num_rows() {
+            let key = (
+                catalogs.value(row).to_string(),
+                schemas.value(row).to_string(),
+                tables.value(row).to_string(),
+            );
+            if current.as_ref().map(|(k, _)| k) != Some(&key) {
+                let schema = self.table_schema(&key.0, &key.1, &key.2).await;
+                current = Some((key, schema));
+            }
+            let field = current
+                .as_ref()
+                .and_then(|(_, s)| s.as_ref())
+                .and_then(|s| s.field_with_name(names.value(row)).ok().cloned());
+            match field {
+                Some(field) => {
+                    data_types.push(standard_type_name(&field));
+                    max_lengths.push(declared_char_length(&field).map(|n| n as u64));
+                }
+                None => {
+                    data_types.push("text".to_string());
+                    max_lengths.push(None);
+                }
+            }
+        }
+        let mut columns = batch.columns().to_vec();
+        let schema = batch.schema();
+        if let Ok(i) = schema.index_of("ordinal_position") {
+            columns[i] = Arc::new(UInt64Array::from_iter_values(
+                positions.values().iter().map(|p| p + 1),
+            ));
+        }
+        if let Ok(i) = schema.index_of("data_type") {
+            columns[i] = Arc::new(StringArray::from(data_types));
+        }
+        if let Ok(i) = schema.index_of("character_maximum_length") {
+            columns[i] = Arc::new(UInt64Array::from(max_lengths));
+        }
+        Ok(RecordBatch::try_new(schema, columns)?)
+    }
+
+    async fn table_schema(&self, catalog: &str, schema: &str, table: &str) -> Option<SchemaRef> {
+        let provider = self
+            .catalogs
+            .catalog(catalog)?
+            .schema(schema)?
+            .table(table)
+            .await
+            .ok()??;
+        Some(provider.schema())
+    }
+}
+
+/// The information_schema spelling of a column's type.
+fn standard_type_name(field: &Field) -> String {
+    let declared = field
+        .metadata()
+        .get(SQL_TYPE_METADATA)
+        .map(|d| d.split('(').next().unwrap_or(d).trim().to_string());
+    match declared.as_deref() {
+        Some("varchar" | "character varying") => return "character varying".into(),
+        Some("char" | "character") => return "character".into(),
+        Some("jsonb") => return "jsonb".into(),
+        _ => {}
+    }
+    if field.metadata().get(EXTENSION_NAME).map(String::as_str) == Some(JSON_EXTENSION) {
+        return "json".into();
+    }
+    match field.data_type() {
+        DataType::Boolean => "boolean",
+        DataType::Int8 | DataType::Int16 => "smallint",
+        DataType::Int32 => "integer",
+        DataType::Int64 | DataType::UInt32 | DataType::UInt64 => "bigint",
+        DataType::Float32 => "real",
+        DataType::Float64 => "double precision",
+        DataType::Decimal128(_, _) | DataType::Decimal256(_, _) => "numeric",
+        DataType::Utf8 | DataType::LargeUtf8 | DataType::Utf8View => "text",
+        DataType::Binary | DataType::LargeBinary | DataType::BinaryView => "bytea",
+        DataType::Date32 | DataType::Date64 => "date",
+        DataType::Time32(_) | DataType::Time64(_) => "time without time zone",
+        DataType::Timestamp(
+            TimeUnit::Second | TimeUnit::Millisecond | TimeUnit::Microsecond | TimeUnit::Nanosecond,
+            None,
+        ) => "timestamp without time zone",
+        DataType::Timestamp(_, Some(_)) => "timestamp with time zone",
+        DataType::Interval(_) => "interval",
+        DataType::List(_) | DataType::LargeList(_) | DataType::FixedSizeList(_, _) => "ARRAY",
+        DataType::Struct(_) | DataType::Map(_, _) => "json",
+        _ => "USER-DEFINED",
+    }
+    .to_string()
+}
