@@ -444,7 +444,7 @@ pub(crate) fn exp_fast(x: f32) -> f32 {
     const LN2_LO: f32 = -2.121_944_4e-4;
     // adding 1.5 * 2^23 rounds to an integer held in the low mantissa bits
     const ROUND: f32 = 12_582_912.0;
-    let clamped = x.max(-87.336_54).min(88.376_26);
+    let clamped = x.clamp(-87.336_54, 88.376_26);
     let t = clamped * LOG2E + ROUND;
     let n = t - ROUND;
     let r = clamped - n * LN2_HI - n * LN2_LO;
@@ -453,7 +453,7 @@ pub(crate) fn exp_fast(x: f32) -> f32 {
     p = p * r + 8.333_452e-3;
     p = p * r + 4.166_579_6e-2;
     p = p * r + 1.666_666_5e-1;
-    p = p * r + 5.000_000_1e-1;
+    p = p * r + 0.5;
     let e_r = p * r * r + r + 1.0;
     // 2^n built from n's bits in t: (n + 127) << 23
     let scale = f32::from_bits(t.to_bits().wrapping_sub(0x4B40_0000 - 127) << 23);
