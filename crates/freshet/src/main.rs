@@ -7,6 +7,7 @@
 
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand};
 use freshet_engine::{Engine, EngineConfig};
@@ -71,6 +72,9 @@ struct ServeArgs {
     #[arg(long, hide = true)]
     no_fsync: bool,
 }
+
+/// How long exiting waits for compute tasks still running after shutdown.
+const SHUTDOWN_GRACE: Duration = Duration::from_secs(2);
 
 fn init_tracing() {
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
@@ -184,6 +188,10 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Serve(args) => runtime.block_on(serve(args)),
     };
+    // The engine is shut down by now. A query abandoned by a CancelRequest
+    // can still occupy a worker inside one long, non-yielding poll; dropping
+    // the runtime would wait for it, so the process would not exit.
+    runtime.shutdown_timeout(SHUTDOWN_GRACE);
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(message) => {
