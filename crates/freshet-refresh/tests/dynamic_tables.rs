@@ -247,6 +247,96 @@ async fn scheduled_refresh_keeps_target_lag() {
     scheduler.shutdown().await;
 }
 
+/// While rows stream in, the scheduler keeps the lag within the target. The
+/// lag is sampled throughout (and the table's own maximum over the last hour
+/// is read at the end); the bound asserted is twice the target, so a loaded
+/// CI machine does not make the test flaky, and never tighter than the lag.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn lag_stays_within_target_while_rows_stream_in() {
+    const TARGET_SECS: f64 = 3.0;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let engine = open_engine(&dir).await;
+    let scheduler = spawn_scheduler(engine.clone(), 2);
+    let mut s = engine
+        .new_session(engine.superuser(), None)
+        .expect("session");
+    exec(&mut s, "CREATE TABLE stream_src (id INT, v INT)").await;
+    exec(
+        &mut s,
+        "CREATE DYNAMIC TABLE stream_dt TARGET_LAG = '3 seconds' AS SELECT id, v * 2 AS v2 FROM stream_src",
+    )
+    .await;
+    let writer_engine = engine.clone();
+    let total = 300;
+    let writer = tokio::spawn(async move {
+        let mut w = writer_engine
+            .new_session(writer_engine.superuser(), None)
+            .expect("writer session");
+        // Paces the stream (one row every 20 ms, about 6 s in all).
+        let mut pace = tokio::time::interval(Duration::from_millis(20));
+        for id in 0..total {
+            pace.tick().await;
+            exec(
+                &mut w,
+                &format!("INSERT INTO stream_src VALUES ({id}, {id})"),
+            )
+            .await;
+        }
+    });
+    let mut worst: f64 = 0.0;
+    let mut samples = 0;
+    while !writer.is_finished() {
+        let lag = query(
+            &mut s,
+            "SELECT lag_seconds FROM freshet_dynamic_tables() WHERE name = 'stream_dt'",
+        )
+        .await
+        .expect("lag");
+        let lag: f64 = lag[0][0].parse().expect("lag is a number");
+        worst = worst.max(lag);
+        samples += 1;
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    writer.await.expect("writer");
+    wait_for(
+        &mut s,
+        "SELECT count(*) FROM stream_dt",
+        &[&total.to_string()],
+        Duration::from_secs(60),
+    )
+    .await;
+    let max_last_hour = query(
+        &mut s,
+        "SELECT max_lag_seconds_last_hour FROM freshet_dynamic_tables() WHERE name = 'stream_dt'",
+    )
+    .await
+    .expect("max lag");
+    let max_last_hour: f64 = max_last_hour[0][0].parse().expect("max lag is a number");
+    assert!(samples > 10, "only {samples} lag samples were taken");
+    assert!(
+        worst <= 2.0 * TARGET_SECS,
+        "the lag reached {worst}s while rows streamed in (target {TARGET_SECS}s)"
+    );
+    assert!(
+        // A refresh records its end just before its commit becomes visible.
+        max_last_hour + 0.5 >= worst && max_last_hour <= 2.0 * TARGET_SECS,
+        "max lag of the last hour {max_last_hour}s (sampled worst {worst}s, target {TARGET_SECS}s)"
+    );
+    let scheduled = query(
+        &mut s,
+        "SELECT count(*) FROM freshet_refresh_history('stream_dt') \
+         WHERE refresh_trigger = 'SCHEDULED' AND state = 'SUCCEEDED' AND refresh_action = 'INCREMENTAL'",
+    )
+    .await
+    .expect("history");
+    let scheduled: i64 = scheduled[0][0].parse().expect("a count");
+    assert!(
+        scheduled >= 2,
+        "only {scheduled} scheduled incremental refreshes"
+    );
+    scheduler.shutdown().await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn downstream_tables_refresh_for_their_consumers() {
     let dir = tempfile::tempdir().expect("tempdir");
