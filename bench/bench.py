@@ -664,6 +664,7 @@ def timed_psql(tools, uri, sql):
 
 def bench_models(tools, args, workdir):
     threads = os.cpu_count() or 1
+    load_before = os.getloadavg()
     families = MODEL_FAMILIES
     if args.model_fixtures:
         wanted = args.model_fixtures.split(",")
@@ -746,7 +747,8 @@ def bench_models(tools, args, workdir):
         if python:
             ort_version = subprocess.run([python, "-c", "import onnxruntime; print(onnxruntime.__version__)"],
                                          capture_output=True, text=True, timeout=120).stdout.strip()
-        return {"families": results, "threads": threads, "version": version, "ort_version": ort_version}
+        return {"families": results, "threads": threads, "version": version, "ort_version": ort_version,
+                "load": (load_before, os.getloadavg())}
     finally:
         proc.terminate()
         try:
@@ -801,6 +803,9 @@ def render_models(args, machine, res, command):
                  f"`freshet serve --inference-batch-size {args.model_batch}`")
     lines.append(f"- Machine: {machine['cpu']}, {machine['nproc']} cores; "
                  f"{datetime.datetime.now(datetime.timezone.utc):%Y-%m-%d %H:%M UTC}")
+    before, after = res["load"]
+    lines.append(f"- 1-minute load average before/after the model runs: {before[0]:.2f} / {after[0]:.2f} "
+                 "(anything else running on the machine shows here; all columns share it)")
     lines.append("")
     lines.append("### Command")
     lines.append("")

@@ -1799,6 +1799,14 @@ async fn bad_models_are_refused_without_a_trace() {
             &sql,
         );
     }
+    // replacing a model with a bad file keeps the model it would replace
+    let replace = try_create_model_from(
+        &client,
+        "CREATE OR REPLACE MODEL good WITH VERSION broken FROM $1",
+        b"not onnx",
+    )
+    .await;
+    assert_sqlstate(replace, "22023", "CREATE OR REPLACE with a bad file");
     // nothing was half-registered
     let models = show_models(&client, "SHOW MODELS").await;
     assert_eq!(models.keys().collect::<Vec<_>>(), ["good"]);
