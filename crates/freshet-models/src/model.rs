@@ -495,6 +495,7 @@ fn compile_inner(bytes: &[u8]) -> Result<CompiledModel, ModelError> {
     known.extend(PRESENTATION_OPS.iter().map(|s| s.to_string()));
     check_operators(graph, &known)?;
     let zipmaps = strip_zipmaps(graph)?;
+    crate::ops::dense::fuse_relu(graph);
 
     let initializers: HashSet<&str> = graph.initializer.iter().map(|t| t.name.as_str()).collect();
     let inputs: Vec<TensorSpec> = graph

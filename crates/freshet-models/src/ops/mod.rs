@@ -22,6 +22,7 @@ use tract_onnx::pb::NodeProto;
 use tract_onnx::prelude::*;
 use tract_onnx::tract_hir::internal::*;
 
+pub(crate) mod dense;
 pub(crate) mod encoders;
 pub(crate) mod linear;
 pub(crate) mod simple;
@@ -140,6 +141,11 @@ pub(crate) fn onnx_framework() -> tract_onnx::Onnx {
     reg.insert("ArrayFeatureExtractor", simple::array_feature_extractor);
     reg.insert("OneHotEncoder", encoders::one_hot_encoder);
     reg.insert("LabelEncoder", encoders::label_encoder);
+    // small constant-weight Gemms get Freshet's kernel, the rest tract's
+    if let Some(tract_gemm) = reg.0.get("Gemm").copied() {
+        let _ = dense::TRACT_GEMM.set(tract_gemm);
+        reg.insert("Gemm", dense::gemm);
+    }
     onnx
 }
 
