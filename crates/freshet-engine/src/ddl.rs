@@ -362,11 +362,11 @@ fn drop_objects(
                         ),
                     ));
                 };
-                let kind_ok = match (&entry.kind, object_type) {
-                    (RelationKind::Table, ObjectType::Table) => true,
-                    (RelationKind::View { .. }, ObjectType::View) => true,
-                    _ => false,
-                };
+                let kind_ok = matches!(
+                    (&entry.kind, object_type),
+                    (RelationKind::Table, ObjectType::Table)
+                        | (RelationKind::View { .. }, ObjectType::View)
+                );
                 if !kind_ok {
                     let what = match entry.kind {
                         RelationKind::Table => "a table",

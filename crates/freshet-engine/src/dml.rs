@@ -403,12 +403,7 @@ async fn update_or_delete(
         let filtered = datafusion::arrow::compute::filter_record_batch(batch, &mask)
             .map_err(|e| EngineError::new("XX000", e.to_string()))?;
         let values = RecordBatch::try_new(
-            Arc::new(Schema::new(
-                filtered.schema().fields()[1..]
-                    .iter()
-                    .cloned()
-                    .collect::<Vec<_>>(),
-            )),
+            Arc::new(Schema::new(filtered.schema().fields()[1..].to_vec())),
             filtered.columns()[1..].to_vec(),
         )
         .map_err(|e| EngineError::new("XX000", e.to_string()))?;

@@ -455,6 +455,9 @@ fn expression_schema(plan: &LogicalPlan) -> DFSchemaRef {
 }
 
 fn rewrite_cast(expr: Expr, schema: &DFSchema) -> DfResult<Transformed<Expr>> {
+    if let Some(octets) = bytea_length(&expr, schema) {
+        return Ok(Transformed::yes(octets));
+    }
     let (inner, target) = match &expr {
         Expr::Cast(Cast { expr, field }) | Expr::TryCast(TryCast { expr, field }) => {
             (expr.as_ref(), field.data_type())
@@ -470,6 +473,13 @@ fn rewrite_cast(expr: Expr, schema: &DFSchema) -> DfResult<Transformed<Expr>> {
             DataType::Interval(IntervalUnit::MonthDayNano),
         ) => interval_udf(),
         (
+            DataType::Utf8 | DataType::Utf8View | DataType::LargeUtf8,
+            DataType::Binary | DataType::BinaryView | DataType::LargeBinary,
+        ) => bytea_udf(),
+        (DataType::Binary | DataType::LargeBinary | DataType::BinaryView, DataType::Utf8) => {
+            text_udf()
+        }
+        (
             DataType::Timestamp(_, _)
             | DataType::Date32
             | DataType::Time64(_)
@@ -483,15 +493,82 @@ fn rewrite_cast(expr: Expr, schema: &DFSchema) -> DfResult<Transformed<Expr>> {
     )))
 }
 
+/// `length(bytea)` counts bytes in Postgres. Coercion has already turned
+/// the argument into text (and this rule into `freshet_pg_text`), so undo
+/// that and count the bytes.
+fn bytea_length(expr: &Expr, schema: &DFSchema) -> Option<Expr> {
+    let Expr::ScalarFunction(call) = expr else {
+        return None;
+    };
+    if !matches!(call.name(), "length" | "character_length" | "char_length") {
+        return None;
+    }
+    let bytes = match call.args.as_slice() {
+        [Expr::ScalarFunction(text)] if text.name() == TEXT_FUNCTION => {
+            match text.args.as_slice() {
+                [bytes] => bytes,
+                _ => return None,
+            }
+        }
+        [Expr::Cast(Cast { expr, .. }) | Expr::TryCast(TryCast { expr, .. })] => expr.as_ref(),
+        _ => return None,
+    };
+    let is_binary = matches!(
+        bytes.get_type(schema).ok()?,
+        DataType::Binary | DataType::LargeBinary | DataType::BinaryView
+    );
+    is_binary.then(|| {
+        let as_binary = Expr::Cast(Cast::new(Box::new(bytes.clone()), DataType::Binary));
+        Expr::ScalarFunction(ScalarFunction::new_udf(bytea_length_udf(), vec![as_binary]))
+    })
+}
+
+/// `freshet_bytea_length(bytea) -> int4`: the byte count. DataFusion's
+/// `octet_length` only takes text.
+fn bytea_length_udf() -> Arc<ScalarUDF> {
+    static UDF: std::sync::OnceLock<Arc<ScalarUDF>> = std::sync::OnceLock::new();
+    UDF.get_or_init(|| {
+        Arc::new(datafusion::logical_expr::create_udf(
+            "freshet_bytea_length",
+            vec![DataType::Binary],
+            DataType::Int32,
+            Volatility::Immutable,
+            Arc::new(|args: &[ColumnarValue]| {
+                let arrays = ColumnarValue::values_to_arrays(args)?;
+                let [bytes] = arrays.as_slice() else {
+                    return Err(DataFusionError::Internal(
+                        "freshet_bytea_length takes one argument".into(),
+                    ));
+                };
+                let lengths = datafusion::arrow::compute::kernels::length::length(bytes)?;
+                if args.iter().all(|a| matches!(a, ColumnarValue::Scalar(_))) {
+                    let scalar = datafusion::common::ScalarValue::try_from_array(&lengths, 0)?;
+                    Ok(ColumnarValue::Scalar(scalar))
+                } else {
+                    Ok(ColumnarValue::Array(lengths))
+                }
+            }),
+        ))
+    })
+    .clone()
+}
+
 /// Registers the functions the rewrites call.
 pub(crate) fn register(ctx: &datafusion::prelude::SessionContext) {
     ctx.register_udf(ScalarUDF::new_from_impl(JsonText::new()));
     ctx.register_udf(interval_udf().as_ref().clone());
+    ctx.register_udf(bytea_udf().as_ref().clone());
     ctx.register_udf(text_udf().as_ref().clone());
+    ctx.register_udf(bytea_length_udf().as_ref().clone());
     ctx.add_analyzer_rule(Arc::new(PostgresCasts));
     // Freshet has no logical replication; psql passes the OID as text.
     ctx.register_udf(ScalarUDF::new_from_impl(NeverPublishable {
         signature: Signature::any(1, Volatility::Stable),
+    }));
+    // psql's `\d+` prints a view's definition; it is not reconstructed from
+    // the OID yet, so the definition shows as empty.
+    ctx.register_udf(ScalarUDF::new_from_impl(UnknownViewDefinition {
+        signature: Signature::variadic_any(Volatility::Stable),
     }));
     // psql's `\d+` shows column comments; Freshet keeps none for tables.
     ctx.register_udf(datafusion::logical_expr::create_udf(
@@ -505,6 +582,29 @@ pub(crate) fn register(ctx: &datafusion::prelude::SessionContext) {
             ))
         }),
     ));
+}
+
+/// `pg_get_viewdef(oid [, pretty])`: NULL (not reconstructed yet).
+#[derive(Debug, PartialEq, Eq, Hash)]
+struct UnknownViewDefinition {
+    signature: Signature,
+}
+
+impl ScalarUDFImpl for UnknownViewDefinition {
+    fn name(&self) -> &str {
+        "pg_get_viewdef"
+    }
+    fn signature(&self) -> &Signature {
+        &self.signature
+    }
+    fn return_type(&self, _args: &[DataType]) -> DfResult<DataType> {
+        Ok(DataType::Utf8)
+    }
+    fn invoke_with_args(&self, _args: ScalarFunctionArgs) -> DfResult<ColumnarValue> {
+        Ok(ColumnarValue::Scalar(
+            datafusion::common::ScalarValue::Utf8(None),
+        ))
+    }
 }
 
 /// `pg_relation_is_publishable(oid)`: always false, whatever the OID's type.
@@ -528,6 +628,95 @@ impl ScalarUDFImpl for NeverPublishable {
             datafusion::common::ScalarValue::Boolean(Some(false)),
         ))
     }
+}
+
+fn bytea_udf() -> Arc<ScalarUDF> {
+    static UDF: std::sync::OnceLock<Arc<ScalarUDF>> = std::sync::OnceLock::new();
+    UDF.get_or_init(|| Arc::new(ScalarUDF::new_from_impl(TextToBytea::new())))
+        .clone()
+}
+
+/// `freshet_text_to_bytea(text)`: Postgres bytea input (`\x` hex or the
+/// escape format) instead of the text's own UTF-8 bytes.
+#[derive(Debug, PartialEq, Eq, Hash)]
+struct TextToBytea {
+    signature: Signature,
+}
+
+impl TextToBytea {
+    fn new() -> Self {
+        TextToBytea {
+            signature: Signature::any(1, Volatility::Immutable),
+        }
+    }
+}
+
+impl ScalarUDFImpl for TextToBytea {
+    fn name(&self) -> &str {
+        "freshet_text_to_bytea"
+    }
+    fn signature(&self) -> &Signature {
+        &self.signature
+    }
+    fn return_type(&self, _args: &[DataType]) -> DfResult<DataType> {
+        Ok(DataType::Binary)
+    }
+    fn invoke_with_args(&self, args: ScalarFunctionArgs) -> DfResult<ColumnarValue> {
+        let [value] = args.args.as_slice() else {
+            return Err(engine_error(
+                "42883",
+                "bytea input takes one argument".into(),
+            ));
+        };
+        let array = value.to_array(args.number_rows)?;
+        let text = datafusion::arrow::compute::cast(&array, &DataType::Utf8)?;
+        let text = text.as_string::<i32>();
+        let mut out = datafusion::arrow::array::BinaryBuilder::with_capacity(text.len(), 0);
+        for value in text.iter() {
+            match value {
+                None => out.append_null(),
+                Some(s) => out.append_value(parse_bytea(s).ok_or_else(|| {
+                    engine_error(
+                        "22P02",
+                        format!("invalid input syntax for type bytea: \"{s}\""),
+                    )
+                })?),
+            }
+        }
+        Ok(ColumnarValue::Array(Arc::new(out.finish())))
+    }
+}
+
+/// Decodes Postgres bytea text: `\x0102ff` (hex) or the escape format, where
+/// `\\` is a backslash and `\nnn` an octal byte.
+pub fn parse_bytea(text: &str) -> Option<Vec<u8>> {
+    if let Some(hex) = text.strip_prefix("\\x") {
+        let digits: Vec<u8> = hex.bytes().filter(|b| !b.is_ascii_whitespace()).collect();
+        if digits.len() % 2 != 0 {
+            return None;
+        }
+        return digits
+            .chunks(2)
+            .map(|pair| u8::from_str_radix(std::str::from_utf8(pair).ok()?, 16).ok())
+            .collect();
+    }
+    let bytes = text.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        if bytes[i] != b'\\' {
+            out.push(bytes[i]);
+            i += 1;
+        } else if bytes.get(i + 1) == Some(&b'\\') {
+            out.push(b'\\');
+            i += 2;
+        } else {
+            let octal = std::str::from_utf8(bytes.get(i + 1..i + 4)?).ok()?;
+            out.push(u8::from_str_radix(octal, 8).ok()?);
+            i += 4;
+        }
+    }
+    Some(out)
 }
 
 fn interval_udf() -> Arc<ScalarUDF> {
@@ -791,6 +980,19 @@ fn postgres_text(array: &ArrayRef) -> DfResult<ArrayRef> {
         DataType::Interval(IntervalUnit::MonthDayNano) => {
             each!(IntervalMonthDayNanoType, |v| Some(pg_text::interval(v)))
         }
+        DataType::Binary => {
+            let values = array.as_binary::<i32>();
+            for value in values.iter() {
+                out.append_option(value.map(|bytes| {
+                    let mut text = String::with_capacity(2 + bytes.len() * 2);
+                    text.push_str("\\x");
+                    for byte in bytes {
+                        text.push_str(&format!("{byte:02x}"));
+                    }
+                    text
+                }));
+            }
+        }
         _ => return Ok(datafusion::arrow::compute::cast(array, &DataType::Utf8)?),
     }
     Ok(Arc::new(out.finish()))
@@ -814,6 +1016,28 @@ pub(crate) fn placeholder_cast_types(
                             found
                                 .entry(p.id.clone())
                                 .or_insert_with(|| field.data_type().clone());
+                        }
+                    }
+                }
+                Ok(TreeNodeRecursion::Continue)
+            })
+        })
+    });
+    found
+}
+
+/// Parameters passed straight to `x::json` (`freshet_json($1)`): the client
+/// sends them as json.
+pub(crate) fn placeholder_json_casts(plan: &LogicalPlan) -> HashSet<String> {
+    use datafusion::common::tree_node::TreeNodeRecursion;
+    let mut found = HashSet::new();
+    let _ = plan.apply_with_subqueries(|node| {
+        node.apply_expressions(|expr| {
+            expr.apply(|e| {
+                if let Expr::ScalarFunction(f) = e {
+                    if f.name() == JSON_FUNCTION {
+                        if let [Expr::Placeholder(p)] = f.args.as_slice() {
+                            found.insert(p.id.clone());
                         }
                     }
                 }

@@ -101,6 +101,8 @@ pub fn map_df_error(error: DataFusionError) -> EngineError {
                 || lower.contains("failed to resolve catalog")
             {
                 "42P01"
+            } else if lower.contains("not supported") || lower.contains("not yet supported") {
+                "0A000"
             } else if lower.contains("invalid function") || lower.contains("no function matches") {
                 "42883"
             } else if lower.contains("cannot be cast") || lower.contains("cannot cast") {

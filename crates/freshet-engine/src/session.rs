@@ -31,6 +31,9 @@ pub struct PreparedStatement {
     pub sql: String,
     /// The types of `$1…$n`, inferred or declared.
     pub param_types: Vec<DataType>,
+    /// Which of `$1…$n` are `json` (their Arrow type is text), so the wire
+    /// layer describes and decodes them as Postgres json.
+    pub json_params: Vec<bool>,
     /// The row description, or `None` for statements that return no rows.
     pub result_schema: Option<SchemaRef>,
     pub(crate) statement: Option<Arc<FreshetStatement>>,
@@ -99,6 +102,17 @@ impl Session {
             .iter()
             .map(|(k, v)| (k.to_string(), v.to_string()))
             .collect();
+        // An unknown database is 3D000 before anything is built for it.
+        let database_exists = shared
+            .with_txn(|t| t.get_meta(&freshet_catalog::database_key(&database)))
+            .map_err(map_df_error)?
+            .is_some();
+        if !database_exists {
+            return Err(EngineError::new(
+                "3D000",
+                format!("database \"{database}\" does not exist"),
+            ));
+        }
         let ctx = build_context(&engine, &shared, &user, &database, "public")?;
         let mut session = Session {
             engine,
@@ -245,15 +259,17 @@ impl Session {
             return Ok(PreparedStatement {
                 sql: sql.to_string(),
                 param_types: Vec::new(),
+                json_params: Vec::new(),
                 result_schema: None,
                 statement: None,
             });
         };
         let statement = Arc::new(parsed.statement);
-        let (param_types, result_schema) = self.describe(&statement, declared).await?;
+        let (param_types, json_params, result_schema) = self.describe(&statement, declared).await?;
         Ok(PreparedStatement {
             sql: sql.to_string(),
             param_types,
+            json_params,
             result_schema,
             statement: Some(statement),
         })
@@ -278,22 +294,26 @@ impl Session {
         &mut self,
         statement: &Arc<FreshetStatement>,
         declared: &[Option<DataType>],
-    ) -> Result<(Vec<DataType>, Option<SchemaRef>), EngineError> {
+    ) -> Result<Described, EngineError> {
         if is_read_only_listing(statement) {
             // SHOW/DESCRIBE build their rows from the catalog: running them
             // is cheap and side-effect free, and is the only way the row
             // description is guaranteed to match what Execute sends.
             let schema = self.describe_by_running(statement).await?;
-            return Ok((declared_types(declared, 0), schema));
+            return Ok((declared_types(declared, 0), Vec::new(), schema));
         }
         let FreshetStatement::Standard(stmt) = statement.as_ref() else {
             let schema = crate::commands::describe_freshet(self, statement);
-            return Ok((declared_types(declared, 0), schema));
+            return Ok((
+                model_source_parameter_types(statement, declared),
+                Vec::new(),
+                schema,
+            ));
         };
         if !crate::commands::is_plannable(stmt) {
             let schema = crate::commands::describe_standard(self, stmt);
             let count = count_placeholders(stmt);
-            return Ok((declared_types(declared, count), schema));
+            return Ok((declared_types(declared, count), Vec::new(), schema));
         }
         let started = self.begin_statement_txn();
         let described = self.describe_plannable(stmt, declared).await;
@@ -307,14 +327,16 @@ impl Session {
         &mut self,
         stmt: &Statement,
         declared: &[Option<DataType>],
-    ) -> Result<(Vec<DataType>, Option<SchemaRef>), EngineError> {
+    ) -> Result<Described, EngineError> {
         // DataFusion cannot plan RETURNING; the parameters are typed from the
         // statement without it and the rows from the RETURNING list.
         let returning = crate::dml::describe_returning(self, stmt).await?;
         let plannable = without_returning(stmt);
         let plan = crate::planning::plan_statement(&self.ctx.state(), plannable.clone()).await?;
         let inferred = plan.get_parameter_types().map_err(map_df_error)?;
+        let inferred_fields = plan.get_parameter_fields().map_err(map_df_error)?;
         let cast_types = crate::pg_compat::placeholder_cast_types(&plan);
+        let json_casts = crate::pg_compat::placeholder_json_casts(&plan);
         let count = inferred
             .keys()
             .filter_map(|k| k.trim_start_matches('$').parse::<usize>().ok())
@@ -335,8 +357,24 @@ impl Session {
             known.push(t.clone());
             types.push(t.unwrap_or(DataType::Utf8));
         }
+        let json: Vec<bool> = (1..=count)
+            .map(|i| {
+                let id = format!("${i}");
+                json_casts.contains(&id)
+                    || inferred_fields
+                        .get(&id)
+                        .cloned()
+                        .flatten()
+                        .is_some_and(|f| {
+                            f.metadata()
+                                .get(crate::types::EXTENSION_NAME)
+                                .map(String::as_str)
+                                == Some(crate::types::JSON_EXTENSION)
+                        })
+            })
+            .collect();
         if let Some(schema) = returning {
-            return Ok((types, Some(schema)));
+            return Ok((types, json, Some(schema)));
         }
         let schema = match &plan {
             LogicalPlan::Dml(_) | LogicalPlan::Ddl(_) | LogicalPlan::Statement(_) => {
@@ -358,7 +396,7 @@ impl Session {
             }
             _ => Some(Arc::new(plan.schema().as_arrow().clone())),
         };
-        Ok((types, schema))
+        Ok((types, json, schema))
     }
 
     /// Runs a read-only listing statement and keeps only its row description.
@@ -597,6 +635,37 @@ fn declared_types(declared: &[Option<DataType>], count: usize) -> Vec<DataType> 
         .collect()
 }
 
+/// Parameter types of a Freshet statement: the only parameter these take is
+/// a model's ONNX bytes (`CREATE MODEL … FROM $n`, `ALTER MODEL … ADD VERSION
+/// … FROM $n`), which is bytea unless the client declared something else, so
+/// drivers that let the server infer types send the bytes as binary.
+fn model_source_parameter_types(
+    statement: &FreshetStatement,
+    declared: &[Option<DataType>],
+) -> Vec<DataType> {
+    use freshet_sql::{AlterModelAction, ModelSource};
+    let source = match statement {
+        FreshetStatement::CreateModel { source, .. } => Some(source),
+        FreshetStatement::AlterModel {
+            action: AlterModelAction::AddVersion { source, .. },
+            ..
+        } => Some(source),
+        _ => None,
+    };
+    let bytes_parameter = match source {
+        Some(ModelSource::Parameter(n)) => Some(*n),
+        _ => None,
+    };
+    let count = declared.len().max(bytes_parameter.unwrap_or(0));
+    (0..count)
+        .map(|i| match declared.get(i).cloned().flatten() {
+            Some(declared) => declared,
+            None if Some(i + 1) == bytes_parameter => DataType::Binary,
+            None => DataType::Utf8,
+        })
+        .collect()
+}
+
 /// Counts `$n` placeholders in a statement DataFusion cannot plan (e.g. CREATE MODEL … FROM $1).
 fn count_placeholders(statement: &Statement) -> usize {
     use datafusion::sql::sqlparser::ast::{visit_expressions, Expr};
@@ -636,6 +705,8 @@ pub(crate) fn build_context(
         // Postgres types `1.005` as an exact numeric, so `numeric(10,2)`
         // rounds it to 1.01 instead of storing the float 1.00499….
         options.sql_parser.parse_float_as_decimal = true;
+        // `timestamptz` is a zoned type (sent as Postgres timestamptz), in UTC.
+        options.execution.time_zone = Some("+00:00".into());
         options.execution.parquet.schema_force_view_types = false;
     }
     let catalogs = Arc::new(DatabaseList {
@@ -706,6 +777,19 @@ fn constant_text_udf(name: &str, value: &str) -> datafusion::logical_expr::Scala
         }),
     )
 }
+
+impl Drop for Session {
+    /// Breaks the reference cycle between the session's shared state and the
+    /// catalog providers registered in it (pg_catalog and information_schema
+    /// hold the database list, which holds the shared state); without this
+    /// every connection would leak, and with it the store it points to.
+    fn drop(&mut self) {
+        self.shared.virtual_schemas.write().clear();
+    }
+}
+
+/// Parameter types, which parameters are json, and the row description.
+type Described = (Vec<DataType>, Vec<bool>, Option<SchemaRef>);
 
 /// SHOW and DESCRIBE statements: they only read the catalog.
 fn is_read_only_listing(statement: &FreshetStatement) -> bool {

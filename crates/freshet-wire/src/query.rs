@@ -575,11 +575,7 @@ fn decode_parameters(
         }
     }
     let inferred: Vec<_> = statement.param_types.iter().map(Some).collect();
-    let server_types: Vec<Type> = statement
-        .param_types
-        .iter()
-        .map(pg_type_for_param)
-        .collect();
+    let server_types = described_parameter_types(statement);
     let server_refs: Vec<_> = server_types.iter().map(Some).collect();
     // arrow-pg cannot decode json/jsonb parameters (it asks for a String,
     // which postgres-types refuses for those types); they are decoded here and
@@ -788,7 +784,7 @@ impl QueryParser for FreshetQueryParser {
     }
 
     fn get_parameter_types(&self, stmt: &Self::Statement) -> PgWireResult<Vec<Type>> {
-        Ok(stmt.param_types.iter().map(pg_type_for_param).collect())
+        Ok(described_parameter_types(stmt))
     }
 
     fn get_result_schema(
@@ -889,4 +885,21 @@ impl ExtendedQueryHandler for FreshetQueryHandler {
         // `on_execute` is overridden and never calls this.
         Err(WireError::protocol("XX000", "internal error: extended query path bypassed").into())
     }
+}
+
+/// The Postgres types of a prepared statement's parameters: json where the
+/// engine says the parameter is json (its Arrow type is plain text).
+fn described_parameter_types(statement: &PreparedStatement) -> Vec<Type> {
+    statement
+        .param_types
+        .iter()
+        .enumerate()
+        .map(|(i, t)| {
+            if statement.json_params.get(i).copied().unwrap_or(false) {
+                Type::JSON
+            } else {
+                pg_type_for_param(t)
+            }
+        })
+        .collect()
 }
