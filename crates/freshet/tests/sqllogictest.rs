@@ -7,7 +7,10 @@
 //! file and protocol with each failing record's SQL, location and diff.
 //!
 //! Records can be limited to Freshet with `onlyif freshet` (the runner adds
-//! that label), e.g. for `SHOW TABLES` or cross-database names.
+//! that label), e.g. for `SHOW TABLES` or cross-database names. The labels
+//! `simple-protocol` and `extended-protocol` name the run, for the few records
+//! whose outcome depends on the protocol (a missing parameter is caught by
+//! the client under the extended protocol, by the server under the simple one).
 //!
 //! Environment:
 //! * `SLT_FILTER=substr` — only files whose path contains `substr`;
@@ -188,7 +191,7 @@ const MAX_REPORTED_PER_FILE: usize = 25;
 
 /// Runs every record of one file, continuing after failures so that one run
 /// reports every failing record, bounded by [`FILE_DEADLINE`].
-async fn run_file<D, M>(make: M, label: &str, file: &Path) -> Result<(), String>
+async fn run_file<D, M>(make: M, labels: &[&str], file: &Path) -> Result<(), String>
 where
     D: AsyncDB<ColumnType = DefaultColumnType>,
     M: MakeConnection<Conn = D>,
@@ -196,7 +199,9 @@ where
     let records = sqllogictest::parse_file::<DefaultColumnType>(file)
         .map_err(|e| format!("cannot parse {}: {e}", file.display()))?;
     let mut runner = Runner::new(make);
-    runner.add_label(label);
+    for label in labels {
+        runner.add_label(label);
+    }
     let mut failures: Vec<String> = Vec::new();
     let run_all = async {
         for record in records {
@@ -252,7 +257,7 @@ async fn run_protocol(
                         .map_err(PgError::Client)
                 }
             };
-            run_file(make, label, file).await
+            run_file(make, &[label, "simple-protocol"], file).await
         }
         Protocol::Extended => {
             let make = move || {
@@ -264,7 +269,7 @@ async fn run_protocol(
                         .map_err(PgError::Client)
                 }
             };
-            run_file(make, label, file).await
+            run_file(make, &[label, "extended-protocol"], file).await
         }
     }
 }
