@@ -6,7 +6,8 @@
 //! model call DataFusion can plan works unchanged; the selected row ids are then
 //! deleted (and, for UPDATE, the new row versions inserted). INSERT reuses
 //! DataFusion's INSERT planning for column matching, casts and defaults, then
-//! writes the resulting batches.
+//! writes the resulting batches; `INSERT … VALUES` of plain literals and
+//! parameters skips the planner ([`crate::fast_insert`]).
 
 use std::collections::HashSet;
 use std::sync::Arc;
@@ -193,6 +194,13 @@ async fn insert_rows(
         ));
     }
     let target = writable_target(session, name)?;
+    if let Some(batch) = crate::fast_insert::values_batch(insert, &target, params.as_ref())? {
+        let rows = write_batches(session, &target, &[batch])?;
+        return Ok(QueryOutput::Command(CommandTag {
+            tag: "INSERT 0".into(),
+            rows: Some(rows),
+        }));
+    }
     let mut planned_insert = insert.clone();
     let returning = planned_insert.returning.take();
     let mut plan = plan_statement(&session.ctx.state(), Statement::Insert(planned_insert)).await?;

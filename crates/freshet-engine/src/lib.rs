@@ -14,6 +14,7 @@ mod dml;
 mod dynamic;
 mod engine;
 mod error;
+mod fast_insert;
 mod functions;
 mod info_schema;
 mod names;

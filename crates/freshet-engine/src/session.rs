@@ -39,6 +39,26 @@ pub struct PreparedStatement {
     pub(crate) statement: Option<Arc<FreshetStatement>>,
 }
 
+impl PreparedStatement {
+    /// Whether executing this statement takes microseconds whatever the data:
+    /// transaction control, or an `INSERT … VALUES` of literals and
+    /// parameters. The wire layer runs these on the connection's own thread,
+    /// saving the hand-off to the compute runtime that dominates the cost of
+    /// single-row writes.
+    pub fn is_lightweight(&self) -> bool {
+        match self.statement.as_deref() {
+            Some(FreshetStatement::Standard(stmt)) => match stmt {
+                Statement::StartTransaction { .. }
+                | Statement::Commit { .. }
+                | Statement::Rollback { .. } => true,
+                Statement::Insert(insert) => crate::fast_insert::is_lightweight(insert),
+                _ => false,
+            },
+            _ => false,
+        }
+    }
+}
+
 /// State of a running `COPY … FROM STDIN`.
 pub(crate) struct CopyInState {
     pub(crate) target: crate::dml::InsertTarget,
