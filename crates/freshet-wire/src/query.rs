@@ -20,7 +20,7 @@ use datafusion::common::ParamValues;
 use datafusion::execution::SendableRecordBatchStream;
 use datafusion::scalar::ScalarValue;
 use freshet_engine::{CommandTag, CopyOptions, PreparedStatement, QueryOutput, Session};
-use futures::{Sink, SinkExt, StreamExt};
+use futures::{FutureExt, Sink, SinkExt, StreamExt};
 use pgwire::api::portal::{Format, Portal, PortalExecutionState};
 use pgwire::api::query::{ExtendedQueryHandler, SimpleQueryHandler};
 use pgwire::api::results::{FieldInfo, QueryResponse, Response, SendableRowStream};
@@ -391,9 +391,17 @@ impl FreshetQueryHandler {
         let statement = portal.statement.statement.clone();
         let params = decode_parameters(portal, &statement)?;
         let slot = session_of(client)?;
-        let execution = slot.run(move |session| {
-            Box::pin(async move { session.execute_prepared(&statement, params).await })
-        });
+        let execution = if statement.is_lightweight() {
+            slot.run_here(move |session| {
+                Box::pin(async move { session.execute_prepared(&statement, params).await })
+            })
+            .boxed()
+        } else {
+            slot.run(move |session| {
+                Box::pin(async move { session.execute_prepared(&statement, params).await })
+            })
+            .boxed()
+        };
         let result = tokio::select! {
             biased;
             _ = &mut *cancel => Err(WireError::Cancelled),

@@ -74,6 +74,17 @@ impl SessionSlot {
         task.join().await
     }
 
+    /// Runs `work` with the session locked on the calling (connection) thread:
+    /// only for statements the engine calls lightweight, where the hand-off
+    /// to the compute runtime would cost more than the work.
+    pub(crate) async fn run_here<T, F>(&self, work: F) -> WireResult<T>
+    where
+        F: for<'s> FnOnce(&'s mut Session) -> BoxFuture<'s, T>,
+    {
+        let mut session = self.session.lock().await;
+        Ok(work(&mut session).await)
+    }
+
     /// Moves the polling of `stream` — and so the execution of its plan — to
     /// the compute runtime; the returned stream only receives the batches.
     /// Dropping it aborts the producer.
