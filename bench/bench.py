@@ -24,11 +24,32 @@ encoding and the wire included). In the same run the same model is scored
 in-process by freshet-models (the `throughput` example) and by onnxruntime
 (tools/fixtures/bench_ort.py), with the same batch size and thread count.
 
+Dynamic tables (`--sections dynamic`, needs psycopg), three parts:
+
+* Freshness: the mission's pipeline (`logins_raw` and the dynamic table
+  `logins_with_predictions`, TARGET_LAG = '1 second', INCREMENTAL, scoring
+  the login-risk fixture) fed --fresh-rate logins/s for --fresh-seconds by
+  --fresh-writers connections, each sending a COPY batch every
+  --fresh-interval-ms; a poller connection looks every --poll-ms for the
+  batches that became visible. Reported: the delay from each batch's
+  acknowledgement to the first poll that sees it (p50, p99, max), the rate
+  achieved, the server's CPU (/proc/PID/stat) and peak memory, and whether
+  the dynamic table ends up with the source's row count.
+* Incremental scaling: the same query as an INCREMENTAL and a FULL dynamic
+  table (TARGET_LAG = DOWNSTREAM, so only manual refreshes run) over a source
+  of the two --scale-rows sizes; --refresh-reps times: COPY --refresh-rows
+  new logins, then `ALTER DYNAMIC TABLE … REFRESH`, timed by the client and
+  by the refresh history.
+* Full-recompute peer: a GROUP BY aggregate as INCREMENTAL and FULL dynamic
+  tables, and in PostgreSQL as a materialized view (`REFRESH MATERIALIZED
+  VIEW`), over the larger source, refreshed after the same kind of inserts.
+
 The results are written as Markdown to docs/benchmarks.md (or --output), each
 part between its own markers.
 """
 
 import argparse
+import contextlib
 import datetime
 import os
 import random
@@ -213,30 +234,31 @@ def scalar(tools, uri, sql):
     return psql(tools, uri, "-A", "-t", "-c", sql, timeout=600).stdout.strip()
 
 
-def generate_data(path, rows, seed=20240101):
-    """Deterministic logins-like CSV: id, user_id, location, event_time.
+def generate_data(path, rows, seed=20240101, start=0, locations=LOCATIONS, users=1_000_000):
+    """Deterministic logins-like CSV: id, user_id, location, event_time, for
+    ids start .. start + rows - 1.
 
-    Event times advance about 3 s per row from 2024-01-01; user ids are uniform
-    in 1..1,000,000; locations uniform over LOCATIONS.
+    Event times advance about 3 s per id from 2024-01-01; user ids are uniform
+    in 1..users; locations uniform over `locations`.
     """
     log(f"generating {rows:,} rows into {path}")
     rng = random.Random(seed)
     rand = rng.random
     base = datetime.date(2024, 1, 1)
-    days = [(base + datetime.timedelta(days=d)).isoformat() for d in range(rows * 3 // 86400 + 2)]
+    days = [(base + datetime.timedelta(days=d)).isoformat() for d in range((start + rows) * 3 // 86400 + 2)]
     tod = [f"{s // 3600:02d}:{s // 60 % 60:02d}:{s % 60:02d}" for s in range(86400)]
-    nloc = len(LOCATIONS)
+    nloc = len(locations)
     tmp = path + ".partial"
     batch = 200_000
     with open(tmp, "w") as f:
-        for start in range(0, rows, batch):
-            end = min(rows, start + batch)
+        for first in range(start, start + rows, batch):
+            end = min(start + rows, first + batch)
             lines = []
             append = lines.append
-            for i in range(start, end):
+            for i in range(first, end):
                 sec = i * 3 + int(rand() * 3)
                 append(
-                    f"{i},{int(rand() * 1_000_000) + 1},{LOCATIONS[int(rand() * nloc)]},"
+                    f"{i},{int(rand() * users) + 1},{locations[int(rand() * nloc)]},"
                     f"{days[sec // 86400]} {tod[sec % 86400]}\n"
                 )
             f.write("".join(lines))
@@ -339,7 +361,11 @@ def as_postgres(cmd):
     return cmd
 
 
-def bench_postgres(tools, args, data_file, workdir):
+@contextlib.contextmanager
+def postgres_instance(workdir):
+    """A throwaway PostgreSQL cluster (initdb defaults, fsync and synchronous
+    commit on, loopback only) in a new directory under workdir; yields
+    (uri, postmaster pid, version) and stops the server on exit."""
     bindir = find_postgres_bindir()
     version = run([os.path.join(bindir, "postgres"), "--version"], 60).stdout.strip()
     pgdir = tempfile.mkdtemp(prefix="pg-", dir=workdir)
@@ -356,7 +382,22 @@ def bench_postgres(tools, args, data_file, workdir):
     try:
         with open(os.path.join(data, "postmaster.pid")) as f:
             pid = int(f.readline())
-        uri = f"postgresql://postgres@127.0.0.1:{port}/postgres?sslmode=disable"
+        yield f"postgresql://postgres@127.0.0.1:{port}/postgres?sslmode=disable", pid, version
+    finally:
+        subprocess.run(as_postgres([os.path.join(bindir, "pg_ctl"), "-D", data, "-m", "fast",
+                                    "-w", "stop"]), capture_output=True, timeout=180)
+
+
+def postgres_settings(tools, uri):
+    return scalar(
+        tools, uri,
+        "SELECT string_agg(name || '=' || current_setting(name), ', ' ORDER BY name) FROM pg_settings "
+        "WHERE name IN ('fsync','synchronous_commit','shared_buffers','wal_level','max_wal_size','work_mem')",
+    )
+
+
+def bench_postgres(tools, args, data_file, workdir):
+    with postgres_instance(workdir) as (uri, pid, version):
         sampler = MemorySampler(pid)
         sampler.start()
         try:
@@ -367,26 +408,34 @@ def bench_postgres(tools, args, data_file, workdir):
         results["peak_hwm_kib"] = sampler.peak_hwm_kib
         results["peak_pss_kib"] = sampler.peak_pss_kib
         results["processes"] = sampler.peak_processes
-        results["settings"] = scalar(
-            tools, uri,
-            "SELECT string_agg(name || '=' || current_setting(name), ', ' ORDER BY name) FROM pg_settings "
-            "WHERE name IN ('fsync','synchronous_commit','shared_buffers','wal_level','max_wal_size')",
-        )
+        results["settings"] = postgres_settings(tools, uri)
         return results
-    finally:
-        subprocess.run(as_postgres([os.path.join(bindir, "pg_ctl"), "-D", data, "-m", "fast",
-                                    "-w", "stop"]), capture_output=True, timeout=180)
 
 
-def bench_freshet(tools, args, data_file, workdir):
+@contextlib.contextmanager
+def freshet_instance(args, workdir, extra=(), log_name="freshet.log"):
+    """`freshet serve` on a new data directory under workdir, with the extra
+    options `extra`; yields (uri, process) and stops the server on exit."""
     data = tempfile.mkdtemp(prefix="freshet-", dir=workdir)
     port = free_port()
-    logf = open(os.path.join(workdir, "freshet.log"), "w")
-    cmd = [args.freshet_bin, "serve", "--data-dir", data, "--listen", f"127.0.0.1:{port}"]
+    logf = open(os.path.join(workdir, log_name), "w")
+    cmd = [args.freshet_bin, "serve", "--data-dir", data, "--listen", f"127.0.0.1:{port}", *extra]
     proc = subprocess.Popen(cmd, stdout=logf, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
     try:
         wait_for_port(port, proc, what="freshet")
-        uri = f"postgresql://freshet@127.0.0.1:{port}/freshet?sslmode=disable"
+        yield f"postgresql://freshet@127.0.0.1:{port}/freshet?sslmode=disable", proc
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(timeout=30)
+        logf.close()
+
+
+def bench_freshet(tools, args, data_file, workdir):
+    with freshet_instance(args, workdir) as (uri, proc):
         sampler = MemorySampler(proc.pid)
         sampler.start()
         try:
@@ -398,14 +447,6 @@ def bench_freshet(tools, args, data_file, workdir):
         results["processes"] = sampler.peak_processes
         results["version"] = freshet_version(args.freshet_bin)
         return results
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=60)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(timeout=30)
-        logf.close()
 
 
 def freshet_version(binary):
@@ -674,16 +715,9 @@ def bench_models(tools, args, workdir):
     if python is None:
         log("models: no Python with onnxruntime found (set --ort-python); onnxruntime column will be n/a")
 
-    data = tempfile.mkdtemp(prefix="freshet-models-", dir=workdir)
-    port = free_port()
-    logf = open(os.path.join(workdir, "freshet-models.log"), "w")
-    cmd = [args.freshet_bin, "serve", "--data-dir", data, "--listen", f"127.0.0.1:{port}",
-           "--model-dir", FIXTURES_DIR, "--inference-batch-size", str(args.model_batch)]
-    proc = subprocess.Popen(cmd, stdout=logf, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+    extra = ["--model-dir", FIXTURES_DIR, "--inference-batch-size", str(args.model_batch)]
     results = []
-    try:
-        wait_for_port(port, proc, what="freshet")
-        uri = f"postgresql://freshet@127.0.0.1:{port}/freshet?sslmode=disable"
+    with freshet_instance(args, workdir, extra, "freshet-models.log") as (uri, _proc):
         for family, name in families:
             csv_path = os.path.join(workdir, f"model-{name}-{args.model_rows}.csv")
             cols = model_table_csv(csv_path, name, args.model_rows)
@@ -749,15 +783,6 @@ def bench_models(tools, args, workdir):
                                          capture_output=True, text=True, timeout=120).stdout.strip()
         return {"families": results, "threads": threads, "version": version, "ort_version": ort_version,
                 "load": (load_before, os.getloadavg())}
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=60)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(timeout=30)
-        logf.close()
-        shutil.rmtree(data, ignore_errors=True)
 
 
 def render_models(args, machine, res, command):
@@ -816,6 +841,686 @@ def render_models(args, machine, res, command):
     return "\n".join(lines)
 
 
+# ---------------------------------------------------------------- dynamic tables
+
+# The locations and user ids the login-risk fixture was trained on
+# (tools/fixtures/generate.py), so the streamed logins look like its inputs.
+RISK_LOCATIONS = ["US", "DE", "FR", "BR", "IN", "CN", "GB", "JP"]
+RISK_USERS = 100_000
+
+LOGINS_RAW_SQL = "CREATE TABLE logins_raw (login_id bigint, user_id bigint, location text, event_time timestamp)"
+MODEL_SETUP_SQL = [
+    "CREATE DATABASE ml",
+    "CREATE SCHEMA ml.registry",
+    "CREATE MODEL ml.registry.mymodel FROM 'login_risk.onnx'",
+]
+PREDICTIONS_QUERY = (
+    "WITH my_model AS MODEL ml.registry.mymodel SELECT l.login_id, l.user_id, l.location, l.event_time, "
+    "my_model!predict(l.user_id, l.location) AS prediction_result FROM logins_raw l"
+)
+LOGINS_AGG_QUERY = (
+    "SELECT location, count(*) AS logins, count(DISTINCT user_id) AS users, "
+    "min(event_time) AS first_seen, max(event_time) AS last_seen FROM logins_raw GROUP BY location"
+)
+COPY_LOGINS_SQL = "COPY logins_raw (login_id, user_id, location, event_time) FROM STDIN"
+
+# (name, REFRESH_MODE, query) of the dynamic tables of the scaling and
+# aggregate measurements; TARGET_LAG = DOWNSTREAM and nothing reads them, so
+# the scheduler never refreshes them: only the timed ALTER … REFRESH does.
+SCALING_TABLES = [
+    ("predictions_inc", "INCREMENTAL", PREDICTIONS_QUERY),
+    ("predictions_full", "FULL", PREDICTIONS_QUERY),
+    ("logins_agg_inc", "INCREMENTAL", LOGINS_AGG_QUERY),
+    ("logins_agg_full", "FULL", LOGINS_AGG_QUERY),
+]
+
+# Login ids of the rows inserted before each timed refresh (far above the
+# generated sources' ids).
+NEW_ROWS_FIRST_ID = 1_000_000_000_000
+
+# The issue's targets.
+FRESHNESS_P99_TARGET_S = 1.0
+SCALING_TARGET = 1.20
+INCREMENTAL_FULL_TARGET = 0.01
+
+# How long to wait, after the stream ends, for the last batches to become
+# visible before giving up on them.
+DRAIN_TIMEOUT_S = 120.0
+
+DYNAMIC_BEGIN_MARK = "<!-- BEGIN bench/run.sh dynamic: generated, do not edit -->"
+DYNAMIC_END_MARK = "<!-- END bench/run.sh dynamic -->"
+
+
+def dynamic_table_sql(name, lag, mode, query):
+    """CREATE OR REPLACE DYNAMIC TABLE with the given TARGET_LAG and REFRESH_MODE."""
+    return (f"CREATE OR REPLACE DYNAMIC TABLE {name} TARGET_LAG = {lag} REFRESH_MODE = {mode} "
+            f"INITIALIZE = on_create AS {query}")
+
+
+MISSION_SQL = dynamic_table_sql("logins_with_predictions", "'1 second'", "INCREMENTAL", PREDICTIONS_QUERY)
+
+
+def db_connect(uri):
+    """An autocommit psycopg connection (only the dynamic section needs psycopg)."""
+    import psycopg
+
+    return psycopg.connect(uri, autocommit=True)
+
+
+def login_rows(first, count, rng, locations, event_time):
+    """COPY text rows for login ids first .. first + count - 1: user ids uniform
+    in 1..RISK_USERS, locations uniform over `locations`, one event time."""
+    rand = rng.random
+    nloc = len(locations)
+    return "".join(
+        f"{i}\t{int(rand() * RISK_USERS) + 1}\t{locations[int(rand() * nloc)]}\t{event_time}\n"
+        for i in range(first, first + count)
+    )
+
+
+def copy_logins(conn, data):
+    """One COPY … FROM STDIN of `data` into logins_raw (one transaction)."""
+    with conn.cursor() as cur:
+        with cur.copy(COPY_LOGINS_SQL) as copy:
+            copy.write(data)
+
+
+def utc_now_text():
+    """The current UTC time as timestamp text (the streamed logins' event_time)."""
+    return datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M:%S.%f")
+
+
+def cpu_seconds(pid):
+    """User plus system CPU time of a process so far, in seconds (/proc/PID/stat)."""
+    with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    # fields[0] is the state (field 3 of stat(5)): utime and stime are fields 14 and 15.
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def percentile(values, p):
+    """Nearest-rank percentile (p in 0..100) of a non-empty list."""
+    ordered = sorted(values)
+    rank = max(1, -(-len(ordered) * p // 100))
+    return ordered[int(rank) - 1]
+
+
+def setup_model_pipeline(conn):
+    """The mission's registry, model (the login-risk fixture) and source table."""
+    for sql in MODEL_SETUP_SQL + [LOGINS_RAW_SQL]:
+        conn.execute(sql)
+
+
+def count_rows(conn, table):
+    """SELECT count(*) of a table."""
+    return conn.execute(f"SELECT count(*) FROM {table}").fetchone()[0]
+
+
+def refresh_history(conn, name):
+    """The recorded refreshes of one dynamic table (succeeded, failed, skipped),
+    oldest first, as dicts."""
+    rows = conn.execute(
+        "SELECT state, refresh_action, refresh_trigger, refresh_start_time, refresh_end_time, statistics "
+        f"FROM information_schema.dynamic_table_refresh_history WHERE name = '{name}' ORDER BY refresh_start_time"
+    ).fetchall()
+    keys = ("state", "action", "trigger", "start", "end", "statistics")
+    return [dict(zip(keys, r)) for r in rows if r[0] not in ("SCHEDULED", "EXECUTING")]
+
+
+class Feed:
+    """The paced stream of the freshness measurement: `batches` batches of
+    `batch_rows` logins; batch k holds login ids k*batch_rows .. and is due
+    at t0 + k*period. sent[k] and acked[k] are monotonic times."""
+
+    def __init__(self, batches, batch_rows, writers, period):
+        self.batches = batches
+        self.batch_rows = batch_rows
+        self.writers = writers
+        self.period = period
+        self.t0 = None
+        self.sent = [None] * batches
+        self.acked = [None] * batches
+
+
+class FeedWriter(threading.Thread):
+    """One writer connection of the feed: sends the batches k = index (mod
+    writers) with COPY, each when it is due (at once when behind schedule),
+    and records when it was sent and when the server acknowledged it."""
+
+    def __init__(self, uri, index, feed):
+        super().__init__(daemon=True)
+        self.conn = db_connect(uri)
+        self.index = index
+        self.feed = feed
+        self.error = None
+
+    def run(self):
+        feed = self.feed
+        rng = random.Random(1000 + self.index)
+        try:
+            for k in range(self.index, feed.batches, feed.writers):
+                wait = feed.t0 + k * feed.period - time.monotonic()
+                if wait > 0:
+                    time.sleep(wait)  # the pacing of the feed
+                data = login_rows(k * feed.batch_rows, feed.batch_rows, rng, RISK_LOCATIONS, utc_now_text())
+                feed.sent[k] = time.monotonic()
+                copy_logins(self.conn, data)
+                feed.acked[k] = time.monotonic()
+        except Exception as e:  # reported by the main thread
+            self.error = e
+        finally:
+            self.conn.close()
+
+
+def visibility_sql(batch_rows, low_id):
+    """The poller's query: the feed's batches (login_id / batch_rows) that the
+    dynamic table holds from login id low_id on, with their row counts."""
+    return (f"SELECT login_id / {batch_rows} AS batch, count(*) FROM logins_with_predictions "
+            f"WHERE login_id >= {low_id} GROUP BY 1")
+
+
+def poll_cpu_seconds(conn, pid, sql, polls=40):
+    """Server CPU seconds one poll costs, measured over `polls` polls in a row."""
+    before = cpu_seconds(pid)
+    for _ in range(polls):
+        conn.execute(sql).fetchall()
+    return (cpu_seconds(pid) - before) / polls
+
+
+class VisibilityPoller(threading.Thread):
+    """Asks the dynamic table every `interval` s which batches it holds, and
+    records when each batch was first seen complete (the monotonic time the
+    answer arrived). Only batches not yet seen are counted, so the answer
+    stays small; a batch seen with some but not all of its rows would be a
+    torn refresh and is counted in `partial`."""
+
+    def __init__(self, uri, feed, interval):
+        super().__init__(daemon=True)
+        self.conn = db_connect(uri)
+        self.feed = feed
+        self.interval = interval
+        self.visible = [None] * feed.batches
+        self.partial = 0
+        self.poll_s = []
+        self.stop_event = threading.Event()
+        self.error = None
+
+    def run(self):
+        feed = self.feed
+        b = feed.batch_rows
+        low = 0  # every batch below `low` has been seen
+        try:
+            while low < feed.batches and not self.stop_event.is_set():
+                started = time.monotonic()
+                rows = self.conn.execute(visibility_sql(b, low * b)).fetchall()
+                seen = time.monotonic()
+                self.poll_s.append(seen - started)
+                for batch, n in rows:
+                    if n == b:
+                        if self.visible[batch] is None:
+                            self.visible[batch] = seen
+                    else:
+                        self.partial += 1
+                while low < feed.batches and self.visible[low] is not None:
+                    low += 1
+                self.stop_event.wait(max(0.0, started + self.interval - time.monotonic()))  # the poll interval
+        except Exception as e:  # reported by the main thread
+            self.error = e
+        finally:
+            self.conn.close()
+
+
+def dynamic_freshness(args, workdir):
+    """Part 1: the mission's pipeline fed at --fresh-rate rows/s for
+    --fresh-seconds; the delay from each batch's acknowledgement to the first
+    poll that sees its predictions, the server's CPU and memory."""
+    batch_rows = max(1, round(args.fresh_rate * args.fresh_interval_ms / 1000 / args.fresh_writers))
+    period = batch_rows / args.fresh_rate
+    batches = max(1, round(args.fresh_seconds / period))
+    feed = Feed(batches, batch_rows, args.fresh_writers, period)
+    with freshet_instance(args, workdir, ["--model-dir", FIXTURES_DIR], "freshet-freshness.log") as (uri, proc):
+        conn = db_connect(uri)
+        setup_model_pipeline(conn)
+        conn.execute(MISSION_SQL)
+        writers = [FeedWriter(uri, i, feed) for i in range(args.fresh_writers)]
+        poller = VisibilityPoller(uri, feed, args.poll_ms / 1000)
+        sampler = MemorySampler(proc.pid)
+        sampler.start()
+        log(f"dynamic: streaming {batches * batch_rows:,} logins: {args.fresh_writers} writers, "
+            f"{batch_rows} rows per COPY, one batch every {period * 1000:.2f} ms, for {args.fresh_seconds} s")
+        load_before = os.getloadavg()
+        wall_start = datetime.datetime.now(datetime.timezone.utc)
+        start = time.monotonic()
+        cpu_start, client_start = cpu_seconds(proc.pid), time.process_time()
+        feed.t0 = start
+        poller.start()
+        for w in writers:
+            w.start()
+        for w in writers:
+            w.join()
+        feed_end = time.monotonic()
+        cpu_end, client_end = cpu_seconds(proc.pid), time.process_time()
+        load_after = os.getloadavg()
+        failed = [t for t in writers if t.error is not None]
+        if not failed:
+            log("dynamic: stream finished; waiting for the last batches to become visible")
+            poller.join(timeout=DRAIN_TIMEOUT_S)
+        poller.stop_event.set()
+        poller.join()
+        poll_end = time.monotonic()
+        sampler.stop()
+        for thread in failed + [poller]:
+            if thread.error is not None:
+                raise RuntimeError(f"dynamic: {type(thread).__name__} failed: {thread.error}") from thread.error
+
+        # The dynamic table ends up holding exactly the source's rows.
+        sent_rows = sum(batch_rows for a in feed.acked if a is not None)
+        deadline = time.monotonic() + DRAIN_TIMEOUT_S
+        while True:
+            source, derived = count_rows(conn, "logins_raw"), count_rows(conn, "logins_with_predictions")
+            if source == derived or time.monotonic() > deadline:
+                break
+            time.sleep(args.poll_ms / 1000)  # the poll interval
+        history = [h for h in refresh_history(conn, "logins_with_predictions")
+                   if h["start"] is not None and h["start"] >= wall_start]
+        # What answering the poller cost the server: one poll at the final
+        # size, measured with the scheduler quiet.
+        conn.execute("ALTER DYNAMIC TABLE logins_with_predictions SUSPEND")
+        poll_cpu = poll_cpu_seconds(conn, proc.pid, visibility_sql(batch_rows, max(0, batches - 100) * batch_rows))
+        hwm = status_kib(proc.pid, "VmHWM")
+        conn.close()
+
+    delays = [max(0.0, v - a) for a, v in zip(feed.acked, poller.visible) if a is not None and v is not None]
+    if not delays:
+        raise RuntimeError("dynamic: no batch became visible")
+    acked = [a for a in feed.acked if a is not None]
+    lateness = [s - (feed.t0 + k * period) for k, s in enumerate(feed.sent) if s is not None]
+    done = [h for h in history if h["state"] == "SUCCEEDED" and h["end"] is not None]
+    durations = [(h["end"] - h["start"]).total_seconds() for h in done]
+    actions = {}
+    for h in history:
+        key = h["action"] or h["state"]
+        actions[key] = actions.get(key, 0) + 1
+    elapsed = feed_end - start
+    result = {
+        "batch_rows": batch_rows,
+        "batches": batches,
+        "period_ms": period * 1000,
+        "sent_rows": sent_rows,
+        "rows_per_s": sent_rows / (max(acked) - feed.t0),
+        "elapsed_s": elapsed,
+        "delays_s": delays,
+        "p50_s": percentile(delays, 50),
+        "p99_s": percentile(delays, 99),
+        "max_s": max(delays),
+        "mean_s": statistics.mean(delays),
+        "unseen": sum(1 for a, v in zip(feed.acked, poller.visible) if a is not None and v is None),
+        "partial": poller.partial,
+        "ack_ms": statistics.median(a - s for a, s in zip(feed.acked, feed.sent) if a is not None) * 1000,
+        "late_p99_ms": percentile(lateness, 99) * 1000,
+        "late_max_ms": max(lateness) * 1000,
+        "polls": len(poller.poll_s),
+        "poll_p50_ms": statistics.median(poller.poll_s) * 1000,
+        "poll_max_ms": max(poller.poll_s) * 1000,
+        "poll_busy_pct": sum(poller.poll_s) / (poll_end - start) * 100,
+        "poll_cpu_ms": poll_cpu * 1000,
+        # the table grew linearly from empty, and a poll's cost with it
+        "poller_core_pct": poll_cpu * len(poller.poll_s) / 2 / (poll_end - start) * 100,
+        "cpu_core_pct": (cpu_end - cpu_start) / elapsed * 100,
+        "client_core_pct": (client_end - client_start) / elapsed * 100,
+        "peak_hwm_kib": hwm or sampler.peak_hwm_kib,
+        "peak_pss_kib": sampler.peak_pss_kib,
+        "source_rows": source,
+        "derived_rows": derived,
+        "refreshes": len(done),
+        "actions": actions,
+        "refresh_mean_ms": statistics.mean(durations) * 1000 if durations else None,
+        "refresh_p99_ms": percentile(durations, 99) * 1000 if durations else None,
+        "refresh_max_ms": max(durations) * 1000 if durations else None,
+        "rows_per_refresh": (statistics.mean(h["statistics"]["numModelRowsScored"] for h in done
+                                             if h["action"] == "INCREMENTAL")
+                             if any(h["action"] == "INCREMENTAL" for h in done) else None),
+        "load": (load_before, load_after),
+    }
+    log(f"dynamic: {result['rows_per_s']:,.0f} rows/s; delay p50 {result['p50_s'] * 1000:.0f} ms, "
+        f"p99 {result['p99_s'] * 1000:.0f} ms, max {result['max_s'] * 1000:.0f} ms; "
+        f"server CPU {result['cpu_core_pct']:.0f}% of a core; rows {derived:,} / {source:,}")
+    return result
+
+
+def timed_refresh(conn, name, expect_action):
+    """ALTER DYNAMIC TABLE name REFRESH (synchronous): its wall clock as the
+    client saw it, and the refresh's own record in the history."""
+    started = time.monotonic()
+    conn.execute(f"ALTER DYNAMIC TABLE {name} REFRESH")
+    wall = time.monotonic() - started
+    last = [h for h in refresh_history(conn, name) if h["state"] == "SUCCEEDED" and h["trigger"] == "MANUAL"][-1]
+    if expect_action and last["action"] != expect_action:
+        raise RuntimeError(f"dynamic: refreshing {name} was {last['action']}, expected {expect_action}")
+    return {
+        "wall_ms": wall * 1000,
+        "history_ms": (last["end"] - last["start"]).total_seconds() * 1000,
+        "action": last["action"],
+        "stats": last["statistics"],
+    }
+
+
+def summarize_refreshes(runs):
+    """Medians of timed_refresh results, and the most rows one scored and read."""
+    return {
+        "wall_ms": statistics.median(r["wall_ms"] for r in runs),
+        "history_ms": statistics.median(r["history_ms"] for r in runs),
+        "all_wall_ms": [r["wall_ms"] for r in runs],
+        "scored": max(r["stats"].get("numModelRowsScored", 0) for r in runs),
+        "read": max(r["stats"].get("numSourceRowsRead", 0) for r in runs),
+    }
+
+
+def load_csv(tools, uri, path):
+    """psql \\copy of a generated CSV into logins_raw; returns the seconds it took."""
+    started = time.monotonic()
+    psql(tools, uri, "-q", "-c", f"\\copy logins_raw FROM '{path}' WITH (FORMAT csv)")
+    return time.monotonic() - started
+
+
+def dynamic_data(args):
+    """The scaling sources as two cached CSV files: ids below --scale-rows'
+    smaller size, then the ids up to the larger one."""
+    small, large = args.scale_rows
+    paths = []
+    for first, count in ((0, small), (small, large - small)):
+        path = os.path.join(args.workdir, f"logins-risk-{first}-{first + count}.csv")
+        if not os.path.exists(path):
+            generate_data(path, count, seed=20240202 + first, start=first, locations=RISK_LOCATIONS,
+                          users=RISK_USERS)
+        os.chmod(path, 0o644)
+        paths.append(path)
+    return paths
+
+
+def dynamic_scaling(args, tools, workdir, csvs):
+    """Parts 2 and 3 in Freshet: the model pipeline and the aggregate as
+    INCREMENTAL and FULL dynamic tables over a source of the smaller, then the
+    larger --scale-rows size; at each size --refresh-reps times: insert
+    --refresh-rows new logins, then refresh every table, timed."""
+    rng = random.Random(7)
+    next_id = NEW_ROWS_FIRST_ID
+    result = {"sizes": [], "created_s": {}, "loads": []}
+    with freshet_instance(args, workdir, ["--model-dir", FIXTURES_DIR], "freshet-scaling.log") as (uri, proc):
+        sampler = MemorySampler(proc.pid)
+        sampler.start()
+        conn = db_connect(uri)
+        setup_model_pipeline(conn)
+        for index, path in enumerate(csvs):
+            seconds = load_csv(tools, uri, path)
+            source = count_rows(conn, "logins_raw")
+            result["loads"].append((source, seconds))
+            log(f"dynamic: source now {source:,} rows (COPY {seconds:.1f} s)")
+            if index == 0:
+                for name, mode, query in SCALING_TABLES:
+                    started = time.monotonic()
+                    conn.execute(dynamic_table_sql(name, "DOWNSTREAM", mode, query))
+                    result["created_s"][name] = time.monotonic() - started
+                modes = dict(conn.execute("SELECT name, refresh_mode FROM freshet_dynamic_tables()").fetchall())
+                for name, mode, _ in SCALING_TABLES:
+                    if modes.get(name) != mode:
+                        raise RuntimeError(f"dynamic: {name} has REFRESH_MODE {modes.get(name)}, expected {mode}")
+                result["reasons"] = dict(conn.execute(
+                    "SELECT name, refresh_mode_reason FROM freshet_dynamic_tables()").fetchall())
+            else:
+                # catch up with the bulk load (the incremental one scores every new row)
+                result["catch_up"] = {name: timed_refresh(conn, name, None) for name, _, _ in SCALING_TABLES}
+            runs = {name: [] for name, _, _ in SCALING_TABLES}
+            for _ in range(args.refresh_reps):
+                copy_logins(conn, login_rows(next_id, args.refresh_rows, rng, RISK_LOCATIONS, utc_now_text()))
+                next_id += args.refresh_rows
+                for name, mode, _ in SCALING_TABLES:
+                    runs[name].append(timed_refresh(conn, name, mode))
+            size = {"source_rows": count_rows(conn, "logins_raw"),
+                    "tables": {name: summarize_refreshes(r) for name, r in runs.items()}}
+            inc = size["tables"]["predictions_inc"]
+            if inc["scored"] != args.refresh_rows:
+                raise RuntimeError(f"dynamic: an incremental refresh scored {inc['scored']} rows, "
+                                   f"expected {args.refresh_rows}")
+            result["sizes"].append(size)
+            log("dynamic: source ~{:,} rows: ".format(size["source_rows"]) + ", ".join(
+                f"{name} {t['wall_ms']:.0f} ms" for name, t in size["tables"].items()))
+
+        # the aggregate when the new rows touch one group only
+        one = []
+        for _ in range(args.refresh_reps):
+            copy_logins(conn, login_rows(next_id, args.refresh_rows, rng, RISK_LOCATIONS[:1], utc_now_text()))
+            next_id += args.refresh_rows
+            one.append(timed_refresh(conn, "logins_agg_inc", "INCREMENTAL"))
+        result["agg_one_group"] = summarize_refreshes(one)
+
+        # both modes agree with each other and with the source
+        for name, _, _ in SCALING_TABLES:
+            timed_refresh(conn, name, None)
+        source = count_rows(conn, "logins_raw")
+        result["final_rows"] = {name: count_rows(conn, name) for name in ("predictions_inc", "predictions_full")}
+        result["final_source_rows"] = source
+        agg = [sorted(conn.execute(f"SELECT * FROM {name}").fetchall())
+               for name in ("logins_agg_inc", "logins_agg_full")]
+        result["agg_agree"] = agg[0] == agg[1] and sum(r[1] for r in agg[0]) == source
+        conn.close()
+        sampler.stop()
+        result["peak_hwm_kib"] = status_kib(proc.pid, "VmHWM") or sampler.peak_hwm_kib
+    return result
+
+
+def dynamic_postgres_peer(args, tools, workdir, csvs):
+    """Part 3 in PostgreSQL: the aggregate as a materialized view over the
+    same larger source; --refresh-reps times: insert --refresh-rows new
+    logins, then REFRESH MATERIALIZED VIEW, timed."""
+    rng = random.Random(7)
+    next_id = NEW_ROWS_FIRST_ID
+    with postgres_instance(workdir) as (uri, _pid, version):
+        psql(tools, uri, "-q", "-c", LOGINS_RAW_SQL)
+        for path in csvs:
+            load_csv(tools, uri, path)
+        psql(tools, uri, "-q", "-c", "VACUUM ANALYZE logins_raw")
+        conn = db_connect(uri)
+        started = time.monotonic()
+        conn.execute(f"CREATE MATERIALIZED VIEW logins_agg AS {LOGINS_AGG_QUERY}")
+        created = time.monotonic() - started
+        runs = []
+        for _ in range(args.refresh_reps):
+            copy_logins(conn, login_rows(next_id, args.refresh_rows, rng, RISK_LOCATIONS, utc_now_text()))
+            next_id += args.refresh_rows
+            started = time.monotonic()
+            conn.execute("REFRESH MATERIALIZED VIEW logins_agg")
+            runs.append((time.monotonic() - started) * 1000)
+        source = count_rows(conn, "logins_raw")
+        conn.close()
+        log(f"dynamic: PostgreSQL REFRESH MATERIALIZED VIEW {', '.join(f'{t:.0f}' for t in runs)} ms")
+        return {"version": version, "settings": postgres_settings(tools, uri), "created_s": created,
+                "refresh_ms": statistics.median(runs), "all_ms": runs, "source_rows": source}
+
+
+def met(value, limit):
+    """Whether a figure meets an upper-bound target, for the report."""
+    if value is None:
+        return "n/a"
+    return "yes" if value <= limit else "**no**"
+
+
+def render_dynamic(args, machine, fresh, scaling, peer, command):
+    """The dynamic section's Markdown."""
+    mib = lambda kib: kib / 1024 if kib else None  # noqa: E731
+    ms = lambda s: s * 1000  # noqa: E731
+    small, large = scaling["sizes"]
+    inc_small = small["tables"]["predictions_inc"]
+    inc_large = large["tables"]["predictions_inc"]
+    full_large = large["tables"]["predictions_full"]
+    agg_inc = large["tables"]["logins_agg_inc"]
+    agg_full = large["tables"]["logins_agg_full"]
+    scale_ratio = inc_large["wall_ms"] / inc_small["wall_ms"]
+    inc_full = inc_large["wall_ms"] / full_large["wall_ms"]
+    scale_ratio_h = inc_large["history_ms"] / inc_small["history_ms"]
+    inc_full_h = inc_large["history_ms"] / full_large["history_ms"]
+    reps = args.refresh_reps
+    n = args.refresh_rows
+    lines = []
+    lines.append("## Dynamic tables: freshness of model predictions, incremental refresh, vs PostgreSQL")
+    lines.append("")
+    lines.append("Generated by `bench/run.sh`; do not edit by hand. The mission's pipeline: logins stream")
+    lines.append("into `logins_raw` over the wire and the dynamic table `logins_with_predictions` scores each")
+    lines.append("new login with the login-risk model (`tests/fixtures/models/login_risk.onnx`,")
+    lines.append("`my_model!predict(l.user_id, l.location)`), with `TARGET_LAG = '1 second'`,")
+    lines.append("`REFRESH_MODE = INCREMENTAL`. Then refresh times of the same query, and of a GROUP BY")
+    lines.append("aggregate, against the size of the source, and the aggregate against a PostgreSQL")
+    lines.append("materialized view.")
+    lines.append("")
+    if args.quick:
+        lines.append("**Quick run (`--quick`): reduced sizes and duration, for trying the harness out; "
+                     "not representative.**")
+        lines.append("")
+    lines.append("| Measure | Result | Target | Met |")
+    lines.append("| --- | ---: | ---: | :---: |")
+    lines.append(f"| Insert-to-visible-prediction delay, p50, ms | {fmt_num(ms(fresh['p50_s']))} | | |")
+    lines.append(f"| Insert-to-visible-prediction delay, p99, ms | {fmt_num(ms(fresh['p99_s']))} | "
+                 f"≤ {fmt_num(ms(FRESHNESS_P99_TARGET_S))} | {met(fresh['p99_s'], FRESHNESS_P99_TARGET_S)} |")
+    lines.append(f"| Insert-to-visible-prediction delay, max, ms | {fmt_num(ms(fresh['max_s']))} | | |")
+    rate_met = "yes" if fresh["rows_per_s"] >= 0.99 * args.fresh_rate else "**no**"
+    lines.append(f"| Logins streamed for {fresh['elapsed_s']:.0f} s, rows/s acknowledged | "
+                 f"{fmt_num(fresh['rows_per_s'])} | {fmt_num(args.fresh_rate)} | {rate_met} |")
+    lines.append(f"| Server CPU while streaming, % of one core (% of the {machine['nproc']}-core machine) | "
+                 f"{fresh['cpu_core_pct']:.0f}% ({fresh['cpu_core_pct'] / machine['nproc']:.0f}%) | | |")
+    lines.append(f"| Server peak memory while streaming (VmHWM), MiB | {fmt_num(mib(fresh['peak_hwm_kib']), 1)} | | |")
+    equal = fresh["derived_rows"] == fresh["source_rows"] == fresh["sent_rows"]
+    lines.append(f"| Rows in the dynamic table / in the source after the stream | "
+                 f"{fmt_num(fresh['derived_rows'])} / {fmt_num(fresh['source_rows'])} | equal | "
+                 f"{'yes' if equal else '**no**'} |")
+    lines.append(f"| INCREMENTAL refresh after {n:,} new rows, source {small['source_rows']:,} rows, ms | "
+                 f"{fmt_num(inc_small['wall_ms'], 1)} | | |")
+    lines.append(f"| INCREMENTAL refresh after {n:,} new rows, source {large['source_rows']:,} rows, ms | "
+                 f"{fmt_num(inc_large['wall_ms'], 1)} | | |")
+    lines.append(f"| INCREMENTAL refresh, larger source / smaller source (history: {scale_ratio_h:.2f}×) | "
+                 f"{scale_ratio:.2f}× | "
+                 f"≤ {SCALING_TARGET:.2f}× | {met(scale_ratio, SCALING_TARGET)} |")
+    lines.append(f"| FULL refresh of the same query, source {large['source_rows']:,} rows, ms | "
+                 f"{fmt_num(full_large['wall_ms'], 1)} | | |")
+    lines.append(f"| INCREMENTAL / FULL refresh, larger source (history: {inc_full_h * 100:.2f}%) | "
+                 f"{inc_full * 100:.2f}% | "
+                 f"≤ {INCREMENTAL_FULL_TARGET * 100:.0f}% | {met(inc_full, INCREMENTAL_FULL_TARGET)} |")
+    lines.append(f"| Aggregate, Freshet INCREMENTAL refresh / PostgreSQL `REFRESH MATERIALIZED VIEW` | "
+                 f"{ratio(agg_inc['wall_ms'], peer['refresh_ms'])} | | |")
+    lines.append(f"| Aggregate, Freshet FULL refresh / PostgreSQL `REFRESH MATERIALIZED VIEW` | "
+                 f"{ratio(agg_full['wall_ms'], peer['refresh_ms'])} | | |")
+    lines.append("")
+    lines.append(f"Refresh times are medians of {reps} runs of `ALTER DYNAMIC TABLE … REFRESH` (synchronous),")
+    lines.append(f"each after a COPY of {n:,} new logins, timed by the client (wall clock); \"history\" is the")
+    lines.append("median of `refresh_end_time - refresh_start_time` in `dynamic_table_refresh_history`.")
+    lines.append("")
+    lines.append("### Model pipeline: refresh time against source size")
+    lines.append("")
+    lines.append("| Source rows | Mode | Refresh, ms (client) | Refresh, ms (history: end − start) "
+                 "| Rows scored | Source rows read |")
+    lines.append("| ---: | --- | ---: | ---: | ---: | ---: |")
+    for size in (small, large):
+        for name, mode in (("predictions_inc", "INCREMENTAL"), ("predictions_full", "FULL")):
+            t = size["tables"][name]
+            lines.append(f"| {size['source_rows']:,} | {mode} | {fmt_num(t['wall_ms'], 1)} | "
+                         f"{fmt_num(t['history_ms'], 1)} | {fmt_num(t['scored'])} | {fmt_num(t['read'])} |")
+    lines.append("")
+    lines.append("### Aggregate: Freshet dynamic table vs PostgreSQL materialized view")
+    lines.append("")
+    lines.append(f"Source of {large['source_rows']:,} rows in Freshet and {peer['source_rows']:,} in PostgreSQL; "
+                 f"each refresh after a COPY of {n:,} new logins.")
+    lines.append("")
+    lines.append("| Refresh | ms (client, median) | runs, ms | Source rows read | / PostgreSQL |")
+    lines.append("| --- | ---: | --- | ---: | ---: |")
+    lines.append(f"| PostgreSQL `REFRESH MATERIALIZED VIEW` | {fmt_num(peer['refresh_ms'], 1)} | "
+                 f"{', '.join(f'{t:.0f}' for t in peer['all_ms'])} | {fmt_num(peer['source_rows'])} (all) | 1.00× |")
+    one = scaling["agg_one_group"]
+    for label, t in (("Freshet, INCREMENTAL (new rows in all locations)", agg_inc),
+                     ("Freshet, INCREMENTAL (new rows in one location)", one),
+                     ("Freshet, FULL", agg_full)):
+        lines.append(f"| {label} | {fmt_num(t['wall_ms'], 1)} | {', '.join(f'{x:.0f}' for x in t['all_wall_ms'])} | "
+                     f"{fmt_num(t['read'])} | {ratio(t['wall_ms'], peer['refresh_ms'])} |")
+    lines.append("")
+    lines.append("### Details")
+    lines.append("")
+    lines.append(f"- Stream: {args.fresh_writers} writer connections (psycopg), each sending a COPY of "
+                 f"{fresh['batch_rows']} logins every {args.fresh_interval_ms} ms, staggered (one batch every "
+                 f"{fresh['period_ms']:.2f} ms), {fresh['batches']:,} batches, {fresh['sent_rows']:,} rows; "
+                 f"median COPY round trip {fresh['ack_ms']:.1f} ms; sends behind schedule by p99 "
+                 f"{fresh['late_p99_ms']:.1f} ms, max {fresh['late_max_ms']:.1f} ms")
+    lines.append(f"- Delay: from the writer's receipt of a batch's acknowledgement to the arrival of the first "
+                 f"poll answer that holds all of the batch's rows; one poller connection asks every "
+                 f"{args.poll_ms} ms (the resolution) `SELECT login_id / {fresh['batch_rows']}, count(*) FROM "
+                 f"logins_with_predictions WHERE login_id >= <oldest batch not yet seen> GROUP BY 1` "
+                 f"({fresh['polls']:,} polls, round trip median {fresh['poll_p50_ms']:.1f} ms, max "
+                 f"{fresh['poll_max_ms']:.1f} ms; a poll was in flight {fresh['poll_busy_pct']:.0f}% of the "
+                 f"time); mean delay {ms(fresh['mean_s']):.0f} ms; batches never "
+                 f"seen: {fresh['unseen']}; batches seen partly: {fresh['partial']}")
+    actions = ", ".join(f"{k} {v}" for k, v in sorted(fresh["actions"].items()))
+    lines.append(f"- Refreshes while streaming (refresh history): {actions}; duration (end − start) mean "
+                 f"{fmt_num(fresh['refresh_mean_ms'], 1)} ms, p99 {fmt_num(fresh['refresh_p99_ms'], 1)} ms, "
+                 f"max {fmt_num(fresh['refresh_max_ms'], 1)} ms; mean rows scored per incremental refresh "
+                 f"{fmt_num(fresh['rows_per_refresh'])}")
+    lines.append(f"- CPU: server utime + stime from `/proc/PID/stat` over the stream "
+                 f"({fresh['elapsed_s']:.1f} s), the poller's queries included: one poll cost the server "
+                 f"{fresh['poll_cpu_ms']:.1f} ms of CPU at the final size (measured afterwards over 40 polls), "
+                 f"so answering the poller took roughly {fresh['poller_core_pct']:.0f}% of a core (the table "
+                 f"grew from empty, and a poll's cost with it); the benchmark client "
+                 f"(writers and poller, one Python process) used {fresh['client_core_pct']:.0f}% of a core "
+                 f"on the same machine. Peak PSS sampled every 0.2 s: "
+                 f"{fmt_num(mib(fresh['peak_pss_kib']), 1)} MiB. 1-minute load average before/after: "
+                 f"{fresh['load'][0][0]:.2f} / {fresh['load'][1][0]:.2f}")
+    lines.append(f"- Scaling and aggregate tables: `TARGET_LAG = DOWNSTREAM` (never scheduled), refreshed only "
+                 f"by the timed `ALTER DYNAMIC TABLE … REFRESH`; sources loaded with psql `\\copy` "
+                 + "; ".join(f"to {rows:,} rows in {s:.1f} s" for rows, s in scaling["loads"])
+                 + "; creation (initial FULL refresh) at the smaller size: "
+                 + ", ".join(f"`{k}` {v * 1000:.0f} ms" for k, v in scaling["created_s"].items()))
+    cu = scaling["catch_up"]["predictions_inc"]
+    lines.append(f"- Catch-up of the INCREMENTAL pipeline after the bulk load to the larger size: "
+                 f"{fmt_num(cu['wall_ms'])} ms, {fmt_num(cu['stats'].get('numModelRowsScored'))} rows scored")
+    lines.append("- Why the INCREMENTAL tables are incremental (`refresh_mode_reason`): " + "; ".join(
+        f"`{k}`: {v.split('; not scheduled')[0]}" for k, v in sorted(scaling["reasons"].items())
+        if k.endswith("_inc")))
+    fr = scaling["final_rows"]
+    lines.append(f"- Checks after the last refresh: pipeline rows INCREMENTAL {fr['predictions_inc']:,}, FULL "
+                 f"{fr['predictions_full']:,}, source {scaling['final_source_rows']:,}; aggregate INCREMENTAL = "
+                 f"FULL = source count: {'yes' if scaling['agg_agree'] else '**no**'}")
+    lines.append(f"- Peak memory of the Freshet server of the scaling and aggregate runs (VmHWM): "
+                 f"{fmt_num(mib(scaling['peak_hwm_kib']), 1)} MiB")
+    lines.append(f"- PostgreSQL: {peer['version']}; settings: {peer['settings']}; otherwise initdb defaults; "
+                 f"`VACUUM ANALYZE` after loading; creating the materialized view took {peer['created_s']:.1f} s")
+    lines.append(f"- Freshet: {freshet_version(args.freshet_bin)}, commit {machine['commit']}, release build, "
+                 "`freshet serve --model-dir tests/fixtures/models` (fsync on)")
+    lines.append(f"- Sources: logins with user ids uniform in 1..{RISK_USERS:,} and locations uniform over "
+                 f"{', '.join(RISK_LOCATIONS)} (the fixture's training data)")
+    lines.append("")
+    lines.append("Statements:")
+    lines.append("")
+    lines.append("```sql")
+    for sql in MODEL_SETUP_SQL + [LOGINS_RAW_SQL, MISSION_SQL]:
+        lines.append(sql + ";")
+    lines.append("-- scaling and aggregate (FULL twins: REFRESH_MODE = FULL)")
+    lines.append(dynamic_table_sql("predictions_inc", "DOWNSTREAM", "INCREMENTAL", "<the same query>") + ";")
+    lines.append(dynamic_table_sql("logins_agg_inc", "DOWNSTREAM", "INCREMENTAL", LOGINS_AGG_QUERY) + ";")
+    lines.append("-- PostgreSQL")
+    lines.append(f"CREATE MATERIALIZED VIEW logins_agg AS {LOGINS_AGG_QUERY};")
+    lines.append("```")
+    lines.append("")
+    lines.append("### Machine")
+    lines.append("")
+    lines.append(f"- CPU: {machine['cpu']}, {machine['nproc']} cores (nproc)")
+    lines.append(f"- Memory: {fmt_num(machine['mem_gib'], 1)} GiB")
+    lines.append(f"- Kernel: {machine['kernel']}")
+    lines.append(f"- Date: {datetime.datetime.now(datetime.timezone.utc):%Y-%m-%d %H:%M UTC}")
+    lines.append("")
+    lines.append("### Command")
+    lines.append("")
+    lines.append("```")
+    lines.append(command)
+    lines.append("```")
+    lines.append("")
+    return "\n".join(lines)
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--freshet-bin", required=True)
@@ -829,8 +1534,9 @@ def main():
     ap.add_argument("--workdir", default=os.environ.get("BENCH_WORKDIR", "/var/tmp/freshet-bench"))
     ap.add_argument("--output", default=os.path.join(ROOT, "docs", "benchmarks.md"))
     ap.add_argument("--command", default=None, help="the command line to record in the report")
-    ap.add_argument("--sections", default="server,models",
-                    help="comma separated: server (vs PostgreSQL), models (inference vs onnxruntime)")
+    ap.add_argument("--sections", default="server,models,dynamic",
+                    help="comma separated: server (vs PostgreSQL), models (inference vs onnxruntime), "
+                         "dynamic (dynamic tables: freshness, incremental refresh, vs a materialized view)")
     ap.add_argument("--model-rows", type=int, help="rows per model table (default 1,000,000; 50,000 with --quick)")
     ap.add_argument("--model-batch", type=int, default=8192, help="inference batch size everywhere")
     ap.add_argument("--model-reps", type=int, help="timed runs per measurement (default 3; 1 with --quick)")
@@ -839,6 +1545,21 @@ def main():
                     help="freshet-models' throughput example (default: beside --freshet-bin)")
     ap.add_argument("--ort-python", default=os.environ.get("BENCH_ORT_PYTHON"),
                     help="Python with onnxruntime (default: /var/tmp/fixtures-venv/bin/python if present)")
+    ap.add_argument("--fresh-seconds", type=int,
+                    help="dynamic: seconds of streaming (default 300; 20 with --quick)")
+    ap.add_argument("--fresh-rate", type=int, default=20_000,
+                    help="dynamic: logins per second streamed (default 20,000)")
+    ap.add_argument("--fresh-writers", type=int, default=4, help="dynamic: writer connections (default 4)")
+    ap.add_argument("--fresh-interval-ms", type=int, default=25,
+                    help="dynamic: each writer sends one COPY batch this often (default 25)")
+    ap.add_argument("--poll-ms", type=int, default=25,
+                    help="dynamic: how often the poller looks for new predictions (default 25)")
+    ap.add_argument("--scale-rows", default=None,
+                    help="dynamic: SMALL,LARGE source sizes (default 1000000,10000000; 100000,1000000 with --quick)")
+    ap.add_argument("--refresh-rows", type=int, default=1000,
+                    help="dynamic: new rows before each timed refresh (default 1,000)")
+    ap.add_argument("--refresh-reps", type=int,
+                    help="dynamic: timed refreshes per table and size (default 10; 5 with --quick)")
     args = ap.parse_args()
     if args.rows is None:
         args.rows = 200_000 if args.quick else 10_000_000
@@ -848,12 +1569,30 @@ def main():
         args.model_rows = 50_000 if args.quick else 1_000_000
     if args.model_reps is None:
         args.model_reps = 1 if args.quick else 3
+    if args.fresh_seconds is None:
+        args.fresh_seconds = 20 if args.quick else 300
+    if args.scale_rows is None:
+        args.scale_rows = "100000,1000000" if args.quick else "1000000,10000000"
+    try:
+        args.scale_rows = [int(x) for x in args.scale_rows.split(",")]
+    except ValueError:
+        sys.exit("--scale-rows takes SMALL,LARGE")
+    if len(args.scale_rows) != 2 or not 0 < args.scale_rows[0] < args.scale_rows[1]:
+        sys.exit("--scale-rows takes SMALL,LARGE with 0 < SMALL < LARGE")
+    if args.refresh_reps is None:
+        args.refresh_reps = 5 if args.quick else 10
     if args.throughput_bin is None:
         args.throughput_bin = os.path.join(os.path.dirname(args.freshet_bin), "examples", "throughput")
     sections = {s.strip() for s in args.sections.split(",") if s.strip()}
-    unknown = sections - {"server", "models"}
+    unknown = sections - {"server", "models", "dynamic"}
     if unknown:
         sys.exit(f"unknown --sections {', '.join(sorted(unknown))}")
+
+    if "dynamic" in sections:
+        try:
+            import psycopg  # noqa: F401
+        except ImportError:
+            sys.exit("the dynamic section needs psycopg: pip install 'psycopg[binary]'")
 
     tools = {}
     for tool in ("psql", "pgbench"):
@@ -898,6 +1637,23 @@ def main():
             raise
         report = render_models(args, machine_info(), res, command)
         write_section(args.output, report, MODELS_BEGIN_MARK, MODELS_END_MARK)
+        shutil.rmtree(run_dir, ignore_errors=True)
+        log(f"wrote {args.output}")
+        print(report)
+
+    if "dynamic" in sections:
+        csvs = dynamic_data(args)
+        run_dir = tempfile.mkdtemp(prefix="dynamic-", dir=args.workdir)
+        os.chmod(run_dir, 0o755)
+        try:
+            fresh = dynamic_freshness(args, run_dir)
+            scaling = dynamic_scaling(args, tools, run_dir, csvs)
+            peer = dynamic_postgres_peer(args, tools, run_dir, csvs)
+        except Exception:
+            log(f"dynamic-table benchmark failed; logs kept in {run_dir}")
+            raise
+        report = render_dynamic(args, machine_info(), fresh, scaling, peer, command)
+        write_section(args.output, report, DYNAMIC_BEGIN_MARK, DYNAMIC_END_MARK)
         shutil.rmtree(run_dir, ignore_errors=True)
         log(f"wrote {args.output}")
         print(report)

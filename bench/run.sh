@@ -3,13 +3,22 @@
 # onnxruntime on this machine, and regenerates docs/benchmarks.md.
 #
 #   bench/run.sh            # full run: 10M-row COPY, 16 clients x 30 s INSERTs, GROUP BY;
-#                           # then m!predict over 1M-row tables for each model family
+#                           # then m!predict over 1M-row tables for each model family;
+#                           # then dynamic tables: 20,000 logins/s for 5 min into the
+#                           # model pipeline, refreshes over 1M- and 10M-row sources,
+#                           # an aggregate vs a PostgreSQL materialized view
 #   bench/run.sh --quick    # small sizes, to try it out (a few minutes)
+#   bench/run.sh --sections dynamic   # one section only (server, models, dynamic)
 #
 # Other options are passed to bench/bench.py (see `python3 bench/bench.py --help`):
 #   --rows N --clients N --insert-seconds S --agg-reps N --pgbench-mode simple|extended|prepared
-#   --sections server,models --model-rows N --model-batch N --model-reps N --ort-python PY
+#   --sections server,models,dynamic --model-rows N --model-batch N --model-reps N --ort-python PY
+#   --fresh-seconds S (300; 20 with --quick) --fresh-rate ROWS_PER_S (20000)
+#   --fresh-writers N (4) --fresh-interval-ms MS (25, per writer) --poll-ms MS (25)
+#   --scale-rows SMALL,LARGE (1000000,10000000; 100000,1000000 with --quick)
+#   --refresh-rows N (1000) --refresh-reps N (10; 5 with --quick)
 #   --output FILE --workdir DIR
+# The dynamic section needs psycopg (pip install 'psycopg[binary]').
 # onnxruntime is taken from /var/tmp/fixtures-venv (see tools/fixtures/README.md) or
 # BENCH_ORT_PYTHON; without it the onnxruntime column reads n/a.
 # Environment: CARGO_TARGET_DIR (default /var/tmp/freshet-target), PG_BINDIR,
