@@ -5,6 +5,8 @@
 //! and `numeric(12,2)` as `numeric`. Freshet keeps the declared type in each
 //! stored field's metadata; this module wraps the crate's `pg_attribute` and
 //! corrects the two columns from it, so tools see what the user declared.
+//! It also builds the crate's `pg_catalog` over the session's database only
+//! ([`CurrentDatabaseCatalogs`]).
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -12,12 +14,16 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use datafusion::arrow::array::{Array, AsArray, Int32Array, RecordBatch};
 use datafusion::arrow::datatypes::{DataType, Field, Int32Type, SchemaRef};
-use datafusion::catalog::{SchemaProvider, Session as DfSession, TableProvider};
+use datafusion::catalog::{
+    CatalogProviderList, SchemaProvider, Session as DfSession, TableProvider,
+};
 use datafusion::common::{DataFusionError, Result as DfResult};
 use datafusion::datasource::memory::MemorySourceConfig;
 use datafusion::datasource::TableType;
 use datafusion::logical_expr::Expr;
 use datafusion::physical_plan::ExecutionPlan;
+use datafusion_pg_catalog::pg_catalog::catalog_info::CatalogInfo;
+use datafusion_pg_catalog::pg_catalog::{PgCatalogSchemaProvider, PgCatalogStaticTables};
 
 use freshet_catalog::{self as catalog, QualifiedName, RelationEntry};
 
@@ -395,4 +401,85 @@ fn declared_pg_type(field: &Field) -> Option<(i32, i32)> {
         ("jsonb", []) => Some((3802, -1)),
         _ => None,
     }
+}
+
+/// What pg_catalog's tables are built from: every database (for
+/// `pg_database`), but the schemas and tables of the session's database only.
+/// In Postgres each database has its own catalog, so psql's `\dn` and `\dt`
+/// list only the current database's objects; without this filter they would
+/// list every database's `public` schema and tables.
+#[derive(Debug, Clone)]
+pub(crate) struct CurrentDatabaseCatalogs {
+    pub(crate) list: Arc<dyn CatalogProviderList>,
+    pub(crate) database: String,
+}
+
+#[async_trait]
+impl CatalogInfo for CurrentDatabaseCatalogs {
+    async fn catalog_names(&self) -> DfResult<Vec<String>> {
+        CatalogInfo::catalog_names(&self.list).await
+    }
+
+    async fn schema_names(&self, catalog_name: &str) -> DfResult<Option<Vec<String>>> {
+        if catalog_name != self.database {
+            return Ok(None);
+        }
+        CatalogInfo::schema_names(&self.list, catalog_name).await
+    }
+
+    async fn table_names(
+        &self,
+        catalog_name: &str,
+        schema_name: &str,
+    ) -> DfResult<Option<Vec<String>>> {
+        if catalog_name != self.database {
+            return Ok(None);
+        }
+        CatalogInfo::table_names(&self.list, catalog_name, schema_name).await
+    }
+
+    async fn table_schema(
+        &self,
+        catalog_name: &str,
+        schema_name: &str,
+        table_name: &str,
+    ) -> DfResult<Option<SchemaRef>> {
+        CatalogInfo::table_schema(&self.list, catalog_name, schema_name, table_name).await
+    }
+
+    async fn table_type(
+        &self,
+        catalog_name: &str,
+        schema_name: &str,
+        table_name: &str,
+    ) -> DfResult<Option<TableType>> {
+        CatalogInfo::table_type(&self.list, catalog_name, schema_name, table_name).await
+    }
+}
+
+/// `pg_catalog` as datafusion-pg-catalog builds it, over
+/// [`CurrentDatabaseCatalogs`]. The crate's static tables (pg_type, pg_proc,
+/// …) are decoded once per process rather than once per session.
+pub(crate) fn current_database_pg_catalog(
+    list: Arc<dyn CatalogProviderList>,
+    database: &str,
+) -> DfResult<Arc<dyn SchemaProvider>> {
+    static STATIC_TABLES: std::sync::OnceLock<Arc<PgCatalogStaticTables>> =
+        std::sync::OnceLock::new();
+    let static_tables = match STATIC_TABLES.get() {
+        Some(tables) => tables.clone(),
+        None => {
+            let tables = Arc::new(PgCatalogStaticTables::try_new()?);
+            STATIC_TABLES.get_or_init(|| tables).clone()
+        }
+    };
+    let provider = PgCatalogSchemaProvider::try_new(
+        CurrentDatabaseCatalogs {
+            list,
+            database: database.to_string(),
+        },
+        static_tables,
+        datafusion_pg_catalog::pg_catalog::context::EmptyContextProvider,
+    )?;
+    Ok(Arc::new(provider))
 }

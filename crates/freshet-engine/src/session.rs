@@ -762,7 +762,12 @@ pub(crate) fn build_context(
             catalogs,
         };
         schemas.insert("information_schema".into(), Arc::new(information_schema));
-        if let Some(inner) = schemas.remove("pg_catalog") {
+        if schemas.remove("pg_catalog").is_some() {
+            let inner = crate::pg_types::current_database_pg_catalog(
+                ctx.state().catalog_list().clone(),
+                database,
+            )
+            .map_err(map_df_error)?;
             let corrected = crate::pg_types::DeclaredTypesCatalog {
                 inner,
                 shared: shared.clone(),

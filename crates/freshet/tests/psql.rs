@@ -168,6 +168,34 @@ fn psql_list_tables() {
     assert_contains_all(&out, "\\dv", &["active_users", "view"]);
 }
 
+/// Each database has its own catalog, as in Postgres: `\dn` and `\dt` list
+/// the current database's schemas and tables only, while `\l` lists all.
+#[test]
+fn psql_lists_only_the_current_database() {
+    let Some(server) = setup() else { return };
+    let script = "CREATE DATABASE elsewhere;\n\\c elsewhere\nCREATE SCHEMA remote;\nCREATE TABLE remote_only (a int);\n";
+    let out = psql(&server, &["-q"], Some(script));
+    assert_eq!(out.code, Some(0), "setup failed:\n{}", out.stderr);
+    let schemas = psql_ok(&server, "\\dn");
+    assert_eq!(
+        schemas.matches("public").count(),
+        1,
+        "\\dn lists one public schema:\n{schemas}"
+    );
+    assert!(
+        !schemas.contains("remote"),
+        "\\dn lists another database's schema:\n{schemas}"
+    );
+    let tables = psql_ok(&server, "\\dt");
+    assert_contains_all(&tables, "\\dt", &["logins"]);
+    assert!(
+        !tables.contains("remote_only"),
+        "\\dt lists another database's table:\n{tables}"
+    );
+    let databases = psql_ok(&server, "\\l");
+    assert_contains_all(&databases, "\\l", &["freshet", "elsewhere"]);
+}
+
 #[test]
 fn psql_describe_table() {
     let Some(server) = setup() else { return };
