@@ -295,18 +295,38 @@ const OP_DELETE: u8 = 6;
 const OP_PUT_META: u8 = 7;
 const OP_DELETE_META: u8 = 8;
 
+/// The bytes a batch's rows occupy, counting only the part of each buffer
+/// its slice covers. `RecordBatch::get_array_memory_size` counts whole
+/// buffers, so N slices of one large result would count it N times.
+pub(crate) fn sliced_size(batch: &RecordBatch) -> usize {
+    batch
+        .columns()
+        .iter()
+        .map(|column| {
+            column
+                .to_data()
+                .get_slice_memory_size()
+                .unwrap_or_else(|_| column.get_array_memory_size())
+        })
+        .sum()
+}
+
+/// Upper bound of the buffer reserved up front for a WAL record body; larger
+/// records grow as they are written.
+const MAX_RESERVED_RECORD_BYTES: usize = 64 << 20;
+
 /// Encodes the ops of one transaction (the WAL record body).
 pub(crate) fn encode_ops(ops: &[Op]) -> Result<Vec<u8>> {
     let estimate: usize = ops
         .iter()
         .map(|op| match op {
-            Op::Insert { batch, .. } => batch.get_array_memory_size() + 1024,
+            Op::Insert { batch, .. } => sliced_size(batch) + 1024,
             Op::Delete { rows, .. } => rows.len() * 8 + 64,
             _ => 256,
         })
         .sum();
     let mut w = ByteWriter {
-        buf: Vec::with_capacity(estimate + 16),
+        buf: Vec::with_capacity(estimate.min(MAX_RESERVED_RECORD_BYTES) + 16),
     };
     w.u32(ops.len() as u32);
     for op in ops {
@@ -441,6 +461,30 @@ mod tests {
     use super::*;
     use arrow::array::{Int64Array, StringArray};
     use arrow::datatypes::DataType;
+
+    /// A refresh writes its result as many slices of one large batch; the
+    /// record's size estimate must count each slice, not the shared buffer
+    /// once per slice (which asked for 65 GB on a 10M-row refresh).
+    #[test]
+    fn slices_count_only_their_rows() {
+        let schema = Arc::new(Schema::new(vec![Field::new("v", DataType::Int64, false)]));
+        let big = RecordBatch::try_new(
+            schema,
+            vec![Arc::new(Int64Array::from_iter_values(0..1_000_000)) as ArrayRef],
+        )
+        .unwrap();
+        let slices: Vec<RecordBatch> = (0..100).map(|i| big.slice(i * 10_000, 10_000)).collect();
+        let whole = sliced_size(&big);
+        let sum: usize = slices.iter().map(sliced_size).sum();
+        assert!(
+            whole >= 8_000_000,
+            "a million int64s take 8 MB, got {whole}"
+        );
+        assert!(
+            sum <= whole + 1024,
+            "100 slices covering the batch once count {sum} bytes, the batch {whole}"
+        );
+    }
 
     #[test]
     fn ops_roundtrip() {

@@ -163,7 +163,7 @@ impl Segment {
 
     /// Approximate in-memory size, for statistics and compaction sizing.
     pub(crate) fn bytes(&self) -> usize {
-        self.data.get_array_memory_size() + self.num_rows() * 16
+        crate::codec::sliced_size(&self.data) + self.num_rows() * 16
     }
 
     /// Rows visible at `seq`: `created <= seq && deleted > seq`. `None` means
