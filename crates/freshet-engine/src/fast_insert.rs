@@ -26,7 +26,6 @@ use datafusion::common::{ParamValues, ScalarValue};
 use datafusion::sql::sqlparser::ast::{Expr, Insert, SetExpr, UnaryOperator, Value, Values};
 
 use crate::dml::InsertTarget;
-use crate::types::{EXTENSION_NAME, JSON_EXTENSION};
 use crate::EngineError;
 
 /// The VALUES rows of `insert` when it is `INSERT INTO t [(cols)] VALUES …`
@@ -135,9 +134,7 @@ pub(crate) fn values_batch(
             let Some(value) = scalar(expr, params) else {
                 return Ok(None);
             };
-            let is_json =
-                field.metadata().get(EXTENSION_NAME).map(String::as_str) == Some(JSON_EXTENSION);
-            if is_json || !converts_plainly(&value, field.data_type()) {
+            if crate::types::is_json(field) || !converts_plainly(&value, field.data_type()) {
                 return Ok(None);
             }
             columns[position].push(value);

@@ -20,7 +20,7 @@ use datafusion::logical_expr::Expr;
 use datafusion::physical_plan::ExecutionPlan;
 
 use crate::pg_types::{column, read_all};
-use crate::types::{declared_char_length, EXTENSION_NAME, JSON_EXTENSION, SQL_TYPE_METADATA};
+use crate::types::{declared_char_length, SQL_TYPE_METADATA};
 
 /// DataFusion's information_schema with a corrected `columns` table.
 #[derive(Debug)]
@@ -163,7 +163,7 @@ fn standard_type_name(field: &Field) -> String {
         Some("jsonb") => return "jsonb".into(),
         _ => {}
     }
-    if field.metadata().get(EXTENSION_NAME).map(String::as_str) == Some(JSON_EXTENSION) {
+    if crate::types::is_json(field) {
         return "json".into();
     }
     match field.data_type() {

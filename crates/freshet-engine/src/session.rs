@@ -385,12 +385,7 @@ impl Session {
                         .get(&id)
                         .cloned()
                         .flatten()
-                        .is_some_and(|f| {
-                            f.metadata()
-                                .get(crate::types::EXTENSION_NAME)
-                                .map(String::as_str)
-                                == Some(crate::types::JSON_EXTENSION)
-                        })
+                        .is_some_and(|f| crate::types::is_json(&f))
             })
             .collect();
         if let Some(schema) = returning {

@@ -122,12 +122,18 @@ fn check_precision(p: u64) -> Result<u8, EngineError> {
     }
 }
 
+/// Whether a column holds Postgres `json` (text tagged with Arrow's
+/// canonical json extension).
+pub fn is_json(field: &Field) -> bool {
+    field.metadata().get(EXTENSION_NAME).map(String::as_str) == Some(JSON_EXTENSION)
+}
+
 /// The Postgres-style type name shown for a column.
 pub fn display_type(field: &Field) -> String {
     if let Some(t) = field.metadata().get(SQL_TYPE_METADATA) {
         return t.clone();
     }
-    if field.metadata().get(EXTENSION_NAME).map(String::as_str) == Some(JSON_EXTENSION) {
+    if is_json(field) {
         return "json".into();
     }
     match field.data_type() {

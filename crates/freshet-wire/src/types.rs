@@ -26,11 +26,6 @@ use pgwire::messages::data::{DataRow, FieldDescription, RowDescription};
 
 use crate::error::{WireError, WireResult};
 
-/// The Arrow extension name marking a UTF-8 column that holds JSON documents.
-pub const ARROW_JSON_EXTENSION: &str = "arrow.json";
-
-const EXTENSION_NAME_KEY: &str = "ARROW:extension:name";
-
 /// How one result column goes on the wire.
 #[derive(Debug, Clone)]
 struct ColumnPlan {
@@ -303,14 +298,7 @@ pub fn arrow_type_for_pg(ty: &Type) -> Option<DataType> {
 }
 
 fn is_json_field(field: &Field) -> bool {
-    if field
-        .metadata()
-        .get(EXTENSION_NAME_KEY)
-        .is_some_and(|name| name == ARROW_JSON_EXTENSION)
-    {
-        return true;
-    }
-    is_nested_json_type(field.data_type())
+    freshet_engine::types::is_json(field) || is_nested_json_type(field.data_type())
 }
 
 /// Structs, maps and lists of them are model outputs; they go out as JSON.
@@ -394,8 +382,8 @@ mod tests {
     fn json_extension_is_json() {
         let field = Arc::new(
             Field::new("j", DataType::Utf8, true).with_metadata(HashMap::from([(
-                EXTENSION_NAME_KEY.to_owned(),
-                ARROW_JSON_EXTENSION.to_owned(),
+                freshet_engine::types::EXTENSION_NAME.to_owned(),
+                freshet_engine::types::JSON_EXTENSION.to_owned(),
             )])),
         );
         assert_eq!(pg_type_for_field(&field).0, Type::JSON);
