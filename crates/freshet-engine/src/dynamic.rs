@@ -1067,20 +1067,7 @@ fn plan_with_lineage(
 ) -> Result<LogicalPlan, EngineError> {
     plan.transform_up(|node| {
         let rebuilt = match node {
-            LogicalPlan::TableScan(scan) => {
-                let name = scan_name(&scan.table_name, default);
-                let input = inputs.get(&name).ok_or_else(|| {
-                    DataFusionError::Plan(format!(
-                        "dynamic table refresh has no input for source {name}"
-                    ))
-                })?;
-                LogicalPlanBuilder::scan(
-                    scan.table_name.clone(),
-                    provider_as_source(input.clone()),
-                    None,
-                )?
-                .build()?
-            }
+            LogicalPlan::TableScan(scan) => scan_of_input(&scan.table_name, inputs, default)?,
             LogicalPlan::Projection(projection) => {
                 let (qualifier, _) = projection
                     .input
@@ -1426,6 +1413,22 @@ fn keyed_plan(plan: &LogicalPlan, only: &Option<Arc<HashSet<u64>>>) -> DfResult<
     }
 }
 
+/// A scan of the refresh input standing in for the source `table_name`,
+/// under the same name so column references still resolve.
+fn scan_of_input(
+    table_name: &TableReference,
+    inputs: &HashMap<QualifiedName, Arc<MemTable>>,
+    default: &QualifiedName,
+) -> DfResult<LogicalPlan> {
+    let name = scan_name(table_name, default);
+    let input = inputs.get(&name).ok_or_else(|| {
+        DataFusionError::Plan(format!(
+            "dynamic table refresh has no input for source {name}"
+        ))
+    })?;
+    LogicalPlanBuilder::scan(table_name.clone(), provider_as_source(input.clone()), None)?.build()
+}
+
 /// Replaces the table scans of `plan` with scans of `inputs` (same table
 /// names, so column references still resolve).
 fn replace_scans(
@@ -1435,20 +1438,7 @@ fn replace_scans(
 ) -> DfResult<LogicalPlan> {
     plan.transform_up(|node| {
         let rebuilt = match node {
-            LogicalPlan::TableScan(scan) => {
-                let name = scan_name(&scan.table_name, default);
-                let input = inputs.get(&name).ok_or_else(|| {
-                    DataFusionError::Plan(format!(
-                        "dynamic table refresh has no input for source {name}"
-                    ))
-                })?;
-                LogicalPlanBuilder::scan(
-                    scan.table_name.clone(),
-                    provider_as_source(input.clone()),
-                    None,
-                )?
-                .build()?
-            }
+            LogicalPlan::TableScan(scan) => scan_of_input(&scan.table_name, inputs, default)?,
             other => other.recompute_schema()?,
         };
         Ok(Transformed::yes(rebuilt))
