@@ -861,6 +861,17 @@ fn matches_like(pattern: Option<&str>, name: &str) -> bool {
 }
 
 /// Freshet-specific namespace and user statements.
+/// `CHECKPOINT`: superusers only, as in Postgres. The Parquet writing runs on
+/// a blocking thread so the compute runtime keeps serving other sessions.
+async fn checkpoint(session: &Session) -> Result<QueryOutput, EngineError> {
+    crate::users::require_superuser(session, "can run CHECKPOINT")?;
+    let store = session.engine.store.clone();
+    tokio::task::spawn_blocking(move || store.checkpoint())
+        .await
+        .map_err(|e| EngineError::new("XX000", format!("checkpoint task failed: {e}")))??;
+    Ok(command("CHECKPOINT", None))
+}
+
 pub(crate) async fn run_freshet(
     session: &mut Session,
     statement: &FreshetStatement,
@@ -937,6 +948,7 @@ pub(crate) async fn run_freshet(
         FreshetStatement::DropUser { name, if_exists } => {
             crate::users::drop_user(session, &ident(name), *if_exists)
         }
+        FreshetStatement::Checkpoint => checkpoint(session).await,
         _ => return None,
     };
     Some(result)

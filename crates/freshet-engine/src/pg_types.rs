@@ -464,22 +464,83 @@ pub(crate) fn current_database_pg_catalog(
     list: Arc<dyn CatalogProviderList>,
     database: &str,
 ) -> DfResult<Arc<dyn SchemaProvider>> {
-    static STATIC_TABLES: std::sync::OnceLock<Arc<PgCatalogStaticTables>> =
-        std::sync::OnceLock::new();
-    let static_tables = match STATIC_TABLES.get() {
-        Some(tables) => tables.clone(),
-        None => {
-            let tables = Arc::new(PgCatalogStaticTables::try_new()?);
-            STATIC_TABLES.get_or_init(|| tables).clone()
-        }
-    };
     let provider = PgCatalogSchemaProvider::try_new(
         CurrentDatabaseCatalogs {
             list,
             database: database.to_string(),
         },
-        static_tables,
+        static_tables()?,
         datafusion_pg_catalog::pg_catalog::context::EmptyContextProvider,
     )?;
     Ok(Arc::new(provider))
+}
+
+/// The crate's static pg_catalog tables, decoded on first use. Decoding them
+/// (lz4-compressed Arrow IPC) costs about a millisecond, which every new
+/// session and every dynamic-table refresh would otherwise pay.
+fn static_tables() -> DfResult<Arc<PgCatalogStaticTables>> {
+    static STATIC_TABLES: std::sync::OnceLock<Arc<PgCatalogStaticTables>> =
+        std::sync::OnceLock::new();
+    Ok(match STATIC_TABLES.get() {
+        Some(tables) => tables.clone(),
+        None => {
+            let tables = Arc::new(PgCatalogStaticTables::try_new()?);
+            STATIC_TABLES.get_or_init(|| tables).clone()
+        }
+    })
+}
+
+/// Registers the functions psql, drivers and GUI tools call in catalog
+/// queries (`format_type`, `pg_table_is_visible`, `has_*_privilege`, …), as
+/// `datafusion_pg_catalog::setup_pg_catalog` does, but over the static tables
+/// decoded once per process; the pg_catalog schema itself comes from
+/// [`current_database_pg_catalog`].
+pub(crate) fn register_pg_catalog_functions(
+    ctx: &datafusion::prelude::SessionContext,
+    database: &str,
+) -> DfResult<()> {
+    use datafusion_pg_catalog::pg_catalog::{self as pg, array_bounds_udf, has_privilege_udf};
+    let static_tables = static_tables()?;
+    for udf in [
+        pg::create_current_database_udf(database),
+        pg::create_current_schema_udf(),
+        pg::create_current_schemas_udf(),
+        pg::create_pg_get_userbyid_udf(),
+        has_privilege_udf::create_has_privilege_udf("has_table_privilege"),
+        has_privilege_udf::create_has_privilege_udf("has_schema_privilege"),
+        has_privilege_udf::create_has_privilege_udf("has_database_privilege"),
+        has_privilege_udf::create_has_privilege_udf("has_any_column_privilege"),
+        pg::create_pg_table_is_visible(),
+        pg::format_type::create_format_type_udf(),
+        pg::pg_get_expr_udf::create_pg_get_expr_udf(),
+        pg::create_pg_get_partkeydef_udf(),
+        pg::create_pg_relation_is_publishable_udf(),
+        pg::create_pg_get_statisticsobjdef_columns_udf(),
+        pg::create_pg_encoding_to_char_udf(),
+        pg::create_pg_backend_pid_udf(),
+        pg::create_pg_relation_size_udf(),
+        pg::create_pg_total_relation_size_udf(),
+        pg::create_pg_stat_get_numscans(),
+        pg::create_pg_get_constraintdef(),
+        pg::create_pg_get_partition_ancestors_udf(),
+        pg::quote_ident_udf::create_quote_ident_udf(),
+        pg::quote_ident_udf::create_parse_ident_udf(),
+        array_bounds_udf::create_array_upper_udf(),
+        array_bounds_udf::create_array_lower_udf(),
+    ] {
+        ctx.register_udf(udf);
+    }
+    ctx.register_udtf("pg_get_keywords", static_tables.pg_get_keywords.clone());
+    // `regclass`, `regtype`, … parse as casts (to int4), as in the crate.
+    {
+        let state = ctx.state_ref();
+        let existing = state.read().clone();
+        let with_oid_types =
+            datafusion::execution::session_state::SessionStateBuilder::new_from_existing(existing)
+                .with_type_planner(Arc::new(pg::oid_type_planner::PgOidTypePlanner))
+                .build();
+        *state.write() = with_oid_types;
+    }
+    pg::generate_series_arg_coercion::CoerceIntArgsToBigInt::widen(ctx);
+    Ok(())
 }

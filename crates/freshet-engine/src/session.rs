@@ -736,16 +736,10 @@ pub(crate) fn build_context(
         .build();
     let ctx = SessionContext::new_with_state(state);
     *shared.state.write() = ctx.state_weak_ref();
-    // pg_catalog is a code-provided schema visible from every database, so
-    // psql's \d keeps working after USE.
-    shared.virtual_schemas.write().remove("pg_catalog");
-    let result = datafusion_pg_catalog::setup_pg_catalog(
-        &ctx,
-        database,
-        datafusion_pg_catalog::pg_catalog::context::EmptyContextProvider,
-    );
-    result.map_err(|e| map_df_error(*e))?;
+    crate::pg_types::register_pg_catalog_functions(&ctx, database).map_err(map_df_error)?;
     {
+        // information_schema and pg_catalog are code-provided schemas visible
+        // from every database, so psql's \d keeps working after USE.
         let mut schemas = shared.virtual_schemas.write();
         let catalogs = ctx.state().catalog_list().clone();
         let information_schema = crate::info_schema::PostgresInformationSchema {
@@ -754,22 +748,17 @@ pub(crate) fn build_context(
                     catalogs.clone(),
                 ),
             ),
-            catalogs,
+            catalogs: catalogs.clone(),
         };
         schemas.insert("information_schema".into(), Arc::new(information_schema));
-        if schemas.remove("pg_catalog").is_some() {
-            let inner = crate::pg_types::current_database_pg_catalog(
-                ctx.state().catalog_list().clone(),
-                database,
-            )
+        let inner = crate::pg_types::current_database_pg_catalog(catalogs, database)
             .map_err(map_df_error)?;
-            let corrected = crate::pg_types::DeclaredTypesCatalog {
-                inner,
-                shared: shared.clone(),
-                database: database.to_string(),
-            };
-            schemas.insert("pg_catalog".into(), Arc::new(corrected));
-        }
+        let corrected = crate::pg_types::DeclaredTypesCatalog {
+            inner,
+            shared: shared.clone(),
+            database: database.to_string(),
+        };
+        schemas.insert("pg_catalog".into(), Arc::new(corrected));
     }
     // pg_catalog's own session_user answers "postgres"; drivers and tools show
     // and check the real login role.

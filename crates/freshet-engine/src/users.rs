@@ -47,7 +47,9 @@ pub(crate) fn scram_credentials(password: &str) -> Result<(String, String), Engi
     Ok((to_hex(&salt), to_hex(&salted)))
 }
 
-fn require_superuser(session: &Session) -> Result<(), EngineError> {
+/// Fails with 42501 unless the session's user is a superuser; `action` ends
+/// the message ("only superusers <action>").
+pub(crate) fn require_superuser(session: &Session, action: &str) -> Result<(), EngineError> {
     let entry: Option<UserEntry> = session
         .shared
         .with_txn(|t| catalog::get(t, &catalog::user_key(session.user())))
@@ -58,7 +60,7 @@ fn require_superuser(session: &Session) -> Result<(), EngineError> {
     } else {
         Err(EngineError::new(
             "42501",
-            "permission denied: only superusers manage users",
+            format!("permission denied: only superusers {action}"),
         ))
     }
 }
@@ -70,7 +72,7 @@ pub(crate) fn create_user(
     password: Option<&str>,
     superuser: bool,
 ) -> Result<QueryOutput, EngineError> {
-    require_superuser(session)?;
+    require_superuser(session, "manage users")?;
     let (salt, salted) = match password {
         Some(p) => {
             let (s, h) = scram_credentials(p)?;
@@ -109,7 +111,7 @@ pub(crate) fn alter_user(
     superuser: Option<bool>,
 ) -> Result<QueryOutput, EngineError> {
     if name != session.user() {
-        require_superuser(session)?;
+        require_superuser(session, "manage users")?;
     }
     let credentials = password.map(scram_credentials).transpose()?;
     txn_mut(session, |t| {
@@ -136,7 +138,7 @@ pub(crate) fn drop_user(
     name: &str,
     if_exists: bool,
 ) -> Result<QueryOutput, EngineError> {
-    require_superuser(session)?;
+    require_superuser(session, "manage users")?;
     if name == session.user() {
         return Err(EngineError::new("55006", "current user cannot be dropped"));
     }

@@ -83,6 +83,10 @@ pub enum FreshetStatement {
         /// `IF EXISTS` was given.
         if_exists: bool,
     },
+    /// `CHECKPOINT` (Postgres): write every table's recent changes to
+    /// Parquet and truncate the write-ahead log now, rather than when the
+    /// background threshold is reached.
+    Checkpoint,
     /// `CREATE [OR REPLACE] DYNAMIC TABLE ...`.
     CreateDynamicTable(CreateDynamicTable),
     /// `ALTER DYNAMIC TABLE name <action>`.

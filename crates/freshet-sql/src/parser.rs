@@ -433,6 +433,9 @@ impl<'m> StmtParser<'m> {
                 self.advance(2);
                 return self.alter_user();
             }
+        } else if self.peek_is(0, "CHECKPOINT") {
+            self.advance(1);
+            return Ok(FreshetStatement::Checkpoint);
         } else if self.peek_is(0, "USE") {
             self.advance(1);
             return self.use_statement();

@@ -1185,6 +1185,11 @@ async fn users_with_passwords_on_a_trust_server() {
         simple_rows(&c, "SELECT current_user").await,
         vec![vec![Some("carol".to_string())]]
     );
+    let err = c
+        .simple_query("CHECKPOINT")
+        .await
+        .expect_err("CHECKPOINT is for superusers");
+    assert_eq!(sqlstate(&err), "42501", "{err:?}");
     carol.password("nope");
     let err = server
         .try_connect(&carol)
