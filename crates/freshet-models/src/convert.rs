@@ -149,14 +149,31 @@ pub(crate) fn output_array(
         )));
     }
     let per_row = t.len().checked_div(rows).unwrap_or(0);
+    let elem = match layout {
+        OutputLayout::Scalar(e) | OutputLayout::Fixed(e, _) | OutputLayout::Variable(e) => *e,
+        OutputLayout::ZipMap(_) => ElemType::Float32,
+    };
+    shaped_output(flat_values(t, elem)?, layout, rows, per_row, name)
+}
+
+/// An output column of `layout` from its flat values (`per_row` per row,
+/// row-major), as [`output_array`] builds it from a tensor; also used by
+/// kernels that score straight from Arrow columns.
+pub(crate) fn shaped_output(
+    values: ArrayRef,
+    layout: &OutputLayout,
+    rows: usize,
+    per_row: usize,
+    name: &str,
+) -> Result<ArrayRef, ModelError> {
     match layout {
-        OutputLayout::Scalar(e) => {
+        OutputLayout::Scalar(_) => {
             if per_row != 1 && rows > 0 {
                 return Err(ModelError::Internal(format!(
                     "output {name}: {per_row} values per row, expected 1"
                 )));
             }
-            flat_values(t, *e)
+            Ok(values)
         }
         OutputLayout::Fixed(e, k) => {
             if rows > 0 && per_row != *k as usize {
@@ -164,14 +181,12 @@ pub(crate) fn output_array(
                     "output {name}: {per_row} values per row, expected {k}"
                 )));
             }
-            let values = flat_values(t, *e)?;
             let field = Arc::new(Field::new("item", e.arrow_type(), true));
             let a = FixedSizeListArray::try_new(field, *k, values, None)
                 .map_err(ModelError::internal)?;
             Ok(Arc::new(a))
         }
         OutputLayout::Variable(e) => {
-            let values = flat_values(t, *e)?;
             let field = Arc::new(Field::new("item", e.arrow_type(), true));
             let offsets = OffsetBuffer::from_lengths(std::iter::repeat_n(per_row, rows));
             let a =
@@ -185,7 +200,6 @@ pub(crate) fn output_array(
                     "output {name}: {per_row} probabilities, {k} labels"
                 )));
             }
-            let values = flat_values(t, ElemType::Float32)?;
             let keys: ArrayRef = match labels {
                 ZipMapLabels::Int(l) => {
                     let labels: Vec<String> = l.iter().map(i64::to_string).collect();

@@ -25,6 +25,7 @@ use tract_onnx::pb;
 use tract_onnx::prelude::*;
 
 use crate::convert::{input_tensor, output_array};
+use crate::direct::DirectLinear;
 use crate::error::{chain, ModelError};
 use crate::ops::{onnx_framework, PRESENTATION_OPS};
 use crate::signature::{ArgMap, ElemType, ModelSignature, OutputLayout, TensorSpec, ZipMapLabels};
@@ -33,6 +34,11 @@ type Plan = Arc<TypedRunnableModel>;
 
 /// Rows below which a batch is not split further just to use more cores.
 const MIN_PARALLEL_CHUNK: usize = 1024;
+/// The same for a model scored directly from Arrow columns (see
+/// [`crate::direct`]): at a few nanoseconds a row, handing a query's batch
+/// to other threads costs more than scoring it, and the query's partitions
+/// already keep the cores busy.
+const MIN_PARALLEL_DIRECT_CHUNK: usize = 1 << 16;
 
 /// Parse and fully validate a model, returning its SQL signature.
 ///
@@ -49,6 +55,9 @@ pub fn inspect(onnx_bytes: &[u8]) -> Result<ModelSignature, ModelError> {
 pub struct CompiledModel {
     signature: ModelSignature,
     plan: Plan,
+    /// Set when the model can be scored straight from Arrow columns (see
+    /// [`crate::direct`]); `plan` serves it otherwise.
+    pub(crate) direct: Option<DirectLinear>,
 }
 
 impl std::fmt::Debug for CompiledModel {
@@ -222,7 +231,12 @@ impl CompiledModel {
         // it on one core. Spread it over the pool instead, but not into
         // chunks so small that per-call overhead dominates.
         let threads = rayon::current_num_threads().max(1);
-        let batch = batch.min(rows.div_ceil(threads).max(MIN_PARALLEL_CHUNK));
+        let min_chunk = if self.direct.is_some() {
+            MIN_PARALLEL_DIRECT_CHUNK
+        } else {
+            MIN_PARALLEL_CHUNK
+        };
+        let batch = batch.min(rows.div_ceil(threads).max(min_chunk));
         let chunks: Vec<(usize, usize)> = (0..rows)
             .step_by(batch)
             .map(|s| (s, batch.min(rows - s)))
@@ -254,6 +268,9 @@ impl CompiledModel {
         len: usize,
     ) -> Result<Vec<ArrayRef>, ModelError> {
         let sig = &self.signature;
+        if let Some(direct) = &self.direct {
+            return guarded("model execution", || direct.score(sig, args, start, len));
+        }
         let inputs: TVec<TValue> = match &sig.arg_map {
             ArgMap::Wide { rank1, .. } => {
                 tvec!(input_tensor(sig.inputs[0].elem, args, start, len, *rank1)?.into_tvalue())
@@ -540,6 +557,7 @@ fn compile_inner(bytes: &[u8]) -> Result<CompiledModel, ModelError> {
         ArgMap::PerInput { rank1 }
     };
 
+    let direct = DirectLinear::recognise(graph, &inputs, &arg_map);
     let mut model = onnx
         .model_for_proto_model(&proto)
         .map_err(|e| invalid(chain(&e)))?;
@@ -631,6 +649,7 @@ fn compile_inner(bytes: &[u8]) -> Result<CompiledModel, ModelError> {
             arg_map,
         },
         plan,
+        direct,
     })
 }
 

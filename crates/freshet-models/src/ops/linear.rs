@@ -10,7 +10,7 @@ use tract_onnx::pb::NodeProto;
 use tract_onnx::prelude::*;
 use tract_onnx::tract_hir::internal::*;
 
-use super::tree::{apply_post_rows, parse_post_transform, Labels, PostTransform};
+use super::tree::{apply_post_rows, exp_fast, parse_post_transform, Labels, PostTransform};
 use super::{as_f32, boxed, floats_attr, rows_cols, Kernel};
 
 #[derive(Debug)]
@@ -27,42 +27,149 @@ pub(crate) fn linear_classifier(
     ctx: &ParsingContext,
     node: &NodeProto,
 ) -> TractResult<(Box<dyn InferenceOp>, Vec<String>)> {
-    let labels = if let Some(v) = node.get_attr_opt_vec::<i64>("classlabels_ints")? {
-        Labels::Int(v)
-    } else if let Some(v) = node.get_attr_opt_vec::<String>("classlabels_strings")? {
-        Labels::Str(v)
-    } else {
-        bail!("LinearClassifier needs classlabels_ints or classlabels_strings")
-    };
-    let coefficients = floats_attr(ctx, node, "coefficients")?.unwrap_or_default();
-    let intercepts = floats_attr(ctx, node, "intercepts")?.unwrap_or_default();
-    let n_models = if !intercepts.is_empty() {
-        intercepts.len()
-    } else if labels.len() == 2 && coefficients.len() % 2 == 1 {
-        1
-    } else {
-        labels.len()
-    };
-    if n_models == 0 || coefficients.is_empty() || coefficients.len() % n_models != 0 {
-        bail!("LinearClassifier coefficients do not match the number of classes");
-    }
-    if n_models != labels.len() && !(n_models == 1 && labels.len() == 2) {
-        bail!(
-            "LinearClassifier has {n_models} score rows for {} labels",
+    boxed(LinearClassifier::parse(node, |name| {
+        floats_attr(ctx, node, name)
+    })?)
+}
+
+impl LinearClassifier {
+    /// Reads the node's attributes; `floats` fetches a float list attribute
+    /// (plain, or `*_as_tensor` when a parsing context is at hand).
+    pub(crate) fn parse(
+        node: &NodeProto,
+        floats: impl Fn(&str) -> TractResult<Option<Vec<f32>>>,
+    ) -> TractResult<LinearClassifier> {
+        let labels = if let Some(v) = node.get_attr_opt_vec::<i64>("classlabels_ints")? {
+            Labels::Int(v)
+        } else if let Some(v) = node.get_attr_opt_vec::<String>("classlabels_strings")? {
+            Labels::Str(v)
+        } else {
+            bail!("LinearClassifier needs classlabels_ints or classlabels_strings")
+        };
+        let coefficients = floats("coefficients")?.unwrap_or_default();
+        let intercepts = floats("intercepts")?.unwrap_or_default();
+        let n_models = if !intercepts.is_empty() {
+            intercepts.len()
+        } else if labels.len() == 2 && coefficients.len() % 2 == 1 {
+            1
+        } else {
             labels.len()
-        );
+        };
+        if n_models == 0 || coefficients.is_empty() || coefficients.len() % n_models != 0 {
+            bail!("LinearClassifier coefficients do not match the number of classes");
+        }
+        if n_models != labels.len() && !(n_models == 1 && labels.len() == 2) {
+            bail!(
+                "LinearClassifier has {n_models} score rows for {} labels",
+                labels.len()
+            );
+        }
+        let post = parse_post_transform(
+            node.get_attr_opt::<&str>("post_transform")?
+                .unwrap_or("NONE"),
+        )?;
+        Ok(LinearClassifier {
+            coefficients,
+            intercepts,
+            n_models,
+            labels,
+            post,
+        })
     }
-    let post = parse_post_transform(
-        node.get_attr_opt::<&str>("post_transform")?
-            .unwrap_or("NONE"),
-    )?;
-    boxed(LinearClassifier {
-        coefficients,
-        intercepts,
-        n_models,
-        labels,
-        post,
-    })
+
+    /// Number of input features.
+    pub(crate) fn n_features(&self) -> usize {
+        self.coefficients.len() / self.n_models
+    }
+
+    /// The class labels, in score order.
+    pub(crate) fn labels(&self) -> &Labels {
+        &self.labels
+    }
+
+    /// Scores `rows` rows given as feature columns (`columns[f][row]`):
+    /// the winning class index of every row, and the post-transformed class
+    /// scores row-major `[rows, n_labels]`.
+    ///
+    /// Every step runs down whole columns (one class or one feature at a
+    /// time), which the compiler vectorizes; a row-at-a-time loop over a
+    /// handful of features and classes does not. The arithmetic is the same
+    /// per row as onnxruntime's: the dot product in feature order, then the
+    /// intercept.
+    pub(crate) fn score_columns(&self, columns: &[&[f32]], rows: usize) -> (Vec<u32>, Vec<f32>) {
+        let f = self.n_features();
+        let m = self.n_models;
+        let k = self.labels.len();
+        let class_scores: Vec<Vec<f32>> = (0..m)
+            .map(|j| {
+                let weights = &self.coefficients[j * f..(j + 1) * f];
+                // -0.0 is the neutral start of a float sum, as in `Iterator::sum`.
+                let mut acc = vec![-0.0f32; rows];
+                for (column, &w) in columns.iter().zip(weights) {
+                    for (a, &x) in acc.iter_mut().zip(&column[..rows]) {
+                        *a += x * w;
+                    }
+                }
+                let intercept = self.intercepts.get(j).copied().unwrap_or(0.0);
+                acc.iter_mut().for_each(|a| *a += intercept);
+                acc
+            })
+            .collect();
+        if m == 1 {
+            // binary with a single score: positive class iff score > 0, and
+            // the two class scores are (-s, s)
+            let scores = &class_scores[0];
+            let winners = scores.iter().map(|&s| u32::from(s > 0.0)).collect();
+            let mut probs: Vec<f32> = scores.iter().flat_map(|&s| [-s, s]).collect();
+            apply_post_rows(self.post, &mut probs, k);
+            return (winners, probs);
+        }
+        // the first class with the highest score wins
+        let mut best = class_scores[0].clone();
+        let mut winners = vec![0u32; rows];
+        for (j, scores) in class_scores.iter().enumerate().skip(1) {
+            for ((b, w), &s) in best.iter_mut().zip(winners.iter_mut()).zip(scores) {
+                let higher = s > *b;
+                *b = if higher { s } else { *b };
+                *w = if higher { j as u32 } else { *w };
+            }
+        }
+        let mut probs = vec![0f32; rows * k];
+        match self.post {
+            PostTransform::Softmax => {
+                // column-wise softmax: exp(s - row max), then / row sum (in
+                // class order, as the row-wise softmax sums)
+                let exps: Vec<Vec<f32>> = class_scores
+                    .iter()
+                    .map(|scores| {
+                        scores
+                            .iter()
+                            .zip(&best)
+                            .map(|(&s, &max)| exp_fast(s - max))
+                            .collect()
+                    })
+                    .collect();
+                let mut sums = vec![0f32; rows];
+                for e in &exps {
+                    sums.iter_mut().zip(e).for_each(|(sum, &x)| *sum += x);
+                }
+                for (j, e) in exps.iter().enumerate() {
+                    for ((out, &x), &sum) in probs.chunks_exact_mut(k).zip(e).zip(&sums) {
+                        out[j] = x / sum;
+                    }
+                }
+            }
+            post => {
+                for (j, scores) in class_scores.iter().enumerate() {
+                    for (out, &s) in probs.chunks_exact_mut(k).zip(scores) {
+                        out[j] = s;
+                    }
+                }
+                apply_post_rows(post, &mut probs, k);
+            }
+        }
+        (winners, probs)
+    }
 }
 
 impl Kernel for LinearClassifier {
@@ -106,58 +213,30 @@ impl Kernel for LinearClassifier {
         } else {
             rows_cols(x.shape())
         };
-        let f = self.coefficients.len() / self.n_models;
+        let f = self.n_features();
         if cols != f {
             bail!("LinearClassifier expects {f} features, got {cols}");
         }
         let x = x.try_as_plain_ram()?;
         let x = x.as_slice::<f32>()?;
-        let k = self.labels.len();
-        // Scores for every row first, then the post transform over the whole
-        // buffer: one tight loop each, which the compiler vectorizes.
-        let m = self.n_models;
-        let mut scores = vec![0f32; rows * m];
-        for (row, out) in x.chunks_exact(cols).zip(scores.chunks_exact_mut(m)) {
-            for (j, s) in out.iter_mut().enumerate() {
-                let w = &self.coefficients[j * f..(j + 1) * f];
-                *s = row.iter().zip(w).map(|(a, b)| a * b).sum::<f32>()
-                    + self.intercepts.get(j).copied().unwrap_or(0.0);
-            }
-        }
-        let (winners, mut probs): (Vec<usize>, Vec<f32>) = if m == 1 {
-            // binary with a single score: positive class iff score > 0, and
-            // the two class scores are (-s, s)
-            let winners = scores.iter().map(|&s| usize::from(s > 0.0)).collect();
-            let probs = scores.iter().flat_map(|&s| [-s, s]).collect();
-            (winners, probs)
-        } else {
-            let winners = scores
-                .chunks_exact(m)
-                .map(|row| {
-                    let mut best = 0;
-                    for j in 1..m {
-                        if row[j] > row[best] {
-                            best = j;
-                        }
-                    }
-                    best
-                })
-                .collect();
-            (winners, scores)
-        };
-        apply_post_rows(self.post, &mut probs, k);
+        let columns: Vec<Vec<f32>> = (0..f)
+            .map(|c| x.iter().skip(c).step_by(f).copied().collect())
+            .collect();
+        let columns: Vec<&[f32]> = columns.iter().map(Vec::as_slice).collect();
+        let (winners, probs) = self.score_columns(&columns, rows);
         let labels = match &self.labels {
             Labels::Int(l) => {
-                tract_ndarray::Array1::from_iter(winners.iter().map(|&w| l[w])).into_tensor()
+                tract_ndarray::Array1::from_iter(winners.iter().map(|&w| l[w as usize]))
+                    .into_tensor()
             }
             Labels::Str(l) => {
-                tract_ndarray::Array1::from_iter(winners.iter().map(|&w| l[w].clone()))
+                tract_ndarray::Array1::from_iter(winners.iter().map(|&w| l[w as usize].clone()))
                     .into_tensor()
             }
         };
         Ok(tvec!(
             labels.into_tvalue(),
-            tract_ndarray::Array2::from_shape_vec((rows, k), probs)?.into_tvalue()
+            tract_ndarray::Array2::from_shape_vec((rows, self.labels.len()), probs)?.into_tvalue()
         ))
     }
 }
