@@ -659,7 +659,10 @@ impl Store {
                 replayed += 1;
                 Ok(())
             })?;
-            if outcome.valid_len < outcome.file_len {
+            if outcome.valid_len < outcome.file_len && outcome.tail_is_zero {
+                // the preallocated end of the file that was current
+                truncate_wal_file(path, outcome.valid_len)?;
+            } else if outcome.valid_len < outcome.file_len {
                 if idx + 1 != files.len() {
                     return Err(StorageError::Corrupt(format!(
                         "WAL file {} is damaged before its end at offset {}",

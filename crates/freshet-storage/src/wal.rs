@@ -10,9 +10,17 @@
 //! runs past the end of the file or a CRC mismatch, and truncates it away.
 //! Such a record was never acknowledged, because commits are acknowledged
 //! only after the fsync that covers them.
+//!
+//! With fsync on, the current file is kept zero-filled [`PREALLOCATE`] bytes
+//! ahead of the last record, as PostgreSQL does with its WAL segments: an
+//! fdatasync that does not grow the file has no file-system metadata to
+//! journal, which makes the small syncs of single-row commits about a third
+//! faster on ext4. A zero frame reads as the end of the log; recovery and
+//! rotation cut the zeros off, so only the current file ever has them.
 
 use std::fs::{File, OpenOptions};
-use std::io::{BufReader, BufWriter, Read, Write};
+use std::io::{BufReader, BufWriter, Read, Seek, SeekFrom, Write};
+use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 
 use crate::error::{Result, StorageError};
@@ -22,6 +30,8 @@ use crate::Seq;
 const FRAME_HEADER: u64 = 12;
 /// Bytes of the payload header (seq and commit time).
 const PAYLOAD_HEADER: u64 = 16;
+/// How far ahead of the last record the current WAL file is zero-filled.
+pub(crate) const PREALLOCATE: u64 = 16 << 20;
 
 /// Fsyncs a directory so that file creations/renames/deletions in it are
 /// durable.
@@ -62,19 +72,27 @@ pub(crate) struct WalWriter {
     pub(crate) file_first_seq: Seq,
     /// WAL bytes written since the last checkpoint (drives auto-checkpoints).
     pub(crate) bytes_since_checkpoint: u64,
+    /// Length of the records written (buffered or not): where the next goes.
+    end: u64,
+    /// Length of the file including its zero-filled preallocation.
+    allocated: u64,
     fsync: bool,
 }
 
 impl WalWriter {
     /// Opens (creating if needed) the WAL file whose first record will be
-    /// `first_seq`, positioned at its end.
+    /// `first_seq`, positioned at its end. An existing file must hold intact
+    /// records only (recovery truncates it so).
     pub(crate) fn open(dir: &Path, first_seq: Seq, fsync: bool) -> Result<WalWriter> {
         let path = dir.join(wal_file_name(first_seq));
-        let file = OpenOptions::new()
+        let io = |e| StorageError::io(format!("opening WAL file {}", path.display()), e);
+        let mut file = OpenOptions::new()
             .create(true)
-            .append(true)
+            .truncate(false)
+            .write(true)
             .open(&path)
-            .map_err(|e| StorageError::io(format!("opening WAL file {}", path.display()), e))?;
+            .map_err(io)?;
+        let end = file.seek(SeekFrom::End(0)).map_err(io)?;
         if fsync {
             fsync_dir(dir)?;
         }
@@ -83,8 +101,31 @@ impl WalWriter {
             file: BufWriter::with_capacity(1 << 20, file),
             file_first_seq: first_seq,
             bytes_since_checkpoint: 0,
+            end,
+            allocated: end,
             fsync,
         })
+    }
+
+    /// Zero-fills the file so that `len` more bytes and [`PREALLOCATE`]
+    /// beyond them are allocated. The zeros become durable with the next
+    /// sync, whose metadata update is then the last one for a while.
+    fn preallocate(&mut self, len: u64) -> std::io::Result<()> {
+        if !self.fsync || self.end + len <= self.allocated {
+            return Ok(());
+        }
+        // the record itself will cover [end, end + len)
+        let from = self.allocated.max(self.end + len);
+        let to = self.end + len + PREALLOCATE;
+        let zeros = vec![0u8; 1 << 20];
+        let mut at = from;
+        while at < to {
+            let n = (to - at).min(zeros.len() as u64);
+            self.file.get_ref().write_all_at(&zeros[..n as usize], at)?;
+            at += n;
+        }
+        self.allocated = to;
+        Ok(())
     }
 
     /// Buffers one record. Large bodies bypass the buffer.
@@ -102,6 +143,7 @@ impl WalWriter {
         crc.update(&head);
         crc.combine(body_crc);
         let len = PAYLOAD_HEADER + body.len() as u64;
+        self.preallocate(FRAME_HEADER + len)?;
         let mut frame = [0u8; FRAME_HEADER as usize];
         frame[..8].copy_from_slice(&len.to_le_bytes());
         frame[8..].copy_from_slice(&crc.finalize().to_le_bytes());
@@ -112,6 +154,7 @@ impl WalWriter {
         for chunk in body.chunks(4 << 20) {
             self.file.write_all(chunk)?;
         }
+        self.end += FRAME_HEADER + len;
         self.bytes_since_checkpoint += FRAME_HEADER + len;
         Ok(())
     }
@@ -132,6 +175,14 @@ impl WalWriter {
         self.sync()
             .map_err(|e| StorageError::io("syncing WAL before rotation", e))?;
         if next_seq != self.file_first_seq {
+            // Only the current file may end in preallocated zeros: recovery
+            // takes a shorter-than-file older one for damage.
+            if self.allocated > self.end {
+                let file = self.file.get_ref();
+                file.set_len(self.end)
+                    .and_then(|_| file.sync_all())
+                    .map_err(|e| StorageError::io("trimming the WAL file's preallocation", e))?;
+            }
             let fresh = WalWriter::open(&self.dir, next_seq, self.fsync)?;
             *self = fresh;
         }
@@ -151,8 +202,12 @@ pub(crate) struct WalRecord {
 pub(crate) struct ScanOutcome {
     /// Byte offset just past the last intact record.
     pub(crate) valid_len: u64,
-    /// Actual file length; larger than `valid_len` if the tail is torn.
+    /// Actual file length; larger than `valid_len` if the tail is torn or
+    /// preallocated.
     pub(crate) file_len: u64,
+    /// Everything after `valid_len` is zero: preallocated space, not a torn
+    /// record.
+    pub(crate) tail_is_zero: bool,
 }
 
 /// Reads every intact record of a WAL file in order, stopping at the first
@@ -207,10 +262,29 @@ pub(crate) fn scan_wal_file(
         })?;
         pos += FRAME_HEADER + len;
     }
+    let tail_is_zero = tail_is_zero(path, pos)?;
     Ok(ScanOutcome {
         valid_len: pos,
         file_len,
+        tail_is_zero,
     })
+}
+
+/// Whether every byte of the file from `from` on is zero.
+fn tail_is_zero(path: &Path, from: u64) -> Result<bool> {
+    let read_error = |e| StorageError::io(format!("reading WAL file {}", path.display()), e);
+    let mut file = File::open(path).map_err(read_error)?;
+    file.seek(SeekFrom::Start(from)).map_err(read_error)?;
+    let mut chunk = vec![0u8; 1 << 20];
+    loop {
+        let n = file.read(&mut chunk).map_err(read_error)?;
+        if n == 0 {
+            return Ok(true);
+        }
+        if chunk[..n].iter().any(|&b| b != 0) {
+            return Ok(false);
+        }
+    }
 }
 
 /// Cuts a torn tail off a WAL file and makes the truncation durable.
@@ -242,8 +316,10 @@ mod tests {
         let files = list_wal_files(dir.path()).unwrap();
         assert_eq!(files.len(), 1);
         let path = &files[0].1;
+        let records = w.end;
         let full = std::fs::metadata(path).unwrap().len();
-        // Intact file: all three records.
+        assert!(full >= PREALLOCATE && full > records, "zero-filled ahead");
+        // Intact file: all three records, then preallocated zeros.
         let mut seqs = Vec::new();
         let out = scan_wal_file(path, |r| {
             assert_eq!(r.time_micros, 42);
@@ -252,11 +328,12 @@ mod tests {
         })
         .unwrap();
         assert_eq!(seqs, vec![1, 2, 3]);
-        assert_eq!(out.valid_len, full);
-        // Flip a byte inside the last record: only two survive.
+        assert_eq!(out.valid_len, records);
+        assert!(out.tail_is_zero);
+        // Flip a byte inside the last record: only two survive, and the
+        // tail is a torn record, not preallocation.
         let mut bytes = std::fs::read(path).unwrap();
-        let n = bytes.len();
-        bytes[n - 5] ^= 0xff;
+        bytes[records as usize - 5] ^= 0xff;
         std::fs::write(path, &bytes).unwrap();
         let mut count = 0;
         let out = scan_wal_file(path, |_| {
@@ -265,8 +342,41 @@ mod tests {
         })
         .unwrap();
         assert_eq!(count, 2);
-        assert!(out.valid_len < out.file_len);
+        assert!(out.valid_len < records);
+        assert!(!out.tail_is_zero);
         truncate_wal_file(path, out.valid_len).unwrap();
         assert_eq!(std::fs::metadata(path).unwrap().len(), out.valid_len);
+    }
+
+    #[test]
+    fn rotation_trims_the_preallocation() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut w = WalWriter::open(dir.path(), 1, true).unwrap();
+        let body = vec![7u8; 100];
+        let mut h = crc32fast::Hasher::new();
+        h.update(&body);
+        w.append(1, 42, &body, &h).unwrap();
+        let records = w.end;
+        assert_eq!(w.rotate(2).unwrap(), 2);
+        let files = list_wal_files(dir.path()).unwrap();
+        assert_eq!(files.len(), 2);
+        assert_eq!(std::fs::metadata(&files[0].1).unwrap().len(), records);
+        // reopening an existing file continues after its records
+        w.append(2, 43, &body, &h).unwrap();
+        w.sync().unwrap();
+        drop(w);
+        let second = &files[1].1;
+        let out = scan_wal_file(second, |_| Ok(())).unwrap();
+        truncate_wal_file(second, out.valid_len).unwrap();
+        let mut w = WalWriter::open(dir.path(), 2, true).unwrap();
+        w.append(3, 44, &body, &h).unwrap();
+        w.sync().unwrap();
+        let mut seqs = Vec::new();
+        scan_wal_file(second, |r| {
+            seqs.push(r.seq);
+            Ok(())
+        })
+        .unwrap();
+        assert_eq!(seqs, vec![2, 3]);
     }
 }

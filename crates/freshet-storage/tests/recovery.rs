@@ -94,12 +94,31 @@ fn torn_tail(damage: impl Fn(&Path)) {
     assert_eq!(scan_ids(&store, t), vec![1, 2, 3]);
 }
 
+/// Where the records of a WAL file end: the current file is zero-filled
+/// beyond them (preallocation), so damage is placed relative to this.
+fn records_end(bytes: &[u8]) -> usize {
+    bytes.iter().rposition(|&b| b != 0).map_or(0, |i| i + 1)
+}
+
 #[test]
 fn torn_tail_truncated_mid_record() {
+    // the crash came before the preallocated zeros were durable
     torn_tail(|p| {
-        let len = std::fs::metadata(p).unwrap().len();
+        let end = records_end(&std::fs::read(p).unwrap());
         let f = std::fs::OpenOptions::new().write(true).open(p).unwrap();
-        f.set_len(len - 37).unwrap();
+        f.set_len(end as u64 - 37).unwrap();
+    });
+}
+
+#[test]
+fn torn_tail_unwritten_pages() {
+    // the last record's final bytes never reached the disk: zeros, as in
+    // the preallocated space around them
+    torn_tail(|p| {
+        let mut bytes = std::fs::read(p).unwrap();
+        let end = records_end(&bytes);
+        bytes[end - 37..end].fill(0);
+        std::fs::write(p, bytes).unwrap();
     });
 }
 
@@ -107,7 +126,7 @@ fn torn_tail_truncated_mid_record() {
 fn torn_tail_flipped_bytes() {
     torn_tail(|p| {
         let mut bytes = std::fs::read(p).unwrap();
-        let n = bytes.len();
+        let n = records_end(&bytes);
         for b in &mut bytes[n - 20..n - 10] {
             *b ^= 0x5a;
         }
@@ -118,11 +137,11 @@ fn torn_tail_flipped_bytes() {
 #[test]
 fn torn_tail_garbage_length() {
     torn_tail(|p| {
-        // Append a frame header claiming a huge record.
+        // A frame header claiming a huge record over the last real record's
+        // final byte.
         let mut bytes = std::fs::read(p).unwrap();
-        // First chop the last real record, then add junk.
-        let n = bytes.len();
-        bytes.truncate(n - 1);
+        let n = records_end(&bytes) - 1;
+        bytes.truncate(n);
         bytes.extend_from_slice(&u64::MAX.to_le_bytes());
         std::fs::write(p, bytes).unwrap();
     });
