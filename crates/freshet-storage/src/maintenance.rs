@@ -89,17 +89,29 @@ fn plan(inner: &Inner, floor: Seq) -> Vec<Job> {
                 }
             }
             let dead_heavy = |s: &Arc<Segment>| s.dead_count(floor) * 2 >= s.num_rows();
-            // Merge groups of exactly `fanout` segments so each merge moves a
-            // segment up one tier; leftovers (and dead-heavy segments in
+            // Merge runs of at least `fanout` segments, so each merge moves
+            // its rows up at least one tier. A run takes as many segments as
+            // fit in MAX_MERGE_ROWS: under a stream of single-row commits the
+            // thousands of one-row segments a maintenance pass finds become
+            // one segment in one merge, not hundreds of 16-row ones merged
+            // again pass after pass. Leftovers (and dead-heavy segments in
             // them) are handled individually.
             let mut k = i;
             while j - k >= fanout {
+                let mut end = k;
+                let mut rows = 0;
+                while end < j
+                    && (end - k < fanout || rows + segs[end].num_rows() <= MAX_MERGE_ROWS)
+                {
+                    rows += segs[end].num_rows();
+                    end += 1;
+                }
                 jobs.push(Job {
                     table: *id,
                     columns: t.columns.clone(),
-                    old: segs[k..k + fanout].to_vec(),
+                    old: segs[k..end].to_vec(),
                 });
-                k += fanout;
+                k = end;
             }
             for s in &segs[k..j] {
                 if dead_heavy(s) {
