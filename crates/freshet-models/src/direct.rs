@@ -182,6 +182,27 @@ mod tests {
         }
     }
 
+    /// The kernel compiled for AVX2 (where the CPU has it) and for the
+    /// baseline ISA give the same bits.
+    #[test]
+    fn wide_registers_give_the_same_bits() {
+        for name in ["logreg", "linear_svc"] {
+            let (model, args) = fixture(name);
+            let direct = model.direct.as_ref().expect("scored directly");
+            let columns: Vec<&[f32]> = args
+                .iter()
+                .map(|a| a.as_primitive::<Float32Type>().values().as_ref())
+                .collect();
+            let rows = args[0].len();
+            let (winners, scores) = direct.classifier.score_columns(&columns, rows);
+            let (baseline_winners, baseline_scores) =
+                direct.classifier.score_columns_body(&columns, rows);
+            assert_eq!(winners, baseline_winners, "{name}");
+            let bits = |v: &[f32]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
+            assert_eq!(bits(&scores), bits(&baseline_scores), "{name}");
+        }
+    }
+
     /// Models that are more than a linear classifier keep the tract plan,
     /// including a classifier followed by a Normalizer (skl2onnx's default
     /// for one-vs-rest logistic regression).

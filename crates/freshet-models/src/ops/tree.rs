@@ -477,7 +477,9 @@ pub(crate) fn logistic(v: f32) -> f32 {
 }
 
 /// A post transform over a whole `[rows, k]` buffer at once: element-wise
-/// transforms run as one vectorizable loop, row-wise ones per row.
+/// transforms run as one vectorizable loop, row-wise ones per row. Inlined,
+/// so that a caller compiled for wider registers vectorizes it for them.
+#[inline(always)]
 pub(crate) fn apply_post_rows(post: PostTransform, v: &mut [f32], k: usize) {
     match post {
         PostTransform::None => {}
