@@ -100,8 +100,7 @@ fn plan(inner: &Inner, floor: Seq) -> Vec<Job> {
             while j - k >= fanout {
                 let mut end = k;
                 let mut rows = 0;
-                while end < j
-                    && (end - k < fanout || rows + segs[end].num_rows() <= MAX_MERGE_ROWS)
+                while end < j && (end - k < fanout || rows + segs[end].num_rows() <= MAX_MERGE_ROWS)
                 {
                     rows += segs[end].num_rows();
                     end += 1;
