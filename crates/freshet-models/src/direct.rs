@@ -137,32 +137,7 @@ impl DirectLinear {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::CompiledModel;
-
-    fn fixture(name: &str) -> (CompiledModel, Vec<ArrayRef>) {
-        let dir =
-            std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/fixtures/models");
-        let bytes = std::fs::read(dir.join(format!("{name}.onnx"))).expect("fixture model");
-        let model = CompiledModel::compile(&bytes).expect("compiles");
-        let inputs: serde_json::Value = serde_json::from_str(
-            &std::fs::read_to_string(dir.join(format!("{name}.inputs.json"))).expect("inputs"),
-        )
-        .expect("json");
-        let columns = inputs["inputs"][0]["columns"]
-            .as_array()
-            .expect("columns")
-            .iter()
-            .map(|column| {
-                let values = column
-                    .as_array()
-                    .expect("column")
-                    .iter()
-                    .map(|v| v.as_f64().map_or(f32::NAN, |v| v as f32));
-                Arc::new(Float32Array::from_iter_values(values)) as ArrayRef
-            })
-            .collect();
-        (model, columns)
-    }
+    use crate::test_fixtures::fixture;
 
     /// The direct path and the tract plan (the same kernel behind tract's
     /// input and output tensors) agree bit for bit, for every method.

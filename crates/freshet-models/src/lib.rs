@@ -25,6 +25,8 @@ mod error;
 mod model;
 mod ops;
 mod signature;
+#[cfg(test)]
+mod test_fixtures;
 
 pub use cache::ModelCache;
 pub use error::ModelError;

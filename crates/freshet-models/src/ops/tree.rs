@@ -90,6 +90,11 @@ fn parse_mode(s: &str) -> TractResult<u8> {
 struct Ensemble {
     nodes: Vec<Node>,
     roots: Vec<u32>,
+    /// The nodes again, laid out for [`walk_lanes`]: index for index, with
+    /// every leaf pointing at itself.
+    steps: Vec<Step>,
+    /// Per tree (as `roots`), the most splits on a path from root to leaf.
+    depths: Vec<u32>,
     leaf_weights: Vec<(u32, f32)>,
     n_targets: usize,
     n_features: usize,
@@ -243,19 +248,44 @@ fn build_ensemble(
         bail!("could not find a root for every tree (cycle in the tree structure?)");
     }
     // reject cycles: every walk must end within n steps
+    let mut depths = Vec::with_capacity(roots.len());
     for &r in &roots {
         let mut stack = vec![(r as usize, 0usize)];
+        let mut deepest = 0;
         while let Some((i, depth)) = stack.pop() {
             if depth > n {
                 bail!("tree structure has a cycle");
             }
+            deepest = deepest.max(depth);
             let nd = nodes[i];
             if nd.mode != LEAF {
                 stack.push((nd.lo as usize, depth + 1));
                 stack.push((nd.hi as usize, depth + 1));
             }
         }
+        depths.push(deepest as u32);
     }
+    let steps = nodes
+        .iter()
+        .enumerate()
+        .map(|(i, nd)| {
+            if nd.mode == LEAF {
+                Step {
+                    value: 0.0,
+                    feature: 0,
+                    next: [i as u32, i as u32],
+                    nan_true: false,
+                }
+            } else {
+                Step {
+                    value: nd.value,
+                    feature: nd.feature,
+                    next: [nd.hi, nd.lo],
+                    nan_true: nd.missing_true,
+                }
+            }
+        })
+        .collect();
     let split_modes: HashSet<u8> = nodes
         .iter()
         .map(|n| n.mode)
@@ -274,6 +304,8 @@ fn build_ensemble(
     Ok(Ensemble {
         nodes,
         roots,
+        steps,
+        depths,
         leaf_weights,
         n_targets,
         n_features,
@@ -307,6 +339,54 @@ fn walk<const M: u8>(nodes: &[Node], mut i: usize, row: &[f32]) -> usize {
             n.hi
         } as usize;
     }
+}
+
+/// A node as [`walk_lanes`] reads it: `next[1]` when the comparison holds
+/// (or the value is NaN and `nan_true`), `next[0]` otherwise.
+#[derive(Debug, Clone, Copy)]
+struct Step {
+    value: f32,
+    feature: u32,
+    next: [u32; 2],
+    nan_true: bool,
+}
+
+/// Rows walked down one tree together by [`walk_lanes`].
+const LANES: usize = 8;
+
+/// The leaves reached by rows `first..first + LANES` of `x` (`cols` values
+/// a row) in the tree at `root`, `depth` splits deep, for an ensemble whose
+/// splits all compare with `M`. A walk is a chain of dependent loads and
+/// data-dependent branches; here every row takes exactly `depth` steps (a
+/// leaf steps to itself) with no branch on the data, and the rows' chains
+/// are independent, so the CPU overlaps them.
+#[inline(always)]
+fn walk_lanes<const M: u8>(
+    steps: &[Step],
+    root: u32,
+    depth: u32,
+    x: &[f32],
+    cols: usize,
+    first: usize,
+) -> [u32; LANES] {
+    let rows: [&[f32]; LANES] =
+        std::array::from_fn(|lane| &x[(first + lane) * cols..(first + lane + 1) * cols]);
+    let mut at = [root; LANES];
+    for _ in 0..depth {
+        for lane in 0..LANES {
+            let step = &steps[at[lane] as usize];
+            let value = rows[lane][step.feature as usize];
+            let holds = match M {
+                LEQ => value <= step.value,
+                LT => value < step.value,
+                GTE => value >= step.value,
+                _ => value > step.value,
+            };
+            let go = holds | (step.nan_true & value.is_nan());
+            at[lane] = step.next[usize::from(go)];
+        }
+    }
+    at
 }
 
 impl Ensemble {
@@ -343,76 +423,115 @@ impl Ensemble {
         let mut scores = vec![0f32; rows * t];
         let mut has = vec![false; rows * t];
         let nodes = &self.nodes[..];
+        // Blocks of LANES rows walk each tree together (see walk_lanes);
+        // the rest, and ensembles mixing comparison modes, a row at a time.
+        // Either way a row's trees are added in tree order: the same sums.
+        let lane_rows = if M == MIXED { 0 } else { rows - rows % LANES };
         if t == 1 && matches!(self.aggregate, Aggregate::Sum | Aggregate::Average) {
             let n_trees = self.roots.len() as f32;
-            for r in 0..rows {
+            let finish = |acc: f32| {
+                if self.aggregate == Aggregate::Average {
+                    acc / n_trees
+                } else {
+                    acc
+                }
+            };
+            for first in (0..lane_rows).step_by(LANES) {
+                let mut acc = [0f32; LANES];
+                for (&root, &depth) in self.roots.iter().zip(&self.depths) {
+                    let leaves = walk_lanes::<M>(&self.steps, root, depth, x, cols, first);
+                    for (a, &leaf) in acc.iter_mut().zip(&leaves) {
+                        *a += nodes[leaf as usize].value;
+                    }
+                }
+                for (lane, &a) in acc.iter().enumerate() {
+                    scores[first + lane] = finish(a);
+                    has[first + lane] = !self.roots.is_empty();
+                }
+            }
+            for r in lane_rows..rows {
                 let row = &x[r * cols..(r + 1) * cols];
                 let mut acc = 0f32;
                 for &root in &self.roots {
                     acc += nodes[walk::<M>(nodes, root as usize, row)].value;
                 }
-                scores[r] = if self.aggregate == Aggregate::Average {
-                    acc / n_trees
-                } else {
-                    acc
-                };
+                scores[r] = finish(acc);
                 has[r] = !self.roots.is_empty();
             }
             return (scores, has);
         }
-        for r in 0..rows {
-            let row = &x[r * cols..(r + 1) * cols];
-            let sc = &mut scores[r * t..(r + 1) * t];
-            let hs = &mut has[r * t..(r + 1) * t];
-            for &root in &self.roots {
-                let leaf = &nodes[walk::<M>(nodes, root as usize, row)];
-                let weights = &self.leaf_weights[leaf.lo as usize..leaf.hi as usize];
-                if t == 1 {
-                    // onnxruntime's single-target path: every tree contributes
-                    // its leaf value, 0 for a leaf without weights
-                    let w = leaf.value;
-                    match self.aggregate {
-                        Aggregate::Sum | Aggregate::Average => sc[0] += w,
-                        Aggregate::Min => {
-                            if !hs[0] || w < sc[0] {
-                                sc[0] = w
-                            }
-                        }
-                        Aggregate::Max => {
-                            if !hs[0] || w > sc[0] {
-                                sc[0] = w
-                            }
-                        }
-                    }
-                    hs[0] = true;
-                    continue;
-                }
-                for &(target, w) in weights {
-                    let k = target as usize;
-                    match self.aggregate {
-                        Aggregate::Sum | Aggregate::Average => sc[k] += w,
-                        Aggregate::Min => {
-                            if !hs[k] || w < sc[k] {
-                                sc[k] = w
-                            }
-                        }
-                        Aggregate::Max => {
-                            if !hs[k] || w > sc[k] {
-                                sc[k] = w
-                            }
-                        }
-                    }
-                    hs[k] = true;
-                }
-            }
-            if self.aggregate == Aggregate::Average {
-                let n = self.roots.len() as f32;
-                for v in sc.iter_mut() {
-                    *v /= n;
+        for first in (0..lane_rows).step_by(LANES) {
+            for (&root, &depth) in self.roots.iter().zip(&self.depths) {
+                let leaves = walk_lanes::<M>(&self.steps, root, depth, x, cols, first);
+                for (lane, &leaf) in leaves.iter().enumerate() {
+                    let r = first + lane;
+                    self.accumulate(
+                        &nodes[leaf as usize],
+                        &mut scores[r * t..(r + 1) * t],
+                        &mut has[r * t..(r + 1) * t],
+                    );
                 }
             }
         }
+        for r in lane_rows..rows {
+            let row = &x[r * cols..(r + 1) * cols];
+            for &root in &self.roots {
+                let leaf = &nodes[walk::<M>(nodes, root as usize, row)];
+                self.accumulate(
+                    leaf,
+                    &mut scores[r * t..(r + 1) * t],
+                    &mut has[r * t..(r + 1) * t],
+                );
+            }
+        }
+        if self.aggregate == Aggregate::Average {
+            let n = self.roots.len() as f32;
+            scores.iter_mut().for_each(|v| *v /= n);
+        }
         (scores, has)
+    }
+
+    /// Adds one tree's leaf to a row's scores `sc` (and `hs`, which targets
+    /// have received a weight), by the ensemble's aggregate.
+    #[inline(always)]
+    fn accumulate(&self, leaf: &Node, sc: &mut [f32], hs: &mut [bool]) {
+        if sc.len() == 1 {
+            // onnxruntime's single-target path: every tree contributes its
+            // leaf value, 0 for a leaf without weights
+            let w = leaf.value;
+            match self.aggregate {
+                Aggregate::Sum | Aggregate::Average => sc[0] += w,
+                Aggregate::Min => {
+                    if !hs[0] || w < sc[0] {
+                        sc[0] = w
+                    }
+                }
+                Aggregate::Max => {
+                    if !hs[0] || w > sc[0] {
+                        sc[0] = w
+                    }
+                }
+            }
+            hs[0] = true;
+            return;
+        }
+        for &(target, w) in &self.leaf_weights[leaf.lo as usize..leaf.hi as usize] {
+            let k = target as usize;
+            match self.aggregate {
+                Aggregate::Sum | Aggregate::Average => sc[k] += w,
+                Aggregate::Min => {
+                    if !hs[k] || w < sc[k] {
+                        sc[k] = w
+                    }
+                }
+                Aggregate::Max => {
+                    if !hs[k] || w > sc[k] {
+                        sc[k] = w
+                    }
+                }
+            }
+            hs[k] = true;
+        }
     }
 
     /// Score the rows of input tensor `t` (`[N, F]`, or `[F]` as one row).
@@ -862,6 +981,36 @@ mod tests {
 
     /// `exp_fast` replaces libm where onnxruntime's outputs are the oracle:
     /// it must stay within a few ulp of `expf` over the whole useful range.
+    /// Rows walked a block at a time (walk_lanes) and rows walked one at a
+    /// time score the same bits, for every split mode and missing-value rule
+    /// the fixtures use.
+    #[test]
+    fn lanes_and_single_rows_agree() {
+        for name in [
+            "random_forest_clf",
+            "gradient_boosting_clf",
+            "xgboost_clf",
+            "lightgbm_reg",
+            "hist_gradient_boosting_clf",
+            "tree_reg_min",
+            "tree_clf_binary_logistic",
+        ] {
+            let (model, args) = crate::test_fixtures::fixture(name);
+            let rows = args[0].len();
+            assert!(rows > LANES, "{name} has rows for the lanes");
+            let whole = model.predict("predict", &args, rows).expect("scores");
+            for row in 0..rows {
+                let one: Vec<_> = args.iter().map(|a| a.slice(row, 1)).collect();
+                let single = model.predict("predict", &one, 1).expect("scores");
+                assert_eq!(
+                    single.as_ref(),
+                    whole.slice(row, 1).as_ref(),
+                    "{name} row {row}"
+                );
+            }
+        }
+    }
+
     #[test]
     fn exp_fast_matches_expf() {
         let mut worst = 0f64;
