@@ -87,6 +87,10 @@ CREATE_INSERT_SQL = (
     "CREATE TABLE logins_ins (id bigint NOT NULL, user_id bigint, location text, event_time timestamp)"
 )
 
+# Timed passes over the table in tools/fixtures/bench_ort.py (after a warm-up);
+# the in-process measurement makes the same number.
+ORT_REPS = 5
+
 PGBENCH_SCRIPT = """\\set id random(1, 9000000000000000)
 \\set uid random(1, 1000000)
 INSERT INTO logins_ins (id, user_id, location, event_time) VALUES (:id, :uid, 'Oslo', '2024-01-01 12:00:00');
@@ -757,8 +761,9 @@ def bench_models(tools, args, workdir):
                 raise RuntimeError(f"models: {name}: streamed {streamed} rows, expected {args.model_rows}")
             log(f"models: {name}: streamed to the client in {client_s:.2f} s")
 
+            # as many passes over the table as tools/fixtures/bench_ort.py makes
             inproc = rows_per_s(run([args.throughput_bin, name, str(threads), str(args.model_batch),
-                                     str(args.model_rows), str(args.model_reps)], 3600).stdout,
+                                     str(args.model_rows), str(ORT_REPS)], 3600).stdout,
                                 f"in-process {name}")
             log(f"models: {name}: in-process {inproc:,.0f} rows/s")
             ort = None
@@ -803,10 +808,11 @@ def render_models(args, machine, res, command):
     lines.append("- **SQL, to client**: `\\copy (SELECT m!predict(…) FROM t) TO file` from psql: every")
     lines.append("  result sent as JSON over the wire (wall clock of psql);")
     lines.append("- **in-process**: `CompiledModel::predict` on the whole column set "
-                 "(`cargo run -p freshet-models --example throughput`);")
+                 f"(`cargo run -p freshet-models --example throughput`), {ORT_REPS} timed passes after a warm-up;")
     lines.append("- **onnxruntime**: the same `.onnx` file in onnxruntime "
                  f"{res['ort_version'] or '(not available)'} (Python, `tools/fixtures/bench_ort.py`),")
-    lines.append("  batches scored one after the other with `intra_op_num_threads` = threads.")
+    lines.append(f"  batches scored one after the other with `intra_op_num_threads` = threads, {ORT_REPS} timed")
+    lines.append("  passes after a warm-up.")
     lines.append("")
     if args.quick:
         lines.append("**Quick run (`--quick`): reduced sizes, for trying the harness out; not representative.**")
