@@ -316,6 +316,20 @@ fn build_ensemble(
     })
 }
 
+/// Whether feature value `x` takes a split's true branch under `mode`
+/// against the split's threshold `value` (NaN never compares true).
+#[inline(always)]
+fn split_holds(mode: u8, x: f32, value: f32) -> bool {
+    match mode {
+        LEQ => x <= value,
+        LT => x < value,
+        GTE => x >= value,
+        GT => x > value,
+        EQ => x == value,
+        _ => x != value,
+    }
+}
+
 #[inline(always)]
 fn walk<const M: u8>(nodes: &[Node], mut i: usize, row: &[f32]) -> usize {
     loop {
@@ -325,15 +339,7 @@ fn walk<const M: u8>(nodes: &[Node], mut i: usize, row: &[f32]) -> usize {
         }
         let x = row[n.feature as usize];
         let mode = if M == MIXED { n.mode } else { M };
-        let hit = match mode {
-            LEQ => x <= n.value,
-            LT => x < n.value,
-            GTE => x >= n.value,
-            GT => x > n.value,
-            EQ => x == n.value,
-            _ => x != n.value,
-        };
-        i = if hit || (n.missing_true && x.is_nan()) {
+        i = if split_holds(mode, x, n.value) || (n.missing_true && x.is_nan()) {
             n.lo
         } else {
             n.hi
@@ -376,13 +382,7 @@ fn walk_lanes<const M: u8>(
         for lane in 0..LANES {
             let step = &steps[at[lane] as usize];
             let value = rows[lane][step.feature as usize];
-            let holds = match M {
-                LEQ => value <= step.value,
-                LT => value < step.value,
-                GTE => value >= step.value,
-                _ => value > step.value,
-            };
-            let go = holds | (step.nan_true & value.is_nan());
+            let go = split_holds(M, value, step.value) | (step.nan_true & value.is_nan());
             at[lane] = step.next[usize::from(go)];
         }
     }
