@@ -860,7 +860,6 @@ fn matches_like(pattern: Option<&str>, name: &str) -> bool {
         .is_none_or(|p| crate::registry::like(&p.to_ascii_lowercase(), &name.to_ascii_lowercase()))
 }
 
-/// Freshet-specific namespace and user statements.
 /// `CHECKPOINT`: superusers only, as in Postgres. The Parquet writing runs on
 /// a blocking thread so the compute runtime keeps serving other sessions.
 async fn checkpoint(session: &Session) -> Result<QueryOutput, EngineError> {
@@ -872,6 +871,7 @@ async fn checkpoint(session: &Session) -> Result<QueryOutput, EngineError> {
     Ok(command("CHECKPOINT", None))
 }
 
+/// Freshet-specific namespace and user statements.
 pub(crate) async fn run_freshet(
     session: &mut Session,
     statement: &FreshetStatement,
