@@ -39,13 +39,7 @@ impl LinearClassifier {
         node: &NodeProto,
         floats: impl Fn(&str) -> TractResult<Option<Vec<f32>>>,
     ) -> TractResult<LinearClassifier> {
-        let labels = if let Some(v) = node.get_attr_opt_vec::<i64>("classlabels_ints")? {
-            Labels::Int(v)
-        } else if let Some(v) = node.get_attr_opt_vec::<String>("classlabels_strings")? {
-            Labels::Str(v)
-        } else {
-            bail!("LinearClassifier needs classlabels_ints or classlabels_strings")
-        };
+        let labels = Labels::of_node(node, "classlabels_ints")?;
         let coefficients = floats("coefficients")?.unwrap_or_default();
         let intercepts = floats("intercepts")?.unwrap_or_default();
         let n_models = if !intercepts.is_empty() {

@@ -761,6 +761,18 @@ pub(crate) enum Labels {
 }
 
 impl Labels {
+    /// A classifier node's class labels: integers in attribute `int_attr`
+    /// (its name differs between operators) or `classlabels_strings`.
+    pub(crate) fn of_node(node: &NodeProto, int_attr: &str) -> TractResult<Labels> {
+        if let Some(v) = node.get_attr_opt_vec::<i64>(int_attr)? {
+            Ok(Labels::Int(v))
+        } else if let Some(v) = node.get_attr_opt_vec::<String>("classlabels_strings")? {
+            Ok(Labels::Str(v))
+        } else {
+            bail!("{} needs {int_attr} or classlabels_strings", node.op_type)
+        }
+    }
+
     pub(crate) fn len(&self) -> usize {
         match self {
             Labels::Int(v) => v.len(),
@@ -790,13 +802,7 @@ pub(crate) fn tree_ensemble_classifier(
     ctx: &ParsingContext,
     node: &NodeProto,
 ) -> TractResult<(Box<dyn InferenceOp>, Vec<String>)> {
-    let labels = if let Some(v) = node.get_attr_opt_vec::<i64>("classlabels_int64s")? {
-        Labels::Int(v)
-    } else if let Some(v) = node.get_attr_opt_vec::<String>("classlabels_strings")? {
-        Labels::Str(v)
-    } else {
-        bail!("TreeEnsembleClassifier needs classlabels_int64s or classlabels_strings")
-    };
+    let labels = Labels::of_node(node, "classlabels_int64s")?;
     let n_classes = labels.len();
     if n_classes == 0 {
         bail!("TreeEnsembleClassifier without class labels");
