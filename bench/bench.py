@@ -701,14 +701,17 @@ def ort_python(args):
     return None
 
 
-def timed_psql(tools, uri, sql):
-    """Server-side elapsed ms of one statement, from psql's \\timing."""
-    out = psql(tools, uri, "-A", "-t", "-c", "\\timing on", "-c", sql).stdout
-    m = re.search(r"Time: ([0-9.]+) ms", out)
-    if not m:
-        raise RuntimeError(f"no timing in psql output for {sql}:\n{out[-2000:]}")
-    lines = [line for line in out.splitlines() if line and not line.startswith(("Timing", "Time:"))]
-    return float(m.group(1)), lines
+def timed_psql(tools, uri, sql, reps=1):
+    """Elapsed ms of `reps` runs of one statement on one connection, from
+    psql's \\timing, and the result lines of the last run (one list of ms,
+    or a single ms when reps is 1)."""
+    out = psql(tools, uri, "-A", "-t", "-c", "\\timing on", *(["-c", sql] * reps)).stdout
+    times = [float(t) for t in re.findall(r"Time: ([0-9.]+) ms", out)]
+    if len(times) != reps:
+        raise RuntimeError(f"expected {reps} timings in psql output for {sql}:\n{out[-2000:]}")
+    results = [line for line in out.splitlines() if line and not line.startswith(("Timing", "Time:"))]
+    lines = results[len(results) // reps * (reps - 1):]
+    return (times[0] if reps == 1 else times), lines
 
 
 def bench_models(tools, args, workdir):
@@ -740,15 +743,14 @@ def bench_models(tools, args, workdir):
             if loaded != args.model_rows:
                 raise RuntimeError(f"models: {table} has {loaded} rows, expected {args.model_rows}")
             count_sql = f"WITH m AS MODEL {model} SELECT count(m!predict({arglist})) FROM {table}"
-            timed_psql(tools, uri, count_sql)  # warm-up: compiles and caches the model
-            server_ms = []
-            for _ in range(args.model_reps):
-                ms, lines = timed_psql(tools, uri, count_sql)
-                if lines != [str(args.model_rows)]:
-                    raise RuntimeError(f"models: {name}: count(m!predict) returned {lines}")
-                server_ms.append(ms)
+            # on one connection, as an application would run them: a warm-up
+            # (compiles and caches the model), then the timed runs
+            times, lines = timed_psql(tools, uri, count_sql, args.model_reps + 1)
+            if lines != [str(args.model_rows)]:
+                raise RuntimeError(f"models: {name}: count(m!predict) returned {lines}")
+            server_ms = times[1:]
             log(f"models: {name}: count(m!predict) {', '.join(f'{t:.0f}' for t in server_ms)} ms")
-            scan_ms, _ = timed_psql(tools, uri, f"SELECT count(c0) FROM {table}")
+            scan_ms = statistics.median(timed_psql(tools, uri, f"SELECT count(c0) FROM {table}", 4)[0][1:])
             out_path = os.path.join(workdir, f"model-{name}.out")
             t0 = time.monotonic()
             psql(tools, uri, "-q", "-c",
@@ -804,7 +806,8 @@ def render_models(args, machine, res, command):
                  f"{args.model_batch:,} rows and {res['threads']} threads everywhere:")
     lines.append("")
     lines.append("- **SQL, scored**: `WITH m AS MODEL … SELECT count(m!predict(…)) FROM t` through the server")
-    lines.append("  (median of the runs; psql `\\timing`), i.e. scan + scoring, no result rows on the wire;")
+    lines.append(f"  (median of {args.model_reps} runs on one psql connection, after a warm-up run on it;")
+    lines.append("  psql `\\timing`), i.e. scan + scoring, no result rows on the wire;")
     lines.append("- **SQL, to client**: `\\copy (SELECT m!predict(…) FROM t) TO file` from psql: every")
     lines.append("  result sent as JSON over the wire (wall clock of psql);")
     lines.append("- **in-process**: `CompiledModel::predict` on the whole column set "
@@ -832,8 +835,8 @@ def render_models(args, machine, res, command):
     lines.append("### Details")
     lines.append("")
     for r in res["families"]:
-        lines.append(f"- `{r['fixture']}`: count(m!predict) runs {', '.join(f'{t:.0f}' for t in r['server_ms'])} ms; "
-                     f"the same table's `count(c0)` (scan alone) {r['scan_ms']:.0f} ms")
+        lines.append(f"- `{r['fixture']}`: count(m!predict) runs {', '.join(f'{t:.1f}' for t in r['server_ms'])} ms; "
+                     f"the same table's `count(c0)` (scan alone, median of 3) {r['scan_ms']:.1f} ms")
     lines.append(f"- Freshet: {res['version']}, commit {machine['commit']}, release build, "
                  f"`freshet serve --inference-batch-size {args.model_batch}`")
     lines.append(f"- Machine: {machine['cpu']}, {machine['nproc']} cores; "
@@ -1559,7 +1562,7 @@ def main():
                          "dynamic (dynamic tables: freshness, incremental refresh, vs a materialized view)")
     ap.add_argument("--model-rows", type=int, help="rows per model table (default 1,000,000; 50,000 with --quick)")
     ap.add_argument("--model-batch", type=int, default=8192, help="inference batch size everywhere")
-    ap.add_argument("--model-reps", type=int, help="timed runs per measurement (default 3; 1 with --quick)")
+    ap.add_argument("--model-reps", type=int, help="timed runs per measurement (default 7; 1 with --quick)")
     ap.add_argument("--model-fixtures", default=None, help="comma separated fixture names to run instead")
     ap.add_argument("--throughput-bin", default=None,
                     help="freshet-models' throughput example (default: beside --freshet-bin)")
@@ -1588,7 +1591,7 @@ def main():
     if args.model_rows is None:
         args.model_rows = 50_000 if args.quick else 1_000_000
     if args.model_reps is None:
-        args.model_reps = 1 if args.quick else 3
+        args.model_reps = 1 if args.quick else 7
     if args.fresh_seconds is None:
         args.fresh_seconds = 20 if args.quick else 300
     if args.scale_rows is None:

@@ -2,11 +2,14 @@
 //!
 //! For a model that is a single linear classifier, the arithmetic is a few
 //! multiply-adds per row: assembling the row-major input tensor for tract
-//! and unpacking its output tensors cost more than the scoring itself. Such
-//! a model is recognised at compile time and scored column by column from
-//! the query's arrays. The tract plan is still built (it validates the model
-//! and serves every other input shape), and both paths share one kernel
-//! ([`LinearClassifier::score_columns`]), so they give identical results.
+//! and unpacking its output tensors cost more than the scoring itself. The
+//! same holds for a small dense network (see [`crate::dense`]). Such models
+//! are recognised at compile time and scored column by column from the
+//! query's arrays. The tract plan is still built (it validates the model
+//! and serves every other input shape). The linear classifier shares one
+//! kernel with its tract op ([`LinearClassifier::score_columns`]), so both
+//! paths give identical results; a dense network's results agree with
+//! tract's to float rounding.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -16,10 +19,83 @@ use arrow::datatypes::Float32Type;
 use tract_onnx::pb;
 
 use crate::convert::shaped_output;
+use crate::dense::DenseNetwork;
 use crate::error::ModelError;
 use crate::ops::linear::LinearClassifier;
 use crate::ops::tree::Labels;
 use crate::signature::{ArgMap, ElemType, ModelSignature, TensorSpec};
+
+/// A model with a direct form, and that form.
+#[derive(Debug)]
+pub(crate) enum Direct {
+    Linear(DirectLinear),
+    Dense(DenseNetwork),
+}
+
+impl Direct {
+    /// The direct form of `graph`, if it has one. `inputs` are the graph's
+    /// non-initializer inputs and `arg_map` how SQL arguments feed them.
+    pub(crate) fn recognise(
+        graph: &pb::GraphProto,
+        inputs: &[TensorSpec],
+        arg_map: &ArgMap,
+    ) -> Option<Direct> {
+        let [input] = inputs else { return None };
+        let ArgMap::Wide { cols, rank1: false } = arg_map else {
+            return None;
+        };
+        if input.elem != ElemType::Float32 {
+            return None;
+        }
+        if let Some(linear) = DirectLinear::recognise(graph, input, *cols) {
+            return Some(Direct::Linear(linear));
+        }
+        DenseNetwork::recognise(graph, &input.name, *cols).map(Direct::Dense)
+    }
+
+    /// Scores rows `start..start + len` of `args` (cast, NULL-free float32
+    /// columns, one per feature); one array per model output.
+    pub(crate) fn score(
+        &self,
+        signature: &ModelSignature,
+        args: &[ArrayRef],
+        start: usize,
+        len: usize,
+    ) -> Result<Vec<ArrayRef>, ModelError> {
+        let columns = args
+            .iter()
+            .map(|a| {
+                a.as_primitive_opt::<Float32Type>()
+                    .map(|a| &a.values()[start..start + len])
+                    .ok_or_else(|| {
+                        ModelError::Internal(format!(
+                            "argument is {}, expected float32",
+                            a.data_type()
+                        ))
+                    })
+            })
+            .collect::<Result<Vec<&[f32]>, _>>()?;
+        match self {
+            Direct::Linear(linear) => linear.score(signature, &columns, len),
+            Direct::Dense(network) => {
+                let (Some(layout), Some(spec)) =
+                    (signature.layouts.first(), signature.outputs.first())
+                else {
+                    return Err(ModelError::Internal("a network without an output".into()));
+                };
+                let values: ArrayRef =
+                    Arc::new(Float32Array::from(network.score_columns(&columns, len)));
+                Ok(vec![shaped_output(
+                    values,
+                    layout,
+                    len,
+                    network.n_outputs(),
+                    &spec.name,
+                )?])
+            }
+        }
+    }
+}
 
 /// A graph of one `LinearClassifier` over the model's only input (followed
 /// at most by `Identity` nodes, which stripped ZipMaps become).
@@ -32,18 +108,10 @@ pub(crate) struct DirectLinear {
 }
 
 impl DirectLinear {
-    /// The direct form of `graph`, if it has one. `inputs` are the graph's
-    /// non-initializer inputs and `arg_map` how SQL arguments feed them.
-    pub(crate) fn recognise(
-        graph: &pb::GraphProto,
-        inputs: &[TensorSpec],
-        arg_map: &ArgMap,
-    ) -> Option<DirectLinear> {
-        let [input] = inputs else { return None };
-        let ArgMap::Wide { cols, rank1: false } = arg_map else {
-            return None;
-        };
-        if input.elem != ElemType::Float32 || !graph.initializer.is_empty() {
+    /// The linear classifier `graph` is, if it is one: `input` is its only
+    /// input, of `cols` float columns.
+    fn recognise(graph: &pb::GraphProto, input: &TensorSpec, cols: usize) -> Option<DirectLinear> {
+        if !graph.initializer.is_empty() {
             return None;
         }
         let mut classifiers = graph.node.iter().filter(|n| n.op_type != "Identity");
@@ -79,35 +147,21 @@ impl DirectLinear {
         // plain float-list attributes only; `*_as_tensor` forms go through tract
         let classifier =
             LinearClassifier::parse(node, |name| node.get_attr_opt_vec::<f32>(name)).ok()?;
-        (classifier.n_features() == *cols).then_some(DirectLinear {
+        (classifier.n_features() == cols).then_some(DirectLinear {
             classifier,
             sources,
         })
     }
 
-    /// Scores rows `start..start + len` of `args` (cast, NULL-free float32
-    /// columns, one per feature); one array per model output.
-    pub(crate) fn score(
+    /// Scores `len` rows given as one float column per feature; one array
+    /// per model output.
+    fn score(
         &self,
         signature: &ModelSignature,
-        args: &[ArrayRef],
-        start: usize,
+        columns: &[&[f32]],
         len: usize,
     ) -> Result<Vec<ArrayRef>, ModelError> {
-        let columns = args
-            .iter()
-            .map(|a| {
-                a.as_primitive_opt::<Float32Type>()
-                    .map(|a| &a.values()[start..start + len])
-                    .ok_or_else(|| {
-                        ModelError::Internal(format!(
-                            "argument is {}, expected float32",
-                            a.data_type()
-                        ))
-                    })
-            })
-            .collect::<Result<Vec<&[f32]>, _>>()?;
-        let (winners, scores) = self.classifier.score_columns(&columns, len);
+        let (winners, scores) = self.classifier.score_columns(columns, len);
         let k = self.classifier.labels().len();
         let scores: ArrayRef = Arc::new(Float32Array::from(scores));
         let labels: ArrayRef = match self.classifier.labels() {
@@ -145,7 +199,10 @@ mod tests {
     fn direct_and_tract_paths_agree() {
         for name in ["logreg", "linear_svc"] {
             let (model, args) = fixture(name);
-            assert!(model.direct.is_some(), "{name} is scored directly");
+            assert!(
+                matches!(model.direct, Some(Direct::Linear(_))),
+                "{name} is scored directly"
+            );
             let mut through_tract = fixture(name).0;
             through_tract.direct = None;
             for method in model.signature().methods.clone() {
@@ -163,7 +220,9 @@ mod tests {
     fn wide_registers_give_the_same_bits() {
         for name in ["logreg", "linear_svc"] {
             let (model, args) = fixture(name);
-            let direct = model.direct.as_ref().expect("scored directly");
+            let Some(Direct::Linear(direct)) = model.direct.as_ref() else {
+                panic!("{name} is scored directly");
+            };
             let columns: Vec<&[f32]> = args
                 .iter()
                 .map(|a| a.as_primitive::<Float32Type>().values().as_ref())
@@ -191,6 +250,48 @@ mod tests {
             "random_forest_clf",
         ] {
             assert!(fixture(name).0.direct.is_none(), "{name}");
+        }
+    }
+
+    /// The MLP runs as a dense network, agreeing with tract to float
+    /// rounding (the oracle test holds both to onnxruntime's outputs).
+    #[test]
+    fn dense_network_agrees_with_tract() {
+        let (model, args) = fixture("torch_mlp");
+        assert!(matches!(model.direct, Some(Direct::Dense(_))));
+        let mut through_tract = fixture("torch_mlp").0;
+        through_tract.direct = None;
+        // a batch size that leaves a partial block of rows
+        let direct = model.predict("predict", &args, 67).expect("direct");
+        let tract = through_tract.predict("predict", &args, 67).expect("tract");
+        let values = |a: &ArrayRef| -> Vec<f32> {
+            let scores = a.as_struct().column(0);
+            scores.as_primitive::<Float32Type>().values().to_vec()
+        };
+        let (direct, tract) = (values(&direct), values(&tract));
+        assert_eq!(direct.len(), tract.len());
+        for (d, t) in direct.iter().zip(&tract) {
+            assert!((d - t).abs() <= 1e-6 * t.abs().max(1.0), "{d} vs {t}");
+        }
+    }
+
+    /// The baseline and the AVX2 + FMA compilations agree to rounding.
+    #[test]
+    fn dense_network_wide_registers_agree() {
+        let (model, args) = fixture("torch_mlp");
+        let Some(Direct::Dense(network)) = model.direct.as_ref() else {
+            panic!("torch_mlp is scored directly");
+        };
+        let columns: Vec<&[f32]> = args
+            .iter()
+            .map(|a| a.as_primitive::<Float32Type>().values().as_ref())
+            .collect();
+        let rows = args[0].len();
+        let wide = network.score_columns(&columns, rows);
+        let baseline = network.score_columns_body::<false>(&columns, rows);
+        assert_eq!(wide.len(), baseline.len());
+        for (w, b) in wide.iter().zip(&baseline) {
+            assert!((w - b).abs() <= 1e-6 * b.abs().max(1.0), "{w} vs {b}");
         }
     }
 }

@@ -20,6 +20,7 @@
 
 mod cache;
 mod convert;
+mod dense;
 mod direct;
 mod error;
 mod model;

@@ -25,7 +25,7 @@ use tract_onnx::pb;
 use tract_onnx::prelude::*;
 
 use crate::convert::{input_tensor, output_array};
-use crate::direct::DirectLinear;
+use crate::direct::Direct;
 use crate::error::{chain, ModelError};
 use crate::ops::{onnx_framework, PRESENTATION_OPS};
 use crate::signature::{ArgMap, ElemType, ModelSignature, OutputLayout, TensorSpec, ZipMapLabels};
@@ -57,7 +57,7 @@ pub struct CompiledModel {
     plan: Plan,
     /// Set when the model can be scored straight from Arrow columns (see
     /// [`crate::direct`]); `plan` serves it otherwise.
-    pub(crate) direct: Option<DirectLinear>,
+    pub(crate) direct: Option<Direct>,
 }
 
 impl std::fmt::Debug for CompiledModel {
@@ -557,7 +557,7 @@ fn compile_inner(bytes: &[u8]) -> Result<CompiledModel, ModelError> {
         ArgMap::PerInput { rank1 }
     };
 
-    let direct = DirectLinear::recognise(graph, &inputs, &arg_map);
+    let direct = Direct::recognise(graph, &inputs, &arg_map);
     let mut model = onnx
         .model_for_proto_model(&proto)
         .map_err(|e| invalid(chain(&e)))?;

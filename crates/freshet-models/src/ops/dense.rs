@@ -58,58 +58,110 @@ pub(crate) struct SmallGemm {
     bias: Vec<f32>,
     k: usize,
     n: usize,
+    /// The same weights grouped by output unit (`[N][K]`), for
+    /// [`SmallGemm::block_body`].
+    weights_by_output: Vec<Vec<f32>>,
     /// `max(Y, 0)` of a Relu folded in by [`fuse_relu`].
     relu: bool,
 }
 
-fn float_initializer<'g>(graph: &'g GraphProto, name: &str) -> Option<&'g pb::TensorProto> {
-    graph
-        .initializer
+/// The float32 values and dims of the graph constant called `name`, if
+/// there is one held in the protobuf itself (data in external files is left
+/// to tract's Gemm).
+fn float_constant(graph: &GraphProto, name: &str) -> Option<(Vec<usize>, Vec<f32>)> {
+    let t = graph.initializer.iter().find(|t| t.name == name)?;
+    if t.data_type != ONNX_FLOAT || !t.external_data.is_empty() {
+        return None;
+    }
+    let dims = t
+        .dims
         .iter()
-        .find(|t| t.name == name && t.data_type == ONNX_FLOAT)
+        .map(|&d| usize::try_from(d).ok())
+        .collect::<Option<Vec<_>>>()?;
+    let values: Vec<f32> = if t.raw_data.is_empty() {
+        t.float_data.clone()
+    } else {
+        t.raw_data
+            .chunks_exact(4)
+            .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+            .collect()
+    };
+    (values.len() == dims.iter().product::<usize>()).then_some((dims, values))
 }
 
-/// Whether [`gemm`] takes this node (rather than tract's Gemm), judged from
-/// the protobuf alone: float32 constant weights of at most [`MAX_WEIGHTS`]
-/// values, no transposed `A`, and a bias (if any) that is one constant row.
+/// Whether [`gemm`] takes this node (rather than tract's Gemm); see
+/// [`SmallGemm::of_node`].
 pub(crate) fn eligible(graph: &GraphProto, node: &NodeProto) -> bool {
-    let int_attr = |name: &str| {
-        node.attribute
-            .iter()
-            .find(|a| a.name == name)
-            .map(|a| a.i)
-            .unwrap_or(0)
-    };
-    if node.op_type != "Gemm" || !matches!(node.domain.as_str(), "" | "ai.onnx") {
-        return false;
-    }
-    if int_attr("transA") != 0 || node.input.len() < 2 || node.input.len() > 3 {
-        return false;
-    }
-    let Some(b) = float_initializer(graph, &node.input[1]) else {
-        return false;
-    };
-    let weights_ok = match b.dims.as_slice() {
-        [rows, cols] => *rows > 0 && *cols > 0 && rows.saturating_mul(*cols) <= MAX_WEIGHTS as i64,
-        _ => false,
-    };
-    if !weights_ok {
-        return false;
-    }
-    let n = if int_attr("transB") != 0 {
-        b.dims[0]
-    } else {
-        b.dims[1]
-    };
-    match node.input.get(2).filter(|c| !c.is_empty()) {
-        None => true,
-        Some(name) => match float_initializer(graph, name) {
-            Some(c) => {
-                matches!(c.dims.as_slice(), [] | [1] | [1, 1])
-                    || matches!(c.dims.as_slice(), [m] | [1, m] if *m == n)
+    SmallGemm::of_node(graph, node).is_some()
+}
+
+impl SmallGemm {
+    /// The kernel for `node`, if it is a Gemm this module takes: float32
+    /// constant weights of at most [`MAX_WEIGHTS`] values, no transposed
+    /// `A`, and a bias (if any) that is one constant row. Judged from the
+    /// protobuf alone, so that the Relu fusion, tract's op builder and the
+    /// direct dense path (see [`crate::dense`]) can never disagree.
+    pub(crate) fn of_node(graph: &GraphProto, node: &NodeProto) -> Option<SmallGemm> {
+        let attr = |name: &str| node.attribute.iter().find(|a| a.name == name);
+        let int_attr = |name: &str| attr(name).map_or(0, |a| a.i);
+        let float_attr = |name: &str| attr(name).map_or(1.0, |a| a.f);
+        if node.op_type != "Gemm" || !matches!(node.domain.as_str(), "" | "ai.onnx") {
+            return None;
+        }
+        if int_attr("transA") != 0 || node.input.len() < 2 || node.input.len() > 3 {
+            return None;
+        }
+        let (b_dims, b) = float_constant(graph, &node.input[1])?;
+        let trans_b = int_attr("transB") != 0;
+        let (k, n) = match (b_dims.as_slice(), trans_b) {
+            ([rows, cols], false) => (*rows, *cols),
+            ([rows, cols], true) => (*cols, *rows),
+            _ => return None,
+        };
+        if k == 0 || n == 0 || k.saturating_mul(n) > MAX_WEIGHTS {
+            return None;
+        }
+        let alpha = float_attr("alpha");
+        let beta = float_attr("beta");
+        let mut weights = vec![0f32; k * n];
+        for kk in 0..k {
+            for j in 0..n {
+                let v = if trans_b {
+                    b[j * k + kk]
+                } else {
+                    b[kk * n + j]
+                };
+                weights[kk * n + j] = alpha * v;
             }
-            None => false,
-        },
+        }
+        let bias = match node.input.get(2).filter(|c| !c.is_empty()) {
+            None => vec![0f32; n],
+            Some(name) => {
+                let (c_dims, c) = float_constant(graph, name)?;
+                // a bias shared by every row: [N], [1, N], [1] or a scalar
+                let per_row = match (c_dims.as_slice(), c.first()) {
+                    ([] | [1] | [1, 1], Some(v)) => vec![*v; n],
+                    ([m] | [1, m], _) if *m == n => c,
+                    _ => return None,
+                };
+                per_row.into_iter().map(|v| beta * v).collect()
+            }
+        };
+        let relu = node
+            .attribute
+            .iter()
+            .any(|a| a.name == FUSED_RELU_ATTR && a.i == 1);
+        let weights_by_output = (0..n)
+            .map(|j| weights.iter().skip(j).step_by(n).copied().collect())
+            .collect();
+        Some(SmallGemm {
+            weights,
+            weights_by_output,
+            bias,
+            k,
+            n,
+            relu,
+        })
     }
 }
 
@@ -157,29 +209,17 @@ pub(crate) fn fuse_relu(graph: &mut GraphProto) {
     }
 }
 
-/// The f32 values and dims of the initializer called `name`, if there is one.
-fn initializer(ctx: &ParsingContext, name: &str) -> TractResult<Option<(Vec<usize>, Vec<f32>)>> {
-    let Some(graph) = ctx.model.graph.as_ref() else {
-        return Ok(None);
-    };
-    let Some(proto) = graph.initializer.iter().find(|t| t.name == name) else {
-        return Ok(None);
-    };
-    let tensor = ctx.load_tensor(proto)?;
-    if tensor.datum_type() != f32::datum_type() {
-        return Ok(None);
-    }
-    let dims = tensor.shape().to_vec();
-    let values = tensor.try_as_plain_ram()?.as_slice::<f32>()?.to_vec();
-    Ok(Some((dims, values)))
-}
-
 /// The `Gemm` builder Freshet registers; see the module docs.
 pub(crate) fn gemm(
     ctx: &ParsingContext,
     node: &NodeProto,
 ) -> TractResult<(Box<dyn InferenceOp>, Vec<String>)> {
-    match small_gemm(ctx, node)? {
+    let kernel = ctx
+        .model
+        .graph
+        .as_ref()
+        .and_then(|graph| SmallGemm::of_node(graph, node));
+    match kernel {
         Some(kernel) => boxed(kernel),
         None => {
             let tract = TRACT_GEMM
@@ -188,60 +228,6 @@ pub(crate) fn gemm(
             tract(ctx, node)
         }
     }
-}
-
-fn small_gemm(ctx: &ParsingContext, node: &NodeProto) -> TractResult<Option<SmallGemm>> {
-    match ctx.model.graph.as_ref() {
-        Some(graph) if eligible(graph, node) => {}
-        _ => return Ok(None),
-    }
-    let alpha: f32 = node.get_attr_opt("alpha")?.unwrap_or(1.0);
-    let beta: f32 = node.get_attr_opt("beta")?.unwrap_or(1.0);
-    let trans_b: bool = node.get_attr_opt("transB")?.unwrap_or(false);
-    let relu = node
-        .attribute
-        .iter()
-        .any(|a| a.name == FUSED_RELU_ATTR && a.i == 1);
-    // eligible() checked everything below; a mismatch here means the two
-    // disagree, and refusing the model beats dropping a fused Relu.
-    let disagree = || format_err!("Gemm {}: weights changed between checks", node.name);
-    let (b_dims, b) = initializer(ctx, &node.input[1])?.ok_or_else(disagree)?;
-    let (k, n) = match (b_dims.as_slice(), trans_b) {
-        ([rows, cols], false) => (*rows, *cols),
-        ([rows, cols], true) => (*cols, *rows),
-        _ => return Err(disagree()),
-    };
-    let mut weights = vec![0f32; k * n];
-    for kk in 0..k {
-        for j in 0..n {
-            let v = if trans_b {
-                b[j * k + kk]
-            } else {
-                b[kk * n + j]
-            };
-            weights[kk * n + j] = alpha * v;
-        }
-    }
-    let bias = match node.input.get(2).filter(|c| !c.is_empty()) {
-        None => vec![0f32; n],
-        Some(name) => {
-            let (c_dims, c) = initializer(ctx, name)?.ok_or_else(disagree)?;
-            // a bias shared by every row: [N], [1, N], [1] or a scalar
-            let per_row = match (c_dims.as_slice(), c.first()) {
-                ([] | [1] | [1, 1], Some(v)) => vec![*v; n],
-                ([m] | [1, m], _) if *m == n => c.clone(),
-                _ => return Err(disagree()),
-            };
-            per_row.into_iter().map(|v| beta * v).collect()
-        }
-    };
-    Ok(Some(SmallGemm {
-        weights,
-        bias,
-        k,
-        n,
-        relu,
-    }))
 }
 
 impl Kernel for SmallGemm {
@@ -355,6 +341,50 @@ impl SmallGemm {
             }
             *y = acc;
         }
+    }
+
+    /// The layer over a block of `B` rows held unit-major, as the direct
+    /// dense path keeps them (see [`crate::dense`]): `input` holds `k` lanes
+    /// of `B` rows, `output` receives `n`. The rows of a block fill the
+    /// vector registers and each weight is a broadcast, where the row-major
+    /// form above vectorizes over the (few) outputs instead.
+    #[inline(always)]
+    pub(crate) fn block_body<const B: usize, const FMA: bool>(
+        &self,
+        input: &[f32],
+        output: &mut [f32],
+    ) {
+        // fixed-size lanes, so that the accumulators of a unit are
+        // registers rather than a stack array reloaded for every weight
+        let (lanes, _) = input.as_chunks::<B>();
+        let (outs, _) = output.as_chunks_mut::<B>();
+        let units = outs.iter_mut().zip(&self.bias).zip(&self.weights_by_output);
+        for ((out, &bias), weights) in units.take(self.n) {
+            let mut acc = [bias; B];
+            for (x, &w) in lanes.iter().zip(weights) {
+                for r in 0..B {
+                    acc[r] = if FMA {
+                        x[r].mul_add(w, acc[r])
+                    } else {
+                        acc[r] + x[r] * w
+                    };
+                }
+            }
+            if self.relu {
+                acc.iter_mut().for_each(|v| *v = v.max(0.0));
+            }
+            *out = acc;
+        }
+    }
+
+    /// Values per input row.
+    pub(crate) fn inputs(&self) -> usize {
+        self.k
+    }
+
+    /// Values per output row.
+    pub(crate) fn outputs(&self) -> usize {
+        self.n
     }
 
     fn rows_any(&self, a: &[f32], out: &mut [f32]) {
