@@ -23,14 +23,19 @@ use freshet_engine::{CommandTag, CopyOptions, PreparedStatement, QueryOutput, Se
 use futures::{FutureExt, Sink, SinkExt, StreamExt};
 use pgwire::api::portal::{Format, Portal, PortalExecutionState};
 use pgwire::api::query::{ExtendedQueryHandler, SimpleQueryHandler};
-use pgwire::api::results::{FieldInfo, QueryResponse, Response, SendableRowStream};
+use pgwire::api::results::{
+    DescribePortalResponse, DescribeResponse, DescribeStatementResponse, FieldInfo, QueryResponse,
+    Response, SendableRowStream,
+};
 use pgwire::api::stmt::{QueryParser, StoredStatement};
 use pgwire::api::store::{Entry, PortalStore};
 use pgwire::api::{ClientInfo, ClientPortalStore, PgWireConnectionState, Type, DEFAULT_NAME};
 use pgwire::error::{PgWireError, PgWireResult};
 use pgwire::messages::copy::{CopyData, CopyDone, CopyInResponse, CopyOutResponse};
+use pgwire::messages::data::{NoData, ParameterDescription, RowDescription};
 use pgwire::messages::extendedquery::{
-    Bind, Describe, Execute, Parse, ParseComplete, PortalSuspended,
+    Bind, BindComplete, Describe, Execute, Parse, ParseComplete, PortalSuspended,
+    TARGET_TYPE_BYTE_PORTAL, TARGET_TYPE_BYTE_STATEMENT,
 };
 use pgwire::messages::response::{CommandComplete, EmptyQueryResponse, ReadyForQuery};
 use pgwire::messages::simplequery::Query;
@@ -810,6 +815,98 @@ impl QueryParser for FreshetQueryParser {
     }
 }
 
+/// Creates the portal a Bind names from its prepared statement.
+fn bind_portal<C>(client: &mut C, message: &Bind) -> PgWireResult<()>
+where
+    C: ClientPortalStore,
+    C::PortalStore: PortalStore<Statement = PreparedStatement>,
+{
+    let statement = message.statement_name.as_deref().unwrap_or(DEFAULT_NAME);
+    let store = client.portal_store();
+    match store.get_statement(statement) {
+        Some(Entry::Value(prepared)) => {
+            store.put_portal(Arc::new(Portal::try_new(message, prepared)?));
+            Ok(())
+        }
+        Some(Entry::Empty) if message.parameters.is_empty() => {
+            store.put_empty_portal(message.portal_name.as_deref().unwrap_or(DEFAULT_NAME));
+            Ok(())
+        }
+        Some(Entry::Empty) => Err(WireError::protocol(
+            "08P01",
+            format!(
+                "bind message supplies {} parameters, but prepared statement \"{statement}\" requires 0",
+                message.parameters.len()
+            ),
+        )
+        .into()),
+        None => Err(PgWireError::StatementNotFound(statement.to_owned())),
+    }
+}
+
+/// Queues the reply to a Describe: the parameter types (for a statement),
+/// then the row description or NoData. Not flushed; see `on_bind`.
+async fn feed_describe_response<C, R>(client: &mut C, response: &R) -> PgWireResult<()>
+where
+    C: Sink<PgWireBackendMessage> + Unpin,
+    C::Error: Debug,
+    PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
+    R: DescribeResponse,
+{
+    if let Some(types) = response.parameters() {
+        let oids = types.iter().map(|t| t.oid()).collect();
+        client
+            .feed(PgWireBackendMessage::ParameterDescription(
+                ParameterDescription::new(oids),
+            ))
+            .await?;
+    }
+    let reply = if response.is_no_data() {
+        PgWireBackendMessage::NoData(NoData::new())
+    } else {
+        let fields = response.fields().iter().map(Into::into).collect();
+        PgWireBackendMessage::RowDescription(RowDescription::new(fields))
+    };
+    client.feed(reply).await?;
+    Ok(())
+}
+
+impl FreshetQueryHandler {
+    /// Answers a Describe of a prepared statement or a portal.
+    async fn describe<C>(&self, client: &mut C, message: &Describe) -> PgWireResult<()>
+    where
+        C: ClientInfo + ClientPortalStore + Sink<PgWireBackendMessage> + Unpin + Send + Sync,
+        C::PortalStore: PortalStore<Statement = PreparedStatement>,
+        C::Error: Debug,
+        PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
+    {
+        let name = message.name.as_deref().unwrap_or(DEFAULT_NAME);
+        match message.target_type {
+            TARGET_TYPE_BYTE_STATEMENT => match client.portal_store().get_statement(name) {
+                Some(Entry::Value(statement)) => {
+                    let response = self.do_describe_statement(client, &statement).await?;
+                    feed_describe_response(client, &response).await
+                }
+                Some(Entry::Empty) => {
+                    feed_describe_response(client, &DescribeStatementResponse::no_data()).await
+                }
+                None => Err(PgWireError::StatementNotFound(name.to_owned())),
+            },
+            TARGET_TYPE_BYTE_PORTAL => match client.portal_store().get_portal(name) {
+                Some(Entry::Value(portal)) => {
+                    let response = self.do_describe_portal(client, &portal).await?;
+                    feed_describe_response(client, &response).await
+                }
+                Some(Entry::Empty) => {
+                    feed_describe_response(client, &DescribePortalResponse::no_data()).await
+                }
+                None => Err(PgWireError::PortalNotFound(name.to_owned())),
+            },
+            other => Err(PgWireError::InvalidTargetType(other)),
+        }
+    }
+}
+
 #[async_trait]
 impl ExtendedQueryHandler for FreshetQueryHandler {
     type Statement = PreparedStatement;
@@ -859,7 +956,28 @@ impl ExtendedQueryHandler for FreshetQueryHandler {
             }
         }
         client
-            .send(PgWireBackendMessage::ParseComplete(ParseComplete::new()))
+            .feed(PgWireBackendMessage::ParseComplete(ParseComplete::new()))
+            .await?;
+        Ok(())
+    }
+
+    async fn on_bind<C>(&self, client: &mut C, message: Bind) -> PgWireResult<()>
+    where
+        C: ClientInfo + ClientPortalStore + Sink<PgWireBackendMessage> + Unpin + Send + Sync,
+        C::PortalStore: PortalStore<Statement = Self::Statement>,
+        C::Error: Debug,
+        PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
+    {
+        let result = bind_portal(client, &message);
+        if result.is_err() {
+            fail_statement(client).await;
+        }
+        result?;
+        // Buffered like every reply before Sync or Flush (as PostgreSQL
+        // does): a client pipelining Bind/Describe/Execute/Sync gets one
+        // socket write, not one per message.
+        client
+            .feed(PgWireBackendMessage::BindComplete(BindComplete::new()))
             .await?;
         Ok(())
     }
@@ -871,7 +989,7 @@ impl ExtendedQueryHandler for FreshetQueryHandler {
         C::Error: Debug,
         PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
     {
-        let result = self._on_describe(client, message).await;
+        let result = self.describe(client, &message).await;
         if result.is_err() {
             fail_statement(client).await;
         }

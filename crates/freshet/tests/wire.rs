@@ -437,6 +437,132 @@ async fn pipelined_queries_return_in_order() {
     }
 }
 
+/// A raw protocol connection, for what drivers do not let a test control:
+/// which messages go out together, and how the replies arrive.
+struct RawConnection {
+    stream: std::net::TcpStream,
+}
+
+impl RawConnection {
+    /// Connects as the bootstrap superuser (trust) and waits for the first
+    /// ReadyForQuery.
+    fn open(server: &TestServer) -> RawConnection {
+        let stream = std::net::TcpStream::connect((server.host(), server.port())).expect("connect");
+        // a bound on a test that would otherwise hang, not a timing assertion
+        stream
+            .set_read_timeout(Some(std::time::Duration::from_secs(60)))
+            .expect("read timeout");
+        let mut conn = RawConnection { stream };
+        let mut body = 196_608i32.to_be_bytes().to_vec(); // protocol 3.0
+        for field in [
+            "user",
+            server.options().superuser_name(),
+            "database",
+            "freshet",
+        ] {
+            body.extend_from_slice(field.as_bytes());
+            body.push(0);
+        }
+        body.push(0);
+        let mut startup = ((body.len() + 4) as i32).to_be_bytes().to_vec();
+        startup.extend_from_slice(&body);
+        conn.write(&startup);
+        while conn.next_message().0 != b'Z' {}
+        conn
+    }
+
+    fn write(&mut self, bytes: &[u8]) {
+        use std::io::Write;
+        self.stream.write_all(bytes).expect("write");
+    }
+
+    /// One frontend message: type byte, length, body.
+    fn message(kind: u8, body: &[u8]) -> Vec<u8> {
+        let mut m = vec![kind];
+        m.extend_from_slice(&((body.len() + 4) as i32).to_be_bytes());
+        m.extend_from_slice(body);
+        m
+    }
+
+    /// What one read of the socket returns (blocking until something
+    /// arrives).
+    fn read_once(&mut self) -> Vec<u8> {
+        use std::io::Read;
+        let mut buf = vec![0u8; 1 << 16];
+        let n = self.stream.read(&mut buf).expect("read");
+        buf.truncate(n);
+        buf
+    }
+
+    /// The next backend message: its type byte and body.
+    fn next_message(&mut self) -> (u8, Vec<u8>) {
+        use std::io::Read;
+        let mut header = [0u8; 5];
+        self.stream.read_exact(&mut header).expect("message header");
+        let len = i32::from_be_bytes([header[1], header[2], header[3], header[4]]);
+        let mut body = vec![0u8; (len - 4) as usize];
+        self.stream.read_exact(&mut body).expect("message body");
+        (header[0], body)
+    }
+}
+
+/// The extended protocol's replies are sent when the client asks for them
+/// (Sync or Flush), the way PostgreSQL does: a Flush delivers what is
+/// pending without ending the pipeline, and Bind/Describe/Execute/Sync sent
+/// together are answered with one write (one wake-up of the client rather
+/// than one per message).
+#[test]
+fn extended_replies_go_out_at_flush_and_sync() {
+    let server = TestServer::start();
+    let mut conn = RawConnection::open(&server);
+
+    // Parse + Describe statement + Flush: answered without a Sync
+    let mut parse = b"s1\0SELECT $1::bigint + 1\0".to_vec();
+    parse.extend_from_slice(&0i16.to_be_bytes());
+    let mut batch = RawConnection::message(b'P', &parse);
+    batch.extend(RawConnection::message(b'D', b"Ss1\0"));
+    batch.extend(RawConnection::message(b'H', b""));
+    conn.write(&batch);
+    let kinds: Vec<u8> = (0..3).map(|_| conn.next_message().0).collect();
+    assert_eq!(
+        kinds, b"1tT",
+        "ParseComplete, ParameterDescription, RowDescription"
+    );
+
+    // Bind (one text parameter) + Describe portal + Execute + Sync at once
+    let mut bind = b"\0s1\0".to_vec();
+    bind.extend_from_slice(&0i16.to_be_bytes()); // parameter formats: all text
+    bind.extend_from_slice(&1i16.to_be_bytes());
+    bind.extend_from_slice(&2i32.to_be_bytes());
+    bind.extend_from_slice(b"41");
+    bind.extend_from_slice(&0i16.to_be_bytes()); // result formats: all text
+    let mut execute = b"\0".to_vec();
+    execute.extend_from_slice(&0i32.to_be_bytes());
+    let mut batch = RawConnection::message(b'B', &bind);
+    batch.extend(RawConnection::message(b'D', b"P\0"));
+    batch.extend(RawConnection::message(b'E', &execute));
+    batch.extend(RawConnection::message(b'S', b""));
+    conn.write(&batch);
+    // everything up to ReadyForQuery is in the first read
+    let replies = split_messages(&conn.read_once());
+    let kinds: Vec<u8> = replies.iter().map(|(k, _)| *k).collect();
+    assert_eq!(kinds, b"2TDCZ");
+    let row = &replies[2].1;
+    assert_eq!(&row[row.len() - 2..], b"42", "the DataRow holds 41 + 1");
+}
+
+/// Backend messages laid end to end in `bytes`: type byte and body each.
+fn split_messages(mut bytes: &[u8]) -> Vec<(u8, Vec<u8>)> {
+    let mut messages = Vec::new();
+    while bytes.len() >= 5 {
+        let len = i32::from_be_bytes([bytes[1], bytes[2], bytes[3], bytes[4]]) as usize;
+        let end = (1 + len).min(bytes.len());
+        messages.push((bytes[0], bytes[5..end].to_vec()));
+        bytes = &bytes[end..];
+    }
+    messages
+}
+
 /// Large results stream through portals and arrive complete.
 #[tokio::test]
 async fn large_results_stream_completely() {
