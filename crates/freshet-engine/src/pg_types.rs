@@ -1,10 +1,12 @@
-//! Declared column types in `pg_catalog.pg_attribute`.
+//! Declared column types and defaults in `pg_catalog`.
 //!
 //! datafusion-pg-catalog derives `atttypid` from a column's Arrow type and
 //! leaves `atttypmod` at -1, so psql's `\d` would show `varchar(100)` as `text`
 //! and `numeric(12,2)` as `numeric`. Freshet keeps the declared type in each
 //! stored field's metadata; this module wraps the crate's `pg_attribute` and
 //! corrects the two columns from it, so tools see what the user declared.
+//! The same walk over the stored columns fills `atthasdef` and
+//! `pg_attrdef`, which the crate leaves empty, so `\d` shows DEFAULTs.
 //! It also builds the crate's `pg_catalog` over the session's database only
 //! ([`CurrentDatabaseCatalogs`]).
 
@@ -12,15 +14,20 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use async_trait::async_trait;
-use datafusion::arrow::array::{Array, AsArray, Int32Array, RecordBatch};
-use datafusion::arrow::datatypes::{DataType, Field, Int32Type, SchemaRef};
+use datafusion::arrow::array::{
+    Array, AsArray, BooleanArray, Int16Array, Int32Array, RecordBatch, StringArray,
+};
+use datafusion::arrow::datatypes::{DataType, Field, Int16Type, Int32Type, SchemaRef};
 use datafusion::catalog::{
     CatalogProviderList, SchemaProvider, Session as DfSession, TableProvider,
 };
 use datafusion::common::{DataFusionError, Result as DfResult};
 use datafusion::datasource::memory::MemorySourceConfig;
 use datafusion::datasource::TableType;
-use datafusion::logical_expr::Expr;
+use datafusion::logical_expr::{
+    ColumnarValue, Expr, ScalarFunctionArgs, ScalarUDF, ScalarUDFImpl, Signature, TypeSignature,
+    Volatility,
+};
 use datafusion::physical_plan::ExecutionPlan;
 use datafusion_pg_catalog::pg_catalog::catalog_info::CatalogInfo;
 use datafusion_pg_catalog::pg_catalog::{PgCatalogSchemaProvider, PgCatalogStaticTables};
@@ -77,15 +84,17 @@ impl SchemaProvider for DeclaredTypesCatalog {
                 }) as Arc<dyn TableProvider>
             }));
         }
-        if name != "pg_attribute" {
-            return Ok(table);
-        }
+        let view = match name {
+            "pg_attribute" => AttributeView::Attributes,
+            "pg_attrdef" => AttributeView::Defaults,
+            _ => return Ok(table),
+        };
         let (Some(attributes), Some(classes), Some(namespaces)) = (
-            table,
+            self.inner.table("pg_attribute").await?,
             self.inner.table("pg_class").await?,
             self.inner.table("pg_namespace").await?,
         ) else {
-            return self.inner.table(name).await;
+            return Ok(table);
         };
         Ok(Some(Arc::new(DeclaredTypesAttribute {
             attributes,
@@ -93,6 +102,7 @@ impl SchemaProvider for DeclaredTypesCatalog {
             namespaces,
             shared: self.shared.clone(),
             database: self.database.clone(),
+            view,
         })))
     }
 
@@ -101,6 +111,9 @@ impl SchemaProvider for DeclaredTypesCatalog {
     }
 }
 
+/// `pg_attribute` with the declared types and `atthasdef` of stored
+/// columns, or (the same walk over the columns) `pg_attrdef` with their
+/// DEFAULT expressions, which psql's `\d` shows.
 #[derive(Debug)]
 struct DeclaredTypesAttribute {
     attributes: Arc<dyn TableProvider>,
@@ -108,7 +121,31 @@ struct DeclaredTypesAttribute {
     namespaces: Arc<dyn TableProvider>,
     shared: Arc<SessionShared>,
     database: String,
+    view: AttributeView,
 }
+
+/// Which of the two catalog tables a [`DeclaredTypesAttribute`] serves.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum AttributeView {
+    Attributes,
+    Defaults,
+}
+
+/// `pg_attrdef`: one row per column with a DEFAULT. `adbin` holds the
+/// expression as SQL text (Postgres keeps a node tree there), which is what
+/// [`PgGetExpr`] hands back.
+fn attrdef_schema() -> SchemaRef {
+    Arc::new(datafusion::arrow::datatypes::Schema::new(vec![
+        Field::new("oid", DataType::Int32, false),
+        Field::new("adrelid", DataType::Int32, false),
+        Field::new("adnum", DataType::Int16, false),
+        Field::new("adbin", DataType::Utf8, false),
+    ]))
+}
+
+/// The first pg_attrdef OID; any value clear of the relations' OIDs serves,
+/// as nothing joins on it.
+const FIRST_ATTRDEF_OID: i32 = 1 << 30;
 
 /// Reads a whole catalog table; catalog tables are small.
 pub(crate) async fn read_all(
@@ -129,7 +166,10 @@ pub(crate) fn column<'a>(batch: &'a RecordBatch, name: &str) -> DfResult<&'a Arc
 #[async_trait]
 impl TableProvider for DeclaredTypesAttribute {
     fn schema(&self) -> SchemaRef {
-        self.attributes.schema()
+        match self.view {
+            AttributeView::Attributes => self.attributes.schema(),
+            AttributeView::Defaults => attrdef_schema(),
+        }
     }
 
     fn table_type(&self) -> TableType {
@@ -160,13 +200,18 @@ impl TableProvider for DeclaredTypesAttribute {
                 namespace_names.insert(oids.value(i), names.value(i).to_string());
             }
         }
-        let mut declared: HashMap<i32, Option<SchemaRef>> = HashMap::new();
+        let mut declared: HashMap<i32, Option<StoredRelation>> = HashMap::new();
         let mut batches = Vec::new();
+        let (mut def_relids, mut def_nums, mut def_exprs) = (Vec::new(), Vec::new(), Vec::new());
         for batch in read_all(&self.attributes, state).await? {
             let relids = column(&batch, "attrelid")?
                 .as_primitive::<Int32Type>()
                 .clone();
             let names = column(&batch, "attname")?.as_string::<i32>().clone();
+            let nums = column(&batch, "attnum")?
+                .as_primitive::<Int16Type>()
+                .clone();
+            let mut has_default = vec![false; batch.num_rows()];
             let mut typids: Vec<i32> = column(&batch, "atttypid")?
                 .as_primitive::<Int32Type>()
                 .values()
@@ -177,15 +222,26 @@ impl TableProvider for DeclaredTypesAttribute {
                 .to_vec();
             for row in 0..batch.num_rows() {
                 let relid = relids.value(row);
-                let schema = declared.entry(relid).or_insert_with(|| {
+                let stored = declared.entry(relid).or_insert_with(|| {
                     let (name, space) = relation_names.get(&relid)?;
                     let schema_name = namespace_names.get(space)?;
-                    self.stored_schema(schema_name, name)
+                    self.stored_relation(schema_name, name)
                 });
-                let Some(field) = schema
-                    .as_ref()
-                    .and_then(|s| s.field_with_name(names.value(row)).ok())
-                else {
+                let Some(stored) = stored.as_ref() else {
+                    continue;
+                };
+                let name = names.value(row);
+                if let Some(default) = stored
+                    .columns
+                    .get(name)
+                    .and_then(|c| c.default_sql.as_ref())
+                {
+                    has_default[row] = true;
+                    def_relids.push(relid);
+                    def_nums.push(nums.value(row));
+                    def_exprs.push(default.clone());
+                }
+                let Ok(field) = stored.schema.field_with_name(name) else {
                     continue;
                 };
                 if let Some((typid, typmod)) = declared_pg_type(field) {
@@ -194,14 +250,32 @@ impl TableProvider for DeclaredTypesAttribute {
                 }
             }
             let mut columns = batch.columns().to_vec();
-            if let (Ok(typid_at), Ok(typmod_at)) = (
-                batch.schema().index_of("atttypid"),
-                batch.schema().index_of("atttypmod"),
+            let schema = batch.schema();
+            if let (Ok(typid_at), Ok(typmod_at), Ok(hasdef_at)) = (
+                schema.index_of("atttypid"),
+                schema.index_of("atttypmod"),
+                schema.index_of("atthasdef"),
             ) {
                 columns[typid_at] = Arc::new(Int32Array::from(typids));
                 columns[typmod_at] = Arc::new(Int32Array::from(typmods));
+                columns[hasdef_at] = Arc::new(BooleanArray::from(has_default));
             }
-            batches.push(RecordBatch::try_new(batch.schema(), columns)?);
+            batches.push(RecordBatch::try_new(schema, columns)?);
+        }
+        if self.view == AttributeView::Defaults {
+            let oids = (FIRST_ATTRDEF_OID..)
+                .take(def_relids.len())
+                .collect::<Vec<_>>();
+            let defaults = RecordBatch::try_new(
+                attrdef_schema(),
+                vec![
+                    Arc::new(Int32Array::from(oids)),
+                    Arc::new(Int32Array::from(def_relids)),
+                    Arc::new(Int16Array::from(def_nums)),
+                    Arc::new(StringArray::from(def_exprs)),
+                ],
+            )?;
+            batches = vec![defaults];
         }
         Ok(MemorySourceConfig::try_new_exec(
             &[batches],
@@ -362,9 +436,9 @@ impl TableProvider for ExistingDatabases {
 }
 
 impl DeclaredTypesAttribute {
-    /// The stored schema of `schema.name`, preferring the session's database
+    /// The stored schema and column extras of `schema.name`, in the session's database
     /// (pg_namespace does not say which database a schema belongs to).
-    fn stored_schema(&self, schema: &str, name: &str) -> Option<SchemaRef> {
+    fn stored_relation(&self, schema: &str, name: &str) -> Option<StoredRelation> {
         self.shared
             .with_txn(|t| {
                 let key = catalog::relation_key(&QualifiedName {
@@ -373,11 +447,23 @@ impl DeclaredTypesAttribute {
                     name: name.to_string(),
                 });
                 let entry: RelationEntry = catalog::get(t, &key).ok().flatten()?;
-                t.table_schema(entry.table_id?).ok()
+                let schema = t.table_schema(entry.table_id?).ok()?;
+                Some(StoredRelation {
+                    schema,
+                    columns: entry.columns,
+                })
             })
             .ok()
             .flatten()
     }
+}
+
+/// What the catalog stores of a relation that `pg_attribute` lacks.
+struct StoredRelation {
+    /// Fields carry the declared SQL type in their metadata.
+    schema: SchemaRef,
+    /// Per-column extras, DEFAULT expressions among them.
+    columns: std::collections::BTreeMap<String, catalog::ColumnInfo>,
 }
 
 /// Postgres' type OID and type modifier for a declared column type.
@@ -512,7 +598,7 @@ pub(crate) fn register_pg_catalog_functions(
         has_privilege_udf::create_has_privilege_udf("has_any_column_privilege"),
         pg::create_pg_table_is_visible(),
         pg::format_type::create_format_type_udf(),
-        pg::pg_get_expr_udf::create_pg_get_expr_udf(),
+        ScalarUDF::new_from_impl(PgGetExpr::new()),
         pg::create_pg_get_partkeydef_udf(),
         pg::create_pg_relation_is_publishable_udf(),
         pg::create_pg_get_statisticsobjdef_columns_udf(),
@@ -543,4 +629,58 @@ pub(crate) fn register_pg_catalog_functions(
     }
     pg::generate_series_arg_coercion::CoerceIntArgsToBigInt::widen(ctx);
     Ok(())
+}
+
+/// `pg_get_expr(expr, relation [, pretty])`: the SQL text of a catalog
+/// expression. Freshet's catalog tables hold expressions as SQL text already
+/// (`pg_attrdef.adbin`), so this returns its first argument; the crate's
+/// version answers an empty string, which hid column defaults from `\d`.
+#[derive(Debug, PartialEq, Eq, Hash)]
+struct PgGetExpr {
+    signature: Signature,
+}
+
+impl PgGetExpr {
+    fn new() -> PgGetExpr {
+        let ints = [
+            DataType::Int16,
+            DataType::Int32,
+            DataType::Int64,
+            DataType::UInt32,
+            DataType::UInt64,
+        ];
+        let mut accepted = Vec::new();
+        for int in ints {
+            accepted.push(TypeSignature::Exact(vec![DataType::Utf8, int.clone()]));
+            accepted.push(TypeSignature::Exact(vec![
+                DataType::Utf8,
+                int,
+                DataType::Boolean,
+            ]));
+        }
+        PgGetExpr {
+            signature: Signature::one_of(accepted, Volatility::Stable),
+        }
+    }
+}
+
+impl ScalarUDFImpl for PgGetExpr {
+    fn name(&self) -> &str {
+        "pg_get_expr"
+    }
+
+    fn signature(&self) -> &Signature {
+        &self.signature
+    }
+
+    fn return_type(&self, _args: &[DataType]) -> DfResult<DataType> {
+        Ok(DataType::Utf8)
+    }
+
+    fn invoke_with_args(&self, args: ScalarFunctionArgs) -> DfResult<ColumnarValue> {
+        args.args
+            .into_iter()
+            .next()
+            .ok_or_else(|| DataFusionError::Internal("pg_get_expr called without arguments".into()))
+    }
 }
