@@ -6,7 +6,8 @@
 //! stored field's metadata; this module wraps the crate's `pg_attribute` and
 //! corrects the two columns from it, so tools see what the user declared.
 //! The same walk over the stored columns fills `atthasdef` and
-//! `pg_attrdef`, which the crate leaves empty, so `\d` shows DEFAULTs.
+//! `pg_attrdef`, which the crate leaves empty, so tools that join
+//! `pg_attrdef` (JDBC's `getColumns`) see column DEFAULTs.
 //! It also builds the crate's `pg_catalog` over the session's database only
 //! ([`CurrentDatabaseCatalogs`]).
 
@@ -113,7 +114,7 @@ impl SchemaProvider for DeclaredTypesCatalog {
 
 /// `pg_attribute` with the declared types and `atthasdef` of stored
 /// columns, or (the same walk over the columns) `pg_attrdef` with their
-/// DEFAULT expressions, which psql's `\d` shows.
+/// DEFAULT expressions.
 #[derive(Debug)]
 struct DeclaredTypesAttribute {
     attributes: Arc<dyn TableProvider>,
@@ -634,7 +635,7 @@ pub(crate) fn register_pg_catalog_functions(
 /// `pg_get_expr(expr, relation [, pretty])`: the SQL text of a catalog
 /// expression. Freshet's catalog tables hold expressions as SQL text already
 /// (`pg_attrdef.adbin`), so this returns its first argument; the crate's
-/// version answers an empty string, which hid column defaults from `\d`.
+/// version answers an empty string for every expression.
 #[derive(Debug, PartialEq, Eq, Hash)]
 struct PgGetExpr {
     signature: Signature,
