@@ -365,12 +365,70 @@ impl TableProvider for StoredTable {
     }
 }
 
-/// Spreads batches round-robin over `n` partitions so scans use every core.
+/// Spreads the rows of `batches` evenly over `n` partitions so scans use
+/// every core. Batches are cut (zero-copy slices) where a partition's share
+/// ends: storage hands back a compacted table as a few large batches, and
+/// dealing out whole batches left one partition, and one core, with nearly
+/// all the rows.
 pub(crate) fn split_partitions(batches: Vec<RecordBatch>, n: usize) -> Vec<Vec<RecordBatch>> {
     let n = n.max(1);
+    let total: usize = batches.iter().map(RecordBatch::num_rows).sum();
+    let share = total.div_ceil(n).max(1);
     let mut partitions: Vec<Vec<RecordBatch>> = (0..n).map(|_| Vec::new()).collect();
-    for (i, batch) in batches.into_iter().enumerate() {
-        partitions[i % n].push(batch);
+    let (mut part, mut filled) = (0, 0);
+    for batch in batches {
+        let mut offset = 0;
+        while offset < batch.num_rows() {
+            // the last partition takes whatever is left
+            let room = if part + 1 == n {
+                usize::MAX
+            } else {
+                share - filled
+            };
+            let take = room.min(batch.num_rows() - offset);
+            partitions[part].push(batch.slice(offset, take));
+            offset += take;
+            filled += take;
+            if filled == share && part + 1 < n {
+                part += 1;
+                filled = 0;
+            }
+        }
     }
     partitions
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use datafusion::arrow::array::{AsArray, Int64Array};
+    use datafusion::arrow::datatypes::{DataType, Field, Int64Type, Schema};
+
+    fn batch(values: std::ops::Range<i64>) -> RecordBatch {
+        let schema = Arc::new(Schema::new(vec![Field::new("v", DataType::Int64, false)]));
+        RecordBatch::try_new(schema, vec![Arc::new(Int64Array::from_iter_values(values))])
+            .expect("batch")
+    }
+
+    /// A large batch and a small one (a compacted table plus a recent
+    /// insert) are spread evenly, every row exactly once, in order.
+    #[test]
+    fn partitions_get_even_shares_of_rows() {
+        let parts = split_partitions(vec![batch(0..1000), batch(1000..1003)], 2);
+        let rows: Vec<usize> = parts
+            .iter()
+            .map(|p| p.iter().map(RecordBatch::num_rows).sum())
+            .collect();
+        assert_eq!(rows, vec![502, 501]);
+        let values: Vec<i64> = parts
+            .iter()
+            .flatten()
+            .flat_map(|b| b.column(0).as_primitive::<Int64Type>().values().to_vec())
+            .collect();
+        assert_eq!(values, (0..1003).collect::<Vec<_>>());
+
+        let parts = split_partitions(vec![batch(0..3)], 4);
+        assert_eq!(parts.iter().filter(|p| !p.is_empty()).count(), 3);
+        assert!(split_partitions(Vec::new(), 2).iter().all(Vec::is_empty));
+    }
 }
