@@ -83,6 +83,12 @@ pub(crate) struct CopyInDecoder {
     /// An end-of-data marker (`\.`) was seen; the rest of the input is ignored.
     finished: bool,
     builders: Vec<StringBuilder>,
+    /// The current record's field values, unescaped and laid end to end;
+    /// kept between records so that parsing a row allocates nothing.
+    field_bytes: Vec<u8>,
+    /// Where each field of the current record lies in `field_bytes` (None
+    /// for NULL).
+    field_spans: Vec<Option<(usize, usize)>>,
     rows: usize,
     bytes: usize,
     batch_first_line: u64,
@@ -121,6 +127,8 @@ impl CopyInDecoder {
             line: 0,
             finished: false,
             builders,
+            field_bytes: Vec::new(),
+            field_spans: Vec::new(),
             rows: 0,
             bytes: 0,
             batch_first_line: 1,
@@ -246,31 +254,52 @@ impl CopyInDecoder {
             self.finished = true;
             return Ok(());
         }
-        let fields = match self.options.format {
-            CopyFormat::Text => self.parse_text(record)?,
-            CopyFormat::Csv => self.parse_csv(record)?,
+        let mut bytes = std::mem::take(&mut self.field_bytes);
+        let mut spans = std::mem::take(&mut self.field_spans);
+        bytes.clear();
+        spans.clear();
+        let parsed = match self.options.format {
+            CopyFormat::Text => self.parse_text(record, &mut bytes, &mut spans),
+            CopyFormat::Csv => self.parse_csv(record, &mut bytes, &mut spans),
         };
+        let appended = parsed.and_then(|()| self.append_fields(&bytes, &spans));
+        self.field_bytes = bytes;
+        self.field_spans = spans;
+        appended
+    }
+
+    /// Appends one parsed record to the column builders.
+    fn append_fields(&mut self, bytes: &[u8], spans: &[Option<(usize, usize)>]) -> WireResult<()> {
         let expected = self.builders.len();
-        if fields.len() < expected {
-            let missing = self.schema.field(fields.len()).name().clone();
+        if spans.len() < expected {
+            let missing = self.schema.field(spans.len()).name().clone();
             return Err(WireError::copy_data(
                 "22P04",
                 format!("missing data for column \"{missing}\""),
                 self.line,
             ));
         }
-        if fields.len() > expected {
+        if spans.len() > expected {
             return Err(WireError::copy_data(
                 "22P04",
                 "extra data after last expected column",
                 self.line,
             ));
         }
+        // validate every field before appending any, so that a bad row
+        // leaves the builders as they were
+        let values = spans
+            .iter()
+            .map(|span| {
+                span.map(|(start, end)| self.utf8(&bytes[start..end]))
+                    .transpose()
+            })
+            .collect::<WireResult<Vec<Option<&str>>>>()?;
         if self.rows == 0 {
             self.batch_first_line = self.line;
         }
-        for (builder, field) in self.builders.iter_mut().zip(fields) {
-            match field {
+        for (builder, value) in self.builders.iter_mut().zip(values) {
+            match value {
                 Some(value) => {
                     self.bytes += value.len();
                     builder.append_value(value);
@@ -282,8 +311,8 @@ impl CopyInDecoder {
         Ok(())
     }
 
-    fn utf8(&self, bytes: Vec<u8>) -> WireResult<String> {
-        String::from_utf8(bytes).map_err(|_| {
+    fn utf8<'a>(&self, bytes: &'a [u8]) -> WireResult<&'a str> {
+        std::str::from_utf8(bytes).map_err(|_| {
             WireError::copy_data(
                 "22021",
                 "invalid byte sequence for encoding \"UTF8\"",
@@ -294,11 +323,15 @@ impl CopyInDecoder {
 
     /// Splits a text-format line into fields, undoing backslash escapes. The NULL
     /// marker is matched against the raw (still escaped) field, as Postgres does.
-    fn parse_text(&self, record: &[u8]) -> WireResult<Vec<Option<String>>> {
+    fn parse_text(
+        &self,
+        record: &[u8],
+        value: &mut Vec<u8>,
+        fields: &mut Vec<Option<(usize, usize)>>,
+    ) -> WireResult<()> {
         let delim = self.punct.delimiter;
         let null = self.options.null.as_bytes();
-        let mut fields = Vec::with_capacity(self.builders.len());
-        let mut value = Vec::new();
+        let mut start = value.len();
         let mut raw_start = 0;
         let mut i = 0;
         loop {
@@ -306,10 +339,11 @@ impl CopyInDecoder {
                 let raw = &record[raw_start..i];
                 if raw == null {
                     fields.push(None);
-                    value.clear();
+                    value.truncate(start);
                 } else {
-                    fields.push(Some(self.utf8(std::mem::take(&mut value))?));
+                    fields.push(Some((start, value.len())));
                 }
+                start = value.len();
                 if i >= record.len() {
                     break;
                 }
@@ -355,22 +389,26 @@ impl CopyInDecoder {
                 other => value.push(other),
             }
         }
-        Ok(fields)
+        Ok(())
     }
 
     /// Splits a CSV record into fields. Quoted fields are never NULL; an unquoted
     /// field equal to the NULL string is.
-    fn parse_csv(&self, record: &[u8]) -> WireResult<Vec<Option<String>>> {
+    fn parse_csv(
+        &self,
+        record: &[u8],
+        value: &mut Vec<u8>,
+        fields: &mut Vec<Option<(usize, usize)>>,
+    ) -> WireResult<()> {
         let Punctuation {
             delimiter,
             quote,
             escape,
         } = self.punct;
         let null = self.options.null.as_bytes();
-        let mut fields = Vec::with_capacity(self.builders.len());
         let mut i = 0;
         loop {
-            let mut value = Vec::new();
+            let start = value.len();
             let mut quoted = false;
             let mut in_quotes = false;
             let mut ended_by_delimiter = false;
@@ -409,16 +447,17 @@ impl CopyInDecoder {
                     self.line,
                 ));
             }
-            if !quoted && value == null {
+            if !quoted && value[start..] == *null {
                 fields.push(None);
+                value.truncate(start);
             } else {
-                fields.push(Some(self.utf8(value)?));
+                fields.push(Some((start, value.len())));
             }
             if !ended_by_delimiter {
                 break;
             }
         }
-        Ok(fields)
+        Ok(())
     }
 
     /// Converts the buffered text columns to the target types.
@@ -894,6 +933,29 @@ mod tests {
                 "unexpected {other:?}",
                 other = other.map(|b| b.map(|b| b.num_rows()))
             ),
+        }
+    }
+
+    /// Fields share one reused buffer: NULLs, empty quoted strings and
+    /// escapes stay apart from their neighbours, and a row with invalid
+    /// UTF-8 is refused whole (22021) with its line.
+    #[test]
+    fn fields_of_consecutive_rows_stay_apart() {
+        let mut d = CopyInDecoder::new(target(CopyFormat::Csv, false)).unwrap();
+        d.push(b"1,\n2,\"\"\n3,\"a,\"\"b\"\"\"\n").unwrap();
+        let batch = d.finish().unwrap().unwrap();
+        let names = batch.column(1).as_any().downcast_ref::<SA>().unwrap();
+        assert!(names.is_null(0), "an unquoted empty field is NULL");
+        assert_eq!(names.value(1), "", "a quoted empty field is not");
+        assert_eq!(names.value(2), "a,\"b\"");
+
+        let mut d = CopyInDecoder::new(target(CopyFormat::Text, false)).unwrap();
+        match d.push(b"1\tok\n2\t\xff\n") {
+            Err(WireError::CopyData { sqlstate, line, .. }) => {
+                assert_eq!(sqlstate, "22021");
+                assert_eq!(line, Some(2));
+            }
+            other => panic!("unexpected {other:?}", other = other.map(|b| b.len())),
         }
     }
 
