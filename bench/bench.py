@@ -707,17 +707,15 @@ def ort_python(args):
     return None
 
 
-def timed_psql(tools, uri, sql, reps=1):
-    """Elapsed ms of `reps` runs of one statement on one connection, from
-    psql's \\timing, and the result lines of the last run (one list of ms,
-    or a single ms when reps is 1)."""
+def timed_psql(tools, uri, sql, reps):
+    """Elapsed ms of `reps` runs of one statement on one psql connection
+    (psql's \\timing), and the result lines of the last run."""
     out = psql(tools, uri, "-A", "-t", "-c", "\\timing on", *(["-c", sql] * reps)).stdout
     times = [float(t) for t in re.findall(r"Time: ([0-9.]+) ms", out)]
     if len(times) != reps:
         raise RuntimeError(f"expected {reps} timings in psql output for {sql}:\n{out[-2000:]}")
     results = [line for line in out.splitlines() if line and not line.startswith(("Timing", "Time:"))]
-    lines = results[len(results) // reps * (reps - 1):]
-    return (times[0] if reps == 1 else times), lines
+    return times, results[len(results) // reps * (reps - 1):]
 
 
 def bench_models(tools, args, workdir):
