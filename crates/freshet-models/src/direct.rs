@@ -193,6 +193,13 @@ mod tests {
     use super::*;
     use crate::test_fixtures::fixture;
 
+    /// The fixture's float32 argument columns as the kernels take them.
+    fn float_slices(args: &[ArrayRef]) -> Vec<&[f32]> {
+        args.iter()
+            .map(|a| a.as_primitive::<Float32Type>().values().as_ref())
+            .collect()
+    }
+
     /// The direct path and the tract plan (the same kernel behind tract's
     /// input and output tensors) agree bit for bit, for every method.
     #[test]
@@ -223,10 +230,7 @@ mod tests {
             let Some(Direct::Linear(direct)) = model.direct.as_ref() else {
                 panic!("{name} is scored directly");
             };
-            let columns: Vec<&[f32]> = args
-                .iter()
-                .map(|a| a.as_primitive::<Float32Type>().values().as_ref())
-                .collect();
+            let columns = float_slices(&args);
             let rows = args[0].len();
             let (winners, scores) = direct.classifier.score_columns(&columns, rows);
             let (baseline_winners, baseline_scores) =
@@ -282,10 +286,7 @@ mod tests {
         let Some(Direct::Dense(network)) = model.direct.as_ref() else {
             panic!("torch_mlp is scored directly");
         };
-        let columns: Vec<&[f32]> = args
-            .iter()
-            .map(|a| a.as_primitive::<Float32Type>().values().as_ref())
-            .collect();
+        let columns = float_slices(&args);
         let rows = args[0].len();
         let wide = network.score_columns(&columns, rows);
         let baseline = network.score_columns_body::<false>(&columns, rows);
