@@ -102,7 +102,9 @@ impl Engine {
         let mut txn = self.store.begin();
         catalog::bootstrap(&mut txn, &self.config.superuser, crate::ddl::now_micros());
         if let Some(password) = &self.config.superuser_password {
-            let (salt, salted) = crate::users::scram_credentials(password)?;
+            let (salt, salted) = crate::users::scram_credentials(password).map_err(|e| {
+                EngineError::new(e.sqlstate(), format!("--superuser-password: {e}"))
+            })?;
             let key = catalog::user_key(&self.config.superuser);
             let mut entry: UserEntry = catalog::get(&txn, &key)
                 .map_err(|e| EngineError::new(e.sqlstate(), e.to_string()))?

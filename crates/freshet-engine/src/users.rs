@@ -27,8 +27,16 @@ pub(crate) fn from_hex(text: &str) -> Option<Vec<u8>> {
         .collect()
 }
 
-/// Computes SCRAM credentials for a cleartext password.
+/// Computes SCRAM credentials for a cleartext password. An empty password is
+/// refused (22023): it would be a credential anyone can guess, and a
+/// non-loopback listener protected only by it would be open to the network.
 pub(crate) fn scram_credentials(password: &str) -> Result<(String, String), EngineError> {
+    if password.is_empty() {
+        return Err(EngineError::new(
+            "22023",
+            "empty string is not a valid password",
+        ));
+    }
     use ring::rand::SecureRandom;
     let mut salt = [0u8; 16];
     ring::rand::SystemRandom::new()
@@ -110,7 +118,9 @@ pub(crate) fn alter_user(
     password: Option<&str>,
     superuser: Option<bool>,
 ) -> Result<QueryOutput, EngineError> {
-    if name != session.user() {
+    // Users may change their own password, and nothing else about their own
+    // role: granting oneself SUPERUSER would be a privilege escalation.
+    if name != session.user() || superuser.is_some() {
         require_superuser(session, "manage users")?;
     }
     let credentials = password.map(scram_credentials).transpose()?;

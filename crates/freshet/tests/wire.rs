@@ -1427,6 +1427,85 @@ fn non_loopback_listen_without_password_is_refused() {
     );
 }
 
+/// An empty superuser password is refused at start: it would let a
+/// non-loopback listener start with a password anyone can guess.
+#[test]
+fn empty_superuser_password_is_refused() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let port = common::free_port();
+    let mut child = std::process::Command::new(common::FRESHET_BIN)
+        .args(["serve", "--no-fsync", "--data-dir"])
+        .arg(dir.path().join("data"))
+        .args(["--listen", &format!("0.0.0.0:{port}")])
+        .args(["--superuser-password", ""])
+        .env_remove("FRESHET_SUPERUSER_PASSWORD")
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("spawn freshet");
+    let status =
+        common::wait_bounded(&mut child, Duration::from_secs(60)).expect("freshet exit status");
+    let mut text = String::new();
+    use std::io::Read;
+    if let Some(mut err) = child.stderr.take() {
+        let _ = err.read_to_string(&mut text);
+    }
+    assert!(
+        !status.success(),
+        "freshet must refuse an empty password, but exited with {status}: {text}"
+    );
+    assert!(
+        text.contains("empty string is not a valid password"),
+        "the refusal must explain itself; output was:\n{text}"
+    );
+}
+
+/// A user may change their own password, but not make themselves a
+/// superuser; empty passwords are refused in SQL too.
+#[tokio::test]
+async fn users_cannot_grant_themselves_superuser() {
+    let server = TestServer::start();
+    let admin = server.connect().await;
+    exec(&admin, "CREATE USER mallory PASSWORD 'm1'").await;
+    let mut cfg = server.config();
+    cfg.user("mallory").password("m1");
+    let mallory = server
+        .try_connect(&cfg)
+        .await
+        .unwrap_or_else(|e| panic!("mallory: {e:?}"));
+    for sql in [
+        "ALTER USER mallory SUPERUSER",
+        "ALTER USER mallory WITH PASSWORD 'm2' SUPERUSER",
+        "ALTER USER mallory NOSUPERUSER",
+        "ALTER USER freshet PASSWORD 'taken'",
+    ] {
+        let err = mallory.batch_execute(sql).await.expect_err(sql);
+        assert_eq!(sqlstate(&err), "42501", "{sql}: {err:?}");
+    }
+    // Still not a superuser: superuser-only statements stay refused.
+    let err = mallory
+        .batch_execute("CREATE USER eve")
+        .await
+        .expect_err("mallory must not manage users");
+    assert_eq!(sqlstate(&err), "42501", "{err:?}");
+    // Changing one's own password is allowed and takes effect.
+    exec(&mallory, "ALTER USER mallory PASSWORD 'm2'").await;
+    cfg.password("m2");
+    server
+        .try_connect(&cfg)
+        .await
+        .unwrap_or_else(|e| panic!("mallory with her new password: {e:?}"));
+    // Empty passwords are refused, for new and existing users.
+    for sql in [
+        "CREATE USER eve PASSWORD ''",
+        "ALTER USER mallory PASSWORD ''",
+    ] {
+        let err = admin.batch_execute(sql).await.expect_err(sql);
+        assert_eq!(sqlstate(&err), "22023", "{sql}: {err:?}");
+    }
+}
+
 /// With a password the same listen address is accepted (checked over loopback).
 #[tokio::test]
 async fn non_loopback_listen_with_password_is_accepted() {
