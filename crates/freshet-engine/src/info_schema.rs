@@ -151,8 +151,9 @@ impl Columns {
     }
 }
 
-/// The information_schema spelling of a column's type.
-fn standard_type_name(field: &Field) -> String {
+/// The information_schema spelling of a column's type (also what
+/// PostgreSQL's deparser writes after `::`).
+pub(crate) fn standard_type_name(field: &Field) -> String {
     let declared = field
         .metadata()
         .get(SQL_TYPE_METADATA)

@@ -240,7 +240,10 @@ impl TableProvider for DeclaredTypesAttribute {
                     has_default[row] = true;
                     def_relids.push(relid);
                     def_nums.push(nums.value(row));
-                    def_exprs.push(default.clone());
+                    def_exprs.push(match stored.schema.field_with_name(name) {
+                        Ok(field) => deparsed_default(default, field),
+                        Err(_) => default.clone(),
+                    });
                 }
                 let Ok(field) = stored.schema.field_with_name(name) else {
                     continue;
@@ -465,6 +468,23 @@ struct StoredRelation {
     schema: SchemaRef,
     /// Per-column extras, DEFAULT expressions among them.
     columns: std::collections::BTreeMap<String, catalog::ColumnInfo>,
+}
+
+/// A DEFAULT's text as PostgreSQL's deparser shows it: a string literal is
+/// an untyped constant coerced to the column's type, so it is written with
+/// that cast (`'eu'::text`, `'2024-01-01'::date`); other expressions keep the
+/// text they were declared with.
+fn deparsed_default(default: &str, field: &Field) -> String {
+    let text = default.trim();
+    let is_string_literal = text.len() >= 2
+        && text.starts_with('\'')
+        && text.ends_with('\'')
+        && !text[1..text.len() - 1].replace("''", "").contains('\'');
+    if is_string_literal {
+        format!("{text}::{}", crate::info_schema::standard_type_name(field))
+    } else {
+        default.to_string()
+    }
 }
 
 /// Postgres' type OID and type modifier for a declared column type.

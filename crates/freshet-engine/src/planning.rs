@@ -181,10 +181,34 @@ pub(crate) fn cast_failure_sqlstate(message: &str) -> &'static str {
     .iter()
     .any(|t| lower.contains(t))
     {
-        "22007"
+        if looks_like_iso_date(message) {
+            // Well-formed, but a field is out of range (February 30th):
+            // PostgreSQL's datetime_field_overflow.
+            "22008"
+        } else {
+            "22007"
+        }
     } else {
         "22P02"
     }
+}
+
+/// Whether the value quoted in a cast error (`… string '2024-02-30' …`)
+/// has the shape of an ISO date, `Y-M-D` with digits only, so that its
+/// failure to cast is a field out of range rather than bad syntax.
+fn looks_like_iso_date(message: &str) -> bool {
+    let Some((_, rest)) = message.split_once('\'') else {
+        return false;
+    };
+    let Some((value, _)) = rest.split_once('\'') else {
+        return false;
+    };
+    let date = value.trim().split([' ', 'T']).next().unwrap_or("");
+    let parts: Vec<&str> = date.split('-').collect();
+    parts.len() == 3
+        && parts.iter().zip([4, 2, 2]).all(|(p, max)| {
+            !p.is_empty() && p.len() <= max && p.bytes().all(|b| b.is_ascii_digit())
+        })
 }
 
 fn strip_context(error: DataFusionError) -> DataFusionError {
