@@ -68,8 +68,10 @@ impl Banner<'_> {
         line(
             "model dir",
             match self.model_dir {
-                None => "none: CREATE MODEL … FROM '<path>' is disabled (start with --model-dir DIR)"
-                    .to_owned(),
+                None => {
+                    "none: CREATE MODEL … FROM '<path>' is disabled (start with --model-dir DIR)"
+                        .to_owned()
+                }
                 Some(dir) if !dir.is_dir() => {
                     format!("{} (not a readable directory)", dir.display())
                 }
