@@ -3,7 +3,11 @@
 //!
 //! `freshet serve` opens the data directory, starts the wire listener and runs
 //! until SIGTERM/SIGINT, then stops accepting connections and shuts the engine
-//! down cleanly (flushing durable state) before exiting 0.
+//! down cleanly (flushing durable state) before exiting 0. Once it accepts
+//! connections it prints a short banner (see [`banner`]): version and commit,
+//! address, directories and the limits in effect.
+
+mod banner;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -17,7 +21,7 @@ use tracing_subscriber::EnvFilter;
 /// Freshet: a Postgres-compatible SQL server with incrementally maintained
 /// dynamic tables and ML models callable from SQL.
 #[derive(Debug, Parser)]
-#[command(name = "freshet", version, about)]
+#[command(name = "freshet", version = banner::VERSION, about)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -73,6 +77,9 @@ struct ServeArgs {
     no_fsync: bool,
 }
 
+/// Concurrent dynamic-table refreshes.
+const REFRESH_WORKERS: usize = 2;
+
 /// How long exiting waits for compute tasks still running after shutdown.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(2);
 
@@ -113,6 +120,7 @@ async fn shutdown_signal() {
 }
 
 async fn serve(args: ServeArgs) -> Result<(), String> {
+    tracing::info!("starting freshet {}", banner::VERSION);
     let mut config = EngineConfig::new(args.data_dir.clone());
     config.model_dir = args.model_dir;
     config.superuser = args.superuser;
@@ -129,7 +137,7 @@ async fn serve(args: ServeArgs) -> Result<(), String> {
 
     // Dynamic-table refreshes run on their own threads; started before clients
     // can write so the retention holds of existing dynamic tables are in place.
-    let scheduler = freshet_refresh::spawn_scheduler(engine.clone(), 2);
+    let scheduler = freshet_refresh::spawn_scheduler(engine.clone(), REFRESH_WORKERS);
 
     let tls = match (args.tls_cert, args.tls_key) {
         (Some(cert), Some(key)) => Some(TlsFiles { cert, key }),
@@ -145,16 +153,25 @@ async fn serve(args: ServeArgs) -> Result<(), String> {
     .await
     .map_err(|e| format!("cannot listen on {}: {e}", args.listen))?;
     let addr = server.local_addr().map_err(|e| e.to_string())?;
-    let tls_note = if server.tls_enabled() {
-        ", TLS enabled"
-    } else {
-        ""
-    };
-    // Printed unconditionally (not through the log filter): scripts and humans
-    // look for this line.
-    eprintln!(
-        "freshet listening on {addr} (data dir {}{tls_note})",
-        args.data_dir.display()
+    let config = engine.config();
+    let superuser = engine.superuser();
+    // Printed unconditionally (not through the log filter): people look for it.
+    eprint!(
+        "{}",
+        banner::Banner {
+            listen: addr,
+            tls: server.tls_enabled(),
+            superuser,
+            superuser_has_password: engine.scram_secret(superuser).is_some(),
+            data_dir: &config.data_dir,
+            fsync: config.fsync,
+            model_dir: config.model_dir.as_deref(),
+            query_threads: config.threads,
+            refresh_workers: REFRESH_WORKERS,
+            inference_batch_size: config.inference_batch_size,
+            refresh_history_limit: freshet_engine::HISTORY_LIMIT,
+        }
+        .render()
     );
 
     let result = server.run_until(shutdown_signal()).await;

@@ -8,6 +8,8 @@
 // Each test binary uses a different subset of these helpers.
 #![allow(dead_code)]
 
+pub mod psql;
+
 use std::fs::{File, OpenOptions};
 use std::io::{Read, Seek, SeekFrom};
 use std::net::{SocketAddr, TcpListener, TcpStream};
@@ -68,6 +70,9 @@ pub struct ServerOptions {
     pub listen_host: String,
     /// Additional arguments appended after the others.
     pub extra_args: Vec<String>,
+    /// The server's working directory (relative paths in its arguments
+    /// resolve against it); the test's own when `None`.
+    pub current_dir: Option<PathBuf>,
 }
 
 impl Default for ServerOptions {
@@ -80,6 +85,7 @@ impl Default for ServerOptions {
             model_dir: None,
             listen_host: "127.0.0.1".into(),
             extra_args: Vec::new(),
+            current_dir: None,
         }
     }
 }
@@ -225,6 +231,9 @@ impl TestServer {
         let args = self.opts.args(&self.data_dir, port);
         let mut command = Command::new(FRESHET_BIN);
         command.args(&args);
+        if let Some(dir) = &self.opts.current_dir {
+            command.current_dir(dir);
+        }
         // Only the options decide the password, never the test's environment.
         command.env_remove("FRESHET_SUPERUSER_PASSWORD");
         // FRESHET_TEST_LOG=debug (say) turns up the servers' logging.
