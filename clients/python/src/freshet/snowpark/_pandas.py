@@ -1,0 +1,133 @@
+"""pandas and Arrow transfer: COPY in for write_pandas, result sets out for
+to_pandas / to_arrow."""
+
+from __future__ import annotations
+
+import io
+from typing import TYPE_CHECKING, Any, List
+
+from .._sql import quote_ident
+from ..exceptions import FreshetClientError
+
+if TYPE_CHECKING:  # pragma: no cover
+    import pandas
+    import pyarrow
+
+    from .session import Session
+
+
+def _sql_type(dtype: Any) -> str:
+    import pandas as pd
+    from pandas.api import types as t
+
+    if isinstance(dtype, pd.DatetimeTZDtype):
+        return "timestamptz"
+    if t.is_bool_dtype(dtype):
+        return "boolean"
+    if t.is_integer_dtype(dtype):
+        size = getattr(dtype, "itemsize", 8)
+        return {1: "smallint", 2: "smallint", 4: "integer"}.get(size, "bigint")
+    if t.is_float_dtype(dtype):
+        return "real" if getattr(dtype, "itemsize", 8) == 4 else "double precision"
+    if t.is_datetime64_any_dtype(dtype):
+        return "timestamp"
+    if t.is_string_dtype(dtype) or t.is_object_dtype(dtype) or isinstance(dtype, pd.CategoricalDtype):
+        return "text"
+    raise FreshetClientError(
+        f"write_pandas(auto_create_table=True): no SQL type for pandas dtype {dtype}; "
+        "create the table first or convert the column"
+    )
+
+
+def _csv_chunks(df: "pandas.DataFrame", chunk_size: int) -> Any:
+    """The frame as CSV (no header) in pieces: NULL is an unquoted empty
+    field and every string is quoted, so an empty string stays one."""
+    try:
+        import pyarrow as pa
+        import pyarrow.csv as pacsv
+    except ImportError:  # pragma: no cover - pandas fallback
+        buf = io.StringIO()
+        df.to_csv(buf, header=False, index=False, na_rep="", quoting=2, date_format="%Y-%m-%d %H:%M:%S.%f")
+        yield buf.getvalue().encode("utf-8")
+        return
+    import pandas as pd
+
+    fixed = {}
+    for name in df.columns:
+        s = df[name]
+        if isinstance(s.dtype, pd.CategoricalDtype):
+            fixed[name] = s.astype(object)
+    if fixed:
+        df = df.assign(**fixed)
+    table = pa.Table.from_pandas(df, preserve_index=False)
+    cols = []
+    for i, field in enumerate(table.schema):
+        c = table.column(i)
+        if pa.types.is_timestamp(field.type) and field.type.unit == "ns":
+            c = c.cast(pa.timestamp("us", field.type.tz), safe=False)
+        if pa.types.is_large_string(field.type):
+            c = c.cast(pa.string())
+        cols.append(c)
+    table = pa.Table.from_arrays(cols, names=[str(n) for n in table.column_names])
+    options = pacsv.WriteOptions(include_header=False, batch_size=65536)
+    for batch in table.to_batches(max_chunksize=200_000):
+        sink = io.BytesIO()
+        pacsv.write_csv(pa.Table.from_batches([batch]), sink, write_options=options)
+        data = sink.getvalue()
+        for start in range(0, len(data), chunk_size):
+            yield data[start:start + chunk_size]
+
+
+def write_pandas(session: "Session", df: "pandas.DataFrame", target: str, *,
+                 auto_create_table: bool, overwrite: bool, chunk_size: int) -> None:
+    import pandas as pd
+
+    if not isinstance(df, pd.DataFrame):
+        raise TypeError(f"write_pandas() takes a pandas DataFrame, not {type(df).__name__}")
+    names = [str(c) for c in df.columns]
+    if len(set(n.lower() for n in names)) != len(names):
+        raise FreshetClientError("write_pandas(): the DataFrame's column names must be unique")
+    cols_sql = ", ".join(quote_ident(n) for n in names)
+    conn = session.connection
+    from .session import _wrap
+    import psycopg
+
+    stmt = None
+    try:
+        with conn.transaction():
+            cur = conn.cursor()
+            if auto_create_table:
+                defs = ", ".join(f"{quote_ident(n)} {_sql_type(df[c].dtype)}" for n, c in zip(names, df.columns))
+                if overwrite:
+                    stmt = f"DROP TABLE IF EXISTS {target}"
+                    cur.execute(stmt)
+                stmt = f"CREATE TABLE IF NOT EXISTS {target} ({defs})"
+                cur.execute(stmt)
+            elif overwrite:
+                stmt = f"TRUNCATE {target}"
+                cur.execute(stmt)
+            stmt = f"COPY {target} ({cols_sql}) FROM STDIN WITH (FORMAT csv)"
+            with cur.copy(stmt) as copy:
+                for piece in _csv_chunks(df, chunk_size):
+                    copy.write(piece)
+    except psycopg.Error as e:
+        raise _wrap(e, stmt) from e
+
+
+def query_to_pandas(session: "Session", query: str) -> "pandas.DataFrame":
+    import pandas as pd
+
+    cur = session._execute(query)
+    names: List[str] = [d.name for d in cur.description or []]
+    rows = cur.fetchall()
+    return pd.DataFrame.from_records(rows, columns=names, coerce_float=False)
+
+
+def query_to_arrow(session: "Session", query: str) -> "pyarrow.Table":
+    import pyarrow as pa
+
+    cur = session._execute(query)
+    names: List[str] = [d.name for d in cur.description or []]
+    rows = cur.fetchall()
+    columns: List[Any] = list(zip(*rows)) if rows else [() for _ in names]
+    return pa.Table.from_arrays([pa.array(list(c)) for c in columns], names=names)
