@@ -114,9 +114,78 @@ def write_pandas(session: "Session", df: "pandas.DataFrame", target: str, *,
         raise _wrap(e, stmt) from e
 
 
+# Result types the COPY path reads exactly (OID -> pyarrow type name). Any
+# other type (json model outputs, numeric, timestamptz, arrays, …) makes the
+# whole result go through psycopg's own loaders instead.
+_COPY_TYPES = {
+    16: "bool", 20: "int64", 21: "int16", 23: "int32", 700: "float32", 701: "float64",
+    25: "string", 1043: "string", 19: "string", 1114: "timestamp", 1082: "date32",
+}
+
+
+def _copy_schema(session: "Session", query: str) -> Any:
+    """The pyarrow schema of ``query``'s result if every column has a type
+    the CSV path reads exactly, else None."""
+    import pyarrow as pa
+
+    cur = session._execute(f"SELECT * FROM ({query}) AS __freshet_describe LIMIT 0")
+    desc = cur.description or []
+    names = [d.name for d in desc]
+    if not names or len(set(names)) != len(names):
+        return None
+    fields = []
+    for d in desc:
+        kind = _COPY_TYPES.get(d.type_code)
+        if kind is None:
+            return None
+        typ = {"timestamp": pa.timestamp("us"), "date32": pa.date32(), "string": pa.string()}.get(kind)
+        fields.append(pa.field(d.name, typ if typ is not None else getattr(pa, kind)()))
+    return pa.schema(fields)
+
+
+def _copy_to_arrow(session: "Session", query: str, schema: Any) -> "pyarrow.Table":
+    """Runs ``COPY (query) TO STDOUT (FORMAT csv)`` and parses the CSV with
+    pyarrow: an unquoted empty field is NULL, a quoted one an empty string."""
+    import psycopg
+    import pyarrow as pa
+    import pyarrow.csv as pacsv
+
+    from .session import _wrap
+
+    stmt = f"COPY ({query}) TO STDOUT WITH (FORMAT csv)"
+    buf = bytearray()
+    try:
+        with session.connection.cursor() as cur:
+            with cur.copy(stmt) as copy:
+                for data in copy:
+                    buf += data
+    except psycopg.Error as e:
+        raise _wrap(e, stmt) from e
+    if not buf:
+        return schema.empty_table()
+    table = pacsv.read_csv(
+        pa.BufferReader(pa.py_buffer(bytes(buf))),
+        read_options=pacsv.ReadOptions(column_names=schema.names, block_size=1 << 24),
+        parse_options=pacsv.ParseOptions(newlines_in_values=True),
+        convert_options=pacsv.ConvertOptions(
+            column_types=schema, null_values=[""], strings_can_be_null=True,
+            quoted_strings_can_be_null=False, true_values=["t", "true"], false_values=["f", "false"]),
+    )
+    return table.cast(schema)
+
+
 def query_to_pandas(session: "Session", query: str) -> "pandas.DataFrame":
     import pandas as pd
 
+    try:
+        import pyarrow  # noqa: F401
+    except ImportError:  # pragma: no cover
+        schema = None
+    else:
+        schema = _copy_schema(session, query)
+    if schema is not None:
+        table = _copy_to_arrow(session, query, schema)
+        return table.to_pandas(coerce_temporal_nanoseconds=True)
     cur = session._execute(query)
     names: List[str] = [d.name for d in cur.description or []]
     rows = cur.fetchall()
@@ -126,6 +195,9 @@ def query_to_pandas(session: "Session", query: str) -> "pandas.DataFrame":
 def query_to_arrow(session: "Session", query: str) -> "pyarrow.Table":
     import pyarrow as pa
 
+    schema = _copy_schema(session, query)
+    if schema is not None:
+        return _copy_to_arrow(session, query, schema)
     cur = session._execute(query)
     names: List[str] = [d.name for d in cur.description or []]
     rows = cur.fetchall()
