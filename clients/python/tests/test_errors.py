@@ -37,7 +37,7 @@ def test_unknown_kwargs(session, t):
     with pytest.raises(TypeError, match="'auto_create'.*'auto_create_table'"):
         session.write_pandas(__import__("pandas").DataFrame({"x": [1]}), "x", auto_create=True)
     with pytest.raises(TypeError, match="'model_nam'.*'model_name'"):
-        Registry(session, database_name="ml", schema_name="r").log_model(b"", model_nam="m")
+        Registry(session, schema_name="r").log_model(b"", model_nam="m")
     with pytest.raises(TypeError, match="'hots'.*'host'"):
         Session.builder.configs({"hots": "127.0.0.1"}).create()
     # the example's misspelling: accepted, with a warning naming the right one
@@ -67,7 +67,7 @@ def test_client_side_errors_send_nothing(session, t):
 
 
 def test_unconvertible_model(session, t):
-    reg = Registry(session, database_name="ml", schema_name="r")
+    reg = Registry(session, schema_name="r")
 
     class NotAModel:
         pass

@@ -20,7 +20,8 @@ def data(n=300, f=4, seed=0):
 
 @pytest.fixture
 def reg(session):
-    return Registry(session, database_name="ML", schema_name="REG")
+    # the test's own database (the session's), so tests do not see each other's models
+    return Registry(session, schema_name="REG")
 
 
 def features_df(session, X):
@@ -149,3 +150,32 @@ def test_pipeline_needs_sample_input(session, reg):
     mv = reg.log_model(pipe, model_name="pipe", sample_input_data=frame.head())
     out = mv.run(frame)
     assert (out["label"].to_numpy() == pipe.predict(frame)).all()
+
+
+@pytest.mark.parametrize("lib", ["xgboost", "lightgbm"])
+@pytest.mark.parametrize("task", ["clf", "reg"])
+def test_boosting_round_trip(session, reg, lib, task):
+    X, y = data(n=400, seed=11)
+    if task == "reg":
+        y = X[:, 0] * 2.0 - X[:, 2]
+    if lib == "xgboost":
+        import xgboost as xgb
+
+        model = (xgb.XGBClassifier if task == "clf" else xgb.XGBRegressor)(n_estimators=15, max_depth=4)
+    else:
+        import lightgbm as lgb
+
+        model = (lgb.LGBMClassifier if task == "clf" else lgb.LGBMRegressor)(n_estimators=15, max_depth=4,
+                                                                              verbose=-1)
+    model.fit(X, y)
+    mv = reg.log_model(model, model_name=f"{lib}_{task}", sample_input_data=X[:5])
+    frame = pd.DataFrame(X, columns=["a", "b", "c", "d"])
+    out = mv.run(frame)
+    outputs = [o["name"] for o in mv.outputs]
+    assert list(out.columns) == ["a", "b", "c", "d"] + outputs
+    if task == "clf":
+        assert (out[outputs[0]].to_numpy() == model.predict(X)).all()
+        np.testing.assert_allclose(np.array(out[outputs[1]].tolist()), model.predict_proba(X), rtol=1e-5, atol=1e-5)
+    else:
+        got = np.array(out[outputs[0]].tolist(), dtype=np.float64).reshape(-1)
+        np.testing.assert_allclose(got, model.predict(X), rtol=1e-5, atol=1e-5)

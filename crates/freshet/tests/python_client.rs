@@ -23,7 +23,8 @@ fn python() -> String {
 }
 
 /// The packages the suite imports (see clients/python/requirements-test.txt).
-const MODULES: &str = "psycopg, pytest, pandas, pyarrow, numpy, sklearn, skl2onnx, onnx, onnxruntime";
+const MODULES: &str =
+    "psycopg, pytest, pandas, pyarrow, numpy, sklearn, skl2onnx, onnx, onnxruntime, xgboost, lightgbm, onnxmltools";
 
 fn packages_available() -> bool {
     let output = Command::new(python())

@@ -66,9 +66,6 @@ class Registry:
 
     def _find(self, model_name: str) -> Optional[Dict[str, Any]]:
         stored = normalize_ident(model_name)
-        for m in self._show_models(like=stored.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")):
-            if m["name"] == stored:
-                return m
         for m in self._show_models():
             if m["name"] == stored:
                 return m
@@ -379,6 +376,8 @@ class ModelVersion:
         if len(inputs) == 1:
             shape = inputs[0].get("shape") or []
             width = shape[1] if len(shape) == 2 else "1"
+            if str(width).isdigit() and int(width) == len(cols):
+                return [quote_ident(_q(c)) for c in cols]
             if str(width).isdigit() and int(width) > 1:
                 if len(cols) != int(width):
                     raise FreshetClientError(
