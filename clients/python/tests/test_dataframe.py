@@ -161,7 +161,7 @@ def test_results(t, raw, capsys):
     table = t.sort("id").to_arrow()
     assert table.column_names == ["id", "city", "name", "score", "w", "ok"]
     assert table.column("city").to_pylist() == [r[1] for r in ROWS]
-    t.sort("id").show(3)
+    t.sort("id").show(2)
     out = capsys.readouterr().out
     assert "Zürich" in out and "東京" in out and "cé" not in out
     t.explain()
@@ -175,7 +175,7 @@ def test_create_dataframe_and_write_pandas(session, raw):
     assert [tuple(r) for r in df.sort("a").collect()] == [(1, "ä", None), (2, None, 2.5)]
     assert df.columns == ["a", "b", "c"]
     pdf = pd.DataFrame({"K": [1, 2, 3], "TXT": ["x", None, ""], "F": [0.5, None, 1e300],
-                        "T": pd.to_datetime(["2024-01-01 00:00:01.123456", None, "1999-12-31 23:59:59"]),
+                        "T": pd.to_datetime(["2024-01-01 00:00:01.123456", None, "1999-12-31 23:59:59"], format="ISO8601"),
                         "B": [True, False, None]})
     pdf["B"] = pdf["B"].astype(object)
     out = session.write_pandas(pdf.drop(columns=["B"]), "loaded", auto_create_table=True)

@@ -62,7 +62,9 @@ def test_client_side_errors_send_nothing(session, t):
         t.create_or_replace_dynamic_table("d", warehouse="wh", lag="20 minutes", mode="overwrit")
     with pytest.raises(TypeError):
         bool(col("id") > 1)
-    assert session.sql("SELECT count(*) FROM information_schema.tables WHERE table_name = 'd'").collect()[0][0] == 0
+    with pytest.raises(FreshetSQLException) as e:  # nothing was created
+        session.table("d").count()
+    assert e.value.sqlstate == "42P01"
     still_usable(session)
 
 

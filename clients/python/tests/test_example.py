@@ -118,7 +118,8 @@ def test_issue_example(config, pipeline_setup):
 
     assert any("initialize" in str(w.message) and "initiliaze" in str(w.message) for w in caught), \
         [str(w.message) for w in caught]
-    assert mv.show_metrics() == {"train_rows": len(X)}
+    assert mv.version_name == model.default.version_name == "v1"
+    assert model.default.show_metrics() == {"train_rows": len(X)}
 
     s = sp_session
     refresh_mode = s.sql(

@@ -89,8 +89,7 @@ def test_pandas_run_and_sources(session, reg, tmp_path):
     proba = v1.run(frame, function_name="predict_proba")
     np.testing.assert_allclose(np.array(proba["probabilities"].tolist()), clf.predict_proba(X), rtol=1e-5, atol=1e-5)
     # no scratch table is left behind
-    assert not [r for r in session.sql("SELECT table_name FROM information_schema.tables").collect()
-                if r[0].startswith("__freshet")]
+    assert not [r for r in session.sql("SHOW TABLES").collect() if r[1].startswith("__freshet")]
 
 
 def test_models_versions_default_metrics(session, reg):

@@ -121,7 +121,7 @@ def _from_sklearn(model: Any, sample: Any, target_opset: Optional[int], options:
             initial_types = [("X", FloatTensorType([None, n]))]
     if options is None:
         options = {}
-        if is_classifier(model):
+        if is_classifier(model) and hasattr(model, "predict_proba"):
             options = {id(model): {"zipmap": False}}
     elif options and all(isinstance(k, str) for k in options) and is_classifier(model):
         options = {id(model): dict(options)}

@@ -118,7 +118,7 @@ def write_pandas(session: "Session", df: "pandas.DataFrame", target: str, *,
 # other type (json model outputs, numeric, timestamptz, arrays, …) makes the
 # whole result go through psycopg's own loaders instead.
 _COPY_TYPES = {
-    16: "bool", 20: "int64", 21: "int16", 23: "int32", 700: "float32", 701: "float64",
+    16: "bool_", 20: "int64", 21: "int16", 23: "int32", 700: "float32", 701: "float64",
     25: "string", 1043: "string", 19: "string", 1114: "timestamp", 1082: "date32",
 }
 

@@ -48,6 +48,7 @@ class DataFrame:
                  columns: Optional[List[str]] = None, command: Optional[str] = None) -> None:
         self._session = session
         self._command = command
+        self._raw: Optional[str] = None
         self._from = from_
         self._from_alias = from_alias
         self._select = select
@@ -69,7 +70,9 @@ class DataFrame:
     @classmethod
     def _from_query(cls, session: "Session", query: str) -> "DataFrame":
         alias = _new_alias()
-        return cls(session, from_=f'({query}) AS "{alias}"', from_alias=alias, alias=alias)
+        df = cls(session, from_=f'({query}) AS "{alias}"', from_alias=alias, alias=alias)
+        df._raw = query  # run as written (keeps its ORDER BY) until transformed
+        return df
 
     @classmethod
     def _from_command(cls, session: "Session", sql: str) -> "DataFrame":
@@ -83,6 +86,8 @@ class DataFrame:
     def _wrapped(self, **parts: Any) -> "DataFrame":
         """A DataFrame over this one's result (this one's alias names it)."""
         self._no_command()
+        if self._select == "*":
+            self.columns  # noqa: B018 (names the columns in the inner query)
         return DataFrame(self._session, from_=f'({self._query()}) AS "{self._alias}"',
                          from_alias=self._alias, **parts)
 
@@ -96,7 +101,15 @@ class DataFrame:
     def _query(self) -> str:
         if self._command is not None:
             return self._command
-        sql = f"SELECT {'DISTINCT ' if self._distinct else ''}{self._select} FROM {self._from}"
+        if self._raw is not None:
+            return self._raw
+        select = self._select
+        if select == "*" and self._columns_cache is not None:
+            # Name the columns once they are known: INCREMENTAL dynamic tables
+            # refuse SELECT *.
+            qual = f'"{self._from_alias}".' if self._from_alias else ""
+            select = ", ".join(qual + quote_ident(_q(c)) for c in self._columns_cache)
+        sql = f"SELECT {'DISTINCT ' if self._distinct else ''}{select} FROM {self._from}"
         if self._where:
             sql += " WHERE " + " AND ".join(self._where)
         if self._order:
@@ -310,6 +323,9 @@ class DataFrame:
                 using.append(key)
             cond_sql = " AND ".join(f'"{la}".{quote_ident(_q(k))} = "{ra}".{quote_ident(_q(k))}'
                                     for k in using)
+        for side in (self, right):
+            if side._select == "*":
+                side.columns  # noqa: B018 (names the columns in the subquery)
         lfrom = f'({self._query()}) AS "{la}"' if not _is_bare_table(self) else self._from
         rfrom = f'({right._query()}) AS "{ra}"' if not _is_bare_table(right) else right._from
         if kind in ("SEMI", "ANTI"):
@@ -566,6 +582,8 @@ class DataFrame:
         if opts.get("comment") is not None:
             clauses.append(f"COMMENT = {literal(str(opts['comment']))}")
         head = _create_head("create_or_replace_dynamic_table", opts.get("mode", "overwrite"), "DYNAMIC TABLE")
+        if self._select == "*":
+            self.columns  # noqa: B018 (INCREMENTAL refuses SELECT *: name them)
         sql = f"{head} {quote_name(name)} {' '.join(clauses)} AS {self._query()}"
         return self._run_ddl(sql)
 
@@ -573,6 +591,8 @@ class DataFrame:
                                **kwargs: Any) -> List[Row]:
         """``CREATE OR REPLACE VIEW name AS <this query>``."""
         take_kwargs("create_or_replace_view", kwargs, ["statement_params", "copy_grants"])
+        if self._select == "*":
+            self.columns  # noqa: B018
         sql = f"CREATE OR REPLACE VIEW {quote_name(name)} AS {self._query()}"
         if comment is not None:
             raise NotImplementedError("create_or_replace_view(comment=…): Freshet views have no comments")

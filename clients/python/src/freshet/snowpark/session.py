@@ -254,7 +254,11 @@ class Session:
         return self._fetch("SELECT current_database()")[0][0]
 
     def get_current_schema(self) -> Optional[str]:
-        return self._fetch("SELECT current_schema()")[0][0]
+        # The first schema of search_path (USE SCHEMA sets it; the server's
+        # current_schema() does not follow it).
+        path = self._fetch("SHOW search_path")[0][0] or ""
+        first = path.split(",")[0].strip()
+        return first.strip('"') if first else None
 
     def get_fully_qualified_current_schema(self) -> str:
         return f"{quote_ident(self.get_current_database() or '')}.{quote_ident(self.get_current_schema() or '')}"

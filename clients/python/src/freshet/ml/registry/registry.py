@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Any, Dict, List, Optional, Union
 
 from ..._kwargs import take_kwargs
 from ..._sql import literal, normalize_ident, quote_ident
-from ...exceptions import FreshetClientError
+from ...exceptions import FreshetClientError, FreshetSQLException
 from ...snowpark.column import Column
 from ...snowpark.dataframe import DataFrame, _q
 from .. import _convert
@@ -153,10 +153,13 @@ class Registry:
                 f"CREATE TABLE IF NOT EXISTS {fq} (model_name text, version_name text, "
                 "metric_name text, value text)")
             return fq
-        rows = self._session._fetch(
-            "SELECT 1 FROM information_schema.tables WHERE table_catalog = %s AND table_schema = %s "
-            "AND table_name = %s", [self._db, self._schema, _METRICS_TABLE])
-        return fq if rows else None
+        try:
+            self._session._execute(f"SELECT 1 FROM {fq} LIMIT 0")
+        except FreshetSQLException as e:
+            if e.sqlstate == "42P01":
+                return None
+            raise
+        return fq
 
     def _drop_metrics(self, model: str, version: Optional[str] = None) -> None:
         fq = self._metrics_table(create=False)
