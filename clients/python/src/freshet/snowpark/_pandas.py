@@ -184,12 +184,35 @@ def query_to_pandas(session: "Session", query: str) -> "pandas.DataFrame":
     else:
         schema = _copy_schema(session, query)
     if schema is not None:
+        import pyarrow as pa
+
         table = _copy_to_arrow(session, query, schema)
-        return table.to_pandas(coerce_temporal_nanoseconds=True)
+        if not any(pa.types.is_integer(f.type) and table.column(i).null_count
+                   for i, f in enumerate(schema)):
+            return table.to_pandas(coerce_temporal_nanoseconds=True)
+        # An integer column with NULLs becomes pandas' nullable integer
+        # dtype: float64 would round values above 2**53 without a word.
+        nullable = {pa.int16(): pd.Int16Dtype(), pa.int32(): pd.Int32Dtype(), pa.int64(): pd.Int64Dtype()}
+        cols = {}
+        for i, f in enumerate(schema):
+            c = table.column(i)
+            if pa.types.is_integer(f.type) and c.null_count:
+                cols[i] = c.to_pandas(types_mapper=nullable.get)
+            else:
+                cols[i] = c.to_pandas(coerce_temporal_nanoseconds=True)
+        frame = pd.DataFrame({i: cols[i] for i in range(len(schema))})
+        frame.columns = schema.names
+        return frame
     cur = session._execute(query)
     names: List[str] = [d.name for d in cur.description or []]
     rows = cur.fetchall()
-    return pd.DataFrame.from_records(rows, columns=names, coerce_float=False)
+    frame = pd.DataFrame.from_records(rows, columns=names, coerce_float=False)
+    for i in range(len(names)):
+        values = [r[i] for r in rows]
+        if any(v is None for v in values) and any(v is not None for v in values) and all(
+                v is None or (isinstance(v, int) and not isinstance(v, bool)) for v in values):
+            frame.isetitem(i, pd.array(values, dtype="Int64"))
+    return frame
 
 
 def query_to_arrow(session: "Session", query: str) -> "pyarrow.Table":
