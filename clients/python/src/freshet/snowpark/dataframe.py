@@ -351,10 +351,10 @@ class DataFrame:
                 f"join(): both sides have column(s) {', '.join(sorted(clash))}; pass lsuffix= or "
                 "rsuffix=, rename them first, or join on them"
             )
-        for side, rest, suffix in ((la, lrest, lsuffix), (ra, rrest, rsuffix)):
+        for side_alias, rest, suffix in ((la, lrest, lsuffix), (ra, rrest, rsuffix)):
             for c in rest:
                 out = c + suffix if c in clash else c
-                items.append(f'"{side}".{quote_ident(_q(c))}'
+                items.append(f'"{side_alias}".{quote_ident(_q(c))}'
                              + (f" AS {quote_ident(_q(out))}" if out != c else ""))
                 names.append(out)
         if len(set(names)) != len(names):
