@@ -1,0 +1,1 @@
+"""Model registry for Freshet (``from freshet.ml.registry import Registry``)."""
