@@ -2344,16 +2344,14 @@ async fn refresh_in_session(
         // table ids were recorded fall back to the sources' creation times.
         let source_ids: Vec<TableId> = sources.iter().map(|s| s.table_id).collect();
         let replaced = if def.source_table_ids.is_empty() {
-            !def
-                .data_timestamp_micros
+            !def.data_timestamp_micros
                 .is_some_and(|ts| sources.iter().all(|source| source.created_micros < ts))
         } else {
             def.source_table_ids != source_ids
         };
         let replaced = replaced && def.data_seq.is_some();
         // Keyed contents hashed by an older lineage version are recomputed.
-        let old_lineage =
-            strategy != Strategy::MapOnly && def.lineage_version < LINEAGE_VERSION;
+        let old_lineage = strategy != Strategy::MapOnly && def.lineage_version < LINEAGE_VERSION;
         let from = def.data_seq.filter(|from| {
             !reinitialize
                 && !replaced

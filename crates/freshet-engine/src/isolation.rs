@@ -142,7 +142,9 @@ mod tests {
         }
         for value in ["read committed", "READ  UNCOMMITTED", "repeatable read", ""] {
             assert_eq!(
-                setting_value("transaction_isolation", value).ok().as_deref(),
+                setting_value("transaction_isolation", value)
+                    .ok()
+                    .as_deref(),
                 Some(PROVIDED),
                 "{value}"
             );

@@ -51,7 +51,9 @@ impl WorkCounters {
     pub(crate) fn since(&self, earlier: WorkDone) -> WorkDone {
         let now = self.now();
         WorkDone {
-            model_rows_scored: now.model_rows_scored.saturating_sub(earlier.model_rows_scored),
+            model_rows_scored: now
+                .model_rows_scored
+                .saturating_sub(earlier.model_rows_scored),
             stored_rows_scanned: now
                 .stored_rows_scanned
                 .saturating_sub(earlier.stored_rows_scanned),

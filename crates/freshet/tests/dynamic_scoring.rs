@@ -127,7 +127,8 @@ async fn each_changed_row_is_scored_once_and_deleted_rows_never() {
     // differ: scoring cannot be read off the insert count.
     let flagged_query = "WITH m AS MODEL risk \
         SELECT id, location FROM logins WHERE m!predict(user_id, location):label = 1";
-    let plain_flagged = "SELECT id, location FROM logins WHERE risk!predict(user_id, location):label = 1";
+    let plain_flagged =
+        "SELECT id, location FROM logins WHERE risk!predict(user_id, location):label = 1";
     for (name, mode, query) in [
         ("scored", "INCREMENTAL", scored_query),
         ("flagged", "INCREMENTAL", flagged_query),
@@ -142,7 +143,11 @@ async fn each_changed_row_is_scored_once_and_deleted_rows_never() {
         )
         .await;
     }
-    let flagged = count(&client, &format!("SELECT count(*) FROM ({plain_flagged}) f")).await;
+    let flagged = count(
+        &client,
+        &format!("SELECT count(*) FROM ({plain_flagged}) f"),
+    )
+    .await;
     assert!(
         flagged > 0 && flagged < 40,
         "the fixture model should flag some of the logins but not all: {flagged}"
@@ -202,10 +207,7 @@ async fn each_changed_row_is_scored_once_and_deleted_rows_never() {
     let all = history(&client, "scored").await;
     assert_eq!(
         all[all.len() - 2..],
-        [
-            refresh("INCREMENTAL", 0, 0, 3),
-            refresh("NO_DATA", 0, 0, 0)
-        ]
+        [refresh("INCREMENTAL", 0, 0, 3), refresh("NO_DATA", 0, 0, 0)]
     );
 
     assert_equal(&client, "scored", scored_query).await;
