@@ -173,6 +173,18 @@ pub struct DynamicTableDef {
     pub last_suspended_micros: Option<i64>,
     /// Consecutive failed scheduled refreshes.
     pub consecutive_failures: u32,
+    /// The storage tables of `sources` (same order) the contents were last
+    /// refreshed from. A source replaced since (`CREATE OR REPLACE TABLE`,
+    /// inside a transaction or not) has another table id, and its change
+    /// feed says nothing about the old table: the next refresh recomputes.
+    /// Empty for tables written before this was recorded.
+    #[serde(default)]
+    pub source_table_ids: Vec<TableId>,
+    /// The version of the lineage hashing the contents were written with;
+    /// 0 for tables written before versions were recorded. A refresh of
+    /// keyed contents written with an older version recomputes them.
+    #[serde(default)]
+    pub lineage_version: u32,
 }
 
 /// A model version a dynamic table reads, resolved at CREATE time.

@@ -220,7 +220,10 @@ fn run_set(session: &mut Session, set: &Set) -> Result<QueryOutput, EngineError>
             session.set_setting("client_encoding", charset_name.to_string())?;
             Ok(command("SET", None))
         }
-        Set::SetTransaction { .. } => Ok(command("SET", None)),
+        Set::SetTransaction { modes, .. } => {
+            crate::isolation::check_modes(modes)?;
+            Ok(command("SET", None))
+        }
         Set::SetRole { .. } | Set::SetSessionAuthorization(_) => Err(EngineError::new(
             "0A000",
             "SET ROLE / SESSION AUTHORIZATION is not supported",
@@ -254,7 +257,7 @@ fn run_show(
     }
     let value = match name.as_str() {
         "search_path" => Some(session.search_path.join(", ")),
-        "transaction isolation level" => Some("repeatable read".to_string()),
+        "transaction isolation level" => Some(crate::isolation::PROVIDED.to_string()),
         _ => session.settings.get(&name).cloned(),
     };
     match value {

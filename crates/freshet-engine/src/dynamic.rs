@@ -146,6 +146,11 @@ pub const MAX_CONSECUTIVE_FAILURES: u32 = 5;
 /// Refresh-history records kept per dynamic table.
 pub const HISTORY_LIMIT: usize = 1000;
 
+/// The version of the lineage hashing of keyed contents
+/// ([`DynamicTableDef::lineage_version`]): 1 hashes join keys cast to the
+/// join's common type ([`common_key`]).
+const LINEAGE_VERSION: u32 = 1;
+
 const RUNNING: &str = "RUNNING";
 const SUSPENDED: &str = "SUSPENDED";
 const SUSPENDED_DUE_TO_ERRORS: &str = "SUSPENDED_DUE_TO_ERRORS";
@@ -184,9 +189,14 @@ pub struct RefreshStatistics {
     pub num_inserted_rows: u64,
     /// Rows removed from the dynamic table.
     pub num_deleted_rows: u64,
-    /// Source rows the refresh read (changed rows for incremental refreshes).
+    /// Source rows the refresh read, counted where they are read: rows taken
+    /// from the sources' change feeds (inserted rows, and the ids of deleted
+    /// ones) plus rows read by scans of stored tables (FULL refreshes and the
+    /// partitions a keyed refresh recomputes).
     pub num_source_rows_read: u64,
-    /// Result rows computed through model calls (0 when the query calls none).
+    /// Rows handed to models, counted by the model call as it scores them (a
+    /// row passing through two model calls counts twice; 0 when the query
+    /// calls none).
     pub num_model_rows_scored: u64,
 }
 
@@ -930,6 +940,44 @@ fn expression_blocker(plan: &LogicalPlan) -> Option<String> {
     reason
 }
 
+/// Whether `plan` has a join with no condition at all: what the planner
+/// makes of a comma join (`FROM a, b WHERE a.k = b.k`), whose condition
+/// sits in the WHERE filter above it.
+fn has_unconditioned_join(plan: &LogicalPlan) -> bool {
+    plan.exists(|node| {
+        Ok(matches!(
+            node,
+            LogicalPlan::Join(j)
+                if j.join_type == JoinType::Inner && j.on.is_empty() && j.filter.is_none()
+        ))
+    })
+    .unwrap_or(false)
+}
+
+/// The logical plan a dynamic table is classified and maintained by.
+///
+/// It is the query's plan as planned, except that a comma join, which the
+/// planner leaves as a join without condition under the WHERE filter, is
+/// first given that condition by DataFusion's filter push-down rule (the
+/// rule moves the conjuncts comparing both sides into the join, and those
+/// over one side into that side). `FROM a, b WHERE a.k = b.k` is then the
+/// inner equi-join it means. Plans without such a join are left untouched.
+async fn maintenance_plan(session: &Session, query: &Query) -> Result<LogicalPlan, EngineError> {
+    use datafusion::optimizer::optimizer::{Optimizer, OptimizerContext};
+    use datafusion::optimizer::push_down_filter::PushDownFilter;
+    let plan = plan_statement(
+        &session.ctx.state(),
+        Statement::Query(Box::new(query.clone())),
+    )
+    .await?;
+    if !has_unconditioned_join(&plan) {
+        return Ok(plan);
+    }
+    Optimizer::with_rules(vec![Arc::new(PushDownFilter::new())])
+        .optimize(plan, &OptimizerContext::new(), |_, _| {})
+        .map_err(map_df_error)
+}
+
 /// How `query` (planned as `plan`, reading `sources`) can be maintained
 /// incrementally, or why it cannot.
 ///
@@ -977,10 +1025,14 @@ fn classify(
                     join.join_type.to_string().to_ascii_uppercase()
                 )));
             }
-            if join_keys(join).is_empty() {
-                return Err(not_incremental(
-                    "join without an equality between its two sides (cross join)",
-                ));
+            match join_keys(join) {
+                Ok(keys) if keys.is_empty() => {
+                    return Err(not_incremental(
+                        "join without an equality between its two sides (cross join)",
+                    ))
+                }
+                Ok(_) => {}
+                Err(e) => return Err(not_incremental(&format!("join keys: {e}"))),
             }
             for side in [&join.left, &join.right] {
                 if let Some(what) = map_only_blocker(side, &names, &mut scans) {
@@ -1012,8 +1064,49 @@ fn classify(
 
 /// The equality pairs (left side, right side) of an inner join: its `on`
 /// keys and the `l = r` conjuncts of its condition that compare an
-/// expression over one input with one over the other.
-fn join_keys(join: &Join) -> Vec<(DfExpr, DfExpr)> {
+/// expression over one input with one over the other, each pair cast to the
+/// type the join compares it in ([`common_key`]).
+fn join_keys(join: &Join) -> DfResult<Vec<(DfExpr, DfExpr)>> {
+    raw_join_keys(join)
+        .into_iter()
+        .map(|(l, r)| common_key(l, join.left.schema(), r, join.right.schema()))
+        .collect()
+}
+
+/// A join key pair cast to the one type the join compares it in, the type
+/// DataFusion's type coercion gives both sides of `l = r`.
+///
+/// Key hashes ([`key_hashes`]) are computed from each side separately, and
+/// the values of two types hash differently even when the join finds them
+/// equal (a `date` is hashed as `2024-01-02`, the `timestamp` it equals as
+/// `2024-01-02T00:00:00`): a change on one side would then not find the
+/// partition it touches on the other. Cast to the common type, equal keys
+/// are equal values of one type and hash alike.
+fn common_key(
+    left: DfExpr,
+    left_schema: &datafusion::common::DFSchema,
+    right: DfExpr,
+    right_schema: &datafusion::common::DFSchema,
+) -> DfResult<(DfExpr, DfExpr)> {
+    use datafusion::logical_expr::type_coercion::binary::BinaryTypeCoercer;
+    use datafusion::logical_expr::ExprSchemable;
+    let left_type = left.get_type(left_schema)?;
+    let right_type = right.get_type(right_schema)?;
+    let (left_common, right_common) =
+        BinaryTypeCoercer::new(&left_type, &Operator::Eq, &right_type).get_input_types()?;
+    if left_common != right_common {
+        return Err(DataFusionError::Plan(format!(
+            "{left_type} and {right_type} are compared as {left_common} and {right_common}, not as one type"
+        )));
+    }
+    Ok((
+        left.cast_to(&left_common, left_schema)?,
+        right.cast_to(&right_common, right_schema)?,
+    ))
+}
+
+/// The equality pairs of an inner join as written, before [`common_key`].
+fn raw_join_keys(join: &Join) -> Vec<(DfExpr, DfExpr)> {
     let mut keys = join.on.clone();
     let Some(filter) = &join.filter else {
         return keys;
@@ -1067,7 +1160,7 @@ fn plan_with_lineage(
 ) -> Result<LogicalPlan, EngineError> {
     plan.transform_up(|node| {
         let rebuilt = match node {
-            LogicalPlan::TableScan(scan) => scan_of_input(&scan.table_name, inputs, default)?,
+            LogicalPlan::TableScan(scan) => scan_of_input(&scan, inputs, default)?,
             LogicalPlan::Projection(projection) => {
                 let (qualifier, _) = projection
                     .input
@@ -1303,7 +1396,8 @@ fn key_inputs(node: &LogicalPlan) -> Result<Vec<KeyInput>, EngineError> {
         LogicalPlan::Aggregate(a) => Ok(vec![(a.input.clone(), a.group_expr.clone())]),
         LogicalPlan::Distinct(Distinct::All(input)) => Ok(vec![(input.clone(), columns(input))]),
         LogicalPlan::Join(j) => {
-            let (left, right): (Vec<DfExpr>, Vec<DfExpr>) = join_keys(j).into_iter().unzip();
+            let (left, right): (Vec<DfExpr>, Vec<DfExpr>) =
+                join_keys(j).map_err(map_df_error)?.into_iter().unzip();
             Ok(vec![(j.left.clone(), left), (j.right.clone(), right)])
         }
         _ => Err(EngineError::new(
@@ -1400,7 +1494,7 @@ fn keyed_plan(plan: &LogicalPlan, only: &Option<Arc<HashSet<u64>>>) -> DfResult<
         }
         LogicalPlan::Join(j) => {
             let (left_keys, right_keys): (Vec<DfExpr>, Vec<DfExpr>) =
-                join_keys(j).into_iter().unzip();
+                join_keys(j)?.into_iter().unzip();
             let left = restrict(j.left.clone(), left_keys.clone(), only)?;
             let right = restrict(j.right.clone(), right_keys, only)?;
             let node = plan.with_new_exprs(plan.expressions(), vec![left, right])?;
@@ -1413,20 +1507,29 @@ fn keyed_plan(plan: &LogicalPlan, only: &Option<Arc<HashSet<u64>>>) -> DfResult<
     }
 }
 
-/// A scan of the refresh input standing in for the source `table_name`,
-/// under the same name so column references still resolve.
+/// A scan of the refresh input standing in for the source scan `scan`,
+/// under the same name so column references still resolve. Filters pushed
+/// into the scan stay, as a filter over the input.
 fn scan_of_input(
-    table_name: &TableReference,
+    scan: &datafusion::logical_expr::TableScan,
     inputs: &HashMap<QualifiedName, Arc<MemTable>>,
     default: &QualifiedName,
 ) -> DfResult<LogicalPlan> {
-    let name = scan_name(table_name, default);
+    let name = scan_name(&scan.table_name, default);
     let input = inputs.get(&name).ok_or_else(|| {
         DataFusionError::Plan(format!(
             "dynamic table refresh has no input for source {name}"
         ))
     })?;
-    LogicalPlanBuilder::scan(table_name.clone(), provider_as_source(input.clone()), None)?.build()
+    let builder = LogicalPlanBuilder::scan(
+        scan.table_name.clone(),
+        provider_as_source(input.clone()),
+        None,
+    )?;
+    match datafusion::logical_expr::utils::conjunction(scan.filters.clone()) {
+        Some(filter) => builder.filter(filter)?.build(),
+        None => builder.build(),
+    }
 }
 
 /// Replaces the table scans of `plan` with scans of `inputs` (same table
@@ -1438,7 +1541,7 @@ fn replace_scans(
 ) -> DfResult<LogicalPlan> {
     plan.transform_up(|node| {
         let rebuilt = match node {
-            LogicalPlan::TableScan(scan) => scan_of_input(&scan.table_name, inputs, default)?,
+            LogicalPlan::TableScan(scan) => scan_of_input(&scan, inputs, default)?,
             other => other.recompute_schema()?,
         };
         Ok(Transformed::yes(rebuilt))
@@ -1596,7 +1699,8 @@ async fn create_dynamic_table(
             source_entries.push(entry);
         }
     }
-    let strategy = classify(&query, &plan, &source_entries, qualifier.other_shapes);
+    let maintained = maintenance_plan(session, &query).await?;
+    let strategy = classify(&query, &maintained, &source_entries, qualifier.other_shapes);
     let (refresh_mode, reason) = match (create.refresh_mode, strategy) {
         (RefreshMode::Full, _) => (FULL, "REFRESH_MODE = FULL was requested".to_string()),
         (RefreshMode::Incremental, Err(reason)) => {
@@ -1683,6 +1787,8 @@ async fn create_dynamic_table(
         scheduling_state: RUNNING.to_string(),
         last_suspended_micros: None,
         consecutive_failures: 0,
+        source_table_ids: Vec::new(),
+        lineage_version: LINEAGE_VERSION,
     };
     let target = crate::ddl::create_relation(
         session,
@@ -2221,37 +2327,39 @@ async fn refresh_in_session(
     };
     let mut stats = RefreshStatistics::default();
     let action: &str;
+    // Model rows and stored-table rows are counted by the model call and the
+    // scans themselves (see `crate::work`); this refresh's share is the
+    // difference from here to the end.
+    let work_before = session.shared.work.now();
 
     if def.refresh_mode == INCREMENTAL {
         let sources = resolve_sources(session, &def, &name)?;
         let hidden = contents_schema.fields().len().saturating_sub(1);
-        let plan = plan_statement(
-            &session.ctx.state(),
-            Statement::Query(Box::new(query.clone())),
-        )
-        .await?;
+        let plan = maintenance_plan(session, &query).await?;
         let strategy = strategy_of(&plan);
-        // Incremental only from a retained snapshot of the same source tables;
-        // a source replaced since (CREATE OR REPLACE TABLE) needs a recompute.
+        // Incremental only from a retained snapshot of the same source
+        // tables: a source replaced since (CREATE OR REPLACE TABLE) is
+        // another storage table, whose change feed says nothing about the
+        // rows the contents came from. Tables refreshed before the source
+        // table ids were recorded fall back to the sources' creation times.
+        let source_ids: Vec<TableId> = sources.iter().map(|s| s.table_id).collect();
+        let replaced = if def.source_table_ids.is_empty() {
+            !def.data_timestamp_micros
+                .is_some_and(|ts| sources.iter().all(|source| source.created_micros < ts))
+        } else {
+            def.source_table_ids != source_ids
+        };
+        let replaced = replaced && def.data_seq.is_some();
+        // Keyed contents hashed by an older lineage version are recomputed.
+        let old_lineage = strategy != Strategy::MapOnly && def.lineage_version < LINEAGE_VERSION;
         let from = def.data_seq.filter(|from| {
             !reinitialize
+                && !replaced
+                && !old_lineage
                 && *from >= session.engine.store.retention_floor()
-                && def
-                    .data_timestamp_micros
-                    .is_some_and(|ts| sources.iter().all(|source| source.created_micros < ts))
         });
-        let source_rows = |session: &Session| {
-            let snapshot = session.engine.store.snapshot_at(snapshot_seq).ok();
-            sources
-                .iter()
-                .map(|s| {
-                    snapshot
-                        .as_ref()
-                        .and_then(|snap| snap.table_stats(s.table_id).ok())
-                        .map_or(0, |st| st.rows)
-                })
-                .sum::<u64>()
-        };
+        def.source_table_ids = source_ids;
+        def.lineage_version = LINEAGE_VERSION;
         match from {
             Some(from) if from >= snapshot_seq => action = "NO_DATA",
             Some(from) => {
@@ -2296,8 +2404,8 @@ async fn refresh_in_session(
                         delete_by_lineage(session, contents_id, hidden, &keys)?;
                     if !keys.is_empty() {
                         // The affected partitions are recomputed from the
-                        // sources as they are now.
-                        stats.num_source_rows_read += source_rows(session);
+                        // sources as they are now (their scans count the
+                        // rows they read).
                         let results = evaluate_keyed(session, &plan, Some(keys)).await?;
                         check_width(&name, &results, &contents_schema)?;
                         stats.num_inserted_rows =
@@ -2306,7 +2414,11 @@ async fn refresh_in_session(
                 }
             }
             None => {
-                action = if reinitialize { "REINITIALIZE" } else { "FULL" };
+                action = if reinitialize || replaced {
+                    "REINITIALIZE"
+                } else {
+                    "FULL"
+                };
                 stats.num_deleted_rows = session
                     .engine
                     .store
@@ -2331,7 +2443,6 @@ async fn refresh_in_session(
                     }
                     evaluate_with_lineage(session, &plan, &name, inputs).await?
                 } else {
-                    stats.num_source_rows_read = source_rows(session);
                     evaluate_keyed(session, &plan, None).await?
                 };
                 check_width(&name, &results, &contents_schema)?;
@@ -2340,24 +2451,13 @@ async fn refresh_in_session(
         }
     } else {
         action = if reinitialize { "REINITIALIZE" } else { "FULL" };
-        let mut source_ids = Vec::new();
-        for source_name in &def.sources {
-            if let Some(id) = find_relation(session, source_name)?.and_then(|s| s.table_id) {
-                source_ids.push(id);
-            }
-        }
-        {
-            let snapshot = session.engine.store.snapshot_at(snapshot_seq).ok();
-            let rows_of = |id: TableId| {
-                snapshot
-                    .as_ref()
-                    .and_then(|s| s.table_stats(id).ok())
-                    .map(|s| s.rows)
-                    .unwrap_or(0)
-            };
-            stats.num_deleted_rows = rows_of(contents_id);
-            stats.num_source_rows_read = source_ids.iter().map(|id| rows_of(*id)).sum();
-        }
+        stats.num_deleted_rows = session
+            .engine
+            .store
+            .snapshot_at(snapshot_seq)
+            .and_then(|s| s.table_stats(contents_id))
+            .map(|s| s.rows)
+            .unwrap_or(0);
         let results = collect_query(session, query).await?;
         check_width(&name, &results, &contents_schema)?;
         txn_mut(session, |t| {
@@ -2365,16 +2465,29 @@ async fn refresh_in_session(
         })?;
         stats.num_inserted_rows = crate::dml::write_batches(session, &target, &results)?;
     }
-    if !def.models.is_empty() && action != "NO_DATA" {
-        stats.num_model_rows_scored = stats.num_inserted_rows;
-    }
+    let work = session.shared.work.since(work_before);
+    stats.num_model_rows_scored = work.model_rows_scored;
+    stats.num_source_rows_read += work.stored_rows_scanned;
 
-    let data_timestamp = session
+    let snapshot_timestamp = session
         .engine
         .store
         .commit_timestamp(snapshot_seq)
         .unwrap_or(start)
         .max(start);
+    // The contents are no fresher than the dynamic tables they were computed
+    // from: one whose upstream is suspended (or behind) keeps the upstream's
+    // data timestamp, so its lag stays honest however often it refreshes.
+    let mut upstream_timestamp: Option<i64> = None;
+    for source in &def.sources {
+        if let Some(ts) = find_relation(session, source)?
+            .and_then(|e| e.dynamic().and_then(|d| d.data_timestamp_micros))
+        {
+            upstream_timestamp = Some(upstream_timestamp.map_or(ts, |u| u.min(ts)));
+        }
+    }
+    let data_timestamp =
+        upstream_timestamp.map_or(snapshot_timestamp, |u| u.min(snapshot_timestamp));
     def.data_seq = Some(snapshot_seq);
     def.data_timestamp_micros = Some(data_timestamp);
     if trigger != RefreshTrigger::Scheduled || def.consecutive_failures > 0 {

@@ -311,6 +311,7 @@ impl ScalarUDFImpl for ModelCall {
                     format!("model {model}: {e}"),
                 ))
             })?;
+        self.shared.work.add_model_rows(n);
         Ok(ColumnarValue::Array(output))
     }
 }

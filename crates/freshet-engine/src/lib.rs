@@ -17,6 +17,7 @@ mod error;
 mod fast_insert;
 mod functions;
 mod info_schema;
+mod isolation;
 mod names;
 mod output;
 mod pg_compat;
@@ -27,6 +28,7 @@ mod registry;
 mod session;
 pub mod types;
 mod users;
+mod work;
 
 pub use dynamic::{
     record_skipped, record_upstream_failed, refresh_dynamic_table, restore_retention_holds,

@@ -37,6 +37,8 @@ pub(crate) struct SessionShared {
     pub(crate) state: RwLock<Weak<parking_lot::RwLock<SessionState>>>,
     /// Schemas provided by code rather than the catalog (pg_catalog).
     pub(crate) virtual_schemas: RwLock<HashMap<String, Arc<dyn SchemaProvider>>>,
+    /// Rows scanned and scored by this session's statements (refresh statistics).
+    pub(crate) work: crate::work::WorkCounters,
 }
 
 impl std::fmt::Debug for SessionShared {
@@ -52,6 +54,7 @@ impl SessionShared {
             txn: Mutex::new(None),
             state: RwLock::new(Weak::new()),
             virtual_schemas: RwLock::new(HashMap::new()),
+            work: Default::default(),
         }
     }
 
@@ -355,6 +358,9 @@ impl TableProvider for StoredTable {
             .shared
             .with_txn(|t| t.scan(self.table_id, self.visible_columns.as_deref(), false))?
             .map_err(|e| DataFusionError::External(Box::new(e)))?;
+        self.shared
+            .work
+            .add_scanned_rows(batches.iter().map(RecordBatch::num_rows).sum());
         let partitions = split_partitions(batches, state.config().target_partitions());
         let exec = MemorySourceConfig::try_new_exec(
             &partitions,

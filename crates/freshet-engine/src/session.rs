@@ -439,7 +439,10 @@ impl Session {
     ) -> Result<QueryOutput, EngineError> {
         if let FreshetStatement::Standard(stmt) = statement.as_ref() {
             match stmt {
-                Statement::StartTransaction { .. } => return Ok(self.begin_block()),
+                Statement::StartTransaction { modes, .. } => {
+                    crate::isolation::check_modes(modes)?;
+                    return Ok(self.begin_block());
+                }
                 Statement::Commit { .. } => return self.commit_block().await,
                 Statement::Rollback { .. } => return Ok(self.rollback_block()),
                 _ => {}
@@ -611,7 +614,12 @@ impl Session {
                     ));
                 }
             }
-            "transaction_isolation" | "default_transaction_isolation" => {}
+            _ if crate::isolation::SETTINGS.contains(&key.as_str()) => {
+                // What is stored (and shown) is the level that is given.
+                let given = crate::isolation::setting_value(&key, &value)?;
+                self.settings.insert(key.clone(), given);
+                return Ok(());
+            }
             _ => {}
         }
         if let Some((_, canonical)) = REPORTED.iter().find(|(k, _)| *k == key) {

@@ -21,7 +21,10 @@
 //!   when a consumer needs it, and never when nothing reads it.
 //! * Upstream before downstream: a table does not start while a dynamic table
 //!   it reads is refreshing or due, so a consumer reads its sources' newest
-//!   data.
+//!   data. A table is no fresher than the dynamic tables it reads (its data
+//!   timestamp is at most theirs), so one that has caught up with a
+//!   suspended upstream is not refreshed again until the upstream resumes;
+//!   when its lag expires meanwhile it gets a `SKIPPED` entry.
 //! * Never two refreshes of one table at once; at most `workers` refreshes at
 //!   a time (a semaphore).
 //! * A due table that could not start before its lag expired (no free worker,
@@ -215,6 +218,17 @@ fn now_micros() -> i64 {
         .unwrap_or(0)
 }
 
+/// A suspended dynamic table `name` reads whose data `name` already
+/// reflects in full (same data timestamp), if any.
+fn frozen_upstream(graph: &Graph, name: &QualifiedName) -> Option<QualifiedName> {
+    let own = graph.tables.get(name)?.data_timestamp_micros?;
+    graph.upstream.get(name)?.iter().find_map(|u| {
+        let def = graph.tables.get(u)?;
+        (def.scheduling_state != "RUNNING" && def.data_timestamp_micros.is_some_and(|ts| own >= ts))
+            .then(|| u.clone())
+    })
+}
+
 /// The graph of dynamic tables at one snapshot.
 struct Graph {
     tables: HashMap<QualifiedName, DynamicTableDef>,
@@ -390,6 +404,16 @@ impl Scheduler {
                 if expired {
                     let why = format!("upstream dynamic table {upstream} failed to refresh");
                     self.not_run(name, lag, now, &why, true).await;
+                }
+                continue;
+            }
+            // A suspended upstream's data is frozen; once this table has
+            // caught up with it (its data timestamp is the upstream's, see
+            // the engine), refreshing again cannot make it any fresher.
+            if let Some(upstream) = frozen_upstream(&graph, name) {
+                if expired {
+                    let why = format!("upstream dynamic table {upstream} is suspended");
+                    self.not_run(name, lag, now, &why, false).await;
                 }
                 continue;
             }

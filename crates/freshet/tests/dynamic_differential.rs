@@ -1,7 +1,8 @@
 //! Differential test of dynamic-table refreshes: for a set of dynamic tables
 //! covering every construct Freshet maintains incrementally (projections,
 //! filters, expressions, CTEs, derived tables, UNION ALL, GROUP BY with
-//! HAVING and DISTINCT aggregates, DISTINCT, inner joins, tables over
+//! HAVING and DISTINCT aggregates, DISTINCT, inner joins (comma joins, and
+//! keys of different types on the two sides among them), tables over
 //! dynamic tables) and a few it recomputes in full (outer join, window
 //! function, aggregate over a join), a seeded random workload of inserts,
 //! updates and deletes — autocommit and in transactions, some rolled back —
@@ -147,6 +148,30 @@ const DTS: &[Dt] = &[
         columns: "id, bid, total, us",
         query: "SELECT a.id, b.id AS bid, a.v + b.w AS total, upper(a.s) AS us \
                 FROM a JOIN b ON a.k = b.k AND a.v > b.w",
+        incremental: true,
+        upstream: &[],
+    },
+    Dt {
+        name: "d_comma_join",
+        columns: "id, bid, w",
+        query: "SELECT a.id, b.id AS bid, b.w FROM a, b WHERE a.k = b.k AND a.v > 30",
+        incremental: true,
+        upstream: &[],
+    },
+    Dt {
+        name: "d_join_date_timestamp",
+        columns: "id, bid, w",
+        query: "SELECT x.id, y.bid, y.w FROM (SELECT id, make_date(2024, 1, k + 1) AS d FROM a) x \
+                JOIN (SELECT id AS bid, w, CAST(make_date(2024, 1, k + 1) AS timestamp) AS t FROM b) y \
+                ON x.d = y.t",
+        incremental: true,
+        upstream: &[],
+    },
+    Dt {
+        name: "d_join_int_numeric",
+        columns: "id, bid",
+        query: "SELECT a.id, n.id AS bid FROM a JOIN (SELECT id, CAST(k AS numeric(6,1)) AS kn FROM b) n \
+                ON a.k = n.kn",
         incremental: true,
         upstream: &[],
     },
