@@ -17,6 +17,7 @@ mod error;
 mod fast_insert;
 mod functions;
 mod info_schema;
+mod keys;
 mod names;
 mod output;
 mod pg_compat;
