@@ -766,6 +766,7 @@ pub(crate) fn build_context(
         ctx.register_udf(constant_text_udf(name, user));
     }
     crate::pg_compat::register(&ctx);
+    crate::overflow::register(&ctx);
     crate::functions::register(&ctx, engine, shared);
     Ok(ctx)
 }
