@@ -2055,22 +2055,6 @@ async fn registry_survives_crash_and_restart() {
 
 // ---------------------------------------------------------------- psql: the "done when"
 
-fn psql_available() -> bool {
-    let found = Command::new("psql")
-        .arg("--version")
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status()
-        .is_ok_and(|s| s.success());
-    if !found {
-        if clients_required() {
-            panic!("psql is not installed but FRESHET_REQUIRE_CLIENTS is set");
-        }
-        eprintln!("SKIPPED: psql is not installed (apt-get install postgresql-client)");
-    }
-    found
-}
-
 /// Runs a psql script against `server`; returns (exit code, stdout, stderr).
 fn run_psql(server: &TestServer, script: &str, args: &[&str]) -> (Option<i32>, String, String) {
     use std::io::Write;
@@ -2123,7 +2107,7 @@ fn csv_quote(s: &str) -> String {
 /// the fixture's rows loaded with `\copy`; every row matches onnxruntime.
 #[test]
 fn done_when_query_from_psql_matches_onnxruntime() {
-    if !psql_available() {
+    if !common::psql::psql_available() {
         return;
     }
     let fixture = Fixture::load("login_risk");

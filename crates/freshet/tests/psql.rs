@@ -12,23 +12,7 @@ use std::io::Read;
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
-use common::{clients_required, wait_bounded, TestServer};
-
-fn psql_available() -> bool {
-    let found = Command::new("psql")
-        .arg("--version")
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status()
-        .is_ok_and(|s| s.success());
-    if !found {
-        if clients_required() {
-            panic!("psql is not installed but FRESHET_REQUIRE_CLIENTS is set");
-        }
-        eprintln!("SKIPPED: psql is not installed (apt-get install postgresql-client)");
-    }
-    found
-}
+use common::{wait_bounded, TestServer};
 
 struct PsqlOutput {
     code: Option<i32>,
@@ -120,7 +104,7 @@ INSERT INTO logins (id, user_id, event_time) VALUES (1, 1, '2024-01-01 10:00:00'
 ";
 
 fn setup() -> Option<TestServer> {
-    if !psql_available() {
+    if !common::psql::psql_available() {
         return None;
     }
     let server = TestServer::start();

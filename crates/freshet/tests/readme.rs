@@ -28,8 +28,8 @@ use std::process::{Command, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
-use common::psql::{drain, psql_available, psql_command, run_psql};
-use common::{clients_required, wait_bounded, workspace_root, ServerOptions, TestServer};
+use common::psql::{client_available, drain, psql_available, psql_command, run_psql};
+use common::{wait_bounded, workspace_root, ServerOptions, TestServer};
 
 /// The comment that marks a code block as run by this test.
 const MARKER: &str = "<!-- doc-test:";
@@ -174,22 +174,6 @@ fn query(server: &TestServer, sql: &str) -> String {
     out.stdout.trim().to_owned()
 }
 
-fn python_available(program: &str) -> bool {
-    let found = Command::new(program)
-        .arg("--version")
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status()
-        .is_ok_and(|s| s.success());
-    if !found {
-        if clients_required() {
-            panic!("{program} is not installed but FRESHET_REQUIRE_CLIENTS is set");
-        }
-        eprintln!("SKIPPED: {program} is not installed");
-    }
-    found
-}
-
 #[test]
 fn readme_quick_start_runs_as_written() {
     if !psql_available() {
@@ -271,7 +255,7 @@ fn stream_and_watch(server: &TestServer, root: &Path, blocks: &[Block]) {
         "the stream goes to psql, connected as the README's psql line connects"
     );
     let argv: Vec<&str> = generator.split_whitespace().collect();
-    if !python_available(argv[0]) {
+    if !client_available(argv[0], "") {
         return;
     }
 
@@ -408,7 +392,7 @@ fn example_model_is_the_login_risk_fixture() {
 #[test]
 fn example_csv_is_what_its_generator_writes() {
     let python = std::env::var("FRESHET_PYTHON").unwrap_or_else(|_| "python3".to_owned());
-    if !python_available(&python) {
+    if !client_available(&python, "") {
         return;
     }
     let root = workspace_root();

@@ -11,10 +11,11 @@ use super::{clients_required, wait_bounded, TestServer};
 /// How long one psql run may take before it is killed.
 pub const PSQL_DEADLINE: Duration = Duration::from_secs(180);
 
-/// Whether psql is installed. Panics when it is not and
-/// `FRESHET_REQUIRE_CLIENTS` is set; otherwise prints why the test skips.
-pub fn psql_available() -> bool {
-    let found = Command::new("psql")
+/// Whether `program --version` runs. Panics when it does not and
+/// `FRESHET_REQUIRE_CLIENTS` is set; otherwise prints why the test skips
+/// (`hint` says how to install it).
+pub fn client_available(program: &str, hint: &str) -> bool {
+    let found = Command::new(program)
         .arg("--version")
         .stdout(Stdio::null())
         .stderr(Stdio::null())
@@ -22,11 +23,16 @@ pub fn psql_available() -> bool {
         .is_ok_and(|s| s.success());
     if !found {
         if clients_required() {
-            panic!("psql is not installed but FRESHET_REQUIRE_CLIENTS is set");
+            panic!("{program} is not installed but FRESHET_REQUIRE_CLIENTS is set");
         }
-        eprintln!("SKIPPED: psql is not installed (apt-get install postgresql-client)");
+        eprintln!("SKIPPED: {program} is not installed{hint}");
     }
     found
+}
+
+/// Whether psql is installed (see [`client_available`]).
+pub fn psql_available() -> bool {
+    client_available("psql", " (apt-get install postgresql-client)")
 }
 
 /// `psql -X -v ON_ERROR_STOP=1 -d <server>` run in `cwd`, with the
