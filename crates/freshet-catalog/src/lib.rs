@@ -231,6 +231,23 @@ pub struct RelationEntry {
     pub comment: Option<String>,
     /// Creation time, microseconds since the epoch.
     pub created_micros: i64,
+    /// PRIMARY KEY and UNIQUE constraints, enforced by the storage layer's
+    /// unique indexes of the same names. Tables created before constraints
+    /// were recorded have none.
+    #[serde(default)]
+    pub constraints: Vec<KeyConstraint>,
+}
+
+/// A PRIMARY KEY or UNIQUE constraint of a table.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct KeyConstraint {
+    /// The constraint's name, as PostgreSQL generates it (`t_pkey`,
+    /// `t_col_key`) unless the user named it.
+    pub name: String,
+    /// PRIMARY KEY (true) or UNIQUE (false).
+    pub primary: bool,
+    /// The key columns, in key order.
+    pub columns: Vec<String>,
 }
 
 impl RelationEntry {

@@ -89,19 +89,11 @@ pub(crate) async fn run_standard(
             }
             let mut fields = Vec::new();
             let mut infos = BTreeMap::new();
-            let primary_key_columns: Vec<String> = create
-                .constraints
+            let keys = crate::keys::table_keys(&name.name, &create.columns, &create.constraints)?;
+            let primary_key_columns: Vec<String> = keys
                 .iter()
-                .filter_map(|c| match c {
-                    datafusion::sql::sqlparser::ast::TableConstraint::PrimaryKey(pk) => Some(
-                        pk.columns
-                            .iter()
-                            .map(|c| c.column.expr.to_string().to_ascii_lowercase())
-                            .collect::<Vec<_>>(),
-                    ),
-                    _ => None,
-                })
-                .flatten()
+                .filter(|k| k.primary)
+                .flat_map(|k| k.columns.iter().cloned())
                 .collect();
             for column in &create.columns {
                 let column_name = ident(&column.name);
@@ -120,13 +112,14 @@ pub(crate) async fn run_standard(
                         ColumnOption::Default(expr) => info.default_sql = Some(expr.to_string()),
                         ColumnOption::PrimaryKey(_) => nullable = false,
                         ColumnOption::Comment(c) => info.comment = Some(c.clone()),
-                        // Uniqueness is not enforced yet; accepting it silently would lie.
-                        ColumnOption::Unique(_)
-                        | ColumnOption::ForeignKey(_)
-                        | ColumnOption::Check(_) => {
+                        // Keys were collected by `table_keys`; foreign keys
+                        // and CHECK are not enforced, and accepting them
+                        // silently would lie.
+                        ColumnOption::Unique(_) => {}
+                        ColumnOption::ForeignKey(_) | ColumnOption::Check(_) => {
                             return Err(EngineError::new(
                                 "0A000",
-                                "UNIQUE, FOREIGN KEY and CHECK constraints are not supported yet",
+                                "FOREIGN KEY and CHECK constraints are not supported yet",
                             ))
                         }
                         _ => {}
@@ -145,7 +138,20 @@ pub(crate) async fn run_standard(
                     "a table needs at least one column",
                 ));
             }
-            create_stored_table(session, &name, fields, infos)?;
+            if let Some(missing) = keys
+                .iter()
+                .flat_map(|k| k.columns.iter())
+                .find(|c| !fields.iter().any(|f| f.name() == *c))
+            {
+                return Err(EngineError::new(
+                    "42703",
+                    format!("column \"{missing}\" named in key does not exist"),
+                ));
+            }
+            let target = create_stored_table(session, &name, fields, infos)?;
+            if !keys.is_empty() {
+                crate::keys::declare_keys(session, &target, keys)?;
+            }
             Ok(command("CREATE TABLE", None))
         }
         Statement::CreateView(view) => {
@@ -171,6 +177,7 @@ pub(crate) async fn run_standard(
                 kind: RelationKind::View { query_text },
                 comment: None,
                 created_micros: now_micros(),
+                constraints: Vec::new(),
             };
             txn_mut(session, |t| {
                 catalog::put(t, &catalog::relation_key(&name), &entry);
@@ -252,6 +259,7 @@ pub(crate) fn create_relation(
             kind,
             comment,
             created_micros: now_micros(),
+            constraints: Vec::new(),
         };
         catalog::put(t, &catalog::relation_key(name), &entry);
         Ok(InsertTarget {
@@ -611,6 +619,15 @@ async fn alter_table(
                     match &option.option {
                         ColumnOption::NotNull => nullable = false,
                         ColumnOption::Default(expr) => info.default_sql = Some(expr.to_string()),
+                        ColumnOption::PrimaryKey(_)
+                        | ColumnOption::Unique(_)
+                        | ColumnOption::ForeignKey(_)
+                        | ColumnOption::Check(_) => {
+                            return Err(EngineError::new(
+                                "0A000",
+                                "constraints on a column added by ALTER TABLE are not supported yet",
+                            ))
+                        }
                         _ => {}
                     }
                 }

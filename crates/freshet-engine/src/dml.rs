@@ -159,6 +159,31 @@ pub(crate) fn write_batches(
     Ok(rows)
 }
 
+/// Writes validated batches, leaving out rows whose key in unique index
+/// `index` (any unique index if `None`) is taken: `ON CONFLICT DO NOTHING`.
+/// Returns the number of rows written and the rows themselves.
+fn write_batches_skipping_conflicts(
+    session: &Session,
+    target: &InsertTarget,
+    batches: &[RecordBatch],
+    index: Option<usize>,
+) -> Result<(u64, Vec<RecordBatch>), EngineError> {
+    let mut rows = 0u64;
+    let mut written = Vec::with_capacity(batches.len());
+    for batch in batches {
+        if batch.num_rows() == 0 {
+            continue;
+        }
+        let batch = conform(batch, target)?;
+        let kept = crate::ddl::txn_mut(session, |t| {
+            Ok(t.insert_skipping_conflicts(target.table_id, batch, index)?)
+        })?;
+        rows += kept.num_rows() as u64;
+        written.push(kept);
+    }
+    Ok((rows, written))
+}
+
 /// INSERT, UPDATE or DELETE, with optional RETURNING.
 pub(crate) async fn run_dml(
     session: &mut Session,
@@ -187,13 +212,8 @@ async fn insert_rows(
             "INSERT INTO TABLE FUNCTION is not supported",
         ));
     };
-    if insert.on.is_some() {
-        return Err(EngineError::new(
-            "0A000",
-            "INSERT … ON CONFLICT is not supported",
-        ));
-    }
     let target = writable_target(session, name)?;
+    let on_conflict = crate::keys::on_conflict(&target, insert.on.as_ref())?;
     if let Some(batch) = crate::fast_insert::values_batch(insert, &target, params.as_ref())? {
         let rows = write_batches(session, &target, &[batch])?;
         return Ok(QueryOutput::Command(CommandTag {
@@ -203,6 +223,7 @@ async fn insert_rows(
     }
     let mut planned_insert = insert.clone();
     let returning = planned_insert.returning.take();
+    planned_insert.on = None;
     let mut plan = plan_statement(&session.ctx.state(), Statement::Insert(planned_insert)).await?;
     if let Some(params) = params.clone() {
         plan = plan.with_param_values(params).map_err(map_df_error)?;
@@ -223,7 +244,10 @@ async fn insert_rows(
         .filter(|b| b.num_rows() > 0)
         .map(|b| conform(b, &target))
         .collect::<Result<Vec<_>, _>>()?;
-    let rows = write_batches(session, &target, &conformed)?;
+    let (rows, conformed) = match on_conflict {
+        None => (write_batches(session, &target, &conformed)?, conformed),
+        Some(index) => write_batches_skipping_conflicts(session, &target, &conformed, index)?,
+    };
     match returning {
         Some(items) => {
             returning_rows(

@@ -16,6 +16,8 @@ pub enum EngineError {
         message: String,
         /// 1-based character position in the statement text, for syntax errors.
         position: Option<usize>,
+        /// PostgreSQL's DETAIL line, e.g. the duplicate key of a unique violation.
+        detail: Option<String>,
     },
 }
 
@@ -26,6 +28,14 @@ impl EngineError {
             sqlstate,
             message: message.into(),
             position: None,
+            detail: None,
+        }
+    }
+
+    /// The DETAIL line sent with the error, if any.
+    pub fn detail(&self) -> Option<&str> {
+        match self {
+            EngineError::Sql { detail, .. } => detail.as_deref(),
         }
     }
 
@@ -50,12 +60,18 @@ pub(crate) fn from_sql_error(e: freshet_sql::SqlError) -> EngineError {
         sqlstate: e.sqlstate(),
         position: e.position,
         message: e.to_string(),
+        detail: None,
     }
 }
 
 /// Storage failures keep the SQLSTATE the storage layer chose.
 impl From<freshet_storage::StorageError> for EngineError {
     fn from(e: freshet_storage::StorageError) -> Self {
-        EngineError::new(e.sqlstate(), e.to_string())
+        EngineError::Sql {
+            sqlstate: e.sqlstate(),
+            message: e.to_string(),
+            position: None,
+            detail: e.detail().map(str::to_string),
+        }
     }
 }

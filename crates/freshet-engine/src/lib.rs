@@ -18,6 +18,7 @@ mod fast_insert;
 mod functions;
 mod info_schema;
 mod isolation;
+mod keys;
 mod names;
 mod output;
 mod pg_compat;

@@ -59,10 +59,20 @@ pub fn map_df_error(error: DataFusionError) -> EngineError {
     match error {
         DataFusionError::External(inner) => {
             if let Some(e) = inner.downcast_ref::<EngineError>() {
-                return EngineError::new(e.sqlstate(), e.to_string());
+                return EngineError::Sql {
+                    sqlstate: e.sqlstate(),
+                    message: e.to_string(),
+                    position: e.position(),
+                    detail: e.detail().map(str::to_string),
+                };
             }
             if let Some(e) = inner.downcast_ref::<freshet_storage::StorageError>() {
-                return EngineError::new(e.sqlstate(), e.to_string());
+                return EngineError::Sql {
+                    sqlstate: e.sqlstate(),
+                    message: e.to_string(),
+                    position: None,
+                    detail: e.detail().map(str::to_string),
+                };
             }
             if let Some(e) = inner.downcast_ref::<freshet_catalog::CatalogError>() {
                 return EngineError::new(e.sqlstate(), e.to_string());

@@ -571,9 +571,7 @@ impl Session {
         let txn = self.shared.txn.lock().take();
         if let Some(txn) = txn {
             if !txn.is_read_only() {
-                txn.commit()
-                    .await
-                    .map_err(|e| EngineError::new(e.sqlstate(), e.to_string()))?;
+                txn.commit().await.map_err(EngineError::from)?;
                 self.engine.after_commit();
             }
         }

@@ -20,6 +20,7 @@ use crate::error::{Result, StorageError};
 use crate::segment::{
     locate, materialize, row_id_field, ColumnDef, Created, Segment, Selection, LIVE,
 };
+use crate::unique::{decode_defs, table_of_key, CommitKeys, UniqueIndex};
 use crate::{Seq, TableId};
 
 /// One version of a metadata key; `None` is a deletion (tombstone).
@@ -47,6 +48,9 @@ pub(crate) struct TableEntry {
     /// Row ids deleted by each retained commit, in seq order: the index that
     /// makes `changes()` proportional to the number of deletions.
     pub(crate) delete_log: VecDeque<(Seq, Arc<Vec<u64>>)>,
+    /// Unique indexes over the latest committed rows (empty until the
+    /// catalog is live; see [`Catalog::unique_live`]).
+    pub(crate) unique: Vec<UniqueIndex>,
 }
 
 impl TableEntry {
@@ -133,6 +137,9 @@ pub(crate) struct Catalog {
     pub(crate) commit_times: VecDeque<(Seq, i64)>,
     /// Oldest seq whose history is complete (snapshots/changes from here on).
     pub(crate) retained_floor: Seq,
+    /// Whether unique indexes are maintained by `apply`. Off while recovery
+    /// replays the WAL (the indexes are built once at its end), on after.
+    pub(crate) unique_live: bool,
 }
 
 impl Catalog {
@@ -142,6 +149,7 @@ impl Catalog {
             meta: BTreeMap::new(),
             commit_times: VecDeque::new(),
             retained_floor: 0,
+            unique_live: false,
         }
     }
 
@@ -184,7 +192,7 @@ impl Catalog {
 
     /// Checks a transaction read at `snap` against everything committed (or
     /// queued for commit) since, before any of it is applied.
-    pub(crate) fn validate(&self, snap: Seq, ops: &[Op]) -> Result<()> {
+    pub(crate) fn validate(&self, snap: Seq, ops: &[Op], unique_keys: &[CommitKeys]) -> Result<()> {
         let created: HashSet<TableId> = ops
             .iter()
             .filter_map(|op| match op {
@@ -247,6 +255,99 @@ impl Catalog {
                 }
             }
         }
+        self.check_unique(ops, unique_keys)
+    }
+
+    /// Checks that no key a commit adds is held by a committed live row that
+    /// the same commit does not delete, and that every insert into a table
+    /// with unique indexes comes with its keys.
+    fn check_unique(&self, ops: &[Op], unique_keys: &[CommitKeys]) -> Result<()> {
+        if !self.unique_live {
+            return Ok(());
+        }
+        for op in ops {
+            if let Op::Insert { table, batch, .. } = op {
+                let Some(t) = self.tables.get(table) else {
+                    continue;
+                };
+                if batch.num_rows() == 0 {
+                    continue;
+                }
+                for (i, ix) in t.unique.iter().enumerate() {
+                    if !unique_keys
+                        .iter()
+                        .any(|k| k.table == *table && k.index == i && k.name == ix.encoder.def.name)
+                    {
+                        return Err(StorageError::Internal(format!(
+                            "commit inserts into table {table} without the keys of its unique index {}",
+                            ix.encoder.def.name
+                        )));
+                    }
+                }
+            }
+        }
+        for ck in unique_keys {
+            let Some(t) = self.tables.get(&ck.table) else {
+                // created by this very commit: its own inserts were checked
+                continue;
+            };
+            let Some(ix) = t.unique.get(ck.index) else {
+                continue;
+            };
+            if ix.encoder.def.name != ck.name {
+                return Err(StorageError::Internal(format!(
+                    "unique index #{} of table {} changed during the transaction",
+                    ck.index, ck.table
+                )));
+            }
+            let mut deleted: Option<HashSet<u64>> = None;
+            for (key, _) in &ck.keys {
+                let Some(existing) = ix.map.get(key) else {
+                    continue;
+                };
+                let deleted = deleted.get_or_insert_with(|| {
+                    ops.iter()
+                        .filter_map(|op| match op {
+                            Op::Delete { table, rows } if *table == ck.table => Some(rows),
+                            _ => None,
+                        })
+                        .flat_map(|rows| rows.iter().copied())
+                        .collect()
+                });
+                if !deleted.contains(existing) {
+                    return Err(ix.encoder.violation(key));
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Builds every table's unique indexes from its live rows (at the end of
+    /// recovery) and turns on their maintenance.
+    pub(crate) fn build_unique_indexes(&mut self) -> Result<()> {
+        let entries: Vec<(String, Arc<Vec<u8>>)> =
+            self.scan_meta(crate::unique::UNIQUE_META_PREFIX, Seq::MAX);
+        for (key, value) in entries {
+            let Some(table) = table_of_key(&key) else {
+                continue;
+            };
+            self.set_unique(table, &value)?;
+        }
+        self.unique_live = true;
+        Ok(())
+    }
+
+    /// (Re)builds `table`'s unique indexes from stored definitions.
+    fn set_unique(&mut self, table: TableId, defs: &[u8]) -> Result<()> {
+        let defs = decode_defs(defs)?;
+        let Some(t) = self.tables.get_mut(&table).filter(|t| t.dropped_seq == LIVE) else {
+            return Ok(());
+        };
+        let mut built = Vec::with_capacity(defs.len());
+        for def in defs {
+            built.push(UniqueIndex::build(def, t)?);
+        }
+        t.unique = built;
         Ok(())
     }
 
@@ -287,6 +388,7 @@ impl Catalog {
         ops: &[Op],
         prebuilt: Vec<Segment>,
         next_segment_id: &AtomicU64,
+        unique_keys: Vec<CommitKeys>,
     ) -> Result<()> {
         let mut prebuilt = prebuilt.into_iter();
         for op in ops {
@@ -311,6 +413,7 @@ impl Catalog {
                             columns,
                             segments: Vec::new(),
                             delete_log: VecDeque::new(),
+                            unique: Vec::new(),
                         },
                     );
                 }
@@ -318,6 +421,7 @@ impl Catalog {
                     let t = self.live_mut(*table)?;
                     t.dropped_seq = seq;
                     t.last_ddl_seq = seq;
+                    t.unique = Vec::new();
                 }
                 Op::AddColumn {
                     table,
@@ -350,8 +454,25 @@ impl Catalog {
                     t.segments.push(Arc::new(seg.stamp(id, seq)));
                 }
                 Op::Delete { table, rows } => {
+                    let live = self.unique_live;
                     let t = self.live_mut(*table)?;
                     t.last_write_seq = seq;
+                    if live && !t.unique.is_empty() {
+                        let mut removals = Vec::new();
+                        for (i, ix) in t.unique.iter().enumerate() {
+                            for (key, id) in ix.encoder.keys_of_rows(t, rows)? {
+                                if let Some(key) = key {
+                                    removals.push((i, key, id));
+                                }
+                            }
+                        }
+                        for (i, key, id) in removals {
+                            let map = &mut t.unique[i].map;
+                            if map.get(&key) == Some(&id) {
+                                map.remove(&key);
+                            }
+                        }
+                    }
                     let (hits, found) = locate(&t.segments, rows);
                     if found != rows.len() {
                         return Err(StorageError::Corrupt(format!(
@@ -371,12 +492,33 @@ impl Catalog {
                         seq,
                         value: Some(value.clone()),
                     });
+                    if self.unique_live {
+                        if let Some(table) = table_of_key(key) {
+                            self.set_unique(table, value)?;
+                        }
+                    }
                 }
                 Op::DeleteMeta { key } => {
+                    if let Some(t) = table_of_key(key).and_then(|t| self.tables.get_mut(&t)) {
+                        t.unique = Vec::new();
+                    }
                     self.meta
                         .entry(key.clone())
                         .or_default()
                         .push(MetaVersion { seq, value: None });
+                }
+            }
+        }
+        if self.unique_live {
+            for ck in unique_keys {
+                if let Some(ix) = self
+                    .tables
+                    .get_mut(&ck.table)
+                    .filter(|t| t.dropped_seq == LIVE)
+                    .and_then(|t| t.unique.get_mut(ck.index))
+                {
+                    ix.map.reserve(ck.keys.len());
+                    ix.map.extend(ck.keys);
                 }
             }
         }

@@ -17,6 +17,15 @@ pub enum StorageError {
     /// snapshot was taken. Retrying the transaction from scratch is safe.
     #[error("could not serialize access due to concurrent update: {0}")]
     SerializationFailure(String),
+    /// A write would give two live rows the same key in a unique index
+    /// (PRIMARY KEY or UNIQUE constraint).
+    #[error("duplicate key value violates unique constraint \"{constraint}\"")]
+    UniqueViolation {
+        /// The constraint's name.
+        constraint: String,
+        /// PostgreSQL's detail line, `Key (id)=(1) already exists.`
+        detail: String,
+    },
     /// The table id does not name a table visible at the requested snapshot.
     #[error("table with id {0} does not exist")]
     UnknownTable(TableId),
@@ -81,6 +90,7 @@ impl StorageError {
     pub fn sqlstate(&self) -> &'static str {
         match self {
             StorageError::SerializationFailure(_) => "40001",
+            StorageError::UniqueViolation { .. } => "23505",
             StorageError::UnknownTable(_) => "42P01",
             StorageError::UnknownColumn(_) => "42703",
             StorageError::SchemaMismatch(_) => "42804",
@@ -93,6 +103,14 @@ impl StorageError {
             StorageError::Arrow(_) | StorageError::Parquet(_) | StorageError::Internal(_) => {
                 "XX000"
             }
+        }
+    }
+
+    /// The DETAIL line PostgreSQL sends with this error, if any.
+    pub fn detail(&self) -> Option<&str> {
+        match self {
+            StorageError::UniqueViolation { detail, .. } => Some(detail),
+            _ => None,
         }
     }
 

@@ -37,6 +37,7 @@ mod maintenance;
 mod segment;
 mod store;
 mod txn;
+mod unique;
 mod wal;
 
 use std::path::PathBuf;
@@ -47,6 +48,7 @@ use arrow::datatypes::SchemaRef;
 pub use error::StorageError;
 pub use store::{Snapshot, Store, StoreMetrics};
 pub use txn::Transaction;
+pub use unique::{UniqueIndexDef, UNIQUE_META_PREFIX};
 
 /// Commit sequence number. `0` is the empty initial state; every committed
 /// write transaction gets the next number, so seqs order all commits.

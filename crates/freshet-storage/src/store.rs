@@ -112,6 +112,8 @@ pub(crate) struct CommitRequest {
     /// Segments for the non-empty inserts, in op order, built by the
     /// committer so the writer only links them in.
     pub(crate) segments: Vec<crate::segment::Segment>,
+    /// Keys the commit adds to unique indexes, checked by the writer.
+    pub(crate) unique_keys: Vec<crate::unique::CommitKeys>,
     pub(crate) reply: Reply,
 }
 
@@ -234,14 +236,20 @@ impl Inner {
         {
             let mut cat = self.catalog.write();
             for req in reqs {
-                if let Err(e) = cat.validate(req.snap, &req.ops) {
+                if let Err(e) = cat.validate(req.snap, &req.ops, &req.unique_keys) {
                     outcomes.push((req.reply, Err(e)));
                     continue;
                 }
                 seq += 1;
                 let time = self.next_commit_time();
-                if let Err(e) = cat.apply(seq, time, &req.ops, req.segments, &self.next_segment_id)
-                {
+                if let Err(e) = cat.apply(
+                    seq,
+                    time,
+                    &req.ops,
+                    req.segments,
+                    &self.next_segment_id,
+                    req.unique_keys,
+                ) {
                     // The catalog may be half-modified; only recovery from the
                     // WAL (which does not hold this commit) is safe.
                     fatal("applying a validated commit failed", &e);
@@ -654,7 +662,14 @@ impl Store {
                         _ => {}
                     }
                 }
-                cat.apply(rec.seq, rec.time_micros, &ops, Vec::new(), &next_seg_atomic)?;
+                cat.apply(
+                    rec.seq,
+                    rec.time_micros,
+                    &ops,
+                    Vec::new(),
+                    &next_seg_atomic,
+                    Vec::new(),
+                )?;
                 latest = rec.seq;
                 replayed += 1;
                 Ok(())
@@ -678,6 +693,7 @@ impl Store {
                 truncate_wal_file(path, outcome.valid_len)?;
             }
         }
+        cat.build_unique_indexes()?;
         let (max_table, max_row) = cat.max_ids();
         next_table = next_table.max(max_table + 1);
         next_row = next_row.max(max_row + 1);
@@ -919,6 +935,7 @@ fn load_manifest(cat: &mut Catalog, m: Manifest, segment_dir: &Path) -> Result<(
                 columns: mt.columns,
                 segments,
                 delete_log,
+                unique: Vec::new(),
             },
         );
     }

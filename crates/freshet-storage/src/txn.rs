@@ -20,7 +20,8 @@ use crate::catalog::{output_schema, scan_view, schema_of, segment_for_insert, Ta
 use crate::codec::{encode_ops, make_batch, raw_ids, Op, RowIds};
 use crate::error::{Result, StorageError};
 use crate::segment::{repeat_default, ColumnDef};
-use crate::store::{CommitRequest, Reply, Snapshot};
+use crate::store::{CommitRequest, Inner, Reply, Snapshot};
+use crate::unique::{encode_defs, meta_key, CommitKeys, Key, KeyEncoder, UniqueIndexDef};
 use crate::{CommitInfo, RowId, Seq, TableId};
 
 /// This transaction's private view of one table it touched.
@@ -36,6 +37,16 @@ struct TxnTable {
     inserts: Vec<(RecordBatch, u64)>,
     /// Row ids deleted by this transaction (snapshot rows or own inserts).
     deleted: HashSet<u64>,
+    /// The table's unique indexes with this transaction's own keys.
+    unique: Vec<TxnIndex>,
+}
+
+/// One unique index as a transaction sees it: the committed index's encoder
+/// and the keys of the transaction's own inserted rows (key → row id; an
+/// entry whose row the transaction deleted again is stale and ignored).
+struct TxnIndex {
+    encoder: Arc<KeyEncoder>,
+    own: HashMap<Key, u64>,
 }
 
 impl TxnTable {
@@ -79,6 +90,7 @@ struct Prepared {
     segments: Vec<crate::segment::Segment>,
     body: Vec<u8>,
     crc: crc32fast::Hasher,
+    unique_keys: Vec<CommitKeys>,
 }
 
 impl Transaction {
@@ -110,10 +122,18 @@ impl Transaction {
     /// first use.
     fn table_mut(&mut self, table: TableId) -> Result<&mut TxnTable> {
         if !self.tables.contains_key(&table) {
-            let columns = {
+            let (columns, unique) = {
                 let cat = self.snap.inner().catalog.read();
-                cat.table_at(table, self.snap.seq())?
-                    .columns_at(self.snap.seq())
+                let entry = cat.table_at(table, self.snap.seq())?;
+                let unique = entry
+                    .unique
+                    .iter()
+                    .map(|ix| TxnIndex {
+                        encoder: ix.encoder.clone(),
+                        own: HashMap::new(),
+                    })
+                    .collect();
+                (entry.columns_at(self.snap.seq()), unique)
             };
             self.tables.insert(
                 table,
@@ -124,6 +144,7 @@ impl Transaction {
                     truncated: false,
                     inserts: Vec::new(),
                     deleted: HashSet::new(),
+                    unique,
                 },
             );
         }
@@ -158,6 +179,7 @@ impl Transaction {
                 truncated: false,
                 inserts: Vec::new(),
                 deleted: HashSet::new(),
+                unique: Vec::new(),
             },
         );
         self.steps.push(Step::Create(id, schema));
@@ -168,8 +190,60 @@ impl Transaction {
     pub fn drop_table(&mut self, table: TableId) -> Result<()> {
         let t = self.table_mut(table)?;
         t.dropped = true;
+        let (created_here, had_unique) = (t.created_here, !t.unique.is_empty());
+        t.unique.clear();
+        if created_here {
+            self.meta.remove(&meta_key(table));
+        } else if had_unique {
+            self.meta.insert(meta_key(table), None);
+        }
         self.steps.push(Step::Drop(table));
         Ok(())
+    }
+
+    /// Declares unique indexes on a table created by this transaction,
+    /// before any row is written to it. From then on every insert into the
+    /// table is checked (see the `unique` module): a row whose key (all key
+    /// columns non-NULL) equals the key of a live row fails with
+    /// [`StorageError::UniqueViolation`] (SQLSTATE 23505).
+    pub fn add_unique_indexes(&mut self, table: TableId, defs: Vec<UniqueIndexDef>) -> Result<()> {
+        let t = self.table_mut(table)?;
+        if !t.created_here || !t.unique.is_empty() || !t.inserts.is_empty() {
+            return Err(StorageError::InvalidArgument(
+                "unique indexes can only be declared on a new table, before rows are written to it"
+                    .into(),
+            ));
+        }
+        if defs.is_empty() {
+            return Ok(());
+        }
+        let mut built = Vec::with_capacity(defs.len());
+        for def in &defs {
+            built.push(TxnIndex {
+                encoder: Arc::new(KeyEncoder::new(def.clone(), &t.columns)?),
+                own: HashMap::new(),
+            });
+        }
+        t.unique = built;
+        self.meta.insert(meta_key(table), Some(encode_defs(&defs)?));
+        Ok(())
+    }
+
+    /// The unique indexes of `table` as this transaction sees them.
+    pub fn unique_indexes(&self, table: TableId) -> Result<Vec<UniqueIndexDef>> {
+        if let Some(t) = self.tables.get(&table) {
+            if t.dropped {
+                return Err(StorageError::UnknownTable(table));
+            }
+            return Ok(t.unique.iter().map(|ix| ix.encoder.def.clone()).collect());
+        }
+        let cat = self.snap.inner().catalog.read();
+        Ok(cat
+            .table_at(table, self.snap.seq())?
+            .unique
+            .iter()
+            .map(|ix| ix.encoder.def.clone())
+            .collect())
     }
 
     /// Adds a column at the end of the table. `default` is a one-element
@@ -205,6 +279,7 @@ impl Transaction {
     /// are assigned now and are final.
     pub fn insert(&mut self, table: TableId, batch: RecordBatch) -> Result<()> {
         let inner = self.snap.inner().clone();
+        let snap = self.snap.seq();
         let t = self.table_mut(table)?;
         if batch.num_columns() != t.columns.len() {
             return Err(StorageError::SchemaMismatch(format!(
@@ -230,10 +305,88 @@ impl Transaction {
         let batch = make_batch(schema_of(&t.columns), batch.columns().to_vec(), rows)
             .map_err(|e| StorageError::SchemaMismatch(e.to_string()))?;
         let first = inner.next_row_id.fetch_add(rows as u64, Ordering::SeqCst);
+        if !t.unique.is_empty() {
+            check_unique_insert(&inner, table, snap, t, &batch, first)?;
+        }
         t.inserts.push((batch, first));
         let idx = t.inserts.len() - 1;
         self.steps.push(Step::Insert(table, idx));
         Ok(())
+    }
+
+    /// Inserts the rows of `batch` whose key in unique index `target` (in
+    /// every unique index if `None`) is free — held neither by a live row,
+    /// nor by this transaction's rows, nor by an earlier row of the batch —
+    /// and returns the rows inserted: `INSERT … ON CONFLICT DO NOTHING`. A
+    /// duplicate in another index is still a violation. A key that a
+    /// concurrent transaction commits after this check still fails this
+    /// transaction's commit with [`StorageError::UniqueViolation`].
+    pub fn insert_skipping_conflicts(
+        &mut self,
+        table: TableId,
+        batch: RecordBatch,
+        target: Option<usize>,
+    ) -> Result<RecordBatch> {
+        let snap = self.snap.seq();
+        let inner = self.snap.inner().clone();
+        let t = self.table_mut(table)?;
+        if batch.num_columns() != t.columns.len() {
+            return Err(StorageError::SchemaMismatch(format!(
+                "table {table} has {} columns, batch has {}",
+                t.columns.len(),
+                batch.num_columns()
+            )));
+        }
+        let considered: Vec<usize> = match target {
+            Some(i) if i < t.unique.len() => vec![i],
+            Some(i) => {
+                return Err(StorageError::InvalidArgument(format!(
+                    "table {table} has no unique index #{i}"
+                )))
+            }
+            None => (0..t.unique.len()).collect(),
+        };
+        let mut keys = Vec::with_capacity(considered.len());
+        for &i in &considered {
+            keys.push(t.unique[i].encoder.encode(batch.columns())?);
+        }
+        let n = batch.num_rows();
+        let mut keep = vec![true; n];
+        {
+            let cat = inner.catalog.read();
+            let committed = if t.created_here {
+                None
+            } else {
+                cat.tables.get(&table)
+            };
+            let mut seen: Vec<HashSet<&[u8]>> = vec![HashSet::new(); considered.len()];
+            for (j, keep_row) in keep.iter_mut().enumerate() {
+                let taken = considered.iter().enumerate().any(|(ci, &i)| {
+                    let Some(key) = &keys[ci][j] else {
+                        return false;
+                    };
+                    let ix = &t.unique[i];
+                    let cindex = committed
+                        .and_then(|c| c.unique.get(i))
+                        .filter(|c| c.encoder.def == ix.encoder.def);
+                    seen[ci].contains(&**key)
+                        || committed_key_taken(cindex, committed, t, snap, key)
+                        || ix.own.get(&**key).is_some_and(|r| !t.deleted.contains(r))
+                });
+                if taken {
+                    *keep_row = false;
+                } else {
+                    for (ci, row_keys) in keys.iter().enumerate() {
+                        if let Some(key) = &row_keys[j] {
+                            seen[ci].insert(&**key);
+                        }
+                    }
+                }
+            }
+        }
+        let kept = filter_record_batch(&batch, &BooleanArray::from(keep))?;
+        self.insert(table, kept.clone())?;
+        Ok(kept)
     }
 
     /// Deletes rows by id (ids as returned by a scan with row ids, or by
@@ -505,6 +658,28 @@ impl Transaction {
         if ops.is_empty() {
             return Ok(None);
         }
+        let mut unique_keys = Vec::new();
+        for (id, t) in self.tables.iter_mut() {
+            if t.dropped || t.inserts.is_empty() {
+                continue;
+            }
+            let TxnTable {
+                unique, deleted, ..
+            } = t;
+            for (i, ix) in unique.iter_mut().enumerate() {
+                let keys: Vec<(Key, u64)> = ix
+                    .own
+                    .drain()
+                    .filter(|(_, r)| !deleted.contains(r))
+                    .collect();
+                unique_keys.push(CommitKeys {
+                    table: *id,
+                    index: i,
+                    name: ix.encoder.def.name.clone(),
+                    keys,
+                });
+            }
+        }
         let body = encode_ops(&ops)?;
         let mut crc = crc32fast::Hasher::new();
         crc.update(&body);
@@ -521,6 +696,7 @@ impl Transaction {
             segments,
             body,
             crc,
+            unique_keys,
         }))
     }
 
@@ -540,6 +716,7 @@ impl Transaction {
             body: p.body,
             body_crc: p.crc,
             segments: p.segments,
+            unique_keys: p.unique_keys,
             reply,
         }
     }
@@ -579,6 +756,109 @@ impl Transaction {
 
     /// Discards all buffered writes (same as dropping the transaction).
     pub fn rollback(self) {}
+}
+
+/// Checks the keys of a batch about to be inserted as rows `first..` against
+/// the committed unique indexes (minus rows this transaction deleted) and
+/// this transaction's own rows, and records them. On a violation nothing is
+/// recorded.
+fn check_unique_insert(
+    inner: &Inner,
+    table: TableId,
+    snap: Seq,
+    t: &mut TxnTable,
+    batch: &RecordBatch,
+    first: u64,
+) -> Result<()> {
+    let mut all_keys = Vec::with_capacity(t.unique.len());
+    for ix in &t.unique {
+        all_keys.push(ix.encoder.encode(batch.columns())?);
+    }
+    let outcome = {
+        let cat = inner.catalog.read();
+        let committed = if t.created_here {
+            None
+        } else {
+            cat.tables.get(&table)
+        };
+        let TxnTable {
+            unique,
+            deleted,
+            truncated,
+            ..
+        } = &mut *t;
+        let mut outcome = Ok(());
+        'indexes: for (i, (ix, keys)) in unique.iter_mut().zip(all_keys).enumerate() {
+            let cindex = committed
+                .and_then(|c| c.unique.get(i))
+                .filter(|c| c.encoder.def == ix.encoder.def);
+            for (j, key) in keys.into_iter().enumerate() {
+                let Some(key) = key else { continue };
+                if let Some(&r) = cindex.and_then(|c| c.map.get(&key)) {
+                    if !deleted_by_txn(deleted, *truncated, committed, r, snap) {
+                        outcome = Err(ix.encoder.violation(&key));
+                        break 'indexes;
+                    }
+                }
+                let id = first + j as u64;
+                match ix.own.entry(key) {
+                    std::collections::hash_map::Entry::Occupied(mut e) => {
+                        let prev = *e.get();
+                        if prev >= first || !deleted.contains(&prev) {
+                            outcome = Err(ix.encoder.violation(e.key()));
+                            break 'indexes;
+                        }
+                        e.insert(id);
+                    }
+                    std::collections::hash_map::Entry::Vacant(e) => {
+                        e.insert(id);
+                    }
+                }
+            }
+        }
+        outcome
+    };
+    if outcome.is_err() {
+        for ix in &mut t.unique {
+            ix.own.retain(|_, r| *r < first);
+        }
+    }
+    outcome
+}
+
+/// Whether a committed live row `r` is deleted by the transaction (which
+/// deleted `deleted` and, if `truncated`, every row of its snapshot).
+fn deleted_by_txn(
+    deleted: &HashSet<u64>,
+    truncated: bool,
+    committed: Option<&crate::catalog::TableEntry>,
+    r: u64,
+    snap: Seq,
+) -> bool {
+    deleted.contains(&r) || (truncated && committed.is_some_and(|c| visible_row(c, r, snap)))
+}
+
+/// Whether `key` is held by a committed live row the transaction did not
+/// delete.
+fn committed_key_taken(
+    cindex: Option<&crate::unique::UniqueIndex>,
+    committed: Option<&crate::catalog::TableEntry>,
+    t: &TxnTable,
+    snap: Seq,
+    key: &[u8],
+) -> bool {
+    cindex
+        .and_then(|c| c.map.get(key))
+        .is_some_and(|&r| !deleted_by_txn(&t.deleted, t.truncated, committed, r, snap))
+}
+
+/// Whether row `r` of a stored table was visible at `snap`.
+fn visible_row(table: &crate::catalog::TableEntry, r: u64, snap: Seq) -> bool {
+    let (hits, _) = crate::segment::locate(&table.segments, &[r]);
+    hits.first().is_some_and(|(si, ps)| {
+        ps.first()
+            .is_some_and(|p| table.segments[*si].created_at(*p as usize) <= snap)
+    })
 }
 
 /// Removes rows whose id (the last column) is in `deleted`; drops the id

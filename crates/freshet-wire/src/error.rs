@@ -130,7 +130,10 @@ impl WireError {
             ),
         };
         match &self {
-            WireError::Engine(e) => info.position = e.position().map(|p| p.to_string()),
+            WireError::Engine(e) => {
+                info.position = e.position().map(|p| p.to_string());
+                info.detail = e.detail().map(str::to_string);
+            }
             WireError::CopyData {
                 line: Some(line), ..
             } => info.where_context = Some(format!("COPY, line {line}")),
