@@ -622,12 +622,10 @@ async fn alter_table(
                         ColumnOption::PrimaryKey(_)
                         | ColumnOption::Unique(_)
                         | ColumnOption::ForeignKey(_)
-                        | ColumnOption::Check(_) => {
-                            return Err(EngineError::new(
-                                "0A000",
-                                "constraints on a column added by ALTER TABLE are not supported yet",
-                            ))
-                        }
+                        | ColumnOption::Check(_) => return Err(EngineError::new(
+                            "0A000",
+                            "constraints on a column added by ALTER TABLE are not supported yet",
+                        )),
                         _ => {}
                     }
                 }

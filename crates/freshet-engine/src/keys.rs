@@ -4,8 +4,8 @@
 //! UPDATE, INSERT … SELECT) and at commit against concurrent transactions.
 
 use datafusion::sql::sqlparser::ast::{
-    ColumnDef, ColumnOption, ConflictTarget, Expr, IndexColumn, NullsDistinctOption, OnConflictAction,
-    OnInsert, TableConstraint,
+    ColumnDef, ColumnOption, ConflictTarget, Expr, IndexColumn, NullsDistinctOption,
+    OnConflictAction, OnInsert, TableConstraint,
 };
 
 use freshet_catalog::{self as catalog, KeyConstraint};
@@ -50,11 +50,7 @@ pub(crate) fn table_keys(
     for constraint in constraints {
         match constraint {
             TableConstraint::PrimaryKey(pk) => {
-                declared.push((
-                    pk.name.as_ref().map(ident),
-                    true,
-                    key_columns(&pk.columns)?,
-                ));
+                declared.push((pk.name.as_ref().map(ident), true, key_columns(&pk.columns)?));
             }
             TableConstraint::Unique(u) => {
                 refuse_nulls_not_distinct(&u.nulls_distinct)?;

@@ -340,7 +340,11 @@ impl Catalog {
     /// (Re)builds `table`'s unique indexes from stored definitions.
     fn set_unique(&mut self, table: TableId, defs: &[u8]) -> Result<()> {
         let defs = decode_defs(defs)?;
-        let Some(t) = self.tables.get_mut(&table).filter(|t| t.dropped_seq == LIVE) else {
+        let Some(t) = self
+            .tables
+            .get_mut(&table)
+            .filter(|t| t.dropped_seq == LIVE)
+        else {
             return Ok(());
         };
         let mut built = Vec::with_capacity(defs.len());

@@ -165,7 +165,10 @@ async fn concurrent_inserts_keep_one_row_per_key_through_a_crash() {
         Some(format!("Key (id)=({key}) already exists.").as_str())
     );
     let err = client
-        .batch_execute(&format!("UPDATE k SET id = {key} WHERE id = {}", expected[1].0))
+        .batch_execute(&format!(
+            "UPDATE k SET id = {key} WHERE id = {}",
+            expected[1].0
+        ))
         .await
         .expect_err("UPDATE onto an existing key after restart");
     assert_unique_violation(&err, "k_pkey");
