@@ -10,7 +10,7 @@ use datafusion::sql::sqlparser::ast::{Expr, Set, Statement, Value};
 
 use freshet_sql::FreshetStatement;
 
-use crate::planning::{map_df_error, plan_statement};
+use crate::planning::map_df_error;
 use crate::session::Session;
 use crate::{batch_output, CommandTag, EngineError, QueryOutput};
 
@@ -166,17 +166,35 @@ pub(crate) async fn run_query(
     params: Option<ParamValues>,
 ) -> Result<QueryOutput, EngineError> {
     let state = session.ctx.state();
-    let mut plan = plan_statement(&state, stmt).await?;
+    let mut plan = crate::planning::plan_query(&state, stmt).await?;
     if let Some(params) = params {
         plan = plan.with_param_values(params).map_err(map_df_error)?;
     }
+    let renamed_columns = crate::planning::display_schema(&plan).is_some();
+    let schema: SchemaRef = crate::planning::analyzed_output_schema(&state, &plan);
     let df = session
         .ctx
         .execute_logical_plan(plan)
         .await
         .map_err(map_df_error)?;
-    let schema: SchemaRef = Arc::new(df.schema().as_arrow().clone());
     let stream = df.execute_stream().await.map_err(map_df_error)?;
+    if !renamed_columns {
+        return Ok(QueryOutput::Rows { schema, stream });
+    }
+    // Output names Postgres allows to repeat (see `plan_query`).
+    let renamed = schema.clone();
+    let stream = futures::StreamExt::map(stream, move |batch| {
+        batch.and_then(|batch| {
+            datafusion::arrow::record_batch::RecordBatch::try_new(
+                renamed.clone(),
+                batch.columns().to_vec(),
+            )
+            .map_err(|e| datafusion::common::DataFusionError::ArrowError(Box::new(e), None))
+        })
+    });
+    let stream = Box::pin(
+        datafusion::physical_plan::stream::RecordBatchStreamAdapter::new(schema.clone(), stream),
+    );
     Ok(QueryOutput::Rows { schema, stream })
 }
 

@@ -83,6 +83,15 @@ pub(crate) async fn run_standard(
                     .iter()
                     .map(|f| normalize_result_field(f))
                     .collect();
+                // A query may repeat an output name; a table may not.
+                for (i, field) in fields.iter().enumerate() {
+                    if fields[..i].iter().any(|f| f.name() == field.name()) {
+                        return Err(EngineError::new(
+                            "42701",
+                            format!("column \"{}\" specified more than once", field.name()),
+                        ));
+                    }
+                }
                 let target = create_stored_table(session, &name, fields, BTreeMap::new())?;
                 let rows = crate::dml::write_batches(session, &target, &batches)?;
                 return Ok(command("SELECT", Some(rows)));

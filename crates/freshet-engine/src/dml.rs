@@ -348,7 +348,7 @@ async fn update_or_delete(
         .insert(DML_SCHEMA.into(), schema_provider.clone());
 
     let mut select_list = vec![quote_ident(ROW_ID_COLUMN)];
-    for field in target.schema.fields() {
+    for (position, field) in target.schema.fields().iter().enumerate() {
         let assigned = assignments.as_ref().and_then(|a| {
             a.iter().find(|assignment| {
                 assignment_column(&assignment.target)
@@ -356,7 +356,13 @@ async fn update_or_delete(
             })
         });
         match assigned {
-            Some(a) => select_list.push(format!("({})", a.value)),
+            // Each new value under its own name: `SET a = 5, b = 5` would
+            // otherwise be two select items DataFusion names alike.
+            Some(a) => select_list.push(format!(
+                "({}) AS {}",
+                a.value,
+                quote_ident(&format!("__freshet_set_{position}"))
+            )),
             None => select_list.push(format!(
                 "{}.{}",
                 quote_ident(&alias),

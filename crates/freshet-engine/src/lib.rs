@@ -9,6 +9,7 @@
 //! psql, drivers and the refresh scheduler alike.
 
 mod commands;
+mod datetime_input;
 mod ddl;
 mod dml;
 mod dynamic;
@@ -27,6 +28,8 @@ mod planning;
 mod provider;
 mod registry;
 mod session;
+mod subquery;
+mod type_resolution;
 pub mod types;
 mod users;
 mod work;

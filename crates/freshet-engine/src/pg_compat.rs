@@ -54,7 +54,9 @@ const INTERVAL_FUNCTION: &str = "freshet_text_to_interval";
 const TEXT_FUNCTION: &str = "freshet_pg_text";
 
 /// Applies the statement-level rewrites described in the module docs.
-pub(crate) fn rewrite_statement(statement: &mut Statement) {
+/// `catalog` says whether the statement reads the system catalogs; only then
+/// may a correlated catalog subquery be answered NULL.
+pub(crate) fn rewrite_statement(statement: &mut Statement, catalog: bool) {
     use datafusion::sql::sqlparser::ast::visit_expressions_mut;
     let _ = visit_expressions_mut(statement, |expr| {
         if let SqlExpr::Cast {
@@ -66,9 +68,9 @@ pub(crate) fn rewrite_statement(statement: &mut Statement) {
             if let Some(call) = json_call(inner) {
                 *expr = call;
             }
-        } else if let Some(aggregated) = array_subquery(expr) {
+        } else if let Some(aggregated) = array_subquery(expr, catalog) {
             *expr = aggregated;
-        } else if matches!(expr, SqlExpr::Subquery(q) if is_correlated_catalog_query(q)) {
+        } else if catalog && matches!(expr, SqlExpr::Subquery(q) if is_correlated_catalog_query(q)) {
             // See `array_subquery`: psql asks these about objects Freshet
             // never has (publications, policies), and DataFusion cannot
             // decorrelate them inside CASE.
@@ -242,7 +244,7 @@ fn integer_array_literal(text: &str) -> Option<SqlExpr> {
 
 /// `ARRAY(SELECT x …)` (which psql's `\d` sends) as the equivalent
 /// `array_agg` scalar subquery, which DataFusion can plan.
-fn array_subquery(expr: &SqlExpr) -> Option<SqlExpr> {
+fn array_subquery(expr: &SqlExpr, catalog: bool) -> Option<SqlExpr> {
     use datafusion::sql::sqlparser::ast::FunctionArguments;
     let SqlExpr::Function(function) = expr else {
         return None;
@@ -253,7 +255,7 @@ fn array_subquery(expr: &SqlExpr) -> Option<SqlExpr> {
     if !function.name.to_string().eq_ignore_ascii_case("array") {
         return None;
     }
-    if is_correlated_catalog_query(query) {
+    if catalog && is_correlated_catalog_query(query) {
         // DataFusion cannot decorrelate these inside CASE or function calls.
         // psql's `\d` asks them about policies and storage options Freshet
         // never has, so NULL (no policy roles, no options) is the answer.
@@ -467,6 +469,20 @@ fn rewrite_cast(expr: Expr, schema: &DFSchema) -> DfResult<Transformed<Expr>> {
     let Ok(source) = inner.get_type(schema) else {
         return Ok(Transformed::no(expr));
     };
+    if let (
+        Expr::Cast(_),
+        DataType::Utf8 | DataType::Utf8View | DataType::LargeUtf8,
+        DataType::Timestamp(_, zone),
+    ) = (&expr, &source, target)
+    {
+        // Postgres' timestamp input (see `datetime_input`).
+        let udf = crate::datetime_input::text_to_timestamp_udf(zone.is_some());
+        let parsed = Expr::ScalarFunction(ScalarFunction::new_udf(udf, vec![inner.clone()]));
+        return Ok(Transformed::yes(Expr::Cast(Cast::new(
+            Box::new(parsed),
+            target.clone(),
+        ))));
+    }
     let function = match (&source, target) {
         (
             DataType::Utf8 | DataType::Utf8View | DataType::LargeUtf8,

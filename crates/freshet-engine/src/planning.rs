@@ -5,7 +5,8 @@ use datafusion::common::{DataFusionError, SchemaError};
 use datafusion::execution::session_state::SessionState;
 use datafusion::logical_expr::LogicalPlan;
 use datafusion::sql::parser::Statement as DfStatement;
-use datafusion::sql::sqlparser::ast::Statement;
+use datafusion::arrow::datatypes::SchemaRef;
+use datafusion::sql::sqlparser::ast::{Expr as SqlExpr, SetExpr, Statement};
 
 use crate::EngineError;
 
@@ -14,10 +15,7 @@ pub(crate) async fn plan_statement(
     state: &SessionState,
     statement: Statement,
 ) -> Result<LogicalPlan, EngineError> {
-    let mut statement = postgres_compat().rewrite(statement);
-    crate::pg_compat::rewrite_statement(&mut statement);
-    state
-        .statement_to_plan(DfStatement::Statement(Box::new(statement)))
+    plan_compat(state, statement, |s| s)
         .await
         .map_err(map_df_error)
 }
@@ -35,20 +33,296 @@ pub(crate) async fn plan_view_query(
             "view definition is not a query".into(),
         ));
     };
-    let mut statement = postgres_compat().rewrite(statement);
-    crate::pg_compat::rewrite_statement(&mut statement);
-    state
-        .statement_to_plan(DfStatement::Statement(Box::new(statement)))
-        .await
+    plan_compat(state, statement, |s| s).await
 }
 
-/// The shared rewriter that turns psql's and drivers' Postgres-isms into SQL
-/// DataFusion plans (`::regclass`, `OPERATOR(pg_catalog.~)`, …).
-pub(crate) fn postgres_compat() -> &'static datafusion_pg_catalog::sql::PostgresCompatibilityParser
-{
-    static PARSER: std::sync::OnceLock<datafusion_pg_catalog::sql::PostgresCompatibilityParser> =
-        std::sync::OnceLock::new();
-    PARSER.get_or_init(datafusion_pg_catalog::sql::PostgresCompatibilityParser::new)
+/// Plans a row-returning statement whose select list may repeat an output
+/// name (`SELECT id, id`, `SELECT *, id`, two `(SELECT count(*) …)`), which
+/// Postgres allows and DataFusion's unique-name rule does not. Such items
+/// are planned under internal unique aliases; [`display_schema`] gives the
+/// names the client sees. Only for results sent to a client: a table or view
+/// built from such a query keeps DataFusion's error, as Postgres' CREATE
+/// TABLE AS does (42701).
+pub(crate) async fn plan_query(
+    state: &SessionState,
+    statement: Statement,
+) -> Result<LogicalPlan, EngineError> {
+    if !matches!(statement, Statement::Query(_)) {
+        return plan_statement(state, statement).await;
+    }
+    match plan_statement(state, statement.clone()).await {
+        Err(error) if is_duplicate_name_error(&error) => {
+            let mut statement = statement;
+            if let Statement::Query(query) = &mut statement {
+                alias_select_items(query.body.as_mut());
+            }
+            plan_statement(state, statement).await.map_err(|_| error)
+        }
+        other => other,
+    }
+}
+
+/// Separates an internal unique output alias from the client-visible name
+/// before it (empty when the name is the expression's own).
+const OUTPUT_NAME_MARK: char = '\u{1}';
+
+fn is_duplicate_name_error(error: &EngineError) -> bool {
+    let message = error.to_string();
+    message.contains("require unique expression names")
+        || (error.sqlstate() == "42701" && message.contains("duplicate"))
+        || message.contains("Ambiguous reference")
+}
+
+/// Gives every select item of the query's outermost SELECT(s) an internal
+/// unique alias that records the client-visible name.
+fn alias_select_items(body: &mut SetExpr) {
+    use datafusion::sql::sqlparser::ast::{Ident, SelectItem};
+    match body {
+        SetExpr::Select(select) => {
+            for (i, item) in select.projection.iter_mut().enumerate() {
+                let (expr, shown) = match std::mem::replace(item, SelectItem::Wildcard(Default::default())) {
+                    SelectItem::UnnamedExpr(expr) => {
+                        let shown = match &expr {
+                            SqlExpr::Identifier(ident) => crate::names::ident(ident),
+                            SqlExpr::CompoundIdentifier(parts) => {
+                                parts.last().map(crate::names::ident).unwrap_or_default()
+                            }
+                            _ => String::new(),
+                        };
+                        (expr, shown)
+                    }
+                    SelectItem::ExprWithAlias { expr, alias } => {
+                        (expr, crate::names::ident(&alias))
+                    }
+                    other => {
+                        *item = other;
+                        continue;
+                    }
+                };
+                *item = SelectItem::ExprWithAlias {
+                    expr,
+                    alias: Ident::with_quote('"', format!("{shown}{OUTPUT_NAME_MARK}{i}")),
+                };
+            }
+        }
+        SetExpr::SetOperation { left, right, .. } => {
+            alias_select_items(left);
+            alias_select_items(right);
+        }
+        SetExpr::Query(query) => alias_select_items(query.body.as_mut()),
+        _ => {}
+    }
+}
+
+/// The plan's output schema with the names the client sees, when
+/// [`plan_query`] had to use internal aliases; `None` when it did not.
+pub(crate) fn display_schema(plan: &LogicalPlan) -> Option<SchemaRef> {
+    use datafusion::arrow::datatypes::{Field, Schema};
+    let schema = plan.schema().as_arrow();
+    if !schema
+        .fields()
+        .iter()
+        .any(|f| f.name().contains(OUTPUT_NAME_MARK))
+    {
+        return None;
+    }
+    let fields: Vec<Field> = schema
+        .fields()
+        .iter()
+        .map(|field| {
+            let Some((shown, _)) = field.name().split_once(OUTPUT_NAME_MARK) else {
+                return field.as_ref().clone();
+            };
+            let shown = if shown.is_empty() {
+                aliased_expression_name(plan, field.name()).unwrap_or_else(|| "?column?".into())
+            } else {
+                shown.to_string()
+            };
+            field.as_ref().clone().with_name(shown)
+        })
+        .collect();
+    Some(std::sync::Arc::new(Schema::new_with_metadata(
+        fields,
+        schema.metadata().clone(),
+    )))
+}
+
+/// The plan's output schema with client-visible names (see [`display_schema`]).
+pub(crate) fn output_schema(plan: &LogicalPlan) -> SchemaRef {
+    display_schema(plan).unwrap_or_else(|| std::sync::Arc::new(plan.schema().as_arrow().clone()))
+}
+
+/// The schema the plan's rows will have, with client-visible names.
+/// DataFusion settles the types of UNION columns and CASE results only in
+/// its analyzer; before it a plan announces the first branch's type, which
+/// is not what execution produces. Falls back to the unanalyzed schema when
+/// analysis fails (with unbound parameters, say); execution reports that.
+pub(crate) fn analyzed_output_schema(state: &SessionState, plan: &LogicalPlan) -> SchemaRef {
+    match state
+        .analyzer()
+        .execute_and_check(plan.clone(), state.config_options(), |_, _| {})
+    {
+        Ok(analyzed) => output_schema(&analyzed),
+        Err(_) => output_schema(plan),
+    }
+}
+
+/// The name DataFusion gives the expression aliased `alias` in the plan.
+fn aliased_expression_name(plan: &LogicalPlan, alias: &str) -> Option<String> {
+    use datafusion::common::tree_node::{TreeNode, TreeNodeRecursion};
+    use datafusion::logical_expr::Expr;
+    let mut found = None;
+    let _ = plan.apply(|node| {
+        if let LogicalPlan::Projection(projection) = node {
+            for expr in &projection.expr {
+                if let Expr::Alias(a) = expr {
+                    if a.name == alias {
+                        found = Some(match a.expr.as_ref() {
+                            Expr::Column(column) => column.name.clone(),
+                            other => other.schema_name().to_string(),
+                        });
+                        return Ok(TreeNodeRecursion::Stop);
+                    }
+                }
+            }
+        }
+        Ok(TreeNodeRecursion::Continue)
+    });
+    found
+}
+
+/// Plans `statement` after datafusion-pg-catalog's rewrites, chosen by
+/// [`CompatRules`]; `wrap` builds the statement DataFusion plans (a PREPARE
+/// around it, for instance).
+async fn plan_compat(
+    state: &SessionState,
+    statement: Statement,
+    wrap: impl Fn(Statement) -> Statement,
+) -> Result<LogicalPlan, DataFusionError> {
+    let to_plan = |statement: Statement, rules: CompatRules| {
+        DfStatement::Statement(Box::new(wrap(compat_rewrite(statement, rules))))
+    };
+    if !reads_system_catalog(&statement) {
+        return state
+            .statement_to_plan(to_plan(statement, CompatRules::General))
+            .await;
+    }
+    let first = state
+        .statement_to_plan(to_plan(statement.clone(), CompatRules::Catalog))
+        .await;
+    let first = match first {
+        // Analysis (where DataFusion rejects subqueries it cannot run) only
+        // happens on optimizing; try it now, so a catalog query can still
+        // fall back.
+        Ok(plan) if crate::subquery::has_subquery(&plan) && !is_prepare(&plan) => {
+            match state.optimize(&plan) {
+                Ok(_) => Ok(plan),
+                Err(e) => Err(e),
+            }
+        }
+        other => other,
+    };
+    match first {
+        Ok(plan) => Ok(plan),
+        Err(error) => state
+            .statement_to_plan(to_plan(statement, CompatRules::CatalogFallback))
+            .await
+            .map_err(|_| error),
+    }
+}
+
+fn is_prepare(plan: &LogicalPlan) -> bool {
+    matches!(
+        plan,
+        LogicalPlan::Statement(datafusion::logical_expr::Statement::Prepare(_))
+    )
+}
+
+/// Which of datafusion-pg-catalog's SQL rewrites a statement gets.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum CompatRules {
+    /// Any statement not reading the system catalogs: only the rewrites that
+    /// keep a query's meaning (`pg_catalog.` function qualifiers, `COLLATE`,
+    /// `OPERATOR(pg_catalog.~)`, `::regclass`, …).
+    General,
+    /// A statement reading pg_catalog or information_schema also gets the
+    /// rewrites written for catalog queries, which rename duplicate columns
+    /// and requalify identifiers.
+    Catalog,
+    /// A catalog statement that did not plan otherwise: every rewrite,
+    /// including the one that answers correlated select-list subqueries with
+    /// NULL. Never applied to a user's query.
+    CatalogFallback,
+}
+
+fn compat_rewrite(statement: Statement, rules: CompatRules) -> Statement {
+    use datafusion_pg_catalog::sql::rules::{
+        AliasDuplicatedProjectionRewrite, CurrentUserVariableToSessionUserFunctionCall,
+        FixArrayLiteral, FixVersionColumnName, PrependUnqualifiedPgTableName,
+        RemoveSubqueryFromProjection, ResolveUnqualifiedIdentifier, RewriteArrayAnyAllOperation,
+        RewritePgCatalogOperator, RewriteRegCastToSubquery, SqlStatementRewriteRule,
+        StripCallableQualifier, StripCollate,
+    };
+    use std::sync::{Arc, OnceLock};
+    type Rules = Vec<(Arc<dyn SqlStatementRewriteRule>, CompatRules)>;
+    // Each rule with the least catalog-specific mode that gets it, in
+    // datafusion-pg-catalog's own order.
+    static RULES: OnceLock<Rules> = OnceLock::new();
+    let all = RULES.get_or_init(|| {
+        vec![
+            (Arc::new(AliasDuplicatedProjectionRewrite), CompatRules::Catalog),
+            (Arc::new(ResolveUnqualifiedIdentifier), CompatRules::Catalog),
+            (Arc::new(RewriteArrayAnyAllOperation), CompatRules::General),
+            (Arc::new(PrependUnqualifiedPgTableName), CompatRules::General),
+            (Arc::new(StripCallableQualifier), CompatRules::General),
+            (Arc::new(FixArrayLiteral), CompatRules::General),
+            (
+                Arc::new(CurrentUserVariableToSessionUserFunctionCall),
+                CompatRules::General,
+            ),
+            (Arc::new(StripCollate), CompatRules::General),
+            (Arc::new(RewritePgCatalogOperator), CompatRules::General),
+            (Arc::new(RewriteRegCastToSubquery::new()), CompatRules::General),
+            (
+                Arc::new(RemoveSubqueryFromProjection),
+                CompatRules::CatalogFallback,
+            ),
+            (Arc::new(FixVersionColumnName), CompatRules::General),
+        ]
+    });
+    let applies = |needed: CompatRules| match rules {
+        CompatRules::General => needed == CompatRules::General,
+        CompatRules::Catalog => needed != CompatRules::CatalogFallback,
+        CompatRules::CatalogFallback => true,
+    };
+    let mut statement = all
+        .iter()
+        .filter(|(_, needed)| applies(*needed))
+        .fold(statement, |s, (rule, _)| rule.rewrite(s));
+    crate::pg_compat::rewrite_statement(&mut statement, rules != CompatRules::General);
+    statement
+}
+
+/// Whether the statement names a relation of pg_catalog or
+/// information_schema (qualified, or one of pg_catalog's own table names).
+pub(crate) fn reads_system_catalog(statement: &Statement) -> bool {
+    use datafusion::sql::sqlparser::ast::visit_relations;
+    let found = visit_relations(statement, |name| {
+        let parts = crate::names::parts(name);
+        let system = match parts.as_slice() {
+            [.., schema, _] => schema == "pg_catalog" || schema == "information_schema",
+            [table] => datafusion_pg_catalog::pg_catalog::PG_CATALOG_TABLES
+                .iter()
+                .any(|t| t.eq_ignore_ascii_case(table)),
+            [] => false,
+        };
+        if system {
+            std::ops::ControlFlow::Break(())
+        } else {
+            std::ops::ControlFlow::Continue(())
+        }
+    });
+    found.is_break()
 }
 
 /// Maps a DataFusion error to a SQLSTATE-carrying engine error. The one place
@@ -100,7 +374,20 @@ pub fn map_df_error(error: DataFusionError) -> EngineError {
             }
         },
         DataFusionError::SQL(e, _) => EngineError::new("42601", e.to_string()),
+        DataFusionError::NotImplemented(msg) if is_undecorrelated_subquery(&msg) => {
+            EngineError::new("0A000", UNSUPPORTED_SUBQUERY)
+        }
         DataFusionError::NotImplemented(msg) => EngineError::new("0A000", msg),
+        DataFusionError::Plan(msg)
+            if msg.contains("Correlated scalar subquery")
+                || msg.contains("Accessing outer reference columns")
+                || msg.contains("Correlated column is not allowed") =>
+        {
+            EngineError::new("0A000", format!("{UNSUPPORTED_SUBQUERY} ({msg})"))
+        }
+        DataFusionError::Execution(msg) if msg.contains("Scalar subquery returned more than one row") => {
+            EngineError::new("21000", crate::subquery::MORE_THAN_ONE_ROW)
+        }
         DataFusionError::Plan(msg) => {
             let lower = msg.to_ascii_lowercase();
             if let Some(missing) = missing_relation(&msg) {
@@ -152,6 +439,20 @@ pub fn map_df_error(error: DataFusionError) -> EngineError {
         DataFusionError::ResourcesExhausted(msg) => EngineError::new("53200", msg),
         other => EngineError::new("XX000", other.to_string()),
     }
+}
+
+/// What a client is told about a correlated subquery DataFusion cannot run.
+const UNSUPPORTED_SUBQUERY: &str = "this correlated subquery is not supported: Freshet runs a \
+correlated subquery only when it can turn it into a join, which needs the subquery's \
+references to the outer query to be equality conditions (inner.col = outer.col) in its WHERE";
+
+/// DataFusion's physical planner refusing a subquery its optimizer left in place.
+fn is_undecorrelated_subquery(message: &str) -> bool {
+    message.contains("undecorrelated Subquery")
+        || (message.contains("does not support logical expression")
+            && ["ScalarSubquery", "Exists", "InSubquery", "SetComparison"]
+                .iter()
+                .any(|kind| message.contains(kind)))
 }
 
 /// The relation name in DataFusion's "table 'db.schema.name' not found".
@@ -257,17 +558,13 @@ pub(crate) async fn plan_with_parameter_types(
             .map_err(|e| EngineError::new("XX000", e.to_string()))?;
         data_types.push(parsed);
     }
-    let mut statement = postgres_compat().rewrite(statement);
-    crate::pg_compat::rewrite_statement(&mut statement);
-    let prepare = Statement::Prepare {
+    let plan = plan_compat(state, statement, |statement| Statement::Prepare {
         name: Ident::new("freshet_describe"),
-        data_types,
+        data_types: data_types.clone(),
         statement: Box::new(statement),
-    };
-    let plan = state
-        .statement_to_plan(DfStatement::Statement(Box::new(prepare)))
-        .await
-        .map_err(map_df_error)?;
+    })
+    .await
+    .map_err(map_df_error)?;
     match plan {
         LogicalPlan::Statement(datafusion::logical_expr::Statement::Prepare(prepare)) => {
             Ok(prepare.input.as_ref().clone())

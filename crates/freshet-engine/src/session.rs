@@ -352,7 +352,7 @@ impl Session {
         // statement without it and the rows from the RETURNING list.
         let returning = crate::dml::describe_returning(self, stmt).await?;
         let plannable = without_returning(stmt);
-        let plan = crate::planning::plan_statement(&self.ctx.state(), plannable.clone()).await?;
+        let plan = crate::planning::plan_query(&self.ctx.state(), plannable.clone()).await?;
         let inferred = plan.get_parameter_types().map_err(map_df_error)?;
         let inferred_fields = plan.get_parameter_fields().map_err(map_df_error)?;
         let cast_types = crate::pg_compat::placeholder_cast_types(&plan);
@@ -405,11 +405,20 @@ impl Session {
                 )
                 .await;
                 match typed {
-                    Ok(plan) => Some(Arc::new(plan.schema().as_arrow().clone())),
-                    Err(_) => Some(Arc::new(plan.schema().as_arrow().clone())),
+                    Ok(typed) => Some(crate::planning::analyzed_output_schema(
+                        &self.ctx.state(),
+                        &typed,
+                    )),
+                    Err(_) => Some(crate::planning::analyzed_output_schema(
+                        &self.ctx.state(),
+                        &plan,
+                    )),
                 }
             }
-            _ => Some(Arc::new(plan.schema().as_arrow().clone())),
+            _ => Some(crate::planning::analyzed_output_schema(
+                &self.ctx.state(),
+                &plan,
+            )),
         };
         Ok((types, json, schema))
     }
@@ -739,6 +748,7 @@ pub(crate) fn build_context(
         .with_runtime_env(runtime)
         .with_catalog_list(catalogs)
         .with_default_features()
+        .with_analyzer_rules(crate::type_resolution::analyzer_rules())
         .build();
     let ctx = SessionContext::new_with_state(state);
     *shared.state.write() = ctx.state_weak_ref();
@@ -772,6 +782,7 @@ pub(crate) fn build_context(
         ctx.register_udf(constant_text_udf(name, user));
     }
     crate::pg_compat::register(&ctx);
+    crate::subquery::register(&ctx);
     crate::functions::register(&ctx, engine, shared);
     Ok(ctx)
 }

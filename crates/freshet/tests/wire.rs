@@ -1515,3 +1515,94 @@ async fn non_loopback_listen_with_password_is_accepted() {
     let client = server.connect().await;
     assert_eq!(count(&client, "SELECT count(*) FROM (SELECT 1) t").await, 1);
 }
+
+/// Column names of the simple protocol's RowDescription.
+async fn simple_column_names(client: &Client, sql: &str) -> Vec<String> {
+    client
+        .simple_query(sql)
+        .await
+        .unwrap_or_else(|e| panic!("`{sql}` failed: {e:?}"))
+        .into_iter()
+        .find_map(|m| match m {
+            SimpleQueryMessage::RowDescription(columns) => {
+                Some(columns.iter().map(|c| c.name().to_string()).collect())
+            }
+            _ => None,
+        })
+        .expect("a row description")
+}
+
+/// A select list may repeat a name, as in PostgreSQL, and both protocols
+/// announce it as written.
+#[tokio::test]
+async fn repeated_output_names_are_kept() {
+    let server = TestServer::start();
+    let client = server.connect().await;
+    exec(&client, "CREATE TABLE rep (id int, v text)").await;
+    exec(&client, "INSERT INTO rep VALUES (1, 'a')").await;
+    for (sql, names) in [
+        ("SELECT id, id FROM rep", vec!["id", "id"]),
+        ("SELECT *, id FROM rep", vec!["id", "v", "id"]),
+        ("SELECT 1 AS x, 2 AS x", vec!["x", "x"]),
+        (
+            "SELECT (SELECT max(v) AS m FROM rep r WHERE r.id = rep.id), (SELECT min(v) AS m FROM rep r WHERE r.v = rep.v) FROM rep",
+            vec!["m", "m"],
+        ),
+    ] {
+        assert_eq!(simple_column_names(&client, sql).await, names, "{sql}");
+        let statement = client.prepare(sql).await.expect(sql);
+        let described: Vec<&str> = statement.columns().iter().map(|c| c.name()).collect();
+        assert_eq!(described, names, "{sql} (described)");
+        let rows = client.query(&statement, &[]).await.expect(sql);
+        assert_eq!(rows.len(), 1, "{sql}");
+    }
+}
+
+/// CASE and UNION ALL branches of different types give PostgreSQL's result
+/// type, and what Describe and RowDescription announce is what is sent.
+#[tokio::test]
+async fn mixed_branch_types_resolve_like_postgres() {
+    let server = TestServer::start();
+    let client = server.connect().await;
+    exec(
+        &client,
+        "CREATE TABLE amounts (id int, amount numeric(10,2), price double precision, d date, ts timestamp)",
+    )
+    .await;
+    exec(
+        &client,
+        "INSERT INTO amounts VALUES (1, 2.50, 13, '2024-01-01', '2024-01-02 03:04:05')",
+    )
+    .await;
+
+    let sql = "SELECT CASE WHEN id = 1 THEN price / 3 ELSE amount END AS v FROM amounts";
+    let statement = client.prepare(sql).await.expect(sql);
+    assert_eq!(statement.columns()[0].type_(), &Type::FLOAT8);
+    let v: f64 = client.query_one(&statement, &[]).await.expect(sql).get(0);
+    assert_eq!(v, 13.0 / 3.0);
+    let sql = "SELECT CASE WHEN id = 1 THEN amount ELSE price / 3 END AS v FROM amounts";
+    let statement = client.prepare(sql).await.expect(sql);
+    assert_eq!(statement.columns()[0].type_(), &Type::FLOAT8);
+    let v: f64 = client.query_one(&statement, &[]).await.expect(sql).get(0);
+    assert_eq!(v, 2.5);
+
+    let sql = "SELECT d AS v FROM amounts UNION ALL SELECT ts FROM amounts ORDER BY 1";
+    let statement = client.prepare(sql).await.expect(sql);
+    assert_eq!(statement.columns()[0].type_(), &Type::TIMESTAMP);
+    let values: Vec<NaiveDateTime> = client
+        .query(&statement, &[])
+        .await
+        .expect(sql)
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    assert_eq!(values, vec![ts("2024-01-01 00:00:00"), ts("2024-01-02 03:04:05")]);
+    // The simple protocol's text is a timestamp too.
+    assert_eq!(
+        simple_rows(&client, sql).await,
+        vec![
+            vec![Some("2024-01-01 00:00:00".to_string())],
+            vec![Some("2024-01-02 03:04:05".to_string())],
+        ]
+    );
+}

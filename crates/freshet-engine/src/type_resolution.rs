@@ -1,0 +1,237 @@
+//! Postgres' result type for UNION and CASE branches of different types
+//! (PostgreSQL manual, "UNION, CASE, and Related Constructs").
+//!
+//! DataFusion brings branches to a common type too, but by its own rules,
+//! which differ from Postgres' where users notice: `numeric` with `double
+//! precision` becomes a decimal (Postgres: `double precision`, its preferred
+//! numeric type, to which numeric converts implicitly), and `date` with
+//! `timestamp` becomes a nanosecond timestamp without the time zone of a
+//! `timestamptz` branch. [`PostgresBranchTypes`] runs just before
+//! DataFusion's type coercion and casts the branches to Postgres' type
+//! where the two disagree; DataFusion's coercion then has nothing to change.
+
+use std::sync::Arc;
+
+use datafusion::arrow::datatypes::{DataType, TimeUnit};
+use datafusion::common::config::ConfigOptions;
+use datafusion::common::tree_node::{Transformed, TransformedResult, TreeNode};
+use datafusion::common::{DFSchema, DFSchemaRef, Result as DfResult};
+use datafusion::logical_expr::expr::{Case, Cast};
+use datafusion::logical_expr::expr_rewriter::NamePreserver;
+use datafusion::logical_expr::{Expr, ExprSchemable, LogicalPlan, LogicalPlanBuilder, Union};
+use datafusion::optimizer::AnalyzerRule;
+
+/// Analyzer rule: Postgres' branch types for UNION and CASE (module docs).
+#[derive(Debug, Default)]
+pub(crate) struct PostgresBranchTypes;
+
+impl AnalyzerRule for PostgresBranchTypes {
+    fn analyze(&self, plan: LogicalPlan, _config: &ConfigOptions) -> DfResult<LogicalPlan> {
+        plan.transform_up_with_subqueries(|plan| {
+            let plan = match plan {
+                LogicalPlan::Union(union) => resolve_union(union)?,
+                other => Transformed::no(other),
+            };
+            plan.transform_data(resolve_case_branches)
+        })
+        .data()
+    }
+
+    fn name(&self) -> &str {
+        "freshet_postgres_branch_types"
+    }
+}
+
+/// The analyzer's rules with [`PostgresBranchTypes`] just before
+/// DataFusion's type coercion.
+pub(crate) fn analyzer_rules() -> Vec<Arc<dyn AnalyzerRule + Send + Sync>> {
+    let mut rules = datafusion::optimizer::Analyzer::new().rules;
+    let at = rules
+        .iter()
+        .position(|rule| rule.name() == "type_coercion")
+        .unwrap_or(rules.len());
+    rules.insert(at, Arc::new(PostgresBranchTypes));
+    rules
+}
+
+/// The type Postgres gives branches of these types, where it differs from
+/// DataFusion's choice; `None` to leave the choice to DataFusion.
+pub(crate) fn postgres_common_type(types: &[DataType]) -> Option<DataType> {
+    let known: Vec<&DataType> = types.iter().filter(|t| !t.is_null()).collect();
+    if known.windows(2).all(|pair| pair[0] == pair[1]) {
+        return None;
+    }
+    if known.iter().all(|t| t.is_numeric()) {
+        // numeric and the integers convert implicitly to real and double
+        // precision; double precision is the category's preferred type.
+        let float = if known.contains(&&DataType::Float64) {
+            DataType::Float64
+        } else if known.contains(&&DataType::Float32) {
+            DataType::Float32
+        } else {
+            return None;
+        };
+        return known
+            .iter()
+            .any(|t| t.is_decimal())
+            .then_some(float);
+    }
+    let is_temporal = |t: &&DataType| matches!(t, DataType::Date32 | DataType::Timestamp(_, _));
+    if known.iter().all(is_temporal) && known.contains(&&DataType::Date32) {
+        // date converts implicitly to timestamp and timestamptz; a zoned
+        // branch makes the result timestamptz (the category's preferred type).
+        let mut unit = None;
+        let mut zone = None;
+        for t in &known {
+            if let DataType::Timestamp(u, z) = t {
+                unit.get_or_insert(*u);
+                if z.is_some() && zone.is_none() {
+                    zone = z.clone();
+                }
+            }
+        }
+        return Some(DataType::Timestamp(unit.unwrap_or(TimeUnit::Microsecond), zone));
+    }
+    None
+}
+
+/// Casts the inputs of a UNION whose column types Postgres would resolve
+/// differently.
+fn resolve_union(union: Union) -> DfResult<Transformed<LogicalPlan>> {
+    let Some(first) = union.inputs.first() else {
+        return Ok(Transformed::no(LogicalPlan::Union(union)));
+    };
+    let columns = first.schema().fields().len();
+    if union
+        .inputs
+        .iter()
+        .any(|input| input.schema().fields().len() != columns)
+    {
+        return Ok(Transformed::no(LogicalPlan::Union(union)));
+    }
+    let targets: Vec<Option<DataType>> = (0..columns)
+        .map(|i| {
+            let types: Vec<DataType> = union
+                .inputs
+                .iter()
+                .map(|input| input.schema().field(i).data_type().clone())
+                .collect();
+            postgres_common_type(&types)
+        })
+        .collect();
+    if targets.iter().all(Option::is_none) {
+        return Ok(Transformed::no(LogicalPlan::Union(union)));
+    }
+    let mut inputs = Vec::with_capacity(union.inputs.len());
+    for input in union.inputs {
+        let schema = input.schema().clone();
+        let needs_cast = targets.iter().enumerate().any(|(i, target)| {
+            target
+                .as_ref()
+                .is_some_and(|t| schema.field(i).data_type() != t)
+        });
+        if !needs_cast {
+            inputs.push(input);
+            continue;
+        }
+        let exprs: Vec<Expr> = schema
+            .iter()
+            .zip(&targets)
+            .map(|((qualifier, field), target)| {
+                let column = Expr::Column((qualifier, field).into());
+                match target {
+                    Some(t) if field.data_type() != t => {
+                        Expr::Cast(Cast::new(Box::new(column), t.clone()))
+                            .alias_qualified(qualifier.cloned(), field.name())
+                    }
+                    _ => column,
+                }
+            })
+            .collect();
+        let projected = LogicalPlanBuilder::from(Arc::unwrap_or_clone(input))
+            .project(exprs)?
+            .build()?;
+        inputs.push(Arc::new(projected));
+    }
+    Ok(Transformed::yes(LogicalPlan::Union(
+        Union::try_new_with_loose_types(inputs)?,
+    )))
+}
+
+/// Casts the THEN/ELSE branches of every CASE in the node's expressions.
+fn resolve_case_branches(plan: LogicalPlan) -> DfResult<Transformed<LogicalPlan>> {
+    let schema = expression_schema(&plan);
+    let names = NamePreserver::new(&plan);
+    plan.map_expressions(|expr| {
+        let saved = names.save(&expr);
+        let rewritten = expr.transform_up(|e| resolve_case(e, &schema))?;
+        if rewritten.transformed {
+            Ok(Transformed::yes(saved.restore(rewritten.data)))
+        } else {
+            Ok(rewritten)
+        }
+    })
+}
+
+/// The schema a node's expressions are evaluated against.
+fn expression_schema(plan: &LogicalPlan) -> DFSchemaRef {
+    let inputs = plan.inputs();
+    match inputs.as_slice() {
+        [] => plan.schema().clone(),
+        [one] => one.schema().clone(),
+        [first, rest @ ..] => {
+            let mut merged: DFSchema = first.schema().as_ref().clone();
+            for other in rest {
+                merged.merge(other.schema());
+            }
+            Arc::new(merged)
+        }
+    }
+}
+
+fn resolve_case(expr: Expr, schema: &DFSchema) -> DfResult<Transformed<Expr>> {
+    let Expr::Case(case) = expr else {
+        return Ok(Transformed::no(expr));
+    };
+    let mut types = Vec::with_capacity(case.when_then_expr.len() + 1);
+    for (_, then) in &case.when_then_expr {
+        match then.get_type(schema) {
+            Ok(t) => types.push(t),
+            Err(_) => return Ok(Transformed::no(Expr::Case(case))),
+        }
+    }
+    if let Some(otherwise) = &case.else_expr {
+        match otherwise.get_type(schema) {
+            Ok(t) => types.push(t),
+            Err(_) => return Ok(Transformed::no(Expr::Case(case))),
+        }
+    }
+    let Some(target) = postgres_common_type(&types) else {
+        return Ok(Transformed::no(Expr::Case(case)));
+    };
+    let cast = |e: Box<Expr>, t: &DataType| -> Box<Expr> {
+        if t == &target || t.is_null() {
+            e
+        } else {
+            Box::new(Expr::Cast(Cast::new(e, target.clone())))
+        }
+    };
+    let mut branch_types = types.iter();
+    let when_then_expr = case
+        .when_then_expr
+        .into_iter()
+        .map(|(when, then)| {
+            let t = branch_types.next().cloned().unwrap_or(DataType::Null);
+            (when, cast(then, &t))
+        })
+        .collect();
+    let else_expr = case.else_expr.map(|e| {
+        let t = branch_types.next().cloned().unwrap_or(DataType::Null);
+        cast(e, &t)
+    });
+    Ok(Transformed::yes(Expr::Case(Case {
+        expr: case.expr,
+        when_then_expr,
+        else_expr,
+    })))
+}
