@@ -173,7 +173,10 @@ fn zone_offset_seconds(zone: &str) -> Option<i64> {
     }
     let (hours, minutes) = match digits.len() {
         1 | 2 => (digits.parse::<i64>().ok()?, 0),
-        4 => (digits[..2].parse::<i64>().ok()?, digits[2..].parse::<i64>().ok()?),
+        4 => (
+            digits[..2].parse::<i64>().ok()?,
+            digits[2..].parse::<i64>().ok()?,
+        ),
         _ => return None,
     };
     if hours > 15 || minutes > 59 {
@@ -197,7 +200,10 @@ mod tests {
     fn plain_timestamps_ignore_the_zone() {
         let at = micros("2024-12-25 10:30:00");
         assert_eq!(parse_timestamp("2024-12-25 10:30:00+02", false), Some(at));
-        assert_eq!(parse_timestamp("2024-12-25 10:30:00-05:30", false), Some(at));
+        assert_eq!(
+            parse_timestamp("2024-12-25 10:30:00-05:30", false),
+            Some(at)
+        );
         assert_eq!(parse_timestamp("2024-12-25 10:30", false), Some(at));
         assert_eq!(parse_timestamp("2024-12-25T10:30:00Z", false), Some(at));
         assert_eq!(
@@ -230,7 +236,10 @@ mod tests {
     fn other_text_is_left_to_arrow() {
         assert_eq!(parse_timestamp("yesterday", false), None);
         assert_eq!(parse_timestamp("2024-12-25 10", false), None);
-        assert_eq!(parse_timestamp("2024-12-25 10:30:00 Europe/Oslo", false), None);
+        assert_eq!(
+            parse_timestamp("2024-12-25 10:30:00 Europe/Oslo", false),
+            None
+        );
         assert_eq!(parse_timestamp("2024-13-25 10:30", false), None);
     }
 }

@@ -1691,8 +1691,9 @@ async fn create_dynamic_table(
         Statement::Query(Box::new(query.clone())),
     )
     .await?;
-    let output_schema =
-        crate::planning::analyzed_output_schema(&session.ctx.state(), &plan).as_ref().clone();
+    let output_schema = crate::planning::analyzed_output_schema(&session.ctx.state(), &plan)
+        .as_ref()
+        .clone();
 
     let mut source_entries = Vec::new();
     for relation in &qualifier.relations {

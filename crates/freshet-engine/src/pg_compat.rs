@@ -70,7 +70,8 @@ pub(crate) fn rewrite_statement(statement: &mut Statement, catalog: bool) {
             }
         } else if let Some(aggregated) = array_subquery(expr, catalog) {
             *expr = aggregated;
-        } else if catalog && matches!(expr, SqlExpr::Subquery(q) if is_correlated_catalog_query(q)) {
+        } else if catalog && matches!(expr, SqlExpr::Subquery(q) if is_correlated_catalog_query(q))
+        {
             // See `array_subquery`: psql asks these about objects Freshet
             // never has (publications, policies), and DataFusion cannot
             // decorrelate them inside CASE.

@@ -1,11 +1,11 @@
 //! Glue between Freshet statements and DataFusion planning, plus the mapping of
 //! DataFusion's errors to Postgres SQLSTATEs.
 
+use datafusion::arrow::datatypes::SchemaRef;
 use datafusion::common::{DataFusionError, SchemaError};
 use datafusion::execution::session_state::SessionState;
 use datafusion::logical_expr::LogicalPlan;
 use datafusion::sql::parser::Statement as DfStatement;
-use datafusion::arrow::datatypes::SchemaRef;
 use datafusion::sql::sqlparser::ast::{Expr as SqlExpr, SetExpr, Statement};
 
 use crate::EngineError;
@@ -80,25 +80,26 @@ fn alias_select_items(body: &mut SetExpr) {
     match body {
         SetExpr::Select(select) => {
             for (i, item) in select.projection.iter_mut().enumerate() {
-                let (expr, shown) = match std::mem::replace(item, SelectItem::Wildcard(Default::default())) {
-                    SelectItem::UnnamedExpr(expr) => {
-                        let shown = match &expr {
-                            SqlExpr::Identifier(ident) => crate::names::ident(ident),
-                            SqlExpr::CompoundIdentifier(parts) => {
-                                parts.last().map(crate::names::ident).unwrap_or_default()
-                            }
-                            _ => String::new(),
-                        };
-                        (expr, shown)
-                    }
-                    SelectItem::ExprWithAlias { expr, alias } => {
-                        (expr, crate::names::ident(&alias))
-                    }
-                    other => {
-                        *item = other;
-                        continue;
-                    }
-                };
+                let (expr, shown) =
+                    match std::mem::replace(item, SelectItem::Wildcard(Default::default())) {
+                        SelectItem::UnnamedExpr(expr) => {
+                            let shown = match &expr {
+                                SqlExpr::Identifier(ident) => crate::names::ident(ident),
+                                SqlExpr::CompoundIdentifier(parts) => {
+                                    parts.last().map(crate::names::ident).unwrap_or_default()
+                                }
+                                _ => String::new(),
+                            };
+                            (expr, shown)
+                        }
+                        SelectItem::ExprWithAlias { expr, alias } => {
+                            (expr, crate::names::ident(&alias))
+                        }
+                        other => {
+                            *item = other;
+                            continue;
+                        }
+                    };
                 *item = SelectItem::ExprWithAlias {
                     expr,
                     alias: Ident::with_quote('"', format!("{shown}{OUTPUT_NAME_MARK}{i}")),
@@ -270,10 +271,16 @@ fn compat_rewrite(statement: Statement, rules: CompatRules) -> Statement {
     static RULES: OnceLock<Rules> = OnceLock::new();
     let all = RULES.get_or_init(|| {
         vec![
-            (Arc::new(AliasDuplicatedProjectionRewrite), CompatRules::Catalog),
+            (
+                Arc::new(AliasDuplicatedProjectionRewrite),
+                CompatRules::Catalog,
+            ),
             (Arc::new(ResolveUnqualifiedIdentifier), CompatRules::Catalog),
             (Arc::new(RewriteArrayAnyAllOperation), CompatRules::General),
-            (Arc::new(PrependUnqualifiedPgTableName), CompatRules::General),
+            (
+                Arc::new(PrependUnqualifiedPgTableName),
+                CompatRules::General,
+            ),
             (Arc::new(StripCallableQualifier), CompatRules::General),
             (Arc::new(FixArrayLiteral), CompatRules::General),
             (
@@ -282,7 +289,10 @@ fn compat_rewrite(statement: Statement, rules: CompatRules) -> Statement {
             ),
             (Arc::new(StripCollate), CompatRules::General),
             (Arc::new(RewritePgCatalogOperator), CompatRules::General),
-            (Arc::new(RewriteRegCastToSubquery::new()), CompatRules::General),
+            (
+                Arc::new(RewriteRegCastToSubquery::new()),
+                CompatRules::General,
+            ),
             (
                 Arc::new(RemoveSubqueryFromProjection),
                 CompatRules::CatalogFallback,
@@ -385,7 +395,9 @@ pub fn map_df_error(error: DataFusionError) -> EngineError {
         {
             EngineError::new("0A000", format!("{UNSUPPORTED_SUBQUERY} ({msg})"))
         }
-        DataFusionError::Execution(msg) if msg.contains("Scalar subquery returned more than one row") => {
+        DataFusionError::Execution(msg)
+            if msg.contains("Scalar subquery returned more than one row") =>
+        {
             EngineError::new("21000", crate::subquery::MORE_THAN_ONE_ROW)
         }
         DataFusionError::Plan(msg) => {

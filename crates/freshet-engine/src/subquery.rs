@@ -45,7 +45,8 @@ use crate::EngineError;
 const SINGLE_VALUE: &str = "freshet_single_value";
 
 /// Postgres' message for a scalar subquery with more than one row.
-pub(crate) const MORE_THAN_ONE_ROW: &str = "more than one row returned by a subquery used as an expression";
+pub(crate) const MORE_THAN_ONE_ROW: &str =
+    "more than one row returned by a subquery used as an expression";
 
 /// Registers the rules and the aggregate they use.
 pub(crate) fn register(ctx: &datafusion::prelude::SessionContext) {
@@ -215,7 +216,9 @@ fn wrap_in_single_value(plan: LogicalPlan) -> DfResult<LogicalPlan> {
     let aggregate_name = aggregate.schema_name().to_string();
     LogicalPlanBuilder::from(plan)
         .aggregate(Vec::<Expr>::new(), vec![aggregate])?
-        .project(vec![Expr::Column(Column::new_unqualified(aggregate_name)).alias(name)])?
+        .project(vec![
+            Expr::Column(Column::new_unqualified(aggregate_name)).alias(name)
+        ])?
         .build()
 }
 
@@ -417,7 +420,10 @@ impl Accumulator for SingleValueAccumulator {
     }
 
     fn state(&mut self) -> DfResult<Vec<ScalarValue>> {
-        Ok(vec![self.value.clone(), ScalarValue::UInt64(Some(self.rows))])
+        Ok(vec![
+            self.value.clone(),
+            ScalarValue::UInt64(Some(self.rows)),
+        ])
     }
 
     fn merge_batch(&mut self, states: &[ArrayRef]) -> DfResult<()> {

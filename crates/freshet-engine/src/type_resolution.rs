@@ -71,10 +71,7 @@ pub(crate) fn postgres_common_type(types: &[DataType]) -> Option<DataType> {
         } else {
             return None;
         };
-        return known
-            .iter()
-            .any(|t| t.is_decimal())
-            .then_some(float);
+        return known.iter().any(|t| t.is_decimal()).then_some(float);
     }
     let is_temporal = |t: &&DataType| matches!(t, DataType::Date32 | DataType::Timestamp(_, _));
     if known.iter().all(is_temporal) && known.contains(&&DataType::Date32) {
@@ -90,7 +87,10 @@ pub(crate) fn postgres_common_type(types: &[DataType]) -> Option<DataType> {
                 }
             }
         }
-        return Some(DataType::Timestamp(unit.unwrap_or(TimeUnit::Microsecond), zone));
+        return Some(DataType::Timestamp(
+            unit.unwrap_or(TimeUnit::Microsecond),
+            zone,
+        ));
     }
     None
 }

@@ -1596,7 +1596,10 @@ async fn mixed_branch_types_resolve_like_postgres() {
         .iter()
         .map(|r| r.get(0))
         .collect();
-    assert_eq!(values, vec![ts("2024-01-01 00:00:00"), ts("2024-01-02 03:04:05")]);
+    assert_eq!(
+        values,
+        vec![ts("2024-01-01 00:00:00"), ts("2024-01-02 03:04:05")]
+    );
     // The simple protocol's text is a timestamp too.
     assert_eq!(
         simple_rows(&client, sql).await,
