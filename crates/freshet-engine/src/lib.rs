@@ -22,6 +22,7 @@ mod isolation;
 mod keys;
 mod names;
 mod output;
+mod overflow;
 mod pg_compat;
 mod pg_types;
 mod planning;
@@ -41,6 +42,8 @@ pub use dynamic::{
 };
 pub use engine::{Engine, EngineConfig, ScramSecret};
 pub use error::EngineError;
+/// Limits on statements and the stack size they are measured against.
+pub use freshet_sql::{MAX_EXPRESSION_DEPTH, WORKER_STACK_SIZE};
 pub use output::{
     batch_output, CommandTag, CopyFormat, CopyInTarget, CopyOptions, QueryOutput, TransactionStatus,
 };

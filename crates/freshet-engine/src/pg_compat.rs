@@ -442,7 +442,7 @@ impl AnalyzerRule for PostgresCasts {
 }
 
 /// The schema a node's expressions are evaluated against.
-fn expression_schema(plan: &LogicalPlan) -> DFSchemaRef {
+pub(crate) fn expression_schema(plan: &LogicalPlan) -> DFSchemaRef {
     let inputs = plan.inputs();
     match inputs.as_slice() {
         [] => plan.schema().clone(),

@@ -339,6 +339,9 @@ pub(crate) fn reads_system_catalog(statement: &Statement) -> bool {
 /// DataFusion failures get their SQLSTATE, whether they surface while planning
 /// in the engine or while the wire layer drains a result stream.
 pub fn map_df_error(error: DataFusionError) -> EngineError {
+    if let Some(e) = find_engine_error(&error) {
+        return e;
+    }
     let error = strip_context(error);
     match error {
         DataFusionError::External(inner) => {
@@ -425,6 +428,11 @@ pub fn map_df_error(error: DataFusionError) -> EngineError {
         }
         DataFusionError::ArrowError(e, _) => {
             use datafusion::arrow::error::ArrowError;
+            if let ArrowError::CastError(m) | ArrowError::ParseError(m) = e.as_ref() {
+                if let Some(e) = crate::overflow::cast_error(m) {
+                    return e;
+                }
+            }
             let state = match e.as_ref() {
                 ArrowError::CastError(m) | ArrowError::ParseError(m) => cast_failure_sqlstate(m),
                 ArrowError::DivideByZero => "22012",
@@ -436,6 +444,9 @@ pub fn map_df_error(error: DataFusionError) -> EngineError {
             EngineError::new(state, e.to_string())
         }
         DataFusionError::Execution(msg) => {
+            if let Some(e) = crate::overflow::cast_error(&msg) {
+                return e;
+            }
             let lower = msg.to_ascii_lowercase();
             let state = if lower.contains("divide by zero") {
                 "22012"
@@ -465,6 +476,38 @@ fn is_undecorrelated_subquery(message: &str) -> bool {
             && ["ScalarSubquery", "Exists", "InSubquery", "SetComparison"]
                 .iter()
                 .any(|kind| message.contains(kind)))
+}
+
+/// The engine error (with its SQLSTATE) that `error` carries, however deep
+/// DataFusion wrapped it: a failure inside a function that runs behind a
+/// repartition arrives shared, as context, or inside an Arrow error.
+fn find_engine_error(error: &DataFusionError) -> Option<EngineError> {
+    use datafusion::arrow::error::ArrowError;
+    fn from_dyn(inner: &(dyn std::error::Error + Send + Sync + 'static)) -> Option<EngineError> {
+        if let Some(e) = inner.downcast_ref::<EngineError>() {
+            return Some(EngineError::new(e.sqlstate(), e.to_string()));
+        }
+        if let Some(e) = inner.downcast_ref::<DataFusionError>() {
+            return find_engine_error(e);
+        }
+        match inner.downcast_ref::<ArrowError>() {
+            Some(ArrowError::ExternalError(inner)) => from_dyn(inner.as_ref()),
+            _ => None,
+        }
+    }
+    match error {
+        DataFusionError::External(inner) => from_dyn(inner.as_ref()),
+        DataFusionError::ArrowError(e, _) => match e.as_ref() {
+            ArrowError::ExternalError(inner) => from_dyn(inner.as_ref()),
+            _ => None,
+        },
+        DataFusionError::Context(_, inner) | DataFusionError::Diagnostic(_, inner) => {
+            find_engine_error(inner)
+        }
+        DataFusionError::Shared(inner) => find_engine_error(inner),
+        DataFusionError::Collection(errors) => errors.first().and_then(find_engine_error),
+        _ => None,
+    }
 }
 
 /// The relation name in DataFusion's "table 'db.schema.name' not found".

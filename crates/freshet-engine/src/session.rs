@@ -783,6 +783,7 @@ pub(crate) fn build_context(
     }
     crate::pg_compat::register(&ctx);
     crate::subquery::register(&ctx);
+    crate::overflow::register(&ctx);
     crate::functions::register(&ctx, engine, shared);
     Ok(ctx)
 }

@@ -119,6 +119,7 @@ pub fn spawn_scheduler(engine: Arc<Engine>, workers: usize) -> SchedulerHandle {
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(workers)
         .thread_name("freshet-refresh")
+        .thread_stack_size(freshet_engine::WORKER_STACK_SIZE)
         .enable_all()
         .build();
     let (runtime, handle) = match runtime {

@@ -55,6 +55,7 @@
 #![warn(missing_docs)]
 
 mod ast;
+mod depth;
 mod error;
 mod information_schema;
 mod parser;
@@ -66,6 +67,7 @@ pub use ast::{
     ModelBinding, ModelCall, ModelSource, ModelVersionRef, ParsedQuery, ParsedStatement,
     RefreshMode, ShowScope, TargetLag,
 };
+pub use depth::{MAX_EXPRESSION_DEPTH, WORKER_STACK_SIZE};
 pub use error::{SqlError, SqlErrorKind};
 pub use information_schema::INFORMATION_SCHEMA_FUNCTIONS;
 pub use rewrite::{collect_model_calls, model_name_literal, normalize_ident, split_model_name};

@@ -86,6 +86,7 @@ pub(crate) fn parse_statement_tokens(
     tokens: Vec<TokenWithSpan>,
 ) -> Result<ParsedStatement, SqlError> {
     let (start, end) = statement_range(&tokens, map);
+    crate::depth::check_depth(&tokens, map)?;
     let (tokens, bindings) = strip_model_bindings(tokens, map)?;
     let tokens = rewrite_model_calls(tokens, &bindings, map)?;
     let tokens = rewrite_paths(tokens);
@@ -121,6 +122,7 @@ pub(crate) fn parse_query_tokens(
         return Err(SqlError::syntax("expected a query, found nothing", Some(1)));
     };
     let (_, end) = statement_range(&tokens, map);
+    crate::depth::check_depth(&tokens, map)?;
     let (tokens, bindings) = strip_model_bindings(tokens, map)?;
     let tokens = rewrite_model_calls(tokens, &bindings, map)?;
     let tokens = rewrite_paths(tokens);

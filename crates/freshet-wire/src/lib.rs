@@ -22,6 +22,7 @@ mod query;
 pub mod server;
 mod session;
 mod text;
+mod utf8;
 pub mod types;
 
 pub use auth::SERVER_VERSION;

@@ -723,6 +723,10 @@ impl SimpleQueryHandler for FreshetQueryHandler {
         if !matches!(client.state(), PgWireConnectionState::ReadyForQuery) {
             return Err(PgWireError::NotReadyForQuery);
         }
+        if let Some(error) = crate::utf8::invalid_text_error(&query.query) {
+            fail_statement(client).await;
+            return Err(error.into());
+        }
         client.set_state(PgWireConnectionState::QueryInProgress);
         let copy_started = if is_empty_query(&query.query) {
             client
@@ -783,6 +787,9 @@ impl QueryParser for FreshetQueryParser {
     where
         C: ClientInfo + Unpin + Send + Sync,
     {
+        if let Some(error) = crate::utf8::invalid_text_error(sql) {
+            return Err(error.into());
+        }
         let declared: Vec<_> = types
             .iter()
             .map(|t| t.as_ref().and_then(arrow_type_for_pg))

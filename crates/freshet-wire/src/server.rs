@@ -18,7 +18,6 @@ use freshet_engine::Engine;
 use pgwire::api::cancel::DefaultCancelHandler;
 use pgwire::api::{ConnectionManager, PgWireServerHandlers};
 use pgwire::messages::startup::SecretKey;
-use pgwire::tokio::process_socket;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 use tokio::io::AsyncReadExt;
 use tokio::net::{TcpListener, TcpStream};
@@ -30,6 +29,7 @@ use crate::auth::FreshetStartupHandler;
 use crate::copy::FreshetCopyHandler;
 use crate::error::{WireError, WireResult};
 use crate::query::FreshetQueryHandler;
+use crate::utf8::Utf8Guard;
 
 /// PEM files for TLS.
 #[derive(Debug, Clone)]
@@ -159,6 +159,8 @@ impl Server {
                 let result = match tokio::runtime::Builder::new_multi_thread()
                     .worker_threads(IO_THREADS)
                     .thread_name("freshet-io")
+                    // Lightweight statements are planned here.
+                    .thread_stack_size(freshet_engine::WORKER_STACK_SIZE)
                     .enable_all()
                     .build()
                 {
@@ -253,11 +255,95 @@ async fn route(
         FirstPacket::Cancel { len } => cancel(socket, len, &connections).await,
         FirstPacket::Other => {
             tracing::debug!(%peer, "connection accepted");
-            if let Err(e) = process_socket(socket, tls, handlers).await {
+            if let Err(e) = serve_connection(socket, tls, handlers).await {
                 tracing::debug!(%peer, error = %e, "connection ended with error");
             }
         }
     }
+}
+
+/// How long a connection may take from its first byte to finishing
+/// authentication (pgwire's own start-up limit).
+const STARTUP_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// Runs one connection: TLS negotiation, then pgwire's message handling, with
+/// the client's decrypted input passing through [`Utf8Guard`] so that query
+/// text that is not UTF-8 is refused (see `utf8.rs`). This is the message
+/// loop of pgwire's `process_socket`, which offers no place for the guard.
+async fn serve_connection(
+    socket: TcpStream,
+    tls: Option<TlsAcceptor>,
+    handlers: Arc<Handlers>,
+) -> std::io::Result<()> {
+    use futures::StreamExt;
+    use pgwire::api::{ClientInfo, ErrorHandler, PgWireConnectionState};
+    use pgwire::messages::PgWireFrontendMessage;
+    use pgwire::tokio::server::{negotiate_tls, process_error, process_message};
+    use tokio_util::codec::{Framed, FramedParts};
+
+    let startup_timeout = tokio::time::sleep(STARTUP_TIMEOUT);
+    tokio::pin!(startup_timeout);
+    let negotiated = tokio::select! {
+        _ = &mut startup_timeout => return Ok(()),
+        negotiated = negotiate_tls(socket, tls) => negotiated?,
+    };
+    let Some(negotiated) = negotiated else {
+        // A direct TLS handshake without TLS configured.
+        return Ok(());
+    };
+    let parts = negotiated.into_parts();
+    let mut guarded = FramedParts::new::<pgwire::messages::PgWireBackendMessage>(
+        Utf8Guard::new(parts.io, parts.read_buf),
+        parts.codec,
+    );
+    guarded.write_buf = parts.write_buf;
+    let mut socket = Framed::from_parts(guarded);
+    socket.set_state(PgWireConnectionState::AwaitingStartup);
+
+    let startup = handlers.startup.clone();
+    let query = handlers.query.clone();
+    let copy = handlers.copy.clone();
+    let cancel = handlers.cancel.clone();
+    let errors = handlers.error_handler();
+    loop {
+        let message = if matches!(
+            socket.state(),
+            PgWireConnectionState::AwaitingStartup
+                | PgWireConnectionState::AuthenticationInProgress
+        ) {
+            tokio::select! {
+                _ = &mut startup_timeout => None,
+                message = socket.next() => message,
+            }
+        } else {
+            socket.next().await
+        };
+        let Some(Ok(message)) = message else {
+            break;
+        };
+        if matches!(message, PgWireFrontendMessage::Terminate(_)) {
+            break;
+        }
+        let is_extended_query = match socket.state() {
+            PgWireConnectionState::CopyInProgress(extended) => extended,
+            _ => message.is_extended_query(),
+        };
+        let result = process_message(
+            message,
+            &mut socket,
+            startup.clone(),
+            query.clone(),
+            query.clone(),
+            copy.clone(),
+            cancel.clone(),
+        )
+        .await;
+        if let Err(mut e) = result {
+            errors.on_error(&socket, &mut e);
+            process_error(&mut socket, e, is_extended_query).await?;
+        }
+    }
+    Ok(())
 }
 
 /// Peeks (without consuming) at the first 8 bytes: a length and a code.

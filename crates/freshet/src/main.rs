@@ -193,6 +193,9 @@ fn main() -> ExitCode {
     // compute workers cannot starve accepting or cancelling.
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .thread_name("freshet-compute")
+        // Deep (but allowed) expressions recurse in planning; see
+        // `freshet_engine::MAX_EXPRESSION_DEPTH`.
+        .thread_stack_size(freshet_engine::WORKER_STACK_SIZE)
         .enable_all()
         .build()
     {

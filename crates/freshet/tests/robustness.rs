@@ -1,0 +1,238 @@
+//! Statements a careless or hostile client can send that must neither crash
+//! the server nor be silently mangled: expressions nested deeper than the
+//! stack allows (answered, or refused with 54001, and the server lives on),
+//! and query text that is not UTF-8 (refused with 22021, nothing stored).
+
+mod common;
+
+use common::{sqlstate, TestServer};
+use tokio_postgres::{Client, SimpleQueryMessage};
+
+/// The first value of the first row of a simple query, as text.
+async fn first_value(client: &Client, sql: &str) -> Result<Option<String>, tokio_postgres::Error> {
+    let messages = client.simple_query(sql).await?;
+    Ok(messages.into_iter().find_map(|m| match m {
+        SimpleQueryMessage::Row(row) => Some(row.get(0).map(str::to_string)),
+        _ => None,
+    })?)
+}
+
+/// `n` copies of `term` joined by `op`.
+fn chain(term: &str, op: &str, n: usize) -> String {
+    vec![term; n].join(op)
+}
+
+/// The shapes machine-generated SQL takes, at `n` terms each, with the
+/// answer each must give when it is not refused.
+fn shapes(n: usize) -> Vec<(String, String)> {
+    let ids: Vec<String> = (1..=n).map(|i| i.to_string()).collect();
+    let ors: Vec<String> = (1..=n).map(|i| format!("x = {i}")).collect();
+    vec![
+        (format!("SELECT {}", chain("1", " + ", n)), n.to_string()),
+        (
+            format!("SELECT count(*) FROM t WHERE {}", ors.join(" OR ")),
+            "3".into(),
+        ),
+        (
+            format!("SELECT count(*) FROM t WHERE {}", chain("x > 0", " AND ", n)),
+            "3".into(),
+        ),
+        (
+            format!("SELECT length({})", chain("'a'", " || ", n)),
+            n.to_string(),
+        ),
+        (
+            format!("SELECT count(*) FROM t WHERE x IN ({})", ids.join(", ")),
+            "3".into(),
+        ),
+        (
+            format!("SELECT count(*) FROM ({}) u", chain("SELECT 1", " UNION ALL ", n)),
+            n.to_string(),
+        ),
+        (
+            format!("SELECT 1{}", "::bigint".repeat(n)),
+            "1".into(),
+        ),
+    ]
+}
+
+/// Every shape at sizes from 1,000 to 50,000 terms, through both
+/// protocols and EXPLAIN: each is answered correctly or refused with 54001
+/// (statement_too_complex), and the server still answers afterwards. Up to
+/// the documented limit each is answered.
+#[tokio::test]
+async fn deep_expressions_are_answered_or_refused() {
+    let server = TestServer::start();
+    let client = server.connect().await;
+    client
+        .batch_execute("CREATE TABLE t (x bigint); INSERT INTO t VALUES (1), (2), (3)")
+        .await
+        .unwrap();
+    // An OR chain of `x = n` counts two operators per term.
+    let answered = freshet_engine::MAX_EXPRESSION_DEPTH / 2 - 10;
+    for n in [1_000, answered, 50_000, 200_000] {
+        for (sql, expected) in shapes(n) {
+            let what = format!("{}… ({n} terms)", &sql[..40.min(sql.len())]);
+            match first_value(&client, &sql).await {
+                Ok(value) => assert_eq!(value.as_deref(), Some(expected.as_str()), "{what}"),
+                Err(e) => {
+                    assert_eq!(sqlstate(&e), "54001", "{what}: {e:?}");
+                    assert!(n > answered, "{what} refused below the limit: {e:?}");
+                }
+            }
+            // Parse/Describe and EXPLAIN plan the same tree again.
+            if let Err(e) = client.prepare(&sql).await {
+                assert_eq!(sqlstate(&e), "54001", "prepare {what}: {e:?}");
+            }
+            if let Err(e) = client.simple_query(&format!("EXPLAIN {sql}")).await {
+                assert_eq!(sqlstate(&e), "54001", "EXPLAIN {what}: {e:?}");
+            }
+            assert_eq!(
+                first_value(&client, "SELECT 1").await.unwrap().as_deref(),
+                Some("1"),
+                "the server answers after {what}"
+            );
+        }
+    }
+    // A new connection is served too: the process is alive.
+    let other = server.connect().await;
+    assert_eq!(
+        first_value(&other, "SELECT 2").await.unwrap().as_deref(),
+        Some("2")
+    );
+}
+
+/// A minimal raw protocol client: tokio-postgres only sends valid UTF-8.
+struct Raw {
+    stream: std::net::TcpStream,
+}
+
+impl Raw {
+    fn open(server: &TestServer) -> Raw {
+        let stream = std::net::TcpStream::connect((server.host(), server.port())).expect("connect");
+        // a bound on a test that would otherwise hang, not a timing assertion
+        stream
+            .set_read_timeout(Some(std::time::Duration::from_secs(60)))
+            .expect("read timeout");
+        let mut raw = Raw { stream };
+        let mut body = 196_608i32.to_be_bytes().to_vec();
+        for field in [
+            "user",
+            server.options().superuser_name(),
+            "database",
+            "freshet",
+        ] {
+            body.extend_from_slice(field.as_bytes());
+            body.push(0);
+        }
+        body.push(0);
+        let mut startup = i32::try_from(body.len() + 4).unwrap().to_be_bytes().to_vec();
+        startup.extend_from_slice(&body);
+        raw.write(&startup);
+        while raw.next_message().0 != b'Z' {}
+        raw
+    }
+
+    fn write(&mut self, bytes: &[u8]) {
+        use std::io::Write;
+        self.stream.write_all(bytes).expect("write");
+    }
+
+    fn send(&mut self, kind: u8, body: &[u8]) {
+        let mut m = vec![kind];
+        m.extend_from_slice(&i32::try_from(body.len() + 4).unwrap().to_be_bytes());
+        m.extend_from_slice(body);
+        self.write(&m);
+    }
+
+    fn next_message(&mut self) -> (u8, Vec<u8>) {
+        use std::io::Read;
+        let mut header = [0u8; 5];
+        self.stream.read_exact(&mut header).expect("message header");
+        let len = i32::from_be_bytes([header[1], header[2], header[3], header[4]]);
+        let mut body = vec![0u8; usize::try_from(len - 4).unwrap()];
+        self.stream.read_exact(&mut body).expect("message body");
+        (header[0], body)
+    }
+
+    /// Message types up to and including ReadyForQuery, and the SQLSTATE
+    /// and message of the ErrorResponse among them.
+    fn until_ready(&mut self) -> (Vec<u8>, Option<(String, String)>) {
+        let mut kinds = Vec::new();
+        let mut error = None;
+        loop {
+            let (kind, body) = self.next_message();
+            kinds.push(kind);
+            if kind == b'E' {
+                let mut code = String::new();
+                let mut message = String::new();
+                for field in body.split(|&b| b == 0).filter(|f| !f.is_empty()) {
+                    let text = String::from_utf8_lossy(&field[1..]).into_owned();
+                    match field[0] {
+                        b'C' => code = text,
+                        b'M' => message = text,
+                        _ => {}
+                    }
+                }
+                error = Some((code, message));
+            }
+            if kind == b'Z' {
+                return (kinds, error);
+            }
+        }
+    }
+}
+
+/// Query text that is not UTF-8 is refused with 22021 in both protocols, in
+/// the message's place, and nothing is stored; a replacement character the
+/// client really sends is kept, and the connection goes on.
+#[tokio::test]
+async fn invalid_utf8_query_text_is_refused() {
+    let server = TestServer::start();
+    let client = server.connect().await;
+    client
+        .batch_execute("CREATE TABLE notes (note text)")
+        .await
+        .unwrap();
+    let mut raw = Raw::open(&server);
+
+    // Simple protocol.
+    raw.send(b'Q', b"INSERT INTO notes VALUES ('caf\xe9')\0");
+    let (kinds, error) = raw.until_ready();
+    assert_eq!(kinds, b"EZ");
+    let (code, message) = error.unwrap();
+    assert_eq!(code, "22021", "{message}");
+    assert_eq!(message, "invalid byte sequence for encoding \"UTF8\": 0xe9 0x27 0x29");
+
+    // Extended protocol: Parse fails, the rest is skipped up to Sync.
+    raw.send(b'P', b"\0INSERT INTO notes VALUES ('\xff')\0\0\0");
+    raw.send(b'B', b"\0\0\0\0\0\0\0\0");
+    raw.send(b'E', b"\0\0\0\0\0");
+    raw.send(b'S', b"");
+    let (kinds, error) = raw.until_ready();
+    assert_eq!(kinds, b"EZ");
+    assert_eq!(error.unwrap().0, "22021");
+
+    // Inside a transaction block the error aborts the block, as any error.
+    raw.send(b'Q', b"BEGIN\0");
+    assert_eq!(raw.until_ready().0, b"CZ");
+    raw.send(b'Q', b"INSERT INTO notes VALUES ('\xc3\x28')\0");
+    assert_eq!(raw.until_ready().1.unwrap().0, "22021");
+    raw.send(b'Q', b"INSERT INTO notes VALUES ('after')\0");
+    assert_eq!(raw.until_ready().1.unwrap().0, "25P02");
+    raw.send(b'Q', b"ROLLBACK\0");
+    assert_eq!(raw.until_ready().0, b"CZ");
+
+    // Valid text, including a real U+FFFD, still works on the same connection.
+    raw.send(b'Q', "INSERT INTO notes VALUES ('ok \u{FFFD}')\0".as_bytes());
+    let (kinds, error) = raw.until_ready();
+    assert!(error.is_none(), "{error:?}");
+    assert_eq!(kinds, b"CZ");
+
+    let rows = client
+        .query("SELECT note FROM notes", &[])
+        .await
+        .unwrap();
+    let notes: Vec<String> = rows.iter().map(|r| r.get(0)).collect();
+    assert_eq!(notes, vec!["ok \u{FFFD}".to_string()]);
+}
