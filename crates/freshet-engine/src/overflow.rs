@@ -42,8 +42,8 @@ use std::sync::Arc;
 use datafusion::arrow::array::{Array, ArrayRef, AsArray, PrimitiveArray};
 use datafusion::arrow::compute::{try_binary, try_unary};
 use datafusion::arrow::datatypes::{
-    ArrowNativeTypeOp, ArrowPrimitiveType, DataType, Int16Type, Int32Type, Int64Type, Int8Type, UInt16Type,
-    UInt32Type, UInt64Type, UInt8Type,
+    ArrowNativeTypeOp, ArrowPrimitiveType, DataType, Int16Type, Int32Type, Int64Type, Int8Type,
+    UInt16Type, UInt32Type, UInt64Type, UInt8Type,
 };
 use datafusion::arrow::error::ArrowError;
 use datafusion::common::config::ConfigOptions;
@@ -181,10 +181,12 @@ fn checked_expression(expr: Expr, schema: &DFSchema) -> DfResult<Transformed<Exp
             if left_type != right_type || !is_integer(&left_type) {
                 return Ok(Transformed::no(expr));
             }
-            Ok(Transformed::yes(Expr::ScalarFunction(ScalarFunction::new_udf(
-                op.udf(),
-                vec![left.as_ref().clone(), right.as_ref().clone()],
-            ))))
+            Ok(Transformed::yes(Expr::ScalarFunction(
+                ScalarFunction::new_udf(
+                    op.udf(),
+                    vec![left.as_ref().clone(), right.as_ref().clone()],
+                ),
+            )))
         }
         Expr::Negative(inner) => {
             let Ok(inner_type) = inner.get_type(schema) else {
@@ -193,10 +195,9 @@ fn checked_expression(expr: Expr, schema: &DFSchema) -> DfResult<Transformed<Exp
             if !inner_type.is_signed_integer() {
                 return Ok(Transformed::no(expr));
             }
-            Ok(Transformed::yes(Expr::ScalarFunction(ScalarFunction::new_udf(
-                IntegerOp::Negate.udf(),
-                vec![inner.as_ref().clone()],
-            ))))
+            Ok(Transformed::yes(Expr::ScalarFunction(
+                ScalarFunction::new_udf(IntegerOp::Negate.udf(), vec![inner.as_ref().clone()]),
+            )))
         }
         Expr::Cast(Cast { expr: inner, field }) if field.data_type().is_integer() => {
             let Ok(source) = inner.get_type(schema) else {
@@ -284,9 +285,8 @@ impl ScalarUDFImpl for RoundForInteger {
             DataType::Decimal128(_, scale) => {
                 let divisor = 10i128.checked_pow(u32::try_from(*scale).unwrap_or(0));
                 let divisor = divisor.unwrap_or(1).max(1);
-                let rounded: PrimitiveArray<Decimal128Type> = array
-                    .as_primitive::<Decimal128Type>()
-                    .unary(|v: i128| {
+                let rounded: PrimitiveArray<Decimal128Type> =
+                    array.as_primitive::<Decimal128Type>().unary(|v: i128| {
                         let (quotient, remainder) = (v / divisor, v % divisor);
                         if remainder.unsigned_abs() * 2 >= divisor.unsigned_abs() {
                             quotient + v.signum()
@@ -322,9 +322,7 @@ fn bigint_sum_argument<'a>(expr: &'a Expr, input: &DFSchema) -> Option<&'a Expr>
         other => other,
     };
     let (name, args) = match expr {
-        Expr::AggregateFunction(AggregateFunction { func, params }) => {
-            (func.name(), &params.args)
-        }
+        Expr::AggregateFunction(AggregateFunction { func, params }) => (func.name(), &params.args),
         Expr::WindowFunction(window) => match &window.fun {
             WindowFunctionDefinition::AggregateUDF(func) => (func.name(), &window.params.args),
             WindowFunctionDefinition::WindowUDF(_) => return None,
@@ -452,9 +450,9 @@ impl ScalarUDFImpl for CheckedInteger {
     }
 
     fn return_type(&self, args: &[DataType]) -> DfResult<DataType> {
-        args.first().cloned().ok_or_else(|| {
-            DataFusionError::Internal(format!("{} takes arguments", self.name()))
-        })
+        args.first()
+            .cloned()
+            .ok_or_else(|| DataFusionError::Internal(format!("{} takes arguments", self.name())))
     }
 
     fn invoke_with_args(&self, args: ScalarFunctionArgs) -> DfResult<ColumnarValue> {
@@ -528,12 +526,12 @@ fn typed_arithmetic<T: ArrowPrimitiveType>(
         IntegerOp::Divide => try_binary(l, r, |a: T::Native, b| a.div_checked(b))?,
         // The only overflow of a remainder is MIN % -1, which PostgreSQL
         // answers with 0.
-        IntegerOp::Modulo => try_binary(l, r, |a: T::Native, b: T::Native| {
-            match a.mod_checked(b) {
+        IntegerOp::Modulo => {
+            try_binary(l, r, |a: T::Native, b: T::Native| match a.mod_checked(b) {
                 Err(ArrowError::ArithmeticOverflow(_)) if !b.is_zero() => Ok(T::Native::ZERO),
                 other => other,
-            }
-        })?,
+            })?
+        }
         IntegerOp::Negate => try_unary(l, |a: T::Native| a.neg_checked())?,
     };
     Ok(Arc::new(result))
@@ -625,8 +623,7 @@ mod tests {
     }
 
     fn run(op: IntegerOp, left: ArrayRef, right: ArrayRef) -> Result<ArrayRef, String> {
-        arithmetic(op, &left, &right)
-            .map_err(|e| sqlstate(arithmetic_error(e, left.data_type())))
+        arithmetic(op, &left, &right).map_err(|e| sqlstate(arithmetic_error(e, left.data_type())))
     }
 
     #[test]
@@ -668,7 +665,10 @@ mod tests {
     #[test]
     fn cast_messages() {
         let e = cast_error("Cast error: Can't cast value 300 to type Int16").unwrap();
-        assert_eq!((e.sqlstate(), e.to_string().as_str()), ("22003", "smallint out of range"));
+        assert_eq!(
+            (e.sqlstate(), e.to_string().as_str()),
+            ("22003", "smallint out of range")
+        );
         let e = cast_error("Cast error: Cannot cast string '99999999999' to value of Int32 type")
             .unwrap();
         assert_eq!(e.sqlstate(), "22003");

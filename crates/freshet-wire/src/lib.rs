@@ -22,8 +22,8 @@ mod query;
 pub mod server;
 mod session;
 mod text;
-mod utf8;
 pub mod types;
+mod utf8;
 
 pub use auth::SERVER_VERSION;
 pub use error::{WireError, WireResult};

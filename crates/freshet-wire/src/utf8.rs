@@ -312,7 +312,10 @@ mod tests {
 
     fn startup() -> Vec<u8> {
         let body = b"\x00\x03\x00\x00user\x00me\x00\x00";
-        let mut m = u32::try_from(body.len() + 4).unwrap().to_be_bytes().to_vec();
+        let mut m = u32::try_from(body.len() + 4)
+            .unwrap()
+            .to_be_bytes()
+            .to_vec();
         m.extend_from_slice(body);
         m
     }
@@ -353,7 +356,10 @@ mod tests {
     #[tokio::test]
     async fn invalid_parse_text_keeps_name_and_types() {
         let mut input = startup();
-        input.extend(message(b'P', b"st\0SELECT '\xff'\0\x00\x01\x00\x00\x00\x19"));
+        input.extend(message(
+            b'P',
+            b"st\0SELECT '\xff'\0\x00\x01\x00\x00\x00\x19",
+        ));
         let out = through_guard(input).await;
         let body = &out[startup().len() + 5..];
         let (name, rest) = cstring(body).unwrap();

@@ -34,7 +34,10 @@ fn shapes(n: usize) -> Vec<(String, String)> {
             "3".into(),
         ),
         (
-            format!("SELECT count(*) FROM t WHERE {}", chain("x > 0", " AND ", n)),
+            format!(
+                "SELECT count(*) FROM t WHERE {}",
+                chain("x > 0", " AND ", n)
+            ),
             "3".into(),
         ),
         (
@@ -46,13 +49,13 @@ fn shapes(n: usize) -> Vec<(String, String)> {
             "3".into(),
         ),
         (
-            format!("SELECT count(*) FROM ({}) u", chain("SELECT 1", " UNION ALL ", n)),
+            format!(
+                "SELECT count(*) FROM ({}) u",
+                chain("SELECT 1", " UNION ALL ", n)
+            ),
             n.to_string(),
         ),
-        (
-            format!("SELECT 1{}", "::bigint".repeat(n)),
-            "1".into(),
-        ),
+        (format!("SELECT 1{}", "::bigint".repeat(n)), "1".into()),
     ]
 }
 
@@ -126,7 +129,10 @@ impl Raw {
             body.push(0);
         }
         body.push(0);
-        let mut startup = i32::try_from(body.len() + 4).unwrap().to_be_bytes().to_vec();
+        let mut startup = i32::try_from(body.len() + 4)
+            .unwrap()
+            .to_be_bytes()
+            .to_vec();
         startup.extend_from_slice(&body);
         raw.write(&startup);
         while raw.next_message().0 != b'Z' {}
@@ -202,7 +208,10 @@ async fn invalid_utf8_query_text_is_refused() {
     assert_eq!(kinds, b"EZ");
     let (code, message) = error.unwrap();
     assert_eq!(code, "22021", "{message}");
-    assert_eq!(message, "invalid byte sequence for encoding \"UTF8\": 0xe9 0x27 0x29");
+    assert_eq!(
+        message,
+        "invalid byte sequence for encoding \"UTF8\": 0xe9 0x27 0x29"
+    );
 
     // Extended protocol: Parse fails, the rest is skipped up to Sync.
     raw.send(b'P', b"\0INSERT INTO notes VALUES ('\xff')\0\0\0");
@@ -224,15 +233,15 @@ async fn invalid_utf8_query_text_is_refused() {
     assert_eq!(raw.until_ready().0, b"CZ");
 
     // Valid text, including a real U+FFFD, still works on the same connection.
-    raw.send(b'Q', "INSERT INTO notes VALUES ('ok \u{FFFD}')\0".as_bytes());
+    raw.send(
+        b'Q',
+        "INSERT INTO notes VALUES ('ok \u{FFFD}')\0".as_bytes(),
+    );
     let (kinds, error) = raw.until_ready();
     assert!(error.is_none(), "{error:?}");
     assert_eq!(kinds, b"CZ");
 
-    let rows = client
-        .query("SELECT note FROM notes", &[])
-        .await
-        .unwrap();
+    let rows = client.query("SELECT note FROM notes", &[]).await.unwrap();
     let notes: Vec<String> = rows.iter().map(|r| r.get(0)).collect();
     assert_eq!(notes, vec!["ok \u{FFFD}".to_string()]);
 }
