@@ -11,10 +11,13 @@ use tokio_postgres::{Client, SimpleQueryMessage};
 /// The first value of the first row of a simple query, as text.
 async fn first_value(client: &Client, sql: &str) -> Result<Option<String>, tokio_postgres::Error> {
     let messages = client.simple_query(sql).await?;
-    Ok(messages.into_iter().find_map(|m| match m {
-        SimpleQueryMessage::Row(row) => Some(row.get(0).map(str::to_string)),
-        _ => None,
-    })?)
+    Ok(messages
+        .into_iter()
+        .find_map(|m| match m {
+            SimpleQueryMessage::Row(row) => Some(row.get(0).map(str::to_string)),
+            _ => None,
+        })
+        .flatten())
 }
 
 /// `n` copies of `term` joined by `op`.
