@@ -90,45 +90,36 @@ impl IntegerOp {
         })
     }
 
-    fn function_name(self) -> &'static str {
+    /// The SQL operator, for the output column's name.
+    fn symbol(self) -> &'static str {
         match self {
-            IntegerOp::Add => "freshet_int_add",
-            IntegerOp::Subtract => "freshet_int_sub",
-            IntegerOp::Multiply => "freshet_int_mul",
-            IntegerOp::Divide => "freshet_int_div",
-            IntegerOp::Modulo => "freshet_int_mod",
-            IntegerOp::Negate => "freshet_int_neg",
+            IntegerOp::Add => "+",
+            IntegerOp::Subtract | IntegerOp::Negate => "-",
+            IntegerOp::Multiply => "*",
+            IntegerOp::Divide => "/",
+            IntegerOp::Modulo => "%",
         }
     }
+}
 
-    fn arity(self) -> usize {
-        match self {
-            IntegerOp::Negate => 1,
-            _ => 2,
-        }
-    }
+/// A call of the checked-arithmetic function: `ops` applied left to right
+/// to `args[0]`, each binary operation taking the next argument.
+fn checked_call(ops: Vec<IntegerOp>, args: Vec<Expr>) -> Expr {
+    let udf = ScalarUDF::new_from_impl(CheckedInteger {
+        signature: Signature::any(args.len(), Volatility::Immutable),
+        ops,
+    });
+    Expr::ScalarFunction(ScalarFunction::new_udf(Arc::new(udf), args))
+}
 
-    /// The shared function value for this operation.
-    fn udf(self) -> Arc<ScalarUDF> {
-        use std::sync::OnceLock;
-        static UDFS: [OnceLock<Arc<ScalarUDF>>; 6] = [const { OnceLock::new() }; 6];
-        let slot = match self {
-            IntegerOp::Add => 0,
-            IntegerOp::Subtract => 1,
-            IntegerOp::Multiply => 2,
-            IntegerOp::Divide => 3,
-            IntegerOp::Modulo => 4,
-            IntegerOp::Negate => 5,
-        };
-        UDFS[slot]
-            .get_or_init(|| {
-                Arc::new(ScalarUDF::new_from_impl(CheckedInteger {
-                    op: self,
-                    signature: Signature::any(self.arity(), Volatility::Immutable),
-                }))
-            })
-            .clone()
-    }
+/// The operations and arguments of `expr` when it is a checked-arithmetic
+/// call.
+fn as_checked_call(expr: &Expr) -> Option<(&[IntegerOp], &[Expr])> {
+    let Expr::ScalarFunction(ScalarFunction { func, args }) = expr else {
+        return None;
+    };
+    let checked = func.inner().downcast_ref::<CheckedInteger>()?;
+    Some((&checked.ops, args))
 }
 
 /// The analyzer rule described in the module docs.
@@ -181,12 +172,17 @@ fn checked_expression(expr: Expr, schema: &DFSchema) -> DfResult<Transformed<Exp
             if left_type != right_type || !is_integer(&left_type) {
                 return Ok(Transformed::no(expr));
             }
-            Ok(Transformed::yes(Expr::ScalarFunction(
-                ScalarFunction::new_udf(
-                    op.udf(),
-                    vec![left.as_ref().clone(), right.as_ref().clone()],
-                ),
-            )))
+            // A left-deep chain (`a + b - c * d`'s outer `+ -`) becomes one
+            // call: nesting one call per operator makes the output name,
+            // which DataFusion recomputes at every level, cost quadratic
+            // time and more in the chain's length.
+            let (mut ops, mut args) = match as_checked_call(left) {
+                Some((ops, args)) => (ops.to_vec(), args.to_vec()),
+                None => (Vec::new(), vec![left.as_ref().clone()]),
+            };
+            ops.push(op);
+            args.push(right.as_ref().clone());
+            Ok(Transformed::yes(checked_call(ops, args)))
         }
         Expr::Negative(inner) => {
             let Ok(inner_type) = inner.get_type(schema) else {
@@ -195,8 +191,9 @@ fn checked_expression(expr: Expr, schema: &DFSchema) -> DfResult<Transformed<Exp
             if !inner_type.is_signed_integer() {
                 return Ok(Transformed::no(expr));
             }
-            Ok(Transformed::yes(Expr::ScalarFunction(
-                ScalarFunction::new_udf(IntegerOp::Negate.udf(), vec![inner.as_ref().clone()]),
+            Ok(Transformed::yes(checked_call(
+                vec![IntegerOp::Negate],
+                vec![inner.as_ref().clone()],
             )))
         }
         Expr::Cast(Cast { expr: inner, field }) if field.data_type().is_integer() => {
@@ -282,6 +279,25 @@ impl ScalarUDFImpl for RoundForInteger {
                     .as_primitive::<Float32Type>()
                     .unary::<_, Float32Type>(f32::round_ties_even),
             ),
+            // A negative scale (`1e10` is the digit 1 at scale -10) is
+            // multiplied out, failing if it leaves numeric(38,0).
+            DataType::Decimal128(_, scale) if *scale < 0 => {
+                let factor = 10i128.checked_pow(u32::from(scale.unsigned_abs()));
+                let scaled: PrimitiveArray<Decimal128Type> = array
+                    .as_primitive::<Decimal128Type>()
+                    .try_unary(|v: i128| {
+                        factor.and_then(|f| v.checked_mul(f)).ok_or_else(|| {
+                            ArrowError::ComputeError("numeric value out of range".into())
+                        })
+                    })
+                    .map_err(|_| {
+                        DataFusionError::External(Box::new(EngineError::new(
+                            "22003",
+                            "value out of range for an integer type",
+                        )))
+                    })?;
+                Arc::new(scaled.with_precision_and_scale(38, 0)?)
+            }
             DataType::Decimal128(_, scale) => {
                 let divisor = 10i128.checked_pow(u32::try_from(*scale).unwrap_or(0));
                 let divisor = divisor.unwrap_or(1).max(1);
@@ -432,17 +448,19 @@ fn exact_bigint_sums(plan: LogicalPlan) -> DfResult<Transformed<LogicalPlan>> {
     )))
 }
 
-/// `freshet_int_add(a, b)` and friends: integer arithmetic that fails with
-/// 22003 instead of wrapping.
+/// `freshet_int(a, b, …)`: integer arithmetic that fails with 22003
+/// instead of wrapping. `ops` are applied left to right to the first
+/// argument; each binary operation takes the next argument, unary minus
+/// takes none.
 #[derive(Debug, PartialEq, Eq, Hash)]
 struct CheckedInteger {
-    op: IntegerOp,
+    ops: Vec<IntegerOp>,
     signature: Signature,
 }
 
 impl ScalarUDFImpl for CheckedInteger {
     fn name(&self) -> &str {
-        self.op.function_name()
+        "freshet_int"
     }
 
     fn signature(&self) -> &Signature {
@@ -452,7 +470,25 @@ impl ScalarUDFImpl for CheckedInteger {
     fn return_type(&self, args: &[DataType]) -> DfResult<DataType> {
         args.first()
             .cloned()
-            .ok_or_else(|| DataFusionError::Internal(format!("{} takes arguments", self.name())))
+            .ok_or_else(|| DataFusionError::Internal("freshet_int takes arguments".into()))
+    }
+
+    /// The name the operators would have had (`a + b * c`), so that the
+    /// rewrite does not rename anything.
+    fn schema_name(&self, args: &[Expr]) -> DfResult<String> {
+        let mut args_iter = args.iter();
+        let mut name = match args_iter.next() {
+            Some(first) => first.schema_name().to_string(),
+            None => return Ok(self.name().to_string()),
+        };
+        for op in &self.ops {
+            if *op == IntegerOp::Negate {
+                name = format!("(- {name})");
+            } else if let Some(arg) = args_iter.next() {
+                name = format!("{name} {} {}", op.symbol(), arg.schema_name());
+            }
+        }
+        Ok(name)
     }
 
     fn invoke_with_args(&self, args: ScalarFunctionArgs) -> DfResult<ColumnarValue> {
@@ -461,24 +497,26 @@ impl ScalarUDFImpl for CheckedInteger {
             .iter()
             .all(|a| matches!(a, ColumnarValue::Scalar(_)));
         let arrays = ColumnarValue::values_to_arrays(&args.args)?;
-        let result = match (self.op, arrays.as_slice()) {
-            (IntegerOp::Negate, [value]) => negate(value),
-            (op, [left, right]) => arithmetic(op, left, right),
-            _ => {
-                return Err(DataFusionError::Internal(format!(
-                    "{} called with {} arguments",
-                    self.name(),
-                    arrays.len()
-                )))
-            }
-        };
-        let result = result.map_err(|e| arithmetic_error(e, arrays[0].data_type()))?;
+        let mut arrays_iter = arrays.iter();
+        let mut acc = arrays_iter
+            .next()
+            .cloned()
+            .ok_or_else(|| DataFusionError::Internal("freshet_int takes arguments".into()))?;
+        for op in &self.ops {
+            let result = if *op == IntegerOp::Negate {
+                negate(&acc)
+            } else {
+                let right = arrays_iter.next().ok_or_else(|| {
+                    DataFusionError::Internal("freshet_int: too few arguments".into())
+                })?;
+                arithmetic(*op, &acc, right)
+            };
+            acc = result.map_err(|e| arithmetic_error(e, arrays[0].data_type()))?;
+        }
         if all_scalar {
-            Ok(ColumnarValue::Scalar(ScalarValue::try_from_array(
-                &result, 0,
-            )?))
+            Ok(ColumnarValue::Scalar(ScalarValue::try_from_array(&acc, 0)?))
         } else {
-            Ok(ColumnarValue::Array(result))
+            Ok(ColumnarValue::Array(acc))
         }
     }
 }
@@ -579,6 +617,22 @@ pub(crate) fn cast_error(message: &str) -> Option<EngineError> {
             _ => return None,
         })
     };
+    // abs() of the most negative integer: "Int32Array overflow on abs(…)".
+    if let Some((head, _)) = message.split_once("Array overflow on abs(") {
+        let arrow = head.rsplit(|c: char| !c.is_ascii_alphanumeric()).next()?;
+        return Some(EngineError::new(
+            "22003",
+            format!("{} out of range", type_name(arrow)?),
+        ));
+    }
+    // An exact sum cast back to bigint: "value of 1234 is out of range Int64".
+    if let Some(rest) = message.split("is out of range ").nth(1) {
+        let target = rest.split(|c: char| !c.is_ascii_alphanumeric()).next()?;
+        return Some(EngineError::new(
+            "22003",
+            format!("{} out of range", type_name(target)?),
+        ));
+    }
     if let Some(rest) = message.split("Can't cast value ").nth(1) {
         let target = rest.split(" to type ").nth(1)?;
         let target = target.split(|c: char| !c.is_ascii_alphanumeric()).next()?;
@@ -674,5 +728,16 @@ mod tests {
         assert_eq!(e.sqlstate(), "22003");
         let e = cast_error("Cast error: Cannot cast string 'abc' to value of Int32 type").unwrap();
         assert_eq!(e.sqlstate(), "22P02");
+        let e = cast_error("Compute error: Int32Array overflow on abs(-2147483648)").unwrap();
+        assert_eq!(
+            (e.sqlstate(), e.to_string().as_str()),
+            ("22003", "integer out of range")
+        );
+        let e =
+            cast_error("Cast error: value of 9223372036854775808 is out of range Int64").unwrap();
+        assert_eq!(
+            (e.sqlstate(), e.to_string().as_str()),
+            ("22003", "bigint out of range")
+        );
     }
 }

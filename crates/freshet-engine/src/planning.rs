@@ -428,7 +428,10 @@ pub fn map_df_error(error: DataFusionError) -> EngineError {
         }
         DataFusionError::ArrowError(e, _) => {
             use datafusion::arrow::error::ArrowError;
-            if let ArrowError::CastError(m) | ArrowError::ParseError(m) = e.as_ref() {
+            if let ArrowError::CastError(m)
+            | ArrowError::ParseError(m)
+            | ArrowError::ComputeError(m) = e.as_ref()
+            {
                 if let Some(e) = crate::overflow::cast_error(m) {
                     return e;
                 }

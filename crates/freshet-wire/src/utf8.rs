@@ -343,7 +343,7 @@ mod tests {
         input.extend(message(b'S', b""));
         let out = through_guard(input).await;
         let start = startup().len();
-        let len = usize::try_from(be_u32(&out, start + 1).unwrap()).unwrap();
+        let len = be_u32(&out, start + 1).unwrap();
         let query = std::str::from_utf8(&out[start + 5..start + len]).unwrap();
         let error = invalid_text_error(query.trim_end_matches('\0')).unwrap();
         assert_eq!(

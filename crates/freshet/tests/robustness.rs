@@ -86,12 +86,17 @@ async fn deep_expressions_are_answered_or_refused() {
                     assert!(n > answered, "{what} refused below the limit: {e:?}");
                 }
             }
-            // Parse/Describe and EXPLAIN plan the same tree again.
-            if let Err(e) = client.prepare(&sql).await {
-                assert_eq!(sqlstate(&e), "54001", "prepare {what}: {e:?}");
-            }
-            if let Err(e) = client.simple_query(&format!("EXPLAIN {sql}")).await {
-                assert_eq!(sqlstate(&e), "54001", "EXPLAIN {what}: {e:?}");
+            // Parse/Describe and EXPLAIN plan the same tree again. At the
+            // largest answered size planning takes seconds (it grows
+            // quadratically with the chain, see the README's known limits),
+            // so that size is planned once, above, not three times.
+            if n != answered {
+                if let Err(e) = client.prepare(&sql).await {
+                    assert_eq!(sqlstate(&e), "54001", "prepare {what}: {e:?}");
+                }
+                if let Err(e) = client.simple_query(&format!("EXPLAIN {sql}")).await {
+                    assert_eq!(sqlstate(&e), "54001", "EXPLAIN {what}: {e:?}");
+                }
             }
             assert_eq!(
                 first_value(&client, "SELECT 1").await.unwrap().as_deref(),
