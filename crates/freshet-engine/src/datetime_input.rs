@@ -7,11 +7,24 @@
 //! through [`TextToTimestamp`] (wired in by `pg_compat`'s cast rule), which
 //! reads `YYYY-MM-DD[( |T)HH:MM[:SS[.frac]]][zone]` itself and hands any
 //! other spelling to Arrow's parser as before.
+//!
+//! Dates are read as Postgres reads them too ([`parse_date_text`], and
+//! [`TextToDate`] for casts): `YYYY-M-D`, padded or not, optionally followed
+//! by a time of day, is read here and refused with Postgres' SQLSTATEs:
+//! 22007 for text that is not a date (`'2024-02-3x'`, which Arrow's parser
+//! accepts as the 3rd), 22008 for a well-formed date that does not exist
+//! (`'2024-02-30'`). Other spellings go to Arrow's parser, as before.
+//!
+//! INSERT (`dml::conform`) and COPY read text for date and timestamp
+//! columns through the same functions ([`parse_text_array`]), so a value
+//! means the same whichever way it arrives.
 
 use std::sync::Arc;
 
 use chrono::{NaiveDate, NaiveTime};
-use datafusion::arrow::array::{Array, AsArray, TimestampMicrosecondBuilder};
+use datafusion::arrow::array::{
+    Array, ArrayRef, AsArray, Date32Builder, StringArray, TimestampMicrosecondBuilder,
+};
 use datafusion::arrow::compute::{cast_with_options, CastOptions};
 use datafusion::arrow::datatypes::{DataType, TimeUnit, TimestampMicrosecondType};
 use datafusion::common::{DataFusionError, Result as DfResult};
@@ -72,18 +85,8 @@ impl ScalarUDFImpl for TextToTimestamp {
         let scalar = matches!(value, ColumnarValue::Scalar(_));
         let array = value.to_array(args.number_rows)?;
         let text = datafusion::arrow::compute::cast(&array, &DataType::Utf8)?;
-        let text = text.as_string::<i32>();
-        let mut out = TimestampMicrosecondBuilder::with_capacity(text.len());
-        for value in text.iter() {
-            match value {
-                None => out.append_null(),
-                Some(s) => match parse_timestamp(s, self.zoned) {
-                    Some(micros) => out.append_value(micros),
-                    None => out.append_value(arrow_timestamp(s, self.zoned)?),
-                },
-            }
-        }
-        let result: Arc<dyn Array> = Arc::new(out.finish());
+        let result = timestamps(text.as_string::<i32>(), self.zoned)
+            .map_err(|e| DataFusionError::External(Box::new(e)))?;
         if scalar {
             Ok(ColumnarValue::Scalar(
                 datafusion::common::ScalarValue::try_from_array(&result, 0)?,
@@ -92,6 +95,168 @@ impl ScalarUDFImpl for TextToTimestamp {
             Ok(ColumnarValue::Array(result))
         }
     }
+}
+
+/// `freshet_text_to_date(text)`: Postgres' reading of date text (see the
+/// module docs).
+#[derive(Debug, PartialEq, Eq, Hash)]
+pub(crate) struct TextToDate {
+    signature: Signature,
+}
+
+/// The function for text cast to `date`.
+pub(crate) fn text_to_date_udf() -> Arc<ScalarUDF> {
+    static UDF: std::sync::OnceLock<Arc<ScalarUDF>> = std::sync::OnceLock::new();
+    UDF.get_or_init(|| {
+        Arc::new(ScalarUDF::new_from_impl(TextToDate {
+            signature: Signature::any(1, Volatility::Immutable),
+        }))
+    })
+    .clone()
+}
+
+impl ScalarUDFImpl for TextToDate {
+    fn name(&self) -> &str {
+        "freshet_text_to_date"
+    }
+
+    fn signature(&self) -> &Signature {
+        &self.signature
+    }
+
+    fn return_type(&self, _args: &[DataType]) -> DfResult<DataType> {
+        Ok(DataType::Date32)
+    }
+
+    fn invoke_with_args(&self, args: ScalarFunctionArgs) -> DfResult<ColumnarValue> {
+        let [value] = args.args.as_slice() else {
+            return Err(DataFusionError::Internal(
+                "freshet_text_to_date takes one argument".into(),
+            ));
+        };
+        let scalar = matches!(value, ColumnarValue::Scalar(_));
+        let array = value.to_array(args.number_rows)?;
+        let text = datafusion::arrow::compute::cast(&array, &DataType::Utf8)?;
+        let result =
+            dates(text.as_string::<i32>()).map_err(|e| DataFusionError::External(Box::new(e)))?;
+        if scalar {
+            Ok(ColumnarValue::Scalar(
+                datafusion::common::ScalarValue::try_from_array(&result, 0)?,
+            ))
+        } else {
+            Ok(ColumnarValue::Array(result))
+        }
+    }
+}
+
+/// Reads a text column as dates (see the module docs).
+fn dates(text: &StringArray) -> Result<ArrayRef, EngineError> {
+    let mut out = Date32Builder::with_capacity(text.len());
+    for value in text.iter() {
+        match value {
+            None => out.append_null(),
+            Some(s) => out.append_value(parse_date_text(s)?),
+        }
+    }
+    Ok(Arc::new(out.finish()))
+}
+
+/// Reads a text column as timestamps (see the module docs).
+fn timestamps(text: &StringArray, zoned: bool) -> Result<ArrayRef, EngineError> {
+    let mut out = TimestampMicrosecondBuilder::with_capacity(text.len());
+    for value in text.iter() {
+        match value {
+            None => out.append_null(),
+            Some(s) => match parse_timestamp(s, zoned) {
+                Some(micros) => out.append_value(micros),
+                None => out.append_value(
+                    arrow_timestamp(s, zoned).map_err(crate::planning::map_df_error)?,
+                ),
+            },
+        }
+    }
+    Ok(Arc::new(out.finish()))
+}
+
+/// A text column read for a `date` or `timestamp[tz]` column the way a cast
+/// reads it, or `None` when `target` is another type (or `array` is not
+/// text).
+pub(crate) fn parse_text_array(
+    array: &ArrayRef,
+    target: &DataType,
+) -> Option<Result<ArrayRef, EngineError>> {
+    let text = match array.data_type() {
+        DataType::Utf8 => array.as_string::<i32>().clone(),
+        DataType::Utf8View | DataType::LargeUtf8 => {
+            let cast = datafusion::arrow::compute::cast(array, &DataType::Utf8).ok()?;
+            cast.as_string::<i32>().clone()
+        }
+        _ => return None,
+    };
+    match target {
+        DataType::Date32 => Some(dates(&text)),
+        DataType::Timestamp(TimeUnit::Microsecond, zone) => {
+            Some(timestamps(&text, zone.is_some()).and_then(|micros| {
+                datafusion::arrow::compute::cast(&micros, target)
+                    .map_err(|e| EngineError::new("22007", e.to_string()))
+            }))
+        }
+        _ => None,
+    }
+}
+
+/// Days since 1970-01-01 for date text, read as Postgres reads it: 22007
+/// for text that is not a date, 22008 for a date that does not exist.
+pub fn parse_date_text(text: &str) -> Result<i32, EngineError> {
+    let invalid = || {
+        EngineError::new(
+            "22007",
+            format!("invalid input syntax for type date: \"{text}\""),
+        )
+    };
+    let trimmed = text.trim();
+    let date_len = trimmed.find([' ', 'T', 't']).unwrap_or(trimmed.len());
+    let (date, rest) = trimmed.split_at(date_len);
+    let digits = |s: &str| !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit());
+    let mut fields = date.splitn(3, '-');
+    let (Some(year), Some(month), Some(day)) = (fields.next(), fields.next(), fields.next()) else {
+        return arrow_date(text).ok_or_else(invalid);
+    };
+    if !digits(year) || !digits(month) {
+        return arrow_date(text).ok_or_else(invalid);
+    }
+    if !digits(day) || year.len() > 6 || month.len() > 2 || day.len() > 2 {
+        return Err(invalid());
+    }
+    // A time of day may follow; it must be one.
+    let rest = rest.trim_start_matches([' ', 'T', 't']);
+    if !rest.is_empty() && parse_timestamp(&format!("2000-01-01 {rest}"), false).is_none() {
+        return Err(invalid());
+    }
+    let (Ok(year), Ok(month), Ok(day)) = (year.parse(), month.parse(), day.parse()) else {
+        return Err(invalid());
+    };
+    let date = NaiveDate::from_ymd_opt(year, month, day).ok_or_else(|| {
+        EngineError::new(
+            "22008",
+            format!("date/time field value out of range: \"{text}\""),
+        )
+    })?;
+    // NaiveDate's default is 1970-01-01.
+    i32::try_from(date.signed_duration_since(NaiveDate::default()).num_days())
+        .map_err(|_| invalid())
+}
+
+/// Arrow's reading of date text this module does not recognize.
+fn arrow_date(text: &str) -> Option<i32> {
+    use datafusion::arrow::datatypes::Date32Type;
+    let array = StringArray::from(vec![text]);
+    let options = CastOptions {
+        safe: false,
+        ..Default::default()
+    };
+    let parsed = cast_with_options(&array, &DataType::Date32, &options).ok()?;
+    Some(parsed.as_primitive::<Date32Type>().value(0))
 }
 
 /// Arrow's reading of text this module does not recognize ('2024-12-25T10:30:00Z'
@@ -129,9 +294,7 @@ fn arrow_timestamp(text: &str, zoned: bool) -> DfResult<i64> {
 /// instant for a zoned one. `None` for anything else.
 pub(crate) fn parse_timestamp(text: &str, zoned: bool) -> Option<i64> {
     let text = text.trim();
-    let date_len = text
-        .find(|c: char| c == ' ' || c == 'T' || c == 't')
-        .unwrap_or(text.len());
+    let date_len = text.find([' ', 'T', 't']).unwrap_or(text.len());
     let date = NaiveDate::parse_from_str(&text[..date_len], "%Y-%m-%d").ok()?;
     let rest = text[date_len..].trim_start_matches([' ', 'T', 't']);
     let time_len = rest
@@ -241,5 +404,18 @@ mod tests {
             None
         );
         assert_eq!(parse_timestamp("2024-13-25 10:30", false), None);
+    }
+
+    #[test]
+    fn dates_as_postgres_reads_them() {
+        let days = |s: &str| parse_date_text(s).map_err(|e| e.sqlstate().to_string());
+        assert_eq!(days("1970-01-02"), Ok(1));
+        assert_eq!(days(" 1970-1-2 "), Ok(1));
+        assert_eq!(days("1970-01-02 10:30:00"), Ok(1));
+        assert_eq!(days("2024-02-3x"), Err("22007".into()));
+        assert_eq!(days("2024-02-30"), Err("22008".into()));
+        assert_eq!(days("2024-13-01"), Err("22008".into()));
+        assert_eq!(days("2024-02-03 nonsense"), Err("22007".into()));
+        assert_eq!(days("not a date"), Err("22007".into()));
     }
 }

@@ -21,8 +21,8 @@ use datafusion::common::ParamValues;
 use datafusion::datasource::MemTable;
 use datafusion::logical_expr::LogicalPlan;
 use datafusion::sql::sqlparser::ast::{
-    CopyLegacyCsvOption, CopyLegacyOption, CopyOption, CopySource, CopyTarget, FromTable,
-    ObjectName, SelectItem, Statement, TableFactor, TableObject, UpdateTableFromKind,
+    Assignment, CopyLegacyCsvOption, CopyLegacyOption, CopyOption, CopySource, CopyTarget,
+    FromTable, ObjectName, SelectItem, Statement, TableFactor, TableObject, UpdateTableFromKind,
 };
 use datafusion::sql::sqlparser::dialect::PostgreSqlDialect;
 use datafusion::sql::sqlparser::parser::Parser;
@@ -31,6 +31,7 @@ use freshet_catalog::{QualifiedName, RelationEntry, RelationKind};
 use freshet_storage::{RowId, TableId, ROW_ID_COLUMN};
 
 use crate::commands::{command, run_query};
+use crate::keys::OnConflict;
 use crate::names::{lookup_relation, resolve_name};
 use crate::planning::{map_df_error, plan_statement};
 use crate::session::{CopyInState, Session};
@@ -100,6 +101,10 @@ pub(crate) fn conform(
         let column = batch.column(i);
         let column = if column.data_type() == field.data_type() {
             column.clone()
+        } else if let Some(parsed) =
+            crate::datetime_input::parse_text_array(column, field.data_type())
+        {
+            parsed?
         } else {
             cast_with_options(column, field.data_type(), &options).map_err(|e| {
                 let message = format!("invalid value for column \"{}\": {e}", field.name());
@@ -224,6 +229,7 @@ async fn insert_rows(
     let mut planned_insert = insert.clone();
     let returning = planned_insert.returning.take();
     planned_insert.on = None;
+    planned_insert.table_alias = None;
     let mut plan = plan_statement(&session.ctx.state(), Statement::Insert(planned_insert)).await?;
     if let Some(params) = params.clone() {
         plan = plan.with_param_values(params).map_err(map_df_error)?;
@@ -246,7 +252,25 @@ async fn insert_rows(
         .collect::<Result<Vec<_>, _>>()?;
     let (rows, conformed) = match on_conflict {
         None => (write_batches(session, &target, &conformed)?, conformed),
-        Some(index) => write_batches_skipping_conflicts(session, &target, &conformed, index)?,
+        Some(OnConflict::Nothing(index)) => {
+            write_batches_skipping_conflicts(session, &target, &conformed, index)?
+        }
+        Some(OnConflict::Update {
+            index,
+            assignments,
+            selection,
+        }) => {
+            let alias = insert.table_alias.as_ref().map(|a| a.alias.value.clone());
+            let upsert = Upsert {
+                index,
+                alias: alias.as_deref().unwrap_or(&target.name.name),
+                assignments: &assignments,
+                selection: selection.as_deref(),
+            };
+            upsert
+                .run(session, &target, conformed, params.clone())
+                .await?
+        }
     };
     match returning {
         Some(items) => {
@@ -264,6 +288,97 @@ async fn insert_rows(
             tag: "INSERT 0".into(),
             rows: Some(rows),
         })),
+    }
+}
+
+/// `INSERT … ON CONFLICT (key) DO UPDATE SET … [WHERE …]`.
+struct Upsert<'a> {
+    /// The arbiter unique index's position among the table's keys.
+    index: usize,
+    /// The name the target goes by in SET and WHERE.
+    alias: &'a str,
+    assignments: &'a [Assignment],
+    selection: Option<&'a datafusion::sql::sqlparser::ast::Expr>,
+}
+
+impl Upsert<'_> {
+    /// Inserts the proposed rows whose key is free and updates, as an
+    /// UPDATE would, the rows holding the keys that are taken, with the
+    /// proposed row as `excluded`. Returns the rows inserted and updated
+    /// (their count and their new versions, for RETURNING). A key proposed
+    /// twice is refused with 21000, as in PostgreSQL: the second proposal
+    /// would change a row this statement already changed.
+    async fn run(
+        &self,
+        session: &mut Session,
+        target: &InsertTarget,
+        proposed: Vec<RecordBatch>,
+        params: Option<ParamValues>,
+    ) -> Result<(u64, Vec<RecordBatch>), EngineError> {
+        let key = target
+            .relation
+            .constraints
+            .get(self.index)
+            .ok_or_else(|| EngineError::new("XX000", "ON CONFLICT arbiter index not found"))?;
+        let row_keys = crate::row_keys::RowKeys::new(&target.schema, &key.columns)?;
+        let mut proposed_keys = HashSet::new();
+        for batch in &proposed {
+            for key in row_keys.keys(batch)?.into_iter().flatten() {
+                if !proposed_keys.insert(key) {
+                    return Err(EngineError::new(
+                        "21000",
+                        "ON CONFLICT DO UPDATE command cannot affect row a second time",
+                    ));
+                }
+            }
+        }
+        let (inserted_count, inserted) =
+            write_batches_skipping_conflicts(session, target, &proposed, Some(self.index))?;
+        let mut free = HashSet::new();
+        for batch in &inserted {
+            free.extend(row_keys.keys(batch)?.into_iter().flatten());
+        }
+        let mut taken = Vec::new();
+        for batch in &proposed {
+            let mask: datafusion::arrow::array::BooleanArray = row_keys
+                .keys(batch)?
+                .iter()
+                .map(|k| Some(k.as_ref().is_some_and(|k| !free.contains(k))))
+                .collect();
+            let rows = datafusion::arrow::compute::filter_record_batch(batch, &mask)
+                .map_err(|e| EngineError::new("XX000", e.to_string()))?;
+            if rows.num_rows() > 0 {
+                taken.push(rows);
+            }
+        }
+        if taken.is_empty() {
+            return Ok((inserted_count, inserted));
+        }
+        let excluded =
+            MemTable::try_new(target.schema.clone(), vec![taken]).map_err(map_df_error)?;
+        let on = key
+            .columns
+            .iter()
+            .map(|c| {
+                format!(
+                    "{}.{c} = excluded.{c}",
+                    quote_ident(self.alias),
+                    c = quote_ident(c)
+                )
+            })
+            .collect::<Vec<_>>()
+            .join(" AND ");
+        let change = RowChange {
+            alias: self.alias,
+            from: format!(" JOIN {DML_SCHEMA}.excluded AS excluded ON {on}"),
+            selection: self.selection.map(|s| s.to_string()),
+            assignments: Some(self.assignments),
+            helper: Some(("excluded", Arc::new(excluded))),
+        };
+        let (updated_count, updated) = modify_rows(session, target, change, params).await?;
+        let mut rows = inserted;
+        rows.extend(updated);
+        Ok((inserted_count + updated_count, rows))
     }
 }
 
@@ -298,7 +413,7 @@ async fn update_or_delete(
                 name.clone(),
                 alias.as_ref().map(|a| a.name.value.clone()),
                 from,
-                update.selection.clone(),
+                update.selection.as_ref(),
                 update.returning.clone(),
                 Some(update.assignments.clone()),
             )
@@ -325,7 +440,7 @@ async fn update_or_delete(
                 name.clone(),
                 alias.as_ref().map(|a| a.name.value.clone()),
                 using,
-                delete.selection.clone(),
+                delete.selection.as_ref(),
                 delete.returning.clone(),
                 None,
             )
@@ -334,13 +449,69 @@ async fn update_or_delete(
     };
     let target = writable_target(session, &name)?;
     let alias = alias.unwrap_or_else(|| target.name.name.clone());
+    let from = extra_from.iter().map(|t| format!(", {t}")).collect();
+    let change = RowChange {
+        alias: &alias,
+        from,
+        selection: selection.map(|s| s.to_string()),
+        assignments: assignments.as_deref(),
+        helper: None,
+    };
+    let (count, new_rows) = modify_rows(session, &target, change, params.clone()).await?;
+    let tag = if assignments.is_some() {
+        "UPDATE"
+    } else {
+        "DELETE"
+    };
+    match returning {
+        Some(items) => returning_rows(session, &target, &alias, new_rows, &items, params).await,
+        None => Ok(command(tag, Some(count))),
+    }
+}
 
+/// The rows an UPDATE, a DELETE or an `ON CONFLICT DO UPDATE` changes.
+struct RowChange<'a> {
+    /// The name the target table goes by in the statement.
+    alias: &'a str,
+    /// What follows the target in the FROM list: `, t2, t3` for
+    /// `UPDATE … FROM` and `DELETE … USING`, a join for ON CONFLICT.
+    from: String,
+    /// The WHERE condition.
+    selection: Option<String>,
+    /// The SET list of an update; `None` deletes.
+    assignments: Option<&'a [Assignment]>,
+    /// A helper table registered beside the target for this statement.
+    helper: Option<(&'static str, Arc<MemTable>)>,
+}
+
+/// Deletes the target rows `change` selects and, for an update, writes
+/// their new versions: the statement runs as a SELECT over the target with
+/// its row ids exposed. Returns the number of rows changed and the rows
+/// written (the deleted rows, for a delete), for RETURNING.
+async fn modify_rows(
+    session: &mut Session,
+    target: &InsertTarget,
+    change: RowChange<'_>,
+    params: Option<ParamValues>,
+) -> Result<(u64, Vec<RecordBatch>), EngineError> {
+    let RowChange {
+        alias,
+        from,
+        selection,
+        assignments,
+        helper,
+    } = change;
     // Expose the target with its row ids under a private name for this statement.
-    let rowid_table = rowid_snapshot(session, &target)?;
+    let rowid_table = rowid_snapshot(session, target)?;
     let schema_provider = Arc::new(MemorySchemaProvider::new());
     schema_provider
         .register_table("target".into(), rowid_table)
         .map_err(map_df_error)?;
+    if let Some((name, table)) = helper {
+        schema_provider
+            .register_table(name.into(), table)
+            .map_err(map_df_error)?;
+    }
     session
         .shared
         .virtual_schemas
@@ -349,7 +520,7 @@ async fn update_or_delete(
 
     let mut select_list = vec![quote_ident(ROW_ID_COLUMN)];
     for (position, field) in target.schema.fields().iter().enumerate() {
-        let assigned = assignments.as_ref().and_then(|a| {
+        let assigned = assignments.and_then(|a| {
             a.iter().find(|assignment| {
                 assignment_column(&assignment.target)
                     .is_some_and(|c| c.eq_ignore_ascii_case(field.name()))
@@ -365,39 +536,33 @@ async fn update_or_delete(
             )),
             None => select_list.push(format!(
                 "{}.{}",
-                quote_ident(&alias),
+                quote_ident(alias),
                 quote_ident(field.name())
             )),
         }
     }
-    if let Some(assignments) = &assignments {
-        for a in assignments {
-            let column = assignment_column(&a.target).unwrap_or_default();
-            if !target
-                .schema
-                .fields()
-                .iter()
-                .any(|f| f.name().eq_ignore_ascii_case(&column))
-            {
-                return Err(EngineError::new(
-                    "42703",
-                    format!(
-                        "column \"{column}\" of relation \"{}\" does not exist",
-                        target.name.name
-                    ),
-                ));
-            }
+    for a in assignments.unwrap_or_default() {
+        let column = assignment_column(&a.target).unwrap_or_default();
+        if !target
+            .schema
+            .fields()
+            .iter()
+            .any(|f| f.name().eq_ignore_ascii_case(&column))
+        {
+            return Err(EngineError::new(
+                "42703",
+                format!(
+                    "column \"{column}\" of relation \"{}\" does not exist",
+                    target.name.name
+                ),
+            ));
         }
     }
     let mut sql = format!(
-        "SELECT {} FROM {DML_SCHEMA}.target AS {}",
+        "SELECT {} FROM {DML_SCHEMA}.target AS {}{from}",
         select_list.join(", "),
-        quote_ident(&alias)
+        quote_ident(alias)
     );
-    for extra in &extra_from {
-        sql.push_str(", ");
-        sql.push_str(extra);
-    }
     if let Some(selection) = &selection {
         sql.push_str(&format!(" WHERE {selection}"));
     }
@@ -406,7 +571,7 @@ async fn update_or_delete(
         .and_then(|mut p| p.parse_statement())
         .map_err(|e| EngineError::new("42601", e.to_string()))?;
     let mut plan = plan_statement(&session.ctx.state(), statement).await?;
-    if let Some(params) = params.clone() {
+    if let Some(params) = params {
         plan = plan.with_param_values(params).map_err(map_df_error)?;
     }
     let batches = session
@@ -445,20 +610,14 @@ async fn update_or_delete(
             filtered.columns()[1..].to_vec(),
         )
         .map_err(|e| EngineError::new("XX000", e.to_string()))?;
-        new_rows.push(conform(&values, &target)?);
+        new_rows.push(conform(&values, target)?);
     }
     let count = row_ids.len() as u64;
     crate::ddl::txn_mut(session, |t| Ok(t.delete(target.table_id, &row_ids)?))?;
-    let tag = if assignments.is_some() {
-        write_batches(session, &target, &new_rows)?;
-        "UPDATE"
-    } else {
-        "DELETE"
-    };
-    match returning {
-        Some(items) => returning_rows(session, &target, &alias, new_rows, &items, params).await,
-        None => Ok(command(tag, Some(count))),
+    if assignments.is_some() {
+        write_batches(session, target, &new_rows)?;
     }
+    Ok((count, new_rows))
 }
 
 fn assignment_column(target: &datafusion::sql::sqlparser::ast::AssignmentTarget) -> Option<String> {

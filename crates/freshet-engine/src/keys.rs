@@ -4,7 +4,7 @@
 //! UPDATE, INSERT … SELECT) and at commit against concurrent transactions.
 
 use datafusion::sql::sqlparser::ast::{
-    ColumnDef, ColumnOption, ConflictTarget, Expr, IndexColumn, NullsDistinctOption,
+    Assignment, ColumnDef, ColumnOption, ConflictTarget, Expr, IndexColumn, NullsDistinctOption,
     OnConflictAction, OnInsert, TableConstraint,
 };
 
@@ -210,13 +210,26 @@ pub(crate) fn declare_keys(
     })
 }
 
-/// Resolves an INSERT's `ON CONFLICT` clause: `None` without one, otherwise
-/// `Some(index)` for `DO NOTHING`, where `index` is the position of the
-/// arbiter unique index among the table's (`None`: any of them).
+/// What an INSERT's `ON CONFLICT` clause asks for.
+#[derive(Debug, Clone)]
+pub(crate) enum OnConflict {
+    /// `DO NOTHING`: rows whose key is taken are skipped. The position of
+    /// the arbiter unique index among the table's (`None`: any of them).
+    Nothing(Option<usize>),
+    /// `DO UPDATE SET … [WHERE …]`: the row holding a taken key of the
+    /// arbiter index at `index` is updated instead.
+    Update {
+        index: usize,
+        assignments: Vec<Assignment>,
+        selection: Option<Box<Expr>>,
+    },
+}
+
+/// Resolves an INSERT's `ON CONFLICT` clause (`None` without one).
 pub(crate) fn on_conflict(
     target: &InsertTarget,
     on: Option<&OnInsert>,
-) -> Result<Option<Option<usize>>, EngineError> {
+) -> Result<Option<OnConflict>, EngineError> {
     let conflict = match on {
         None => return Ok(None),
         Some(OnInsert::OnConflict(c)) => c,
@@ -227,10 +240,12 @@ pub(crate) fn on_conflict(
             ))
         }
     };
-    if let OnConflictAction::DoUpdate(_) = conflict.action {
+    if matches!(conflict.action, OnConflictAction::DoUpdate(_))
+        && conflict.conflict_target.is_none()
+    {
         return Err(EngineError::new(
-            "0A000",
-            "INSERT … ON CONFLICT DO UPDATE is not supported yet",
+            "42601",
+            "ON CONFLICT DO UPDATE requires inference specification or constraint name",
         ));
     }
     let keys = &target.relation.constraints;
@@ -270,5 +285,13 @@ pub(crate) fn on_conflict(
             }
         }
     };
-    Ok(Some(index))
+    Ok(Some(match &conflict.action {
+        OnConflictAction::DoNothing => OnConflict::Nothing(index),
+        OnConflictAction::DoUpdate(update) => OnConflict::Update {
+            // A conflict target was required above, so an index was found.
+            index: index.unwrap_or_default(),
+            assignments: update.assignments.clone(),
+            selection: update.selection.clone().map(Box::new),
+        },
+    }))
 }

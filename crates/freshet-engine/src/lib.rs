@@ -28,6 +28,7 @@ mod pg_types;
 mod planning;
 mod provider;
 mod registry;
+mod row_keys;
 mod session;
 mod subquery;
 mod type_resolution;
@@ -35,6 +36,7 @@ pub mod types;
 mod users;
 mod work;
 
+pub use datetime_input::parse_date_text;
 pub use dynamic::{
     record_skipped, record_upstream_failed, refresh_dynamic_table, restore_retention_holds,
     retention_holder, RefreshRecord, RefreshStatistics, RefreshTrigger, HISTORY_LIMIT,

@@ -484,6 +484,18 @@ fn rewrite_cast(expr: Expr, schema: &DFSchema) -> DfResult<Transformed<Expr>> {
             target.clone(),
         ))));
     }
+    if let (
+        Expr::Cast(_),
+        DataType::Utf8 | DataType::Utf8View | DataType::LargeUtf8,
+        DataType::Date32,
+    ) = (&expr, &source, target)
+    {
+        // Postgres' date input (see `datetime_input`).
+        let udf = crate::datetime_input::text_to_date_udf();
+        return Ok(Transformed::yes(Expr::ScalarFunction(
+            ScalarFunction::new_udf(udf, vec![inner.clone()]),
+        )));
+    }
     let function = match (&source, target) {
         (
             DataType::Utf8 | DataType::Utf8View | DataType::LargeUtf8,

@@ -839,7 +839,13 @@ fn is_read_only_listing(statement: &FreshetStatement) -> bool {
 fn without_returning(stmt: &Statement) -> Statement {
     let mut stmt = stmt.clone();
     match &mut stmt {
-        Statement::Insert(insert) => insert.returning = None,
+        // DataFusion plans neither ON CONFLICT nor an INSERT's table alias;
+        // describing the statement needs neither.
+        Statement::Insert(insert) => {
+            insert.returning = None;
+            insert.on = None;
+            insert.table_alias = None;
+        }
         Statement::Update(update) => update.returning = None,
         Statement::Delete(delete) => delete.returning = None,
         _ => {}

@@ -15,7 +15,7 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use bytes::BytesMut;
 use datafusion::arrow::array::{
-    Array, ArrayRef, BinaryBuilder, RecordBatch, StringArray, StringBuilder,
+    Array, ArrayRef, BinaryBuilder, Date32Builder, RecordBatch, StringArray, StringBuilder,
 };
 use datafusion::arrow::compute::{cast_with_options, CastOptions};
 use datafusion::arrow::datatypes::{DataType, SchemaRef};
@@ -530,6 +530,26 @@ fn convert_column(
             let array: ArrayRef = Arc::new(builder.finish());
             return cast_with_options(&array, target, &CastOptions::default())
                 .map_err(|e| WireError::copy_data("22P02", e.to_string(), first_line));
+        }
+        // Dates as a cast reads them: Arrow alone would take '2024-02-3x'
+        // for the 3rd.
+        DataType::Date32 => {
+            let mut builder = Date32Builder::with_capacity(text.len());
+            for (row, value) in text.iter().enumerate() {
+                match value {
+                    None => builder.append_null(),
+                    Some(v) => {
+                        builder.append_value(freshet_engine::parse_date_text(v).map_err(|e| {
+                            WireError::copy_data(
+                                e.sqlstate(),
+                                e.to_string(),
+                                first_line + row as u64,
+                            )
+                        })?)
+                    }
+                }
+            }
+            return Ok(Arc::new(builder.finish()));
         }
         _ => {}
     }
