@@ -13,7 +13,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::sync::{Arc, Mutex};
 
 use bytes::Bytes;
-use common::{sqlstate, Rng, ServerOptions, TestServer};
+use common::{copy_in, sqlstate, Rng, ServerOptions, TestServer};
 use futures::SinkExt;
 use tokio_postgres::Client;
 
@@ -191,14 +191,6 @@ async fn concurrent_inserts_keep_one_row_per_key_through_a_crash() {
     assert_eq!(count, expected.len() as i64 + 1);
 }
 
-async fn copy_in(client: &Client, sql: &str, data: &[u8]) -> Result<u64, tokio_postgres::Error> {
-    let mut sink = Box::pin(client.copy_in::<_, Bytes>(sql).await?);
-    for chunk in data.chunks(64 * 1024) {
-        sink.send(Bytes::copy_from_slice(chunk)).await?;
-    }
-    sink.as_mut().finish().await
-}
-
 #[tokio::test]
 async fn copy_refuses_duplicate_keys() {
     let server = TestServer::start();
@@ -217,9 +209,13 @@ async fn copy_refuses_duplicate_keys() {
     }
     let clean = data.clone();
     data.push_str("10\tagain\n");
-    let err = copy_in(&client, "COPY c FROM STDIN", data.as_bytes())
-        .await
-        .expect_err("COPY with a duplicate key");
+    let err = copy_in(
+        &client,
+        "COPY c FROM STDIN",
+        &data.as_bytes().chunks(64 * 1024).collect::<Vec<_>>(),
+    )
+    .await
+    .expect_err("COPY with a duplicate key");
     assert_unique_violation(&err, "c_pkey");
     assert_eq!(
         err.as_db_error().and_then(|d| d.detail()),
@@ -227,11 +223,11 @@ async fn copy_refuses_duplicate_keys() {
     );
 
     // A row duplicating a stored key, and one duplicating a UNIQUE column.
-    let err = copy_in(&client, "COPY c FROM STDIN", b"2\ttwo\n1\tuno\n")
+    let err = copy_in(&client, "COPY c FROM STDIN", &[b"2\ttwo\n1\tuno\n"])
         .await
         .expect_err("COPY duplicating a stored key");
     assert_unique_violation(&err, "c_pkey");
-    let err = copy_in(&client, "COPY c (id, name) FROM STDIN", b"3\tone\n")
+    let err = copy_in(&client, "COPY c (id, name) FROM STDIN", &[b"3\tone\n"])
         .await
         .expect_err("COPY duplicating a UNIQUE value");
     assert_unique_violation(&err, "c_name_key");
@@ -249,9 +245,13 @@ async fn copy_refuses_duplicate_keys() {
         .map(|r| r.get(0))
         .collect();
     assert_eq!(ids, vec![1]);
-    let n = copy_in(&client, "COPY c FROM STDIN", clean.as_bytes())
-        .await
-        .expect("COPY without duplicates");
+    let n = copy_in(
+        &client,
+        "COPY c FROM STDIN",
+        &clean.as_bytes().chunks(64 * 1024).collect::<Vec<_>>(),
+    )
+    .await
+    .expect("COPY without duplicates");
     assert_eq!(n, 29_990);
     let distinct: BTreeSet<i64> = client
         .query("SELECT id FROM c", &[])

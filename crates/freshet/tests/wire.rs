@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use chrono::{DateTime, NaiveDate, NaiveDateTime, NaiveTime, Utc};
-use common::{assert_sqlstate, sqlstate, ServerOptions, TestServer};
+use common::{assert_sqlstate, copy_in, sqlstate, ServerOptions, TestServer};
 use futures::{pin_mut, SinkExt, StreamExt, TryStreamExt};
 use pg_interval::Interval;
 use rust_decimal::Decimal;
@@ -634,19 +634,6 @@ async fn explain_mentions_the_scanned_table() {
 
 // ---------------------------------------------------------------- COPY
 
-async fn copy_in(
-    client: &Client,
-    sql: &str,
-    chunks: &[&[u8]],
-) -> Result<u64, tokio_postgres::Error> {
-    let sink = client.copy_in::<_, Bytes>(sql).await?;
-    pin_mut!(sink);
-    for chunk in chunks {
-        sink.send(Bytes::copy_from_slice(chunk)).await?;
-    }
-    sink.finish().await
-}
-
 /// Runs COPY ... TO STDOUT and returns its data, checking the framing too:
 /// PostgreSQL sends exactly one CopyData message per row, and clients rely on
 /// it (psycopg's `Copy.rows()` parses one row per message).
@@ -786,6 +773,48 @@ async fn copy_from_stdin_text_format() {
     assert_eq!(
         count(&client, "SELECT count(*) FROM t WHERE id <= 6").await,
         6
+    );
+}
+
+/// COPY reads dates as a cast does (PostgreSQL 15 answers the same, checked
+/// by hand): text after the day is 22007, not the 3rd; a day that does not
+/// exist is 22008; unpadded fields and a time of day are accepted.
+#[tokio::test]
+async fn copy_refuses_dates_with_trailing_garbage() {
+    let server = TestServer::start();
+    let client = server.connect().await;
+    client
+        .batch_execute("CREATE TABLE d (id int, day date)")
+        .await
+        .expect("create");
+    let err = copy_in(
+        &client,
+        "COPY d FROM STDIN",
+        &[b"1\t2024-02-01\n2\t2024-02-3x\n"],
+    )
+    .await
+    .expect_err("trailing garbage must fail the COPY");
+    assert_eq!(sqlstate(&err), "22007", "{err:?}");
+    let err = copy_in(&client, "COPY d FROM STDIN", &[b"3\t2024-02-30\n"])
+        .await
+        .expect_err("February 30th must fail the COPY");
+    assert_eq!(sqlstate(&err), "22008", "{err:?}");
+    let n = copy_in(
+        &client,
+        "COPY d FROM STDIN",
+        &[b"4\t2024-2-3\n5\t2024-02-04 10:30:00\n"],
+    )
+    .await
+    .expect("valid dates");
+    assert_eq!(n, 2);
+    let rows = client
+        .query("SELECT id, day::text FROM d ORDER BY id", &[])
+        .await
+        .expect("select");
+    let got: Vec<(i32, String)> = rows.iter().map(|r| (r.get(0), r.get(1))).collect();
+    assert_eq!(
+        got,
+        vec![(4, "2024-02-03".to_string()), (5, "2024-02-04".to_string())]
     );
 }
 

@@ -606,3 +606,18 @@ impl Rng {
         lo + self.next_u64() % (hi - lo)
     }
 }
+
+/// Sends `chunks` as COPY … FROM STDIN data (each chunk one CopyData
+/// message) and returns the row count the server reports.
+pub async fn copy_in(
+    client: &tokio_postgres::Client,
+    sql: &str,
+    chunks: &[&[u8]],
+) -> Result<u64, tokio_postgres::Error> {
+    use futures::SinkExt;
+    let mut sink = Box::pin(client.copy_in::<_, bytes::Bytes>(sql).await?);
+    for chunk in chunks {
+        sink.send(bytes::Bytes::copy_from_slice(chunk)).await?;
+    }
+    sink.as_mut().finish().await
+}
