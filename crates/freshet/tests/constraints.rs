@@ -12,9 +12,7 @@ mod common;
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::{Arc, Mutex};
 
-use bytes::Bytes;
 use common::{copy_in, sqlstate, Rng, ServerOptions, TestServer};
-use futures::SinkExt;
 use tokio_postgres::Client;
 
 const CLIENTS: i32 = 8;

@@ -7,10 +7,9 @@ mod common;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use bytes::Bytes;
 use chrono::{DateTime, NaiveDate, NaiveDateTime, NaiveTime, Utc};
 use common::{assert_sqlstate, copy_in, sqlstate, ServerOptions, TestServer};
-use futures::{pin_mut, SinkExt, StreamExt, TryStreamExt};
+use futures::{pin_mut, StreamExt, TryStreamExt};
 use pg_interval::Interval;
 use rust_decimal::Decimal;
 use tokio_postgres::config::SslMode;
