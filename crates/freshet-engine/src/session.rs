@@ -14,10 +14,11 @@ use datafusion::common::{ParamValues, ScalarValue};
 use datafusion::execution::context::SessionContext;
 use datafusion::logical_expr::LogicalPlan;
 use datafusion::prelude::SessionConfig;
-use datafusion::sql::sqlparser::ast::{Statement, Value};
+use datafusion::sql::sqlparser::ast::{Ident, Statement, Value};
 
 use freshet_sql::FreshetStatement;
 
+use crate::commands::command;
 use crate::engine::Engine;
 use crate::planning::map_df_error;
 use crate::provider::{DatabaseList, SessionShared};
@@ -50,7 +51,9 @@ impl PreparedStatement {
             Some(FreshetStatement::Standard(stmt)) => match stmt {
                 Statement::StartTransaction { .. }
                 | Statement::Commit { .. }
-                | Statement::Rollback { .. } => true,
+                | Statement::Rollback { .. }
+                | Statement::Savepoint { .. }
+                | Statement::ReleaseSavepoint { .. } => true,
                 Statement::Insert(insert) => crate::fast_insert::is_lightweight(insert),
                 _ => false,
             },
@@ -79,6 +82,8 @@ pub struct Session {
     pub(crate) settings: BTreeMap<String, String>,
     changed_parameters: Vec<(String, String)>,
     pub(crate) copy_in: Option<CopyInState>,
+    /// The open block's savepoints, oldest first, by (folded) name.
+    savepoints: Vec<(String, freshet_storage::Savepoint)>,
 }
 
 /// Settings every session starts with; the reported ones are sent to clients.
@@ -145,6 +150,7 @@ impl Session {
             settings,
             changed_parameters: Vec::new(),
             copy_in: None,
+            savepoints: Vec::new(),
         };
         // Fail the connection early for an unknown database (3D000) or role.
         session.begin_statement_txn();
@@ -453,7 +459,24 @@ impl Session {
                     return Ok(self.begin_block());
                 }
                 Statement::Commit { .. } => return self.commit_block().await,
+                Statement::Rollback {
+                    savepoint: Some(name),
+                    ..
+                } => {
+                    let result = self.rollback_to_savepoint(name);
+                    return self.failing_block_on_error(result);
+                }
                 Statement::Rollback { .. } => return Ok(self.rollback_block()),
+                Statement::Savepoint { name } if self.status != TransactionStatus::Failed => {
+                    let result = self.savepoint(name);
+                    return self.failing_block_on_error(result);
+                }
+                Statement::ReleaseSavepoint { name }
+                    if self.status != TransactionStatus::Failed =>
+                {
+                    let result = self.release_savepoint(name);
+                    return self.failing_block_on_error(result);
+                }
                 _ => {}
             }
         }
@@ -532,6 +555,81 @@ impl Session {
         })
     }
 
+    /// `result`, aborting an open block when it is an error, as any failed
+    /// statement does.
+    fn failing_block_on_error(
+        &mut self,
+        result: Result<QueryOutput, EngineError>,
+    ) -> Result<QueryOutput, EngineError> {
+        if result.is_err() {
+            self.fail_in_block();
+        }
+        result
+    }
+
+    /// `SAVEPOINT name`: remembers the block's writes so far.
+    fn savepoint(&mut self, name: &Ident) -> Result<QueryOutput, EngineError> {
+        if self.status != TransactionStatus::InBlock {
+            return Err(EngineError::new(
+                "25P01",
+                "SAVEPOINT can only be used in transaction blocks",
+            ));
+        }
+        let savepoint = self
+            .shared
+            .txn
+            .lock()
+            .as_ref()
+            .map(|t| t.savepoint())
+            .ok_or_else(|| EngineError::new("XX000", "transaction block without a transaction"))?;
+        self.savepoints.push((crate::names::ident(name), savepoint));
+        Ok(command("SAVEPOINT", None))
+    }
+
+    /// The position of the newest savepoint called `name`.
+    fn find_savepoint(&self, name: &Ident) -> Result<usize, EngineError> {
+        let name = crate::names::ident(name);
+        self.savepoints
+            .iter()
+            .rposition(|(n, _)| *n == name)
+            .ok_or_else(|| {
+                EngineError::new("3B001", format!("savepoint \"{name}\" does not exist"))
+            })
+    }
+
+    /// `RELEASE [SAVEPOINT] name`: forgets the savepoint and those taken
+    /// after it, keeping the writes.
+    fn release_savepoint(&mut self, name: &Ident) -> Result<QueryOutput, EngineError> {
+        if self.status != TransactionStatus::InBlock {
+            return Err(EngineError::new(
+                "25P01",
+                "RELEASE SAVEPOINT can only be used in transaction blocks",
+            ));
+        }
+        let at = self.find_savepoint(name)?;
+        self.savepoints.truncate(at);
+        Ok(command("RELEASE", None))
+    }
+
+    /// `ROLLBACK TO [SAVEPOINT] name`: undoes the writes made since the
+    /// savepoint, which stays, and leaves an aborted block usable again.
+    fn rollback_to_savepoint(&mut self, name: &Ident) -> Result<QueryOutput, EngineError> {
+        if self.status == TransactionStatus::Idle {
+            return Err(EngineError::new(
+                "25P01",
+                "ROLLBACK TO SAVEPOINT can only be used in transaction blocks",
+            ));
+        }
+        let at = self.find_savepoint(name)?;
+        self.savepoints.truncate(at + 1);
+        if let Some(txn) = self.shared.txn.lock().as_mut() {
+            txn.rollback_to(&self.savepoints[at].1);
+        }
+        self.copy_in = None;
+        self.status = TransactionStatus::InBlock;
+        Ok(command("ROLLBACK", None))
+    }
+
     /// Moves an open block to the aborted state after a failure.
     pub(crate) fn mark_failed(&mut self) {
         self.fail_in_block();
@@ -577,6 +675,8 @@ impl Session {
     }
 
     pub(crate) async fn commit_statement_txn(&mut self) -> Result<(), EngineError> {
+        // A savepoint belongs to the transaction that ends here.
+        self.savepoints.clear();
         let txn = self.shared.txn.lock().take();
         if let Some(txn) = txn {
             if !txn.is_read_only() {
@@ -589,6 +689,7 @@ impl Session {
 
     pub(crate) fn rollback_statement_txn(&mut self) {
         self.copy_in = None;
+        self.savepoints.clear();
         if let Some(txn) = self.shared.txn.lock().take() {
             txn.rollback();
         }
@@ -862,6 +963,8 @@ fn allowed_in_implicit_block(statement: &FreshetStatement) -> bool {
             Statement::StartTransaction { .. }
                 | Statement::Commit { .. }
                 | Statement::Rollback { .. }
+                | Statement::Savepoint { .. }
+                | Statement::ReleaseSavepoint { .. }
                 | Statement::Copy { .. }
         ),
         _ => false,

@@ -47,7 +47,7 @@ use arrow::datatypes::SchemaRef;
 
 pub use error::StorageError;
 pub use store::{Snapshot, Store, StoreMetrics};
-pub use txn::Transaction;
+pub use txn::{Savepoint, Transaction};
 pub use unique::{UniqueIndexDef, UNIQUE_META_PREFIX};
 
 /// Commit sequence number. `0` is the empty initial state; every committed

@@ -25,6 +25,7 @@ use crate::unique::{encode_defs, meta_key, CommitKeys, Key, KeyEncoder, UniqueIn
 use crate::{CommitInfo, RowId, Seq, TableId};
 
 /// This transaction's private view of one table it touched.
+#[derive(Clone)]
 struct TxnTable {
     /// Columns as this transaction sees them (snapshot + own ADD COLUMNs).
     columns: Vec<ColumnDef>,
@@ -44,6 +45,7 @@ struct TxnTable {
 /// One unique index as a transaction sees it: the committed index's encoder
 /// and the keys of the transaction's own inserted rows (key → row id; an
 /// entry whose row the transaction deleted again is stale and ignored).
+#[derive(Clone)]
 struct TxnIndex {
     encoder: Arc<KeyEncoder>,
     own: HashMap<Key, u64>,
@@ -58,6 +60,7 @@ impl TxnTable {
 }
 
 /// Operations in call order (data changes are carried in `TxnTable`).
+#[derive(Clone)]
 enum Step {
     Create(TableId, SchemaRef),
     Drop(TableId),
@@ -84,6 +87,25 @@ impl std::fmt::Debug for Transaction {
     }
 }
 
+/// A transaction's writes up to a point, to return to: SQL's SAVEPOINT.
+///
+/// Taking one copies the bookkeeping of the write buffer (row-id sets, the
+/// own keys of unique indexes, metadata changes); inserted batches are
+/// shared, not copied.
+pub struct Savepoint {
+    steps: Vec<Step>,
+    tables: HashMap<TableId, TxnTable>,
+    meta: BTreeMap<String, Option<Vec<u8>>>,
+}
+
+impl std::fmt::Debug for Savepoint {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Savepoint")
+            .field("steps", &self.steps.len())
+            .finish()
+    }
+}
+
 /// What a prepared transaction sends to the writer.
 struct Prepared {
     ops: Vec<Op>,
@@ -101,6 +123,25 @@ impl Transaction {
             tables: HashMap::new(),
             meta: BTreeMap::new(),
         }
+    }
+
+    /// Remembers this transaction's writes so far (see [`Savepoint`]).
+    pub fn savepoint(&self) -> Savepoint {
+        Savepoint {
+            steps: self.steps.clone(),
+            tables: self.tables.clone(),
+            meta: self.meta.clone(),
+        }
+    }
+
+    /// Forgets every write made since `savepoint` was taken from this
+    /// transaction: reads see, and a commit makes durable, exactly what the
+    /// transaction had written then. Row ids handed out since are not
+    /// reused.
+    pub fn rollback_to(&mut self, savepoint: &Savepoint) {
+        self.steps = savepoint.steps.clone();
+        self.tables = savepoint.tables.clone();
+        self.meta = savepoint.meta.clone();
     }
 
     /// The seq this transaction reads at.
