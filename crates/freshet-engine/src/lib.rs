@@ -31,6 +31,7 @@ mod registry;
 mod row_keys;
 mod session;
 mod subquery;
+mod system_info;
 mod type_resolution;
 pub mod types;
 mod users;
@@ -51,3 +52,4 @@ pub use output::{
 };
 pub use planning::map_df_error;
 pub use session::{PreparedStatement, Session};
+pub use system_info::{version_string, SERVER_VERSION, SERVER_VERSION_NUM};

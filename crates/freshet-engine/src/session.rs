@@ -97,8 +97,8 @@ const DEFAULT_SETTINGS: &[(&str, &str)] = &[
     ("intervalstyle", "postgres"),
     ("lc_messages", "C"),
     ("server_encoding", "UTF8"),
-    ("server_version", "16.0"),
-    ("server_version_num", "160000"),
+    ("server_version", crate::system_info::SERVER_VERSION),
+    ("server_version_num", crate::system_info::SERVER_VERSION_NUM),
     ("standard_conforming_strings", "on"),
     ("statement_timeout", "0"),
     ("timezone", "UTC"),
@@ -885,6 +885,7 @@ pub(crate) fn build_context(
     crate::pg_compat::register(&ctx);
     crate::subquery::register(&ctx);
     crate::overflow::register(&ctx);
+    crate::system_info::register(&ctx);
     crate::functions::register(&ctx, engine, shared);
     Ok(ctx)
 }

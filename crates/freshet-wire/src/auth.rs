@@ -41,9 +41,9 @@ use tokio::sync::Mutex;
 use crate::error::WireError;
 use crate::session::SessionSlot;
 
-/// The `server_version` reported to clients. A plain modern version number:
-/// drivers parse it to enable features, and some choke on suffixes.
-pub const SERVER_VERSION: &str = "16.0";
+/// The `server_version` reported to clients (see the engine's
+/// `system_info`).
+pub use freshet_engine::SERVER_VERSION;
 
 /// Where a connection is in the SCRAM exchange.
 enum ScramPhase {

@@ -1,0 +1,112 @@
+//! PostgreSQL's system information functions that tools call to learn what
+//! they are talking to: `version()` and `pg_typeof(any)`.
+//!
+//! Drivers and ORMs parse `version()` (SQLAlchemy's dialect reads the
+//! numbers after `PostgreSQL `), so it starts as PostgreSQL's does, with
+//! the version Freshet reports as `server_version`, and names Freshet after
+//! it. DataFusion's own `version()` ("Apache DataFusion …") is replaced.
+
+use std::sync::Arc;
+
+use datafusion::arrow::datatypes::DataType;
+use datafusion::common::{Result as DfResult, ScalarValue};
+use datafusion::logical_expr::{
+    ColumnarValue, ScalarFunctionArgs, ScalarUDF, ScalarUDFImpl, Signature, Volatility,
+};
+
+/// The PostgreSQL version Freshet reports (`server_version`, `version()`):
+/// a plain modern version number, since drivers parse it to enable
+/// features and some choke on suffixes.
+pub const SERVER_VERSION: &str = "16.0";
+
+/// `server_version_num` for [`SERVER_VERSION`].
+pub const SERVER_VERSION_NUM: &str = "160000";
+
+/// What `version()` answers.
+pub fn version_string() -> String {
+    format!(
+        "PostgreSQL {SERVER_VERSION} (Freshet {}) on {}-{}, compiled by rustc, 64-bit",
+        env!("CARGO_PKG_VERSION"),
+        std::env::consts::ARCH,
+        std::env::consts::OS
+    )
+}
+
+/// Registers `version()` and `pg_typeof()` with a session.
+pub(crate) fn register(ctx: &datafusion::prelude::SessionContext) {
+    let version = version_string();
+    ctx.register_udf(datafusion::logical_expr::create_udf(
+        "version",
+        vec![],
+        DataType::Utf8,
+        Volatility::Immutable,
+        Arc::new(move |_args: &[ColumnarValue]| {
+            Ok(ColumnarValue::Scalar(ScalarValue::Utf8(Some(
+                version.clone(),
+            ))))
+        }),
+    ));
+    ctx.register_udf(ScalarUDF::new_from_impl(PgTypeof {
+        signature: Signature::any(1, Volatility::Immutable),
+    }));
+}
+
+/// `pg_typeof(x)`: the name of `x`'s type as PostgreSQL spells it
+/// (`integer`, `character varying`, `timestamp with time zone`).
+#[derive(Debug, PartialEq, Eq, Hash)]
+struct PgTypeof {
+    signature: Signature,
+}
+
+impl ScalarUDFImpl for PgTypeof {
+    fn name(&self) -> &str {
+        "pg_typeof"
+    }
+
+    fn signature(&self) -> &Signature {
+        &self.signature
+    }
+
+    fn return_type(&self, _args: &[DataType]) -> DfResult<DataType> {
+        Ok(DataType::Utf8)
+    }
+
+    fn invoke_with_args(&self, args: ScalarFunctionArgs) -> DfResult<ColumnarValue> {
+        let name = match args.arg_fields.first() {
+            Some(field) if field.data_type() == &DataType::Null => "unknown".to_string(),
+            Some(field) => regtype_name(&crate::types::display_type(field)),
+            None => "unknown".to_string(),
+        };
+        Ok(ColumnarValue::Scalar(ScalarValue::Utf8(Some(name))))
+    }
+}
+
+/// The `regtype` output of a type shown as `display` (`numeric(10,2)` is
+/// `numeric`, `timestamptz` is `timestamp with time zone`).
+fn regtype_name(display: &str) -> String {
+    let base = display.split('(').next().unwrap_or(display).trim();
+    match base {
+        "varchar" | "character varying" => "character varying",
+        "char" | "character" | "bpchar" => "character",
+        "timestamp" => "timestamp without time zone",
+        "timestamptz" => "timestamp with time zone",
+        "time" => "time without time zone",
+        "timetz" => "time with time zone",
+        other => other,
+    }
+    .to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn regtype_names_are_postgres_spellings() {
+        assert_eq!(regtype_name("numeric(10,2)"), "numeric");
+        assert_eq!(regtype_name("varchar(20)"), "character varying");
+        assert_eq!(regtype_name("timestamptz"), "timestamp with time zone");
+        assert_eq!(regtype_name("integer"), "integer");
+        assert!(version_string().starts_with("PostgreSQL 16.0 (Freshet "));
+    }
+}
