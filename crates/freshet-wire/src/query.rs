@@ -852,8 +852,15 @@ where
 }
 
 /// Queues the reply to a Describe: the parameter types (for a statement),
-/// then the row description or NoData. Not flushed; see `on_bind`.
-async fn feed_describe_response<C, R>(client: &mut C, response: &R) -> PgWireResult<()>
+/// then the row description, or NoData for a statement that returns no
+/// rows (an INSERT without RETURNING, even one with parameters: pgjdbc
+/// counts a batch's rows wrongly after an empty RowDescription). Not
+/// flushed; see `on_bind`.
+async fn feed_describe_response<C, R>(
+    client: &mut C,
+    response: &R,
+    returns_rows: bool,
+) -> PgWireResult<()>
 where
     C: Sink<PgWireBackendMessage> + Unpin,
     C::Error: Debug,
@@ -868,7 +875,7 @@ where
             ))
             .await?;
     }
-    let reply = if response.is_no_data() {
+    let reply = if !returns_rows {
         PgWireBackendMessage::NoData(NoData::new())
     } else {
         let fields = response.fields().iter().map(Into::into).collect();
@@ -892,20 +899,24 @@ impl FreshetQueryHandler {
             TARGET_TYPE_BYTE_STATEMENT => match client.portal_store().get_statement(name) {
                 Some(Entry::Value(statement)) => {
                     let response = self.do_describe_statement(client, &statement).await?;
-                    feed_describe_response(client, &response).await
+                    let returns_rows = statement.statement.result_schema.is_some();
+                    feed_describe_response(client, &response, returns_rows).await
                 }
                 Some(Entry::Empty) => {
-                    feed_describe_response(client, &DescribeStatementResponse::no_data()).await
+                    let response = DescribeStatementResponse::no_data();
+                    feed_describe_response(client, &response, false).await
                 }
                 None => Err(PgWireError::StatementNotFound(name.to_owned())),
             },
             TARGET_TYPE_BYTE_PORTAL => match client.portal_store().get_portal(name) {
                 Some(Entry::Value(portal)) => {
                     let response = self.do_describe_portal(client, &portal).await?;
-                    feed_describe_response(client, &response).await
+                    let returns_rows = portal.statement.statement.result_schema.is_some();
+                    feed_describe_response(client, &response, returns_rows).await
                 }
                 Some(Entry::Empty) => {
-                    feed_describe_response(client, &DescribePortalResponse::no_data()).await
+                    let response = DescribePortalResponse::no_data();
+                    feed_describe_response(client, &response, false).await
                 }
                 None => Err(PgWireError::PortalNotFound(name.to_owned())),
             },

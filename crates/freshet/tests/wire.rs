@@ -8,6 +8,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use chrono::{DateTime, NaiveDate, NaiveDateTime, NaiveTime, Utc};
+use common::raw::Raw;
 use common::{assert_sqlstate, copy_in, sqlstate, ServerOptions, TestServer};
 use futures::{pin_mut, StreamExt, TryStreamExt};
 use pg_interval::Interval;
@@ -629,6 +630,53 @@ async fn explain_mentions_the_scanned_table() {
         text.to_ascii_lowercase().contains("aggregate"),
         "plan does not mention the aggregation:\n{text}"
     );
+}
+
+/// Describe of a prepared statement that returns no rows answers
+/// ParameterDescription then NoData, with parameters or without (pgjdbc's
+/// batches miscount rows after an empty RowDescription); statements that
+/// return rows answer RowDescription. Checked against PostgreSQL too when
+/// SLT_REFERENCE_URL is set.
+#[tokio::test]
+async fn describe_of_a_write_without_returning_is_no_data() {
+    let server = TestServer::start();
+    let mut servers = vec![("freshet", Raw::open(&server))];
+    servers.extend(Raw::reference().map(|raw| ("postgresql", raw)));
+    for (name, mut raw) in servers {
+        raw.send(
+            b'Q',
+            b"DROP TABLE IF EXISTS describe_nodata; CREATE TABLE describe_nodata (id int, v text)\0",
+        );
+        let (_, error) = raw.until_ready();
+        assert!(error.is_none(), "{name}: {error:?}");
+        let cases: [(&str, &[u8]); 5] = [
+            ("INSERT INTO describe_nodata VALUES ($1, $2)", b"1tnZ"),
+            ("UPDATE describe_nodata SET v = $1 WHERE id = $2", b"1tnZ"),
+            ("DELETE FROM describe_nodata", b"1tnZ"),
+            (
+                "INSERT INTO describe_nodata VALUES ($1, 'x') RETURNING id",
+                b"1tTZ",
+            ),
+            ("SELECT v FROM describe_nodata WHERE id = $1", b"1tTZ"),
+        ];
+        for (sql, expected) in cases {
+            let mut parse = b"\0".to_vec();
+            parse.extend_from_slice(sql.as_bytes());
+            parse.extend_from_slice(b"\0\0\0");
+            raw.send(b'P', &parse);
+            raw.send(b'D', b"S\0");
+            raw.send(b'S', b"");
+            let (kinds, error) = raw.until_ready();
+            assert!(error.is_none(), "{name}: {sql}: {error:?}");
+            assert_eq!(
+                String::from_utf8_lossy(&kinds),
+                String::from_utf8_lossy(expected),
+                "{name}: {sql}"
+            );
+        }
+        raw.send(b'Q', b"DROP TABLE describe_nodata\0");
+        assert!(raw.until_ready().1.is_none(), "{name}: drop");
+    }
 }
 
 // ---------------------------------------------------------------- COPY

@@ -9,6 +9,7 @@
 #![allow(dead_code)]
 
 pub mod psql;
+pub mod raw;
 
 use std::fs::{File, OpenOptions};
 use std::io::{Read, Seek, SeekFrom};
