@@ -1,5 +1,6 @@
 //! PostgreSQL's system information functions that tools call to learn what
-//! they are talking to: `version()` and `pg_typeof(any)`.
+//! they are talking to: `version()`, `pg_typeof(any)` and
+//! `pg_get_serial_sequence(table, column)`.
 //!
 //! Drivers and ORMs parse `version()` (SQLAlchemy's dialect reads the
 //! numbers after `PostgreSQL `), so it starts as PostgreSQL's does, with
@@ -32,7 +33,7 @@ pub fn version_string() -> String {
     )
 }
 
-/// Registers `version()` and `pg_typeof()` with a session.
+/// Registers the functions with a session.
 pub(crate) fn register(ctx: &datafusion::prelude::SessionContext) {
     let version = version_string();
     ctx.register_udf(datafusion::logical_expr::create_udf(
@@ -45,6 +46,18 @@ pub(crate) fn register(ctx: &datafusion::prelude::SessionContext) {
                 version.clone(),
             ))))
         }),
+    ));
+    // ORMs ask which sequence feeds a column before reading back generated
+    // keys. Freshet has no sequences, so no column has one: NULL, as
+    // PostgreSQL answers for a column without a default sequence. (The table
+    // and column are not looked up: a misspelt name is NULL too, where
+    // PostgreSQL raises 42P01 or 42703.)
+    ctx.register_udf(datafusion::logical_expr::create_udf(
+        "pg_get_serial_sequence",
+        vec![DataType::Utf8, DataType::Utf8],
+        DataType::Utf8,
+        Volatility::Stable,
+        Arc::new(|_args: &[ColumnarValue]| Ok(ColumnarValue::Scalar(ScalarValue::Utf8(None)))),
     ));
     ctx.register_udf(ScalarUDF::new_from_impl(PgTypeof {
         signature: Signature::any(1, Volatility::Immutable),
