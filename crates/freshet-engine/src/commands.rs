@@ -12,7 +12,7 @@ use freshet_sql::FreshetStatement;
 
 use crate::planning::map_df_error;
 use crate::session::Session;
-use crate::{batch_output, CommandTag, EngineError, QueryOutput};
+use crate::{batch_output, CommandTag, EngineError, QueryOutput, RowsCommand};
 
 /// Whether DataFusion's planner understands this statement (used by Describe).
 pub(crate) fn is_plannable(statement: &Statement) -> bool {
@@ -28,7 +28,6 @@ pub(crate) fn is_plannable(statement: &Statement) -> bool {
 
 /// The row description of a non-query standard statement, if it returns rows.
 pub(crate) fn describe_standard(session: &Session, statement: &Statement) -> Option<SchemaRef> {
-    let _ = session;
     match statement {
         Statement::ShowVariable { variable } => {
             let name = variable
@@ -39,6 +38,7 @@ pub(crate) fn describe_standard(session: &Session, statement: &Statement) -> Opt
             Some(text_schema(&[name.as_str()]))
         }
         Statement::ShowTables { .. } => Some(text_schema(&["schema_name", "name", "kind"])),
+        Statement::Fetch { name, .. } => session.cursors.schema(name),
         Statement::Insert(insert) if insert.returning.is_some() => None,
         _ => None,
     }
@@ -142,7 +142,18 @@ async fn run_standard(
             crate::ddl::show_tables(session, None, &freshet_sql::ShowScope::Current)
         }
         Statement::Use(_) => crate::ddl::run_use(session, stmt),
-        Statement::Discard { .. } => Ok(command("DISCARD ALL", None)),
+        Statement::Discard { .. } => {
+            session.cursors.close_all();
+            Ok(command("DISCARD ALL", None))
+        }
+        Statement::Declare { stmts } => crate::cursors::declare(session, stmts, params).await,
+        Statement::Fetch {
+            name,
+            direction,
+            into: None,
+            ..
+        } => crate::cursors::fetch(session, name, direction).await,
+        Statement::Close { cursor } => crate::cursors::close(session, cursor),
         Statement::Deallocate { .. } => Ok(command("DEALLOCATE", None)),
         Statement::Analyze { .. } => Ok(command("ANALYZE", None)),
         Statement::CreateRole(_) | Statement::AlterRole { .. } => Err(EngineError::new(
@@ -179,7 +190,11 @@ pub(crate) async fn run_query(
         .map_err(map_df_error)?;
     let stream = df.execute_stream().await.map_err(map_df_error)?;
     if !renamed_columns {
-        return Ok(QueryOutput::Rows { schema, stream });
+        return Ok(QueryOutput::Rows {
+            schema,
+            stream,
+            command: RowsCommand::Select,
+        });
     }
     // Output names Postgres allows to repeat (see `plan_query`).
     let renamed = schema.clone();
@@ -195,7 +210,11 @@ pub(crate) async fn run_query(
     let stream = Box::pin(
         datafusion::physical_plan::stream::RecordBatchStreamAdapter::new(schema.clone(), stream),
     );
-    Ok(QueryOutput::Rows { schema, stream })
+    Ok(QueryOutput::Rows {
+        schema,
+        stream,
+        command: RowsCommand::Select,
+    })
 }
 
 fn expr_setting_value(expr: &Expr) -> String {

@@ -69,7 +69,7 @@ pub(crate) async fn run_standard(
             }
             if let Some(query) = &create.query {
                 let output = run_query(session, Statement::Query(query.clone()), params).await?;
-                let QueryOutput::Rows { schema, stream } = output else {
+                let QueryOutput::Rows { schema, stream, .. } = output else {
                     return Err(EngineError::new(
                         "XX000",
                         "CREATE TABLE AS did not return rows",

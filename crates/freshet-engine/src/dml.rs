@@ -690,7 +690,7 @@ async fn returning_rows(
         .map_err(|e| EngineError::new("42601", e.to_string()))?;
     // Materialize now: the helper table disappears when the statement ends.
     let output = run_query(session, statement, params).await?;
-    let QueryOutput::Rows { schema, stream } = output else {
+    let QueryOutput::Rows { schema, stream, .. } = output else {
         return Ok(output);
     };
     let batches: Vec<RecordBatch> = futures::TryStreamExt::try_collect(stream)
@@ -703,6 +703,7 @@ async fn returning_rows(
     Ok(QueryOutput::Rows {
         schema,
         stream: Box::pin(stream),
+        command: crate::RowsCommand::Select,
     })
 }
 
@@ -819,7 +820,7 @@ pub(crate) async fn copy(
                 .and_then(|mut p| p.parse_statement())
                 .map_err(|e| EngineError::new("42601", e.to_string()))?;
             match run_query(session, statement, params).await? {
-                QueryOutput::Rows { schema, stream } => Ok(QueryOutput::CopyOut {
+                QueryOutput::Rows { schema, stream, .. } => Ok(QueryOutput::CopyOut {
                     schema,
                     stream,
                     options,

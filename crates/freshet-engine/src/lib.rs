@@ -9,6 +9,7 @@
 //! psql, drivers and the refresh scheduler alike.
 
 mod commands;
+mod cursors;
 mod datetime_input;
 mod ddl;
 mod dml;
@@ -48,7 +49,8 @@ pub use error::EngineError;
 /// Limits on statements and the stack size they are measured against.
 pub use freshet_sql::{MAX_EXPRESSION_DEPTH, WORKER_STACK_SIZE};
 pub use output::{
-    batch_output, CommandTag, CopyFormat, CopyInTarget, CopyOptions, QueryOutput, TransactionStatus,
+    batch_output, CommandTag, CopyFormat, CopyInTarget, CopyOptions, QueryOutput, RowsCommand,
+    TransactionStatus,
 };
 pub use planning::map_df_error;
 pub use session::{PreparedStatement, Session};

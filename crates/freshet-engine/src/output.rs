@@ -72,6 +72,8 @@ pub enum QueryOutput {
         schema: SchemaRef,
         /// The batches, produced lazily.
         stream: SendableRecordBatchStream,
+        /// The statement that returned them, for the command tag.
+        command: RowsCommand,
     },
     /// A statement that completed without rows.
     Command(CommandTag),
@@ -88,6 +90,25 @@ pub enum QueryOutput {
     },
     /// An empty statement.
     Empty,
+}
+
+/// What returned rows: the verb of the command tag (`SELECT 3`, `FETCH 3`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RowsCommand {
+    /// A query (and RETURNING, SHOW, EXPLAIN).
+    Select,
+    /// `FETCH` from a cursor.
+    Fetch,
+}
+
+impl RowsCommand {
+    /// The command tag's verb.
+    pub fn verb(self) -> &'static str {
+        match self {
+            RowsCommand::Select => "SELECT",
+            RowsCommand::Fetch => "FETCH",
+        }
+    }
 }
 
 impl std::fmt::Debug for QueryOutput {
@@ -112,5 +133,6 @@ pub fn batch_output(batch: RecordBatch) -> QueryOutput {
     QueryOutput::Rows {
         schema,
         stream: Box::pin(stream),
+        command: RowsCommand::Select,
     }
 }

@@ -84,6 +84,8 @@ pub struct Session {
     pub(crate) copy_in: Option<CopyInState>,
     /// The open block's savepoints, oldest first, by (folded) name.
     savepoints: Vec<(String, freshet_storage::Savepoint)>,
+    /// Open cursors (DECLARE … CURSOR).
+    pub(crate) cursors: crate::cursors::Cursors,
 }
 
 /// Settings every session starts with; the reported ones are sent to clients.
@@ -151,6 +153,7 @@ impl Session {
             changed_parameters: Vec::new(),
             copy_in: None,
             savepoints: Vec::new(),
+            cursors: Default::default(),
         };
         // Fail the connection early for an unknown database (3D000) or role.
         session.begin_statement_txn();
@@ -675,8 +678,10 @@ impl Session {
     }
 
     pub(crate) async fn commit_statement_txn(&mut self) -> Result<(), EngineError> {
-        // A savepoint belongs to the transaction that ends here.
+        // A savepoint, and a cursor without HOLD, belong to the transaction
+        // that ends here.
         self.savepoints.clear();
+        self.cursors.end_transaction();
         let txn = self.shared.txn.lock().take();
         if let Some(txn) = txn {
             if !txn.is_read_only() {
@@ -690,6 +695,7 @@ impl Session {
     pub(crate) fn rollback_statement_txn(&mut self) {
         self.copy_in = None;
         self.savepoints.clear();
+        self.cursors.end_transaction();
         if let Some(txn) = self.shared.txn.lock().take() {
             txn.rollback();
         }

@@ -135,7 +135,7 @@ impl sqllogictest::AsyncDB for SessionDb {
             .unwrap_or_else(|| Err(EngineError::new("XX000", "no output")))
             .map_err(|e| DbError(e.to_string(), e.sqlstate().to_string()))?;
         match last {
-            QueryOutput::Rows { schema, stream } => {
+            QueryOutput::Rows { schema, stream, .. } => {
                 let batches: Vec<RecordBatch> = stream
                     .try_collect()
                     .await

@@ -323,7 +323,11 @@ impl FreshetQueryHandler {
         PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
     {
         match output {
-            QueryOutput::Rows { schema, stream } => {
+            QueryOutput::Rows {
+                schema,
+                stream,
+                command,
+            } => {
                 let wire = WireSchema::new(&schema, &Format::UnifiedText)?;
                 client
                     .feed(PgWireBackendMessage::RowDescription(wire.row_description()))
@@ -333,7 +337,7 @@ impl FreshetQueryHandler {
                 let (count, _) = send_rows(client, &mut rows, 0, cancel).await?;
                 client
                     .feed(PgWireBackendMessage::CommandComplete(CommandComplete::new(
-                        format!("SELECT {count}"),
+                        format!("{} {count}", command.verb()),
                     )))
                     .await
                     .map_err(io)?;
@@ -416,12 +420,18 @@ impl FreshetQueryHandler {
         send_parameter_status(client, &mut session).await?;
         client.set_transaction_status(pg_status(session.transaction_status()));
         Ok(match result? {
-            QueryOutput::Rows { schema, stream } => {
+            QueryOutput::Rows {
+                schema,
+                stream,
+                command,
+            } => {
                 let wire = WireSchema::new(&schema, &portal.result_column_format)?;
-                PortalOutput::Rows(QueryResponse::new(
+                let mut response = QueryResponse::new(
                     wire.fields().clone(),
                     row_stream(wire, slot.on_compute(stream)),
-                ))
+                );
+                response.set_command_tag(command.verb());
+                PortalOutput::Rows(response)
             }
             QueryOutput::Command(tag) => PortalOutput::Complete(command_complete(&tag)),
             QueryOutput::Empty => PortalOutput::Empty,
@@ -520,10 +530,11 @@ impl FreshetQueryHandler {
                             .map_err(io)?;
                     }
                     Ok((count, false)) => {
+                        let verb = response.command_tag().to_owned();
                         *state = PortalExecutionState::Finished;
                         client
                             .feed(PgWireBackendMessage::CommandComplete(CommandComplete::new(
-                                format!("SELECT {count}"),
+                                format!("{verb} {count}"),
                             )))
                             .await
                             .map_err(io)?;
