@@ -97,8 +97,20 @@ impl ScalarUDFImpl for PgTypeof {
 /// The `regtype` output of a type shown as `display` (`numeric(10,2)` is
 /// `numeric`, `timestamptz` is `timestamp with time zone`).
 fn regtype_name(display: &str) -> String {
-    let base = display.split('(').next().unwrap_or(display).trim();
-    match base {
+    let base = display
+        .split('(')
+        .next()
+        .unwrap_or(display)
+        .trim()
+        .to_ascii_lowercase();
+    match base.as_str() {
+        "int" | "int4" | "integer" => "integer",
+        "int8" | "bigint" => "bigint",
+        "int2" | "smallint" => "smallint",
+        "float8" | "double precision" | "double" => "double precision",
+        "float4" | "real" => "real",
+        "bool" | "boolean" => "boolean",
+        "decimal" | "numeric" => "numeric",
         "varchar" | "character varying" => "character varying",
         "char" | "character" | "bpchar" => "character",
         "timestamp" => "timestamp without time zone",
@@ -120,6 +132,8 @@ mod tests {
         assert_eq!(regtype_name("varchar(20)"), "character varying");
         assert_eq!(regtype_name("timestamptz"), "timestamp with time zone");
         assert_eq!(regtype_name("integer"), "integer");
+        assert_eq!(regtype_name("INT"), "integer");
+        assert_eq!(regtype_name("float8"), "double precision");
         assert!(version_string().starts_with("PostgreSQL 16.0 (Freshet "));
     }
 }

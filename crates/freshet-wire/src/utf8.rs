@@ -185,7 +185,9 @@ fn checked_message(message: &[u8]) -> Option<Vec<u8>> {
     let (prefix, text, rest): (&[u8], &[u8], &[u8]) = if tag == PARSE {
         let (name, after_name) = cstring(body)?;
         let (query, rest) = cstring(after_name)?;
-        if let Some(error) = invalid_sequence(name).or_else(|| invalid_sequence(query)) {
+        // A statement name that is not UTF-8 cannot be kept; a valid one is,
+        // so the client's later Bind and Describe find the failed statement.
+        if let Some(error) = invalid_sequence(name) {
             return Some(rebuild(tag, b"", &error, rest));
         }
         (name, query, rest)
