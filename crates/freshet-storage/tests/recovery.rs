@@ -33,6 +33,8 @@ fn reopen_restores_everything() {
         let store = open(dir.path());
         let t = create(&store);
         let gone = create(&store);
+        // Keep history: without a hold, background maintenance may reclaim it.
+        store.set_retention_hold("test", Some(0));
         insert(&store, t, &[1, 2, 3]);
         insert(&store, gone, &[7]);
         delete(&store, t, &[2]);
@@ -153,6 +155,7 @@ fn checkpoint_then_wal_replay() {
     let (t, rows, before_ckpt, seq) = {
         let store = open(dir.path());
         let t = create(&store);
+        store.set_retention_hold("test", Some(0));
         insert(&store, t, &[1, 2, 3]);
         let before_ckpt = insert(&store, t, &[4, 5]);
         let mut tx = store.begin();
