@@ -7,7 +7,9 @@
 //! last batch, so a result is never held whole.
 //!
 //! Cursors are forward-only, PostgreSQL's NO SCROLL: `SCROLL` and backward
-//! or absolute fetches are refused (0A000, 55000). A cursor without HOLD
+//! or absolute fetches are refused (0A000, 55000). `FETCH 0` (`FORWARD 0`,
+//! `RELATIVE 0`) answers the current row again, as PostgreSQL does: the
+//! cursor keeps the last row it returned until it moves past the end. A cursor without HOLD
 //! may only be declared in a transaction block and closes when the block
 //! ends; one WITH HOLD stays open across commits until CLOSE or the end of
 //! the session, reading the snapshot it was declared in (stored batches are
@@ -37,6 +39,9 @@ pub(crate) struct Cursor {
     stream: std::sync::Mutex<SendableRecordBatchStream>,
     /// Rows of the last batch pulled that no FETCH has returned yet.
     leftover: Option<RecordBatch>,
+    /// The row the cursor is on (the last one returned), for `FETCH 0`;
+    /// `None` before the first row and after the last.
+    current: Option<RecordBatch>,
     /// Declared WITH HOLD: survives the end of its transaction.
     hold: bool,
 }
@@ -115,14 +120,24 @@ pub(crate) async fn declare(
             schema,
             stream: std::sync::Mutex::new(stream),
             leftover: None,
+            current: None,
             hold,
         },
     );
     Ok(command("DECLARE CURSOR", None))
 }
 
-/// How many rows a forward FETCH asks for (`None`: all that are left).
-fn forward_count(direction: &FetchDirection) -> Result<Option<usize>, EngineError> {
+/// Where a FETCH moves the cursor.
+#[derive(Debug, PartialEq)]
+enum Step {
+    /// `FETCH 0`, `FORWARD 0`, `RELATIVE 0`: stay, and answer the current row.
+    Stay,
+    /// Forward by this many rows (`None`: all that are left).
+    Forward(Option<usize>),
+}
+
+/// The step a FETCH asks for; backward and absolute moves are refused.
+fn step(direction: &FetchDirection) -> Result<Step, EngineError> {
     let count = |value: &dyn std::fmt::Display| {
         value
             .to_string()
@@ -131,17 +146,20 @@ fn forward_count(direction: &FetchDirection) -> Result<Option<usize>, EngineErro
     };
     let n = match direction {
         FetchDirection::Next | FetchDirection::Forward { limit: None } => 1,
-        FetchDirection::All | FetchDirection::ForwardAll => return Ok(None),
+        FetchDirection::All | FetchDirection::ForwardAll => return Ok(Step::Forward(None)),
         FetchDirection::Count { limit } => count(limit)?,
         FetchDirection::Forward { limit: Some(limit) } => count(limit)?,
+        FetchDirection::Relative { limit } if count(limit)? == 0 => 0,
         _ => -1,
     };
-    usize::try_from(n).map(Some).map_err(|_| {
-        EngineError::new(
+    match usize::try_from(n) {
+        Ok(0) => Ok(Step::Stay),
+        Ok(n) => Ok(Step::Forward(Some(n))),
+        Err(_) => Err(EngineError::new(
             "55000",
             "cursor can only scan forward (Freshet's cursors are NO SCROLL)",
-        )
-    })
+        )),
+    }
 }
 
 /// `FETCH [direction] FROM name`: the next rows of the cursor.
@@ -150,33 +168,45 @@ pub(crate) async fn fetch(
     name: &Ident,
     direction: &FetchDirection,
 ) -> Result<QueryOutput, EngineError> {
-    let wanted = forward_count(direction)?;
+    let step = step(direction)?;
     let key = crate::names::ident(name);
     let cursor = session
         .cursors
         .open
         .get_mut(&key)
         .ok_or_else(|| EngineError::new("34000", format!("cursor \"{key}\" does not exist")))?;
-    let stream = cursor
-        .stream
-        .get_mut()
-        .unwrap_or_else(std::sync::PoisonError::into_inner);
     let mut rows = Vec::new();
-    let mut have = 0usize;
-    while wanted.is_none_or(|w| have < w) {
-        let batch = match cursor.leftover.take() {
-            Some(batch) => batch,
-            None => match stream.next().await {
-                Some(batch) => batch.map_err(map_df_error)?,
-                None => break,
-            },
-        };
-        let take = wanted.map_or(batch.num_rows(), |w| (w - have).min(batch.num_rows()));
-        if take < batch.num_rows() {
-            cursor.leftover = Some(batch.slice(take, batch.num_rows() - take));
+    match step {
+        Step::Stay => rows.extend(cursor.current.clone()),
+        Step::Forward(wanted) => {
+            let stream = cursor
+                .stream
+                .get_mut()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            let mut have = 0usize;
+            while wanted.is_none_or(|w| have < w) {
+                let batch = match cursor.leftover.take() {
+                    Some(batch) => batch,
+                    None => match stream.next().await {
+                        Some(batch) => batch.map_err(map_df_error)?,
+                        None => {
+                            // Moved past the last row: no current row.
+                            cursor.current = None;
+                            break;
+                        }
+                    },
+                };
+                let take = wanted.map_or(batch.num_rows(), |w| (w - have).min(batch.num_rows()));
+                if take < batch.num_rows() {
+                    cursor.leftover = Some(batch.slice(take, batch.num_rows() - take));
+                }
+                if take > 0 {
+                    cursor.current = Some(batch.slice(take - 1, 1));
+                }
+                have += take;
+                rows.push(batch.slice(0, take));
+            }
         }
-        have += take;
-        rows.push(batch.slice(0, take));
     }
     let schema = cursor.schema.clone();
     let stream = datafusion::physical_plan::stream::RecordBatchStreamAdapter::new(

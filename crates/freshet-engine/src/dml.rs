@@ -218,6 +218,14 @@ async fn insert_rows(
         ));
     };
     let target = writable_target(session, name)?;
+    let named;
+    let insert = match leading_columns(insert, &target) {
+        Some(with_columns) => {
+            named = with_columns;
+            &named
+        }
+        None => insert,
+    };
     let on_conflict = crate::keys::on_conflict(&target, insert.on.as_ref())?;
     if let Some(batch) = crate::fast_insert::values_batch(insert, &target, params.as_ref())? {
         let rows = write_batches(session, &target, &[batch])?;
@@ -289,6 +297,61 @@ async fn insert_rows(
             rows: Some(rows),
         })),
     }
+}
+
+/// `statement` with an INSERT's leading columns named (see
+/// [`leading_columns`]), for describing it as it will run; unchanged when
+/// it is not such an INSERT or its target does not resolve (planning says
+/// why).
+pub(crate) fn name_leading_columns(session: &Session, statement: Statement) -> Statement {
+    if let Statement::Insert(insert) = &statement {
+        if let TableObject::TableName(name) = &insert.table {
+            if let Ok(target) = writable_target(session, name) {
+                if let Some(named) = leading_columns(insert, &target) {
+                    return Statement::Insert(named);
+                }
+            }
+        }
+    }
+    statement
+}
+
+/// PostgreSQL fills an INSERT without a column list from the table's first
+/// columns: `INSERT INTO t VALUES (1)` into `t (a, b)` sets `a` and gives
+/// `b` its default. The statement with those columns named, when its source
+/// is narrower than the table (VALUES, or a SELECT list without `*`).
+fn leading_columns(
+    insert: &datafusion::sql::sqlparser::ast::Insert,
+    target: &InsertTarget,
+) -> Option<datafusion::sql::sqlparser::ast::Insert> {
+    use datafusion::sql::sqlparser::ast::{Ident, SetExpr};
+    if !insert.columns.is_empty() {
+        return None;
+    }
+    let width = match insert.source.as_deref()?.body.as_ref() {
+        SetExpr::Values(values) => values.rows.first()?.len(),
+        SetExpr::Select(select)
+            if select.projection.iter().all(|item| {
+                matches!(
+                    item,
+                    SelectItem::UnnamedExpr(_) | SelectItem::ExprWithAlias { .. }
+                )
+            }) =>
+        {
+            select.projection.len()
+        }
+        _ => return None,
+    };
+    let fields = target.schema.fields();
+    if width == 0 || width >= fields.len() {
+        return None;
+    }
+    let mut named = insert.clone();
+    named.columns = fields[..width]
+        .iter()
+        .map(|f| ObjectName::from(vec![Ident::with_quote('"', f.name())]))
+        .collect();
+    Some(named)
 }
 
 /// `INSERT … ON CONFLICT (key) DO UPDATE SET … [WHERE …]`.

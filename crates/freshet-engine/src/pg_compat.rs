@@ -56,7 +56,11 @@ const TEXT_FUNCTION: &str = "freshet_pg_text";
 /// Applies the statement-level rewrites described in the module docs.
 /// `catalog` says whether the statement reads the system catalogs; only then
 /// may a correlated catalog subquery be answered NULL.
-pub(crate) fn rewrite_statement(statement: &mut Statement, catalog: bool) {
+/// `null_correlated` (the last resort for a catalog query that did not plan
+/// otherwise) also answers NULL for every correlated scalar subquery over
+/// pg_catalog; before that, only those DataFusion cannot run are (see
+/// `subquery::NullCatalogSubqueries`).
+pub(crate) fn rewrite_statement(statement: &mut Statement, catalog: bool, null_correlated: bool) {
     use datafusion::sql::sqlparser::ast::visit_expressions_mut;
     let _ = visit_expressions_mut(statement, |expr| {
         if let SqlExpr::Cast {
@@ -70,7 +74,10 @@ pub(crate) fn rewrite_statement(statement: &mut Statement, catalog: bool) {
             }
         } else if let Some(aggregated) = array_subquery(expr, catalog) {
             *expr = aggregated;
-        } else if catalog && matches!(expr, SqlExpr::Subquery(q) if is_correlated_catalog_query(q))
+        } else if let Some(lookup) = to_regtype_call(expr) {
+            *expr = lookup;
+        } else if null_correlated
+            && matches!(expr, SqlExpr::Subquery(q) if is_correlated_catalog_query(q))
         {
             // See `array_subquery`: psql asks these about objects Freshet
             // never has (publications, policies), and DataFusion cannot
@@ -292,6 +299,38 @@ fn array_subquery(expr: &SqlExpr, catalog: bool) -> Option<SqlExpr> {
         select.projection = vec![SelectItem::UnnamedExpr(aggregate)];
     }
     Some(SqlExpr::Subquery(Box::new(query)))
+}
+
+/// `to_regtype(name)` as `(SELECT oid FROM pg_catalog.pg_type WHERE typname
+/// = name)`: the type's oid, or NULL when there is none. psycopg 3 looks
+/// types up with it (SQLAlchemy's psycopg dialect asks for `hstore` on
+/// connect).
+fn to_regtype_call(expr: &SqlExpr) -> Option<SqlExpr> {
+    use datafusion::sql::sqlparser::ast::{FunctionArg, FunctionArgExpr, FunctionArguments};
+    let SqlExpr::Function(function) = expr else {
+        return None;
+    };
+    let name = function.name.0.last()?.as_ident()?;
+    if !name.value.eq_ignore_ascii_case("to_regtype") {
+        return None;
+    }
+    let FunctionArguments::List(list) = &function.args else {
+        return None;
+    };
+    let [FunctionArg::Unnamed(FunctionArgExpr::Expr(argument))] = list.args.as_slice() else {
+        return None;
+    };
+    let mut query = Parser::new(&PostgreSqlDialect {})
+        .try_with_sql("SELECT oid FROM pg_catalog.pg_type WHERE typname = NULL")
+        .ok()?
+        .parse_query()
+        .ok()?;
+    if let SetExpr::Select(select) = query.body.as_mut() {
+        if let Some(SqlExpr::BinaryOp { right, .. }) = select.selection.as_mut() {
+            **right = argument.clone();
+        }
+    }
+    Some(SqlExpr::Subquery(query))
 }
 
 /// A subquery over pg_catalog that refers to a table of the enclosing query.

@@ -309,7 +309,11 @@ fn compat_rewrite(statement: Statement, rules: CompatRules) -> Statement {
         .iter()
         .filter(|(_, needed)| applies(*needed))
         .fold(statement, |s, (rule, _)| rule.rewrite(s));
-    crate::pg_compat::rewrite_statement(&mut statement, rules != CompatRules::General);
+    crate::pg_compat::rewrite_statement(
+        &mut statement,
+        rules != CompatRules::General,
+        rules == CompatRules::CatalogFallback,
+    );
     statement
 }
 
@@ -407,6 +411,9 @@ pub fn map_df_error(error: DataFusionError) -> EngineError {
             let lower = msg.to_ascii_lowercase();
             if let Some(missing) = missing_relation(&msg) {
                 return EngineError::new("42P01", format!("relation \"{missing}\" does not exist"));
+            }
+            if msg.contains("Inconsistent data length across values list") {
+                return EngineError::new("42601", "VALUES lists must all be the same length");
             }
             let state = if lower.contains("table '") && lower.contains("not found")
                 || lower.contains("failed to resolve schema")

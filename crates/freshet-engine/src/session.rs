@@ -360,7 +360,7 @@ impl Session {
         // DataFusion cannot plan RETURNING; the parameters are typed from the
         // statement without it and the rows from the RETURNING list.
         let returning = crate::dml::describe_returning(self, stmt).await?;
-        let plannable = without_returning(stmt);
+        let plannable = crate::dml::name_leading_columns(self, without_returning(stmt));
         let plan = crate::planning::plan_query(&self.ctx.state(), plannable.clone()).await?;
         let inferred = plan.get_parameter_types().map_err(map_df_error)?;
         let inferred_fields = plan.get_parameter_fields().map_err(map_df_error)?;

@@ -14,12 +14,19 @@
 //!   only mention the outer query (`… AND outer.flag`) are moved out into
 //!   `CASE WHEN outer.flag THEN (subquery) END`, because DataFusion cannot
 //!   move such a condition over an aggregate.
-//! * [`NullCatalogSubqueries`] (an `OptimizerRule`, last) answers NULL for a
-//!   subquery DataFusion could not turn into a join, but only in a query that
-//!   reads nothing but `pg_catalog` and `information_schema`: psql and drivers
-//!   ask such questions about objects Freshet never has (collations,
-//!   policies). In a user's query the subquery stays, and execution refuses
-//!   it with 0A000 (see `planning::map_df_error`).
+//!   The same rule marks an uncorrelated scalar subquery that may return no
+//!   row as nullable (`freshet_nullable(x)`): DataFusion 55 takes its
+//!   nullability from the subquery's column, so `(SELECT a FROM t WHERE
+//!   false)` over a NOT NULL column failed at execution and `… IS NULL` was
+//!   simplified to false (apache/datafusion#24513).
+//! * [`NullCatalogSubqueries`] (an `AnalyzerRule`, after the first) answers
+//!   NULL for a correlated subquery DataFusion cannot turn into a join
+//!   (tried one by one), but only in a query that reads nothing but
+//!   `pg_catalog` and `information_schema`: psql and drivers ask such
+//!   questions about objects Freshet never has (collations, policies).
+//!   Uncorrelated subqueries are left to run (`'t'::regclass` reads pg_class
+//!   through one). In a user's query the subquery stays, and execution
+//!   refuses it with 0A000 (see `planning::map_df_error`).
 
 use std::sync::Arc;
 
@@ -34,10 +41,11 @@ use datafusion::logical_expr::expr_rewriter::{strip_outer_reference, NamePreserv
 use datafusion::logical_expr::function::{AccumulatorArgs, StateFieldsArgs};
 use datafusion::logical_expr::utils::{conjunction, split_conjunction};
 use datafusion::logical_expr::{
-    when, Accumulator, AggregateUDF, AggregateUDFImpl, Expr, Filter, LogicalPlan,
-    LogicalPlanBuilder, Signature, Subquery, Volatility,
+    when, Accumulator, AggregateUDF, AggregateUDFImpl, ColumnarValue, Expr, Filter, LogicalPlan,
+    LogicalPlanBuilder, ReturnFieldArgs, ScalarFunctionArgs, ScalarUDF, ScalarUDFImpl, Signature,
+    Subquery, Volatility,
 };
-use datafusion::optimizer::{AnalyzerRule, OptimizerConfig, OptimizerRule};
+use datafusion::optimizer::AnalyzerRule;
 
 use crate::EngineError;
 
@@ -51,13 +59,20 @@ pub(crate) const MORE_THAN_ONE_ROW: &str =
 /// Registers the rules and the aggregate they use.
 pub(crate) fn register(ctx: &datafusion::prelude::SessionContext) {
     ctx.register_udaf(single_value_udaf().as_ref().clone());
+    ctx.register_udf(nullable_udf().as_ref().clone());
     ctx.add_analyzer_rule(Arc::new(ScalarSubqueryAtMostOneRow));
-    ctx.add_optimizer_rule(Arc::new(NullCatalogSubqueries));
+    ctx.add_analyzer_rule(Arc::new(NullCatalogSubqueries));
 }
 
 fn single_value_udaf() -> Arc<AggregateUDF> {
     static UDAF: std::sync::OnceLock<Arc<AggregateUDF>> = std::sync::OnceLock::new();
     UDAF.get_or_init(|| Arc::new(AggregateUDF::new_from_impl(SingleValue::new())))
+        .clone()
+}
+
+fn nullable_udf() -> Arc<ScalarUDF> {
+    static UDF: std::sync::OnceLock<Arc<ScalarUDF>> = std::sync::OnceLock::new();
+    UDF.get_or_init(|| Arc::new(ScalarUDF::new_from_impl(Nullable::new())))
         .clone()
 }
 
@@ -104,8 +119,10 @@ fn rewrite_scalar_subquery(expr: Expr, outer: &DFSchema) -> DfResult<Transformed
     let Expr::ScalarSubquery(subquery) = expr else {
         return Ok(Transformed::no(expr));
     };
-    if subquery.outer_ref_columns.is_empty()
-        || is_aggregate(&subquery.subquery)
+    if subquery.outer_ref_columns.is_empty() {
+        return mark_nullable(subquery);
+    }
+    if is_aggregate(&subquery.subquery)
         || subquery.subquery.max_rows().is_some_and(|n| n <= 1)
         || subquery.subquery.schema().fields().len() != 1
     {
@@ -129,6 +146,37 @@ fn rewrite_scalar_subquery(expr: Expr, outer: &DFSchema) -> DfResult<Transformed
         None => new_subquery,
     };
     Ok(Transformed::yes(result))
+}
+
+/// An uncorrelated scalar subquery is NULL when it yields no row, whatever
+/// its column's nullability: `SELECT freshet_nullable(x) AS x FROM (plan)`
+/// says so, for a plan that may yield none.
+fn mark_nullable(subquery: Subquery) -> DfResult<Transformed<Expr>> {
+    let plan = subquery.subquery.as_ref();
+    let (qualifier, field) = plan.schema().qualified_field(0);
+    if field.is_nullable() || plan.schema().fields().len() != 1 || always_one_row(plan) {
+        return Ok(Transformed::no(Expr::ScalarSubquery(subquery)));
+    }
+    let name = field.name().clone();
+    let column = Expr::Column(Column::new(qualifier.cloned(), name.clone()));
+    let nullable = LogicalPlanBuilder::from(plan.clone())
+        .project(vec![nullable_udf().call(vec![column]).alias(name)])?
+        .build()?;
+    Ok(Transformed::yes(Expr::ScalarSubquery(Subquery {
+        subquery: Arc::new(nullable),
+        outer_ref_columns: subquery.outer_ref_columns,
+        spans: subquery.spans,
+    })))
+}
+
+/// An aggregate without GROUP BY or HAVING, or a FROM-less SELECT: exactly
+/// one row.
+fn always_one_row(plan: &LogicalPlan) -> bool {
+    match strip_projections(plan) {
+        LogicalPlan::Aggregate(agg) => agg.group_expr.is_empty(),
+        LogicalPlan::EmptyRelation(empty) => empty.produce_one_row,
+        _ => false,
+    }
 }
 
 /// Whether DataFusion considers the subquery aggregated (its own check).
@@ -222,30 +270,37 @@ fn wrap_in_single_value(plan: LogicalPlan) -> DfResult<LogicalPlan> {
         .build()
 }
 
-/// Answers NULL for scalar subqueries DataFusion could not decorrelate, in
-/// queries that read only the system catalogs (see the module docs).
+/// Answers NULL for the correlated scalar subqueries DataFusion cannot
+/// decorrelate, in queries that read only the system catalogs (see the
+/// module docs). Each one is tried on its own: the subquery over its node's
+/// input goes through DataFusion's optimizer, and only if that fails, or
+/// leaves the subquery in place, is it replaced. The others keep their
+/// answers (psql's `\d` reads column defaults through one).
 #[derive(Debug, Default)]
 pub(crate) struct NullCatalogSubqueries;
 
-impl OptimizerRule for NullCatalogSubqueries {
+impl AnalyzerRule for NullCatalogSubqueries {
     fn name(&self) -> &str {
         "freshet_null_catalog_subqueries"
     }
 
-    fn rewrite(
-        &self,
-        plan: LogicalPlan,
-        _config: &dyn OptimizerConfig,
-    ) -> DfResult<Transformed<LogicalPlan>> {
-        if !has_scalar_subquery(&plan) || !reads_only_system_catalogs(&plan) {
-            return Ok(Transformed::no(plan));
+    fn analyze(&self, plan: LogicalPlan, _config: &ConfigOptions) -> DfResult<LogicalPlan> {
+        if !has_correlated_scalar_subquery(&plan) || !reads_only_system_catalogs(&plan) {
+            return Ok(plan);
         }
-        plan.transform_up(|node| {
+        plan.transform_up_with_subqueries(|node| {
+            let input = match node.inputs().as_slice() {
+                [input] => Arc::new((*input).clone()),
+                _ => return Ok(Transformed::no(node)),
+            };
             let names = NamePreserver::new(&node);
             node.map_expressions(|expr| {
                 let saved = names.save(&expr);
                 let rewritten = expr.transform_up(|e| match e {
-                    Expr::ScalarSubquery(subquery) => {
+                    Expr::ScalarSubquery(subquery)
+                        if !subquery.outer_ref_columns.is_empty()
+                            && !decorrelates(&subquery, &input) =>
+                    {
                         let data_type = subquery.subquery.schema().field(0).data_type().clone();
                         let null = ScalarValue::try_from(&data_type)?;
                         Ok(Transformed::yes(Expr::Literal(null, None)))
@@ -259,48 +314,68 @@ impl OptimizerRule for NullCatalogSubqueries {
                 }
             })
         })
+        .data()
+    }
+}
+
+/// Whether DataFusion's optimizer turns `subquery`, evaluated over `input`,
+/// into a join.
+fn decorrelates(subquery: &Subquery, input: &Arc<LogicalPlan>) -> bool {
+    use datafusion::optimizer::{Optimizer, OptimizerContext};
+    let Ok(projection) = datafusion::logical_expr::Projection::try_new(
+        vec![Expr::ScalarSubquery(subquery.clone()).alias("freshet_probe")],
+        input.clone(),
+    ) else {
+        return false;
+    };
+    let context = OptimizerContext::new().with_skip_failing_rules(false);
+    match Optimizer::new().optimize(LogicalPlan::Projection(projection), &context, |_, _| {}) {
+        Ok(optimized) => !any_expression(
+            &optimized,
+            |e| matches!(e, Expr::ScalarSubquery(s) if !s.outer_ref_columns.is_empty()),
+        ),
+        Err(_) => false,
     }
 }
 
 /// Whether any expression of the plan (or of its subqueries) is a subquery.
 pub(crate) fn has_subquery(plan: &LogicalPlan) -> bool {
-    let mut found = false;
-    let _ = plan.apply_with_subqueries(|node| {
-        let _ = node.apply_expressions(|e| {
-            found |= e.exists(|e| {
-                Ok(matches!(
-                    e,
-                    Expr::ScalarSubquery(_)
-                        | Expr::Exists(_)
-                        | Expr::InSubquery(_)
-                        | Expr::SetComparison(_)
-                ))
-            })?;
-            Ok(TreeNodeRecursion::Continue)
-        });
-        Ok(if found {
-            TreeNodeRecursion::Stop
-        } else {
-            TreeNodeRecursion::Continue
-        })
-    });
-    found
+    any_expression(plan, |e| {
+        matches!(
+            e,
+            Expr::ScalarSubquery(_)
+                | Expr::Exists(_)
+                | Expr::InSubquery(_)
+                | Expr::SetComparison(_)
+        )
+    })
 }
 
-fn has_scalar_subquery(plan: &LogicalPlan) -> bool {
-    let mut found = false;
-    let _ = plan.apply(|node| {
+/// Whether an expression of the plan (or of its subqueries) is a correlated
+/// scalar subquery.
+fn has_correlated_scalar_subquery(plan: &LogicalPlan) -> bool {
+    any_expression(
+        plan,
+        |e| matches!(e, Expr::ScalarSubquery(s) if !s.outer_ref_columns.is_empty()),
+    )
+}
+
+/// Whether `found` holds for an expression anywhere in the plan, its
+/// subqueries included.
+fn any_expression(plan: &LogicalPlan, found: impl Fn(&Expr) -> bool) -> bool {
+    let mut any = false;
+    let _ = plan.apply_with_subqueries(|node| {
         let _ = node.apply_expressions(|e| {
-            found |= e.exists(|e| Ok(matches!(e, Expr::ScalarSubquery(_))))?;
+            any |= e.exists(|e| Ok(found(e)))?;
             Ok(TreeNodeRecursion::Continue)
         });
-        Ok(if found {
+        Ok(if any {
             TreeNodeRecursion::Stop
         } else {
             TreeNodeRecursion::Continue
         })
     });
-    found
+    any
 }
 
 /// Every table the plan scans (subqueries included) is in `pg_catalog` or
@@ -437,5 +512,51 @@ impl Accumulator for SingleValueAccumulator {
             self.add(rows.value(i), values, i)?;
         }
         Ok(())
+    }
+}
+
+/// `freshet_nullable(x)`: `x`, typed as nullable (see [`mark_nullable`]).
+#[derive(Debug, PartialEq, Eq, Hash)]
+struct Nullable {
+    signature: Signature,
+}
+
+impl Nullable {
+    fn new() -> Self {
+        Nullable {
+            signature: Signature::any(1, Volatility::Immutable),
+        }
+    }
+}
+
+impl ScalarUDFImpl for Nullable {
+    fn name(&self) -> &str {
+        "freshet_nullable"
+    }
+
+    fn signature(&self) -> &Signature {
+        &self.signature
+    }
+
+    fn return_type(&self, arg_types: &[DataType]) -> DfResult<DataType> {
+        arg_types
+            .first()
+            .cloned()
+            .ok_or_else(|| DataFusionError::Plan("freshet_nullable takes one argument".into()))
+    }
+
+    fn return_field_from_args(&self, args: ReturnFieldArgs) -> DfResult<FieldRef> {
+        let field = args
+            .arg_fields
+            .first()
+            .ok_or_else(|| DataFusionError::Plan("freshet_nullable takes one argument".into()))?;
+        Ok(Arc::new(field.as_ref().clone().with_nullable(true)))
+    }
+
+    fn invoke_with_args(&self, args: ScalarFunctionArgs) -> DfResult<ColumnarValue> {
+        args.args
+            .into_iter()
+            .next()
+            .ok_or_else(|| DataFusionError::Internal("freshet_nullable takes one argument".into()))
     }
 }

@@ -197,10 +197,9 @@ fn psql_describe_table() {
             "text",
             "timestamp without time zone",
             "not null",
-            // Known gap: psql reads a column's DEFAULT through a correlated
-            // subquery in the select list, which datafusion-pg-catalog's
-            // rewriter replaces with NULL, so \d does not show DEFAULT
-            // 'unknown' here (pg_attrdef itself has it; see catalog.slt).
+            // psql reads a column's DEFAULT through a correlated subquery
+            // in the select list.
+            "'unknown'::text",
         ],
     );
     let out = psql_ok(&server, "\\d users");

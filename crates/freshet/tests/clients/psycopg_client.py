@@ -182,6 +182,18 @@ def test_transaction_blocks():
         check(got == [(30,)], f"context-manager transactions: {got}")
 
 
+def test_type_info_lookup():
+    # psycopg's TypeInfo.fetch runs to_regtype(name); SQLAlchemy's psycopg
+    # dialect does this for hstore on every new connection.
+    from psycopg.types import TypeInfo
+
+    with connect() as conn:
+        info = TypeInfo.fetch(conn, "int4")
+        check(info is not None and info.oid == 23, f"TypeInfo int4: {info}")
+        check(info.array_oid == 1007, f"int4 array oid: {info.array_oid}")
+        check(TypeInfo.fetch(conn, "hstore") is None, "no hstore type")
+
+
 def main():
     tests = [(name, fn) for name, fn in globals().items() if name.startswith("test_") and callable(fn)]
     failures = []
