@@ -185,6 +185,12 @@ pub struct DynamicTableDef {
     /// keyed contents written with an older version recomputes them.
     #[serde(default)]
     pub lineage_version: u32,
+    /// The hidden storage table holding a GROUP BY's per-group partial
+    /// aggregates, for dynamic tables maintained from state (see
+    /// freshet-engine's `delta_aggregate`). Written in the same transaction
+    /// as the contents; dropped with the dynamic table.
+    #[serde(default)]
+    pub state_table_id: Option<TableId>,
 }
 
 /// A model version a dynamic table reads, resolved at CREATE time.

@@ -290,6 +290,9 @@ pub(crate) fn drop_relation(
         if let Some(id) = entry.table_id {
             t.drop_table(id).map_err(EngineError::from)?;
         }
+        if let Some(state) = entry.dynamic().and_then(|d| d.state_table_id) {
+            t.drop_table(state).map_err(EngineError::from)?;
+        }
         t.delete_meta(&catalog::relation_key(&entry.qualified()));
         Ok(())
     })

@@ -127,6 +127,7 @@ use freshet_storage::{RowId, TableId, ROW_ID_COLUMN};
 
 use crate::commands::command;
 use crate::ddl::{now_micros, txn_mut};
+use crate::delta_aggregate::DeltaAggregate;
 use crate::dml::InsertTarget;
 use crate::engine::Engine;
 use crate::names::{find_relation, ident, parts, require_schema, resolve_name, resolve_parts};
@@ -1362,7 +1363,7 @@ fn key_args(keys: Vec<DfExpr>) -> Vec<DfExpr> {
     args
 }
 
-fn key_hash_expr(keys: Vec<DfExpr>) -> DfExpr {
+pub(crate) fn key_hash_expr(keys: Vec<DfExpr>) -> DfExpr {
     static UDF: OnceLock<Arc<ScalarUDF>> = OnceLock::new();
     let udf = UDF.get_or_init(|| {
         Arc::new(ScalarUDF::new_from_impl(KeyHash {
@@ -1441,9 +1442,61 @@ fn with_key_lineage(node: LogicalPlan, keys: Vec<DfExpr>) -> DfResult<LogicalPla
 /// partitions whose key hash is in `only` (everything when `None`), with the
 /// key hash as an extra last column (the lineage).
 fn keyed_plan(plan: &LogicalPlan, only: &Option<Arc<HashSet<u64>>>) -> DfResult<LogicalPlan> {
+    keyed_plan_with(plan, &|node| match node {
+        LogicalPlan::Aggregate(a) => {
+            let input = restrict(a.input.clone(), a.group_expr.clone(), only)?;
+            let node = node.with_new_exprs(node.expressions(), vec![input])?;
+            group_lineage(node, a.group_expr.len())
+        }
+        LogicalPlan::Distinct(Distinct::All(input)) => {
+            let columns: Vec<DfExpr> = input
+                .schema()
+                .columns()
+                .into_iter()
+                .map(DfExpr::Column)
+                .collect();
+            let restricted = restrict(input.clone(), columns, only)?;
+            let node = LogicalPlan::Distinct(Distinct::All(Arc::new(restricted)));
+            let width = node.schema().fields().len();
+            group_lineage(node, width)
+        }
+        LogicalPlan::Join(j) => {
+            let (left_keys, right_keys): (Vec<DfExpr>, Vec<DfExpr>) =
+                join_keys(j)?.into_iter().unzip();
+            let left = restrict(j.left.clone(), left_keys.clone(), only)?;
+            let right = restrict(j.right.clone(), right_keys, only)?;
+            let node = node.with_new_exprs(node.expressions(), vec![left, right])?;
+            with_key_lineage(node, left_keys)
+        }
+        other => Err(DataFusionError::Plan(format!(
+            "cannot maintain {} incrementally",
+            other.display()
+        ))),
+    })
+}
+
+/// `node` with the hash of its first `groups` columns as the lineage.
+fn group_lineage(node: LogicalPlan, groups: usize) -> DfResult<LogicalPlan> {
+    let keys: Vec<DfExpr> = node
+        .schema()
+        .columns()
+        .into_iter()
+        .take(groups)
+        .map(DfExpr::Column)
+        .collect();
+    with_key_lineage(node, keys)
+}
+
+/// A keyed plan with its key node (see [`key_node`]) replaced by
+/// `at_key(node)`, which must add the lineage column; the projections,
+/// filters and aliases above it carry the lineage up as their last column.
+fn keyed_plan_with(
+    plan: &LogicalPlan,
+    at_key: &dyn Fn(&LogicalPlan) -> DfResult<LogicalPlan>,
+) -> DfResult<LogicalPlan> {
     match plan {
         LogicalPlan::Projection(p) => {
-            let input = keyed_plan(&p.input, only)?;
+            let input = keyed_plan_with(&p.input, at_key)?;
             let (qualifier, _) = input
                 .schema()
                 .qualified_field_with_unqualified_name(ROW_ID_COLUMN)?;
@@ -1456,55 +1509,117 @@ fn keyed_plan(plan: &LogicalPlan, only: &Option<Arc<HashSet<u64>>>) -> DfResult<
             )?))
         }
         LogicalPlan::Filter(f) => {
-            let input = keyed_plan(&f.input, only)?;
+            let input = keyed_plan_with(&f.input, at_key)?;
             plan.with_new_exprs(plan.expressions(), vec![input])
         }
         LogicalPlan::SubqueryAlias(a) => {
-            let input = keyed_plan(&a.input, only)?;
+            let input = keyed_plan_with(&a.input, at_key)?;
             plan.with_new_exprs(plan.expressions(), vec![input])
         }
-        LogicalPlan::Aggregate(a) => {
-            let input = restrict(a.input.clone(), a.group_expr.clone(), only)?;
-            let node = plan.with_new_exprs(plan.expressions(), vec![input])?;
-            let groups: Vec<DfExpr> = node
-                .schema()
-                .columns()
-                .into_iter()
-                .take(a.group_expr.len())
-                .map(DfExpr::Column)
-                .collect();
-            with_key_lineage(node, groups)
-        }
-        LogicalPlan::Distinct(Distinct::All(input)) => {
-            let columns: Vec<DfExpr> = input
-                .schema()
-                .columns()
-                .into_iter()
-                .map(DfExpr::Column)
-                .collect();
-            let restricted = restrict(input.clone(), columns, only)?;
-            let node = LogicalPlan::Distinct(Distinct::All(Arc::new(restricted)));
-            let all: Vec<DfExpr> = node
-                .schema()
-                .columns()
-                .into_iter()
-                .map(DfExpr::Column)
-                .collect();
-            with_key_lineage(node, all)
-        }
-        LogicalPlan::Join(j) => {
-            let (left_keys, right_keys): (Vec<DfExpr>, Vec<DfExpr>) =
-                join_keys(j)?.into_iter().unzip();
-            let left = restrict(j.left.clone(), left_keys.clone(), only)?;
-            let right = restrict(j.right.clone(), right_keys, only)?;
-            let node = plan.with_new_exprs(plan.expressions(), vec![left, right])?;
-            with_key_lineage(node, left_keys)
-        }
-        other => Err(DataFusionError::Plan(format!(
-            "cannot maintain {} incrementally",
-            other.display()
-        ))),
+        key => at_key(key),
     }
+}
+
+/// Maintains a GROUP BY from its per-group state (see
+/// [`crate::delta_aggregate`]): applies the change set in `inserted` and
+/// `deleted` (per source, its rows' visible columns) to the state, and
+/// returns the touched groups' key hashes and the contents rows (lineage
+/// last) of those that remain.
+async fn refresh_from_state(
+    session: &Session,
+    plan: &LogicalPlan,
+    delta: &DeltaAggregate,
+    state_table: TableId,
+    default: &QualifiedName,
+    inserted: &HashMap<QualifiedName, Arc<MemTable>>,
+    deleted: &HashMap<QualifiedName, Arc<MemTable>>,
+) -> Result<(HashSet<u64>, Vec<RecordBatch>), EngineError> {
+    let mut partials = Vec::with_capacity(2);
+    let mut state_schema = None;
+    for changed in [inserted, deleted] {
+        let input = replace_scans(delta.input().clone(), changed, default).map_err(map_df_error)?;
+        let state_plan = delta.state_plan(input).map_err(map_df_error)?;
+        state_schema.get_or_insert_with(|| DeltaAggregate::state_schema(&state_plan));
+        partials.push(collect_plan(session, state_plan).await?);
+    }
+    let state_schema = state_schema.unwrap_or_else(|| Arc::new(Schema::empty()));
+    let (touched, groups) = delta.apply(
+        session,
+        state_table,
+        &state_schema,
+        &partials[0],
+        &partials[1],
+    )?;
+    let Some(groups) = groups else {
+        return Ok((touched, Vec::new()));
+    };
+    let groups = delta.groups_plan(groups).map_err(map_df_error)?;
+    let contents = keyed_plan_with(plan, &|_| {
+        let width = delta.group_count();
+        group_lineage(groups.clone(), width)
+    })
+    .map_err(map_df_error)?;
+    Ok((touched, collect_plan(session, contents).await?))
+}
+
+/// Rebuilds a GROUP BY's per-group state from its whole input, into a new
+/// state table (the old one, if any, is dropped); returns the new table.
+async fn rebuild_state(
+    session: &Session,
+    delta: &DeltaAggregate,
+    old: Option<TableId>,
+) -> Result<TableId, EngineError> {
+    let state_plan = delta
+        .state_plan(delta.input().clone())
+        .map_err(map_df_error)?;
+    let schema = DeltaAggregate::state_schema(&state_plan);
+    let batches = collect_plan(session, state_plan).await?;
+    txn_mut(session, |t| {
+        if let Some(old) = old {
+            t.drop_table(old).map_err(EngineError::from)?;
+        }
+        let table = t.create_table(schema.clone()).map_err(EngineError::from)?;
+        for batch in batches.into_iter().filter(|b| b.num_rows() > 0) {
+            let batch = RecordBatch::try_new(schema.clone(), batch.columns().to_vec())
+                .map_err(arrow_err)?;
+            t.insert(table, batch).map_err(EngineError::from)?;
+        }
+        Ok(table)
+    })
+}
+
+/// Whether the stored state table has the columns `delta` keeps now.
+fn state_matches(session: &Session, delta: &DeltaAggregate, table: TableId) -> bool {
+    let Ok(plan) = delta.state_plan(delta.input().clone()) else {
+        return false;
+    };
+    let wanted = DeltaAggregate::state_schema(&plan);
+    match session.shared.with_txn(|t| t.table_schema(table)) {
+        Ok(Ok(stored)) => {
+            stored.fields().len() == wanted.fields().len()
+                && stored
+                    .fields()
+                    .iter()
+                    .zip(wanted.fields())
+                    .all(|(a, b)| a.data_type() == b.data_type())
+        }
+        _ => false,
+    }
+}
+
+/// Runs a logical plan and collects its batches.
+async fn collect_plan(
+    session: &Session,
+    plan: LogicalPlan,
+) -> Result<Vec<RecordBatch>, EngineError> {
+    session
+        .ctx
+        .execute_logical_plan(plan)
+        .await
+        .map_err(map_df_error)?
+        .collect()
+        .await
+        .map_err(map_df_error)
 }
 
 /// A scan of the refresh input standing in for the source scan `scan`,
@@ -1791,6 +1906,7 @@ async fn create_dynamic_table(
         consecutive_failures: 0,
         source_table_ids: Vec::new(),
         lineage_version: LINEAGE_VERSION,
+        state_table_id: None,
     };
     let target = crate::ddl::create_relation(
         session,
@@ -2339,6 +2455,15 @@ async fn refresh_in_session(
         let hidden = contents_schema.fields().len().saturating_sub(1);
         let plan = maintenance_plan(session, &query).await?;
         let strategy = strategy_of(&plan);
+        // A GROUP BY of counts and sums is maintained from per-group state.
+        let delta = match strategy {
+            Strategy::Keyed(KeyKind::Aggregate) => DeltaAggregate::of(key_node(&plan)),
+            _ => None,
+        };
+        let state_ready = match (&delta, def.state_table_id) {
+            (Some(delta), Some(table)) => state_matches(session, delta, table),
+            _ => false,
+        };
         // Incremental only from a retained snapshot of the same source
         // tables: a source replaced since (CREATE OR REPLACE TABLE) is
         // another storage table, whose change feed says nothing about the
@@ -2358,6 +2483,7 @@ async fn refresh_in_session(
             !reinitialize
                 && !replaced
                 && !old_lineage
+                && (delta.is_none() || state_ready)
                 && *from >= session.engine.store.retention_floor()
         });
         def.source_table_ids = source_ids;
@@ -2368,6 +2494,8 @@ async fn refresh_in_session(
                 let mut deleted_ids: HashSet<u64> = HashSet::new();
                 let mut inserted = Vec::new();
                 let mut changed = HashMap::new();
+                let mut inserted_only = HashMap::new();
+                let mut deleted_only = HashMap::new();
                 for source in &sources {
                     let changes = session
                         .engine
@@ -2378,7 +2506,11 @@ async fn refresh_in_session(
                     let deleted = input_batches(changes.deleted, &source.keep, &source.schema)?;
                     let rows = input_batches(changes.inserted, &source.keep, &source.schema)?;
                     stats.num_source_rows_read += row_count(&rows);
-                    if strategy != Strategy::MapOnly {
+                    if delta.is_some() {
+                        inserted_only
+                            .insert(source.name.clone(), visible_table(source, rows.clone())?);
+                        deleted_only.insert(source.name.clone(), visible_table(source, deleted)?);
+                    } else if strategy != Strategy::MapOnly {
                         let visible = deleted.iter().chain(&rows).cloned().collect();
                         changed.insert(source.name.clone(), visible_table(source, visible)?);
                     }
@@ -2399,6 +2531,23 @@ async fn refresh_in_session(
                         stats.num_inserted_rows =
                             crate::dml::write_batches(session, &target, &results)?;
                     }
+                } else if let (Some(delta), Some(state)) = (&delta, def.state_table_id) {
+                    action = "INCREMENTAL";
+                    let (touched, results) = refresh_from_state(
+                        session,
+                        &plan,
+                        delta,
+                        state,
+                        &name,
+                        &inserted_only,
+                        &deleted_only,
+                    )
+                    .await?;
+                    stats.num_deleted_rows =
+                        delete_by_lineage(session, contents_id, hidden, &touched)?;
+                    check_width(&name, &results, &contents_schema)?;
+                    stats.num_inserted_rows =
+                        crate::dml::write_batches(session, &target, &results)?;
                 } else {
                     action = "INCREMENTAL";
                     let keys = affected_keys(session, &plan, &name, &changed).await?;
@@ -2449,6 +2598,15 @@ async fn refresh_in_session(
                 };
                 check_width(&name, &results, &contents_schema)?;
                 stats.num_inserted_rows = crate::dml::write_batches(session, &target, &results)?;
+                def.state_table_id = match &delta {
+                    Some(delta) => Some(rebuild_state(session, delta, def.state_table_id).await?),
+                    None => {
+                        if let Some(old) = def.state_table_id {
+                            txn_mut(session, |t| t.drop_table(old).map_err(EngineError::from))?;
+                        }
+                        None
+                    }
+                };
             }
         }
     } else {

@@ -12,6 +12,7 @@ mod commands;
 mod cursors;
 mod datetime_input;
 mod ddl;
+mod delta_aggregate;
 mod dml;
 mod dynamic;
 mod engine;

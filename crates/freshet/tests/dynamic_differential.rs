@@ -121,6 +121,23 @@ const DTS: &[Dt] = &[
         incremental: true,
         upstream: &[],
     },
+    // Counts and sums only: maintained from per-group state.
+    Dt {
+        name: "d_group_state",
+        columns: "k3, n, nv, sv, sd",
+        query: "SELECT k % 3 AS k3, count(*) AS n, count(v) AS nv, sum(v) AS sv, \
+                sum(CAST(v AS numeric(10,2)) / 4) AS sd FROM a GROUP BY k % 3",
+        incremental: true,
+        upstream: &[],
+    },
+    Dt {
+        name: "d_group_state_having",
+        columns: "k, s, n, sv",
+        query: "SELECT k, s, count(*) AS n, sum(v) AS sv FROM a WHERE id % 5 <> 0 \
+                GROUP BY k, s HAVING count(v) > 1",
+        incremental: true,
+        upstream: &[],
+    },
     Dt {
         name: "d_having",
         columns: "k3, n, sv, ds, af",

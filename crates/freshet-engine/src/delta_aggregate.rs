@@ -1,0 +1,417 @@
+//! Incremental GROUP BY with per-group state: a refresh costs what changed,
+//! not what the source holds.
+//!
+//! A dynamic table whose query groups a map-only input (see
+//! `dynamic::Strategy`) and aggregates it only with `count` and `sum` (of
+//! integers or numerics, without DISTINCT, FILTER or ORDER BY) keeps, for
+//! every group, the partial aggregates it needs in a hidden storage table
+//! beside its contents (the *state*): the group's values, its row count, and
+//! per aggregate `count(x)`, or `sum(x)` with `count(x)`.
+//!
+//! A refresh then maps the change set to the groups' new values:
+//!
+//! * `Δ⁺` and `Δ⁻` are the same partial aggregates over the inserted rows
+//!   and over the old contents of the deleted rows (a change feed gives both);
+//! * for every group they touch, `new = old + Δ⁺ − Δ⁻`, term by term, with
+//!   checked arithmetic (overflow is 22003, as in the full computation);
+//! * a group whose row count reaches 0 is gone; `sum(x)` is NULL when its
+//!   `count(x)` is 0, as SQL's `sum` of no values is;
+//! * the touched groups' rows in the contents are replaced: the final values
+//!   go through the query's own HAVING and select list, so the rows equal what
+//!   the query computes for those groups.
+//!
+//! The state is written in the refresh's transaction, with the contents:
+//! both commit, are checkpointed and recover together. A FULL refresh
+//! (first one, REINITIALIZE, a replaced source) rebuilds the state from the
+//! whole source. Groups are told apart by their values, not by hash.
+//!
+//! Cost: the change set, plus one read of the state table (one row per
+//! group) to find the touched groups' old values. Other aggregates (`min`,
+//! `max`, `avg`, DISTINCT) keep the recompute-the-touched-groups strategy.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
+
+use datafusion::arrow::array::{ArrayRef, RecordBatch, UInt64Array};
+use datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef};
+use datafusion::common::{Column, DataFusionError, Result as DfResult, ScalarValue};
+use datafusion::datasource::{provider_as_source, MemTable};
+use datafusion::functions_aggregate::expr_fn::count;
+use datafusion::logical_expr::expr::AggregateFunction;
+use datafusion::logical_expr::{Aggregate, Expr, ExprSchemable, LogicalPlan, LogicalPlanBuilder};
+
+use freshet_storage::{RowId, TableId};
+
+use crate::planning::map_df_error;
+use crate::session::Session;
+use crate::EngineError;
+
+/// Name of the state column holding each group's row count.
+const ROWS: &str = "rows";
+/// Name of the state column holding each group's key hash (the contents'
+/// lineage), last.
+const HASH: &str = "hash";
+
+/// What one aggregate of the query keeps in the state.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Part {
+    /// `count(x)` (or `count(*)`): the count.
+    Count,
+    /// `sum(x)`: the sum and `count(x)`.
+    Sum,
+}
+
+/// A GROUP BY maintained from per-group state (see the module docs).
+#[derive(Debug, Clone)]
+pub(crate) struct DeltaAggregate {
+    aggregate: Aggregate,
+    parts: Vec<Part>,
+}
+
+impl DeltaAggregate {
+    /// The state-maintained form of `node` (the query's GROUP BY), or `None`
+    /// when an aggregate is not one this module keeps state for.
+    pub(crate) fn of(node: &LogicalPlan) -> Option<DeltaAggregate> {
+        let LogicalPlan::Aggregate(aggregate) = node else {
+            return None;
+        };
+        if aggregate.group_expr.is_empty() {
+            // A global aggregate has a row even over no input.
+            return None;
+        }
+        let input_schema = aggregate.input.schema();
+        let mut parts = Vec::with_capacity(aggregate.aggr_expr.len());
+        for expr in &aggregate.aggr_expr {
+            let Expr::AggregateFunction(AggregateFunction { func, params }) = expr else {
+                return None;
+            };
+            if params.distinct
+                || params.filter.is_some()
+                || !params.order_by.is_empty()
+                || params.args.len() != 1
+            {
+                return None;
+            }
+            let part = match func.name() {
+                "count" => Part::Count,
+                "sum" => {
+                    let exact = matches!(
+                        params.args[0].get_type(input_schema).ok()?,
+                        DataType::Int8
+                            | DataType::Int16
+                            | DataType::Int32
+                            | DataType::Int64
+                            | DataType::Decimal128(_, _)
+                    );
+                    if !exact {
+                        return None;
+                    }
+                    Part::Sum
+                }
+                _ => return None,
+            };
+            parts.push(part);
+        }
+        Some(DeltaAggregate {
+            aggregate: aggregate.clone(),
+            parts,
+        })
+    }
+
+    pub(crate) fn group_count(&self) -> usize {
+        self.aggregate.group_expr.len()
+    }
+
+    /// The partial aggregates per group over `input` (the aggregate's input,
+    /// its scans possibly replaced): group values `g0…`, `rows`, per
+    /// aggregate `c{i}` or `s{i}, n{i}`, and the key hash last.
+    pub(crate) fn state_plan(&self, input: LogicalPlan) -> DfResult<LogicalPlan> {
+        let one = Expr::Literal(ScalarValue::Int64(Some(1)), None);
+        let mut aggregates = vec![count(one).alias(ROWS)];
+        let mut names = vec![ROWS.to_string()];
+        for (i, (expr, part)) in self.aggregate.aggr_expr.iter().zip(&self.parts).enumerate() {
+            match part {
+                Part::Count => {
+                    aggregates.push(expr.clone().alias(format!("c{i}")));
+                    names.push(format!("c{i}"));
+                }
+                Part::Sum => {
+                    let Expr::AggregateFunction(f) = expr else {
+                        return Err(DataFusionError::Internal("not an aggregate".into()));
+                    };
+                    aggregates.push(expr.clone().alias(format!("s{i}")));
+                    aggregates.push(count(f.params.args[0].clone()).alias(format!("n{i}")));
+                    names.push(format!("s{i}"));
+                    names.push(format!("n{i}"));
+                }
+            }
+        }
+        let grouped = LogicalPlanBuilder::from(input)
+            .aggregate(self.aggregate.group_expr.clone(), aggregates)?
+            .build()?;
+        let groups: Vec<Expr> = grouped
+            .schema()
+            .columns()
+            .into_iter()
+            .take(self.group_count())
+            .map(Expr::Column)
+            .collect();
+        let mut exprs: Vec<Expr> = groups
+            .iter()
+            .enumerate()
+            .map(|(j, g)| g.clone().alias(format!("g{j}")))
+            .collect();
+        exprs.extend(
+            names
+                .iter()
+                .map(|n| Expr::Column(Column::new_unqualified(n.clone()))),
+        );
+        exprs.push(crate::dynamic::key_hash_expr(groups).alias(HASH));
+        LogicalPlanBuilder::from(grouped).project(exprs)?.build()
+    }
+
+    /// The state table's schema for `state_plan`'s output.
+    pub(crate) fn state_schema(plan: &LogicalPlan) -> SchemaRef {
+        Arc::new(Schema::new(
+            plan.schema()
+                .fields()
+                .iter()
+                .map(|f| f.as_ref().clone().with_nullable(true))
+                .collect::<Vec<Field>>(),
+        ))
+    }
+
+    /// Applies `Δ⁺ = inserted` and `Δ⁻ = deleted` (partial-aggregate rows
+    /// from [`state_plan`](Self::state_plan)) to the state in `state_table`.
+    /// Writes the new state into the session's transaction and returns the
+    /// touched groups' key hashes and the aggregate's output rows for those
+    /// groups that remain (in the aggregate node's schema, unnamed).
+    pub(crate) fn apply(
+        &self,
+        session: &Session,
+        state_table: TableId,
+        state_schema: &SchemaRef,
+        inserted: &[RecordBatch],
+        deleted: &[RecordBatch],
+    ) -> Result<(HashSet<u64>, Option<RecordBatch>), EngineError> {
+        let groups = self.group_count();
+        let width = state_schema.fields().len();
+        let values = width - groups - 1;
+        let mut touched_hashes = HashSet::new();
+        // Group values → (key hash, summed state values).
+        let mut merged: HashMap<Vec<ScalarValue>, (u64, Vec<ScalarValue>)> = HashMap::new();
+        let mut add = |batch: &RecordBatch, subtract: bool| -> Result<(), EngineError> {
+            let hashes = hash_column(batch, groups + values)?;
+            for row in 0..batch.num_rows() {
+                let key = (0..groups)
+                    .map(|c| ScalarValue::try_from_array(batch.column(c), row))
+                    .collect::<DfResult<Vec<_>>>()
+                    .map_err(map_df_error)?;
+                let entry = match merged.entry(key) {
+                    std::collections::hash_map::Entry::Occupied(e) => e.into_mut(),
+                    std::collections::hash_map::Entry::Vacant(e) => {
+                        let zeros = (0..values)
+                            .map(|v| {
+                                ScalarValue::new_zero(state_schema.field(groups + v).data_type())
+                            })
+                            .collect::<DfResult<Vec<_>>>()
+                            .map_err(map_df_error)?;
+                        e.insert((hashes.value(row), zeros))
+                    }
+                };
+                for (v, total) in entry.1.iter_mut().enumerate() {
+                    let value = ScalarValue::try_from_array(batch.column(groups + v), row)
+                        .map_err(map_df_error)?;
+                    if value.is_null() {
+                        continue;
+                    }
+                    let field_type = state_schema.field(groups + v).data_type();
+                    *total = if subtract {
+                        total.sub_checked(&value)
+                    } else {
+                        total.add_checked(&value)
+                    }
+                    .and_then(|sum| sum.cast_to(field_type))
+                    .map_err(overflow)?;
+                }
+            }
+            Ok(())
+        };
+        for batch in inserted.iter().chain(deleted) {
+            touched_hashes.extend(
+                hash_column(batch, groups + values)?
+                    .values()
+                    .iter()
+                    .copied(),
+            );
+        }
+        // The old state of the touched groups, and its rows to replace.
+        let stored = session
+            .shared
+            .with_txn(|t| t.scan(state_table, None, true))
+            .map_err(map_df_error)?
+            .map_err(EngineError::from)?;
+        let mut replaced = Vec::new();
+        for batch in &stored {
+            let hashes = hash_column(batch, width - 1)?;
+            let row_ids = hash_column(batch, width)?;
+            let keep: Vec<u32> = (0..batch.num_rows())
+                .filter(|&r| touched_hashes.contains(&hashes.value(r)))
+                .map(|r| r as u32)
+                .collect();
+            if keep.is_empty() {
+                continue;
+            }
+            replaced.extend(keep.iter().map(|&r| RowId(row_ids.value(r as usize))));
+            let indices = datafusion::arrow::array::UInt32Array::from(keep);
+            let columns = batch.columns()[..width]
+                .iter()
+                .map(|c| datafusion::arrow::compute::take(c, &indices, None))
+                .collect::<Result<Vec<_>, _>>()
+                .map_err(arrow_err)?;
+            let old = RecordBatch::try_new(state_schema.clone(), columns).map_err(arrow_err)?;
+            add(&old, false)?;
+        }
+        for batch in inserted {
+            add(batch, false)?;
+        }
+        for batch in deleted {
+            add(batch, true)?;
+        }
+
+        // New state and output rows for the groups that remain.
+        let mut state_rows: Vec<Vec<ScalarValue>> = vec![Vec::new(); width];
+        let output_fields = self.aggregate.schema.fields();
+        let mut output_rows: Vec<Vec<ScalarValue>> = vec![Vec::new(); output_fields.len()];
+        for (key, (hash, totals)) in merged {
+            let rows = match &totals[0] {
+                ScalarValue::Int64(Some(n)) => *n,
+                other => {
+                    return Err(EngineError::new(
+                        "XX001",
+                        format!("aggregate state row count has the wrong type ({other:?})"),
+                    ))
+                }
+            };
+            if rows < 0 {
+                return Err(EngineError::new(
+                    "XX001",
+                    "aggregate state lost track of a group (negative row count); REINITIALIZE the dynamic table",
+                ));
+            }
+            if rows == 0 {
+                continue;
+            }
+            for (g, value) in key.iter().enumerate() {
+                state_rows[g].push(value.clone());
+                output_rows[g].push(value.clone());
+            }
+            for (v, total) in totals.iter().enumerate() {
+                state_rows[groups + v].push(total.clone());
+            }
+            state_rows[width - 1].push(ScalarValue::UInt64(Some(hash)));
+            let mut at = 1;
+            for (i, part) in self.parts.iter().enumerate() {
+                let out_type = output_fields[groups + i].data_type();
+                let value = match part {
+                    Part::Count => {
+                        at += 1;
+                        totals[at - 1].clone()
+                    }
+                    Part::Sum => {
+                        at += 2;
+                        if matches!(totals[at - 1], ScalarValue::Int64(Some(0))) {
+                            ScalarValue::try_from(out_type).map_err(map_df_error)?
+                        } else {
+                            totals[at - 2].clone()
+                        }
+                    }
+                };
+                output_rows[groups + i].push(value.cast_to(out_type).map_err(map_df_error)?);
+            }
+        }
+        let to_batch = |schema: SchemaRef, columns: Vec<Vec<ScalarValue>>| {
+            let arrays = columns
+                .into_iter()
+                .zip(schema.fields())
+                .map(|(values, field)| {
+                    if values.is_empty() {
+                        Ok(datafusion::arrow::array::new_empty_array(field.data_type()))
+                    } else {
+                        ScalarValue::iter_to_array(values)
+                    }
+                })
+                .collect::<DfResult<Vec<ArrayRef>>>()
+                .map_err(map_df_error)?;
+            RecordBatch::try_new(schema, arrays).map_err(arrow_err)
+        };
+        let new_state = to_batch(state_schema.clone(), state_rows)?;
+        crate::ddl::txn_mut(session, |t| {
+            t.delete(state_table, &replaced)
+                .map_err(EngineError::from)?;
+            if new_state.num_rows() > 0 {
+                t.insert(state_table, new_state)
+                    .map_err(EngineError::from)?;
+            }
+            Ok(())
+        })?;
+        let output_schema = Arc::new(Schema::new(
+            output_fields
+                .iter()
+                .enumerate()
+                .map(|(i, f)| Field::new(format!("f{i}"), f.data_type().clone(), true))
+                .collect::<Vec<_>>(),
+        ));
+        let output = to_batch(output_schema, output_rows)?;
+        Ok((touched_hashes, (output.num_rows() > 0).then_some(output)))
+    }
+
+    /// A plan with the aggregate node's schema (same qualified names) whose
+    /// rows are `output` (from [`apply`](Self::apply)): what the GROUP BY
+    /// yields for the touched groups.
+    pub(crate) fn groups_plan(&self, output: RecordBatch) -> DfResult<LogicalPlan> {
+        const SOURCE: &str = "__freshet_touched_groups";
+        let schema = output.schema();
+        let table = MemTable::try_new(schema, vec![vec![output]])?;
+        let exprs: Vec<Expr> = self
+            .aggregate
+            .schema
+            .iter()
+            .enumerate()
+            .map(|(i, (qualifier, field))| {
+                Expr::Column(Column::new(Some(SOURCE), format!("f{i}")))
+                    .alias_qualified(qualifier.cloned(), field.name())
+            })
+            .collect();
+        LogicalPlanBuilder::scan(SOURCE, provider_as_source(Arc::new(table)), None)?
+            .project(exprs)?
+            .build()
+    }
+
+    /// The aggregate's input.
+    pub(crate) fn input(&self) -> &LogicalPlan {
+        &self.aggregate.input
+    }
+}
+
+/// Column `index` of `batch` as UInt64 (key hashes, row ids).
+fn hash_column(batch: &RecordBatch, index: usize) -> Result<&UInt64Array, EngineError> {
+    batch
+        .columns()
+        .get(index)
+        .and_then(|c| c.as_any().downcast_ref::<UInt64Array>())
+        .ok_or_else(|| EngineError::new("XX001", "aggregate state has the wrong shape"))
+}
+
+fn arrow_err(e: datafusion::arrow::error::ArrowError) -> EngineError {
+    EngineError::new("XX000", e.to_string())
+}
+
+fn overflow(e: DataFusionError) -> EngineError {
+    let mapped = map_df_error(e);
+    if mapped.sqlstate() == "XX000" || mapped.sqlstate() == "42000" {
+        EngineError::new("22003", format!("aggregate out of range: {mapped}"))
+    } else {
+        mapped
+    }
+}
