@@ -10,7 +10,10 @@ use crate::CompiledModel;
 /// columns (one per feature of its single input; NaN where the JSON has no
 /// number).
 pub(crate) fn fixture(name: &str) -> (CompiledModel, Vec<ArrayRef>) {
-    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/fixtures/models");
+    let dir = std::path::PathBuf::from(
+        std::env::var_os("CARGO_MANIFEST_DIR").unwrap_or_else(|| env!("CARGO_MANIFEST_DIR").into()),
+    )
+    .join("../../tests/fixtures/models");
     let bytes = std::fs::read(dir.join(format!("{name}.onnx"))).expect("fixture model");
     let model = CompiledModel::compile(&bytes).expect("compiles");
     let inputs: serde_json::Value = serde_json::from_str(

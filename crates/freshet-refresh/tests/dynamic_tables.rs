@@ -18,7 +18,10 @@ use freshet_engine::{Engine, EngineConfig, EngineError, QueryOutput, Session};
 use freshet_refresh::spawn_scheduler;
 
 fn repo_root() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..")
+    PathBuf::from(
+        std::env::var_os("CARGO_MANIFEST_DIR").unwrap_or_else(|| env!("CARGO_MANIFEST_DIR").into()),
+    )
+    .join("../..")
 }
 
 async fn open_engine(dir: &tempfile::TempDir) -> Arc<Engine> {

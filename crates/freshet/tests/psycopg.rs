@@ -1,15 +1,19 @@
-//! Python's psycopg 3 against a real server: parameterized queries, a json
-//! column returned as a dict, COPY, and transaction status as ReadyForQuery
-//! reports it. The client code is `tests/clients/psycopg_client.py`.
+//! Python drivers against a real server:
 //!
-//! Skipped (with a message) only when python3 or psycopg is missing; `.ci/run`
-//! installs psycopg and sets FRESHET_REQUIRE_CLIENTS=1, which turns a missing
-//! client into a failure.
+//! * psycopg 3 (`tests/clients/psycopg_client.py`): parameterized queries, a
+//!   json column returned as a dict, COPY, type lookups, and transaction
+//!   status as ReadyForQuery reports it;
+//! * psycopg2, asyncpg, and SQLAlchemy with pandas over both psycopg drivers
+//!   (`tests/clients/drivers_client.py`): each one's usual path (batched
+//!   inserts, server-side cursors, `to_sql`/`read_sql`).
+//!
+//! Skipped (with a message) only when python3 or a driver is missing;
+//! `.ci/run` installs them and sets FRESHET_REQUIRE_CLIENTS=1, which turns a
+//! missing client into a failure.
 
 mod common;
 
 use std::io::Read;
-use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
@@ -19,31 +23,43 @@ fn python() -> String {
     std::env::var("FRESHET_PYTHON").unwrap_or_else(|_| "python3".to_string())
 }
 
-fn psycopg_available() -> bool {
+/// Whether python3 can import `modules`; a failure under
+/// FRESHET_REQUIRE_CLIENTS.
+fn python_has(modules: &str) -> bool {
     let ok = Command::new(python())
-        .args(["-c", "import psycopg"])
+        .args(["-c", &format!("import {modules}")])
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .status()
         .is_ok_and(|s| s.success());
     if !ok {
         if clients_required() {
-            panic!("python3 with psycopg is not available but FRESHET_REQUIRE_CLIENTS is set");
+            panic!("python3 with {modules} is not available but FRESHET_REQUIRE_CLIENTS is set");
         }
-        eprintln!(
-            "SKIPPED: python3 with psycopg is not available (python3 -m pip install 'psycopg[binary]')"
-        );
+        eprintln!("SKIPPED: python3 with {modules} is not available (see .ci/run)");
     }
     ok
 }
 
 #[test]
 fn psycopg_client() {
-    if !psycopg_available() {
-        return;
+    if python_has("psycopg") {
+        run_client("psycopg_client.py", "psycopg client: all checks passed");
     }
+}
+
+#[test]
+fn psycopg2_asyncpg_and_sqlalchemy() {
+    if python_has("psycopg, psycopg2, asyncpg, sqlalchemy, pandas") {
+        run_client("drivers_client.py", "python drivers: all checks passed");
+    }
+}
+
+/// Runs `tests/clients/<script>` against a new server; it must exit 0 and
+/// print `done`.
+fn run_client(script: &str, done: &str) {
     let server = TestServer::start();
-    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/clients/psycopg_client.py");
+    let script = common::manifest_dir().join("tests/clients").join(script);
     let mut child = Command::new(python())
         .arg(&script)
         .env("FRESHET_URI", server.uri())
@@ -71,10 +87,11 @@ fn psycopg_client() {
     let stderr = err_thread.join().unwrap();
     assert!(
         status.is_some_and(|s| s.success()),
-        "psycopg client failed ({status:?})\nstdout:\n{stdout}\nstderr:\n{stderr}"
+        "{} failed ({status:?})\nstdout:\n{stdout}\nstderr:\n{stderr}",
+        script.display()
     );
     assert!(
-        stdout.contains("all checks passed"),
+        stdout.contains(done),
         "the client did not finish its checks:\n{stdout}\n{stderr}"
     );
 }

@@ -30,9 +30,18 @@ pub const STARTUP_DEADLINE: Duration = Duration::from_secs(120);
 /// Bound on how long a killed server may take to be reaped.
 pub const EXIT_DEADLINE: Duration = Duration::from_secs(30);
 
+/// This crate's directory: cargo's `CARGO_MANIFEST_DIR` when it runs the
+/// test, so a test binary reused from a build in another checkout (a shared
+/// `CARGO_TARGET_DIR`) still finds this checkout's files.
+pub fn manifest_dir() -> PathBuf {
+    std::env::var_os("CARGO_MANIFEST_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")))
+}
+
 /// The workspace root (for `sql-tests/`, `tests/fixtures/`).
 pub fn workspace_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
+    manifest_dir()
         .join("../..")
         .canonicalize()
         .expect("workspace root")
