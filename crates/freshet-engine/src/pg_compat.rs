@@ -76,6 +76,8 @@ pub(crate) fn rewrite_statement(statement: &mut Statement, catalog: bool, null_c
             *expr = aggregated;
         } else if let Some(lookup) = to_regtype_call(expr) {
             *expr = lookup;
+        } else if let Some(name) = regtype_text(expr) {
+            *expr = name;
         } else if null_correlated
             && matches!(expr, SqlExpr::Subquery(q) if is_correlated_catalog_query(q))
         {
@@ -331,6 +333,46 @@ fn to_regtype_call(expr: &SqlExpr) -> Option<SqlExpr> {
         }
     }
     Some(SqlExpr::Subquery(query))
+}
+
+/// `x::regtype::text` as `format_type(x, NULL)`: the type's name
+/// (`integer`), where the oid-as-integer cast would give its number.
+fn regtype_text(expr: &SqlExpr) -> Option<SqlExpr> {
+    let bare = |t: &SqlType| {
+        let name = t.to_string().to_ascii_lowercase();
+        name.strip_prefix("pg_catalog.")
+            .unwrap_or(&name)
+            .to_string()
+    };
+    let SqlExpr::Cast {
+        expr: inner,
+        data_type: outer,
+        ..
+    } = expr
+    else {
+        return None;
+    };
+    let SqlExpr::Cast {
+        expr: operand,
+        data_type: middle,
+        ..
+    } = inner.as_ref()
+    else {
+        return None;
+    };
+    if !matches!(
+        bare(outer).as_str(),
+        "text" | "varchar" | "character varying"
+    ) || bare(middle) != "regtype"
+    {
+        return None;
+    }
+    let text = format!("format_type({operand}, NULL)");
+    Parser::new(&PostgreSqlDialect {})
+        .try_with_sql(&text)
+        .ok()?
+        .parse_expr()
+        .ok()
 }
 
 /// A subquery over pg_catalog that refers to a table of the enclosing query.

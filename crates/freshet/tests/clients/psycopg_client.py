@@ -191,6 +191,7 @@ def test_type_info_lookup():
         info = TypeInfo.fetch(conn, "int4")
         check(info is not None and info.oid == 23, f"TypeInfo int4: {info}")
         check(info.array_oid == 1007, f"int4 array oid: {info.array_oid}")
+        check(info.regtype == "integer", f"int4 regtype: {info.regtype}")
         check(TypeInfo.fetch(conn, "hstore") is None, "no hstore type")
 
 
