@@ -33,7 +33,7 @@ use freshet_storage::{RowId, TableId, ROW_ID_COLUMN};
 use crate::commands::{command, run_query};
 use crate::keys::OnConflict;
 use crate::names::{lookup_relation, resolve_name};
-use crate::planning::{map_df_error, plan_statement};
+use crate::planning::{collect_plan, map_df_error, plan_statement};
 use crate::session::{CopyInState, Session};
 use crate::{CommandTag, CopyFormat, CopyInTarget, CopyOptions, EngineError, QueryOutput};
 
@@ -245,14 +245,7 @@ async fn insert_rows(
     let LogicalPlan::Dml(dml) = plan else {
         return Err(EngineError::new("XX000", "INSERT did not plan as DML"));
     };
-    let batches = session
-        .ctx
-        .execute_logical_plan(dml.input.as_ref().clone())
-        .await
-        .map_err(map_df_error)?
-        .collect()
-        .await
-        .map_err(map_df_error)?;
+    let batches = collect_plan(session, dml.input.as_ref().clone()).await?;
     let conformed = batches
         .iter()
         .filter(|b| b.num_rows() > 0)
@@ -637,14 +630,7 @@ async fn modify_rows(
     if let Some(params) = params {
         plan = plan.with_param_values(params).map_err(map_df_error)?;
     }
-    let batches = session
-        .ctx
-        .execute_logical_plan(plan)
-        .await
-        .map_err(map_df_error)?
-        .collect()
-        .await
-        .map_err(map_df_error)?;
+    let batches = collect_plan(session, plan).await?;
 
     // A row matched several times through a FROM join is changed once, as in Postgres.
     let mut seen = HashSet::new();

@@ -131,7 +131,7 @@ use crate::delta_aggregate::DeltaAggregate;
 use crate::dml::InsertTarget;
 use crate::engine::Engine;
 use crate::names::{find_relation, ident, parts, require_schema, resolve_name, resolve_parts};
-use crate::planning::{map_df_error, plan_statement};
+use crate::planning::{collect_plan, map_df_error, plan_statement};
 use crate::provider::SessionShared;
 use crate::session::Session;
 use crate::{batch_output, EngineError, QueryOutput, TransactionStatus};
@@ -1607,21 +1607,6 @@ fn state_matches(session: &Session, delta: &DeltaAggregate, table: TableId) -> b
     }
 }
 
-/// Runs a logical plan and collects its batches.
-async fn collect_plan(
-    session: &Session,
-    plan: LogicalPlan,
-) -> Result<Vec<RecordBatch>, EngineError> {
-    session
-        .ctx
-        .execute_logical_plan(plan)
-        .await
-        .map_err(map_df_error)?
-        .collect()
-        .await
-        .map_err(map_df_error)
-}
-
 /// A scan of the refresh input standing in for the source scan `scan`,
 /// under the same name so column references still resolve. Filters pushed
 /// into the scan stay, as a filter over the input.
@@ -1682,14 +1667,7 @@ async fn affected_keys(
             )
             .map_err(map_df_error)?,
         );
-        let batches = session
-            .ctx
-            .execute_logical_plan(hashes)
-            .await
-            .map_err(map_df_error)?
-            .collect()
-            .await
-            .map_err(map_df_error)?;
+        let batches = collect_plan(session, hashes).await?;
         keys.extend(row_ids_of(&batches));
     }
     Ok(keys)
@@ -1702,14 +1680,7 @@ async fn evaluate_keyed(
     only: Option<HashSet<u64>>,
 ) -> Result<Vec<RecordBatch>, EngineError> {
     let plan = keyed_plan(plan, &only.map(Arc::new)).map_err(map_df_error)?;
-    session
-        .ctx
-        .execute_logical_plan(plan)
-        .await
-        .map_err(map_df_error)?
-        .collect()
-        .await
-        .map_err(map_df_error)
+    collect_plan(session, plan).await
 }
 
 /// Deletes the rows of a dynamic table whose lineage is in `lineage`;
@@ -2239,14 +2210,7 @@ fn visible_indices(schema: &Schema) -> Vec<usize> {
 /// Runs a query and collects its batches.
 async fn collect_query(session: &Session, query: Query) -> Result<Vec<RecordBatch>, EngineError> {
     let plan = plan_statement(&session.ctx.state(), Statement::Query(Box::new(query))).await?;
-    session
-        .ctx
-        .execute_logical_plan(plan)
-        .await
-        .map_err(map_df_error)?
-        .collect()
-        .await
-        .map_err(map_df_error)
+    collect_plan(session, plan).await
 }
 
 /// One source of an incremental dynamic table, as a refresh reads it.
@@ -2328,14 +2292,7 @@ async fn evaluate_with_lineage(
         tables.insert(source.name.clone(), Arc::new(table));
     }
     let plan = plan_with_lineage(plan.clone(), &tables, default)?;
-    session
-        .ctx
-        .execute_logical_plan(plan)
-        .await
-        .map_err(map_df_error)?
-        .collect()
-        .await
-        .map_err(map_df_error)
+    collect_plan(session, plan).await
 }
 
 /// Re-shapes batches (source columns + row id) to the input table's schema,

@@ -245,11 +245,7 @@ fn integer_array_literal(text: &str) -> Option<SqlExpr> {
     {
         return None;
     }
-    Parser::new(&PostgreSqlDialect {})
-        .try_with_sql(&format!("make_array({inner})"))
-        .ok()?
-        .parse_expr()
-        .ok()
+    parse_expr(&format!("make_array({inner})"))
 }
 
 /// `ARRAY(SELECT x …)` (which psql's `\d` sends) as the equivalent
@@ -292,11 +288,7 @@ fn array_subquery(expr: &SqlExpr, catalog: bool) -> Option<SqlExpr> {
     } else {
         String::new()
     };
-    let aggregate = Parser::new(&PostgreSqlDialect {})
-        .try_with_sql(&format!("array_agg({element}{order})"))
-        .ok()?
-        .parse_expr()
-        .ok()?;
+    let aggregate = parse_expr(&format!("array_agg({element}{order})"))?;
     if let SetExpr::Select(select) = query.body.as_mut() {
         select.projection = vec![SelectItem::UnnamedExpr(aggregate)];
     }
@@ -367,12 +359,7 @@ fn regtype_text(expr: &SqlExpr) -> Option<SqlExpr> {
     {
         return None;
     }
-    let text = format!("format_type({operand}, NULL)");
-    Parser::new(&PostgreSqlDialect {})
-        .try_with_sql(&text)
-        .ok()?
-        .parse_expr()
-        .ok()
+    parse_expr(&format!("format_type({operand}, NULL)"))
 }
 
 /// A subquery over pg_catalog that refers to a table of the enclosing query.
@@ -426,9 +413,14 @@ fn is_correlated_catalog_query(query: &Query) -> bool {
 }
 
 fn json_call(inner: &SqlExpr) -> Option<SqlExpr> {
-    let text = format!("{JSON_FUNCTION}({inner})");
+    parse_expr(&format!("{JSON_FUNCTION}({inner})"))
+}
+
+/// `text` parsed as a PostgreSQL expression (the rewrites build their
+/// replacements as SQL text).
+fn parse_expr(text: &str) -> Option<SqlExpr> {
     Parser::new(&PostgreSqlDialect {})
-        .try_with_sql(&text)
+        .try_with_sql(text)
         .ok()?
         .parse_expr()
         .ok()

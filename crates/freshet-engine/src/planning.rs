@@ -339,6 +339,21 @@ pub(crate) fn reads_system_catalog(statement: &Statement) -> bool {
     found.is_break()
 }
 
+/// Runs a logical plan in the session and collects its batches.
+pub(crate) async fn collect_plan(
+    session: &crate::session::Session,
+    plan: LogicalPlan,
+) -> Result<Vec<datafusion::arrow::record_batch::RecordBatch>, EngineError> {
+    session
+        .ctx
+        .execute_logical_plan(plan)
+        .await
+        .map_err(map_df_error)?
+        .collect()
+        .await
+        .map_err(map_df_error)
+}
+
 /// Maps a DataFusion error to a SQLSTATE-carrying engine error. The one place
 /// DataFusion failures get their SQLSTATE, whether they surface while planning
 /// in the engine or while the wire layer drains a result stream.

@@ -8,41 +8,8 @@
 
 mod common;
 
-use common::{workspace_root, ServerOptions, TestServer};
-use tokio_postgres::{Client, SimpleQueryMessage};
-
-async fn rows(client: &Client, sql: &str) -> Vec<Vec<String>> {
-    let messages = client.simple_query(sql).await.unwrap_or_else(|e| {
-        panic!(
-            "`{sql}` failed: {}",
-            e.as_db_error()
-                .map(|d| d.message().to_string())
-                .unwrap_or_else(|| e.to_string())
-        )
-    });
-    messages
-        .into_iter()
-        .filter_map(|m| match m {
-            SimpleQueryMessage::Row(r) => Some(
-                (0..r.len())
-                    .map(|i| r.get(i).unwrap_or("NULL").to_string())
-                    .collect(),
-            ),
-            _ => None,
-        })
-        .collect()
-}
-
-async fn exec(client: &Client, sql: &str) {
-    if let Err(e) = client.batch_execute(sql).await {
-        panic!(
-            "`{sql}` failed: {}",
-            e.as_db_error()
-                .map(|d| d.message().to_string())
-                .unwrap_or_else(|| e.to_string())
-        );
-    }
-}
+use common::{exec_ok as exec, text_rows as rows, workspace_root, ServerOptions, TestServer};
+use tokio_postgres::Client;
 
 async fn count(client: &Client, sql: &str) -> u64 {
     rows(client, sql).await[0][0].parse().expect("a count")

@@ -6,32 +6,8 @@
 
 mod common;
 
-use common::TestServer;
-use tokio_postgres::{Client, SimpleQueryMessage};
-
-async fn rows(client: &Client, sql: &str) -> Vec<Vec<String>> {
-    let messages = client
-        .simple_query(sql)
-        .await
-        .unwrap_or_else(|e| panic!("`{sql}` failed: {e:?}"));
-    messages
-        .into_iter()
-        .filter_map(|m| match m {
-            SimpleQueryMessage::Row(r) => Some(
-                (0..r.len())
-                    .map(|i| r.get(i).unwrap_or("NULL").to_string())
-                    .collect(),
-            ),
-            _ => None,
-        })
-        .collect()
-}
-
-async fn exec(client: &Client, sql: &str) {
-    if let Err(e) = client.batch_execute(sql).await {
-        panic!("`{sql}` failed: {e:?}");
-    }
-}
+use common::{exec_ok as exec, text_rows as rows, TestServer};
+use tokio_postgres::Client;
 
 /// (action, source rows read) of the table's last successful refresh.
 async fn last_refresh(client: &Client, table: &str) -> (String, u64) {

@@ -10,16 +10,13 @@ import datetime
 import decimal
 import os
 import sys
-import traceback
 from urllib.parse import urlparse
+
+from checks import check, run
 
 URI = os.environ["FRESHET_URI"]
 PARTS = urlparse(URI)
 
-
-def check(cond, what):
-    if not cond:
-        raise AssertionError(what)
 
 
 def test_psycopg2():
@@ -58,7 +55,7 @@ def test_psycopg2():
 def test_asyncpg():
     import asyncpg
 
-    async def run():
+    async def session():
         conn = await asyncpg.connect(
             host=PARTS.hostname, port=PARTS.port, user=PARTS.username, database=PARTS.path.lstrip("/")
         )
@@ -76,7 +73,7 @@ def test_asyncpg():
         finally:
             await conn.close()
 
-    asyncio.run(run())
+    asyncio.run(session())
 
 
 def test_sqlalchemy_pandas():
@@ -98,23 +95,5 @@ def test_sqlalchemy_pandas():
         engine.dispose()
 
 
-def main():
-    tests = [(name, fn) for name, fn in globals().items() if name.startswith("test_") and callable(fn)]
-    failures = []
-    for name, fn in tests:
-        try:
-            fn()
-            print(f"drivers {name} ... ok")
-        except Exception:  # noqa: BLE001 - report every failure
-            print(f"drivers {name} ... FAILED")
-            failures.append((name, traceback.format_exc()))
-    for name, tb in failures:
-        print(f"\n==== {name} ====\n{tb}")
-    print(f"python drivers: {len(tests) - len(failures)} passed, {len(failures)} failed")
-    if not failures:
-        print("python drivers: all checks passed")
-    return 1 if failures else 0
-
-
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(run("python drivers", globals()))

@@ -9,19 +9,16 @@ import datetime
 import decimal
 import os
 import sys
-import traceback
 
 import psycopg
 from psycopg import errors, pq
 from psycopg.types.json import Json
 
+from checks import check, run
+
 URI = os.environ["FRESHET_URI"]
 TS = pq.TransactionStatus
 
-
-def check(cond, what):
-    if not cond:
-        raise AssertionError(what)
 
 
 def connect(autocommit=True):
@@ -195,23 +192,5 @@ def test_type_info_lookup():
         check(TypeInfo.fetch(conn, "hstore") is None, "no hstore type")
 
 
-def main():
-    tests = [(name, fn) for name, fn in globals().items() if name.startswith("test_") and callable(fn)]
-    failures = []
-    for name, fn in tests:
-        try:
-            fn()
-            print(f"psycopg {name} ... ok")
-        except Exception:  # noqa: BLE001 - report every failure
-            print(f"psycopg {name} ... FAILED")
-            failures.append((name, traceback.format_exc()))
-    for name, tb in failures:
-        print(f"\n==== {name} ====\n{tb}")
-    print(f"psycopg client: {len(tests) - len(failures)} passed, {len(failures)} failed")
-    if not failures:
-        print("psycopg client: all checks passed")
-    return 1 if failures else 0
-
-
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(run("psycopg client", globals()))

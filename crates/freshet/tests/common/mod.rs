@@ -631,3 +631,37 @@ pub async fn copy_in(
     }
     sink.as_mut().finish().await
 }
+
+/// The rows `sql` returns over the simple protocol, as text (`NULL` for
+/// NULL); panics with the server's message if it fails.
+pub async fn text_rows(client: &tokio_postgres::Client, sql: &str) -> Vec<Vec<String>> {
+    let messages = client
+        .simple_query(sql)
+        .await
+        .unwrap_or_else(|e| panic!("`{sql}` failed: {}", server_message(&e)));
+    messages
+        .into_iter()
+        .filter_map(|m| match m {
+            tokio_postgres::SimpleQueryMessage::Row(r) => Some(
+                (0..r.len())
+                    .map(|i| r.get(i).unwrap_or("NULL").to_string())
+                    .collect(),
+            ),
+            _ => None,
+        })
+        .collect()
+}
+
+/// Runs `sql` (one or more statements); panics with the server's message if
+/// it fails.
+pub async fn exec_ok(client: &tokio_postgres::Client, sql: &str) {
+    if let Err(e) = client.batch_execute(sql).await {
+        panic!("`{sql}` failed: {}", server_message(&e));
+    }
+}
+
+fn server_message(e: &tokio_postgres::Error) -> String {
+    e.as_db_error()
+        .map(|d| d.message().to_string())
+        .unwrap_or_else(|| e.to_string())
+}
