@@ -295,8 +295,9 @@ fn array_subquery(expr: &SqlExpr, catalog: bool) -> Option<SqlExpr> {
     Some(SqlExpr::Subquery(Box::new(query)))
 }
 
-/// `to_regtype(name)` as `(SELECT oid FROM pg_catalog.pg_type WHERE typname
-/// = name)`: the type's oid, or NULL when there is none. psycopg 3 looks
+/// `to_regtype(name)` as `(SELECT oid FROM pg_catalog.pg_type WHERE name IN
+/// (typname, format_type(oid, NULL)))`: the type's oid for its internal
+/// (`int4`) or SQL (`integer`) name, or NULL when there is none. psycopg 3 looks
 /// types up with it (SQLAlchemy's psycopg dialect asks for `hstore` on
 /// connect).
 fn to_regtype_call(expr: &SqlExpr) -> Option<SqlExpr> {
@@ -315,13 +316,15 @@ fn to_regtype_call(expr: &SqlExpr) -> Option<SqlExpr> {
         return None;
     };
     let mut query = Parser::new(&PostgreSqlDialect {})
-        .try_with_sql("SELECT oid FROM pg_catalog.pg_type WHERE typname = NULL")
+        .try_with_sql(
+            "SELECT oid FROM pg_catalog.pg_type WHERE NULL IN (typname, format_type(oid, NULL))",
+        )
         .ok()?
         .parse_query()
         .ok()?;
     if let SetExpr::Select(select) = query.body.as_mut() {
-        if let Some(SqlExpr::BinaryOp { right, .. }) = select.selection.as_mut() {
-            **right = argument.clone();
+        if let Some(SqlExpr::InList { expr, .. }) = select.selection.as_mut() {
+            **expr = argument.clone();
         }
     }
     Some(SqlExpr::Subquery(query))
