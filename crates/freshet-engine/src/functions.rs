@@ -303,15 +303,16 @@ impl ScalarUDFImpl for ModelCall {
             .map(|a| a.clone().into_array(n))
             .collect::<DfResult<_>>()?;
         let batch_size = self.engine.config.inference_batch_size.max(1);
-        let output = compiled
-            .predict(&method, &inputs, batch_size)
+        let (output, scored) = compiled
+            .predict_counted(&method, &inputs, batch_size)
             .map_err(|e| {
                 ext(EngineError::new(
                     e.sqlstate(),
                     format!("model {model}: {e}"),
                 ))
             })?;
-        self.shared.work.add_model_rows(n);
+        // Rows with a NULL argument never reach the model: not counted.
+        self.shared.work.add_model_rows(scored);
         Ok(ColumnarValue::Array(output))
     }
 }

@@ -856,6 +856,7 @@ pub(crate) fn build_context(
         .with_catalog_list(catalogs)
         .with_default_features()
         .with_analyzer_rules(crate::type_resolution::analyzer_rules())
+        .with_optimizer_rules(optimizer_rules())
         .build();
     let ctx = SessionContext::new_with_state(state);
     *shared.state.write() = ctx.state_weak_ref();
@@ -894,6 +895,24 @@ pub(crate) fn build_context(
     crate::system_info::register(&ctx);
     crate::functions::register(&ctx, engine, shared);
     Ok(ctx)
+}
+
+/// DataFusion's optimizer rules that copy an expression into each of its
+/// uses: they push struct-field access (`p['label']`) down through the
+/// projection that defines `p`, so `p['label'], p['probabilities']` over
+/// `m!predict(…) AS p` (what the Python client's `model.run` writes) called
+/// the model twice and scored every row twice. Freshet's tables are not
+/// nested Parquet, so the field pruning they enable gains nothing here.
+const EXPRESSION_COPYING_RULES: [&str; 2] =
+    ["extract_leaf_expressions", "push_down_leaf_projections"];
+
+/// DataFusion's default optimizer rules without [`EXPRESSION_COPYING_RULES`].
+fn optimizer_rules() -> Vec<Arc<dyn datafusion::optimizer::OptimizerRule + Send + Sync>> {
+    datafusion::optimizer::Optimizer::new()
+        .rules
+        .into_iter()
+        .filter(|rule| !EXPRESSION_COPYING_RULES.contains(&rule.name()))
+        .collect()
 }
 
 /// A zero-argument function that always returns `value` (per session).

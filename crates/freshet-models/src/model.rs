@@ -113,6 +113,19 @@ impl CompiledModel {
         args: &[ArrayRef],
         batch_size: usize,
     ) -> Result<ArrayRef, ModelError> {
+        self.predict_counted(method, args, batch_size)
+            .map(|(output, _)| output)
+    }
+
+    /// [`predict`](Self::predict), also returning how many rows reached the
+    /// model (rows with a NULL argument do not): the work done, for callers
+    /// that report it.
+    pub fn predict_counted(
+        &self,
+        method: &str,
+        args: &[ArrayRef],
+        batch_size: usize,
+    ) -> Result<(ArrayRef, usize), ModelError> {
         let sig = &self.signature;
         let out_type = sig.output_type(method)?;
         if args.len() != sig.arity() {
@@ -137,7 +150,7 @@ impl CompiledModel {
         });
         let valid_rows = validity.as_ref().map(|v| n - v.null_count()).unwrap_or(n);
         if valid_rows == 0 {
-            return Ok(new_null_array(&out_type, n));
+            return Ok((new_null_array(&out_type, n), 0));
         }
         let compact: Vec<ArrayRef> = match &validity {
             Some(v) if v.null_count() > 0 => {
@@ -176,11 +189,11 @@ impl CompiledModel {
                 let nulls = validity.filter(|v| v.null_count() > 0);
                 let s = StructArray::try_new(sig.output_fields(), outputs, nulls)
                     .map_err(ModelError::internal)?;
-                Ok(Arc::new(s))
+                Ok((Arc::new(s), valid_rows))
             }
             _ => {
                 let ix = sig.proba_output.ok_or_else(|| sig.unknown_method(method))?;
-                Ok(outputs[ix].clone())
+                Ok((outputs[ix].clone(), valid_rows))
             }
         }
     }
