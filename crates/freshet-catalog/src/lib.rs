@@ -191,6 +191,31 @@ pub struct DynamicTableDef {
     /// as the contents; dropped with the dynamic table.
     #[serde(default)]
     pub state_table_id: Option<TableId>,
+    /// Join inputs kept materialized beside the contents (see
+    /// freshet-engine's `join_arrangement`): each holds one input's rows,
+    /// model outputs included, with the source row each came from. Written
+    /// in the same transaction as the contents; dropped with the dynamic
+    /// table.
+    #[serde(default)]
+    pub arrangements: Vec<Arrangement>,
+}
+
+/// Which input of a join.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum JoinSide {
+    /// The left input.
+    Left,
+    /// The right input.
+    Right,
+}
+
+/// A join input a dynamic table keeps materialized, and where.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Arrangement {
+    /// The input it holds.
+    pub side: JoinSide,
+    /// The hidden storage table holding it.
+    pub table_id: TableId,
 }
 
 /// A model version a dynamic table reads, resolved at CREATE time.

@@ -293,6 +293,10 @@ pub(crate) fn drop_relation(
         if let Some(state) = entry.dynamic().and_then(|d| d.state_table_id) {
             t.drop_table(state).map_err(EngineError::from)?;
         }
+        for arrangement in entry.dynamic().map_or(&[][..], |d| &d.arrangements) {
+            t.drop_table(arrangement.table_id)
+                .map_err(EngineError::from)?;
+        }
         t.delete_meta(&catalog::relation_key(&entry.qualified()));
         Ok(())
     })

@@ -42,7 +42,7 @@ use datafusion::logical_expr::{Aggregate, Expr, ExprSchemable, LogicalPlan, Logi
 
 use freshet_storage::{RowId, TableId};
 
-use crate::planning::map_df_error;
+use crate::planning::{map_arrow_error, map_df_error};
 use crate::session::Session;
 use crate::EngineError;
 
@@ -251,6 +251,10 @@ impl DeltaAggregate {
             .with_txn(|t| t.scan(state_table, None, true))
             .map_err(map_df_error)?
             .map_err(EngineError::from)?;
+        session
+            .shared
+            .work
+            .add_state_rows(stored.iter().map(RecordBatch::num_rows).sum());
         let mut replaced = Vec::new();
         for batch in &stored {
             let hashes = hash_column(batch, width - 1)?;
@@ -268,8 +272,9 @@ impl DeltaAggregate {
                 .iter()
                 .map(|c| datafusion::arrow::compute::take(c, &indices, None))
                 .collect::<Result<Vec<_>, _>>()
-                .map_err(arrow_err)?;
-            let old = RecordBatch::try_new(state_schema.clone(), columns).map_err(arrow_err)?;
+                .map_err(map_arrow_error)?;
+            let old =
+                RecordBatch::try_new(state_schema.clone(), columns).map_err(map_arrow_error)?;
             add(&old, false)?;
         }
         for batch in inserted {
@@ -343,7 +348,7 @@ impl DeltaAggregate {
                 })
                 .collect::<DfResult<Vec<ArrayRef>>>()
                 .map_err(map_df_error)?;
-            RecordBatch::try_new(schema, arrays).map_err(arrow_err)
+            RecordBatch::try_new(schema, arrays).map_err(map_arrow_error)
         };
         let new_state = to_batch(state_schema.clone(), state_rows)?;
         crate::ddl::txn_mut(session, |t| {
@@ -401,10 +406,6 @@ fn hash_column(batch: &RecordBatch, index: usize) -> Result<&UInt64Array, Engine
         .get(index)
         .and_then(|c| c.as_any().downcast_ref::<UInt64Array>())
         .ok_or_else(|| EngineError::new("XX001", "aggregate state has the wrong shape"))
-}
-
-fn arrow_err(e: datafusion::arrow::error::ArrowError) -> EngineError {
-    EngineError::new("XX000", e.to_string())
 }
 
 fn overflow(e: DataFusionError) -> EngineError {

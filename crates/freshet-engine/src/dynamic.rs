@@ -116,8 +116,8 @@ use datafusion::sql::sqlparser::parser::Parser;
 use serde::{Deserialize, Serialize};
 
 use freshet_catalog::{
-    self as catalog, ColumnInfo, DynamicTableDef, MetaRead, ModelEntry, ModelUse, QualifiedName,
-    RelationEntry, RelationKind,
+    self as catalog, Arrangement, ColumnInfo, DynamicTableDef, JoinSide, MetaRead, ModelEntry,
+    ModelUse, QualifiedName, RelationEntry, RelationKind,
 };
 use freshet_sql::{
     AlterDynamicTableAction, CreateDynamicTable, FreshetStatement, Initialize, RefreshMode,
@@ -130,8 +130,9 @@ use crate::ddl::{now_micros, txn_mut};
 use crate::delta_aggregate::DeltaAggregate;
 use crate::dml::InsertTarget;
 use crate::engine::Engine;
+use crate::join_arrangement;
 use crate::names::{find_relation, ident, parts, require_schema, resolve_name, resolve_parts};
-use crate::planning::{collect_plan, map_df_error, plan_statement};
+use crate::planning::{collect_plan, map_arrow_error, map_df_error, plan_statement};
 use crate::provider::SessionShared;
 use crate::session::Session;
 use crate::{batch_output, EngineError, QueryOutput, TransactionStatus};
@@ -199,6 +200,10 @@ pub struct RefreshStatistics {
     /// row passing through two model calls counts twice; 0 when the query
     /// calls none).
     pub num_model_rows_scored: u64,
+    /// Rows of the dynamic table's own maintenance state the refresh read
+    /// (per-group aggregates, join arrangements), counted where they are read.
+    #[serde(default)]
+    pub num_state_rows_read: u64,
 }
 
 /// One entry of a dynamic table's refresh history.
@@ -233,10 +238,6 @@ pub struct RefreshRecord {
 
 fn catalog_err(e: catalog::CatalogError) -> EngineError {
     EngineError::new(e.sqlstate(), e.to_string())
-}
-
-fn arrow_err(e: datafusion::arrow::error::ArrowError) -> EngineError {
-    EngineError::new("XX000", e.to_string())
 }
 
 // ---------------------------------------------------------------------------
@@ -282,6 +283,7 @@ const HISTORY_COLUMNS: &[(&str, ColumnKind)] = &[
     ("deleted_rows", ColumnKind::Int),
     ("source_rows_read", ColumnKind::Int),
     ("model_rows_scored", ColumnKind::Int),
+    ("state_rows_read", ColumnKind::Int),
 ];
 
 const GRAPH_COLUMNS: &[(&str, ColumnKind)] = &[
@@ -394,7 +396,7 @@ fn typed_batch(
         };
         arrays.push(array);
     }
-    RecordBatch::try_new(schema, arrays).map_err(arrow_err)
+    RecordBatch::try_new(schema, arrays).map_err(map_arrow_error)
 }
 
 /// Row descriptions of the dynamic-table statements that return rows.
@@ -1442,6 +1444,17 @@ fn with_key_lineage(node: LogicalPlan, keys: Vec<DfExpr>) -> DfResult<LogicalPla
 /// partitions whose key hash is in `only` (everything when `None`), with the
 /// key hash as an extra last column (the lineage).
 fn keyed_plan(plan: &LogicalPlan, only: &Option<Arc<HashSet<u64>>>) -> DfResult<LogicalPlan> {
+    keyed_plan_over(plan, only, &[None, None])
+}
+
+/// [`keyed_plan`] with a join's inputs replaced by `inputs` (left, right)
+/// where given: plans with the same schema as the input they replace, such
+/// as a join arrangement (see [`crate::join_arrangement`]).
+fn keyed_plan_over(
+    plan: &LogicalPlan,
+    only: &Option<Arc<HashSet<u64>>>,
+    inputs: &[Option<LogicalPlan>; 2],
+) -> DfResult<LogicalPlan> {
     keyed_plan_with(plan, &|node| match node {
         LogicalPlan::Aggregate(a) => {
             let input = restrict(a.input.clone(), a.group_expr.clone(), only)?;
@@ -1463,8 +1476,10 @@ fn keyed_plan(plan: &LogicalPlan, only: &Option<Arc<HashSet<u64>>>) -> DfResult<
         LogicalPlan::Join(j) => {
             let (left_keys, right_keys): (Vec<DfExpr>, Vec<DfExpr>) =
                 join_keys(j)?.into_iter().unzip();
-            let left = restrict(j.left.clone(), left_keys.clone(), only)?;
-            let right = restrict(j.right.clone(), right_keys, only)?;
+            let [left, right] = [(&j.left, &inputs[0]), (&j.right, &inputs[1])]
+                .map(|(input, given)| given.clone().map_or_else(|| input.clone(), Arc::new));
+            let left = restrict(left, left_keys.clone(), only)?;
+            let right = restrict(right, right_keys, only)?;
             let node = node.with_new_exprs(node.expressions(), vec![left, right])?;
             with_key_lineage(node, left_keys)
         }
@@ -1581,7 +1596,7 @@ async fn rebuild_state(
         let table = t.create_table(schema.clone()).map_err(EngineError::from)?;
         for batch in batches.into_iter().filter(|b| b.num_rows() > 0) {
             let batch = RecordBatch::try_new(schema.clone(), batch.columns().to_vec())
-                .map_err(arrow_err)?;
+                .map_err(map_arrow_error)?;
             t.insert(table, batch).map_err(EngineError::from)?;
         }
         Ok(table)
@@ -1660,17 +1675,177 @@ async fn affected_keys(
     let mut keys = HashSet::new();
     for (input, key_exprs) in key_inputs(key_node(plan))? {
         let replaced = replace_scans((*input).clone(), changed, default).map_err(map_df_error)?;
-        let hashes = LogicalPlan::Projection(
-            Projection::try_new(
-                vec![key_hash_expr(key_exprs).alias("key_hash")],
-                Arc::new(replaced),
-            )
-            .map_err(map_df_error)?,
-        );
-        let batches = collect_plan(session, hashes).await?;
-        keys.extend(row_ids_of(&batches));
+        keys.extend(key_hashes_of(session, replaced, key_exprs).await?);
     }
     Ok(keys)
+}
+
+/// The key hashes of `input`'s rows, the key being `key_exprs` over it.
+async fn key_hashes_of(
+    session: &Session,
+    input: LogicalPlan,
+    key_exprs: Vec<DfExpr>,
+) -> Result<Vec<u64>, EngineError> {
+    let hashes = LogicalPlan::Projection(
+        Projection::try_new(
+            vec![key_hash_expr(key_exprs).alias("key_hash")],
+            Arc::new(input),
+        )
+        .map_err(map_df_error)?,
+    );
+    let batches = collect_plan(session, hashes).await?;
+    Ok(row_ids_of(&batches).collect())
+}
+
+/// Which join inputs `plan` keeps arranged (see [`crate::join_arrangement`]):
+/// those of its join that call a model; none for other plans.
+fn sides_to_arrange(plan: &LogicalPlan, strategy: Strategy) -> Vec<JoinSide> {
+    match strategy {
+        Strategy::Keyed(KeyKind::Join) => join_arrangement::sides_to_arrange(key_node(plan)),
+        _ => Vec::new(),
+    }
+}
+
+/// Whether `stored` holds an up-to-date arrangement for each of `sides`.
+fn arrangements_ready(
+    session: &Session,
+    plan: &LogicalPlan,
+    sides: &[JoinSide],
+    stored: &[Arrangement],
+) -> bool {
+    let LogicalPlan::Join(join) = key_node(plan) else {
+        return false;
+    };
+    sides.len() == stored.len()
+        && sides.iter().zip(stored).all(|(side, arrangement)| {
+            arrangement.side == *side
+                && join_arrangement::matches(
+                    session,
+                    join_arrangement::side_input(join, *side),
+                    arrangement.table_id,
+                )
+        })
+}
+
+/// The join node of a keyed join plan.
+fn join_of(plan: &LogicalPlan) -> Result<&datafusion::logical_expr::Join, EngineError> {
+    match key_node(plan) {
+        LogicalPlan::Join(join) => Ok(join),
+        _ => Err(EngineError::new(
+            "XX000",
+            "join arrangement on a dynamic table whose query has no join",
+        )),
+    }
+}
+
+/// Maintains a join with arranged inputs (see [`crate::join_arrangement`])
+/// from the change set: updates the arrangements (scoring only `inserted`)
+/// and returns the changed join keys and the contents rows (lineage last)
+/// for those keys, computed with the arrangements standing in for their
+/// inputs.
+async fn refresh_arranged_join(
+    session: &Session,
+    plan: &LogicalPlan,
+    default: &QualifiedName,
+    arrangements: &[Arrangement],
+    changed: &HashMap<QualifiedName, Arc<MemTable>>,
+    inserted: &[(&SourceInput, Vec<RecordBatch>)],
+    deleted_ids: &HashSet<u64>,
+) -> Result<(HashSet<u64>, Vec<RecordBatch>), EngineError> {
+    let join = join_of(plan)?;
+    let (left_keys, right_keys): (Vec<DfExpr>, Vec<DfExpr>) =
+        join_keys(join).map_err(map_df_error)?.into_iter().unzip();
+    let any_inserted = inserted.iter().any(|(_, rows)| !rows.is_empty());
+    let mut keys = HashSet::new();
+    let mut inputs: [Option<LogicalPlan>; 2] = [None, None];
+    for (slot, side, side_keys) in [
+        (0, JoinSide::Left, left_keys),
+        (1, JoinSide::Right, right_keys),
+    ] {
+        let input = join_arrangement::side_input(join, side);
+        let changed_rows = match arrangements.iter().find(|a| a.side == side) {
+            Some(arrangement) => {
+                let split = join_arrangement::read_and_remove(
+                    session,
+                    input,
+                    arrangement.table_id,
+                    deleted_ids,
+                )?;
+                let added = if any_inserted {
+                    let rows =
+                        evaluate_with_lineage(session, input, default, inserted.to_vec()).await?;
+                    join_arrangement::to_storage(input, rows)?
+                } else {
+                    Vec::new()
+                };
+                join_arrangement::insert(session, arrangement.table_id, added.clone())?;
+                let mut now = split.kept;
+                now.extend(added.iter().cloned());
+                inputs[slot] =
+                    Some(join_arrangement::input_from_rows(input, now).map_err(map_df_error)?);
+                let mut touched = split.removed;
+                touched.extend(added);
+                join_arrangement::input_from_rows(input, touched).map_err(map_df_error)?
+            }
+            None => replace_scans((**input).clone(), changed, default).map_err(map_df_error)?,
+        };
+        keys.extend(key_hashes_of(session, changed_rows, side_keys).await?);
+    }
+    if keys.is_empty() {
+        return Ok((keys, Vec::new()));
+    }
+    let only = Some(Arc::new(keys.clone()));
+    let plan = keyed_plan_over(plan, &only, &inputs).map_err(map_df_error)?;
+    Ok((keys, collect_plan(session, plan).await?))
+}
+
+/// Rebuilds the arrangements of `sides` from the sources' current rows,
+/// dropping `old`; returns them and the join's inputs as they hold them.
+/// Counts the source rows it reads into `stats`.
+async fn rebuild_arrangements(
+    session: &Session,
+    plan: &LogicalPlan,
+    default: &QualifiedName,
+    sources: &[SourceInput],
+    sides: &[JoinSide],
+    old: Vec<Arrangement>,
+    stats: &mut RefreshStatistics,
+) -> Result<(Vec<Arrangement>, [Option<LogicalPlan>; 2]), EngineError> {
+    for arrangement in old {
+        join_arrangement::drop(session, arrangement.table_id)?;
+    }
+    let join = join_of(plan)?;
+    let mut rows = Vec::new();
+    for source in sources {
+        let scanned = session
+            .shared
+            .with_txn(|t| t.scan(source.table_id, None, true))
+            .map_err(map_df_error)?
+            .map_err(EngineError::from)?;
+        let scanned = input_batches(scanned, &source.keep, &source.schema)?;
+        stats.num_source_rows_read += row_count(&scanned);
+        rows.push((source, scanned));
+    }
+    let mut arrangements = Vec::new();
+    let mut inputs: [Option<LogicalPlan>; 2] = [None, None];
+    for side in sides {
+        let input = join_arrangement::side_input(join, *side);
+        let table_id = join_arrangement::create(session, input)?;
+        let evaluated = evaluate_with_lineage(session, input, default, rows.clone()).await?;
+        let stored = join_arrangement::to_storage(input, evaluated)?;
+        join_arrangement::insert(session, table_id, stored.clone())?;
+        let slot = match side {
+            JoinSide::Left => 0,
+            JoinSide::Right => 1,
+        };
+        inputs[slot] =
+            Some(join_arrangement::input_from_rows(input, stored).map_err(map_df_error)?);
+        arrangements.push(Arrangement {
+            side: *side,
+            table_id,
+        });
+    }
+    Ok((arrangements, inputs))
 }
 
 /// Runs a keyed plan restricted to `only` and collects its rows (lineage last).
@@ -1878,6 +2053,7 @@ async fn create_dynamic_table(
         source_table_ids: Vec::new(),
         lineage_version: LINEAGE_VERSION,
         state_table_id: None,
+        arrangements: Vec::new(),
     };
     let target = crate::ddl::create_relation(
         session,
@@ -2308,7 +2484,7 @@ fn input_batches(
         .map(|b| {
             let mut columns: Vec<ArrayRef> = keep.iter().map(|i| b.column(*i).clone()).collect();
             columns.push(b.column(b.num_columns() - 1).clone());
-            RecordBatch::try_new(schema.clone(), columns).map_err(arrow_err)
+            RecordBatch::try_new(schema.clone(), columns).map_err(map_arrow_error)
         })
         .collect()
 }
@@ -2324,7 +2500,8 @@ fn visible_table(
     let batches = rows
         .into_iter()
         .map(|b| {
-            RecordBatch::try_new(schema.clone(), b.columns()[..width].to_vec()).map_err(arrow_err)
+            RecordBatch::try_new(schema.clone(), b.columns()[..width].to_vec())
+                .map_err(map_arrow_error)
         })
         .collect::<Result<Vec<_>, _>>()?;
     Ok(Arc::new(
@@ -2421,6 +2598,9 @@ async fn refresh_in_session(
             (Some(delta), Some(table)) => state_matches(session, delta, table),
             _ => false,
         };
+        // A join input that calls a model is kept arranged.
+        let arrange = sides_to_arrange(&plan, strategy);
+        let arranged = arrangements_ready(session, &plan, &arrange, &def.arrangements);
         // Incremental only from a retained snapshot of the same source
         // tables: a source replaced since (CREATE OR REPLACE TABLE) is
         // another storage table, whose change feed says nothing about the
@@ -2441,6 +2621,7 @@ async fn refresh_in_session(
                 && !replaced
                 && !old_lineage
                 && (delta.is_none() || state_ready)
+                && (arrange.is_empty() || arranged)
                 && *from >= session.engine.store.retention_floor()
         });
         def.source_table_ids = source_ids;
@@ -2505,6 +2686,23 @@ async fn refresh_in_session(
                     check_width(&name, &results, &contents_schema)?;
                     stats.num_inserted_rows =
                         crate::dml::write_batches(session, &target, &results)?;
+                } else if !arrange.is_empty() {
+                    action = "INCREMENTAL";
+                    let (keys, results) = refresh_arranged_join(
+                        session,
+                        &plan,
+                        &name,
+                        &def.arrangements,
+                        &changed,
+                        &inserted,
+                        &deleted_ids,
+                    )
+                    .await?;
+                    stats.num_deleted_rows =
+                        delete_by_lineage(session, contents_id, hidden, &keys)?;
+                    check_width(&name, &results, &contents_schema)?;
+                    stats.num_inserted_rows =
+                        crate::dml::write_batches(session, &target, &results)?;
                 } else {
                     action = "INCREMENTAL";
                     let keys = affected_keys(session, &plan, &name, &changed).await?;
@@ -2550,7 +2748,24 @@ async fn refresh_in_session(
                         inputs.push((source, rows));
                     }
                     evaluate_with_lineage(session, &plan, &name, inputs).await?
+                } else if !arrange.is_empty() {
+                    let (arrangements, inputs) = rebuild_arrangements(
+                        session,
+                        &plan,
+                        &name,
+                        &sources,
+                        &arrange,
+                        std::mem::take(&mut def.arrangements),
+                        &mut stats,
+                    )
+                    .await?;
+                    def.arrangements = arrangements;
+                    let plan = keyed_plan_over(&plan, &None, &inputs).map_err(map_df_error)?;
+                    collect_plan(session, plan).await?
                 } else {
+                    for old in std::mem::take(&mut def.arrangements) {
+                        join_arrangement::drop(session, old.table_id)?;
+                    }
                     evaluate_keyed(session, &plan, None).await?
                 };
                 check_width(&name, &results, &contents_schema)?;
@@ -2584,6 +2799,7 @@ async fn refresh_in_session(
     }
     let work = session.shared.work.since(work_before);
     stats.num_model_rows_scored = work.model_rows_scored;
+    stats.num_state_rows_read = work.state_rows_read;
     stats.num_source_rows_read += work.stored_rows_scanned;
 
     let snapshot_timestamp = session
@@ -3444,6 +3660,7 @@ fn history_rows(
                     Cell::Int(Some(r.statistics.num_deleted_rows as i64)),
                     Cell::Int(Some(r.statistics.num_source_rows_read as i64)),
                     Cell::Int(Some(r.statistics.num_model_rows_scored as i64)),
+                    Cell::Int(Some(r.statistics.num_state_rows_read as i64)),
                 ]
             },
         )

@@ -21,6 +21,7 @@ mod fast_insert;
 mod functions;
 mod info_schema;
 mod isolation;
+mod join_arrangement;
 mod keys;
 mod names;
 mod output;

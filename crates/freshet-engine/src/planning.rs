@@ -354,6 +354,12 @@ pub(crate) async fn collect_plan(
         .map_err(map_df_error)
 }
 
+/// Maps an Arrow error met while reshaping batches the engine built itself
+/// (an internal error: the shapes are the engine's own, not the user's).
+pub(crate) fn map_arrow_error(error: datafusion::arrow::error::ArrowError) -> EngineError {
+    EngineError::new("XX000", error.to_string())
+}
+
 /// Maps a DataFusion error to a SQLSTATE-carrying engine error. The one place
 /// DataFusion failures get their SQLSTATE, whether they surface while planning
 /// in the engine or while the wire layer drains a result stream.

@@ -15,6 +15,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 pub(crate) struct WorkCounters {
     model_rows_scored: AtomicU64,
     stored_rows_scanned: AtomicU64,
+    state_rows_read: AtomicU64,
 }
 
 /// The totals at one moment, or the difference between two moments.
@@ -24,6 +25,9 @@ pub(crate) struct WorkDone {
     pub(crate) model_rows_scored: u64,
     /// Rows read by scans of stored tables and dynamic tables.
     pub(crate) stored_rows_scanned: u64,
+    /// Rows of a dynamic table's maintenance state (per-group aggregates,
+    /// join arrangements) read by its refreshes.
+    pub(crate) state_rows_read: u64,
 }
 
 impl WorkCounters {
@@ -39,11 +43,18 @@ impl WorkCounters {
             .fetch_add(rows as u64, Ordering::Relaxed);
     }
 
+    /// Counts `rows` rows of maintenance state read by a refresh.
+    pub(crate) fn add_state_rows(&self, rows: usize) {
+        self.state_rows_read
+            .fetch_add(rows as u64, Ordering::Relaxed);
+    }
+
     /// The totals now.
     pub(crate) fn now(&self) -> WorkDone {
         WorkDone {
             model_rows_scored: self.model_rows_scored.load(Ordering::Relaxed),
             stored_rows_scanned: self.stored_rows_scanned.load(Ordering::Relaxed),
+            state_rows_read: self.state_rows_read.load(Ordering::Relaxed),
         }
     }
 
@@ -57,6 +68,7 @@ impl WorkCounters {
             stored_rows_scanned: now
                 .stored_rows_scanned
                 .saturating_sub(earlier.stored_rows_scanned),
+            state_rows_read: now.state_rows_read.saturating_sub(earlier.state_rows_read),
         }
     }
 }
@@ -74,11 +86,13 @@ mod tests {
         counters.add_model_rows(2);
         counters.add_model_rows(5);
         counters.add_scanned_rows(1);
+        counters.add_state_rows(4);
         assert_eq!(
             counters.since(mark),
             WorkDone {
                 model_rows_scored: 7,
-                stored_rows_scanned: 1
+                stored_rows_scanned: 1,
+                state_rows_read: 4,
             }
         );
     }
