@@ -15,6 +15,14 @@
 //! accepts as the 3rd), 22008 for a well-formed date that does not exist
 //! (`'2024-02-30'`). Other spellings go to Arrow's parser, as before.
 //!
+//! Postgres' other input spellings (DateStyle `ISO, MDY`) are rewritten to
+//! that form first ([`other_spelling`]): `12/25/2024`, `Dec 25 2024`,
+//! `December 25, 2024` and `25 Dec 2024`, each optionally followed by a time
+//! of day, and the special values `epoch`, `now`, `today`, `tomorrow` and
+//! `yesterday` (read in UTC, the server's only time zone, when the text is
+//! read). `infinity` and `-infinity` have no Arrow representation and are
+//! refused (0A000) rather than read as some finite value.
+//!
 //! INSERT (`dml::conform`) and COPY read text for date and timestamp
 //! columns through the same functions ([`parse_text_array`]), so a value
 //! means the same whichever way it arrives.
@@ -167,12 +175,21 @@ fn timestamps(text: &StringArray, zoned: bool) -> Result<ArrayRef, EngineError> 
     for value in text.iter() {
         match value {
             None => out.append_null(),
-            Some(s) => match parse_timestamp(s, zoned) {
-                Some(micros) => out.append_value(micros),
-                None => out.append_value(
-                    arrow_timestamp(s, zoned).map_err(crate::planning::map_df_error)?,
-                ),
-            },
+            Some(s) => {
+                let type_name = if zoned {
+                    "timestamp with time zone"
+                } else {
+                    "timestamp"
+                };
+                let iso = other_spelling(s.trim(), type_name)?;
+                let text = iso.as_deref().unwrap_or(s);
+                match parse_timestamp(text, zoned) {
+                    Some(micros) => out.append_value(micros),
+                    None => out.append_value(
+                        arrow_timestamp(text, zoned).map_err(crate::planning::map_df_error)?,
+                    ),
+                }
+            }
         }
     }
     Ok(Arc::new(out.finish()))
@@ -215,6 +232,15 @@ pub fn parse_date_text(text: &str) -> Result<i32, EngineError> {
         )
     };
     let trimmed = text.trim();
+    if let Some(iso) = other_spelling(trimmed, "date")? {
+        return parse_date_text(&iso).map_err(|e| match e.sqlstate() {
+            "22008" => EngineError::new(
+                "22008",
+                format!("date/time field value out of range: \"{text}\""),
+            ),
+            _ => invalid(),
+        });
+    }
     let date_len = trimmed.find([' ', 'T', 't']).unwrap_or(trimmed.len());
     let (date, rest) = trimmed.split_at(date_len);
     let digits = |s: &str| !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit());
@@ -245,6 +271,107 @@ pub fn parse_date_text(text: &str) -> Result<i32, EngineError> {
     // NaiveDate's default is 1970-01-01.
     i32::try_from(date.signed_duration_since(NaiveDate::default()).num_days())
         .map_err(|_| invalid())
+}
+
+/// `text` (trimmed) in the `YYYY-MM-DD[ time]` form when it is one of
+/// Postgres' other spellings of a date or timestamp (see the module docs),
+/// `None` when it is not; an error for the infinities, which cannot be held.
+fn other_spelling(text: &str, type_name: &str) -> Result<Option<String>, EngineError> {
+    let lower = text.to_ascii_lowercase();
+    let now = chrono::Utc::now().naive_utc();
+    let day = |offset: i64| {
+        (now.date() + chrono::Duration::days(offset))
+            .format("%Y-%m-%d")
+            .to_string()
+    };
+    match lower.as_str() {
+        "epoch" => return Ok(Some("1970-01-01".to_string())),
+        "now" => return Ok(Some(now.format("%Y-%m-%d %H:%M:%S%.6f").to_string())),
+        "today" => return Ok(Some(day(0))),
+        "tomorrow" => return Ok(Some(day(1))),
+        "yesterday" => return Ok(Some(day(-1))),
+        "infinity" | "+infinity" | "-infinity" => {
+            return Err(EngineError::new(
+                "0A000",
+                format!("infinite values of type {type_name} are not supported: \"{text}\""),
+            ))
+        }
+        _ => {}
+    }
+    let tokens: Vec<&str> = text
+        .split(|c: char| c.is_whitespace() || c == ',')
+        .filter(|t| !t.is_empty())
+        .collect();
+    let month = |t: &str| -> Option<u32> {
+        const NAMES: [&str; 12] = [
+            "jan", "feb", "mar", "apr", "may", "jun", "jul", "aug", "sep", "oct", "nov", "dec",
+        ];
+        let t = t.trim_end_matches('.').to_ascii_lowercase();
+        const FULL: [&str; 12] = [
+            "january",
+            "february",
+            "march",
+            "april",
+            "may",
+            "june",
+            "july",
+            "august",
+            "september",
+            "october",
+            "november",
+            "december",
+        ];
+        let i = NAMES
+            .iter()
+            .position(|n| *n == t)
+            .or_else(|| FULL.iter().position(|n| *n == t))
+            .or_else(|| (t == "sept").then_some(8))?;
+        Some(i as u32 + 1)
+    };
+    let number = |t: &str| -> Option<u32> {
+        (!t.is_empty() && t.len() <= 4 && t.bytes().all(|b| b.is_ascii_digit()))
+            .then(|| t.parse().ok())
+            .flatten()
+    };
+    let (year, month, day, used) = match tokens.as_slice() {
+        // MM/DD/YYYY (DateStyle MDY)
+        [first, ..] if first.matches('/').count() == 2 => {
+            let mut parts = first.split('/');
+            let (Some(m), Some(d), Some(y)) = (parts.next(), parts.next(), parts.next()) else {
+                return Ok(None);
+            };
+            match (number(m), number(d), number(y)) {
+                (Some(m), Some(d), Some(y)) if y.to_string().len() >= 3 || y > 99 => (y, m, d, 1),
+                _ => return Ok(None),
+            }
+        }
+        // Mon DD YYYY, Month DD, YYYY
+        [m, d, y, ..] if month(m).is_some() && number(d).is_some() && number(y).is_some() => (
+            number(y).unwrap_or(0),
+            month(m).unwrap_or(0),
+            number(d).unwrap_or(0),
+            3,
+        ),
+        // DD Mon YYYY
+        [d, m, y, ..] if month(m).is_some() && number(d).is_some() && number(y).is_some() => (
+            number(y).unwrap_or(0),
+            month(m).unwrap_or(0),
+            number(d).unwrap_or(0),
+            3,
+        ),
+        _ => return Ok(None),
+    };
+    if year < 100 {
+        // Two-digit years are not read: Postgres' century guessing is not
+        // worth a silently different date.
+        return Ok(None);
+    }
+    let rest = tokens[used..].join(" ");
+    Ok(Some(if rest.is_empty() {
+        format!("{year:04}-{month:02}-{day:02}")
+    } else {
+        format!("{year:04}-{month:02}-{day:02} {rest}")
+    }))
 }
 
 /// Arrow's reading of date text this module does not recognize.
@@ -404,6 +531,32 @@ mod tests {
             None
         );
         assert_eq!(parse_timestamp("2024-13-25 10:30", false), None);
+    }
+
+    #[test]
+    fn other_spellings_of_dates_and_timestamps() {
+        let days = |s: &str| parse_date_text(s).map_err(|e| e.sqlstate().to_string());
+        let christmas = days("2024-12-25");
+        for text in [
+            "12/25/2024",
+            "Dec 25 2024",
+            "December 25, 2024",
+            "25 Dec 2024",
+            "dec 25 2024 10:30",
+        ] {
+            assert_eq!(days(text), christmas, "{text}");
+        }
+        assert_eq!(days("epoch"), Ok(0));
+        assert_eq!(days("13/25/2024"), Err("22008".into()));
+        assert_eq!(days("infinity"), Err("0A000".into()));
+        assert_eq!(days("Dec 25"), Err("22007".into()));
+        assert_eq!(
+            other_spelling("12/25/2024 10:30:00", "timestamp")
+                .ok()
+                .flatten(),
+            Some("2024-12-25 10:30:00".to_string())
+        );
+        assert_eq!(other_spelling("2024-12-25", "date").ok().flatten(), None);
     }
 
     #[test]

@@ -412,6 +412,12 @@ pub fn map_df_error(error: DataFusionError) -> EngineError {
             }
         },
         DataFusionError::SQL(e, _) => EngineError::new("42601", e.to_string()),
+        ref e if e.to_string().contains("null_aware anti join") => EngineError::new(
+            "0A000",
+            "this NOT IN (subquery) is not supported: Freshet runs a correlated NOT IN only when \
+             it compares one column; NOT EXISTS (… WHERE inner.col = outer.col) expresses the \
+             same test where neither side is NULL",
+        ),
         DataFusionError::NotImplemented(msg) if is_undecorrelated_subquery(&msg) => {
             EngineError::new("0A000", UNSUPPORTED_SUBQUERY)
         }
