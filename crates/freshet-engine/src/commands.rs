@@ -196,7 +196,19 @@ pub(crate) async fn run_query(
             command: RowsCommand::Select,
         });
     }
-    // Output names Postgres allows to repeat (see `plan_query`).
+    // Output names Postgres allows to repeat (see `plan_query`). The
+    // renamed schema wraps the batches as they come; the wire carries no
+    // nullability, so it claims none (an analyzed NOT NULL need not hold of
+    // a catalog subquery Freshet answers with NULL).
+    let schema: SchemaRef =
+        std::sync::Arc::new(datafusion::arrow::datatypes::Schema::new_with_metadata(
+            schema
+                .fields()
+                .iter()
+                .map(|f| f.as_ref().clone().with_nullable(true))
+                .collect::<Vec<_>>(),
+            schema.metadata().clone(),
+        ));
     let renamed = schema.clone();
     let stream = futures::StreamExt::map(stream, move |batch| {
         batch.and_then(|batch| {

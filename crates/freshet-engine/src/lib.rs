@@ -25,6 +25,7 @@ mod join_arrangement;
 mod keys;
 mod names;
 mod output;
+mod output_names;
 mod overflow;
 mod pg_compat;
 mod pg_types;

@@ -50,6 +50,27 @@ pub(crate) async fn plan_query(
     if !matches!(statement, Statement::Query(_)) {
         return plan_statement(state, statement).await;
     }
+    // Unnamed expressions are named as PostgreSQL names them. The names are
+    // a courtesy to clients, never a new error: a query they cannot be
+    // given to (DISTINCT with ORDER BY over an expression, say) is planned
+    // as written.
+    let mut named = statement.clone();
+    if let Statement::Query(query) = &mut named {
+        if name_select_items(query.body.as_mut()) {
+            if let Ok(plan) = plan_repeating_names(state, named).await {
+                return Ok(plan);
+            }
+        }
+    }
+    plan_repeating_names(state, statement).await
+}
+
+/// [`plan_query`]'s planning of a query whose select list may repeat an
+/// output name.
+async fn plan_repeating_names(
+    state: &SessionState,
+    statement: Statement,
+) -> Result<LogicalPlan, EngineError> {
     match plan_statement(state, statement.clone()).await {
         Err(error) if is_duplicate_name_error(&error) => {
             let mut statement = statement;
@@ -73,6 +94,36 @@ fn is_duplicate_name_error(error: &EngineError) -> bool {
         || message.contains("Ambiguous reference")
 }
 
+/// Gives the unnamed expression items of the query's outermost SELECT (the
+/// first one of a set operation, whose names the result takes) an internal
+/// unique alias recording the name PostgreSQL gives them (see
+/// [`crate::output_names`]). Returns whether it named any.
+fn name_select_items(body: &mut SetExpr) -> bool {
+    use datafusion::sql::sqlparser::ast::{Ident, SelectItem};
+    match body {
+        SetExpr::Select(select) => {
+            let mut named = false;
+            for (i, item) in select.projection.iter_mut().enumerate() {
+                let SelectItem::UnnamedExpr(expr) = item else {
+                    continue;
+                };
+                let Some(name) = crate::output_names::figure_name(expr) else {
+                    continue;
+                };
+                *item = SelectItem::ExprWithAlias {
+                    expr: expr.clone(),
+                    alias: Ident::with_quote('"', format!("{name}{OUTPUT_NAME_MARK}{i}")),
+                };
+                named = true;
+            }
+            named
+        }
+        SetExpr::SetOperation { left, .. } => name_select_items(left),
+        SetExpr::Query(query) => name_select_items(query.body.as_mut()),
+        _ => false,
+    }
+}
+
 /// Gives every select item of the query's outermost SELECT(s) an internal
 /// unique alias that records the client-visible name.
 fn alias_select_items(body: &mut SetExpr) {
@@ -91,6 +142,13 @@ fn alias_select_items(body: &mut SetExpr) {
                                 _ => String::new(),
                             };
                             (expr, shown)
+                        }
+                        SelectItem::ExprWithAlias { expr, alias }
+                            if alias.value.contains(OUTPUT_NAME_MARK) =>
+                        {
+                            // Already named by `name_select_items`.
+                            *item = SelectItem::ExprWithAlias { expr, alias };
+                            continue;
                         }
                         SelectItem::ExprWithAlias { expr, alias } => {
                             (expr, crate::names::ident(&alias))

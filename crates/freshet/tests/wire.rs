@@ -1685,3 +1685,83 @@ async fn mixed_branch_types_resolve_like_postgres() {
         ]
     );
 }
+
+/// Output columns without a name are named as PostgreSQL names them
+/// (`abs`, `?column?`, `text`, `case`, a subquery's column), which pandas,
+/// ORMs and psql show. Checked against PostgreSQL too when
+/// SLT_REFERENCE_URL is set.
+#[tokio::test]
+async fn unnamed_columns_are_named_as_postgresql_names_them() {
+    let server = TestServer::start();
+    let mut clients = vec![("freshet", server.connect().await)];
+    if let Ok(url) = std::env::var("SLT_REFERENCE_URL") {
+        let (client, connection) = tokio_postgres::connect(&url, tokio_postgres::NoTls)
+            .await
+            .expect("connect to the reference PostgreSQL");
+        tokio::spawn(connection);
+        clients.push(("postgresql", client));
+    }
+    let cases: [(&str, &[&str]); 7] = [
+        (
+            "SELECT abs(a), a + 1, 1, 'x'::text, a::text, CASE WHEN a > 0 THEN 1 END, \
+             coalesce(b, 'z'), (SELECT max(a) FROM names_t), b IS NULL, \
+             upper(b), names_t.b FROM names_t",
+            &[
+                "abs", "?column?", "?column?", "text", "a", "case", "coalesce", "max", "?column?",
+                "upper", "b",
+            ],
+        ),
+        ("SELECT a, a FROM names_t", &["a", "a"]),
+        ("SELECT 1 UNION ALL SELECT 2", &["?column?"]),
+        (
+            "SELECT sum(a), count(*) FROM names_t GROUP BY b ORDER BY sum(a)",
+            &["sum", "count"],
+        ),
+        (
+            "SELECT 1::int, 2::bigint, 3::double precision, DATE '2024-01-01', 'x'::varchar",
+            &["int4", "int8", "float8", "date", "varchar"],
+        ),
+        ("SELECT a AS x, b FROM names_t", &["x", "b"]),
+        ("SELECT * FROM names_t", &["a", "b"]),
+    ];
+    for (name, client) in &clients {
+        client
+            .batch_execute(
+                "DROP TABLE IF EXISTS names_t; CREATE TABLE names_t (a int, b text);
+                 INSERT INTO names_t VALUES (1, 'x'), (2, NULL)",
+            )
+            .await
+            .unwrap_or_else(|e| panic!("{name}: {e}"));
+        for (sql, expected) in cases {
+            let statement = client
+                .prepare(sql)
+                .await
+                .unwrap_or_else(|e| panic!("{name}: {sql}: {e}"));
+            let names: Vec<&str> = statement.columns().iter().map(|c| c.name()).collect();
+            assert_eq!(names, expected, "{name}: {sql}");
+            // The simple protocol names them the same.
+            let simple = client
+                .simple_query(sql)
+                .await
+                .unwrap_or_else(|e| panic!("{name}: {sql}: {e}"));
+            let columns = simple.iter().find_map(|m| match m {
+                tokio_postgres::SimpleQueryMessage::RowDescription(columns) => Some(
+                    columns
+                        .iter()
+                        .map(|c| c.name().to_string())
+                        .collect::<Vec<_>>(),
+                ),
+                _ => None,
+            });
+            assert_eq!(
+                columns.as_deref(),
+                Some(&expected.iter().map(|s| s.to_string()).collect::<Vec<_>>()[..]),
+                "{name}: {sql} (simple)"
+            );
+        }
+        client
+            .batch_execute("DROP TABLE names_t")
+            .await
+            .unwrap_or_else(|e| panic!("{name}: {e}"));
+    }
+}
