@@ -35,7 +35,6 @@ use std::sync::Arc;
 use datafusion::arrow::array::{ArrayRef, RecordBatch, UInt64Array};
 use datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef};
 use datafusion::common::{Column, DataFusionError, Result as DfResult, ScalarValue};
-use datafusion::datasource::{provider_as_source, MemTable};
 use datafusion::functions_aggregate::expr_fn::count;
 use datafusion::logical_expr::expr::AggregateFunction;
 use datafusion::logical_expr::{Aggregate, Expr, ExprSchemable, LogicalPlan, LogicalPlanBuilder};
@@ -246,15 +245,7 @@ impl DeltaAggregate {
             );
         }
         // The old state of the touched groups, and its rows to replace.
-        let stored = session
-            .shared
-            .with_txn(|t| t.scan(state_table, None, true))
-            .map_err(map_df_error)?
-            .map_err(EngineError::from)?;
-        session
-            .shared
-            .work
-            .add_state_rows(stored.iter().map(RecordBatch::num_rows).sum());
+        let stored = crate::state_tables::read(session, state_table)?;
         let mut replaced = Vec::new();
         for batch in &stored {
             let hashes = hash_column(batch, width - 1)?;
@@ -375,22 +366,8 @@ impl DeltaAggregate {
     /// rows are `output` (from [`apply`](Self::apply)): what the GROUP BY
     /// yields for the touched groups.
     pub(crate) fn groups_plan(&self, output: RecordBatch) -> DfResult<LogicalPlan> {
-        const SOURCE: &str = "__freshet_touched_groups";
         let schema = output.schema();
-        let table = MemTable::try_new(schema, vec![vec![output]])?;
-        let exprs: Vec<Expr> = self
-            .aggregate
-            .schema
-            .iter()
-            .enumerate()
-            .map(|(i, (qualifier, field))| {
-                Expr::Column(Column::new(Some(SOURCE), format!("f{i}")))
-                    .alias_qualified(qualifier.cloned(), field.name())
-            })
-            .collect();
-        LogicalPlanBuilder::scan(SOURCE, provider_as_source(Arc::new(table)), None)?
-            .project(exprs)?
-            .build()
+        crate::state_tables::positional_plan(vec![output], schema, "f", &self.aggregate.schema)
     }
 
     /// The aggregate's input.

@@ -1608,18 +1608,7 @@ fn state_matches(session: &Session, delta: &DeltaAggregate, table: TableId) -> b
     let Ok(plan) = delta.state_plan(delta.input().clone()) else {
         return false;
     };
-    let wanted = DeltaAggregate::state_schema(&plan);
-    match session.shared.with_txn(|t| t.table_schema(table)) {
-        Ok(Ok(stored)) => {
-            stored.fields().len() == wanted.fields().len()
-                && stored
-                    .fields()
-                    .iter()
-                    .zip(wanted.fields())
-                    .all(|(a, b)| a.data_type() == b.data_type())
-        }
-        _ => false,
-    }
+    crate::state_tables::types_match(session, table, &DeltaAggregate::state_schema(&plan))
 }
 
 /// A scan of the refresh input standing in for the source scan `scan`,

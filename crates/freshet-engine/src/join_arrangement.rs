@@ -33,14 +33,13 @@ use std::sync::Arc;
 use datafusion::arrow::array::{RecordBatch, UInt32Array, UInt64Array};
 use datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef};
 use datafusion::common::tree_node::{TreeNode, TreeNodeRecursion};
-use datafusion::common::{Column, Result as DfResult};
-use datafusion::datasource::{provider_as_source, MemTable};
-use datafusion::logical_expr::{Expr, LogicalPlan, LogicalPlanBuilder};
+use datafusion::common::Result as DfResult;
+use datafusion::logical_expr::{Expr, LogicalPlan};
 
 use freshet_catalog::JoinSide;
 use freshet_storage::{RowId, TableId};
 
-use crate::planning::{map_arrow_error, map_df_error};
+use crate::planning::map_arrow_error;
 use crate::session::Session;
 use crate::EngineError;
 
@@ -106,18 +105,7 @@ pub(crate) fn storage_schema(input: &LogicalPlan) -> SchemaRef {
 
 /// Whether the stored arrangement `table` has the columns `input` yields now.
 pub(crate) fn matches(session: &Session, input: &LogicalPlan, table: TableId) -> bool {
-    let wanted = storage_schema(input);
-    match session.shared.with_txn(|t| t.table_schema(table)) {
-        Ok(Ok(stored)) => {
-            stored.fields().len() == wanted.fields().len()
-                && stored
-                    .fields()
-                    .iter()
-                    .zip(wanted.fields())
-                    .all(|(a, b)| a.data_type() == b.data_type())
-        }
-        _ => false,
-    }
+    crate::state_tables::types_match(session, table, &storage_schema(input))
 }
 
 /// Rows of `input` evaluated with their lineage last (from
@@ -178,15 +166,7 @@ pub(crate) fn read_and_remove(
 ) -> Result<Split, EngineError> {
     let schema = storage_schema(input);
     let width = schema.fields().len();
-    let stored = session
-        .shared
-        .with_txn(|t| t.scan(table, None, true))
-        .map_err(map_df_error)?
-        .map_err(EngineError::from)?;
-    session
-        .shared
-        .work
-        .add_state_rows(stored.iter().map(RecordBatch::num_rows).sum());
+    let stored = crate::state_tables::read(session, table)?;
     let mut split = Split {
         kept: Vec::new(),
         removed: Vec::new(),
@@ -232,21 +212,7 @@ pub(crate) fn input_from_rows(
     input: &LogicalPlan,
     rows: Vec<RecordBatch>,
 ) -> DfResult<LogicalPlan> {
-    const SOURCE: &str = "__freshet_arranged_input";
-    let schema = storage_schema(input);
-    let table = MemTable::try_new(schema, vec![rows])?;
-    let exprs: Vec<Expr> = input
-        .schema()
-        .iter()
-        .enumerate()
-        .map(|(i, (qualifier, field))| {
-            Expr::Column(Column::new(Some(SOURCE), format!("c{i}")))
-                .alias_qualified(qualifier.cloned(), field.name())
-        })
-        .collect();
-    LogicalPlanBuilder::scan(SOURCE, provider_as_source(Arc::new(table)), None)?
-        .project(exprs)?
-        .build()
+    crate::state_tables::positional_plan(rows, storage_schema(input), "c", input.schema())
 }
 
 /// Creates an empty arrangement table for `input`.

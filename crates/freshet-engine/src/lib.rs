@@ -34,6 +34,7 @@ mod provider;
 mod registry;
 mod row_keys;
 mod session;
+mod state_tables;
 mod subquery;
 mod system_info;
 mod type_resolution;
