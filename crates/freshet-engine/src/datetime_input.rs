@@ -23,6 +23,12 @@
 //! read). `infinity` and `-infinity` have no Arrow representation and are
 //! refused (0A000) rather than read as some finite value.
 //!
+//! `now`, `today`, `tomorrow` and `yesterday` are *relative*: their value
+//! depends on when they are read. A dynamic table whose query reads one as a
+//! literal is refreshed in full, as one calling `current_date` is
+//! ([`relative_literal`] finds them), so its rows never keep the date of the
+//! refresh that happened to add them.
+//!
 //! INSERT (`dml::conform`) and COPY read text for date and timestamp
 //! columns through the same functions ([`parse_text_array`]), so a value
 //! means the same whichever way it arrives.
@@ -35,9 +41,11 @@ use datafusion::arrow::array::{
 };
 use datafusion::arrow::compute::{cast_with_options, CastOptions};
 use datafusion::arrow::datatypes::{DataType, TimeUnit, TimestampMicrosecondType};
+use datafusion::common::ScalarValue;
 use datafusion::common::{DataFusionError, Result as DfResult};
+use datafusion::logical_expr::expr::{Cast, TryCast};
 use datafusion::logical_expr::{
-    ColumnarValue, ScalarFunctionArgs, ScalarUDF, ScalarUDFImpl, Signature, Volatility,
+    ColumnarValue, Expr, ScalarFunctionArgs, ScalarUDF, ScalarUDFImpl, Signature, Volatility,
 };
 
 use crate::EngineError;
@@ -271,6 +279,46 @@ pub fn parse_date_text(text: &str) -> Result<i32, EngineError> {
     // NaiveDate's default is 1970-01-01.
     i32::try_from(date.signed_duration_since(NaiveDate::default()).num_days())
         .map_err(|_| invalid())
+}
+
+/// The input spellings whose value depends on when they are read.
+const RELATIVE: [&str; 4] = ["now", "today", "tomorrow", "yesterday"];
+
+/// The text of a relative date or time literal (`'today'`, `'now'`, …; see
+/// the module docs) that `expr` reads: a cast of such a literal to a date or
+/// timestamp, as planned or as rewritten into [`TextToDate`] and
+/// [`TextToTimestamp`] by `pg_compat`'s cast rule. Implicit casts appear
+/// only once a plan is analyzed.
+pub(crate) fn relative_literal(expr: &Expr) -> Option<String> {
+    let mut argument = match expr {
+        Expr::Cast(Cast { expr, field }) | Expr::TryCast(TryCast { expr, field })
+            if matches!(
+                field.data_type(),
+                DataType::Date32 | DataType::Timestamp(_, _)
+            ) =>
+        {
+            expr.as_ref()
+        }
+        Expr::ScalarFunction(f)
+            if f.func.inner().downcast_ref::<TextToDate>().is_some()
+                || f.func.inner().downcast_ref::<TextToTimestamp>().is_some() =>
+        {
+            f.args.first()?
+        }
+        _ => return None,
+    };
+    while let Expr::Cast(Cast { expr, .. }) = argument {
+        argument = expr.as_ref();
+    }
+    match argument {
+        Expr::Literal(
+            ScalarValue::Utf8(Some(text))
+            | ScalarValue::Utf8View(Some(text))
+            | ScalarValue::LargeUtf8(Some(text)),
+            _,
+        ) if RELATIVE.contains(&text.trim().to_ascii_lowercase().as_str()) => Some(text.clone()),
+        _ => None,
+    }
 }
 
 /// `text` (trimmed) in the `YYYY-MM-DD[ time]` form when it is one of

@@ -943,6 +943,36 @@ fn expression_blocker(plan: &LogicalPlan) -> Option<String> {
     reason
 }
 
+/// Why `plan` cannot be refreshed incrementally because it reads a relative
+/// date or time literal (`'today'`, `'now'`; see [`crate::datetime_input`]),
+/// if it does. The plan is analyzed first, so implicit casts
+/// (`event_date < 'today'`) are found as well as written ones.
+fn relative_input_blocker(session: &Session, plan: &LogicalPlan) -> Option<String> {
+    let state = session.ctx.state();
+    let analyzed = state
+        .analyzer()
+        .execute_and_check(plan.clone(), state.config_options(), |_, _| {})
+        .ok()?;
+    let mut found = None;
+    let _ = analyzed.apply_with_subqueries(|node| {
+        node.apply_expressions(|e| {
+            e.apply(|e| {
+                if let Some(text) = crate::datetime_input::relative_literal(e) {
+                    found = Some(text);
+                    return Ok(TreeNodeRecursion::Stop);
+                }
+                Ok(TreeNodeRecursion::Continue)
+            })
+        })
+    });
+    found.map(|text| {
+        format!(
+            "the date/time input '{text}' takes its value when each refresh runs, \
+             so rows would keep the value of the refresh that added them"
+        )
+    })
+}
+
 /// Whether `plan` has a join with no condition at all: what the planner
 /// makes of a comma join (`FROM a, b WHERE a.k = b.k`), whose condition
 /// sits in the WHERE filter above it.
@@ -1952,7 +1982,10 @@ async fn create_dynamic_table(
         }
     }
     let maintained = maintenance_plan(session, &query).await?;
-    let strategy = classify(&query, &maintained, &source_entries, qualifier.other_shapes);
+    let strategy = match relative_input_blocker(session, &maintained) {
+        Some(reason) => Err(reason),
+        None => classify(&query, &maintained, &source_entries, qualifier.other_shapes),
+    };
     let (refresh_mode, reason) = match (create.refresh_mode, strategy) {
         (RefreshMode::Full, _) => (FULL, "REFRESH_MODE = FULL was requested".to_string()),
         (RefreshMode::Incremental, Err(reason)) => {
