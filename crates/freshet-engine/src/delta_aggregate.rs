@@ -2,20 +2,29 @@
 //! not what the source holds.
 //!
 //! A dynamic table whose query groups a map-only input (see
-//! `dynamic::Strategy`) and aggregates it only with `count` and `sum` (of
-//! integers or numerics, without DISTINCT, FILTER or ORDER BY) keeps, for
-//! every group, the partial aggregates it needs in a hidden storage table
-//! beside its contents (the *state*): the group's values, its row count, and
-//! per aggregate `count(x)`, or `sum(x)` with `count(x)`.
+//! `dynamic::Strategy`) and aggregates it only with `count`, `sum` (of
+//! integers or numerics), `avg` (of integers), and `min` and `max` (of
+//! integers, numerics, text, dates and timestamps), none with DISTINCT,
+//! FILTER or ORDER BY, keeps for every group the partial aggregates it needs
+//! in a hidden storage table beside its contents (the *state*): the group's
+//! values, its row count, and per aggregate `count(x)`; `sum(x)` with
+//! `count(x)` (for `sum` and `avg`); or the current `min(x)` or `max(x)`.
 //!
 //! A refresh then maps the change set to the groups' new values:
 //!
 //! * `Δ⁺` and `Δ⁻` are the same partial aggregates over the inserted rows
 //!   and over the old contents of the deleted rows (a change feed gives both);
-//! * for every group they touch, `new = old + Δ⁺ − Δ⁻`, term by term, with
-//!   checked arithmetic (overflow is 22003, as in the full computation);
-//! * a group whose row count reaches 0 is gone; `sum(x)` is NULL when its
-//!   `count(x)` is 0, as SQL's `sum` of no values is;
+//! * for every group they touch, counts and sums are `old + Δ⁺ − Δ⁻`, term by
+//!   term, with checked arithmetic (overflow is 22003, as in the full
+//!   computation); a minimum is the least of the old one and `Δ⁺`'s, and
+//!   likewise for a maximum;
+//! * a deletion can take away a group's minimum or maximum, and the state
+//!   does not know the next one: when `Δ⁻`'s minimum is not above the
+//!   group's (after `Δ⁺`), that group is *rescanned*, its state and rows
+//!   recomputed from the source for that group alone (as pg_ivm does). The
+//!   refresh history's `numSourceRowsRead` counts those reads;
+//! * a group whose row count reaches 0 is gone; `sum(x)` and `avg(x)` are
+//!   NULL when `count(x)` is 0, as SQL's are over no values;
 //! * the touched groups' rows in the contents are replaced: the final values
 //!   go through the query's own HAVING and select list, so the rows equal what
 //!   the query computes for those groups.
@@ -26,8 +35,9 @@
 //! whole source. Groups are told apart by their values, not by hash.
 //!
 //! Cost: the change set, plus one read of the state table (one row per
-//! group) to find the touched groups' old values. Other aggregates (`min`,
-//! `max`, `avg`, DISTINCT) keep the recompute-the-touched-groups strategy.
+//! group) to find the touched groups' old values, plus the rescanned groups.
+//! Other aggregates (DISTINCT, `avg` of numerics or floats, `min` and `max`
+//! of floats) keep the recompute-the-touched-groups strategy.
 
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
@@ -35,7 +45,7 @@ use std::sync::Arc;
 use datafusion::arrow::array::{ArrayRef, RecordBatch, UInt64Array};
 use datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef};
 use datafusion::common::{Column, DataFusionError, Result as DfResult, ScalarValue};
-use datafusion::functions_aggregate::expr_fn::count;
+use datafusion::functions_aggregate::expr_fn::{count, sum};
 use datafusion::logical_expr::expr::AggregateFunction;
 use datafusion::logical_expr::{Aggregate, Expr, ExprSchemable, LogicalPlan, LogicalPlanBuilder};
 
@@ -58,6 +68,49 @@ enum Part {
     Count,
     /// `sum(x)`: the sum and `count(x)`.
     Sum,
+    /// `avg(x)` of integers: the sum and `count(x)`; a double, as
+    /// DataFusion's `avg` of integers is.
+    Avg,
+    /// `min(x)`: the current minimum.
+    Min,
+    /// `max(x)`: the current maximum.
+    Max,
+}
+
+/// How one state column combines with a change.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Merge {
+    /// Added for inserted rows, subtracted for deleted ones.
+    Add,
+    /// The least value; a deleted value not above it needs a rescan.
+    Least,
+    /// The greatest value; a deleted value not below it needs a rescan.
+    Greatest,
+}
+
+impl Part {
+    /// The part's state columns' merge rules, in column order.
+    fn merges(self) -> &'static [Merge] {
+        match self {
+            Part::Count => &[Merge::Add],
+            Part::Sum | Part::Avg => &[Merge::Add, Merge::Add],
+            Part::Min => &[Merge::Least],
+            Part::Max => &[Merge::Greatest],
+        }
+    }
+}
+
+/// The changes `apply` made to a GROUP BY's state.
+pub(crate) struct Applied {
+    /// Key hashes of every group the change touched (their contents rows
+    /// are replaced).
+    pub(crate) touched: HashSet<u64>,
+    /// The aggregate's output rows for the touched groups that remain and
+    /// were not rescanned (in the aggregate node's schema, unnamed).
+    pub(crate) output: Option<RecordBatch>,
+    /// Key hashes of the groups whose minimum or maximum a deletion took
+    /// away: their state and rows must be recomputed from the source.
+    pub(crate) rescan: HashSet<u64>,
 }
 
 /// A GROUP BY maintained from per-group state (see the module docs).
@@ -91,22 +144,29 @@ impl DeltaAggregate {
             {
                 return None;
             }
+            let argument = params.args[0].get_type(input_schema).ok()?;
+            let integer = matches!(
+                argument,
+                DataType::Int8 | DataType::Int16 | DataType::Int32 | DataType::Int64
+            );
+            let exact = integer || matches!(argument, DataType::Decimal128(_, _));
+            // Orderable without NaN's question (floats are left out).
+            let ordered = exact
+                || matches!(
+                    argument,
+                    DataType::Utf8
+                        | DataType::LargeUtf8
+                        | DataType::Utf8View
+                        | DataType::Date32
+                        | DataType::Timestamp(_, _)
+                );
+            let output = expr.get_type(input_schema).ok()?;
             let part = match func.name() {
                 "count" => Part::Count,
-                "sum" => {
-                    let exact = matches!(
-                        params.args[0].get_type(input_schema).ok()?,
-                        DataType::Int8
-                            | DataType::Int16
-                            | DataType::Int32
-                            | DataType::Int64
-                            | DataType::Decimal128(_, _)
-                    );
-                    if !exact {
-                        return None;
-                    }
-                    Part::Sum
-                }
+                "sum" if exact => Part::Sum,
+                "avg" if integer && output == DataType::Float64 => Part::Avg,
+                "min" if ordered && output == argument => Part::Min,
+                "max" if ordered && output == argument => Part::Max,
                 _ => return None,
             };
             parts.push(part);
@@ -121,9 +181,22 @@ impl DeltaAggregate {
         self.aggregate.group_expr.len()
     }
 
+    /// The GROUP BY expressions, over the aggregate's input.
+    pub(crate) fn group_exprs(&self) -> &[Expr] {
+        &self.aggregate.group_expr
+    }
+
+    /// The merge rule of each state value column (after the group values,
+    /// before the key hash): the row count first, then the parts'.
+    fn merges(&self) -> Vec<Merge> {
+        std::iter::once(Merge::Add)
+            .chain(self.parts.iter().flat_map(|p| p.merges().iter().copied()))
+            .collect()
+    }
+
     /// The partial aggregates per group over `input` (the aggregate's input,
     /// its scans possibly replaced): group values `g0…`, `rows`, per
-    /// aggregate `c{i}` or `s{i}, n{i}`, and the key hash last.
+    /// aggregate `c{i}`, `s{i}, n{i}` or `m{i}`, and the key hash last.
     pub(crate) fn state_plan(&self, input: LogicalPlan) -> DfResult<LogicalPlan> {
         let one = Expr::Literal(ScalarValue::Int64(Some(1)), None);
         let mut aggregates = vec![count(one).alias(ROWS)];
@@ -134,14 +207,19 @@ impl DeltaAggregate {
                     aggregates.push(expr.clone().alias(format!("c{i}")));
                     names.push(format!("c{i}"));
                 }
-                Part::Sum => {
+                Part::Sum | Part::Avg => {
                     let Expr::AggregateFunction(f) = expr else {
                         return Err(DataFusionError::Internal("not an aggregate".into()));
                     };
-                    aggregates.push(expr.clone().alias(format!("s{i}")));
-                    aggregates.push(count(f.params.args[0].clone()).alias(format!("n{i}")));
+                    let argument = f.params.args[0].clone();
+                    aggregates.push(sum(argument.clone()).alias(format!("s{i}")));
+                    aggregates.push(count(argument).alias(format!("n{i}")));
                     names.push(format!("s{i}"));
                     names.push(format!("n{i}"));
+                }
+                Part::Min | Part::Max => {
+                    aggregates.push(expr.clone().alias(format!("m{i}")));
+                    names.push(format!("m{i}"));
                 }
             }
         }
@@ -182,9 +260,9 @@ impl DeltaAggregate {
 
     /// Applies `Δ⁺ = inserted` and `Δ⁻ = deleted` (partial-aggregate rows
     /// from [`state_plan`](Self::state_plan)) to the state in `state_table`.
-    /// Writes the new state into the session's transaction and returns the
-    /// touched groups' key hashes and the aggregate's output rows for those
-    /// groups that remain (in the aggregate node's schema, unnamed).
+    /// Writes the new state of the touched groups that are not to be
+    /// rescanned into the session's transaction (the rescanned groups' old
+    /// state is deleted: the caller writes their recomputed state).
     pub(crate) fn apply(
         &self,
         session: &Session,
@@ -192,13 +270,21 @@ impl DeltaAggregate {
         state_schema: &SchemaRef,
         inserted: &[RecordBatch],
         deleted: &[RecordBatch],
-    ) -> Result<(HashSet<u64>, Option<RecordBatch>), EngineError> {
+    ) -> Result<Applied, EngineError> {
         let groups = self.group_count();
         let width = state_schema.fields().len();
-        let values = width - groups - 1;
-        let mut touched_hashes = HashSet::new();
-        // Group values → (key hash, summed state values).
-        let mut merged: HashMap<Vec<ScalarValue>, (u64, Vec<ScalarValue>)> = HashMap::new();
+        let merges = self.merges();
+        let values = merges.len();
+        if width != groups + values + 1 {
+            return Err(EngineError::new(
+                "XX001",
+                "aggregate state has the wrong shape",
+            ));
+        }
+        let mut touched = HashSet::new();
+        // Group values → its key hash, merged state values, and whether a
+        // deletion took away its minimum or maximum.
+        let mut merged: HashMap<Vec<ScalarValue>, (u64, Vec<ScalarValue>, bool)> = HashMap::new();
         let mut add = |batch: &RecordBatch, subtract: bool| -> Result<(), EngineError> {
             let hashes = hash_column(batch, groups + values)?;
             for row in 0..batch.num_rows() {
@@ -209,35 +295,66 @@ impl DeltaAggregate {
                 let entry = match merged.entry(key) {
                     std::collections::hash_map::Entry::Occupied(e) => e.into_mut(),
                     std::collections::hash_map::Entry::Vacant(e) => {
-                        let zeros = (0..values)
-                            .map(|v| {
-                                ScalarValue::new_zero(state_schema.field(groups + v).data_type())
+                        let empty = merges
+                            .iter()
+                            .enumerate()
+                            .map(|(v, merge)| {
+                                let data_type = state_schema.field(groups + v).data_type();
+                                match merge {
+                                    Merge::Add => ScalarValue::new_zero(data_type),
+                                    Merge::Least | Merge::Greatest => {
+                                        ScalarValue::try_from(data_type)
+                                    }
+                                }
                             })
                             .collect::<DfResult<Vec<_>>>()
                             .map_err(map_df_error)?;
-                        e.insert((hashes.value(row), zeros))
+                        e.insert((hashes.value(row), empty, false))
                     }
                 };
-                for (v, total) in entry.1.iter_mut().enumerate() {
+                for (v, (total, merge)) in entry.1.iter_mut().zip(&merges).enumerate() {
                     let value = ScalarValue::try_from_array(batch.column(groups + v), row)
                         .map_err(map_df_error)?;
                     if value.is_null() {
                         continue;
                     }
                     let field_type = state_schema.field(groups + v).data_type();
-                    *total = if subtract {
-                        total.sub_checked(&value)
-                    } else {
-                        total.add_checked(&value)
+                    match merge {
+                        Merge::Add => {
+                            *total = if subtract {
+                                total.sub_checked(&value)
+                            } else {
+                                total.add_checked(&value)
+                            }
+                            .and_then(|sum| sum.cast_to(field_type))
+                            .map_err(overflow)?;
+                        }
+                        Merge::Least | Merge::Greatest => {
+                            // The order in which `value` beats `total`.
+                            let beats = if *merge == Merge::Least {
+                                std::cmp::Ordering::Less
+                            } else {
+                                std::cmp::Ordering::Greater
+                            };
+                            let order = value.partial_cmp(total);
+                            if subtract {
+                                // A deleted value the extreme is not
+                                // strictly beyond may have been the extreme.
+                                let loses = order == Some(beats.reverse());
+                                if total.is_null() || !loses {
+                                    entry.2 = true;
+                                }
+                            } else if total.is_null() || order == Some(beats) {
+                                *total = value;
+                            }
+                        }
                     }
-                    .and_then(|sum| sum.cast_to(field_type))
-                    .map_err(overflow)?;
                 }
             }
             Ok(())
         };
         for batch in inserted.iter().chain(deleted) {
-            touched_hashes.extend(
+            touched.extend(
                 hash_column(batch, groups + values)?
                     .values()
                     .iter()
@@ -251,7 +368,7 @@ impl DeltaAggregate {
             let hashes = hash_column(batch, width - 1)?;
             let row_ids = hash_column(batch, width)?;
             let keep: Vec<u32> = (0..batch.num_rows())
-                .filter(|&r| touched_hashes.contains(&hashes.value(r)))
+                .filter(|&r| touched.contains(&hashes.value(r)))
                 .map(|r| r as u32)
                 .collect();
             if keep.is_empty() {
@@ -276,10 +393,11 @@ impl DeltaAggregate {
         }
 
         // New state and output rows for the groups that remain.
+        let mut rescan = HashSet::new();
         let mut state_rows: Vec<Vec<ScalarValue>> = vec![Vec::new(); width];
         let output_fields = self.aggregate.schema.fields();
         let mut output_rows: Vec<Vec<ScalarValue>> = vec![Vec::new(); output_fields.len()];
-        for (key, (hash, totals)) in merged {
+        for (key, (hash, totals, lost_extreme)) in merged {
             let rows = match &totals[0] {
                 ScalarValue::Int64(Some(n)) => *n,
                 other => {
@@ -298,6 +416,10 @@ impl DeltaAggregate {
             if rows == 0 {
                 continue;
             }
+            if lost_extreme {
+                rescan.insert(hash);
+                continue;
+            }
             for (g, value) in key.iter().enumerate() {
                 state_rows[g].push(value.clone());
                 output_rows[g].push(value.clone());
@@ -310,38 +432,23 @@ impl DeltaAggregate {
             for (i, part) in self.parts.iter().enumerate() {
                 let out_type = output_fields[groups + i].data_type();
                 let value = match part {
-                    Part::Count => {
-                        at += 1;
-                        totals[at - 1].clone()
-                    }
-                    Part::Sum => {
-                        at += 2;
-                        if matches!(totals[at - 1], ScalarValue::Int64(Some(0))) {
+                    Part::Count | Part::Min | Part::Max => totals[at].clone(),
+                    Part::Sum | Part::Avg => {
+                        let (total, counted) = (&totals[at], &totals[at + 1]);
+                        if matches!(counted, ScalarValue::Int64(Some(0))) {
                             ScalarValue::try_from(out_type).map_err(map_df_error)?
+                        } else if *part == Part::Avg {
+                            mean(total, counted)?
                         } else {
-                            totals[at - 2].clone()
+                            total.clone()
                         }
                     }
                 };
+                at += part.merges().len();
                 output_rows[groups + i].push(value.cast_to(out_type).map_err(map_df_error)?);
             }
         }
-        let to_batch = |schema: SchemaRef, columns: Vec<Vec<ScalarValue>>| {
-            let arrays = columns
-                .into_iter()
-                .zip(schema.fields())
-                .map(|(values, field)| {
-                    if values.is_empty() {
-                        Ok(datafusion::arrow::array::new_empty_array(field.data_type()))
-                    } else {
-                        ScalarValue::iter_to_array(values)
-                    }
-                })
-                .collect::<DfResult<Vec<ArrayRef>>>()
-                .map_err(map_df_error)?;
-            RecordBatch::try_new(schema, arrays).map_err(map_arrow_error)
-        };
-        let new_state = to_batch(state_schema.clone(), state_rows)?;
+        let new_state = scalar_batch(state_schema.clone(), state_rows)?;
         crate::ddl::txn_mut(session, |t| {
             t.delete(state_table, &replaced)
                 .map_err(EngineError::from)?;
@@ -358,8 +465,12 @@ impl DeltaAggregate {
                 .map(|(i, f)| Field::new(format!("f{i}"), f.data_type().clone(), true))
                 .collect::<Vec<_>>(),
         ));
-        let output = to_batch(output_schema, output_rows)?;
-        Ok((touched_hashes, (output.num_rows() > 0).then_some(output)))
+        let output = scalar_batch(output_schema, output_rows)?;
+        Ok(Applied {
+            touched,
+            output: (output.num_rows() > 0).then_some(output),
+            rescan,
+        })
     }
 
     /// A plan with the aggregate node's schema (same qualified names) whose
@@ -374,6 +485,40 @@ impl DeltaAggregate {
     pub(crate) fn input(&self) -> &LogicalPlan {
         &self.aggregate.input
     }
+}
+
+/// A batch of `schema` whose columns hold `columns`' values.
+fn scalar_batch(
+    schema: SchemaRef,
+    columns: Vec<Vec<ScalarValue>>,
+) -> Result<RecordBatch, EngineError> {
+    let arrays = columns
+        .into_iter()
+        .zip(schema.fields())
+        .map(|(values, field)| {
+            if values.is_empty() {
+                Ok(datafusion::arrow::array::new_empty_array(field.data_type()))
+            } else {
+                ScalarValue::iter_to_array(values)
+            }
+        })
+        .collect::<DfResult<Vec<ArrayRef>>>()
+        .map_err(map_df_error)?;
+    RecordBatch::try_new(schema, arrays).map_err(map_arrow_error)
+}
+
+/// `total / counted` as a double: `avg` of integers from its state.
+fn mean(total: &ScalarValue, counted: &ScalarValue) -> Result<ScalarValue, EngineError> {
+    let as_f64 = |v: &ScalarValue| match v.cast_to(&DataType::Float64) {
+        Ok(ScalarValue::Float64(Some(x))) => Ok(x),
+        _ => Err(EngineError::new(
+            "XX001",
+            format!("aggregate state holds a non-numeric average term ({v:?})"),
+        )),
+    };
+    Ok(ScalarValue::Float64(Some(
+        as_f64(total)? / as_f64(counted)?,
+    )))
 }
 
 /// Column `index` of `batch` as UInt64 (key hashes, row ids).

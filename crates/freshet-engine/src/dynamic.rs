@@ -1588,23 +1588,59 @@ async fn refresh_from_state(
         partials.push(collect_plan(session, state_plan).await?);
     }
     let state_schema = state_schema.unwrap_or_else(|| Arc::new(Schema::empty()));
-    let (touched, groups) = delta.apply(
+    let applied = delta.apply(
         session,
         state_table,
         &state_schema,
         &partials[0],
         &partials[1],
     )?;
-    let Some(groups) = groups else {
-        return Ok((touched, Vec::new()));
-    };
-    let groups = delta.groups_plan(groups).map_err(map_df_error)?;
-    let contents = keyed_plan_with(plan, &|_| {
-        let width = delta.group_count();
-        group_lineage(groups.clone(), width)
-    })
-    .map_err(map_df_error)?;
-    Ok((touched, collect_plan(session, contents).await?))
+    let mut results = Vec::new();
+    if let Some(groups) = applied.output {
+        let groups = delta.groups_plan(groups).map_err(map_df_error)?;
+        let contents = keyed_plan_with(plan, &|_| {
+            let width = delta.group_count();
+            group_lineage(groups.clone(), width)
+        })
+        .map_err(map_df_error)?;
+        results.extend(collect_plan(session, contents).await?);
+    }
+    if !applied.rescan.is_empty() {
+        // Groups whose minimum or maximum was deleted: their state and rows
+        // are recomputed from the source, for those groups only (the scans
+        // count the rows they read).
+        let only = Some(Arc::new(applied.rescan));
+        let input = restrict(
+            Arc::new(delta.input().clone()),
+            delta.group_exprs().to_vec(),
+            &only,
+        )
+        .map_err(map_df_error)?;
+        let state_plan = delta.state_plan(input).map_err(map_df_error)?;
+        let state_rows = collect_plan(session, state_plan).await?;
+        txn_mut(session, |t| {
+            insert_state(t, state_table, &state_schema, state_rows)
+        })?;
+        let plan = keyed_plan(plan, &only).map_err(map_df_error)?;
+        results.extend(collect_plan(session, plan).await?);
+    }
+    Ok((applied.touched, results))
+}
+
+/// Inserts state rows (a `state_plan`'s output) into `table`, whose schema
+/// is `schema`, in the transaction `t`.
+fn insert_state(
+    t: &mut freshet_storage::Transaction,
+    table: TableId,
+    schema: &SchemaRef,
+    batches: Vec<RecordBatch>,
+) -> Result<(), EngineError> {
+    for batch in batches.into_iter().filter(|b| b.num_rows() > 0) {
+        let batch = RecordBatch::try_new(schema.clone(), batch.columns().to_vec())
+            .map_err(map_arrow_error)?;
+        t.insert(table, batch).map_err(EngineError::from)?;
+    }
+    Ok(())
 }
 
 /// Rebuilds a GROUP BY's per-group state from its whole input, into a new
@@ -1624,11 +1660,7 @@ async fn rebuild_state(
             t.drop_table(old).map_err(EngineError::from)?;
         }
         let table = t.create_table(schema.clone()).map_err(EngineError::from)?;
-        for batch in batches.into_iter().filter(|b| b.num_rows() > 0) {
-            let batch = RecordBatch::try_new(schema.clone(), batch.columns().to_vec())
-                .map_err(map_arrow_error)?;
-            t.insert(table, batch).map_err(EngineError::from)?;
-        }
+        insert_state(t, table, &schema, batches)?;
         Ok(table)
     })
 }
@@ -2611,7 +2643,8 @@ async fn refresh_in_session(
         let hidden = contents_schema.fields().len().saturating_sub(1);
         let plan = maintenance_plan(session, &query).await?;
         let strategy = strategy_of(&plan);
-        // A GROUP BY of counts and sums is maintained from per-group state.
+        // A GROUP BY of counts, sums, averages, minimums and maximums is
+        // maintained from per-group state.
         let delta = match strategy {
             Strategy::Keyed(KeyKind::Aggregate) => DeltaAggregate::of(key_node(&plan)),
             _ => None,

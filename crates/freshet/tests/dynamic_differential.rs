@@ -130,6 +130,15 @@ const DTS: &[Dt] = &[
         incremental: true,
         upstream: &[],
     },
+    // Minimums and maximums of text, from per-group state.
+    Dt {
+        name: "d_group_extremes",
+        columns: "k3, ms, xs, mv, av",
+        query: "SELECT k % 3 AS k3, min(s) AS ms, max(s) AS xs, min(v) AS mv, avg(v) AS av \
+                FROM a GROUP BY k % 3",
+        incremental: true,
+        upstream: &[],
+    },
     Dt {
         name: "d_group_state_having",
         columns: "k, s, n, sv",

@@ -1,6 +1,8 @@
-//! A GROUP BY of counts and sums is maintained from per-group state: an
-//! incremental refresh reads the changed rows and nothing else of the
-//! source, whatever the source's size, and its state survives a crash.
+//! A GROUP BY of counts, sums, averages, minimums and maximums is maintained
+//! from per-group state: an incremental refresh reads the changed rows and
+//! nothing else of the source, whatever the source's size (unless a deletion
+//! takes away a group's minimum or maximum, when that group is read again),
+//! and its state survives a crash.
 //! `source_rows_read` in the refresh history is counted where rows are read
 //! (change feeds and scans), so these assertions check the work itself.
 
@@ -27,11 +29,16 @@ const QUERY: &str = "SELECT location, count(*) AS n, count(amount) AS priced, \
     sum(amount) AS total FROM logins GROUP BY location";
 
 async fn assert_equal(client: &Client) {
+    assert_table_equal(client, "per_location", QUERY).await;
+}
+
+/// Asserts that `table` holds what `query` computes, read in one snapshot.
+async fn assert_table_equal(client: &Client, table: &str, query: &str) {
     exec(client, "BEGIN").await;
-    let stored = rows(client, "SELECT * FROM per_location ORDER BY 1").await;
-    let computed = rows(client, &format!("{QUERY} ORDER BY 1")).await;
+    let stored = rows(client, &format!("SELECT * FROM {table} ORDER BY 1")).await;
+    let computed = rows(client, &format!("{query} ORDER BY 1")).await;
     exec(client, "COMMIT").await;
-    assert_eq!(stored, computed, "per_location differs from its query");
+    assert_eq!(stored, computed, "{table} differs from its query");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -109,4 +116,111 @@ async fn aggregate_refresh_reads_only_the_change() {
         ("INCREMENTAL".to_string(), 2)
     );
     assert_equal(&client).await;
+}
+
+const EXTREMES: &str = "SELECT location, min(amount) AS low, max(amount) AS high, \
+    min(user_name) AS first_user, max(seen) AS last_seen, avg(id) AS mean_id, \
+    count(*) AS n FROM visits GROUP BY location";
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn minimums_maximums_and_averages_read_only_the_change() {
+    let mut server = TestServer::start();
+    let client = server.connect().await;
+    exec(
+        &client,
+        "CREATE TABLE visits (id bigint, location text, amount numeric(10,2), \
+           user_name text, seen timestamp);
+         INSERT INTO visits SELECT n, 'loc' || (n % 50), CAST(n % 97 AS numeric(10,2)) / 4,
+           'u' || (n % 1000), CAST(to_timestamp(1704067200 + n * 60) AS timestamp)
+           FROM generate_series(1, 20000) AS g(n)",
+    )
+    .await;
+    exec(
+        &client,
+        &format!(
+            "CREATE DYNAMIC TABLE extremes TARGET_LAG = '1 day' \
+             REFRESH_MODE = INCREMENTAL AS {EXTREMES}"
+        ),
+    )
+    .await;
+    assert_table_equal(&client, "extremes", EXTREMES).await;
+
+    // New rows: new extremes in some groups, a NULL, and a new group.
+    exec(
+        &client,
+        "INSERT INTO visits SELECT n, 'loc' || (n % 50), CAST(n % 131 AS numeric(10,2)) - 5,
+           'a' || n, CAST(to_timestamp(1709251200 + n) AS timestamp)
+           FROM generate_series(20001, 20098) AS g(n);
+         INSERT INTO visits VALUES (20099, 'loc1', NULL, NULL, NULL),
+           (20100, 'new', 2.50, 'zed', TIMESTAMP '2020-01-01 00:00:00');
+         ALTER DYNAMIC TABLE extremes REFRESH",
+    )
+    .await;
+    assert_eq!(
+        last_refresh(&client, "extremes").await,
+        ("INCREMENTAL".to_string(), 100),
+        "the refresh reads the 100 new rows, not the 20,100 of the table"
+    );
+    assert_table_equal(&client, "extremes", EXTREMES).await;
+
+    // Deleting a row that holds none of its group's extremes reads that
+    // row only: id 500 (loc0, amount 3.75, u500, an old visit).
+    exec(
+        &client,
+        "DELETE FROM visits WHERE id = 500; ALTER DYNAMIC TABLE extremes REFRESH",
+    )
+    .await;
+    assert_eq!(
+        last_refresh(&client, "extremes").await,
+        ("INCREMENTAL".to_string(), 1)
+    );
+    assert_table_equal(&client, "extremes", EXTREMES).await;
+
+    // Deleting loc7's latest visit (id 20057) takes away its maximum: the
+    // group is read again from the source, and the result is still right.
+    exec(
+        &client,
+        "DELETE FROM visits WHERE id = 20057; ALTER DYNAMIC TABLE extremes REFRESH",
+    )
+    .await;
+    let (action, read) = last_refresh(&client, "extremes").await;
+    assert_eq!(action, "INCREMENTAL");
+    assert!(
+        read > 1,
+        "loc7 is rescanned, so more than the change is read"
+    );
+    assert_table_equal(&client, "extremes", EXTREMES).await;
+
+    // An update that lowers a minimum, and a group emptied entirely.
+    exec(
+        &client,
+        "UPDATE visits SET amount = -100, user_name = 'a' WHERE id = 1234;
+         DELETE FROM visits WHERE location = 'new';
+         ALTER DYNAMIC TABLE extremes REFRESH",
+    )
+    .await;
+    assert_table_equal(&client, "extremes", EXTREMES).await;
+    assert!(
+        rows(&client, "SELECT 1 FROM extremes WHERE location = 'new'")
+            .await
+            .is_empty(),
+        "an emptied group leaves the table"
+    );
+
+    // The state is durable.
+    server.kill9();
+    server.restart();
+    let client = server.connect().await;
+    exec(
+        &client,
+        "INSERT INTO visits VALUES (30000, 'loc7', 99.75, 'zz', TIMESTAMP '2030-01-01 00:00:00'),
+           (30001, 'loc8', NULL, NULL, NULL);
+         ALTER DYNAMIC TABLE extremes REFRESH",
+    )
+    .await;
+    assert_eq!(
+        last_refresh(&client, "extremes").await,
+        ("INCREMENTAL".to_string(), 2)
+    );
+    assert_table_equal(&client, "extremes", EXTREMES).await;
 }
