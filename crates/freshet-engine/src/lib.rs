@@ -14,6 +14,7 @@ mod datetime_input;
 mod ddl;
 mod delta_aggregate;
 mod dml;
+mod durations;
 mod dynamic;
 mod engine;
 mod error;

@@ -702,6 +702,15 @@ impl Session {
     }
 
     /// Changes a setting, recording it for ParameterStatus when Postgres reports it.
+    /// How long a statement may run (`SET statement_timeout`), or `None`
+    /// when it may run for ever. The wire layer enforces it: when it passes,
+    /// the statement is cancelled with 57014, as a CancelRequest cancels it.
+    pub fn statement_timeout(&self) -> Option<std::time::Duration> {
+        self.settings
+            .get("statement_timeout")
+            .and_then(|shown| crate::durations::limit(shown))
+    }
+
     pub(crate) fn set_setting(&mut self, name: &str, value: String) -> Result<(), EngineError> {
         let key = name.to_ascii_lowercase();
         match key.as_str() {
@@ -727,6 +736,12 @@ impl Session {
                         ),
                     ));
                 }
+            }
+            "statement_timeout" => {
+                let millis = crate::durations::parse_millis(&key, &value)?;
+                self.settings
+                    .insert(key, crate::durations::display_millis(millis));
+                return Ok(());
             }
             _ if crate::isolation::SETTINGS.contains(&key.as_str()) => {
                 // What is stored (and shown) is the level that is given.

@@ -63,6 +63,11 @@ pub enum WireError {
     #[error("canceling statement due to user request")]
     Cancelled,
 
+    /// The running statement ran longer than the session's
+    /// `statement_timeout`.
+    #[error("canceling statement due to statement timeout")]
+    StatementTimeout,
+
     /// The server was asked to listen on a non-loopback address while no user can
     /// authenticate with a password, which would hand out trust access to the network.
     #[error(
@@ -110,7 +115,7 @@ impl WireError {
             | WireError::CopyData { sqlstate, .. }
             | WireError::Protocol { sqlstate, .. }
             | WireError::Auth { sqlstate, .. } => sqlstate,
-            WireError::Cancelled => "57014",
+            WireError::Cancelled | WireError::StatementTimeout => "57014",
             WireError::InsecureListen(_) | WireError::Tls(_) => "F0000",
             WireError::Io(_) => "58030",
             WireError::PgWire(_) => "XX000",

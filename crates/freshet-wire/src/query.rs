@@ -110,7 +110,7 @@ where
         }
         let next = tokio::select! {
             biased;
-            _ = &mut *cancel => return Err(WireError::Cancelled),
+            why = &mut *cancel => return Err(why),
             next = rows.next() => next,
         };
         match next {
@@ -161,7 +161,7 @@ where
     loop {
         let next = tokio::select! {
             biased;
-            _ = &mut *cancel => return Err(WireError::Cancelled),
+            why = &mut *cancel => return Err(why),
             next = stream.next() => next,
         };
         let batch = match next {
@@ -271,7 +271,7 @@ impl FreshetQueryHandler {
             slot.run(move |session| Box::pin(async move { session.execute_simple(&sql).await }));
         let results: Vec<WireResult<QueryOutput>> = tokio::select! {
             biased;
-            _ = &mut *cancel => vec![Err(WireError::Cancelled)],
+            why = &mut *cancel => vec![Err(why)],
             results = execution => match results {
                 Ok(results) => results.into_iter().map(|r| r.map_err(WireError::from)).collect(),
                 Err(e) => vec![Err(e)],
@@ -413,7 +413,7 @@ impl FreshetQueryHandler {
         };
         let result = tokio::select! {
             biased;
-            _ = &mut *cancel => Err(WireError::Cancelled),
+            why = &mut *cancel => Err(why),
             result = execution => result.and_then(|r| r.map_err(WireError::from)),
         };
         let mut session = slot.lock().await;

@@ -144,26 +144,48 @@ pub(crate) fn session_of<C: ClientInfo + ?Sized>(client: &C) -> WireResult<Sessi
 }
 
 /// Resolves when a CancelRequest for this connection arrives.
-pub(crate) type CancelSignal = Pin<Box<dyn Future<Output = ()> + Send>>;
+pub(crate) type CancelSignal = Pin<Box<dyn Future<Output = WireError> + Send>>;
 
-/// Arms the connection's cancel handle for a new statement.
+/// Arms the connection's cancel handle for a new statement; the returned
+/// future resolves with the error that ends the statement: a CancelRequest
+/// ([`WireError::Cancelled`]) or the session's `statement_timeout` passing
+/// ([`WireError::StatementTimeout`]). The timeout counts from here, so it
+/// covers a whole simple-protocol Query message (all its statements, as
+/// PostgreSQL before 13 did) or one Execute.
 ///
 /// pgwire's own `_on_query` only watches for cancellation while the handler
 /// computes its response, not while rows stream out; Freshet's handlers hold the
 /// returned future for the whole statement, including streaming and COPY.
 pub(crate) async fn cancel_signal<C: ClientInfo + ?Sized>(client: &C) -> CancelSignal {
-    match client.session_extensions().get::<Arc<ConnectionHandle>>() {
-        Some(handle) => {
-            let rx = handle.start_query().await;
-            Box::pin(async move {
-                // Err means the sender was replaced by a later statement: never fire.
-                if rx.await.is_err() {
-                    futures::future::pending::<()>().await;
-                }
-            })
+    let timeout = match session_of(client) {
+        Ok(slot) => slot.lock().await.statement_timeout(),
+        Err(_) => None,
+    };
+    let request: Pin<Box<dyn Future<Output = ()> + Send>> =
+        match client.session_extensions().get::<Arc<ConnectionHandle>>() {
+            Some(handle) => {
+                let rx = handle.start_query().await;
+                Box::pin(async move {
+                    // Err means the sender was replaced by a later statement: never fire.
+                    if rx.await.is_err() {
+                        futures::future::pending::<()>().await;
+                    }
+                })
+            }
+            None => Box::pin(futures::future::pending()),
+        };
+    Box::pin(async move {
+        match timeout {
+            Some(limit) => tokio::select! {
+                _ = request => WireError::Cancelled,
+                _ = tokio::time::sleep(limit) => WireError::StatementTimeout,
+            },
+            None => {
+                request.await;
+                WireError::Cancelled
+            }
         }
-        None => Box::pin(futures::future::pending()),
-    }
+    })
 }
 
 /// The ReadyForQuery status for an engine transaction state.

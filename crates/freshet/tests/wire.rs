@@ -1064,6 +1064,79 @@ async fn cancel_request_stops_a_long_query() {
     assert_eq!(count(&client, "SELECT count(*) FROM c").await, ROWS);
 }
 
+async fn show_timeout(client: &Client) -> Option<String> {
+    simple_rows(client, "SHOW statement_timeout").await[0][0].clone()
+}
+
+/// `SET statement_timeout` cancels a statement that runs longer, with
+/// PostgreSQL's 57014 and message, in both protocols; values are read and
+/// shown as PostgreSQL reads and shows them. Checked against PostgreSQL too
+/// when SLT_REFERENCE_URL is set.
+#[tokio::test]
+async fn statement_timeout_cancels_long_statements() {
+    let server = TestServer::start();
+    let mut clients = vec![("freshet", server.connect().await)];
+    if let Ok(url) = std::env::var("SLT_REFERENCE_URL") {
+        let (client, connection) = tokio_postgres::connect(&url, NoTls)
+            .await
+            .expect("connect to the reference PostgreSQL");
+        tokio::spawn(connection);
+        clients.push(("postgresql", client));
+    }
+    // 10^10 pairs: far longer than the timeout in either server.
+    let long = "SELECT count(*) FROM generate_series(1, 100000) AS a(x), \
+                generate_series(1, 100000) AS b(y) WHERE a.x + b.y = -1";
+    for (name, client) in &clients {
+        assert_eq!(show_timeout(client).await.as_deref(), Some("0"), "{name}");
+        for (value, shown) in [
+            ("1500", "1500ms"),
+            ("'1.5s'", "1500ms"),
+            ("'120s'", "2min"),
+            ("'1h'", "1h"),
+            ("0", "0"),
+        ] {
+            exec(client, &format!("SET statement_timeout = {value}")).await;
+            assert_eq!(
+                show_timeout(client).await.as_deref(),
+                Some(shown),
+                "{name}: {value}"
+            );
+        }
+        for bad in ["'abc'", "'5 fortnights'", "-1"] {
+            let err = client
+                .batch_execute(&format!("SET statement_timeout = {bad}"))
+                .await
+                .expect_err("an invalid value is refused");
+            assert_eq!(sqlstate(&err), "22023", "{name}: {bad}: {err:?}");
+        }
+
+        exec(client, "SET statement_timeout = '200ms'").await;
+        let err = client
+            .query_one(long, &[])
+            .await
+            .expect_err("the statement runs past its timeout");
+        assert_eq!(sqlstate(&err), "57014", "{name}: {err:?}");
+        let message = err.as_db_error().map(|e| e.message().to_string());
+        assert_eq!(
+            message.as_deref(),
+            Some("canceling statement due to statement timeout"),
+            "{name}"
+        );
+        let err = client
+            .simple_query(long)
+            .await
+            .expect_err("the simple-protocol statement runs past its timeout");
+        assert_eq!(sqlstate(&err), "57014", "{name}: {err:?}");
+        // Short statements run, and the session stays usable.
+        assert_eq!(
+            count(client, "SELECT count(*) FROM generate_series(1, 10)").await,
+            10
+        );
+        exec(client, "SET statement_timeout = 0").await;
+        assert_eq!(show_timeout(client).await.as_deref(), Some("0"), "{name}");
+    }
+}
+
 // ---------------------------------------------------------------- transactions
 
 #[tokio::test]
