@@ -20,6 +20,7 @@ mod engine;
 mod error;
 mod fast_insert;
 mod functions;
+mod index_lookup;
 mod info_schema;
 mod isolation;
 mod join_arrangement;

@@ -19,7 +19,7 @@ use datafusion::common::{DataFusionError, Result as DfResult};
 use datafusion::datasource::memory::MemorySourceConfig;
 use datafusion::datasource::TableType;
 use datafusion::execution::session_state::SessionState;
-use datafusion::logical_expr::{Expr, ExprSchemable};
+use datafusion::logical_expr::{Expr, ExprSchemable, TableProviderFilterPushDown};
 use datafusion::physical_plan::ExecutionPlan;
 use parking_lot::{Mutex, RwLock};
 
@@ -347,13 +347,39 @@ impl TableProvider for StoredTable {
         self.defaults.get(column)
     }
 
+    /// Equality filters on columns are offered for point lookups (see
+    /// [`crate::index_lookup`]); inexactly, so the filter also stays above
+    /// the scan.
+    fn supports_filters_pushdown(
+        &self,
+        filters: &[&Expr],
+    ) -> DfResult<Vec<TableProviderFilterPushDown>> {
+        Ok(filters
+            .iter()
+            .map(|f| {
+                if self.visible_columns.is_none()
+                    && datafusion::logical_expr::utils::split_conjunction(f)
+                        .into_iter()
+                        .any(|c| crate::index_lookup::key_equality(c).is_some())
+                {
+                    TableProviderFilterPushDown::Inexact
+                } else {
+                    TableProviderFilterPushDown::Unsupported
+                }
+            })
+            .collect())
+    }
+
     async fn scan(
         &self,
         state: &dyn DfSession,
         projection: Option<&Vec<usize>>,
-        _filters: &[Expr],
+        filters: &[Expr],
         _limit: Option<usize>,
     ) -> DfResult<Arc<dyn ExecutionPlan>> {
+        if let Some(lookup) = self.index_lookup(projection, filters)? {
+            return Ok(lookup);
+        }
         let batches = self
             .shared
             .with_txn(|t| t.scan(self.table_id, self.visible_columns.as_deref(), false))?
@@ -368,6 +394,44 @@ impl TableProvider for StoredTable {
             projection.cloned(),
         )?;
         Ok(exec)
+    }
+}
+
+impl StoredTable {
+    /// A scan answered through a unique index (see
+    /// [`crate::index_lookup`]), when `filters` compare an index's columns
+    /// with constants and the index can answer for this transaction.
+    fn index_lookup(
+        &self,
+        projection: Option<&Vec<usize>>,
+        filters: &[Expr],
+    ) -> DfResult<Option<Arc<dyn ExecutionPlan>>> {
+        if filters.is_empty() || self.visible_columns.is_some() {
+            return Ok(None);
+        }
+        let storage_error = |e| DataFusionError::External(Box::new(e));
+        let indexes = self
+            .shared
+            .with_txn(|t| t.unique_indexes(self.table_id))?
+            .map_err(storage_error)?;
+        let Some(lookup) = crate::index_lookup::plan(&self.schema, filters, &indexes) else {
+            return Ok(None);
+        };
+        let found = self
+            .shared
+            .with_txn(|t| t.lookup_unique(self.table_id, &lookup.columns, &lookup.keys, None))?
+            .map_err(storage_error)?;
+        let Some(batches) = found else {
+            return Ok(None);
+        };
+        self.shared
+            .work
+            .add_scanned_rows(batches.iter().map(RecordBatch::num_rows).sum());
+        let exec =
+            MemorySourceConfig::try_new_exec(&[batches], self.schema.clone(), projection.cloned())?;
+        Ok(Some(Arc::new(crate::index_lookup::IndexLookupExec::new(
+            &lookup, exec,
+        ))))
     }
 }
 

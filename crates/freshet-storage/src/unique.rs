@@ -177,7 +177,7 @@ impl KeyEncoder {
     }
 
     /// Like [`KeyEncoder::encode`], given only the key columns.
-    fn encode_key_columns(&self, cols: &[ArrayRef]) -> Result<Vec<Option<Key>>> {
+    pub(crate) fn encode_key_columns(&self, cols: &[ArrayRef]) -> Result<Vec<Option<Key>>> {
         let rows = self.converter.convert_columns(cols)?;
         let n = rows.num_rows();
         let any_nulls = cols.iter().any(|c| c.null_count() > 0);

@@ -253,3 +253,116 @@ fn insert_skipping_conflicts_keeps_free_keys() {
     tx.commit_blocking().unwrap();
     assert_eq!(scan_ids(&store, t), vec![1, 2, 3, 4]);
 }
+
+/// The `id`s of `batches` whose key is in `keys`, as a filtered scan
+/// finds them.
+fn scanned(tx: &freshet_storage::Transaction, t: TableId, keys: &[i64]) -> Vec<i64> {
+    let mut found: Vec<i64> = ids(&tx.scan(t, None, false).unwrap())
+        .into_iter()
+        .filter(|id| keys.contains(id))
+        .collect();
+    found.sort_unstable();
+    found
+}
+
+fn looked_up(tx: &freshet_storage::Transaction, t: TableId, keys: &[i64]) -> Option<Vec<i64>> {
+    let keys: arrow::array::ArrayRef = Arc::new(Int64Array::from(keys.to_vec()));
+    tx.lookup_unique(t, &[0], &[keys], None)
+        .unwrap()
+        .map(|batches| ids(&batches))
+}
+
+#[test]
+fn lookups_answer_what_a_scan_answers() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(dir.path());
+    let t = create_keyed(&store);
+    insert(&store, t, &(0..1000).collect::<Vec<_>>());
+
+    // Nothing written since the snapshot: the index answers, hits and
+    // misses alike, and a NULL key matches nothing.
+    let tx = store.begin();
+    assert_eq!(looked_up(&tx, t, &[5, 999, 1000, -1]), Some(vec![5, 999]));
+    let with_null: arrow::array::ArrayRef = Arc::new(Int64Array::from(vec![Some(7), None]));
+    let rows = tx
+        .lookup_unique(t, &[0], &[with_null], Some(&[1]))
+        .unwrap()
+        .unwrap();
+    assert_eq!(rows.iter().map(|b| b.num_rows()).sum::<usize>(), 1);
+    assert_eq!(rows[0].num_columns(), 1, "the projection is applied");
+    // Not an index over these columns, or keys of another type: no answer.
+    let text: arrow::array::ArrayRef = Arc::new(StringArray::from(vec!["5"]));
+    assert!(tx
+        .lookup_unique(t, &[1], std::slice::from_ref(&text), None)
+        .unwrap()
+        .is_none());
+    assert!(tx.lookup_unique(t, &[0], &[text], None).unwrap().is_none());
+    drop(tx);
+
+    // Random writes, with old snapshots kept open across them: whenever the
+    // index answers, it answers what the snapshot's scan does.
+    let mut rng = 0x2545_f491_4f6c_dd1du64;
+    let mut next = || {
+        rng ^= rng << 13;
+        rng ^= rng >> 7;
+        rng ^= rng << 17;
+        rng
+    };
+    let mut old: Vec<freshet_storage::Transaction> = Vec::new();
+    let mut answered = 0;
+    for _ in 0..300 {
+        match next() % 4 {
+            0 => {
+                // Delete a few keys (and maybe put some back).
+                let mut tx = store.begin();
+                let keys: Vec<i64> = (0..3).map(|_| (next() % 1200) as i64).collect();
+                let rows: Vec<RowId> = ids_with_row_ids(&tx.scan(t, None, true).unwrap())
+                    .into_iter()
+                    .filter(|(id, _)| keys.contains(id))
+                    .map(|(_, row)| RowId(row))
+                    .collect();
+                tx.delete(t, &rows).unwrap();
+                if next() % 2 == 0 {
+                    let mut again = keys.clone();
+                    again.sort_unstable();
+                    again.dedup();
+                    tx.insert(t, batch(&again)).unwrap();
+                }
+                tx.commit_blocking().unwrap();
+            }
+            1 => {
+                let mut tx = store.begin();
+                let key = (next() % 1200) as i64;
+                if tx.insert(t, batch(&[key])).is_ok() {
+                    let _ = tx.commit_blocking();
+                }
+            }
+            2 => old.push(store.begin()),
+            _ => {
+                if !old.is_empty() {
+                    let i = (next() as usize) % old.len();
+                    old.swap_remove(i);
+                }
+            }
+        }
+        let keys: Vec<i64> = (0..4).map(|_| (next() % 1200) as i64).collect();
+        let current = store.begin();
+        for tx in old.iter().chain(std::iter::once(&current)) {
+            if let Some(found) = looked_up(tx, t, &keys) {
+                answered += 1;
+                let mut unique_keys = keys.clone();
+                unique_keys.sort_unstable();
+                unique_keys.dedup();
+                assert_eq!(found, scanned(tx, t, &unique_keys), "keys {keys:?}");
+            }
+        }
+        // A fresh snapshot is never refused.
+        assert!(looked_up(&current, t, &keys).is_some());
+    }
+    assert!(answered > 300);
+
+    // A transaction that wrote to the table scans instead.
+    let mut tx = store.begin();
+    tx.insert(t, batch(&[5000])).unwrap();
+    assert!(looked_up(&tx, t, &[5000]).is_none());
+}
