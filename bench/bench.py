@@ -44,6 +44,12 @@ Dynamic tables (`--sections dynamic`, needs psycopg), three parts:
   tables, and in PostgreSQL as a materialized view (`REFRESH MATERIALIZED
   VIEW`), over the larger source, refreshed after the same kind of inserts.
 
+Point lookups (`--sections lookup`, needs psycopg): a table with a bigint
+primary key grown to each --lookup-rows size in PostgreSQL, then in
+Freshet; --lookup-reps prepared `WHERE id = $1` lookups of random keys from
+one connection, p50 and p99 by the client's clock, and in Freshet a few
+lookups the index cannot serve (`abs(id) = $1`).
+
 The results are written as Markdown to docs/benchmarks.md (or --output), each
 part between its own markers.
 """
@@ -511,6 +517,24 @@ def machine_info():
     }
 
 
+def machine_and_command(machine, command):
+    """The report lines every section ends with: the machine and the command."""
+    return [
+        "### Machine",
+        "",
+        f"- CPU: {machine['cpu']}, {machine['nproc']} cores (nproc)",
+        f"- Memory: {fmt_num(machine['mem_gib'], 1)} GiB",
+        f"- Kernel: {machine['kernel']}",
+        f"- Date: {datetime.datetime.now(datetime.timezone.utc):%Y-%m-%d %H:%M UTC}",
+        "",
+        "### Command",
+        "",
+        "```",
+        command,
+        "```",
+    ]
+
+
 def fmt_num(v, digits=0):
     if v is None:
         return "n/a"
@@ -585,18 +609,7 @@ def render(args, machine, pg, fr, command):
     lines.append("- Table: `" + CREATE_SQL + "`; the CSV is generated deterministically "
                  f"({len(LOCATIONS)} locations, user ids 1..1,000,000).")
     lines.append("")
-    lines.append("### Machine")
-    lines.append("")
-    lines.append(f"- CPU: {machine['cpu']}, {machine['nproc']} cores (nproc)")
-    lines.append(f"- Memory: {fmt_num(machine['mem_gib'], 1)} GiB")
-    lines.append(f"- Kernel: {machine['kernel']}")
-    lines.append(f"- Date: {datetime.datetime.now(datetime.timezone.utc):%Y-%m-%d %H:%M UTC}")
-    lines.append("")
-    lines.append("### Command")
-    lines.append("")
-    lines.append("```")
-    lines.append(command)
-    lines.append("```")
+    lines.extend(machine_and_command(machine, command))
     lines.append("")
     return "\n".join(lines)
 
@@ -1532,18 +1545,144 @@ def render_dynamic(args, machine, fresh, scaling, peer, command):
     lines.append(f"CREATE MATERIALIZED VIEW logins_agg AS {LOGINS_AGG_QUERY};")
     lines.append("```")
     lines.append("")
-    lines.append("### Machine")
+    lines.extend(machine_and_command(machine, command))
     lines.append("")
-    lines.append(f"- CPU: {machine['cpu']}, {machine['nproc']} cores (nproc)")
-    lines.append(f"- Memory: {fmt_num(machine['mem_gib'], 1)} GiB")
-    lines.append(f"- Kernel: {machine['kernel']}")
-    lines.append(f"- Date: {datetime.datetime.now(datetime.timezone.utc):%Y-%m-%d %H:%M UTC}")
+    return "\n".join(lines)
+
+
+# ---------------------------------------------------------------- point lookups
+
+LOOKUP_BEGIN_MARK = "<!-- BEGIN bench/run.sh lookup: generated, do not edit -->"
+LOOKUP_END_MARK = "<!-- END bench/run.sh lookup -->"
+
+LOOKUP_CREATE_SQL = "CREATE TABLE accounts (id bigint PRIMARY KEY, email text, balance int)"
+LOOKUP_SQL = "SELECT id, email, balance FROM accounts WHERE id = %s"
+# The same lookup with the key hidden from the index (`abs(id)`, keys are
+# positive): what a
+# Freshet lookup cost before unique indexes served reads.
+LOOKUP_SCAN_SQL = "SELECT id, email, balance FROM accounts WHERE abs(id) = %s"
+LOOKUP_SCAN_REPS = 20
+LOOKUP_CHUNK = 1_000_000
+
+
+def lookup_series(conn, sizes, reps, postgres):
+    """Grows `accounts` to each of `sizes` rows and times `reps` prepared
+    point lookups of random existing keys at each size (after a warm-up);
+    also a few lookups that cannot use the index, in Freshet."""
+    rng = random.Random(11)
+    conn.execute(LOOKUP_CREATE_SQL)
+    loaded, out = 0, []
+    for size in sizes:
+        started = time.monotonic()
+        for first in range(loaded + 1, size + 1, LOOKUP_CHUNK):
+            last = min(first + LOOKUP_CHUNK - 1, size)
+            conn.execute(
+                "INSERT INTO accounts SELECT n, 'user' || n || '@example.com', n % 1000 "
+                f"FROM generate_series({first}, {last}) AS g(n)")
+        loaded = size
+        load_s = time.monotonic() - started
+        if postgres:
+            conn.execute("VACUUM ANALYZE accounts")
+        else:
+            conn.execute("CHECKPOINT")
+        cur = conn.cursor()
+
+        def timed(sql, keys):
+            times = []
+            for key in keys:
+                t0 = time.perf_counter()
+                rows = cur.execute(sql, (key,), prepare=True).fetchall()
+                times.append(time.perf_counter() - t0)
+                if len(rows) != 1 or rows[0][0] != key:
+                    raise RuntimeError(f"lookup of {key} returned {rows!r}")
+            return times
+
+        timed(LOOKUP_SQL, [rng.randint(1, size) for _ in range(200)])
+        times = timed(LOOKUP_SQL, [rng.randint(1, size) for _ in range(reps)])
+        row = {"size": size, "load_s": load_s, "reps": reps,
+               "p50_us": percentile(times, 50) * 1e6, "p99_us": percentile(times, 99) * 1e6}
+        if not postgres:
+            scans = timed(LOOKUP_SCAN_SQL, [rng.randint(1, size) for _ in range(LOOKUP_SCAN_REPS)])
+            row["scan_p50_us"] = percentile(scans, 50) * 1e6
+        out.append(row)
+        log(f"lookup: {'postgres' if postgres else 'freshet'} {size:,} rows: p50 {row['p50_us']:.0f} us")
+    return out
+
+
+def bench_lookup(args, tools, workdir):
+    """The lookup series in PostgreSQL, then in Freshet, each with its peak memory."""
+    result = {}
+    with postgres_instance(workdir) as (uri, pid, version):
+        sampler = MemorySampler(pid)
+        sampler.start()
+        try:
+            conn = db_connect(uri)
+            result["postgres"] = lookup_series(conn, args.lookup_rows, args.lookup_reps, True)
+            conn.close()
+        finally:
+            sampler.stop()
+        result["pg_version"] = version
+        result["pg_settings"] = postgres_settings(tools, uri)
+        result["pg_peak_pss_kib"] = sampler.peak_pss_kib
+    with freshet_instance(args, workdir, (), "freshet-lookup.log") as (uri, proc):
+        sampler = MemorySampler(proc.pid)
+        sampler.start()
+        try:
+            conn = db_connect(uri)
+            result["freshet"] = lookup_series(conn, args.lookup_rows, args.lookup_reps, False)
+            conn.close()
+        finally:
+            sampler.stop()
+        result["fr_peak_hwm_kib"] = status_kib(proc.pid, "VmHWM") or sampler.peak_hwm_kib
+    result["fr_version"] = freshet_version(args.freshet_bin)
+    return result
+
+
+def render_lookup(args, machine, res, command):
+    pg, fr = res["postgres"], res["freshet"]
+    lines = ["## Point lookups by primary key: Freshet vs PostgreSQL", ""]
+    lines.append(
+        "Generated by `bench/run.sh`; do not edit by hand. One connection runs the prepared "
+        f"statement `{LOOKUP_SQL.replace('%s', '$1')}` (psycopg 3, server-side prepared) for random "
+        f"existing keys, {args.lookup_reps:,} times per size after 200 warm-up lookups, against "
+        f"`{LOOKUP_CREATE_SQL}` grown to each size; client wall clock per lookup, loopback.")
     lines.append("")
-    lines.append("### Command")
+    lines.append("| Rows | PostgreSQL p50, µs | PostgreSQL p99, µs | Freshet p50, µs | Freshet p99, µs "
+                 "| Freshet / PostgreSQL, p50 | Freshet without the index (`abs(id) = $1`), p50, µs |")
+    lines.append("| ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
+    for p, f in zip(pg, fr):
+        lines.append(
+            f"| {p['size']:,} | {fmt_num(p['p50_us'])} | {fmt_num(p['p99_us'])} | {fmt_num(f['p50_us'])} "
+            f"| {fmt_num(f['p99_us'])} | {ratio(f['p50_us'], p['p50_us'])} | {fmt_num(f['scan_p50_us'])} |")
+    if len(pg) >= 2:
+        lines.append(
+            f"| growth, {pg[-1]['size']:,} / {pg[0]['size']:,} | {pg[-1]['p50_us'] / pg[0]['p50_us']:.2f}× | "
+            f"| {fr[-1]['p50_us'] / fr[0]['p50_us']:.2f}× | | | "
+            f"{fr[-1]['scan_p50_us'] / fr[0]['scan_p50_us']:.2f}× |")
+    lines.append(
+        f"| peak memory of the run, MiB | {fmt_num(res['pg_peak_pss_kib'] / 1024, 1)} (PSS, all processes) | "
+        f"| {fmt_num(res['fr_peak_hwm_kib'] / 1024, 1)} (VmHWM) | | | |")
     lines.append("")
-    lines.append("```")
-    lines.append(command)
-    lines.append("```")
+    lines.append("What the figures do not show: one connection and no concurrent writes (a Freshet "
+                 "lookup falls back to a scan in a transaction that wrote to the table, or when the "
+                 "table was written after the statement's snapshot in a way the index cannot see "
+                 "through); equality and `IN` only (PostgreSQL's B-tree also serves ranges and "
+                 "ordering); the memory rows include loading the tables, which dominates them.")
+    lines.append("")
+    lines.append("### Details")
+    lines.append("")
+    loads = ", ".join(f"{p['size']:,} rows {p['load_s']:.1f} s / {f['load_s']:.1f} s" for p, f in zip(pg, fr))
+    lines.append(f"- Loading (`INSERT … SELECT generate_series` in chunks of {LOOKUP_CHUNK:,} rows, "
+                 f"PostgreSQL / Freshet): {loads}; then `VACUUM ANALYZE` in PostgreSQL and `CHECKPOINT` "
+                 "in Freshet")
+    lines.append(f"- PostgreSQL: {res['pg_version']}; settings: {res['pg_settings']}; the primary key's "
+                 "B-tree index, otherwise initdb defaults")
+    lines.append(f"- Freshet: {res['fr_version']}, commit {machine['commit']}, release build; the primary "
+                 "key's unique index (an in-memory hash map)")
+    lines.append(f"- Without the index: {LOOKUP_SCAN_REPS} lookups of `{LOOKUP_SCAN_SQL.replace('%s', '$1')}`, "
+                 "which scans the table")
+    lines.append("")
+    lines.extend(machine_and_command(machine, command))
     lines.append("")
     return "\n".join(lines)
 
@@ -1561,9 +1700,10 @@ def main():
     ap.add_argument("--workdir", default=os.environ.get("BENCH_WORKDIR", "/var/tmp/freshet-bench"))
     ap.add_argument("--output", default=os.path.join(ROOT, "docs", "benchmarks.md"))
     ap.add_argument("--command", default=None, help="the command line to record in the report")
-    ap.add_argument("--sections", default="server,models,dynamic",
+    ap.add_argument("--sections", default="server,models,dynamic,lookup",
                     help="comma separated: server (vs PostgreSQL), models (inference vs onnxruntime), "
-                         "dynamic (dynamic tables: freshness, incremental refresh, vs a materialized view)")
+                         "dynamic (dynamic tables: freshness, incremental refresh, vs a materialized view), "
+                         "lookup (prepared point lookups by primary key)")
     ap.add_argument("--model-rows", type=int, help="rows per model table (default 1,000,000; 50,000 with --quick)")
     ap.add_argument("--model-batch", type=int, default=8192, help="inference batch size everywhere")
     ap.add_argument("--model-reps", type=int, help="timed runs per measurement (default 7; 1 with --quick)")
@@ -1583,6 +1723,10 @@ def main():
                     help="dynamic: how often the poller looks for new predictions (default 25)")
     ap.add_argument("--scale-rows", default=None,
                     help="dynamic: SMALL,LARGE source sizes (default 1000000,10000000; 100000,1000000 with --quick)")
+    ap.add_argument("--lookup-rows", default=None,
+                    help="lookup: table sizes (default 1000000,10000000; 100000,1000000 with --quick)")
+    ap.add_argument("--lookup-reps", type=int, default=None,
+                    help="lookup: timed lookups per size (default 5000; 1000 with --quick)")
     ap.add_argument("--refresh-rows", type=int, default=1000,
                     help="dynamic: new rows before each timed refresh (default 1,000)")
     ap.add_argument("--refresh-reps", type=int,
@@ -1606,20 +1750,28 @@ def main():
         sys.exit("--scale-rows takes SMALL,LARGE")
     if len(args.scale_rows) != 2 or not 0 < args.scale_rows[0] < args.scale_rows[1]:
         sys.exit("--scale-rows takes SMALL,LARGE with 0 < SMALL < LARGE")
+    if args.lookup_rows is None:
+        args.lookup_rows = "100000,1000000" if args.quick else "1000000,10000000"
+    try:
+        args.lookup_rows = [int(x) for x in args.lookup_rows.split(",")]
+    except ValueError:
+        sys.exit("--lookup-rows takes sizes separated by commas")
+    if args.lookup_reps is None:
+        args.lookup_reps = 1000 if args.quick else 5000
     if args.refresh_reps is None:
         args.refresh_reps = 5 if args.quick else 10
     if args.throughput_bin is None:
         args.throughput_bin = os.path.join(os.path.dirname(args.freshet_bin), "examples", "throughput")
     sections = {s.strip() for s in args.sections.split(",") if s.strip()}
-    unknown = sections - {"server", "models", "dynamic"}
+    unknown = sections - {"server", "models", "dynamic", "lookup"}
     if unknown:
         sys.exit(f"unknown --sections {', '.join(sorted(unknown))}")
 
-    if "dynamic" in sections:
+    if sections & {"dynamic", "lookup"}:
         try:
             import psycopg  # noqa: F401
         except ImportError:
-            sys.exit("the dynamic section needs psycopg: pip install 'psycopg[binary]'")
+            sys.exit("the dynamic and lookup sections need psycopg: pip install 'psycopg[binary]'")
 
     tools = {}
     for tool in ("psql", "pgbench"):
@@ -1681,6 +1833,20 @@ def main():
             raise
         report = render_dynamic(args, machine_info(), fresh, scaling, peer, command)
         write_section(args.output, report, DYNAMIC_BEGIN_MARK, DYNAMIC_END_MARK)
+        shutil.rmtree(run_dir, ignore_errors=True)
+        log(f"wrote {args.output}")
+        print(report)
+
+    if "lookup" in sections:
+        run_dir = tempfile.mkdtemp(prefix="lookup-", dir=args.workdir)
+        os.chmod(run_dir, 0o755)
+        try:
+            res = bench_lookup(args, tools, run_dir)
+        except Exception:
+            log(f"lookup benchmark failed; logs kept in {run_dir}")
+            raise
+        report = render_lookup(args, machine_info(), res, command)
+        write_section(args.output, report, LOOKUP_BEGIN_MARK, LOOKUP_END_MARK)
         shutil.rmtree(run_dir, ignore_errors=True)
         log(f"wrote {args.output}")
         print(report)

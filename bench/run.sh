@@ -6,9 +6,10 @@
 #                           # then m!predict over 1M-row tables for each model family;
 #                           # then dynamic tables: 20,000 logins/s for 5 min into the
 #                           # model pipeline, refreshes over 1M- and 10M-row sources,
-#                           # an aggregate vs a PostgreSQL materialized view
+#                           # an aggregate vs a PostgreSQL materialized view;
+#                           # then prepared point lookups by primary key at 1M and 10M rows
 #   bench/run.sh --quick    # small sizes, to try it out (a few minutes)
-#   bench/run.sh --sections dynamic   # one section only (server, models, dynamic)
+#   bench/run.sh --sections dynamic   # one section only (server, models, dynamic, lookup)
 #
 # Other options are passed to bench/bench.py (see `python3 bench/bench.py --help`):
 #   --rows N --clients N --insert-seconds S --agg-reps N --pgbench-mode simple|extended|prepared
@@ -17,8 +18,9 @@
 #   --fresh-writers N (4) --fresh-interval-ms MS (25, per writer) --poll-ms MS (25)
 #   --scale-rows SMALL,LARGE (1000000,10000000; 100000,1000000 with --quick)
 #   --refresh-rows N (1000) --refresh-reps N (10; 5 with --quick)
+#   --lookup-rows SIZE,SIZE (1000000,10000000) --lookup-reps N (5000; 1000 with --quick)
 #   --output FILE --workdir DIR
-# The dynamic section needs psycopg (pip install 'psycopg[binary]').
+# The dynamic and lookup sections need psycopg (pip install 'psycopg[binary]').
 # onnxruntime is taken from /var/tmp/fixtures-venv (see tools/fixtures/README.md) or
 # BENCH_ORT_PYTHON; without it the onnxruntime column reads n/a.
 # Environment: CARGO_TARGET_DIR (default /var/tmp/freshet-target), PG_BINDIR,
