@@ -1663,9 +1663,10 @@ def render_lookup(args, machine, res, command):
         f"| peak memory of the run, MiB | {fmt_num(res['pg_peak_pss_kib'] / 1024, 1)} (PSS, all processes) | "
         f"| {fmt_num(res['fr_peak_hwm_kib'] / 1024, 1)} (VmHWM) | | | |")
     lines.append("")
-    lines.append("Freshet's lookup time does not grow with the table, where its scan does (last "
-                 "column); what remains is a per-statement cost this run does not break down "
-                 "(planning and executing a prepared statement outside the index itself).")
+    lines.append("The last column is what every Freshet lookup cost before unique indexes served "
+                 "reads: a scan, growing with the table. The index lookups' remaining cost is per "
+                 "statement, and this run does not break it down (planning and executing a prepared "
+                 "statement, outside the index itself).")
     lines.append("")
     lines.append("What the figures do not show: one connection and no concurrent writes (a Freshet "
                  "lookup falls back to a scan in a transaction that wrote to the table, or when the "
