@@ -424,6 +424,13 @@ impl StoredTable {
         let Some(batches) = found else {
             return Ok(None);
         };
+        if batches
+            .iter()
+            .any(|b| b.num_columns() != self.schema.fields().len())
+        {
+            // Not the columns this statement sees: scan instead.
+            return Ok(None);
+        }
         self.shared
             .work
             .add_scanned_rows(batches.iter().map(RecordBatch::num_rows).sum());

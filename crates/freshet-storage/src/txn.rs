@@ -558,7 +558,8 @@ impl Transaction {
     ///
     /// `Ok(None)` when the index cannot answer and the caller must scan:
     /// there is no unique index over exactly `columns`, the key types differ
-    /// from the columns', this transaction has written to the table, or the
+    /// from the columns', this transaction has written to the table (rows
+    /// or columns), or the
     /// table was written after this snapshot in a way the index (which holds
     /// the latest commit's keys) cannot see through (a key that is absent
     /// now, or now belongs to a row this snapshot does not see).
@@ -573,9 +574,8 @@ impl Transaction {
             if t.dropped {
                 return Err(StorageError::UnknownTable(table));
             }
-            if t.created_here || t.truncated || !t.inserts.is_empty() || !t.deleted.is_empty() {
-                return Ok(None);
-            }
+            // Written to (rows, a new column, created or truncated here).
+            return Ok(None);
         }
         let seq = self.snap.seq();
         let cat = self.snap.inner().catalog.read();
