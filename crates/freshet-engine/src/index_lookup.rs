@@ -146,11 +146,17 @@ pub(crate) fn plan(
             count = count.saturating_mul(values.len());
             let mut cast = Vec::with_capacity(values.len());
             for v in values {
+                // Only a constant that converts to the column's type and
+                // back unchanged is a key; for any other (out of range,
+                // rounded, unparsable) the scan and its filter decide.
                 match v.cast_to(field.data_type()) {
-                    // A constant the column cannot hold equals none of its
-                    // values.
-                    Ok(v) if !v.is_null() => cast.push(v),
-                    Ok(_) | Err(_) => {}
+                    Ok(key)
+                        if !key.is_null()
+                            && key.cast_to(&v.data_type()).ok() == Some(v.clone()) =>
+                    {
+                        cast.push(key)
+                    }
+                    _ => continue 'indexes,
                 }
             }
             keys.push(cast);
