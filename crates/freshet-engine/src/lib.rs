@@ -32,6 +32,7 @@ mod overflow;
 mod pg_compat;
 mod pg_types;
 mod planning;
+mod prepared_lookup;
 mod provider;
 mod registry;
 mod row_keys;

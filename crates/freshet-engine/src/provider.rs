@@ -79,7 +79,8 @@ impl SessionShared {
     }
 }
 
-struct TxnMeta<'a>(&'a Transaction);
+/// Catalog reads through a transaction.
+pub(crate) struct TxnMeta<'a>(pub(crate) &'a Transaction);
 
 impl MetaRead for TxnMeta<'_> {
     fn meta(&self, key: &str) -> Option<Vec<u8>> {
@@ -398,6 +399,17 @@ impl TableProvider for StoredTable {
 }
 
 impl StoredTable {
+    /// Whether the stored table has columns SQL never sees (a dynamic
+    /// table's lineage).
+    pub(crate) fn has_hidden_columns(&self) -> bool {
+        self.visible_columns.is_some()
+    }
+
+    /// The table's columns as stored (all of them, when none are hidden).
+    pub(crate) fn stored_schema(&self) -> SchemaRef {
+        self.schema.clone()
+    }
+
     /// A scan answered through a unique index (see
     /// [`crate::index_lookup`]), when `filters` compare an index's columns
     /// with constants and the index can answer for this transaction.

@@ -21,6 +21,7 @@ use freshet_sql::FreshetStatement;
 use crate::commands::command;
 use crate::engine::Engine;
 use crate::planning::map_df_error;
+use crate::prepared_lookup::PointLookup;
 use crate::provider::{DatabaseList, SessionShared};
 use crate::{CommandTag, EngineError, QueryOutput, TransactionStatus};
 
@@ -38,6 +39,9 @@ pub struct PreparedStatement {
     /// The row description, or `None` for statements that return no rows.
     pub result_schema: Option<SchemaRef>,
     pub(crate) statement: Option<Arc<FreshetStatement>>,
+    /// Set when the statement is a point lookup through a unique index,
+    /// which executes without planning (see [`crate::prepared_lookup`]).
+    pub(crate) point_lookup: Option<Arc<PointLookup>>,
 }
 
 impl PreparedStatement {
@@ -59,6 +63,13 @@ impl PreparedStatement {
             },
             _ => false,
         }
+    }
+
+    /// Whether the statement is a point lookup through a unique index,
+    /// executed without planning unless the table changed since it was
+    /// prepared or the index cannot answer for the transaction.
+    pub fn is_point_lookup(&self) -> bool {
+        self.point_lookup.is_some()
     }
 }
 
@@ -291,16 +302,18 @@ impl Session {
                 json_params: Vec::new(),
                 result_schema: None,
                 statement: None,
+                point_lookup: None,
             });
         };
         let statement = Arc::new(parsed.statement);
-        let (param_types, json_params, result_schema) = self.describe(&statement, declared).await?;
+        let described = self.describe(&statement, declared).await?;
         Ok(PreparedStatement {
             sql: sql.to_string(),
-            param_types,
-            json_params,
-            result_schema,
+            param_types: described.param_types,
+            json_params: described.json_params,
+            result_schema: described.result_schema,
             statement: Some(statement),
+            point_lookup: described.point_lookup.map(Arc::new),
         })
     }
 
@@ -313,8 +326,38 @@ impl Session {
         let Some(parsed) = statement.statement.clone() else {
             return Ok(QueryOutput::Empty);
         };
-        self.execute_statement(parsed, &statement.sql, Some(params))
-            .await
+        let planning = match statement.point_lookup.as_deref() {
+            Some(lookup) => Planning::LookupFirst(lookup),
+            None => Planning::Plan,
+        };
+        self.run_statement(parsed, &statement.sql, Some(params), planning)
+            .await?
+            .ok_or_else(not_executed)
+    }
+
+    /// Executes a prepared point lookup (see [`PreparedStatement::is_point_lookup`])
+    /// without planning it: the statement's result, or `None` when it must
+    /// be planned after all (then call [`Session::execute_prepared`]; nothing
+    /// has changed). Takes microseconds whatever the data, so the wire layer
+    /// runs it on the connection's own thread.
+    pub async fn execute_point_lookup(
+        &mut self,
+        statement: &PreparedStatement,
+        params: &[ScalarValue],
+    ) -> Option<Result<QueryOutput, EngineError>> {
+        let lookup = statement.point_lookup.as_deref()?;
+        let parsed = statement.statement.clone()?;
+        if self.status == TransactionStatus::Failed {
+            return None;
+        }
+        self.run_statement(
+            parsed,
+            &statement.sql,
+            Some(params.to_vec()),
+            Planning::LookupOnly(lookup),
+        )
+        .await
+        .transpose()
     }
 
     /// Works out parameter types and the result schema of a statement without
@@ -329,11 +372,15 @@ impl Session {
             // is cheap and side-effect free, and is the only way the row
             // description is guaranteed to match what Execute sends.
             let schema = self.describe_by_running(statement).await?;
-            return Ok((declared_types(declared, 0), Vec::new(), schema));
+            return Ok(Described::new(
+                declared_types(declared, 0),
+                Vec::new(),
+                schema,
+            ));
         }
         let FreshetStatement::Standard(stmt) = statement.as_ref() else {
             let schema = crate::commands::describe_freshet(self, statement);
-            return Ok((
+            return Ok(Described::new(
                 model_source_parameter_types(statement, declared),
                 Vec::new(),
                 schema,
@@ -342,7 +389,11 @@ impl Session {
         if !crate::commands::is_plannable(stmt) {
             let schema = crate::commands::describe_standard(self, stmt);
             let count = count_placeholders(stmt);
-            return Ok((declared_types(declared, count), Vec::new(), schema));
+            return Ok(Described::new(
+                declared_types(declared, count),
+                Vec::new(),
+                schema,
+            ));
         }
         let started = self.begin_statement_txn();
         let described = self.describe_plannable(stmt, declared).await;
@@ -398,7 +449,7 @@ impl Session {
             })
             .collect();
         if let Some(schema) = returning {
-            return Ok((types, json, Some(schema)));
+            return Ok(Described::new(types, json, Some(schema)));
         }
         let schema = match &plan {
             LogicalPlan::Dml(_) | LogicalPlan::Ddl(_) | LogicalPlan::Statement(_) => {
@@ -429,7 +480,15 @@ impl Session {
                 &plan,
             )),
         };
-        Ok((types, json, schema))
+        let point_lookup = schema
+            .as_ref()
+            .and_then(|output| PointLookup::recognize(self, &plan, output));
+        Ok(Described {
+            param_types: types,
+            json_params: json,
+            result_schema: schema,
+            point_lookup,
+        })
     }
 
     /// Runs a read-only listing statement and keeps only its row description.
@@ -455,30 +514,44 @@ impl Session {
         source: &str,
         params: Option<Vec<ScalarValue>>,
     ) -> Result<QueryOutput, EngineError> {
+        self.run_statement(statement, source, params, Planning::Plan)
+            .await?
+            .ok_or_else(not_executed)
+    }
+
+    /// [`Session::execute_statement`] as `planning` says: `None` only when
+    /// a [`Planning::LookupOnly`] statement must be planned after all.
+    async fn run_statement(
+        &mut self,
+        statement: Arc<FreshetStatement>,
+        source: &str,
+        params: Option<Vec<ScalarValue>>,
+        planning: Planning<'_>,
+    ) -> Result<Option<QueryOutput>, EngineError> {
         if let FreshetStatement::Standard(stmt) = statement.as_ref() {
             match stmt {
                 Statement::StartTransaction { modes, .. } => {
                     crate::isolation::check_modes(modes)?;
-                    return Ok(self.begin_block());
+                    return Ok(Some(self.begin_block()));
                 }
-                Statement::Commit { .. } => return self.commit_block().await,
+                Statement::Commit { .. } => return self.commit_block().await.map(Some),
                 Statement::Rollback {
                     savepoint: Some(name),
                     ..
                 } => {
                     let result = self.rollback_to_savepoint(name);
-                    return self.failing_block_on_error(result);
+                    return self.failing_block_on_error(result).map(Some);
                 }
-                Statement::Rollback { .. } => return Ok(self.rollback_block()),
+                Statement::Rollback { .. } => return Ok(Some(self.rollback_block())),
                 Statement::Savepoint { name } if self.status != TransactionStatus::Failed => {
                     let result = self.savepoint(name);
-                    return self.failing_block_on_error(result);
+                    return self.failing_block_on_error(result).map(Some);
                 }
                 Statement::ReleaseSavepoint { name }
                     if self.status != TransactionStatus::Failed =>
                 {
                     let result = self.release_savepoint(name);
-                    return self.failing_block_on_error(result);
+                    return self.failing_block_on_error(result).map(Some);
                 }
                 _ => {}
             }
@@ -493,8 +566,26 @@ impl Session {
         if autocommit {
             self.begin_statement_txn();
         }
-        let params = params.map(|p| ParamValues::List(p.into_iter().map(Into::into).collect()));
-        let result = crate::commands::run(self, statement, source, params).await;
+        let looked_up = match planning {
+            Planning::LookupFirst(lookup) | Planning::LookupOnly(lookup) => {
+                lookup.run(self, params.as_deref().unwrap_or_default())
+            }
+            Planning::Plan => Ok(None),
+        };
+        let result = match looked_up {
+            Ok(Some(rows)) => Ok(Some(rows)),
+            Err(e) => Err(e),
+            // A read-only transaction that read nothing: ending it below
+            // changes nothing.
+            Ok(None) if matches!(planning, Planning::LookupOnly(_)) => Ok(None),
+            Ok(None) => {
+                let params =
+                    params.map(|p| ParamValues::List(p.into_iter().map(Into::into).collect()));
+                crate::commands::run(self, statement, source, params)
+                    .await
+                    .map(Some)
+            }
+        };
         match result {
             Ok(output) => {
                 if autocommit && self.copy_in.is_none() {
@@ -958,7 +1049,43 @@ impl Drop for Session {
 }
 
 /// Parameter types, which parameters are json, and the row description.
-type Described = (Vec<DataType>, Vec<bool>, Option<SchemaRef>);
+/// How [`Session::run_statement`] executes a statement.
+#[derive(Clone, Copy)]
+enum Planning<'a> {
+    /// Plan it.
+    Plan,
+    /// Try the point lookup it was prepared as, and plan it if that declines.
+    LookupFirst(&'a PointLookup),
+    /// Only the point lookup: nothing is done if it declines.
+    LookupOnly(&'a PointLookup),
+}
+
+fn not_executed() -> EngineError {
+    EngineError::new("XX000", "internal error: a statement was not executed")
+}
+
+/// What describing a statement found out.
+struct Described {
+    param_types: Vec<DataType>,
+    json_params: Vec<bool>,
+    result_schema: Option<SchemaRef>,
+    point_lookup: Option<PointLookup>,
+}
+
+impl Described {
+    fn new(
+        param_types: Vec<DataType>,
+        json_params: Vec<bool>,
+        result_schema: Option<SchemaRef>,
+    ) -> Described {
+        Described {
+            param_types,
+            json_params,
+            result_schema,
+            point_lookup: None,
+        }
+    }
+}
 
 /// SHOW and DESCRIBE statements: they only read the catalog.
 fn is_read_only_listing(statement: &FreshetStatement) -> bool {

@@ -400,21 +400,39 @@ impl FreshetQueryHandler {
         let statement = portal.statement.statement.clone();
         let params = decode_parameters(portal, &statement)?;
         let slot = session_of(client)?;
-        let execution = if statement.is_lightweight() {
+        // A point lookup through a unique index takes microseconds: it runs
+        // here, and its rows are already in memory. Only if it must be
+        // planned after all does it go to the compute runtime.
+        let looked_up = if statement.is_point_lookup() {
+            let (statement, params) = (statement.clone(), params.clone());
             slot.run_here(move |session| {
-                Box::pin(async move { session.execute_prepared(&statement, params).await })
+                Box::pin(async move { session.execute_point_lookup(&statement, &params).await })
             })
-            .boxed()
+            .await?
         } else {
-            slot.run(move |session| {
-                Box::pin(async move { session.execute_prepared(&statement, params).await })
-            })
-            .boxed()
+            None
         };
-        let result = tokio::select! {
-            biased;
-            why = &mut *cancel => Err(why),
-            result = execution => result.and_then(|r| r.map_err(WireError::from)),
+        let in_memory = looked_up.is_some();
+        let result = match looked_up {
+            Some(result) => result.map_err(WireError::from),
+            None => {
+                let execution = if statement.is_lightweight() {
+                    slot.run_here(move |session| {
+                        Box::pin(async move { session.execute_prepared(&statement, params).await })
+                    })
+                    .boxed()
+                } else {
+                    slot.run(move |session| {
+                        Box::pin(async move { session.execute_prepared(&statement, params).await })
+                    })
+                    .boxed()
+                };
+                tokio::select! {
+                    biased;
+                    why = &mut *cancel => Err(why),
+                    result = execution => result.and_then(|r| r.map_err(WireError::from)),
+                }
+            }
         };
         let mut session = slot.lock().await;
         send_parameter_status(client, &mut session).await?;
@@ -426,10 +444,13 @@ impl FreshetQueryHandler {
                 command,
             } => {
                 let wire = WireSchema::new(&schema, &portal.result_column_format)?;
-                let mut response = QueryResponse::new(
-                    wire.fields().clone(),
-                    row_stream(wire, slot.on_compute(stream)),
-                );
+                let stream = if in_memory {
+                    stream
+                } else {
+                    slot.on_compute(stream)
+                };
+                let mut response =
+                    QueryResponse::new(wire.fields().clone(), row_stream(wire, stream));
                 response.set_command_tag(command.verb());
                 PortalOutput::Rows(response)
             }

@@ -694,6 +694,164 @@ async fn point_lookups_read_through_unique_indexes() {
     }
 }
 
+/// Two connections to `server`, and two to the reference PostgreSQL when
+/// SLT_REFERENCE_URL is set.
+async fn client_pairs(server: &TestServer) -> Vec<(&'static str, Client, Client)> {
+    let mut pairs = vec![("freshet", server.connect().await, server.connect().await)];
+    if let Ok(url) = std::env::var("SLT_REFERENCE_URL") {
+        let mut two = Vec::new();
+        for _ in 0..2 {
+            let (client, connection) = tokio_postgres::connect(&url, NoTls)
+                .await
+                .expect("connect to the reference PostgreSQL");
+            tokio::spawn(connection);
+            two.push(client);
+        }
+        let second = two.pop().unwrap();
+        pairs.push(("postgresql", two.pop().unwrap(), second));
+    }
+    pairs
+}
+
+/// A prepared point lookup through a unique index (which Freshet executes
+/// without planning) answers what the statement means at each execution:
+/// after other sessions' writes, its own transaction's writes and rollback,
+/// a NULL or a narrower parameter, the table dropped and created again, a
+/// column added, and `search_path` naming another table. Checked against
+/// PostgreSQL too when SLT_REFERENCE_URL is set.
+#[tokio::test]
+async fn prepared_point_lookups_follow_the_table() {
+    let server = TestServer::start();
+    for (name, client, other) in client_pairs(&server).await {
+        exec(
+            &client,
+            "DROP TABLE IF EXISTS pl_accounts; DROP TABLE IF EXISTS pl_pairs;
+             DROP SCHEMA IF EXISTS pl_other CASCADE;
+             CREATE TABLE pl_accounts (id bigint PRIMARY KEY, email text UNIQUE, n int);
+             INSERT INTO pl_accounts SELECT g, 'a' || g, g % 7 FROM generate_series(1, 1000) AS t(g);
+             CREATE TABLE pl_pairs (a int, b text, v int, PRIMARY KEY (a, b));
+             INSERT INTO pl_pairs VALUES (1, 'x', 10), (1, 'y', 11), (2, 'x', 20)",
+        )
+        .await;
+        let by_id = client
+            .prepare("SELECT email, n FROM pl_accounts WHERE id = $1")
+            .await
+            .unwrap();
+        let lookup = |id: Option<i64>| {
+            let (client, by_id) = (&client, &by_id);
+            async move {
+                client
+                    .query(by_id, &[&id])
+                    .await
+                    .unwrap_or_else(|e| panic!("{name}: lookup {id:?}: {e:?}"))
+                    .iter()
+                    .map(|r| (r.get::<_, String>(0), r.get::<_, i32>(1)))
+                    .collect::<Vec<_>>()
+            }
+        };
+        let row = |email: &str, n: i32| vec![(email.to_string(), n)];
+        assert_eq!(lookup(Some(5)).await, row("a5", 5), "{name}");
+        assert_eq!(lookup(Some(5000)).await, vec![], "{name}");
+        assert_eq!(lookup(None).await, vec![], "{name}");
+
+        // Other sessions' committed writes.
+        exec(&other, "DELETE FROM pl_accounts WHERE id = 6").await;
+        assert_eq!(lookup(Some(6)).await, vec![], "{name}");
+        exec(&other, "INSERT INTO pl_accounts VALUES (6, 'new6', 60)").await;
+        assert_eq!(lookup(Some(6)).await, row("new6", 60), "{name}");
+        exec(&other, "UPDATE pl_accounts SET n = 70 WHERE id = 7").await;
+        assert_eq!(lookup(Some(7)).await, row("a7", 70), "{name}");
+
+        // The transaction's own writes, then its rollback.
+        exec(&client, "BEGIN").await;
+        exec(&client, "UPDATE pl_accounts SET n = -1 WHERE id = 5").await;
+        exec(&client, "INSERT INTO pl_accounts VALUES (5001, 'a5001', 1)").await;
+        assert_eq!(lookup(Some(5)).await, row("a5", -1), "{name}");
+        assert_eq!(lookup(Some(5001)).await, row("a5001", 1), "{name}");
+        exec(&client, "ROLLBACK").await;
+        assert_eq!(lookup(Some(5)).await, row("a5", 5), "{name}");
+        assert_eq!(lookup(Some(5001)).await, vec![], "{name}");
+
+        // A unique text key, a composite key written in another order, and
+        // a parameter narrower than the key.
+        let by_email = client
+            .prepare("SELECT id FROM pl_accounts WHERE email = $1")
+            .await
+            .unwrap();
+        for (email, expected) in [("a9", vec![9i64]), ("A9", vec![]), ("a9 ", vec![])] {
+            let found: Vec<i64> = client
+                .query(&by_email, &[&email])
+                .await
+                .unwrap()
+                .iter()
+                .map(|r| r.get(0))
+                .collect();
+            assert_eq!(found, expected, "{name}: email {email:?}");
+        }
+        let by_pair = client
+            .prepare("SELECT v FROM pl_pairs WHERE b = $2 AND a = $1")
+            .await
+            .unwrap();
+        for (a, b, expected) in [
+            (1i32, "y", vec![11i32]),
+            (2, "y", vec![]),
+            (2, "x", vec![20]),
+        ] {
+            let found: Vec<i32> = client
+                .query(&by_pair, &[&a, &b])
+                .await
+                .unwrap()
+                .iter()
+                .map(|r| r.get(0))
+                .collect();
+            assert_eq!(found, expected, "{name}: pair ({a}, {b})");
+        }
+        let narrow = client
+            .prepare_typed("SELECT email FROM pl_accounts WHERE id = $1", &[Type::INT4])
+            .await
+            .unwrap();
+        let found: Vec<String> = client
+            .query(&narrow, &[&8i32])
+            .await
+            .unwrap()
+            .iter()
+            .map(|r| r.get(0))
+            .collect();
+        assert_eq!(found, vec!["a8".to_string()], "{name}");
+
+        // A column added, then the table dropped and created again.
+        exec(&other, "ALTER TABLE pl_accounts ADD COLUMN extra int").await;
+        assert_eq!(lookup(Some(5)).await, row("a5", 5), "{name}");
+        exec(
+            &other,
+            "DROP TABLE pl_accounts;
+             CREATE TABLE pl_accounts (id bigint PRIMARY KEY, email text UNIQUE, n int);
+             INSERT INTO pl_accounts VALUES (5, 'again5', 55)",
+        )
+        .await;
+        assert_eq!(lookup(Some(5)).await, row("again5", 55), "{name}");
+        assert_eq!(lookup(Some(6)).await, vec![], "{name}");
+
+        // Another schema's table of the same name, first on search_path.
+        exec(
+            &client,
+            "CREATE SCHEMA pl_other;
+             CREATE TABLE pl_other.pl_accounts (id bigint PRIMARY KEY, email text, n int);
+             INSERT INTO pl_other.pl_accounts VALUES (5, 'other5', 500);
+             SET search_path = pl_other, public",
+        )
+        .await;
+        assert_eq!(lookup(Some(5)).await, row("other5", 500), "{name}");
+        exec(&client, "SET search_path = public").await;
+        assert_eq!(lookup(Some(5)).await, row("again5", 55), "{name}");
+        exec(
+            &client,
+            "DROP SCHEMA pl_other CASCADE; DROP TABLE pl_accounts; DROP TABLE pl_pairs",
+        )
+        .await;
+    }
+}
+
 /// Describe of a prepared statement that returns no rows answers
 /// ParameterDescription then NoData, with parameters or without (pgjdbc's
 /// batches miscount rows after an empty RowDescription); statements that
