@@ -43,6 +43,17 @@ Dynamic tables (`--sections dynamic`, needs psycopg), three parts:
 * Full-recompute peer: a GROUP BY aggregate as INCREMENTAL and FULL dynamic
   tables, and in PostgreSQL as a materialized view (`REFRESH MATERIALIZED
   VIEW`), over the larger source, refreshed after the same kind of inserts.
+* Incremental peer: the aggregate as a pg_ivm IMMV (`create_immv`) in a
+  PostgreSQL 15 instance of its own, over the same two source sizes (without
+  `count(DISTINCT user_id)` if pg_ivm refuses it, as 1.15 does; Freshet is
+  then compared with it on a twin INCREMENTAL dynamic table over that same
+  query, logins_agg_ivm_inc, measured like the others); pg_ivm
+  maintains it inside each inserting transaction, so each timed batch is the
+  COPY of the new logins, maintenance included, and the IMMV must equal its
+  query afterwards or the benchmark stops. pg_ivm is built from source
+  with PGXS (--pg-ivm-src, or HEAD of the git clone --pg-ivm-git) and
+  installed unless its version is there already; if it cannot be, the report
+  says so and its figures read n/a.
 
 Point lookups (`--sections lookup`, needs psycopg): a table with a bigint
 primary key grown to each --lookup-rows size in PostgreSQL, then in
@@ -57,6 +68,7 @@ part between its own markers.
 import argparse
 import contextlib
 import datetime
+import hashlib
 import os
 import random
 import re
@@ -378,10 +390,11 @@ def as_postgres(cmd):
 
 
 @contextlib.contextmanager
-def postgres_instance(workdir):
+def postgres_instance(workdir, settings=()):
     """A throwaway PostgreSQL cluster (initdb defaults, fsync and synchronous
-    commit on, loopback only) in a new directory under workdir; yields
-    (uri, postmaster pid, version) and stops the server on exit."""
+    commit on, loopback only, plus `settings`, NAME=VALUE strings) in a new
+    directory under workdir; yields (uri, postmaster pid, version) and stops
+    the server on exit."""
     bindir = find_postgres_bindir()
     version = run([os.path.join(bindir, "postgres"), "--version"], 60).stdout.strip()
     pgdir = tempfile.mkdtemp(prefix="pg-", dir=workdir)
@@ -393,6 +406,7 @@ def postgres_instance(workdir):
                      "-E", "UTF8", "--locale=C"]), 300)
     port = free_port()
     opts = f"-p {port} -k {pgdir} -c listen_addresses=127.0.0.1 -c fsync=on -c synchronous_commit=on"
+    opts += "".join(f" -c {shlex.quote(setting)}" for setting in settings)
     run(as_postgres([os.path.join(bindir, "pg_ctl"), "-D", data, "-o", opts, "-l",
                      os.path.join(pgdir, "server.log"), "-w", "-t", "120", "start"]), 180)
     try:
@@ -893,16 +907,31 @@ LOGINS_AGG_QUERY = (
     "min(event_time) AS first_seen, max(event_time) AS last_seen FROM logins_raw GROUP BY location"
 )
 COPY_LOGINS_SQL = "COPY logins_raw (login_id, user_id, location, event_time) FROM STDIN"
+# pg_ivm maintains count, sum, avg, min and max, but not an aggregate over
+# DISTINCT arguments; when it refuses LOGINS_AGG_QUERY, its view is the same
+# query without that column (dynamic_pg_ivm), and Freshet is compared with
+# it on a twin dynamic table over exactly this query (logins_agg_ivm_inc).
+PG_IVM_AGG_QUERY = LOGINS_AGG_QUERY.replace("count(DISTINCT user_id) AS users, ", "")
+assert PG_IVM_AGG_QUERY != LOGINS_AGG_QUERY
 
 # (name, REFRESH_MODE, query) of the dynamic tables of the scaling and
 # aggregate measurements; TARGET_LAG = DOWNSTREAM and nothing reads them, so
 # the scheduler never refreshes them: only the timed ALTER … REFRESH does.
+# logins_agg_ivm_inc is the aggregate over pg_ivm's query (no DISTINCT
+# aggregate, so Freshet keeps count, min and max in per-group state): the
+# Freshet side of the comparison with pg_ivm, the same work as its IMMV.
 SCALING_TABLES = [
     ("predictions_inc", "INCREMENTAL", PREDICTIONS_QUERY),
     ("predictions_full", "FULL", PREDICTIONS_QUERY),
     ("logins_agg_inc", "INCREMENTAL", LOGINS_AGG_QUERY),
     ("logins_agg_full", "FULL", LOGINS_AGG_QUERY),
+    ("logins_agg_ivm_inc", "INCREMENTAL", PG_IVM_AGG_QUERY),
 ]
+# The aggregate tables with a series of batches whose new rows all fall in
+# one location (one group), after the all-location series: each INCREMENTAL
+# aggregate table, so that pg_ivm's one-location series has its twin too.
+AGG_ONE_GROUP_TABLES = [name for name, mode, query in SCALING_TABLES
+                        if mode == "INCREMENTAL" and query in (LOGINS_AGG_QUERY, PG_IVM_AGG_QUERY)]
 
 # Login ids of the rows inserted before each timed refresh (far above the
 # generated sources' ids).
@@ -1270,9 +1299,11 @@ def dynamic_data(args):
 
 def dynamic_scaling(args, tools, workdir, csvs):
     """Parts 2 and 3 in Freshet: the model pipeline and the aggregate as
-    INCREMENTAL and FULL dynamic tables over a source of the smaller, then the
-    larger --scale-rows size; at each size --refresh-reps times: insert
-    --refresh-rows new logins, then refresh every table, timed."""
+    INCREMENTAL and FULL dynamic tables, and pg_ivm's query as an INCREMENTAL
+    one (SCALING_TABLES), over a source of the smaller, then the larger
+    --scale-rows size; at each size, table after table, --refresh-reps times:
+    insert --refresh-rows new logins, then refresh the table, timed; then the
+    same for the INCREMENTAL aggregates with new rows in one location."""
     rng = random.Random(7)
     next_id = NEW_ROWS_FIRST_ID
     result = {"sizes": [], "created_s": {}, "loads": []}
@@ -1323,13 +1354,24 @@ def dynamic_scaling(args, tools, workdir, csvs):
             log("dynamic: source ~{:,} rows: ".format(size["source_rows"]) + ", ".join(
                 f"{name} {t['wall_ms']:.0f} ms" for name, t in size["tables"].items()))
 
-        # the aggregate when the new rows touch one group only
-        one = []
-        for _ in range(args.refresh_reps):
-            copy_logins(conn, login_rows(next_id, args.refresh_rows, rng, RISK_LOCATIONS[:1], utc_now_text()))
-            next_id += args.refresh_rows
-            one.append(timed_refresh(conn, "logins_agg_inc", "INCREMENTAL"))
-        result["agg_one_group"] = summarize_refreshes(one)
+        # the aggregates when the new rows touch one group only: each
+        # INCREMENTAL aggregate table in turn, like the series above (a
+        # CHECKPOINT, then an untimed refresh takes in the rows added since
+        # the table's last refresh)
+        one_group = {}
+        for name in AGG_ONE_GROUP_TABLES:
+            conn.execute("CHECKPOINT")
+            timed_refresh(conn, name, None)
+            one = []
+            for _ in range(args.refresh_reps):
+                copy_logins(conn, login_rows(next_id, args.refresh_rows, rng, RISK_LOCATIONS[:1], utc_now_text()))
+                next_id += args.refresh_rows
+                one.append(timed_refresh(conn, name, "INCREMENTAL"))
+            one_group[name] = summarize_refreshes(one)
+        result["one_group"] = one_group
+        result["agg_one_group"] = one_group["logins_agg_inc"]
+        log("dynamic: new rows in one location: " + ", ".join(
+            f"{name} {t['wall_ms']:.0f} ms" for name, t in one_group.items()))
 
         # both modes agree with each other and with the source
         for name, _, _ in SCALING_TABLES:
@@ -1340,6 +1382,16 @@ def dynamic_scaling(args, tools, workdir, csvs):
         agg = [sorted(conn.execute(f"SELECT * FROM {name}").fetchall())
                for name in ("logins_agg_inc", "logins_agg_full")]
         result["agg_agree"] = agg[0] == agg[1] and sum(r[1] for r in agg[0]) == source
+        # the twin of pg_ivm's view equals its query run directly, and the
+        # same columns of logins_agg_inc
+        cur = conn.execute(PG_IVM_AGG_QUERY)
+        plain = sorted(cur.fetchall())
+        columns = ", ".join(d.name for d in cur.description)
+        twin = sorted(conn.execute(f"SELECT {columns} FROM logins_agg_ivm_inc").fetchall())
+        inc = sorted(conn.execute(f"SELECT {columns} FROM logins_agg_inc").fetchall())
+        result["agg_ivm_agree"] = twin == plain == inc and sum(r[1] for r in twin) == source
+        log(f"dynamic: aggregates agree: INCREMENTAL = FULL = source count {result['agg_agree']}; "
+            f"logins_agg_ivm_inc = its query = logins_agg_inc's columns {result['agg_ivm_agree']}")
         conn.close()
         sampler.stop()
         result["peak_hwm_kib"] = status_kib(proc.pid, "VmHWM") or sampler.peak_hwm_kib
@@ -1362,9 +1414,15 @@ def dynamic_postgres_peer(args, tools, workdir, csvs):
         conn.execute(f"CREATE MATERIALIZED VIEW logins_agg AS {LOGINS_AGG_QUERY}")
         created = time.monotonic() - started
         runs = []
+        copies = []
         for _ in range(args.refresh_reps):
-            copy_logins(conn, login_rows(next_id, args.refresh_rows, rng, RISK_LOCATIONS, utc_now_text()))
+            data = login_rows(next_id, args.refresh_rows, rng, RISK_LOCATIONS, utc_now_text())
             next_id += args.refresh_rows
+            # the COPY alone, no view to maintain: what a pg_ivm batch costs
+            # without its maintenance, for the report
+            started = time.monotonic()
+            copy_logins(conn, data)
+            copies.append((time.monotonic() - started) * 1000)
             started = time.monotonic()
             conn.execute("REFRESH MATERIALIZED VIEW logins_agg")
             runs.append((time.monotonic() - started) * 1000)
@@ -1372,7 +1430,256 @@ def dynamic_postgres_peer(args, tools, workdir, csvs):
         conn.close()
         log(f"dynamic: PostgreSQL REFRESH MATERIALIZED VIEW {', '.join(f'{t:.0f}' for t in runs)} ms")
         return {"version": version, "settings": postgres_settings(tools, uri), "created_s": created,
-                "refresh_ms": statistics.median(runs), "all_ms": runs, "source_rows": source}
+                "refresh_ms": statistics.median(runs), "all_ms": runs, "source_rows": source,
+                "copy_ms": statistics.median(copies), "all_copy_ms": copies}
+
+
+# pg_ivm (github.com/sraoss/pg_ivm), PostgreSQL's incremental view maintenance
+# extension, as the third peer of the aggregate: built from source with PGXS
+# and installed into the PostgreSQL 15 the benchmark runs (prepare_pg_ivm).
+PG_IVM_GIT_DEFAULT = "/work/.mirror/sraoss+pg_ivm/repo"
+# Its README asks for the library to be preloaded for correct maintenance.
+PG_IVM_SETTINGS = ["shared_preload_libraries=pg_ivm"]
+
+
+class PgIvmMismatch(RuntimeError):
+    """pg_ivm's view disagrees with its query: the benchmark stops."""
+
+
+def control_version(path):
+    """default_version of an extension control file, or None."""
+    try:
+        with open(path) as f:
+            m = re.search(r"^\s*default_version\s*=\s*'([^']*)'", f.read(), re.M)
+    except OSError:
+        return None
+    return m.group(1) if m else None
+
+
+def sha256_file(path):
+    with open(path, "rb") as f:
+        return hashlib.sha256(f.read()).hexdigest()
+
+
+def pg_ivm_source(args):
+    """(source directory, description, problem): --pg-ivm-src as given, or
+    HEAD of the bare clone --pg-ivm-git extracted into the work directory
+    (once per commit)."""
+    if args.pg_ivm_src:
+        src = os.path.abspath(args.pg_ivm_src)
+        if not os.path.exists(os.path.join(src, "pg_ivm.control")):
+            return None, None, f"--pg-ivm-src {src} holds no pg_ivm.control"
+        res = subprocess.run(["git", "-c", "safe.directory=*", "-C", src, "describe", "--tags", "--always",
+                              "--dirty"], capture_output=True, text=True, timeout=60)
+        desc = res.stdout.strip() if res.returncode == 0 and res.stdout.strip() else "no git metadata"
+        return src, f"the source tree {src} ({desc})", None
+    gitdir = args.pg_ivm_git
+    if not os.path.isdir(gitdir):
+        return None, None, (f"no pg_ivm source: no --pg-ivm-src (BENCH_PG_IVM_SRC) and no git clone at "
+                            f"{gitdir} (--pg-ivm-git, BENCH_PG_IVM_GIT)")
+    git = ["git", "-c", "safe.directory=*", "--git-dir", gitdir]
+    commit = run(git + ["rev-parse", "HEAD"], 60).stdout.strip()
+    describe = subprocess.run(git + ["describe", "--tags", "--always", "HEAD"], capture_output=True,
+                              text=True, timeout=60).stdout.strip() or commit[:12]
+    date = run(git + ["log", "-1", "--format=%cs", "HEAD"], 60).stdout.strip()
+    src = os.path.join(args.workdir, f"pg_ivm-{commit[:12]}")
+    if not os.path.exists(os.path.join(src, "pg_ivm.control")):
+        log(f"pg_ivm: extracting {describe} from {gitdir} into {src}")
+        tmp = tempfile.mkdtemp(prefix="pg_ivm-src-", dir=args.workdir)
+        tar = subprocess.run(git + ["archive", "--format=tar", "HEAD"], capture_output=True, timeout=300,
+                             check=True).stdout
+        subprocess.run(["tar", "-x", "-C", tmp], input=tar, capture_output=True, timeout=300, check=True)
+        shutil.rmtree(src, ignore_errors=True)
+        os.rename(tmp, src)
+        os.chmod(src, 0o755)
+    return src, f"{describe} (commit {commit}, {date})", None
+
+
+def prepare_pg_ivm(args):
+    """Makes pg_ivm available to the PostgreSQL 15 of the benchmark: unless
+    pg_ivm of the source's version is installed there already, builds the
+    source (pg_ivm_source) with PGXS and installs it. Returns {"ok": True,
+    "built": bool, "source": description} or {"ok": False, "reason": ...};
+    never raises, so that a pg_ivm that cannot be built leaves a note in the
+    report rather than stopping the benchmark."""
+    try:
+        return _prepare_pg_ivm(args)
+    except Exception as e:  # noqa: BLE001 - reported, not fatal
+        first_line = (str(e).splitlines() or [""])[0]
+        log(f"pg_ivm: preparing it failed: {e}")
+        return {"ok": False, "reason": f"{type(e).__name__}: {first_line}"}
+
+
+def _prepare_pg_ivm(args):
+    if args.pg_ivm_src == "none":
+        return {"ok": False, "reason": "skipped (--pg-ivm-src none)"}
+    pg_config = os.path.join(find_postgres_bindir(), "pg_config")
+    if not os.access(pg_config, os.X_OK):
+        return {"ok": False, "reason": f"{pg_config} not found (apt-get install postgresql-server-dev-15)"}
+
+    def conf(option):
+        return run([pg_config, option], 60).stdout.strip()
+
+    so = os.path.join(conf("--pkglibdir"), "pg_ivm.so")
+    installed = control_version(os.path.join(conf("--sharedir"), "extension", "pg_ivm.control"))
+    if not os.path.exists(so):
+        installed = None
+    record = os.path.join(args.workdir, "pg_ivm-installed.txt")
+    src, source, problem = pg_ivm_source(args)
+    if args.pg_ivm_src and src is None:
+        return {"ok": False, "reason": problem}
+    # What the bench recorded when it last installed pg_ivm, if that is the
+    # library installed now.
+    recorded = None
+    if installed:
+        try:
+            with open(record) as f:
+                digest, recorded = f.read().rstrip("\n").split("\t", 1)
+            if digest != sha256_file(so):
+                recorded = None
+        except (OSError, ValueError):
+            recorded = None
+    if installed and recorded and (src is None or recorded == source):
+        log(f"pg_ivm: {installed} is installed ({so}), built from {recorded}; not building")
+        return {"ok": True, "built": False, "source": f"installed by an earlier run, built from {recorded}"}
+    if installed and src is None:
+        log(f"pg_ivm: no source ({problem}); using the installed {installed} ({so})")
+        return {"ok": True, "built": False,
+                "source": f"pg_ivm {installed} installed before the run (its source not recorded)"}
+    if src is None:
+        return {"ok": False, "reason": problem}
+    if not os.path.exists(conf("--pgxs")):
+        return {"ok": False, "reason": "PGXS not found: apt-get install postgresql-server-dev-15"}
+    build_log = os.path.join(args.workdir, "pg_ivm-build.log")
+    make = ["make", "-C", src, "USE_PGXS=1", f"PG_CONFIG={pg_config}"]
+    log(f"pg_ivm: building {source} (log: {build_log})")
+    with open(build_log, "w") as logf:
+        for step, cmd in (("make", make + [f"-j{os.cpu_count() or 1}"]), ("make install", make + ["install"])):
+            logf.write(f"$ {shlex.join(cmd)}\n")
+            logf.flush()
+            res = subprocess.run(cmd, stdout=logf, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                                 timeout=1800)
+            if res.returncode != 0:
+                return {"ok": False, "reason": f"`{step}` (PGXS) failed with exit status {res.returncode}; "
+                                               f"see {build_log}"}
+    if not os.path.exists(so):
+        return {"ok": False, "reason": f"make install left no {so}; see {build_log}"}
+    with open(record, "w") as f:
+        f.write(f"{sha256_file(so)}\t{source}\n")
+    return {"ok": True, "built": True, "source": source}
+
+
+def check_immv(conn, query, when):
+    """Raises PgIvmMismatch unless the IMMV logins_agg holds what its query
+    returns now (the query's columns; pg_ivm's own __ivm_ columns aside)."""
+    cur = conn.execute(query)
+    plain = sorted(cur.fetchall())
+    columns = ", ".join(d.name for d in cur.description)
+    immv = sorted(conn.execute(f"SELECT {columns} FROM logins_agg").fetchall())
+    if plain != immv:
+        only_plain = [r for r in plain if r not in immv][:3]
+        only_immv = [r for r in immv if r not in plain][:3]
+        raise PgIvmMismatch(f"dynamic: pg_ivm's IMMV logins_agg differs from its query {when}: "
+                            f"{len(immv)} rows vs {len(plain)}; only in the query: {only_plain}; "
+                            f"only in the IMMV: {only_immv}")
+
+
+def dynamic_pg_ivm(args, tools, workdir, csvs, build):
+    """Part 3 with pg_ivm, in a PostgreSQL instance of its own (the same
+    binaries and settings, plus PG_IVM_SETTINGS): the aggregate as an IMMV,
+    which pg_ivm maintains inside each transaction that writes the source.
+    Over a source of the smaller, then the larger --scale-rows size (the same
+    CSV files as Freshet's runs): a CHECKPOINT, one untimed batch, then
+    --refresh-reps times a COPY of --refresh-rows new logins, timed (the
+    insert and the maintenance); then the same with new rows in one location.
+    The IMMV is checked against its query after each series."""
+    import psycopg
+
+    rng = random.Random(7)
+    next_id = NEW_ROWS_FIRST_ID
+    result = {"available": True, "source": build["source"], "built": build["built"], "sizes": [], "loads": []}
+    with postgres_instance(workdir, PG_IVM_SETTINGS) as (uri, _pid, version):
+        psql(tools, uri, "-q", "-c", LOGINS_RAW_SQL)
+        conn = db_connect(uri)
+        conn.execute("CREATE EXTENSION pg_ivm")
+        result["extversion"] = conn.execute(
+            "SELECT extversion FROM pg_extension WHERE extname = 'pg_ivm'").fetchone()[0]
+        # pg_ivm 1.10 and later keep their functions in the schema pgivm
+        schema = "pgivm." if conn.execute("SELECT to_regnamespace('pgivm')").fetchone()[0] else ""
+        result["create_fn"] = f"{schema}create_immv"
+
+        def batch(locations):
+            nonlocal next_id
+            data = login_rows(next_id, args.refresh_rows, rng, locations, utc_now_text())
+            next_id += args.refresh_rows
+            started = time.monotonic()
+            copy_logins(conn, data)
+            return (time.monotonic() - started) * 1000
+
+        for index, path in enumerate(csvs):
+            seconds = load_csv(tools, uri, path)
+            psql(tools, uri, "-q", "-c", "VACUUM ANALYZE logins_raw")
+            source = count_rows(conn, "logins_raw")
+            result["loads"].append((source, seconds, index > 0))
+            log(f"dynamic: pg_ivm source now {source:,} rows (COPY {seconds:.1f} s"
+                f"{', IMMV maintained' if index else ''})")
+            if index == 0:
+                # the section's query if pg_ivm takes it, else the nearest it does
+                started = time.monotonic()
+                try:
+                    conn.execute(f"SELECT {result['create_fn']}('logins_agg', %s)", (LOGINS_AGG_QUERY,))
+                    result["query"], result["refused"], result["refused_message"] = LOGINS_AGG_QUERY, None, None
+                except psycopg.errors.FeatureNotSupported as e:
+                    log(f"dynamic: pg_ivm refuses the section's query ({e.diag.message_primary}); "
+                        f"its view is {PG_IVM_AGG_QUERY}")
+                    result["refused"] = e.sqlstate
+                    result["refused_message"] = e.diag.message_primary
+                    started = time.monotonic()
+                    conn.execute(f"SELECT {result['create_fn']}('logins_agg', %s)", (PG_IVM_AGG_QUERY,))
+                    result["query"] = PG_IVM_AGG_QUERY
+                result["created_s"] = time.monotonic() - started
+                result["indexes"] = [r[0] for r in conn.execute(
+                    "SELECT indexdef FROM pg_indexes WHERE tablename = 'logins_agg' ORDER BY indexname")]
+            psql(tools, uri, "-q", "-c", "VACUUM ANALYZE logins_agg")
+            check_immv(conn, result["query"], f"after loading {source:,} rows")
+            conn.execute("CHECKPOINT")
+            batch(RISK_LOCATIONS)
+            runs = [batch(RISK_LOCATIONS) for _ in range(args.refresh_reps)]
+            check_immv(conn, result["query"], f"after the batches at {source:,} rows")
+            result["sizes"].append({"source_rows": count_rows(conn, "logins_raw"),
+                                    "ms": statistics.median(runs), "all_ms": runs})
+            log(f"dynamic: pg_ivm COPY of {args.refresh_rows:,} rows with maintenance at {source:,} rows: "
+                f"{', '.join(f'{t:.0f}' for t in runs)} ms")
+
+        one = [batch(RISK_LOCATIONS[:1]) for _ in range(args.refresh_reps)]
+        check_immv(conn, result["query"], "after the one-location batches")
+        result["one_group"] = {"ms": statistics.median(one), "all_ms": one}
+        result["final_source_rows"] = count_rows(conn, "logins_raw")
+        result["version"] = version
+        result["settings"] = postgres_settings(tools, uri)
+        conn.close()
+    log(f"dynamic: pg_ivm one location: {', '.join(f'{t:.0f}' for t in one)} ms; IMMV = query: yes")
+    return result
+
+
+def pg_ivm_peer(args, tools, workdir, csvs, build):
+    """dynamic_pg_ivm, or {"available": False, "reason": ...} when pg_ivm
+    could not be built or its runs failed; a wrong IMMV (PgIvmMismatch)
+    stops the benchmark."""
+    if not build["ok"]:
+        log(f"dynamic: pg_ivm not measured: {build['reason']}")
+        return {"available": False, "reason": build["reason"]}
+    try:
+        return dynamic_pg_ivm(args, tools, workdir, csvs, build)
+    except PgIvmMismatch:
+        raise
+    except Exception as e:  # noqa: BLE001 - reported, not fatal
+        import traceback
+
+        traceback.print_exc()
+        reason = f"its runs failed ({type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''})"
+        log(f"dynamic: pg_ivm not measured: {reason}")
+        return {"available": False, "reason": reason}
 
 
 def met(value, limit):
@@ -1382,7 +1689,7 @@ def met(value, limit):
     return "yes" if value <= limit else "**no**"
 
 
-def render_dynamic(args, machine, fresh, scaling, peer, command):
+def render_dynamic(args, machine, fresh, scaling, peer, ivm, command):
     """The dynamic section's Markdown."""
     mib = lambda kib: kib / 1024 if kib else None  # noqa: E731
     ms = lambda s: s * 1000  # noqa: E731
@@ -1398,6 +1705,27 @@ def render_dynamic(args, machine, fresh, scaling, peer, command):
     inc_full_h = inc_large["history_ms"] / full_large["history_ms"]
     reps = args.refresh_reps
     n = args.refresh_rows
+    # pg_ivm: the COPY of a batch, its view maintained in the COPY's transaction
+    ivm_ok = ivm.get("available", False)
+    ivm_small = ivm["sizes"][0]["ms"] if ivm_ok else None
+    ivm_large = ivm["sizes"][-1]["ms"] if ivm_ok else None
+    ivm_one = ivm["one_group"]["ms"] if ivm_ok else None
+    # Freshet's side of the comparison with pg_ivm: the INCREMENTAL aggregate
+    # over the very query of pg_ivm's IMMV (the twin logins_agg_ivm_inc when
+    # pg_ivm refuses count(DISTINCT)); none when no Freshet table has that
+    # query, and then the pg_ivm figures are not divided by Freshet's.
+    queries = {name: query for name, mode, query in SCALING_TABLES
+               if mode == "INCREMENTAL" and name in scaling["one_group"]}
+    twin_name = next(name for name, query in queries.items() if query == PG_IVM_AGG_QUERY)
+    ivm_query = ivm["query"] if ivm_ok else PG_IVM_AGG_QUERY
+    pair = next((name for name, query in queries.items() if query == ivm_query), None)
+    same_work = ivm_ok and pair is not None
+    shown = pair or twin_name
+    tw_small = small["tables"][shown]
+    tw_large = large["tables"][shown]
+    tw_one = scaling["one_group"][shown]
+    # pg_ivm's figures to divide Freshet's by: only over the same query
+    cmp_small, cmp_large, cmp_one = (ivm_small, ivm_large, ivm_one) if same_work else (None, None, None)
     lines = []
     lines.append("## Dynamic tables: freshness of model predictions, incremental refresh, vs PostgreSQL")
     lines.append("")
@@ -1407,7 +1735,7 @@ def render_dynamic(args, machine, fresh, scaling, peer, command):
     lines.append("`my_model!predict(l.user_id, l.location)`), with `TARGET_LAG = '1 second'`,")
     lines.append("`REFRESH_MODE = INCREMENTAL`. Then refresh times of the same query, and of a GROUP BY")
     lines.append("aggregate, against the size of the source, and the aggregate against a PostgreSQL")
-    lines.append("materialized view.")
+    lines.append("materialized view and against pg_ivm, PostgreSQL's incremental view maintenance extension.")
     lines.append("")
     if args.quick:
         lines.append("**Quick run (`--quick`): reduced sizes and duration, for trying the harness out; "
@@ -1445,6 +1773,8 @@ def render_dynamic(args, machine, fresh, scaling, peer, command):
                  f"{ratio(agg_inc['wall_ms'], peer['refresh_ms'])} | | |")
     lines.append(f"| Aggregate, Freshet FULL refresh / PostgreSQL `REFRESH MATERIALIZED VIEW` | "
                  f"{ratio(agg_full['wall_ms'], peer['refresh_ms'])} | | |")
+    lines.append(f"| Aggregate over pg_ivm's query (`{shown}`), Freshet INCREMENTAL refresh / pg_ivm COPY with "
+                 f"maintenance, per batch, larger source | {ratio(tw_large['wall_ms'], cmp_large)} | | |")
     lines.append("")
     lines.append(f"Refresh times are medians of {reps} runs of `ALTER DYNAMIC TABLE … REFRESH` (synchronous),")
     lines.append(f"each after a COPY of {n:,} new logins, timed by the client (wall clock); \"history\" is the")
@@ -1464,10 +1794,11 @@ def render_dynamic(args, machine, fresh, scaling, peer, command):
             lines.append(f"| {size['source_rows']:,} | {mode} | {fmt_num(t['wall_ms'], 1)} | "
                          f"{fmt_num(t['history_ms'], 1)} | {fmt_num(t['scored'])} | {fmt_num(t['read'])} |")
     lines.append("")
-    lines.append("### Aggregate: Freshet dynamic table vs PostgreSQL materialized view")
+    lines.append("### Aggregate: Freshet dynamic table vs PostgreSQL materialized view and pg_ivm")
     lines.append("")
-    lines.append(f"Source of {large['source_rows']:,} rows in Freshet and {peer['source_rows']:,} in PostgreSQL; "
-                 f"each refresh after a COPY of {n:,} new logins.")
+    lines.append(f"Against the materialized view, over the same query (`count(DISTINCT user_id)` included): source "
+                 f"of {large['source_rows']:,} rows in Freshet and {peer['source_rows']:,} in PostgreSQL; each "
+                 f"refresh after a COPY of {n:,} new logins.")
     lines.append("")
     lines.append("| Refresh | ms (client, median) | runs, ms | Source rows read | / PostgreSQL |")
     lines.append("| --- | ---: | --- | ---: | ---: |")
@@ -1479,6 +1810,77 @@ def render_dynamic(args, machine, fresh, scaling, peer, command):
                      ("Freshet, FULL", agg_full)):
         lines.append(f"| {label} | {fmt_num(t['wall_ms'], 1)} | {', '.join(f'{x:.0f}' for x in t['all_wall_ms'])} | "
                      f"{fmt_num(t['read'])} | {ratio(t['wall_ms'], peer['refresh_ms'])} |")
+    lines.append("")
+    lines.append(f"Against pg_ivm, over pg_ivm's query, `{ivm_query}`:")
+    lines.append("")
+    if ivm_ok and ivm["refused"]:
+        message = ivm.get("refused_message") or "no message recorded"
+        lines.append(f"pg_ivm refuses the section's query (the materialized view's, above): \"{message}\" "
+                     f"(SQLSTATE {ivm['refused']}); its IMMV is over the query just given instead"
+                     + (", without `count(DISTINCT user_id) AS users`. " if ivm_query == PG_IVM_AGG_QUERY else ". "))
+    elif ivm_ok:
+        lines.append("pg_ivm takes the section's query as it is, `count(DISTINCT user_id)` included. ")
+    else:
+        lines.append(f"pg_ivm was not measured: {ivm['reason'].replace('|', '/')}; its figures read n/a. ")
+    if same_work:
+        lines[-1] += (f"Freshet is compared with it on `{pair}`, an INCREMENTAL dynamic table over exactly that "
+                      "query, created, loaded and refreshed like the others, with the same batches and the same "
+                      "one-location series: the same work on both sides.")
+        if pair != "logins_agg_inc":
+            lines[-1] += (" `logins_agg_inc`, with `count(DISTINCT user_id)`, is compared with the materialized "
+                          "view only, above.")
+    elif ivm_ok:
+        lines[-1] += (f"**Not the same work:** no Freshet table of this run has pg_ivm's query; `{shown}` "
+                      f"(`{queries[shown]}`) is shown beside it, but not divided by it.")
+    else:
+        lines[-1] += (f"Freshet's figures are those of `{shown}`, an INCREMENTAL dynamic table over that query "
+                      "(the one the benchmark gives pg_ivm when pg_ivm refuses `count(DISTINCT …)`).")
+    ivm_rows = f"{ivm['sizes'][-1]['source_rows']:,}" if ivm_ok else "n/a"
+    lines.append(f"Source of {large['source_rows']:,} rows in Freshet and {ivm_rows} with pg_ivm. pg_ivm has no "
+                 "refresh: it maintains its view (an IMMV, `create_immv`) inside the transaction that writes "
+                 f"the source, so its figure is the wall time of the COPY of the {n:,} new logins, the insert "
+                 "itself and the view's maintenance together (the same COPY with no view to maintain took "
+                 f"{fmt_num(peer['copy_ms'], 1)} ms, median, in the materialized view's run).")
+    lines.append("")
+    lines.append(f"| Per batch of {n:,} new logins, pg_ivm's query | ms (median) | runs, ms | Source rows read | "
+                 "/ pg_ivm (same batches) |")
+    lines.append("| --- | ---: | --- | ---: | ---: |")
+    for label, key, t_ivm, t_fr, against in (("all locations", "all", ivm["sizes"][-1] if ivm_ok else None,
+                                               tw_large, cmp_large),
+                                              ("one location", "one", ivm["one_group"] if ivm_ok else None,
+                                               tw_one, cmp_one)):
+        lines.append(f"| pg_ivm, COPY with the IMMV maintained in it (new rows in {label}) | "
+                     f"{fmt_num(t_ivm['ms'] if t_ivm else None, 1)} | "
+                     f"{', '.join(f'{x:.0f}' for x in t_ivm['all_ms']) if t_ivm else 'n/a'} | n/a | "
+                     f"{'1.00×' if t_ivm else 'n/a'} |")
+        lines.append(f"| Freshet, `{shown}`, INCREMENTAL refresh (new rows in {label}) | "
+                     f"{fmt_num(t_fr['wall_ms'], 1)} | {', '.join(f'{x:.0f}' for x in t_fr['all_wall_ms'])} | "
+                     f"{fmt_num(t_fr['read'])} | {ratio(t_fr['wall_ms'], against)} |")
+    lines.append("")
+    lines.append(f"Per batch of {n:,} new logins (all locations) against the size of the source, pg_ivm's query, "
+                 f"ms, medians of {reps} runs:")
+    lines.append("")
+    lines.append(f"| Per batch | source ~{args.scale_rows[0]:,} rows | source ~{args.scale_rows[1]:,} rows | "
+                 "larger / smaller |")
+    lines.append("| --- | ---: | ---: | ---: |")
+    lines.append(f"| Freshet, `{shown}`, INCREMENTAL refresh (client; the COPY before it not included) | "
+                 f"{fmt_num(tw_small['wall_ms'], 1)} | {fmt_num(tw_large['wall_ms'], 1)} | "
+                 f"{ratio(tw_large['wall_ms'], tw_small['wall_ms'])} |")
+    lines.append(f"| pg_ivm, COPY with the IMMV maintained in it (the insert included) | "
+                 f"{fmt_num(ivm_small, 1)} | {fmt_num(ivm_large, 1)} | {ratio(ivm_large, ivm_small)} |")
+    lines.append(f"| Freshet / pg_ivm | {ratio(tw_small['wall_ms'], cmp_small)} | "
+                 f"{ratio(tw_large['wall_ms'], cmp_large)} | |")
+    lines.append("")
+    lines.append("What the figures do not show: pg_ivm maintains its view synchronously, in triggers inside "
+                 "the transaction that writes the source, so its cost lands on the writers (each COPY is "
+                 "acknowledged only after the maintenance, and with a GROUP BY aggregate it holds an exclusive "
+                 "lock on the view until it commits, so concurrent writers of the source wait for one another; "
+                 "these runs have one writer), and the view is current the moment the writer commits; "
+                 "Freshet's cost lands on the refresh, apart from the writers, whose COPYs are not timed here, "
+                 "and its view is as fresh as its last refresh. So a pg_ivm figure includes an insert that "
+                 "the Freshet figures leave out. Only inserts: no deletes or updates, "
+                 "which cost pg_ivm more for `min` and `max` (a group whose extreme row goes is recomputed "
+                 "from the source).")
     lines.append("")
     lines.append("### Details")
     lines.append("")
@@ -1523,11 +1925,27 @@ def render_dynamic(args, machine, fresh, scaling, peer, command):
     fr = scaling["final_rows"]
     lines.append(f"- Checks after the last refresh: pipeline rows INCREMENTAL {fr['predictions_inc']:,}, FULL "
                  f"{fr['predictions_full']:,}, source {scaling['final_source_rows']:,}; aggregate INCREMENTAL = "
-                 f"FULL = source count: {'yes' if scaling['agg_agree'] else '**no**'}")
+                 f"FULL = source count: {'yes' if scaling['agg_agree'] else '**no**'}; `{twin_name}` = its query "
+                 f"run directly = those columns of `logins_agg_inc`, source count: "
+                 f"{'yes' if scaling['agg_ivm_agree'] else '**no**'}")
     lines.append(f"- Peak memory of the Freshet server of the scaling and aggregate runs (VmHWM): "
                  f"{fmt_num(mib(scaling['peak_hwm_kib']), 1)} MiB")
     lines.append(f"- PostgreSQL: {peer['version']}; settings: {peer['settings']}; otherwise initdb defaults; "
                  f"`VACUUM ANALYZE` after loading; creating the materialized view took {peer['created_s']:.1f} s")
+    if ivm_ok:
+        loads = "; ".join(f"to {rows:,} rows in {sec:.1f} s{' (the IMMV maintained in the load)' if kept else ''}"
+                          for rows, sec, kept in ivm["loads"])
+        lines.append(f"- pg_ivm: extension version {ivm['extversion']}, "
+                     f"{'built with PGXS from ' if ivm['built'] else ''}{ivm['source']}; in a PostgreSQL instance of its own ({ivm['version']}; settings: "
+                     f"{ivm['settings']}; plus `shared_preload_libraries = 'pg_ivm'`, as pg_ivm asks); "
+                     f"sources loaded with psql `\\copy` {loads}, `VACUUM ANALYZE` after each load; the IMMV "
+                     f"created after the first load in {ivm['created_s'] * 1000:.0f} ms, with "
+                     + ("; ".join(f"`{d}`" for d in ivm["indexes"]) or "no index")
+                     + " (made by `create_immv`); before each size's runs a `CHECKPOINT` and one untimed batch; "
+                     f"IMMV = its query after each series (checked, the benchmark stops otherwise): yes; final "
+                     f"source {ivm['final_source_rows']:,} rows")
+    else:
+        lines.append(f"- pg_ivm: not measured: {ivm['reason']}")
     lines.append(f"- Freshet: {freshet_version(args.freshet_bin)}, commit {machine['commit']}, release build, "
                  "`freshet serve --model-dir tests/fixtures/models` (fsync on)")
     lines.append(f"- Sources: logins with user ids uniform in 1..{RISK_USERS:,} and locations uniform over "
@@ -1541,8 +1959,14 @@ def render_dynamic(args, machine, fresh, scaling, peer, command):
     lines.append("-- scaling and aggregate (FULL twins: REFRESH_MODE = FULL)")
     lines.append(dynamic_table_sql("predictions_inc", "DOWNSTREAM", "INCREMENTAL", "<the same query>") + ";")
     lines.append(dynamic_table_sql("logins_agg_inc", "DOWNSTREAM", "INCREMENTAL", LOGINS_AGG_QUERY) + ";")
+    lines.append("-- the aggregate over pg_ivm's query (no count(DISTINCT)), for the comparison with pg_ivm")
+    lines.append(dynamic_table_sql(twin_name, "DOWNSTREAM", "INCREMENTAL", queries[twin_name]) + ";")
     lines.append("-- PostgreSQL")
     lines.append(f"CREATE MATERIALIZED VIEW logins_agg AS {LOGINS_AGG_QUERY};")
+    lines.append("-- pg_ivm (shared_preload_libraries = 'pg_ivm')")
+    lines.append("CREATE EXTENSION pg_ivm;")
+    create_fn = ivm["create_fn"] if ivm_ok else "pgivm.create_immv"
+    lines.append(f"SELECT {create_fn}('logins_agg', '{ivm_query}');")
     lines.append("```")
     lines.append("")
     lines.extend(machine_and_command(machine, command))
@@ -1664,15 +2088,17 @@ def render_lookup(args, machine, res, command):
         f"| {fmt_num(res['fr_peak_hwm_kib'] / 1024, 1)} (VmHWM) | | | |")
     lines.append("")
     lines.append("The last column is what every Freshet lookup cost before unique indexes served "
-                 "reads: a scan, growing with the table. The index lookups' remaining cost is per "
-                 "statement, and this run does not break it down (planning and executing a prepared "
-                 "statement, outside the index itself).")
+                 "reads: a scan, growing with the table. The prepared lookup is recognized when it is "
+                 "prepared and each Execute skips planning (`prepared_lookup.rs`); the column without "
+                 "the index is planned at each Execute, so it also carries the planning cost.")
     lines.append("")
     lines.append("What the figures do not show: one connection and no concurrent writes (a Freshet "
                  "lookup falls back to a scan in a transaction that wrote to the table, or when the "
                  "table was written after the statement's snapshot in a way the index cannot see "
                  "through); equality and `IN` only (PostgreSQL's B-tree also serves ranges and "
-                 "ordering); the memory rows include loading the tables, which dominates them.")
+                 "ordering); a prepared query of any other shape (an extra condition, a join, ORDER BY) "
+                 "is still planned at every Execute, which costs about a millisecond; the memory rows "
+                 "include loading the tables, which dominates them.")
     lines.append("")
     lines.append("### Details")
     lines.append("")
@@ -1707,7 +2133,7 @@ def main():
     ap.add_argument("--command", default=None, help="the command line to record in the report")
     ap.add_argument("--sections", default="server,models,dynamic,lookup",
                     help="comma separated: server (vs PostgreSQL), models (inference vs onnxruntime), "
-                         "dynamic (dynamic tables: freshness, incremental refresh, vs a materialized view), "
+                         "dynamic (dynamic tables: freshness, incremental refresh, vs a materialized view and pg_ivm), "
                          "lookup (prepared point lookups by primary key)")
     ap.add_argument("--model-rows", type=int, help="rows per model table (default 1,000,000; 50,000 with --quick)")
     ap.add_argument("--model-batch", type=int, default=8192, help="inference batch size everywhere")
@@ -1736,6 +2162,12 @@ def main():
                     help="dynamic: new rows before each timed refresh (default 1,000)")
     ap.add_argument("--refresh-reps", type=int,
                     help="dynamic: timed refreshes per table and size (default 10; 5 with --quick)")
+    ap.add_argument("--pg-ivm-src", default=os.environ.get("BENCH_PG_IVM_SRC"),
+                    help="dynamic: a pg_ivm source tree to build with PGXS and install into PostgreSQL 15 "
+                         "(unless its version is installed); 'none' leaves pg_ivm out (default: HEAD of "
+                         "--pg-ivm-git, extracted into --workdir)")
+    ap.add_argument("--pg-ivm-git", default=os.environ.get("BENCH_PG_IVM_GIT", PG_IVM_GIT_DEFAULT),
+                    help=f"dynamic: a (bare) git clone of pg_ivm (default {PG_IVM_GIT_DEFAULT})")
     args = ap.parse_args()
     if args.rows is None:
         args.rows = 200_000 if args.quick else 10_000_000
@@ -1829,14 +2261,18 @@ def main():
         csvs = dynamic_data(args)
         run_dir = tempfile.mkdtemp(prefix="dynamic-", dir=args.workdir)
         os.chmod(run_dir, 0o755)
+        ivm_build = prepare_pg_ivm(args)
+        if not ivm_build["ok"]:
+            log(f"pg_ivm unavailable, its column will read n/a: {ivm_build['reason']}")
         try:
             fresh = dynamic_freshness(args, run_dir)
             scaling = dynamic_scaling(args, tools, run_dir, csvs)
             peer = dynamic_postgres_peer(args, tools, run_dir, csvs)
+            ivm = pg_ivm_peer(args, tools, run_dir, csvs, ivm_build)
         except Exception:
             log(f"dynamic-table benchmark failed; logs kept in {run_dir}")
             raise
-        report = render_dynamic(args, machine_info(), fresh, scaling, peer, command)
+        report = render_dynamic(args, machine_info(), fresh, scaling, peer, ivm, command)
         write_section(args.output, report, DYNAMIC_BEGIN_MARK, DYNAMIC_END_MARK)
         shutil.rmtree(run_dir, ignore_errors=True)
         log(f"wrote {args.output}")

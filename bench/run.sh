@@ -6,7 +6,7 @@
 #                           # then m!predict over 1M-row tables for each model family;
 #                           # then dynamic tables: 20,000 logins/s for 5 min into the
 #                           # model pipeline, refreshes over 1M- and 10M-row sources,
-#                           # an aggregate vs a PostgreSQL materialized view;
+#                           # an aggregate vs a PostgreSQL materialized view and pg_ivm;
 #                           # then prepared point lookups by primary key at 1M and 10M rows
 #   bench/run.sh --quick    # small sizes, to try it out (a few minutes)
 #   bench/run.sh --sections dynamic   # one section only (server, models, dynamic, lookup)
@@ -19,12 +19,19 @@
 #   --scale-rows SMALL,LARGE (1000000,10000000; 100000,1000000 with --quick)
 #   --refresh-rows N (1000) --refresh-reps N (10; 5 with --quick)
 #   --lookup-rows SIZE,SIZE (1000000,10000000) --lookup-reps N (5000; 1000 with --quick)
+#   --pg-ivm-src DIR|none --pg-ivm-git GITDIR
 #   --output FILE --workdir DIR
 # The dynamic and lookup sections need psycopg (pip install 'psycopg[binary]').
 # onnxruntime is taken from /var/tmp/fixtures-venv (see tools/fixtures/README.md) or
 # BENCH_ORT_PYTHON; without it the onnxruntime column reads n/a.
+# The dynamic section also measures pg_ivm (PostgreSQL's incremental view maintenance
+# extension): bench.py builds it with PGXS and installs it into PostgreSQL 15 unless that
+# version is installed already, from BENCH_PG_IVM_SRC (a source tree) or else HEAD of the
+# git clone BENCH_PG_IVM_GIT (default /work/.mirror/sraoss+pg_ivm/repo), extracted into the
+# work directory; it needs postgresql-server-dev-15, which this script installs when run
+# as root. Without pg_ivm the report's pg_ivm figures read n/a and say why.
 # Environment: CARGO_TARGET_DIR (default /var/tmp/freshet-target), PG_BINDIR,
-# BENCH_SKIP_BUILD=1 to use an existing release binary.
+# BENCH_SKIP_BUILD=1 to use an existing release binary, BENCH_PG_IVM_SRC, BENCH_PG_IVM_GIT.
 set -euo pipefail
 
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
@@ -44,6 +51,23 @@ if [ "$need_pg" = 1 ]; then
     apt-get update -q
     DEBIAN_FRONTEND=noninteractive apt-get install -y -q postgresql-15 postgresql-client-15
     # The Debian package may start a default cluster; the benchmark uses its own.
+fi
+
+# PGXS, to build pg_ivm for the dynamic section (not fatal: without it the
+# report says pg_ivm could not be built).
+want_ivm=1
+case " $* " in
+    *" --sections "*|*" --sections="*) case " $* " in *dynamic*) ;; *) want_ivm=0 ;; esac ;;
+esac
+case " $* " in *" --pg-ivm-src none "*|*" --pg-ivm-src=none "*) want_ivm=0 ;; esac
+pg_config="${PG_BINDIR:-/usr/lib/postgresql/15/bin}/pg_config"
+if [ "$want_ivm" = 1 ] && [ "${BENCH_PG_IVM_SRC:-}" != none ] && [ "$(id -u)" -eq 0 ] \
+    && { [ ! -x "$pg_config" ] || [ ! -f "$("$pg_config" --pgxs 2>/dev/null)" ]; }; then
+    if ! DEBIAN_FRONTEND=noninteractive apt-get install -y -q postgresql-server-dev-15; then
+        apt-get update -q || true
+        DEBIAN_FRONTEND=noninteractive apt-get install -y -q postgresql-server-dev-15 \
+            || echo "warning: postgresql-server-dev-15 not installed; pg_ivm will not be built" >&2
+    fi
 fi
 
 if [ "${BENCH_SKIP_BUILD:-0}" != 1 ]; then
