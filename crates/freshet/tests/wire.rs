@@ -694,23 +694,42 @@ async fn point_lookups_read_through_unique_indexes() {
     }
 }
 
+/// A connection to the reference PostgreSQL, when SLT_REFERENCE_URL is set.
+async fn reference_client() -> Option<Client> {
+    let url = std::env::var("SLT_REFERENCE_URL").ok()?;
+    let (client, connection) = tokio_postgres::connect(&url, NoTls)
+        .await
+        .expect("connect to the reference PostgreSQL");
+    tokio::spawn(connection);
+    Some(client)
+}
+
 /// Two connections to `server`, and two to the reference PostgreSQL when
 /// SLT_REFERENCE_URL is set.
 async fn client_pairs(server: &TestServer) -> Vec<(&'static str, Client, Client)> {
     let mut pairs = vec![("freshet", server.connect().await, server.connect().await)];
-    if let Ok(url) = std::env::var("SLT_REFERENCE_URL") {
-        let mut two = Vec::new();
-        for _ in 0..2 {
-            let (client, connection) = tokio_postgres::connect(&url, NoTls)
-                .await
-                .expect("connect to the reference PostgreSQL");
-            tokio::spawn(connection);
-            two.push(client);
-        }
-        let second = two.pop().unwrap();
-        pairs.push(("postgresql", two.pop().unwrap(), second));
+    if let (Some(first), Some(second)) = (reference_client().await, reference_client().await) {
+        pairs.push(("postgresql", first, second));
     }
     pairs
+}
+
+/// The first column of the rows `statement` returns for `params`.
+async fn first_column<T>(
+    client: &Client,
+    statement: &tokio_postgres::Statement,
+    params: &[&(dyn ToSql + Sync)],
+) -> Vec<T>
+where
+    T: for<'a> tokio_postgres::types::FromSql<'a>,
+{
+    client
+        .query(statement, params)
+        .await
+        .unwrap_or_else(|e| panic!("{params:?}: {e:?}"))
+        .iter()
+        .map(|r| r.get(0))
+        .collect()
 }
 
 /// A prepared point lookup through a unique index (which Freshet executes
@@ -779,13 +798,7 @@ async fn prepared_point_lookups_follow_the_table() {
             .await
             .unwrap();
         for (email, expected) in [("a9", vec![9i64]), ("A9", vec![]), ("a9 ", vec![])] {
-            let found: Vec<i64> = client
-                .query(&by_email, &[&email])
-                .await
-                .unwrap()
-                .iter()
-                .map(|r| r.get(0))
-                .collect();
+            let found: Vec<i64> = first_column(&client, &by_email, &[&email]).await;
             assert_eq!(found, expected, "{name}: email {email:?}");
         }
         let by_pair = client
@@ -797,26 +810,14 @@ async fn prepared_point_lookups_follow_the_table() {
             (2, "y", vec![]),
             (2, "x", vec![20]),
         ] {
-            let found: Vec<i32> = client
-                .query(&by_pair, &[&a, &b])
-                .await
-                .unwrap()
-                .iter()
-                .map(|r| r.get(0))
-                .collect();
+            let found: Vec<i32> = first_column(&client, &by_pair, &[&a, &b]).await;
             assert_eq!(found, expected, "{name}: pair ({a}, {b})");
         }
         let narrow = client
             .prepare_typed("SELECT email FROM pl_accounts WHERE id = $1", &[Type::INT4])
             .await
             .unwrap();
-        let found: Vec<String> = client
-            .query(&narrow, &[&8i32])
-            .await
-            .unwrap()
-            .iter()
-            .map(|r| r.get(0))
-            .collect();
+        let found: Vec<String> = first_column(&client, &narrow, &[&8i32]).await;
         assert_eq!(found, vec!["a8".to_string()], "{name}");
 
         // A column added, then the table dropped and created again.
@@ -1296,13 +1297,11 @@ async fn show_timeout(client: &Client) -> Option<String> {
 async fn statement_timeout_cancels_long_statements() {
     let server = TestServer::start();
     let mut clients = vec![("freshet", server.connect().await)];
-    if let Ok(url) = std::env::var("SLT_REFERENCE_URL") {
-        let (client, connection) = tokio_postgres::connect(&url, NoTls)
+    clients.extend(
+        reference_client()
             .await
-            .expect("connect to the reference PostgreSQL");
-        tokio::spawn(connection);
-        clients.push(("postgresql", client));
-    }
+            .map(|client| ("postgresql", client)),
+    );
     // 10^10 pairs: far longer than the timeout in either server.
     let long = "SELECT count(*) FROM generate_series(1, 100000) AS a(x), \
                 generate_series(1, 100000) AS b(y) WHERE a.x + b.y = -1";
@@ -1987,13 +1986,11 @@ async fn mixed_branch_types_resolve_like_postgres() {
 async fn unnamed_columns_are_named_as_postgresql_names_them() {
     let server = TestServer::start();
     let mut clients = vec![("freshet", server.connect().await)];
-    if let Ok(url) = std::env::var("SLT_REFERENCE_URL") {
-        let (client, connection) = tokio_postgres::connect(&url, tokio_postgres::NoTls)
+    clients.extend(
+        reference_client()
             .await
-            .expect("connect to the reference PostgreSQL");
-        tokio::spawn(connection);
-        clients.push(("postgresql", client));
-    }
+            .map(|client| ("postgresql", client)),
+    );
     let cases: [(&str, &[&str]); 7] = [
         (
             "SELECT abs(a), a + 1, 1, 'x'::text, a::text, CASE WHEN a > 0 THEN 1 END, \
