@@ -191,6 +191,12 @@ pub struct DynamicTableDef {
     /// as the contents; dropped with the dynamic table.
     #[serde(default)]
     pub state_table_id: Option<TableId>,
+    /// One hidden storage table per `count(DISTINCT x)` of a GROUP BY
+    /// maintained from state, in the aggregates' order, holding per group
+    /// and value its row count (see freshet-engine's `value_counts`).
+    /// Written with the per-group state; dropped with the dynamic table.
+    #[serde(default)]
+    pub value_count_table_ids: Vec<TableId>,
     /// Join inputs kept materialized beside the contents (see
     /// freshet-engine's `join_arrangement`): each holds one input's rows,
     /// model outputs included, with the source row each came from. Written

@@ -293,6 +293,12 @@ pub(crate) fn drop_relation(
         if let Some(state) = entry.dynamic().and_then(|d| d.state_table_id) {
             t.drop_table(state).map_err(EngineError::from)?;
         }
+        for &table in entry
+            .dynamic()
+            .map_or(&[][..], |d| &d.value_count_table_ids)
+        {
+            t.drop_table(table).map_err(EngineError::from)?;
+        }
         for arrangement in entry.dynamic().map_or(&[][..], |d| &d.arrangements) {
             t.drop_table(arrangement.table_id)
                 .map_err(EngineError::from)?;

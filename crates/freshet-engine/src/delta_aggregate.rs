@@ -4,11 +4,14 @@
 //! A dynamic table whose query groups a map-only input (see
 //! `dynamic::Strategy`) and aggregates it only with `count`, `sum` (of
 //! integers or numerics), `avg` (of integers), and `min` and `max` (of
-//! integers, numerics, text, dates and timestamps), none with DISTINCT,
-//! FILTER or ORDER BY, keeps for every group the partial aggregates it needs
-//! in a hidden storage table beside its contents (the *state*): the group's
-//! values, its row count, and per aggregate `count(x)`; `sum(x)` with
-//! `count(x)` (for `sum` and `avg`); or the current `min(x)` or `max(x)`.
+//! integers, numerics, text, dates and timestamps), and `count(DISTINCT x)`
+//! (of the types in `value_counts::supported`), none with FILTER or ORDER
+//! BY, keeps for every group the partial aggregates it needs in a hidden
+//! storage table beside its contents (the *state*): the group's values, its
+//! row count, and per aggregate `count(x)` or `count(DISTINCT x)`; `sum(x)`
+//! with `count(x)` (for `sum` and `avg`); or the current `min(x)` or
+//! `max(x)`. Each `count(DISTINCT x)` also keeps per-group value counts in a
+//! table of its own ([`crate::value_counts`]), which alone change it.
 //!
 //! A refresh then maps the change set to the groups' new values:
 //!
@@ -36,8 +39,9 @@
 //!
 //! Cost: the change set, plus one read of the state table (one row per
 //! group) to find the touched groups' old values, plus the rescanned groups.
-//! Other aggregates (DISTINCT, `avg` of numerics or floats, `min` and `max`
-//! of floats) keep the recompute-the-touched-groups strategy.
+//! Other aggregates (`sum(DISTINCT)`, `count(DISTINCT)` of floats, `avg` of
+//! numerics or floats, `min` and `max` of floats) keep the
+//! recompute-the-touched-groups strategy.
 
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
@@ -75,6 +79,9 @@ enum Part {
     Min,
     /// `max(x)`: the current maximum.
     Max,
+    /// `count(DISTINCT x)`: the count, kept with per-group value counts
+    /// (see [`crate::value_counts`]).
+    CountDistinct,
 }
 
 /// How one state column combines with a change.
@@ -86,6 +93,9 @@ enum Merge {
     Least,
     /// The greatest value; a deleted value not below it needs a rescan.
     Greatest,
+    /// A distinct count: changed only by the value counts' transitions,
+    /// never by adding the change set's own distinct counts.
+    Distinct,
 }
 
 impl Part {
@@ -96,6 +106,7 @@ impl Part {
             Part::Sum | Part::Avg => &[Merge::Add, Merge::Add],
             Part::Min => &[Merge::Least],
             Part::Max => &[Merge::Greatest],
+            Part::CountDistinct => &[Merge::Distinct],
         }
     }
 }
@@ -137,14 +148,17 @@ impl DeltaAggregate {
             let Expr::AggregateFunction(AggregateFunction { func, params }) = expr else {
                 return None;
             };
-            if params.distinct
-                || params.filter.is_some()
-                || !params.order_by.is_empty()
-                || params.args.len() != 1
-            {
+            if params.filter.is_some() || !params.order_by.is_empty() || params.args.len() != 1 {
                 return None;
             }
             let argument = params.args[0].get_type(input_schema).ok()?;
+            if params.distinct {
+                if func.name() != "count" || !crate::value_counts::supported(&argument) {
+                    return None;
+                }
+                parts.push(Part::CountDistinct);
+                continue;
+            }
             let integer = matches!(
                 argument,
                 DataType::Int8 | DataType::Int16 | DataType::Int32 | DataType::Int64
@@ -186,6 +200,24 @@ impl DeltaAggregate {
         &self.aggregate.group_expr
     }
 
+    /// The value counts of each `count(DISTINCT x)`, in the aggregates'
+    /// order: one value-count table each.
+    pub(crate) fn value_counts(&self) -> Vec<crate::value_counts::ValueCounts> {
+        self.aggregate
+            .aggr_expr
+            .iter()
+            .zip(&self.parts)
+            .filter(|(_, part)| **part == Part::CountDistinct)
+            .filter_map(|(expr, _)| match expr {
+                Expr::AggregateFunction(f) => Some(crate::value_counts::ValueCounts::new(
+                    self.aggregate.group_expr.clone(),
+                    f.params.args[0].clone(),
+                )),
+                _ => None,
+            })
+            .collect()
+    }
+
     /// The merge rule of each state value column (after the group values,
     /// before the key hash): the row count first, then the parts'.
     fn merges(&self) -> Vec<Merge> {
@@ -203,7 +235,7 @@ impl DeltaAggregate {
         let mut names = vec![ROWS.to_string()];
         for (i, (expr, part)) in self.aggregate.aggr_expr.iter().zip(&self.parts).enumerate() {
             match part {
-                Part::Count => {
+                Part::Count | Part::CountDistinct => {
                     aggregates.push(expr.clone().alias(format!("c{i}")));
                     names.push(format!("c{i}"));
                 }
@@ -260,6 +292,8 @@ impl DeltaAggregate {
 
     /// Applies `Δ⁺ = inserted` and `Δ⁻ = deleted` (partial-aggregate rows
     /// from [`state_plan`](Self::state_plan)) to the state in `state_table`.
+    /// `distinct` holds, per `count(DISTINCT)` in order, how each group's
+    /// distinct count changes (from [`crate::value_counts::ValueCounts::apply`]).
     /// Writes the new state of the touched groups that are not to be
     /// rescanned into the session's transaction (the rescanned groups' old
     /// state is deleted: the caller writes their recomputed state).
@@ -270,6 +304,7 @@ impl DeltaAggregate {
         state_schema: &SchemaRef,
         inserted: &[RecordBatch],
         deleted: &[RecordBatch],
+        distinct: &[HashMap<Vec<ScalarValue>, i64>],
     ) -> Result<Applied, EngineError> {
         let groups = self.group_count();
         let width = state_schema.fields().len();
@@ -285,74 +320,79 @@ impl DeltaAggregate {
         // Group values → its key hash, merged state values, and whether a
         // deletion took away its minimum or maximum.
         let mut merged: HashMap<Vec<ScalarValue>, (u64, Vec<ScalarValue>, bool)> = HashMap::new();
-        let mut add = |batch: &RecordBatch, subtract: bool| -> Result<(), EngineError> {
-            let hashes = hash_column(batch, groups + values)?;
-            for row in 0..batch.num_rows() {
-                let key = (0..groups)
-                    .map(|c| ScalarValue::try_from_array(batch.column(c), row))
-                    .collect::<DfResult<Vec<_>>>()
-                    .map_err(map_df_error)?;
-                let entry = match merged.entry(key) {
-                    std::collections::hash_map::Entry::Occupied(e) => e.into_mut(),
-                    std::collections::hash_map::Entry::Vacant(e) => {
-                        let empty = merges
-                            .iter()
-                            .enumerate()
-                            .map(|(v, merge)| {
-                                let data_type = state_schema.field(groups + v).data_type();
-                                match merge {
-                                    Merge::Add => ScalarValue::new_zero(data_type),
-                                    Merge::Least | Merge::Greatest => {
-                                        ScalarValue::try_from(data_type)
-                                    }
-                                }
-                            })
-                            .collect::<DfResult<Vec<_>>>()
-                            .map_err(map_df_error)?;
-                        e.insert((hashes.value(row), empty, false))
-                    }
-                };
-                for (v, (total, merge)) in entry.1.iter_mut().zip(&merges).enumerate() {
-                    let value = ScalarValue::try_from_array(batch.column(groups + v), row)
+        // `from_state`: the batch is stored state, not a change set.
+        let mut add =
+            |batch: &RecordBatch, subtract: bool, from_state: bool| -> Result<(), EngineError> {
+                let hashes = hash_column(batch, groups + values)?;
+                for row in 0..batch.num_rows() {
+                    let key = (0..groups)
+                        .map(|c| ScalarValue::try_from_array(batch.column(c), row))
+                        .collect::<DfResult<Vec<_>>>()
                         .map_err(map_df_error)?;
-                    if value.is_null() {
-                        continue;
-                    }
-                    let field_type = state_schema.field(groups + v).data_type();
-                    match merge {
-                        Merge::Add => {
-                            *total = if subtract {
-                                total.sub_checked(&value)
-                            } else {
-                                total.add_checked(&value)
-                            }
-                            .and_then(|sum| sum.cast_to(field_type))
-                            .map_err(overflow)?;
+                    let entry = match merged.entry(key) {
+                        std::collections::hash_map::Entry::Occupied(e) => e.into_mut(),
+                        std::collections::hash_map::Entry::Vacant(e) => {
+                            let empty = merges
+                                .iter()
+                                .enumerate()
+                                .map(|(v, merge)| {
+                                    let data_type = state_schema.field(groups + v).data_type();
+                                    match merge {
+                                        Merge::Add | Merge::Distinct => {
+                                            ScalarValue::new_zero(data_type)
+                                        }
+                                        Merge::Least | Merge::Greatest => {
+                                            ScalarValue::try_from(data_type)
+                                        }
+                                    }
+                                })
+                                .collect::<DfResult<Vec<_>>>()
+                                .map_err(map_df_error)?;
+                            e.insert((hashes.value(row), empty, false))
                         }
-                        Merge::Least | Merge::Greatest => {
-                            // The order in which `value` beats `total`.
-                            let beats = if *merge == Merge::Least {
-                                std::cmp::Ordering::Less
-                            } else {
-                                std::cmp::Ordering::Greater
-                            };
-                            let order = value.partial_cmp(total);
-                            if subtract {
-                                // A deleted value the extreme is not
-                                // strictly beyond may have been the extreme.
-                                let loses = order == Some(beats.reverse());
-                                if total.is_null() || !loses {
-                                    entry.2 = true;
+                    };
+                    for (v, (total, merge)) in entry.1.iter_mut().zip(&merges).enumerate() {
+                        let value = ScalarValue::try_from_array(batch.column(groups + v), row)
+                            .map_err(map_df_error)?;
+                        if value.is_null() {
+                            continue;
+                        }
+                        let field_type = state_schema.field(groups + v).data_type();
+                        match merge {
+                            Merge::Distinct if !from_state => {}
+                            Merge::Add | Merge::Distinct => {
+                                *total = if subtract {
+                                    total.sub_checked(&value)
+                                } else {
+                                    total.add_checked(&value)
                                 }
-                            } else if total.is_null() || order == Some(beats) {
-                                *total = value;
+                                .and_then(|sum| sum.cast_to(field_type))
+                                .map_err(overflow)?;
+                            }
+                            Merge::Least | Merge::Greatest => {
+                                // The order in which `value` beats `total`.
+                                let beats = if *merge == Merge::Least {
+                                    std::cmp::Ordering::Less
+                                } else {
+                                    std::cmp::Ordering::Greater
+                                };
+                                let order = value.partial_cmp(total);
+                                if subtract {
+                                    // A deleted value the extreme is not
+                                    // strictly beyond may have been the extreme.
+                                    let loses = order == Some(beats.reverse());
+                                    if total.is_null() || !loses {
+                                        entry.2 = true;
+                                    }
+                                } else if total.is_null() || order == Some(beats) {
+                                    *total = value;
+                                }
                             }
                         }
                     }
                 }
-            }
-            Ok(())
-        };
+                Ok(())
+            };
         for batch in inserted.iter().chain(deleted) {
             touched.extend(
                 hash_column(batch, groups + values)?
@@ -383,13 +423,41 @@ impl DeltaAggregate {
                 .map_err(map_arrow_error)?;
             let old =
                 RecordBatch::try_new(state_schema.clone(), columns).map_err(map_arrow_error)?;
-            add(&old, false)?;
+            add(&old, false, true)?;
         }
         for batch in inserted {
-            add(batch, false)?;
+            add(batch, false, false)?;
         }
         for batch in deleted {
-            add(batch, true)?;
+            add(batch, true, false)?;
+        }
+        // Distinct counts change by the value counts' transitions.
+        let distinct_columns: Vec<usize> = merges
+            .iter()
+            .enumerate()
+            .filter(|(_, m)| **m == Merge::Distinct)
+            .map(|(v, _)| v)
+            .collect();
+        if distinct_columns.len() != distinct.len() {
+            return Err(EngineError::new(
+                "XX001",
+                "aggregate state and its count(DISTINCT) value counts disagree",
+            ));
+        }
+        for (&v, steps) in distinct_columns.iter().zip(distinct) {
+            for (group, step) in steps {
+                let Some(entry) = merged.get_mut(group) else {
+                    return Err(EngineError::new(
+                        "XX001",
+                        "count(DISTINCT) value counts changed a group the change set does not touch",
+                    ));
+                };
+                let data_type = state_schema.field(groups + v).data_type();
+                entry.1[v] = entry.1[v]
+                    .add_checked(ScalarValue::Int64(Some(*step)))
+                    .and_then(|sum| sum.cast_to(data_type))
+                    .map_err(overflow)?;
+            }
         }
 
         // New state and output rows for the groups that remain.
@@ -432,7 +500,7 @@ impl DeltaAggregate {
             for (i, part) in self.parts.iter().enumerate() {
                 let out_type = output_fields[groups + i].data_type();
                 let value = match part {
-                    Part::Count | Part::Min | Part::Max => totals[at].clone(),
+                    Part::Count | Part::CountDistinct | Part::Min | Part::Max => totals[at].clone(),
                     Part::Sum | Part::Avg => {
                         let (total, counted) = (&totals[at], &totals[at + 1]);
                         if matches!(counted, ScalarValue::Int64(Some(0))) {
@@ -488,7 +556,7 @@ impl DeltaAggregate {
 }
 
 /// A batch of `schema` whose columns hold `columns`' values.
-fn scalar_batch(
+pub(crate) fn scalar_batch(
     schema: SchemaRef,
     columns: Vec<Vec<ScalarValue>>,
 ) -> Result<RecordBatch, EngineError> {

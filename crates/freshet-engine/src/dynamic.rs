@@ -135,6 +135,7 @@ use crate::names::{find_relation, ident, parts, require_schema, resolve_name, re
 use crate::planning::{collect_plan, map_arrow_error, map_df_error, plan_statement};
 use crate::provider::SessionShared;
 use crate::session::Session;
+use crate::value_counts::ValueCounts;
 use crate::{batch_output, EngineError, QueryOutput, TransactionStatus};
 
 /// The hidden last column of INCREMENTAL dynamic tables: the row id of the
@@ -1574,26 +1575,58 @@ async fn refresh_from_state(
     session: &Session,
     plan: &LogicalPlan,
     delta: &DeltaAggregate,
-    state_table: TableId,
+    state: GroupStateTables<'_>,
     default: &QualifiedName,
     inserted: &HashMap<QualifiedName, Arc<MemTable>>,
     deleted: &HashMap<QualifiedName, Arc<MemTable>>,
 ) -> Result<(HashSet<u64>, Vec<RecordBatch>), EngineError> {
+    let GroupStateTables {
+        state: state_table,
+        value_counts: value_count_tables,
+    } = state;
+    let value_counts = delta.value_counts();
+    if value_counts.len() != value_count_tables.len() {
+        return Err(EngineError::new(
+            "XX001",
+            "aggregate state is missing its count(DISTINCT) value counts",
+        ));
+    }
     let mut partials = Vec::with_capacity(2);
+    let mut values = Vec::with_capacity(2);
     let mut state_schema = None;
+    let mut value_schemas = Vec::new();
     for changed in [inserted, deleted] {
         let input = replace_scans(delta.input().clone(), changed, default).map_err(map_df_error)?;
-        let state_plan = delta.state_plan(input).map_err(map_df_error)?;
+        let state_plan = delta.state_plan(input.clone()).map_err(map_df_error)?;
         state_schema.get_or_insert_with(|| DeltaAggregate::state_schema(&state_plan));
         partials.push(collect_plan(session, state_plan).await?);
+        let mut per_distinct = Vec::with_capacity(value_counts.len());
+        value_schemas.clear();
+        for counts in &value_counts {
+            let plan = counts.plan(input.clone()).map_err(map_df_error)?;
+            value_schemas.push(ValueCounts::schema(&plan));
+            per_distinct.push(collect_plan(session, plan).await?);
+        }
+        values.push(per_distinct);
     }
     let state_schema = state_schema.unwrap_or_else(|| Arc::new(Schema::empty()));
+    let mut transitions = Vec::with_capacity(value_counts.len());
+    for (i, counts) in value_counts.iter().enumerate() {
+        transitions.push(counts.apply(
+            session,
+            value_count_tables[i],
+            &value_schemas[i],
+            &values[0][i],
+            &values[1][i],
+        )?);
+    }
     let applied = delta.apply(
         session,
         state_table,
         &state_schema,
         &partials[0],
         &partials[1],
+        &transitions,
     )?;
     let mut results = Vec::new();
     if let Some(groups) = applied.output {
@@ -1627,6 +1660,14 @@ async fn refresh_from_state(
     Ok((applied.touched, results))
 }
 
+/// The storage tables a GROUP BY maintained from state keeps: its per-group
+/// state and the value counts of each `count(DISTINCT)`.
+#[derive(Clone, Copy)]
+struct GroupStateTables<'a> {
+    state: TableId,
+    value_counts: &'a [TableId],
+}
+
 /// Inserts state rows (a `state_plan`'s output) into `table`, whose schema
 /// is `schema`, in the transaction `t`.
 fn insert_state(
@@ -1643,34 +1684,71 @@ fn insert_state(
     Ok(())
 }
 
-/// Rebuilds a GROUP BY's per-group state from its whole input, into a new
-/// state table (the old one, if any, is dropped); returns the new table.
+/// Rebuilds a GROUP BY's per-group state, and the value counts of its
+/// `count(DISTINCT)`s, from its whole input into new tables (the old ones,
+/// if any, are dropped); returns the new tables.
 async fn rebuild_state(
     session: &Session,
     delta: &DeltaAggregate,
     old: Option<TableId>,
-) -> Result<TableId, EngineError> {
+    old_value_counts: &[TableId],
+) -> Result<(TableId, Vec<TableId>), EngineError> {
+    drop_state(session, old, old_value_counts)?;
     let state_plan = delta
         .state_plan(delta.input().clone())
         .map_err(map_df_error)?;
     let schema = DeltaAggregate::state_schema(&state_plan);
     let batches = collect_plan(session, state_plan).await?;
-    txn_mut(session, |t| {
-        if let Some(old) = old {
-            t.drop_table(old).map_err(EngineError::from)?;
-        }
+    let table = txn_mut(session, |t| {
         let table = t.create_table(schema.clone()).map_err(EngineError::from)?;
         insert_state(t, table, &schema, batches)?;
         Ok(table)
+    })?;
+    let mut value_count_tables = Vec::new();
+    for counts in delta.value_counts() {
+        let plan = counts.plan(delta.input().clone()).map_err(map_df_error)?;
+        let schema = ValueCounts::schema(&plan);
+        let rows = collect_plan(session, plan).await?;
+        value_count_tables.push(counts.create(session, &schema, rows)?);
+    }
+    Ok((table, value_count_tables))
+}
+
+/// Drops a GROUP BY's per-group state tables.
+fn drop_state(
+    session: &Session,
+    state: Option<TableId>,
+    value_counts: &[TableId],
+) -> Result<(), EngineError> {
+    txn_mut(session, |t| {
+        for table in state.iter().chain(value_counts) {
+            t.drop_table(*table).map_err(EngineError::from)?;
+        }
+        Ok(())
     })
 }
 
-/// Whether the stored state table has the columns `delta` keeps now.
-fn state_matches(session: &Session, delta: &DeltaAggregate, table: TableId) -> bool {
+/// Whether the stored state tables have the columns `delta` keeps now.
+fn state_matches(
+    session: &Session,
+    delta: &DeltaAggregate,
+    table: TableId,
+    value_count_tables: &[TableId],
+) -> bool {
     let Ok(plan) = delta.state_plan(delta.input().clone()) else {
         return false;
     };
+    let value_counts = delta.value_counts();
     crate::state_tables::types_match(session, table, &DeltaAggregate::state_schema(&plan))
+        && value_counts.len() == value_count_tables.len()
+        && value_counts
+            .iter()
+            .zip(value_count_tables)
+            .all(|(counts, &table)| {
+                counts.plan(delta.input().clone()).is_ok_and(|plan| {
+                    crate::state_tables::types_match(session, table, &ValueCounts::schema(&plan))
+                })
+            })
 }
 
 /// A scan of the refresh input standing in for the source scan `scan`,
@@ -2107,6 +2185,7 @@ async fn create_dynamic_table(
         source_table_ids: Vec::new(),
         lineage_version: LINEAGE_VERSION,
         state_table_id: None,
+        value_count_table_ids: Vec::new(),
         arrangements: Vec::new(),
     };
     let target = crate::ddl::create_relation(
@@ -2650,7 +2729,9 @@ async fn refresh_in_session(
             _ => None,
         };
         let state_ready = match (&delta, def.state_table_id) {
-            (Some(delta), Some(table)) => state_matches(session, delta, table),
+            (Some(delta), Some(table)) => {
+                state_matches(session, delta, table, &def.value_count_table_ids)
+            }
             _ => false,
         };
         // A join input that calls a model is kept arranged.
@@ -2730,7 +2811,10 @@ async fn refresh_in_session(
                         session,
                         &plan,
                         delta,
-                        state,
+                        GroupStateTables {
+                            state,
+                            value_counts: &def.value_count_table_ids,
+                        },
                         &name,
                         &inserted_only,
                         &deleted_only,
@@ -2825,12 +2909,17 @@ async fn refresh_in_session(
                 };
                 check_width(&name, &results, &contents_schema)?;
                 stats.num_inserted_rows = crate::dml::write_batches(session, &target, &results)?;
+                let old_value_counts = std::mem::take(&mut def.value_count_table_ids);
                 def.state_table_id = match &delta {
-                    Some(delta) => Some(rebuild_state(session, delta, def.state_table_id).await?),
+                    Some(delta) => {
+                        let (state, value_counts) =
+                            rebuild_state(session, delta, def.state_table_id, &old_value_counts)
+                                .await?;
+                        def.value_count_table_ids = value_counts;
+                        Some(state)
+                    }
                     None => {
-                        if let Some(old) = def.state_table_id {
-                            txn_mut(session, |t| t.drop_table(old).map_err(EngineError::from))?;
-                        }
+                        drop_state(session, def.state_table_id, &old_value_counts)?;
                         None
                     }
                 };

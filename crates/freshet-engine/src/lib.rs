@@ -43,6 +43,7 @@ mod system_info;
 mod type_resolution;
 pub mod types;
 mod users;
+mod value_counts;
 mod work;
 
 pub use datetime_input::parse_date_text;

@@ -570,6 +570,30 @@ impl Transaction {
         keys: &[ArrayRef],
         projection: Option<&[usize]>,
     ) -> Result<Option<Vec<RecordBatch>>> {
+        self.lookup(table, columns, keys, projection, false)
+    }
+
+    /// [`Transaction::lookup_unique`], each batch with the storage row id as
+    /// an extra last column (as [`Transaction::scan`] gives it), for callers
+    /// that go on to delete or replace the rows they found.
+    pub fn lookup_unique_with_row_ids(
+        &self,
+        table: TableId,
+        columns: &[usize],
+        keys: &[ArrayRef],
+        projection: Option<&[usize]>,
+    ) -> Result<Option<Vec<RecordBatch>>> {
+        self.lookup(table, columns, keys, projection, true)
+    }
+
+    fn lookup(
+        &self,
+        table: TableId,
+        columns: &[usize],
+        keys: &[ArrayRef],
+        projection: Option<&[usize]>,
+        with_row_ids: bool,
+    ) -> Result<Option<Vec<RecordBatch>>> {
         if let Some(t) = self.tables.get(&table) {
             if t.dropped {
                 return Err(StorageError::UnknownTable(table));
@@ -619,7 +643,7 @@ impl Transaction {
         if found != ids.len() {
             return Ok(None);
         }
-        let (proj, schema) = output_schema(&table_columns, projection, false)?;
+        let (proj, schema) = output_schema(&table_columns, projection, with_row_ids)?;
         let mut out = Vec::with_capacity(hits.len());
         for (si, positions) in hits {
             let segment = &entry.segments[si];
@@ -638,7 +662,7 @@ impl Transaction {
                 segment,
                 &table_columns,
                 &proj,
-                false,
+                with_row_ids,
                 &schema,
                 crate::segment::Selection::Take(&positions),
             )? {

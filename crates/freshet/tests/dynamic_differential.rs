@@ -139,6 +139,16 @@ const DTS: &[Dt] = &[
         incremental: true,
         upstream: &[],
     },
+    // Distinct counts of ints and text (NULL values and a NULL group key
+    // included) beside a maximum, from per-group state and value counts.
+    Dt {
+        name: "d_group_distinct",
+        columns: "s, n, dv, dk, mv",
+        query: "SELECT s, count(*) AS n, count(DISTINCT v) AS dv, count(DISTINCT k % 4) AS dk, \
+                max(v) AS mv FROM a GROUP BY s",
+        incremental: true,
+        upstream: &[],
+    },
     Dt {
         name: "d_group_state_having",
         columns: "k, s, n, sv",

@@ -224,3 +224,117 @@ async fn minimums_maximums_and_averages_read_only_the_change() {
     );
     assert_table_equal(&client, "extremes", EXTREMES).await;
 }
+
+const DISTINCT: &str = "SELECT location, count(*) AS n, count(DISTINCT user_id) AS users, \
+    count(DISTINCT day) AS days, max(day) AS last_day FROM sessions GROUP BY location";
+
+/// (state rows read) of the table's last successful refresh.
+async fn last_state_rows_read(client: &Client, table: &str) -> u64 {
+    let history = rows(
+        client,
+        &format!(
+            "SELECT state_rows_read FROM freshet_refresh_history('{table}') \
+             WHERE state = 'SUCCEEDED' ORDER BY refresh_start_time DESC LIMIT 1"
+        ),
+    )
+    .await;
+    history[0][0].parse().expect("a count")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn distinct_counts_read_only_the_change() {
+    let mut server = TestServer::start();
+    let client = server.connect().await;
+    // 20,000 sessions of 1,000 users over 30 days in 20 locations and a
+    // NULL location; some sessions have no user.
+    exec(
+        &client,
+        "CREATE TABLE sessions (id bigint, location text, user_id int, day date);
+         INSERT INTO sessions SELECT n,
+             CASE WHEN n % 21 = 0 THEN NULL ELSE 'loc' || (n % 21) END,
+             CASE WHEN n % 97 = 0 THEN NULL ELSE CAST(n % 1000 AS int) END,
+             DATE '2024-01-01' + CAST(n % 30 AS int)
+           FROM generate_series(1, 20000) AS g(n)",
+    )
+    .await;
+    exec(
+        &client,
+        &format!(
+            "CREATE DYNAMIC TABLE distinct_users TARGET_LAG = '1 day' \
+             REFRESH_MODE = INCREMENTAL AS {DISTINCT}"
+        ),
+    )
+    .await;
+    assert_table_equal(&client, "distinct_users", DISTINCT).await;
+
+    // New users and days in some groups, known ones in others, a NULL
+    // user, the NULL group, and a new group.
+    exec(
+        &client,
+        "INSERT INTO sessions SELECT n, 'loc' || (n % 21), CAST(n % 1500 AS int),
+             DATE '2024-02-01' + CAST(n % 3 AS int)
+           FROM generate_series(20001, 20097) AS g(n);
+         INSERT INTO sessions VALUES (20098, 'loc1', NULL, DATE '2024-01-02'),
+           (20099, NULL, 5000, DATE '2024-01-03'), (20100, 'new', 7, DATE '2024-01-04');
+         ALTER DYNAMIC TABLE distinct_users REFRESH",
+    )
+    .await;
+    assert_eq!(
+        last_refresh(&client, "distinct_users").await,
+        ("INCREMENTAL".to_string(), 100),
+        "the refresh reads the 100 new rows, not the 20,100 of the table"
+    );
+    // The per-group state (22 groups) and at most one value count per
+    // changed (group, value) pair of each count(DISTINCT): 2 × 100.
+    let state_read = last_state_rows_read(&client, "distinct_users").await;
+    assert!(
+        state_read <= 22 + 200,
+        "the value counts are looked up, not read whole ({state_read} rows)"
+    );
+    assert_table_equal(&client, "distinct_users", DISTINCT).await;
+
+    // Deleting every session of one user in one group takes that user out
+    // of the group's distinct count; deleting one of several keeps it.
+    // user 40's sessions: ids 40, 1040, …, 19040 (loc19, loc11, … mixed).
+    exec(
+        &client,
+        "DELETE FROM sessions WHERE user_id = 40 AND location = 'loc19';
+         DELETE FROM sessions WHERE id = 41;
+         UPDATE sessions SET user_id = 999999, day = DATE '2025-01-01' WHERE id = 42;
+         DELETE FROM sessions WHERE location = 'new';
+         ALTER DYNAMIC TABLE distinct_users REFRESH",
+    )
+    .await;
+    let (action, read) = last_refresh(&client, "distinct_users").await;
+    assert_eq!(action, "INCREMENTAL");
+    assert!(read < 100, "only the changed rows are read ({read})");
+    assert_table_equal(&client, "distinct_users", DISTINCT).await;
+    assert!(
+        rows(
+            &client,
+            "SELECT 1 FROM distinct_users WHERE location = 'new'"
+        )
+        .await
+        .is_empty(),
+        "an emptied group leaves the table"
+    );
+
+    // The value counts are durable: after kill -9 the next refresh is
+    // incremental and right.
+    server.kill9();
+    server.restart();
+    let client = server.connect().await;
+    exec(
+        &client,
+        "INSERT INTO sessions VALUES (30000, 'loc7', 123456, DATE '2030-01-01'),
+           (30001, NULL, NULL, NULL);
+         DELETE FROM sessions WHERE id = 43;
+         ALTER DYNAMIC TABLE distinct_users REFRESH",
+    )
+    .await;
+    assert_eq!(
+        last_refresh(&client, "distinct_users").await,
+        ("INCREMENTAL".to_string(), 3)
+    );
+    assert_table_equal(&client, "distinct_users", DISTINCT).await;
+}
