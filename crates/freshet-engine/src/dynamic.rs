@@ -811,6 +811,9 @@ enum KeyKind {
     Join,
 }
 
+/// Why a GROUP BY maintained from per-group state is incremental.
+const STATE_REASON: &str = "GROUP BY: maintained from per-group state; each refresh reads only the changed rows (and recomputes a group whose minimum or maximum was deleted)";
+
 impl Strategy {
     fn reason(self) -> &'static str {
         match self {
@@ -1568,7 +1571,8 @@ fn keyed_plan_with(
 
 /// Maintains a GROUP BY from its per-group state (see
 /// [`crate::delta_aggregate`]): applies the change set in `inserted` and
-/// `deleted` (per source, its rows' visible columns) to the state, and
+/// `deleted` (per source, its rows' visible columns; `None` when no source
+/// has any, which saves planning an empty side) to the state, and
 /// returns the touched groups' key hashes and the contents rows (lineage
 /// last) of those that remain.
 async fn refresh_from_state(
@@ -1577,8 +1581,8 @@ async fn refresh_from_state(
     delta: &DeltaAggregate,
     state: GroupStateTables<'_>,
     default: &QualifiedName,
-    inserted: &HashMap<QualifiedName, Arc<MemTable>>,
-    deleted: &HashMap<QualifiedName, Arc<MemTable>>,
+    inserted: Option<&HashMap<QualifiedName, Arc<MemTable>>>,
+    deleted: Option<&HashMap<QualifiedName, Arc<MemTable>>>,
 ) -> Result<(HashSet<u64>, Vec<RecordBatch>), EngineError> {
     let GroupStateTables {
         state: state_table,
@@ -1596,16 +1600,29 @@ async fn refresh_from_state(
     let mut state_schema = None;
     let mut value_schemas = Vec::new();
     for changed in [inserted, deleted] {
-        let input = replace_scans(delta.input().clone(), changed, default).map_err(map_df_error)?;
+        // The schemas come from planning over the whole input; a side with
+        // no rows contributes nothing and is not planned.
+        let input = match changed {
+            Some(changed) => {
+                replace_scans(delta.input().clone(), changed, default).map_err(map_df_error)?
+            }
+            None => delta.input().clone(),
+        };
         let state_plan = delta.state_plan(input.clone()).map_err(map_df_error)?;
         state_schema.get_or_insert_with(|| DeltaAggregate::state_schema(&state_plan));
-        partials.push(collect_plan(session, state_plan).await?);
+        partials.push(match changed {
+            Some(_) => collect_plan(session, state_plan).await?,
+            None => Vec::new(),
+        });
         let mut per_distinct = Vec::with_capacity(value_counts.len());
         value_schemas.clear();
         for counts in &value_counts {
             let plan = counts.plan(input.clone()).map_err(map_df_error)?;
             value_schemas.push(ValueCounts::schema(&plan));
-            per_distinct.push(collect_plan(session, plan).await?);
+            per_distinct.push(match changed {
+                Some(_) => collect_plan(session, plan).await?,
+                None => Vec::new(),
+            });
         }
         values.push(per_distinct);
     }
@@ -2108,7 +2125,14 @@ async fn create_dynamic_table(
             ))
         }
         (RefreshMode::Incremental, Ok(strategy)) | (RefreshMode::Auto, Ok(strategy)) => {
-            (INCREMENTAL, strategy.reason().to_string())
+            let from_state = strategy == Strategy::Keyed(KeyKind::Aggregate)
+                && DeltaAggregate::of(key_node(&maintained)).is_some();
+            let reason = if from_state {
+                STATE_REASON
+            } else {
+                strategy.reason()
+            };
+            (INCREMENTAL, reason.to_string())
         }
         (RefreshMode::Auto, Err(reason)) => (FULL, reason),
     };
@@ -2816,8 +2840,8 @@ async fn refresh_in_session(
                             value_counts: &def.value_count_table_ids,
                         },
                         &name,
-                        &inserted_only,
-                        &deleted_only,
+                        any_inserted.then_some(&inserted_only),
+                        (!deleted_ids.is_empty()).then_some(&deleted_only),
                     )
                     .await?;
                     stats.num_deleted_rows =
@@ -3002,36 +3026,27 @@ async fn alter_dynamic_table(
     action: &AlterDynamicTableAction,
 ) -> Result<QueryOutput, EngineError> {
     let qualified = resolve_name(session, name)?;
-    let mut entry = require_dynamic(session, &qualified)?;
+    let entry = require_dynamic(session, &qualified)?;
     let now = now_micros();
     match action {
-        AlterDynamicTableAction::Suspend => {
-            let all = session_relations(session)?;
-            let mut affected = vec![qualified.clone()];
-            affected.extend(downstream_of(&all, &qualified));
-            for q in affected {
-                let Some(mut e) = all.iter().find(|r| r.qualified() == q).cloned() else {
-                    continue;
-                };
-                let mut changed = false;
-                with_def(&mut e, |d| {
-                    if d.scheduling_state != SUSPENDED {
-                        d.scheduling_state = SUSPENDED.to_string();
-                        d.last_suspended_micros = Some(now);
-                        changed = true;
-                    }
-                });
-                if changed {
-                    put_entry(session, &e)?;
+        AlterDynamicTableAction::Suspend
+        | AlterDynamicTableAction::Resume
+        | AlterDynamicTableAction::SetTargetLag(_)
+        | AlterDynamicTableAction::SetWarehouse(_)
+        | AlterDynamicTableAction::SetComment(_) => {
+            if session.transaction_status() == TransactionStatus::Idle {
+                // Outside a transaction block the change commits on its own,
+                // retried on a serialization failure: a refresh committing
+                // the same catalog entry at the same moment must not make a
+                // user's ALTER fail with 40001.
+                let engine = session.engine.clone();
+                alter_committed(&engine, &qualified, action, now).await?;
+            } else {
+                let all = session_relations(session)?;
+                for changed in altered_entries(&all, &qualified, action, now) {
+                    put_entry(session, &changed)?;
                 }
             }
-        }
-        AlterDynamicTableAction::Resume => {
-            with_def(&mut entry, |d| {
-                d.scheduling_state = RUNNING.to_string();
-                d.consecutive_failures = 0;
-            });
-            put_entry(session, &entry)?;
         }
         AlterDynamicTableAction::Refresh => {
             if session.transaction_status() != TransactionStatus::Idle {
@@ -3042,22 +3057,6 @@ async fn alter_dynamic_table(
             }
             let engine = session.engine.clone();
             refresh_dynamic_table(&engine, &qualified, RefreshTrigger::Manual).await?;
-        }
-        AlterDynamicTableAction::SetTargetLag(lag) => {
-            let secs = match lag {
-                TargetLag::Duration(duration) => Some(duration.as_secs()),
-                TargetLag::Downstream => None,
-            };
-            with_def(&mut entry, |d| d.target_lag_secs = secs);
-            put_entry(session, &entry)?;
-        }
-        AlterDynamicTableAction::SetWarehouse(w) => {
-            with_def(&mut entry, |d| d.warehouse = Some(ident(w)));
-            put_entry(session, &entry)?;
-        }
-        AlterDynamicTableAction::SetComment(c) => {
-            entry.comment = Some(c.clone());
-            put_entry(session, &entry)?;
         }
         AlterDynamicTableAction::RenameTo(new_name) => {
             let p = parts(new_name);
@@ -3097,6 +3096,121 @@ async fn alter_dynamic_table(
         }
     }
     Ok(command("ALTER DYNAMIC TABLE", None))
+}
+
+/// The catalog entries an ALTER that only edits the definition changes, as
+/// they are after it: `qualified` itself, and for SUSPEND its downstream
+/// dynamic tables.
+fn altered_entries(
+    all: &[RelationEntry],
+    qualified: &QualifiedName,
+    action: &AlterDynamicTableAction,
+    now: i64,
+) -> Vec<RelationEntry> {
+    let find = |q: &QualifiedName| all.iter().find(|r| r.qualified() == *q).cloned();
+    let mut changed = Vec::new();
+    match action {
+        AlterDynamicTableAction::Suspend => {
+            let mut affected = vec![qualified.clone()];
+            affected.extend(downstream_of(all, qualified));
+            for q in affected {
+                let Some(mut e) = find(&q) else {
+                    continue;
+                };
+                let mut suspended = false;
+                with_def(&mut e, |d| {
+                    if d.scheduling_state != SUSPENDED {
+                        d.scheduling_state = SUSPENDED.to_string();
+                        d.last_suspended_micros = Some(now);
+                        suspended = true;
+                    }
+                });
+                if suspended {
+                    changed.push(e);
+                }
+            }
+        }
+        AlterDynamicTableAction::Resume => {
+            if let Some(mut e) = find(qualified) {
+                with_def(&mut e, |d| {
+                    d.scheduling_state = RUNNING.to_string();
+                    d.consecutive_failures = 0;
+                });
+                changed.push(e);
+            }
+        }
+        AlterDynamicTableAction::SetTargetLag(lag) => {
+            if let Some(mut e) = find(qualified) {
+                let secs = match lag {
+                    TargetLag::Duration(duration) => Some(duration.as_secs()),
+                    TargetLag::Downstream => None,
+                };
+                with_def(&mut e, |d| d.target_lag_secs = secs);
+                changed.push(e);
+            }
+        }
+        AlterDynamicTableAction::SetWarehouse(w) => {
+            if let Some(mut e) = find(qualified) {
+                with_def(&mut e, |d| d.warehouse = Some(ident(w)));
+                changed.push(e);
+            }
+        }
+        AlterDynamicTableAction::SetComment(c) => {
+            if let Some(mut e) = find(qualified) {
+                e.comment = Some(c.clone());
+                changed.push(e);
+            }
+        }
+        AlterDynamicTableAction::Refresh | AlterDynamicTableAction::RenameTo(_) => {}
+    }
+    changed
+}
+
+/// How many times [`alter_committed`] tries before giving up.
+const ALTER_ATTEMPTS: usize = 50;
+
+/// Applies a definition-only ALTER in a transaction of its own, reading the
+/// latest catalog entries each time and retrying when a concurrent commit
+/// (a refresh writing its progress) conflicts. Visible to every transaction
+/// that starts after it returns.
+async fn alter_committed(
+    engine: &Arc<Engine>,
+    qualified: &QualifiedName,
+    action: &AlterDynamicTableAction,
+    now: i64,
+) -> Result<(), EngineError> {
+    let mut attempt = 0;
+    loop {
+        attempt += 1;
+        let mut txn = engine.store.begin();
+        let all = all_relations(&txn)?;
+        if !all.iter().any(|r| r.qualified() == *qualified) {
+            return Err(EngineError::new(
+                "42P01",
+                format!("dynamic table \"{}\" does not exist", qualified.name),
+            ));
+        }
+        for changed in altered_entries(&all, qualified, action, now) {
+            catalog::put(
+                &mut txn,
+                &catalog::relation_key(&changed.qualified()),
+                &changed,
+            );
+        }
+        match txn.commit().await {
+            Ok(_) => {
+                engine.after_commit();
+                return Ok(());
+            }
+            Err(e) => {
+                let e = EngineError::from(e);
+                if e.sqlstate() != "40001" || attempt >= ALTER_ATTEMPTS {
+                    return Err(e);
+                }
+                tokio::task::yield_now().await;
+            }
+        }
+    }
 }
 
 fn drop_dynamic_table(

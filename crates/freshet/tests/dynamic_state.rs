@@ -338,3 +338,83 @@ async fn distinct_counts_read_only_the_change() {
     );
     assert_table_equal(&client, "distinct_users", DISTINCT).await;
 }
+
+/// A refresh commits the dynamic table's progress to the same catalog entry
+/// an ALTER … SET changes, and two sessions may ALTER the same table at
+/// once. An ALTER outside a transaction block must not fail with 40001
+/// because another commit touched the entry at that moment (PostgreSQL
+/// would make it wait, not fail): it runs on its own and is retried.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn alter_succeeds_while_refreshes_and_alters_commit() {
+    let server = TestServer::start();
+    let client = server.connect().await;
+    let writer = server.connect().await;
+    exec(
+        &client,
+        "CREATE TABLE events (id bigint, kind text);
+         INSERT INTO events VALUES (0, 'a');
+         CREATE DYNAMIC TABLE per_kind TARGET_LAG = '1 second' REFRESH_MODE = INCREMENTAL \
+           AS SELECT kind, count(*) AS n FROM events GROUP BY kind",
+    )
+    .await;
+    let refreshes = "SELECT count(*) FROM freshet_refresh_history('per_kind') \
+        WHERE state = 'SUCCEEDED' AND refresh_action = 'INCREMENTAL'";
+    // Two sessions ALTER continuously until the scheduler has committed 5
+    // incremental refreshes (each after new rows).
+    let alterers = [server.connect().await, server.connect().await];
+    let mut id = 1;
+    let mut rounds = 0u64;
+    loop {
+        exec(
+            &writer,
+            &format!("INSERT INTO events VALUES ({id}, 'k{}')", id % 5),
+        )
+        .await;
+        id += 1;
+        for _ in 0..10 {
+            let statements = alterers.iter().enumerate().map(|(session, c)| {
+                let sql = format!(
+                    "ALTER DYNAMIC TABLE per_kind SET COMMENT = 'session {session} round {rounds}'"
+                );
+                async move { c.simple_query(&sql).await }
+            });
+            for result in futures::future::join_all(statements).await {
+                if let Err(e) = result {
+                    panic!(
+                        "ALTER failed while others commit: {:?}",
+                        e.as_db_error()
+                            .map(|d| (d.code().code().to_string(), d.message().to_string()))
+                    );
+                }
+            }
+            rounds += 1;
+        }
+        let done: u64 = rows(&client, refreshes).await[0][0]
+            .parse()
+            .expect("a count");
+        if done >= 5 {
+            break;
+        }
+    }
+    // One of the last round's comments is the one kept, and the table is
+    // right.
+    let comment = rows(
+        &client,
+        "SELECT comment FROM freshet_dynamic_tables() WHERE name = 'per_kind'",
+    )
+    .await;
+    let last = rounds - 1;
+    assert!(
+        [0, 1]
+            .iter()
+            .any(|s| comment == vec![vec![format!("session {s} round {last}")]]),
+        "{comment:?}"
+    );
+    exec(&client, "ALTER DYNAMIC TABLE per_kind REFRESH").await;
+    assert_table_equal(
+        &client,
+        "per_kind",
+        "SELECT kind, count(*) AS n FROM events GROUP BY kind",
+    )
+    .await;
+}
