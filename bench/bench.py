@@ -558,7 +558,9 @@ def fmt_num(v, digits=0):
 def ratio(f, p):
     if not f or not p:
         return "n/a"
-    return f"{f / p:.2f}×"
+    r = f / p
+    # Two decimals, or two significant digits below 0.01 (0.0027×, not 0.00×).
+    return f"{r:.2f}×" if r >= 0.01 or r == 0 else f"{r:.2g}×"
 
 
 def render(args, machine, pg, fr, command):
