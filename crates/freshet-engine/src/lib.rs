@@ -25,6 +25,7 @@ mod info_schema;
 mod isolation;
 mod join_arrangement;
 mod keys;
+mod literal_types;
 mod names;
 mod output;
 mod output_names;

@@ -262,9 +262,10 @@ async fn plan_compat(
         DfStatement::Statement(Box::new(wrap(compat_rewrite(statement, rules))))
     };
     if !reads_system_catalog(&statement) {
-        return state
+        let plan = state
             .statement_to_plan(to_plan(statement, CompatRules::General))
-            .await;
+            .await?;
+        return crate::literal_types::narrow_integer_literals(plan);
     }
     let first = state
         .statement_to_plan(to_plan(statement.clone(), CompatRules::Catalog))

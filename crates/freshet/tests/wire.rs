@@ -2055,3 +2055,49 @@ async fn unnamed_columns_are_named_as_postgresql_names_them() {
             .unwrap_or_else(|e| panic!("{name}: {e}"));
     }
 }
+
+/// The types a client is told for integer literals: `integer` where the
+/// value fits in 32 bits, as PostgreSQL types them (node-postgres and other
+/// drivers decode by the announced type), also through parameters and
+/// arithmetic. Checked against PostgreSQL too when SLT_REFERENCE_URL is set.
+#[tokio::test]
+async fn integer_literals_are_announced_as_postgresql_types_them() {
+    let server = TestServer::start();
+    let mut clients = vec![("freshet", server.connect().await)];
+    clients.extend(
+        reference_client()
+            .await
+            .map(|client| ("postgresql", client)),
+    );
+    for (name, client) in &clients {
+        let statement = client
+            .prepare("SELECT 1, $1::int + 1, 2147483648, 2 * 3, 1 + 2.5")
+            .await
+            .unwrap();
+        let types: Vec<Type> = statement
+            .columns()
+            .iter()
+            .map(|c| c.type_().clone())
+            .collect();
+        assert_eq!(
+            types,
+            vec![
+                Type::INT4,
+                Type::INT4,
+                Type::INT8,
+                Type::INT4,
+                Type::NUMERIC
+            ],
+            "{name}"
+        );
+        let row = client.query_one(&statement, &[&41i32]).await.unwrap();
+        assert_eq!(row.get::<_, i32>(0), 1, "{name}");
+        assert_eq!(row.get::<_, i32>(1), 42, "{name}");
+        assert_eq!(row.get::<_, i64>(2), 2_147_483_648, "{name}");
+        let err = client
+            .query_one(&statement, &[&i32::MAX])
+            .await
+            .expect_err("int4 overflow");
+        assert_eq!(sqlstate(&err), "22003", "{name}: {err:?}");
+    }
+}
