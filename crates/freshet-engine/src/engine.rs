@@ -30,6 +30,9 @@ pub struct EngineConfig {
     pub fsync: bool,
     /// Parallelism for query execution (defaults to the number of cores).
     pub threads: usize,
+    /// Bytes query execution may hold across all sessions and refreshes
+    /// before spilling or failing with 53200 (see [`crate::query_memory`]).
+    pub query_memory_limit: usize,
 }
 
 impl EngineConfig {
@@ -45,6 +48,7 @@ impl EngineConfig {
             threads: std::thread::available_parallelism()
                 .map(|n| n.get())
                 .unwrap_or(2),
+            query_memory_limit: crate::query_memory::default_limit(),
         }
     }
 }
@@ -69,6 +73,8 @@ pub struct Engine {
     /// Woken after every write commit, so the refresh scheduler reacts in
     /// milliseconds instead of polling.
     pub(crate) commit_notify: Arc<tokio::sync::Notify>,
+    /// The one DataFusion runtime (memory pool, spill files) of all sessions.
+    pub(crate) runtime: Arc<datafusion::execution::runtime_env::RuntimeEnv>,
 }
 
 impl std::fmt::Debug for Engine {
@@ -88,7 +94,9 @@ impl Engine {
             ..StoreOptions::new(config.data_dir.clone())
         })
         .map_err(|e| EngineError::new(e.sqlstate(), format!("cannot open data directory: {e}")))?;
+        let runtime = crate::query_memory::runtime(&config.data_dir, config.query_memory_limit)?;
         let engine = Arc::new(Engine {
+            runtime,
             config,
             store,
             models: Mutex::new(HashMap::new()),

@@ -35,6 +35,7 @@ mod pg_types;
 mod planning;
 mod prepared_lookup;
 mod provider;
+pub mod query_memory;
 mod registry;
 mod row_keys;
 mod session;

@@ -118,6 +118,15 @@ const DEFAULT_SETTINGS: &[(&str, &str)] = &[
     ("transaction_isolation", "repeatable read"),
 ];
 
+/// Settings a session can show but not change (55P02, as in Postgres).
+const READ_ONLY_SETTINGS: &[&str] = &[
+    "integer_datetimes",
+    "query_memory_limit",
+    "server_encoding",
+    "server_version",
+    "server_version_num",
+];
+
 /// Settings whose changes Postgres reports with ParameterStatus, with their
 /// canonical spelling.
 const REPORTED: &[(&str, &str)] = &[
@@ -136,10 +145,14 @@ impl Session {
         database: String,
     ) -> Result<Session, EngineError> {
         let shared = Arc::new(SessionShared::new(engine.store.clone()));
-        let settings: BTreeMap<String, String> = DEFAULT_SETTINGS
+        let mut settings: BTreeMap<String, String> = DEFAULT_SETTINGS
             .iter()
             .map(|(k, v)| (k.to_string(), v.to_string()))
             .collect();
+        settings.insert(
+            "query_memory_limit".into(),
+            crate::query_memory::display(engine.config.query_memory_limit),
+        );
         // An unknown database is 3D000 before anything is built for it.
         let database_exists = shared
             .with_txn(|t| t.get_meta(&freshet_catalog::database_key(&database)))
@@ -804,6 +817,12 @@ impl Session {
 
     pub(crate) fn set_setting(&mut self, name: &str, value: String) -> Result<(), EngineError> {
         let key = name.to_ascii_lowercase();
+        if READ_ONLY_SETTINGS.contains(&key.as_str()) {
+            return Err(EngineError::new(
+                "55P02",
+                format!("parameter \"{key}\" cannot be changed"),
+            ));
+        }
         match key.as_str() {
             "search_path" => {
                 let schemas: Vec<String> = value
@@ -955,7 +974,7 @@ pub(crate) fn build_context(
     let catalogs = Arc::new(DatabaseList {
         shared: shared.clone(),
     });
-    let runtime = Arc::new(datafusion::execution::runtime_env::RuntimeEnv::default());
+    let runtime = engine.runtime.clone();
     let state = datafusion::execution::session_state::SessionStateBuilder::new()
         .with_config(config)
         .with_runtime_env(runtime)

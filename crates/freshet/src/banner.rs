@@ -28,6 +28,9 @@ pub struct Banner<'a> {
     pub refresh_workers: usize,
     pub inference_batch_size: usize,
     pub refresh_history_limit: usize,
+    pub query_memory_limit: usize,
+    /// Where the limit comes from (`--query-memory-limit`, a share of RAM).
+    pub query_memory_source: &'a str,
 }
 
 impl Banner<'_> {
@@ -83,11 +86,15 @@ impl Banner<'_> {
             format!(
                 "{} query threads, {} refresh workers, {} rows per model batch, \
                  {} refresh-history rows per dynamic table; \
-                 no limit on connections or memory (tables are held in memory)",
+                 {} query memory ({}; beyond it, operators that can spill spill to disk \
+                 and a statement that still does not fit fails with 53200); \
+                 no limit on connections or table memory (tables are held in memory)",
                 self.query_threads,
                 self.refresh_workers,
                 self.inference_batch_size,
-                self.refresh_history_limit
+                self.refresh_history_limit,
+                freshet_engine::query_memory::display(self.query_memory_limit),
+                self.query_memory_source
             ),
         );
         out

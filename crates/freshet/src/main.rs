@@ -72,6 +72,13 @@ struct ServeArgs {
     #[arg(long, value_name = "N", default_value_t = 8192, value_parser = clap::value_parser!(u64).range(1..))]
     inference_batch_size: u64,
 
+    /// Memory query execution may hold across all sessions and refreshes
+    /// (sorts, aggregates and joins spill under DIR/spill beyond it; what
+    /// cannot spill fails with 53200). Units B, kB, MB, GB, TB. Default: a
+    /// quarter of the machine's RAM.
+    #[arg(long, value_name = "SIZE", value_parser = freshet_engine::query_memory::parse_limit)]
+    query_memory_limit: Option<usize>,
+
     /// Do not fsync the WAL (throwaway test servers only).
     #[arg(long, hide = true)]
     no_fsync: bool,
@@ -128,6 +135,21 @@ async fn serve(args: ServeArgs) -> Result<(), String> {
     config.inference_batch_size = usize::try_from(args.inference_batch_size)
         .map_err(|_| "--inference-batch-size is too large".to_owned())?;
     config.fsync = !args.no_fsync;
+    if let Some(limit) = args.query_memory_limit {
+        config.query_memory_limit = limit;
+    }
+    // How the banner explains the query memory limit.
+    let memory_source = if args.query_memory_limit.is_some() {
+        "--query-memory-limit".to_owned()
+    } else {
+        match freshet_engine::query_memory::physical_memory() {
+            Some(ram) => format!(
+                "a quarter of {} RAM",
+                freshet_engine::query_memory::display(ram / (1 << 20) * (1 << 20))
+            ),
+            None => "default".to_owned(),
+        }
+    };
     let engine = Engine::open(config).await.map_err(|e| {
         format!(
             "cannot open data directory {}: {e}",
@@ -170,6 +192,8 @@ async fn serve(args: ServeArgs) -> Result<(), String> {
             refresh_workers: REFRESH_WORKERS,
             inference_batch_size: config.inference_batch_size,
             refresh_history_limit: freshet_engine::HISTORY_LIMIT,
+            query_memory_limit: config.query_memory_limit,
+            query_memory_source: &memory_source,
         }
         .render()
     );

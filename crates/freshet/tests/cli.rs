@@ -69,8 +69,12 @@ fn startup_banner_says_what_is_in_effect() {
         ),
         format!("\n  model dir  {}\n", models.display()),
         "\n  limits     ".to_owned(),
-        " refresh workers, 8192 rows per model batch, 1000 refresh-history rows per dynamic table; \
-         no limit on connections or memory"
+        " refresh workers, 8192 rows per model batch, 1000 refresh-history rows per dynamic table; "
+            .to_owned(),
+        " query memory (a quarter of ".to_owned(),
+        " RAM; beyond it, operators that can spill spill to disk and a statement that still \
+         does not fit fails with 53200); \
+         no limit on connections or table memory"
             .to_owned(),
     ] {
         assert!(

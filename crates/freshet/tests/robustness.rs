@@ -1,7 +1,8 @@
 //! Statements a careless or hostile client can send that must neither crash
 //! the server nor be silently mangled: expressions nested deeper than the
 //! stack allows (answered, or refused with 54001, and the server lives on),
-//! and query text that is not UTF-8 (refused with 22021, nothing stored).
+//! query text that is not UTF-8 (refused with 22021, nothing stored), and
+//! statements that outgrow the query memory limit (53200, that statement only).
 
 mod common;
 
@@ -169,4 +170,89 @@ async fn invalid_utf8_query_text_is_refused() {
     let rows = client.query("SELECT note FROM notes", &[]).await.unwrap();
     let notes: Vec<String> = rows.iter().map(|r| r.get(0)).collect();
     assert_eq!(notes, vec!["ok \u{FFFD}".to_string()]);
+}
+
+/// With `--query-memory-limit`, an aggregate that cannot spill and outgrows
+/// the limit fails its statement with 53200 (out of memory), and only that
+/// statement: the same connection, and a concurrent one, go on. A grouped
+/// aggregate larger than the limit spills under the data directory and
+/// answers.
+/// The limit is shown by SHOW and cannot be changed by a session.
+#[tokio::test]
+async fn query_memory_limit_fails_the_statement_not_the_server() {
+    let mut opts = common::ServerOptions::new();
+    opts.extra_args = vec!["--query-memory-limit".into(), "32MB".into()];
+    let server = TestServer::start_with(opts);
+    let client = server.connect().await;
+    let other = server.connect().await;
+
+    assert_eq!(
+        first_value(&client, "SHOW query_memory_limit")
+            .await
+            .unwrap(),
+        Some("32MB".into())
+    );
+    let err = client
+        .batch_execute("SET query_memory_limit = '1GB'")
+        .await
+        .unwrap_err();
+    assert_eq!(sqlstate(&err), "55P02", "{err:?}");
+
+    // About 100 MB of aggregate state, which string_agg cannot spill.
+    let err = first_value(
+        &client,
+        "SELECT length(string_agg(md5(x::text), ',')) FROM generate_series(1, 3000000) AS s(x)",
+    )
+    .await
+    .unwrap_err();
+    assert_eq!(sqlstate(&err), "53200", "{err:?}");
+    assert_eq!(
+        first_value(&client, "SELECT 1").await.unwrap(),
+        Some("1".into())
+    );
+    assert_eq!(
+        first_value(&other, "SELECT 2").await.unwrap(),
+        Some("2".into())
+    );
+
+    // A grouped aggregate of 2M groups is larger than 32 MB: it spills
+    // under the data directory (the operator's own spill counter, shown by
+    // EXPLAIN ANALYZE, says so) and answers.
+    let grouped = "SELECT count(*), sum(c) FROM (SELECT x % 2000000 AS g, count(*) AS c \
+                   FROM generate_series(1, 4000000) AS s(x) GROUP BY 1) AS t";
+    let rows = client.query(grouped, &[]).await.unwrap();
+    assert_eq!(
+        (rows[0].get::<_, i64>(0), rows[0].get::<_, i64>(1)),
+        (2_000_000, 4_000_000)
+    );
+    let explained: Vec<String> = client
+        .simple_query(&format!("EXPLAIN ANALYZE {grouped}"))
+        .await
+        .unwrap()
+        .into_iter()
+        .filter_map(|m| match m {
+            SimpleQueryMessage::Row(row) => row.get(1).map(str::to_string),
+            _ => None,
+        })
+        .collect();
+    let spills: u64 = explained
+        .iter()
+        .flat_map(|plan| plan.split(|c: char| c == ',' || c == ' ' || c == ']'))
+        .filter_map(|part| part.strip_prefix("spill_count="))
+        .filter_map(|n| n.parse::<u64>().ok())
+        .sum();
+    assert!(spills > 0, "no spill under 32MB:\n{}", explained.join("\n"));
+
+    // The default, without the flag, is a quarter of the RAM: larger.
+    let plain = TestServer::start();
+    let plain_client = plain.connect().await;
+    let shown = first_value(&plain_client, "SHOW query_memory_limit")
+        .await
+        .unwrap()
+        .unwrap();
+    assert_ne!(shown, "32MB");
+    assert!(
+        ["kB", "MB", "GB", "TB"].iter().any(|u| shown.ends_with(u)),
+        "{shown}"
+    );
 }
