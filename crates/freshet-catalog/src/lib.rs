@@ -273,6 +273,23 @@ pub struct RelationEntry {
     /// were recorded have none.
     #[serde(default)]
     pub constraints: Vec<KeyConstraint>,
+    /// Unique indexes created by CREATE UNIQUE INDEX, in creation order.
+    /// Enforced and used for lookups like UNIQUE constraints (storage keeps
+    /// the constraints' indexes first, then these), but not constraints:
+    /// `ON CONFLICT ON CONSTRAINT` does not name them, and DROP INDEX
+    /// drops them.
+    #[serde(default)]
+    pub unique_indexes: Vec<UniqueIndexEntry>,
+}
+
+/// A unique index created by CREATE UNIQUE INDEX.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct UniqueIndexEntry {
+    /// The index's name, unique among the relations and indexes of its
+    /// schema.
+    pub name: String,
+    /// The key columns, in key order.
+    pub columns: Vec<String>,
 }
 
 /// A PRIMARY KEY or UNIQUE constraint of a table.

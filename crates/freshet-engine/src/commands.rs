@@ -134,6 +134,7 @@ async fn run_standard(
         | Statement::CreateView(_)
         | Statement::CreateSchema { .. }
         | Statement::CreateDatabase { .. }
+        | Statement::CreateIndex(_)
         | Statement::Drop { .. }
         | Statement::AlterTable(_) => crate::ddl::run_standard(session, stmt, source, params).await,
         Statement::Set(set) => run_set(session, set),

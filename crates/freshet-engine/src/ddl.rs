@@ -187,6 +187,7 @@ pub(crate) async fn run_standard(
                 comment: None,
                 created_micros: now_micros(),
                 constraints: Vec::new(),
+                unique_indexes: Vec::new(),
             };
             txn_mut(session, |t| {
                 catalog::put(t, &catalog::relation_key(&name), &entry);
@@ -218,6 +219,13 @@ pub(crate) async fn run_standard(
             if_not_exists,
             ..
         } => create_database(session, &parts(db_name).join("."), *if_not_exists),
+        Statement::CreateIndex(create) => crate::indexes::create_index(session, create),
+        Statement::Drop {
+            object_type: ObjectType::Index,
+            if_exists,
+            names,
+            ..
+        } => crate::indexes::drop_indexes(session, names, *if_exists),
         Statement::Drop {
             object_type,
             if_exists,
@@ -269,6 +277,7 @@ pub(crate) fn create_relation(
             comment,
             created_micros: now_micros(),
             constraints: Vec::new(),
+            unique_indexes: Vec::new(),
         };
         catalog::put(t, &catalog::relation_key(name), &entry);
         Ok(InsertTarget {

@@ -371,12 +371,11 @@ impl Upsert<'_> {
         proposed: Vec<RecordBatch>,
         params: Option<ParamValues>,
     ) -> Result<(u64, Vec<RecordBatch>), EngineError> {
-        let key = target
-            .relation
-            .constraints
+        let arbiters = crate::indexes::arbiters(&target.relation);
+        let key = arbiters
             .get(self.index)
             .ok_or_else(|| EngineError::new("XX000", "ON CONFLICT arbiter index not found"))?;
-        let row_keys = crate::row_keys::RowKeys::new(&target.schema, &key.columns)?;
+        let row_keys = crate::row_keys::RowKeys::new(&target.schema, key.columns)?;
         let mut proposed_keys = HashSet::new();
         for batch in &proposed {
             for key in row_keys.keys(batch)?.into_iter().flatten() {

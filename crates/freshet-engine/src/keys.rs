@@ -18,7 +18,7 @@ use crate::session::Session;
 use crate::EngineError;
 
 /// PostgreSQL's limit on identifier length (NAMEDATALEN - 1).
-const MAX_NAME_BYTES: usize = 63;
+pub(crate) const MAX_NAME_BYTES: usize = 63;
 
 /// The key constraints of a CREATE TABLE, column-level and table-level, in
 /// declaration order, with PostgreSQL's generated names. A UNIQUE constraint
@@ -134,7 +134,8 @@ pub(crate) fn table_keys(
     Ok(keys)
 }
 
-fn truncate(s: &str, max: usize) -> &str {
+/// `s` shortened to at most `max` bytes, at a character boundary.
+pub(crate) fn truncate(s: &str, max: usize) -> &str {
     if s.len() <= max {
         return s;
     }
@@ -248,14 +249,14 @@ pub(crate) fn on_conflict(
             "ON CONFLICT DO UPDATE requires inference specification or constraint name",
         ));
     }
-    let keys = &target.relation.constraints;
+    let keys = crate::indexes::arbiters(&target.relation);
     let index = match &conflict.conflict_target {
         None => None,
         Some(ConflictTarget::Columns(columns)) => {
             let mut wanted: Vec<String> = columns.iter().map(ident).collect();
             wanted.sort();
             let found = keys.iter().position(|k| {
-                let mut have = k.columns.clone();
+                let mut have = k.columns.to_vec();
                 have.sort();
                 have == wanted
             });
@@ -271,7 +272,7 @@ pub(crate) fn on_conflict(
         }
         Some(ConflictTarget::OnConstraint(name)) => {
             let name = crate::names::parts(name).pop().unwrap_or_default();
-            match keys.iter().position(|k| k.name == name) {
+            match keys.iter().position(|k| k.constraint && k.name == name) {
                 Some(i) => Some(i),
                 None => {
                     return Err(EngineError::new(

@@ -21,6 +21,7 @@ mod error;
 mod fast_insert;
 mod functions;
 mod index_lookup;
+mod indexes;
 mod info_schema;
 mod isolation;
 mod join_arrangement;

@@ -8,7 +8,7 @@
 //! `Arc`s. History below the retention floor is pruned by reclamation; the
 //! floor never passes a registered reader, so filtering stays correct.
 
-use std::collections::{BTreeMap, BTreeSet, HashSet, VecDeque};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet, VecDeque};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
@@ -20,7 +20,7 @@ use crate::error::{Result, StorageError};
 use crate::segment::{
     locate, materialize, row_id_field, ColumnDef, Created, Segment, Selection, LIVE,
 };
-use crate::unique::{decode_defs, table_of_key, CommitKeys, UniqueIndex};
+use crate::unique::{decode_defs, table_of_key, CommitKeys, UniqueIndex, UniqueIndexDef};
 use crate::{Seq, TableId};
 
 /// One version of a metadata key; `None` is a deletion (tombstone).
@@ -255,15 +255,65 @@ impl Catalog {
                 }
             }
         }
-        self.check_unique(ops, unique_keys)
+        let new_indexes = self.build_new_unique_indexes(ops)?;
+        self.check_unique(ops, unique_keys, &new_indexes)
+    }
+
+    /// Builds the unique indexes a commit adds to existing tables (CREATE
+    /// UNIQUE INDEX) over their latest committed rows, failing if two live
+    /// rows share a key. Keyed by table and index name.
+    fn build_new_unique_indexes(
+        &self,
+        ops: &[Op],
+    ) -> Result<HashMap<(TableId, String), UniqueIndex>> {
+        let mut built = HashMap::new();
+        if !self.unique_live {
+            return Ok(built);
+        }
+        for op in ops {
+            let Op::PutMeta { key, value } = op else {
+                continue;
+            };
+            let Some(table) = table_of_key(key) else {
+                continue;
+            };
+            let Some(t) = self.tables.get(&table).filter(|t| t.dropped_seq == LIVE) else {
+                // created by this very commit: its inserts were checked
+                continue;
+            };
+            for def in decode_defs(value)? {
+                if t.unique.iter().any(|ix| ix.encoder.def == def) {
+                    continue;
+                }
+                let name = def.name.clone();
+                built.insert((table, name), UniqueIndex::build_new(def, t, LIVE - 1)?);
+            }
+        }
+        Ok(built)
     }
 
     /// Checks that no key a commit adds is held by a committed live row that
-    /// the same commit does not delete, and that every insert into a table
-    /// with unique indexes comes with its keys.
-    fn check_unique(&self, ops: &[Op], unique_keys: &[CommitKeys]) -> Result<()> {
+    /// the same commit does not delete (in the committed unique indexes and
+    /// in those the commit creates, `new_indexes`), and that every insert
+    /// into a table with unique indexes comes with its keys.
+    fn check_unique(
+        &self,
+        ops: &[Op],
+        unique_keys: &[CommitKeys],
+        new_indexes: &HashMap<(TableId, String), UniqueIndex>,
+    ) -> Result<()> {
         if !self.unique_live {
             return Ok(());
+        }
+        // The unique index definitions each table will have after this
+        // commit, where the commit changes them.
+        let mut redefined: HashMap<TableId, Vec<UniqueIndexDef>> = HashMap::new();
+        for op in ops {
+            if let Op::PutMeta { key, value } = op {
+                if let Some(table) = table_of_key(key) {
+                    redefined.insert(table, decode_defs(value)?);
+                }
+            }
         }
         for op in ops {
             if let Op::Insert { table, batch, .. } = op {
@@ -273,13 +323,19 @@ impl Catalog {
                 if batch.num_rows() == 0 {
                     continue;
                 }
-                for (i, ix) in t.unique.iter().enumerate() {
+                for ix in &t.unique {
+                    let dropped_here = redefined
+                        .get(table)
+                        .is_some_and(|defs| !defs.contains(&ix.encoder.def));
+                    if dropped_here {
+                        continue;
+                    }
                     if !unique_keys
                         .iter()
-                        .any(|k| k.table == *table && k.index == i && k.name == ix.encoder.def.name)
+                        .any(|k| k.table == *table && k.name == ix.encoder.def.name)
                     {
-                        return Err(StorageError::Internal(format!(
-                            "commit inserts into table {table} without the keys of its unique index {}",
+                        return Err(StorageError::SerializationFailure(format!(
+                            "unique index {} of table {table} was created by a concurrent transaction",
                             ix.encoder.def.name
                         )));
                     }
@@ -291,15 +347,18 @@ impl Catalog {
                 // created by this very commit: its own inserts were checked
                 continue;
             };
-            let Some(ix) = t.unique.get(ck.index) else {
-                continue;
+            let ix = match t.unique.iter().find(|ix| ix.encoder.def.name == ck.name) {
+                Some(ix) => ix,
+                None => match new_indexes.get(&(ck.table, ck.name.clone())) {
+                    Some(ix) => ix,
+                    None => {
+                        return Err(StorageError::SerializationFailure(format!(
+                            "unique index {} of table {} was dropped by a concurrent transaction",
+                            ck.name, ck.table
+                        )))
+                    }
+                },
             };
-            if ix.encoder.def.name != ck.name {
-                return Err(StorageError::Internal(format!(
-                    "unique index #{} of table {} changed during the transaction",
-                    ck.index, ck.table
-                )));
-            }
             let mut deleted: Option<HashSet<u64>> = None;
             for (key, _) in &ck.keys {
                 let Some(existing) = ix.map.get(key) else {
@@ -519,7 +578,11 @@ impl Catalog {
                     .tables
                     .get_mut(&ck.table)
                     .filter(|t| t.dropped_seq == LIVE)
-                    .and_then(|t| t.unique.get_mut(ck.index))
+                    .and_then(|t| {
+                        t.unique
+                            .iter_mut()
+                            .find(|ix| ix.encoder.def.name == ck.name)
+                    })
                 {
                     ix.map.reserve(ck.keys.len());
                     ix.map.extend(ck.keys);

@@ -26,6 +26,14 @@ pub enum StorageError {
         /// PostgreSQL's detail line, `Key (id)=(1) already exists.`
         detail: String,
     },
+    /// A unique index cannot be created: two live rows share a key.
+    #[error("could not create unique index \"{index}\"")]
+    UniqueIndexDuplicate {
+        /// The index's name.
+        index: String,
+        /// PostgreSQL's detail line, `Key (id)=(1) is duplicated.`
+        detail: String,
+    },
     /// The table id does not name a table visible at the requested snapshot.
     #[error("table with id {0} does not exist")]
     UnknownTable(TableId),
@@ -90,7 +98,9 @@ impl StorageError {
     pub fn sqlstate(&self) -> &'static str {
         match self {
             StorageError::SerializationFailure(_) => "40001",
-            StorageError::UniqueViolation { .. } => "23505",
+            StorageError::UniqueViolation { .. } | StorageError::UniqueIndexDuplicate { .. } => {
+                "23505"
+            }
             StorageError::UnknownTable(_) => "42P01",
             StorageError::UnknownColumn(_) => "42703",
             StorageError::SchemaMismatch(_) => "42804",
@@ -109,7 +119,8 @@ impl StorageError {
     /// The DETAIL line PostgreSQL sends with this error, if any.
     pub fn detail(&self) -> Option<&str> {
         match self {
-            StorageError::UniqueViolation { detail, .. } => Some(detail),
+            StorageError::UniqueViolation { detail, .. }
+            | StorageError::UniqueIndexDuplicate { detail, .. } => Some(detail),
             _ => None,
         }
     }

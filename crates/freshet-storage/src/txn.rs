@@ -21,7 +21,9 @@ use crate::codec::{encode_ops, make_batch, raw_ids, Op, RowIds};
 use crate::error::{Result, StorageError};
 use crate::segment::{repeat_default, ColumnDef};
 use crate::store::{CommitRequest, Inner, Reply, Snapshot};
-use crate::unique::{encode_defs, meta_key, CommitKeys, Key, KeyEncoder, UniqueIndexDef};
+use crate::unique::{
+    encode_defs, meta_key, CommitKeys, Key, KeyEncoder, UniqueIndex, UniqueIndexDef,
+};
 use crate::{CommitInfo, RowId, Seq, TableId};
 
 /// This transaction's private view of one table it touched.
@@ -49,6 +51,10 @@ struct TxnTable {
 struct TxnIndex {
     encoder: Arc<KeyEncoder>,
     own: HashMap<Key, u64>,
+    /// For an index this transaction created on an existing table: its
+    /// keys among the rows of the snapshot, which stand in for the
+    /// committed index (there is none yet) when own inserts are checked.
+    snapshot: Option<Arc<UniqueIndex>>,
 }
 
 impl TxnTable {
@@ -172,6 +178,7 @@ impl Transaction {
                     .map(|ix| TxnIndex {
                         encoder: ix.encoder.clone(),
                         own: HashMap::new(),
+                        snapshot: None,
                     })
                     .collect();
                 (entry.columns_at(self.snap.seq()), unique)
@@ -263,9 +270,73 @@ impl Transaction {
             built.push(TxnIndex {
                 encoder: Arc::new(KeyEncoder::new(def.clone(), &t.columns)?),
                 own: HashMap::new(),
+                snapshot: None,
             });
         }
         t.unique = built;
+        self.meta.insert(meta_key(table), Some(encode_defs(&defs)?));
+        Ok(())
+    }
+
+    /// Adds a unique index to a table (CREATE UNIQUE INDEX), before this
+    /// transaction writes rows to it. On a table this transaction created,
+    /// it is [`Transaction::add_unique_indexes`] for one more index. On an
+    /// existing table, the index is built over the table's latest committed
+    /// rows when the transaction commits: the commit fails with
+    /// [`StorageError::UniqueIndexDuplicate`] if two of them share a key,
+    /// and with [`StorageError::UniqueViolation`] if a row this transaction
+    /// inserted afterwards takes a committed row's key. Once it is
+    /// committed, a concurrent transaction that writes rows to the table
+    /// without having seen the index fails its commit with
+    /// [`StorageError::SerializationFailure`].
+    pub fn create_unique_index(&mut self, table: TableId, def: UniqueIndexDef) -> Result<()> {
+        let seq = self.snap.seq();
+        let inner = self.snap.inner().clone();
+        let t = self.table_mut(table)?;
+        if !t.inserts.is_empty() || !t.deleted.is_empty() || t.truncated {
+            return Err(StorageError::InvalidArgument(
+                "a unique index cannot be created on a table this transaction has already written to"
+                    .into(),
+            ));
+        }
+        if t.unique.iter().any(|ix| ix.encoder.def.name == def.name) {
+            return Err(StorageError::InvalidArgument(format!(
+                "table {table} already has a unique index {}",
+                def.name
+            )));
+        }
+        // On an existing table, the snapshot's rows must already have
+        // distinct keys (checked again over the latest rows at commit).
+        let snapshot = if t.created_here {
+            None
+        } else {
+            let cat = inner.catalog.read();
+            let entry = cat.table_at(table, seq)?;
+            Some(Arc::new(UniqueIndex::build_new(def.clone(), entry, seq)?))
+        };
+        let encoder = Arc::new(KeyEncoder::new(def, &t.columns)?);
+        t.unique.push(TxnIndex {
+            encoder,
+            own: HashMap::new(),
+            snapshot,
+        });
+        let defs: Vec<UniqueIndexDef> = t.unique.iter().map(|ix| ix.encoder.def.clone()).collect();
+        self.meta.insert(meta_key(table), Some(encode_defs(&defs)?));
+        Ok(())
+    }
+
+    /// Drops the unique index `name` of a table (DROP INDEX): from the
+    /// commit on, its key is no longer enforced. Conflicts at commit with a
+    /// concurrent change to the table's unique indexes.
+    pub fn drop_unique_index(&mut self, table: TableId, name: &str) -> Result<()> {
+        let t = self.table_mut(table)?;
+        let Some(position) = t.unique.iter().position(|ix| ix.encoder.def.name == name) else {
+            return Err(StorageError::InvalidArgument(format!(
+                "table {table} has no unique index {name}"
+            )));
+        };
+        t.unique.remove(position);
+        let defs: Vec<UniqueIndexDef> = t.unique.iter().map(|ix| ix.encoder.def.clone()).collect();
         self.meta.insert(meta_key(table), Some(encode_defs(&defs)?));
         Ok(())
     }
@@ -408,8 +479,8 @@ impl Transaction {
                     };
                     let ix = &t.unique[i];
                     let cindex = committed
-                        .and_then(|c| c.unique.get(i))
-                        .filter(|c| c.encoder.def == ix.encoder.def);
+                        .and_then(|c| c.unique.iter().find(|c| c.encoder.def == ix.encoder.def))
+                        .or(ix.snapshot.as_deref());
                     seen[ci].contains(&**key)
                         || committed_key_taken(cindex, committed, t, snap, key)
                         || ix.own.get(&**key).is_some_and(|r| !t.deleted.contains(r))
@@ -830,7 +901,7 @@ impl Transaction {
             let TxnTable {
                 unique, deleted, ..
             } = t;
-            for (i, ix) in unique.iter_mut().enumerate() {
+            for ix in unique.iter_mut() {
                 let keys: Vec<(Key, u64)> = ix
                     .own
                     .drain()
@@ -838,7 +909,6 @@ impl Transaction {
                     .collect();
                 unique_keys.push(CommitKeys {
                     table: *id,
-                    index: i,
                     name: ix.encoder.def.name.clone(),
                     keys,
                 });
@@ -952,10 +1022,10 @@ fn check_unique_insert(
             ..
         } = &mut *t;
         let mut outcome = Ok(());
-        'indexes: for (i, (ix, keys)) in unique.iter_mut().zip(all_keys).enumerate() {
+        'indexes: for (ix, keys) in unique.iter_mut().zip(all_keys) {
             let cindex = committed
-                .and_then(|c| c.unique.get(i))
-                .filter(|c| c.encoder.def == ix.encoder.def);
+                .and_then(|c| c.unique.iter().find(|c| c.encoder.def == ix.encoder.def))
+                .or(ix.snapshot.as_deref());
             for (j, key) in keys.into_iter().enumerate() {
                 let Some(key) = key else { continue };
                 if let Some(&r) = cindex.and_then(|c| c.map.get(&key)) {

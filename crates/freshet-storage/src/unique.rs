@@ -2,7 +2,9 @@
 //! UNIQUE constraints.
 //!
 //! A table's unique indexes are declared in the transaction that creates the
-//! table ([`crate::Transaction::add_unique_indexes`]) and stored as one
+//! table ([`crate::Transaction::add_unique_indexes`]), or added to a table
+//! with rows later ([`crate::Transaction::create_unique_index`], built over
+//! the rows when it commits), and stored as one
 //! metadata entry under [`UNIQUE_META_PREFIX`], so they are as durable as the
 //! table itself (WAL and checkpoints carry metadata). The maps are not
 //! persisted: [`crate::Store::open`] rebuilds them from the recovered rows.
@@ -194,6 +196,22 @@ impl KeyEncoder {
 
     /// The violation error for `key`, with PostgreSQL's detail text.
     pub(crate) fn violation(&self, key: &[u8]) -> StorageError {
+        StorageError::UniqueViolation {
+            constraint: self.def.name.clone(),
+            detail: format!("Key {} already exists.", self.describe(key)),
+        }
+    }
+
+    /// The error for a key two rows share when the index is created.
+    pub(crate) fn duplicated(&self, key: &[u8]) -> StorageError {
+        StorageError::UniqueIndexDuplicate {
+            index: self.def.name.clone(),
+            detail: format!("Key {} is duplicated.", self.describe(key)),
+        }
+    }
+
+    /// `(a, b)=(1, x)`: the key columns and values, as PostgreSQL shows them.
+    fn describe(&self, key: &[u8]) -> String {
         let parser = self.converter.parser();
         let values = self
             .converter
@@ -209,10 +227,7 @@ impl KeyEncoder {
                     .join(", ")
             })
             .unwrap_or_else(|_| "?".into());
-        StorageError::UniqueViolation {
-            constraint: self.def.name.clone(),
-            detail: format!("Key ({})=({values}) already exists.", self.names.join(", ")),
-        }
+        format!("({})=({values})", self.names.join(", "))
     }
 
     /// Keys of the given rows of a stored table (row ids sorted, all
@@ -258,14 +273,36 @@ pub(crate) struct UniqueIndex {
 }
 
 impl UniqueIndex {
-    /// Builds the index from the table's live rows.
+    /// Builds the index from the table's live rows. A key two rows share is
+    /// logged (it can only come from data stored before the constraint was
+    /// enforced) and the later row wins.
     pub(crate) fn build(def: UniqueIndexDef, table: &TableEntry) -> Result<UniqueIndex> {
+        Self::build_from(def, table, LIVE - 1, false)
+    }
+
+    /// Builds a new index over the rows of an existing table visible at
+    /// `seq` (`LIVE - 1`: the live rows), failing with
+    /// [`StorageError::UniqueIndexDuplicate`] if two of them share a key.
+    pub(crate) fn build_new(
+        def: UniqueIndexDef,
+        table: &TableEntry,
+        seq: crate::Seq,
+    ) -> Result<UniqueIndex> {
+        Self::build_from(def, table, seq, true)
+    }
+
+    fn build_from(
+        def: UniqueIndexDef,
+        table: &TableEntry,
+        seq: crate::Seq,
+        strict: bool,
+    ) -> Result<UniqueIndex> {
         let encoder = Arc::new(KeyEncoder::new(def, &table.columns)?);
         let (proj, schema) =
             crate::catalog::output_schema(&table.columns, Some(&encoder.def.columns), true)?;
         let mut map = HashMap::new();
         for seg in &table.segments {
-            let mask = seg.visibility(LIVE - 1);
+            let mask = seg.visibility(seq);
             let sel = match &mask {
                 None => Selection::All,
                 Some(m) => Selection::Mask(m),
@@ -283,7 +320,16 @@ impl UniqueIndex {
             let keys = encoder.encode_key_columns(&batch.columns()[..n - 1])?;
             for (key, id) in keys.into_iter().zip(ids.values().iter()) {
                 let Some(key) = key else { continue };
-                if map.insert(key, *id).is_some() {
+                if strict {
+                    match map.entry(key) {
+                        std::collections::hash_map::Entry::Occupied(e) => {
+                            return Err(encoder.duplicated(e.key()));
+                        }
+                        std::collections::hash_map::Entry::Vacant(e) => {
+                            e.insert(*id);
+                        }
+                    }
+                } else if map.insert(key, *id).is_some() {
                     tracing::error!(
                         "unique index {} holds a duplicate key (row {id}); it was stored before the constraint was enforced",
                         encoder.def.name
@@ -299,7 +345,6 @@ impl UniqueIndex {
 /// checked by the transaction, re-checked by the writer.
 pub(crate) struct CommitKeys {
     pub(crate) table: TableId,
-    pub(crate) index: usize,
     pub(crate) name: String,
     pub(crate) keys: Vec<(Key, u64)>,
 }

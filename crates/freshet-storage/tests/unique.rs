@@ -366,3 +366,113 @@ fn lookups_answer_what_a_scan_answers() {
     tx.insert(t, batch(&[5000])).unwrap();
     assert!(looked_up(&tx, t, &[5000]).is_none());
 }
+
+/// Deletes every row whose id is `key`.
+fn delete_all(store: &Store, t: TableId, key: i64) {
+    let mut tx = store.begin();
+    tx.delete(t, &row_ids_of(store, t, &[key])).unwrap();
+    tx.commit_blocking().unwrap();
+}
+
+fn pkey() -> UniqueIndexDef {
+    UniqueIndexDef {
+        name: "t_pkey".into(),
+        columns: vec![0],
+    }
+}
+
+/// CREATE UNIQUE INDEX on a table with rows: built at commit over the
+/// latest committed rows, refused when two share a key (also one committed
+/// concurrently), enforced from then on, kept by recovery, and dropped.
+#[test]
+fn unique_indexes_are_created_and_dropped_on_existing_tables() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(dir.path());
+    let t = create(&store);
+    insert(&store, t, &[1, 2, 2]);
+
+    // Two live rows share key 2: refused at once, nothing changes.
+    let mut tx = store.begin();
+    match tx.create_unique_index(t, pkey()) {
+        Err(e @ StorageError::UniqueIndexDuplicate { .. }) => {
+            assert_eq!(e.to_string(), "could not create unique index \"t_pkey\"");
+            assert_eq!(e.detail(), Some("Key (id)=(2) is duplicated."));
+            assert_eq!(e.sqlstate(), "23505");
+        }
+        other => panic!("expected a duplicate key, got {other:?}"),
+    }
+    tx.commit_blocking().unwrap();
+    assert!(store.begin().unique_indexes(t).unwrap().is_empty());
+
+    delete_all(&store, t, 2);
+    insert(&store, t, &[2]);
+    // A key committed by a concurrent transaction after this one began
+    // still counts.
+    let mut creating = store.begin();
+    creating.create_unique_index(t, pkey()).unwrap();
+    insert(&store, t, &[3, 3]);
+    assert!(matches!(
+        creating.commit_blocking(),
+        Err(StorageError::UniqueIndexDuplicate { .. })
+    ));
+    delete_all(&store, t, 3);
+
+    // A writer that began before the index committed fails with 40001.
+    let mut writer = store.begin();
+    writer.insert(t, batch(&[10])).unwrap();
+    let mut tx = store.begin();
+    tx.create_unique_index(t, pkey()).unwrap();
+    // A row this transaction inserts after creating the index is checked
+    // against the snapshot's rows at once, and against rows committed
+    // since at commit.
+    assert_violation(tx.insert(t, batch(&[1])), 1);
+    insert(&store, t, &[7]);
+    tx.insert(t, batch(&[7])).unwrap();
+    assert_violation(tx.commit_blocking(), 7);
+    delete(&store, t, &[7]);
+    let mut tx = store.begin();
+    tx.create_unique_index(t, pkey()).unwrap();
+    tx.insert(t, batch(&[5])).unwrap();
+    tx.commit_blocking().unwrap();
+    match writer.commit_blocking() {
+        Err(e) => assert_eq!(e.sqlstate(), "40001", "{e}"),
+        Ok(_) => panic!("a writer that did not see the new index committed"),
+    }
+    assert_eq!(scan_ids(&store, t), vec![1, 2, 5]);
+
+    // Enforced from now on, on a table that had no index before.
+    let mut tx = store.begin();
+    assert_violation(tx.insert(t, batch(&[5])), 5);
+    tx.rollback();
+    let mut tx = store.begin();
+    assert!(
+        tx.create_unique_index(t, pkey()).is_err(),
+        "a second t_pkey"
+    );
+    tx.insert(t, batch(&[6])).unwrap();
+    assert!(
+        tx.create_unique_index(
+            t,
+            UniqueIndexDef {
+                name: "other".into(),
+                columns: vec![0],
+            }
+        )
+        .is_err(),
+        "after writing to the table"
+    );
+    tx.commit_blocking().unwrap();
+    drop(store);
+
+    // Recovery rebuilds it; DROP INDEX lifts it.
+    let store = open(dir.path());
+    let mut tx = store.begin();
+    assert_violation(tx.insert(t, batch(&[6])), 6);
+    tx.rollback();
+    let mut tx = store.begin();
+    tx.drop_unique_index(t, "t_pkey").unwrap();
+    assert!(tx.drop_unique_index(t, "t_pkey").is_err());
+    tx.commit_blocking().unwrap();
+    insert(&store, t, &[6]);
+    assert_eq!(scan_ids(&store, t), vec![1, 2, 5, 6, 6]);
+}
