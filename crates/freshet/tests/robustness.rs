@@ -237,7 +237,7 @@ async fn query_memory_limit_fails_the_statement_not_the_server() {
         .collect();
     let spills: u64 = explained
         .iter()
-        .flat_map(|plan| plan.split(|c: char| c == ',' || c == ' ' || c == ']'))
+        .flat_map(|plan| plan.split([',', ' ', ']']))
         .filter_map(|part| part.strip_prefix("spill_count="))
         .filter_map(|n| n.parse::<u64>().ok())
         .sum();
