@@ -332,7 +332,7 @@ impl Catalog {
                     }
                     if !unique_keys
                         .iter()
-                        .any(|k| k.table == *table && k.name == ix.encoder.def.name)
+                        .any(|k| k.table == *table && k.def == ix.encoder.def)
                     {
                         return Err(StorageError::SerializationFailure(format!(
                             "unique index {} of table {table} was created by a concurrent transaction",
@@ -347,17 +347,15 @@ impl Catalog {
                 // created by this very commit: its own inserts were checked
                 continue;
             };
-            let ix = match t.unique.iter().find(|ix| ix.encoder.def.name == ck.name) {
-                Some(ix) => ix,
-                None => match new_indexes.get(&(ck.table, ck.name.clone())) {
-                    Some(ix) => ix,
-                    None => {
-                        return Err(StorageError::SerializationFailure(format!(
-                            "unique index {} of table {} was dropped by a concurrent transaction",
-                            ck.name, ck.table
-                        )))
-                    }
-                },
+            let committed = t.unique.iter().find(|ix| ix.encoder.def == ck.def);
+            let created = new_indexes
+                .get(&(ck.table, ck.def.name.clone()))
+                .filter(|ix| ix.encoder.def == ck.def);
+            let Some(ix) = committed.or(created) else {
+                return Err(StorageError::SerializationFailure(format!(
+                    "unique index {} of table {} was dropped by a concurrent transaction",
+                    ck.def.name, ck.table
+                )));
             };
             let mut deleted: Option<HashSet<u64>> = None;
             for (key, _) in &ck.keys {
@@ -578,11 +576,7 @@ impl Catalog {
                     .tables
                     .get_mut(&ck.table)
                     .filter(|t| t.dropped_seq == LIVE)
-                    .and_then(|t| {
-                        t.unique
-                            .iter_mut()
-                            .find(|ix| ix.encoder.def.name == ck.name)
-                    })
+                    .and_then(|t| t.unique.iter_mut().find(|ix| ix.encoder.def == ck.def))
                 {
                     ix.map.reserve(ck.keys.len());
                     ix.map.extend(ck.keys);

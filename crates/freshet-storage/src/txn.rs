@@ -909,7 +909,7 @@ impl Transaction {
                     .collect();
                 unique_keys.push(CommitKeys {
                     table: *id,
-                    name: ix.encoder.def.name.clone(),
+                    def: ix.encoder.def.clone(),
                     keys,
                 });
             }

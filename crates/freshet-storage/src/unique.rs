@@ -345,6 +345,9 @@ impl UniqueIndex {
 /// checked by the transaction, re-checked by the writer.
 pub(crate) struct CommitKeys {
     pub(crate) table: TableId,
-    pub(crate) name: String,
+    /// The index's definition as the transaction saw it: keys are checked
+    /// only against an index with this very definition (an index dropped
+    /// and recreated under the same name over other columns is another).
+    pub(crate) def: UniqueIndexDef,
     pub(crate) keys: Vec<(Key, u64)>,
 }

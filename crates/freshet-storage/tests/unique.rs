@@ -476,3 +476,36 @@ fn unique_indexes_are_created_and_dropped_on_existing_tables() {
     insert(&store, t, &[6]);
     assert_eq!(scan_ids(&store, t), vec![1, 2, 5, 6, 6]);
 }
+
+/// A writer that saw an index that was dropped and recreated under the same
+/// name over other columns does not have its keys checked against the new
+/// one: its commit fails with 40001 instead of storing a row the new index
+/// was never asked about.
+#[test]
+fn an_index_recreated_under_its_name_is_another_index() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(dir.path());
+    let t = create_keyed(&store);
+    insert(&store, t, &[1, 2]);
+
+    let mut writer = store.begin();
+    writer.insert(t, batch(&[3])).unwrap();
+
+    let mut tx = store.begin();
+    tx.drop_unique_index(t, "t_pkey").unwrap();
+    tx.create_unique_index(
+        t,
+        UniqueIndexDef {
+            name: "t_pkey".into(),
+            columns: vec![1],
+        },
+    )
+    .unwrap();
+    tx.commit_blocking().unwrap();
+
+    match writer.commit_blocking() {
+        Err(e) => assert_eq!(e.sqlstate(), "40001", "{e}"),
+        Ok(_) => panic!("keys encoded for the old index were taken for the new one"),
+    }
+    assert_eq!(scan_ids(&store, t), vec![1, 2]);
+}
