@@ -704,6 +704,18 @@ async fn reference_client() -> Option<Client> {
     Some(client)
 }
 
+/// A connection to `server`, and one to the reference PostgreSQL when
+/// SLT_REFERENCE_URL is set.
+async fn clients_with_reference(server: &TestServer) -> Vec<(&'static str, Client)> {
+    let mut clients = vec![("freshet", server.connect().await)];
+    clients.extend(
+        reference_client()
+            .await
+            .map(|client| ("postgresql", client)),
+    );
+    clients
+}
+
 /// Two connections to `server`, and two to the reference PostgreSQL when
 /// SLT_REFERENCE_URL is set.
 async fn client_pairs(server: &TestServer) -> Vec<(&'static str, Client, Client)> {
@@ -1296,12 +1308,7 @@ async fn show_timeout(client: &Client) -> Option<String> {
 #[tokio::test]
 async fn statement_timeout_cancels_long_statements() {
     let server = TestServer::start();
-    let mut clients = vec![("freshet", server.connect().await)];
-    clients.extend(
-        reference_client()
-            .await
-            .map(|client| ("postgresql", client)),
-    );
+    let clients = clients_with_reference(&server).await;
     // 10^10 pairs: far longer than the timeout in either server.
     let long = "SELECT count(*) FROM generate_series(1, 100000) AS a(x), \
                 generate_series(1, 100000) AS b(y) WHERE a.x + b.y = -1";
@@ -1985,12 +1992,7 @@ async fn mixed_branch_types_resolve_like_postgres() {
 #[tokio::test]
 async fn unnamed_columns_are_named_as_postgresql_names_them() {
     let server = TestServer::start();
-    let mut clients = vec![("freshet", server.connect().await)];
-    clients.extend(
-        reference_client()
-            .await
-            .map(|client| ("postgresql", client)),
-    );
+    let clients = clients_with_reference(&server).await;
     let cases: [(&str, &[&str]); 7] = [
         (
             "SELECT abs(a), a + 1, 1, 'x'::text, a::text, CASE WHEN a > 0 THEN 1 END, \
@@ -2063,12 +2065,7 @@ async fn unnamed_columns_are_named_as_postgresql_names_them() {
 #[tokio::test]
 async fn integer_literals_are_announced_as_postgresql_types_them() {
     let server = TestServer::start();
-    let mut clients = vec![("freshet", server.connect().await)];
-    clients.extend(
-        reference_client()
-            .await
-            .map(|client| ("postgresql", client)),
-    );
+    let clients = clients_with_reference(&server).await;
     for (name, client) in &clients {
         let statement = client
             .prepare("SELECT 1, $1::int + 1, 2147483648, 2 * 3, 1 + 2.5")
