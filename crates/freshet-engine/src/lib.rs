@@ -32,6 +32,7 @@ mod output;
 mod output_names;
 mod overflow;
 mod pg_compat;
+mod pg_keys;
 mod pg_types;
 mod planning;
 mod prepared_lookup;

@@ -76,6 +76,8 @@ pub(crate) fn rewrite_statement(statement: &mut Statement, catalog: bool, null_c
             *expr = aggregated;
         } else if let Some(lookup) = to_regtype_call(expr) {
             *expr = lookup;
+        } else if let Some(subscripts) = generate_subscripts_call(expr) {
+            *expr = subscripts;
         } else if let Some(name) = regtype_text(expr) {
             *expr = name;
         } else if null_correlated
@@ -328,6 +330,35 @@ fn to_regtype_call(expr: &SqlExpr) -> Option<SqlExpr> {
         }
     }
     Some(SqlExpr::Subquery(query))
+}
+
+/// `generate_subscripts(a, d)` in a select list as
+/// `unnest(generate_series(1, array_length(a, d)))`: the subscripts of a
+/// PostgreSQL array (whose lower bound is 1) as the set-returning function
+/// gives them, which DataFusion lacks. SQLAlchemy's key and index
+/// reflection numbers a key's columns with it, beside `unnest(indkey)`;
+/// DataFusion zips the two unnests as PostgreSQL does. An empty or NULL
+/// array gives no rows, as in PostgreSQL.
+fn generate_subscripts_call(expr: &SqlExpr) -> Option<SqlExpr> {
+    use datafusion::sql::sqlparser::ast::{FunctionArg, FunctionArgExpr, FunctionArguments};
+    let SqlExpr::Function(function) = expr else {
+        return None;
+    };
+    let name = function.name.0.last()?.as_ident()?;
+    if !name.value.eq_ignore_ascii_case("generate_subscripts") {
+        return None;
+    }
+    let FunctionArguments::List(list) = &function.args else {
+        return None;
+    };
+    let [FunctionArg::Unnamed(FunctionArgExpr::Expr(array)), FunctionArg::Unnamed(FunctionArgExpr::Expr(dimension))] =
+        list.args.as_slice()
+    else {
+        return None;
+    };
+    parse_expr(&format!(
+        "unnest(generate_series(1, CAST(array_length({array}, {dimension}) AS BIGINT)))"
+    ))
 }
 
 /// `x::regtype::text` as `format_type(x, NULL)`: the type's name

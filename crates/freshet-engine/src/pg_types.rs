@@ -38,19 +38,24 @@ use freshet_catalog::{self as catalog, QualifiedName, RelationEntry};
 use crate::provider::SessionShared;
 use crate::types::SQL_TYPE_METADATA;
 
-/// `pg_catalog` with a corrected `pg_attribute`; every other table is the
-/// crate's own.
+/// `pg_catalog` with a corrected `pg_attribute`, Freshet's keys and indexes
+/// ([`crate::pg_keys`]) and a few tables the crate lacks or fills wrongly;
+/// every other table is the crate's own.
 #[derive(Debug)]
 pub(crate) struct DeclaredTypesCatalog {
     pub(crate) inner: Arc<dyn SchemaProvider>,
     pub(crate) shared: Arc<SessionShared>,
     pub(crate) database: String,
+    /// The session's index and constraint OIDs ([`crate::pg_keys`]).
+    pub(crate) key_oids: Arc<crate::pg_keys::KeyOids>,
 }
 
 #[async_trait]
 impl SchemaProvider for DeclaredTypesCatalog {
     fn table_names(&self) -> Vec<String> {
-        self.inner.table_names()
+        let mut names = self.inner.table_names();
+        names.push("pg_indexes".to_string());
+        names
     }
 
     async fn table(&self, name: &str) -> DfResult<Option<Arc<dyn TableProvider>>> {
@@ -60,23 +65,24 @@ impl SchemaProvider for DeclaredTypesCatalog {
         if name == "pg_statistic_ext" {
             return Ok(Some(empty_pg_statistic_ext()?));
         }
-        let table = self.inner.table(name).await?;
-        if name == "pg_class" {
-            // psql's `\d+` reads reloptions, which the crate's pg_class lacks.
-            return Ok(table.map(|inner| {
-                Arc::new(ExtraNullColumns {
-                    inner,
-                    extra: vec![
-                        Field::new(
-                            "reloptions",
-                            DataType::List(Arc::new(Field::new_list_field(DataType::Utf8, true))),
-                            true,
-                        ),
-                        Field::new("relacl", DataType::Utf8, true),
-                    ],
-                }) as Arc<dyn TableProvider>
-            }));
+        if let Some(table) = crate::pg_keys::KeyTable::of(name) {
+            // Keys and indexes, and pg_class with a row per index.
+            let (Some(classes), Some(namespaces)) = (
+                self.inner.table("pg_class").await?,
+                self.inner.table("pg_namespace").await?,
+            ) else {
+                return Ok(None);
+            };
+            return Ok(Some(Arc::new(crate::pg_keys::KeyCatalogTable {
+                table,
+                classes,
+                namespaces,
+                shared: self.shared.clone(),
+                database: self.database.clone(),
+                oids: self.key_oids.clone(),
+            })));
         }
+        let table = self.inner.table(name).await?;
         if name == "pg_database" {
             return Ok(table.map(|inner| {
                 Arc::new(ExistingDatabases {
@@ -108,7 +114,7 @@ impl SchemaProvider for DeclaredTypesCatalog {
     }
 
     fn table_exist(&self, name: &str) -> bool {
-        self.inner.table_exist(name)
+        name == "pg_indexes" || self.inner.table_exist(name)
     }
 }
 
@@ -334,58 +340,6 @@ fn empty_pg_statistic_ext() -> DfResult<Arc<dyn TableProvider>> {
         schema,
         vec![vec![]],
     )?))
-}
-
-/// A catalog table with columns Postgres has and the crate lacks, all NULL.
-#[derive(Debug)]
-struct ExtraNullColumns {
-    inner: Arc<dyn TableProvider>,
-    extra: Vec<Field>,
-}
-
-#[async_trait]
-impl TableProvider for ExtraNullColumns {
-    fn schema(&self) -> SchemaRef {
-        let mut fields: Vec<Field> = self
-            .inner
-            .schema()
-            .fields()
-            .iter()
-            .map(|f| f.as_ref().clone())
-            .collect();
-        fields.extend(self.extra.iter().cloned());
-        Arc::new(datafusion::arrow::datatypes::Schema::new(fields))
-    }
-
-    fn table_type(&self) -> TableType {
-        self.inner.table_type()
-    }
-
-    async fn scan(
-        &self,
-        state: &dyn DfSession,
-        projection: Option<&Vec<usize>>,
-        _filters: &[Expr],
-        _limit: Option<usize>,
-    ) -> DfResult<Arc<dyn ExecutionPlan>> {
-        let schema = self.schema();
-        let mut batches = Vec::new();
-        for batch in read_all(&self.inner, state).await? {
-            let mut columns = batch.columns().to_vec();
-            for field in &self.extra {
-                columns.push(datafusion::arrow::array::new_null_array(
-                    field.data_type(),
-                    batch.num_rows(),
-                ));
-            }
-            batches.push(RecordBatch::try_new(schema.clone(), columns)?);
-        }
-        Ok(MemorySourceConfig::try_new_exec(
-            &[batches],
-            schema,
-            projection.cloned(),
-        )?)
-    }
 }
 
 /// pg_database without the `postgres` row datafusion-pg-catalog always adds:
@@ -628,7 +582,6 @@ pub(crate) fn register_pg_catalog_functions(
         pg::create_pg_relation_size_udf(),
         pg::create_pg_total_relation_size_udf(),
         pg::create_pg_stat_get_numscans(),
-        pg::create_pg_get_constraintdef(),
         pg::create_pg_get_partition_ancestors_udf(),
         pg::quote_ident_udf::create_quote_ident_udf(),
         pg::quote_ident_udf::create_parse_ident_udf(),

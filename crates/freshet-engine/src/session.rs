@@ -1002,10 +1002,13 @@ pub(crate) fn build_context(
         schemas.insert("information_schema".into(), Arc::new(information_schema));
         let inner = crate::pg_types::current_database_pg_catalog(catalogs, database)
             .map_err(map_df_error)?;
+        let key_oids = Arc::new(crate::pg_keys::KeyOids::default());
+        crate::pg_keys::register(&ctx, key_oids.clone());
         let corrected = crate::pg_types::DeclaredTypesCatalog {
             inner,
             shared: shared.clone(),
             database: database.to_string(),
+            key_oids,
         };
         schemas.insert("pg_catalog".into(), Arc::new(corrected));
     }

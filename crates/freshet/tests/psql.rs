@@ -23,10 +23,15 @@ struct PsqlOutput {
 /// Runs psql with `args` (plus -X, ON_ERROR_STOP) against `server`, feeding
 /// `stdin`. Bounded: psql is killed after 120 s.
 fn psql(server: &TestServer, args: &[&str], stdin: Option<&str>) -> PsqlOutput {
+    psql_at(&server.uri(), args, stdin)
+}
+
+/// [`psql`] against the server `connection` (a URI or libpq keywords) names.
+fn psql_at(connection: &str, args: &[&str], stdin: Option<&str>) -> PsqlOutput {
     let mut cmd = Command::new("psql");
     cmd.arg("-X")
         .args(["-v", "ON_ERROR_STOP=1"])
-        .args(["-d", &server.uri()])
+        .args(["-d", connection])
         .args(args)
         .env("PGCONNECT_TIMEOUT", "30")
         .env("PAGER", "cat")
@@ -72,7 +77,13 @@ fn psql(server: &TestServer, args: &[&str], stdin: Option<&str>) -> PsqlOutput {
 /// Runs one psql command (`-c`) and asserts it succeeded; returns stdout.
 #[track_caller]
 fn psql_ok(server: &TestServer, command: &str) -> String {
-    let out = psql(server, &["-c", command], None);
+    psql_ok_at(&server.uri(), command)
+}
+
+/// [`psql_ok`] against the server `connection` names.
+#[track_caller]
+fn psql_ok_at(connection: &str, command: &str) -> String {
+    let out = psql_at(connection, &["-c", command], None);
     assert_eq!(
         out.code,
         Some(0),
@@ -210,6 +221,46 @@ fn psql_describe_table() {
     );
     let out = psql_ok(&server, "\\d app.settings");
     assert_contains_all(&out, "\\d app.settings", &["key", "value", "json"]);
+}
+
+/// `\d` lists a table's keys and indexes in its footer. Where
+/// SLT_REFERENCE_URL names a PostgreSQL, the whole output must be what
+/// PostgreSQL's is for the same table.
+#[test]
+fn psql_describe_shows_keys_and_indexes() {
+    let Some(server) = setup() else { return };
+    const KEYS: &str = "
+CREATE TABLE psql_keys (id int PRIMARY KEY, email text UNIQUE, a int NOT NULL, b int);
+CREATE UNIQUE INDEX psql_keys_ab ON psql_keys (a, b);
+";
+    let out = psql(&server, &["-q"], Some(KEYS));
+    assert_eq!(out.code, Some(0), "{}{}", out.stdout, out.stderr);
+    let ours = psql_ok(&server, "\\d psql_keys");
+    assert_contains_all(
+        &ours,
+        "\\d psql_keys",
+        &[
+            "Indexes:",
+            "\"psql_keys_pkey\" PRIMARY KEY, btree (id)",
+            "\"psql_keys_ab\" UNIQUE, btree (a, b)",
+            "\"psql_keys_email_key\" UNIQUE CONSTRAINT, btree (email)",
+        ],
+    );
+    // an index is a relation of its own, listed by \di
+    let listed = psql_ok(&server, "\\di");
+    assert_contains_all(
+        &listed,
+        "\\di",
+        &["psql_keys_ab", "psql_keys_pkey", "index"],
+    );
+    if let Ok(reference) = std::env::var("SLT_REFERENCE_URL") {
+        let setup = format!("DROP TABLE IF EXISTS psql_keys;{KEYS}");
+        let out = psql_at(&reference, &["-q"], Some(&setup));
+        assert_eq!(out.code, Some(0), "{}{}", out.stdout, out.stderr);
+        let theirs = psql_ok_at(&reference, "\\d psql_keys");
+        psql_ok_at(&reference, "DROP TABLE psql_keys");
+        assert_eq!(ours, theirs, "\\d psql_keys differs from PostgreSQL's");
+    }
 }
 
 #[test]

@@ -7,6 +7,10 @@
 //!   (`tests/clients/drivers_client.py`): each one's usual path (batched
 //!   inserts, server-side cursors, `to_sql`/`read_sql`).
 //!
+//! Each script runs against Freshet and, where SLT_REFERENCE_URL names a
+//! PostgreSQL, against a new database there too, so what it asserts is
+//! PostgreSQL's behaviour.
+//!
 //! Skipped (with a message) only when python3 or a driver is missing;
 //! `.ci/run` installs them and sets FRESHET_REQUIRE_CLIENTS=1, which turns a
 //! missing client into a failure.
@@ -55,14 +59,23 @@ fn psycopg2_asyncpg_and_sqlalchemy() {
     }
 }
 
-/// Runs `tests/clients/<script>` against a new server; it must exit 0 and
-/// print `done`.
+/// Runs `tests/clients/<script>` against a new server, and against the
+/// reference PostgreSQL if there is one; it must exit 0 and print `done`.
 fn run_client(script: &str, done: &str) {
     let server = TestServer::start();
+    run_client_at(script, done, &server.uri());
+    let database = format!("freshet_{}", script.trim_end_matches(".py"));
+    if let Some(uri) = common::reference_database(&database) {
+        run_client_at(script, done, &uri);
+    }
+}
+
+/// Runs `tests/clients/<script>` with `FRESHET_URI` set to `uri`.
+fn run_client_at(script: &str, done: &str, uri: &str) {
     let script = common::manifest_dir().join("tests/clients").join(script);
     let mut child = Command::new(python())
         .arg(&script)
-        .env("FRESHET_URI", server.uri())
+        .env("FRESHET_URI", uri)
         .env("PYTHONUNBUFFERED", "1")
         .env_remove("PGPASSWORD")
         .stdin(Stdio::null())
@@ -87,7 +100,7 @@ fn run_client(script: &str, done: &str) {
     let stderr = err_thread.join().unwrap();
     assert!(
         status.is_some_and(|s| s.success()),
-        "{} failed ({status:?})\nstdout:\n{stdout}\nstderr:\n{stderr}",
+        "{} against {uri} failed ({status:?})\nstdout:\n{stdout}\nstderr:\n{stderr}",
         script.display()
     );
     assert!(

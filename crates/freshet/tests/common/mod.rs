@@ -30,6 +30,33 @@ pub const STARTUP_DEADLINE: Duration = Duration::from_secs(120);
 /// Bound on how long a killed server may take to be reaped.
 pub const EXIT_DEADLINE: Duration = Duration::from_secs(30);
 
+/// Host, port and user of the PostgreSQL named by `SLT_REFERENCE_URL`
+/// (`host=… port=… user=…`, trust authentication), if it is set.
+pub fn reference_address() -> Option<(String, u16, String)> {
+    let url = std::env::var("SLT_REFERENCE_URL").ok()?;
+    let field = |name: &str| {
+        url.split_whitespace()
+            .find_map(|kv| kv.strip_prefix(&format!("{name}=")))
+            .map(str::to_string)
+    };
+    let host = field("host").unwrap_or_else(|| "127.0.0.1".into());
+    let port = field("port").and_then(|p| p.parse().ok()).unwrap_or(5432);
+    let user = field("user").unwrap_or_else(|| "postgres".into());
+    Some((host, port, user))
+}
+
+/// A libpq URI for a new, empty database `name` on the reference
+/// PostgreSQL (dropped first if an earlier run left it), if
+/// `SLT_REFERENCE_URL` names one; for client scripts whose assertions must
+/// hold on PostgreSQL as on Freshet.
+pub fn reference_database(name: &str) -> Option<String> {
+    let (host, port, user) = reference_address()?;
+    let mut raw = raw::Raw::reference()?;
+    raw.execute(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"));
+    raw.execute(&format!("CREATE DATABASE {name}"));
+    Some(format!("postgresql://{user}@{host}:{port}/{name}"))
+}
+
 /// This crate's directory: cargo's `CARGO_MANIFEST_DIR` when it runs the
 /// test, so a test binary reused from a build in another checkout (a shared
 /// `CARGO_TARGET_DIR`) still finds this checkout's files.

@@ -23,16 +23,17 @@ impl Raw {
     /// A session on the PostgreSQL named by `SLT_REFERENCE_URL`
     /// (`host=… port=… user=…`, trust authentication), if it is set.
     pub fn reference() -> Option<Raw> {
-        let url = std::env::var("SLT_REFERENCE_URL").ok()?;
-        let field = |name: &str| {
-            url.split_whitespace()
-                .find_map(|kv| kv.strip_prefix(&format!("{name}=")))
-                .map(str::to_string)
-        };
-        let host = field("host").unwrap_or_else(|| "127.0.0.1".into());
-        let port = field("port").and_then(|p| p.parse().ok()).unwrap_or(5432);
-        let user = field("user").unwrap_or_else(|| "postgres".into());
+        let (host, port, user) = super::reference_address()?;
         Some(Raw::connect(&host, port, &user, "postgres"))
+    }
+
+    /// Runs `sql` with the simple protocol and panics on an error.
+    pub fn execute(&mut self, sql: &str) {
+        let mut body = sql.as_bytes().to_vec();
+        body.push(0);
+        self.send(b'Q', &body);
+        let (_, error) = self.until_ready();
+        assert!(error.is_none(), "{sql}: {error:?}");
     }
 
     /// A session as `user` on `database`, with no authentication exchange

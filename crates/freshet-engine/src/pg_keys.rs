@@ -1,0 +1,961 @@
+//! Keys and indexes in `pg_catalog`, where psql's `\d`, SQLAlchemy's
+//! `inspect()` and JDBC's `DatabaseMetaData` look for them.
+//!
+//! datafusion-pg-catalog serves PostgreSQL's own system rows as `pg_index`
+//! and `pg_constraint`, and lists no index in `pg_class`, so a tool asking
+//! for a table's primary key found none. Freshet's keys live in its catalog
+//! ([`RelationEntry::constraints`] and [`RelationEntry::unique_indexes`]);
+//! this module serves them as PostgreSQL lays them out:
+//!
+//! * `pg_class` gains a row (relkind `i`, access method btree) per index,
+//!   and `relhasindex` is true on the tables that have one;
+//! * `pg_index` holds a row per index, `pg_constraint` one per PRIMARY KEY
+//!   (contype `p`) or UNIQUE (contype `u`) constraint, whose `conindid` is
+//!   the index of the same name that enforces it;
+//! * `pg_indexes` is PostgreSQL's view over them;
+//! * `pg_get_indexdef` and `pg_get_constraintdef` deparse both.
+//!
+//! Index and constraint OIDs are handed out per session and stay the same
+//! for the session, as the crate does for relations ([`KeyOids`]); the
+//! deparsing functions read the definitions the catalog tables last served
+//! in the session, which a statement's own scans of those tables put there.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use datafusion::arrow::array::{Array, AsArray, BooleanArray, RecordBatch};
+use datafusion::arrow::datatypes::{DataType, Field, Int32Type, Schema, SchemaRef};
+use datafusion::catalog::{Session as DfSession, TableProvider};
+use datafusion::common::{DataFusionError, Result as DfResult, ScalarValue};
+use datafusion::datasource::memory::MemorySourceConfig;
+use datafusion::datasource::TableType;
+use datafusion::logical_expr::{
+    ColumnarValue, Expr, ScalarFunctionArgs, ScalarUDF, ScalarUDFImpl, Signature, TypeSignature,
+    Volatility,
+};
+use datafusion::physical_plan::ExecutionPlan;
+use parking_lot::Mutex;
+
+use freshet_catalog::{self as catalog, RelationEntry};
+
+use crate::pg_types::{column, read_all};
+use crate::provider::SessionShared;
+
+/// OID of the btree access method in `pg_am`.
+const BTREE_AM: i32 = 403;
+/// The first OID handed to an index or constraint: clear of the crate's
+/// relation OIDs (counted up from 16384) and of `pg_attrdef`'s (from 2^30).
+const FIRST_KEY_OID: i32 = 1 << 29;
+
+/// Which catalog table a [`KeyCatalogTable`] serves.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum KeyTable {
+    /// `pg_class` with a row per index.
+    Class,
+    /// `pg_index`.
+    Index,
+    /// `pg_constraint`.
+    Constraint,
+    /// The `pg_indexes` view.
+    Indexes,
+}
+
+impl KeyTable {
+    /// The table `name` names, if this module serves it.
+    pub(crate) fn of(name: &str) -> Option<KeyTable> {
+        match name {
+            "pg_class" => Some(KeyTable::Class),
+            "pg_index" => Some(KeyTable::Index),
+            "pg_constraint" => Some(KeyTable::Constraint),
+            "pg_indexes" => Some(KeyTable::Indexes),
+            _ => None,
+        }
+    }
+}
+
+/// What kind of object an OID in [`KeyOids`] was handed to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+enum KeyObject {
+    Index,
+    Constraint,
+}
+
+/// The session's index and constraint OIDs and the definitions the
+/// deparsing functions answer with.
+#[derive(Debug, Default)]
+pub(crate) struct KeyOids {
+    inner: Mutex<KeyOidsInner>,
+}
+
+#[derive(Debug, Default)]
+struct KeyOidsInner {
+    assigned: HashMap<(KeyObject, String, String), i32>,
+    next: i32,
+    /// Index OID → what `pg_get_indexdef` shows.
+    indexes: HashMap<i32, IndexDefinition>,
+    /// Constraint OID → what `pg_get_constraintdef` shows.
+    constraints: HashMap<i32, String>,
+}
+
+#[derive(Debug, Clone)]
+struct IndexDefinition {
+    statement: String,
+    columns: Vec<String>,
+}
+
+impl KeyOids {
+    /// The OID of the object named `name` in `schema`, handed out on first
+    /// sight. Indexes and constraints share their schema's namespace in
+    /// PostgreSQL, but a constraint and its index have the same name and
+    /// different OIDs.
+    fn oid(&self, object: KeyObject, schema: &str, name: &str) -> i32 {
+        let mut inner = self.inner.lock();
+        let key = (object, schema.to_string(), name.to_string());
+        if let Some(&oid) = inner.assigned.get(&key) {
+            return oid;
+        }
+        let oid = FIRST_KEY_OID + inner.next;
+        inner.next += 1;
+        inner.assigned.insert(key, oid);
+        oid
+    }
+
+    fn remember(&self, keys: &[KeyIndex]) {
+        let mut inner = self.inner.lock();
+        for key in keys {
+            inner.indexes.insert(
+                key.oid,
+                IndexDefinition {
+                    statement: key.index_statement(),
+                    columns: key.columns.clone(),
+                },
+            );
+            if let Some(constraint) = &key.constraint {
+                inner
+                    .constraints
+                    .insert(constraint.oid, key.constraint_definition());
+            }
+        }
+    }
+}
+
+/// One index of a table, with the constraint it enforces if any.
+#[derive(Debug, Clone)]
+struct KeyIndex {
+    oid: i32,
+    name: String,
+    schema: String,
+    namespace_oid: i32,
+    table: String,
+    table_oid: i32,
+    columns: Vec<String>,
+    /// 1-based column numbers, as `pg_attribute.attnum`.
+    attnums: Vec<i16>,
+    /// The key columns' types.
+    types: Vec<DataType>,
+    primary: bool,
+    constraint: Option<KeyConstraintRow>,
+}
+
+#[derive(Debug, Clone)]
+struct KeyConstraintRow {
+    oid: i32,
+}
+
+impl KeyIndex {
+    fn column_list(&self) -> String {
+        self.columns
+            .iter()
+            .map(|c| quote_ident(c))
+            .collect::<Vec<_>>()
+            .join(", ")
+    }
+
+    /// `CREATE UNIQUE INDEX name ON schema.table USING btree (cols)`.
+    fn index_statement(&self) -> String {
+        format!(
+            "CREATE UNIQUE INDEX {} ON {}.{} USING btree ({})",
+            quote_ident(&self.name),
+            quote_ident(&self.schema),
+            quote_ident(&self.table),
+            self.column_list()
+        )
+    }
+
+    /// `PRIMARY KEY (cols)` or `UNIQUE (cols)`.
+    fn constraint_definition(&self) -> String {
+        let kind = if self.primary {
+            "PRIMARY KEY"
+        } else {
+            "UNIQUE"
+        };
+        format!("{kind} ({})", self.column_list())
+    }
+}
+
+/// An identifier as PostgreSQL's deparser writes it: bare when it is a
+/// lower-case name that is not a reserved word, quoted otherwise.
+fn quote_ident(name: &str) -> String {
+    let plain = name
+        .chars()
+        .next()
+        .is_some_and(|c| c.is_ascii_lowercase() || c == '_')
+        && name
+            .chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_' || c == '$');
+    if plain && !RESERVED.contains(&name) {
+        name.to_string()
+    } else {
+        format!("\"{}\"", name.replace('"', "\"\""))
+    }
+}
+
+/// PostgreSQL's keywords that are not "unreserved" (reserved, and those
+/// that can only be column or function names), which its deparser quotes.
+const RESERVED: &[&str] = &[
+    "all",
+    "analyse",
+    "analyze",
+    "and",
+    "any",
+    "array",
+    "as",
+    "asc",
+    "asymmetric",
+    "authorization",
+    "between",
+    "bigint",
+    "binary",
+    "bit",
+    "boolean",
+    "both",
+    "case",
+    "cast",
+    "char",
+    "character",
+    "check",
+    "coalesce",
+    "collate",
+    "collation",
+    "column",
+    "concurrently",
+    "constraint",
+    "create",
+    "cross",
+    "current_catalog",
+    "current_date",
+    "current_role",
+    "current_schema",
+    "current_time",
+    "current_timestamp",
+    "current_user",
+    "dec",
+    "decimal",
+    "default",
+    "deferrable",
+    "desc",
+    "distinct",
+    "do",
+    "else",
+    "end",
+    "except",
+    "exists",
+    "extract",
+    "false",
+    "fetch",
+    "float",
+    "for",
+    "foreign",
+    "freeze",
+    "from",
+    "full",
+    "grant",
+    "greatest",
+    "group",
+    "grouping",
+    "having",
+    "ilike",
+    "in",
+    "initially",
+    "inner",
+    "inout",
+    "int",
+    "integer",
+    "intersect",
+    "interval",
+    "into",
+    "is",
+    "isnull",
+    "join",
+    "lateral",
+    "leading",
+    "least",
+    "left",
+    "like",
+    "limit",
+    "localtime",
+    "localtimestamp",
+    "national",
+    "natural",
+    "nchar",
+    "none",
+    "normalize",
+    "not",
+    "notnull",
+    "null",
+    "nullif",
+    "numeric",
+    "offset",
+    "on",
+    "only",
+    "or",
+    "order",
+    "out",
+    "outer",
+    "overlaps",
+    "overlay",
+    "placing",
+    "position",
+    "precision",
+    "primary",
+    "real",
+    "references",
+    "returning",
+    "right",
+    "row",
+    "select",
+    "session_user",
+    "setof",
+    "similar",
+    "smallint",
+    "some",
+    "substring",
+    "symmetric",
+    "system_user",
+    "table",
+    "tablesample",
+    "then",
+    "time",
+    "timestamp",
+    "to",
+    "trailing",
+    "treat",
+    "trim",
+    "true",
+    "union",
+    "unique",
+    "user",
+    "using",
+    "values",
+    "varchar",
+    "variadic",
+    "verbose",
+    "when",
+    "where",
+    "window",
+    "with",
+];
+
+/// A pg_catalog table this module serves, over the crate's `pg_class` and
+/// `pg_namespace` (for the relations' OIDs) and Freshet's catalog.
+#[derive(Debug)]
+pub(crate) struct KeyCatalogTable {
+    pub(crate) table: KeyTable,
+    pub(crate) classes: Arc<dyn TableProvider>,
+    pub(crate) namespaces: Arc<dyn TableProvider>,
+    pub(crate) shared: Arc<SessionShared>,
+    pub(crate) database: String,
+    pub(crate) oids: Arc<KeyOids>,
+}
+
+fn oid_field(name: &str) -> Field {
+    let metadata = HashMap::from([("pg.oid_alias".to_string(), "oid".to_string())]);
+    Field::new(name, DataType::Int32, false).with_metadata(metadata)
+}
+
+fn list_of(item: DataType) -> DataType {
+    DataType::List(Arc::new(Field::new_list_field(item, true)))
+}
+
+fn index_schema() -> SchemaRef {
+    let mut fields = vec![oid_field("indexrelid"), oid_field("indrelid")];
+    fields.extend([
+        Field::new("indnatts", DataType::Int16, false),
+        Field::new("indnkeyatts", DataType::Int16, false),
+    ]);
+    for flag in [
+        "indisunique",
+        "indnullsnotdistinct",
+        "indisprimary",
+        "indisexclusion",
+        "indimmediate",
+        "indisclustered",
+        "indisvalid",
+        "indcheckxmin",
+        "indisready",
+        "indislive",
+        "indisreplident",
+    ] {
+        fields.push(Field::new(flag, DataType::Boolean, false));
+    }
+    fields.extend([
+        Field::new("indkey", list_of(DataType::Int16), false),
+        Field::new("indcollation", list_of(DataType::Int32), false),
+        Field::new("indclass", list_of(DataType::Int32), false),
+        Field::new("indoption", list_of(DataType::Int16), false),
+        Field::new("indexprs", DataType::Utf8, true),
+        Field::new("indpred", DataType::Utf8, true),
+    ]);
+    Arc::new(Schema::new(fields))
+}
+
+fn constraint_schema() -> SchemaRef {
+    Arc::new(Schema::new(vec![
+        oid_field("oid"),
+        Field::new("conname", DataType::Utf8, false),
+        oid_field("connamespace"),
+        Field::new("contype", DataType::Utf8, false),
+        Field::new("condeferrable", DataType::Boolean, false),
+        Field::new("condeferred", DataType::Boolean, false),
+        Field::new("convalidated", DataType::Boolean, false),
+        oid_field("conrelid"),
+        oid_field("contypid"),
+        oid_field("conindid"),
+        oid_field("conparentid"),
+        oid_field("confrelid"),
+        Field::new("confupdtype", DataType::Utf8, false),
+        Field::new("confdeltype", DataType::Utf8, false),
+        Field::new("confmatchtype", DataType::Utf8, false),
+        Field::new("conislocal", DataType::Boolean, false),
+        Field::new("coninhcount", DataType::Int16, false),
+        Field::new("connoinherit", DataType::Boolean, false),
+        Field::new("conkey", list_of(DataType::Int16), true),
+        Field::new("confkey", list_of(DataType::Int16), true),
+        Field::new("conpfeqop", list_of(DataType::Int32), true),
+        Field::new("conppeqop", list_of(DataType::Int32), true),
+        Field::new("conffeqop", list_of(DataType::Int32), true),
+        Field::new("confdelsetcols", list_of(DataType::Int16), true),
+        Field::new("conexclop", list_of(DataType::Int32), true),
+        Field::new("conbin", DataType::Utf8, true),
+    ]))
+}
+
+fn indexes_view_schema() -> SchemaRef {
+    Arc::new(Schema::new(vec![
+        Field::new("schemaname", DataType::Utf8, false),
+        Field::new("tablename", DataType::Utf8, false),
+        Field::new("indexname", DataType::Utf8, false),
+        Field::new("tablespace", DataType::Utf8, true),
+        Field::new("indexdef", DataType::Utf8, false),
+    ]))
+}
+
+/// Columns psql's `\d+` reads from `pg_class` that the crate's lacks.
+fn class_extra_fields() -> Vec<Field> {
+    vec![
+        Field::new("reloptions", list_of(DataType::Utf8), true),
+        Field::new("relacl", DataType::Utf8, true),
+    ]
+}
+
+/// A batch of `schema` with `rows` rows, each column's values from `value`
+/// (by column name and row), or a column's zero (NULL where nullable)
+/// where it gives none.
+fn build_batch(
+    schema: &SchemaRef,
+    rows: usize,
+    value: impl Fn(&str, usize) -> Option<ScalarValue>,
+) -> DfResult<RecordBatch> {
+    let mut columns = Vec::with_capacity(schema.fields().len());
+    for field in schema.fields() {
+        let fallback = default_value(field)?;
+        let values = (0..rows).map(|row| value(field.name(), row).unwrap_or(fallback.clone()));
+        let array = if rows == 0 {
+            datafusion::arrow::array::new_empty_array(field.data_type())
+        } else {
+            ScalarValue::iter_to_array(values)?
+        };
+        let array = if array.data_type() == field.data_type() {
+            array
+        } else {
+            datafusion::arrow::compute::cast(&array, field.data_type())?
+        };
+        columns.push(array);
+    }
+    Ok(RecordBatch::try_new(schema.clone(), columns)?)
+}
+
+fn default_value(field: &Field) -> DfResult<ScalarValue> {
+    if field.is_nullable() {
+        return ScalarValue::try_from(field.data_type());
+    }
+    Ok(match field.data_type() {
+        DataType::Utf8 => ScalarValue::Utf8(Some(String::new())),
+        DataType::List(item) => {
+            ScalarValue::List(ScalarValue::new_list_nullable(&[], item.data_type()))
+        }
+        other => ScalarValue::new_zero(other)?,
+    })
+}
+
+fn int16_list(values: &[i16]) -> ScalarValue {
+    let items: Vec<ScalarValue> = values
+        .iter()
+        .map(|v| ScalarValue::Int16(Some(*v)))
+        .collect();
+    ScalarValue::List(ScalarValue::new_list_nullable(&items, &DataType::Int16))
+}
+
+fn int32_list(values: impl Iterator<Item = i32>) -> ScalarValue {
+    let items: Vec<ScalarValue> = values.map(|v| ScalarValue::Int32(Some(v))).collect();
+    ScalarValue::List(ScalarValue::new_list_nullable(&items, &DataType::Int32))
+}
+
+fn text(value: &str) -> Option<ScalarValue> {
+    Some(ScalarValue::Utf8(Some(value.to_string())))
+}
+
+fn int32(value: i32) -> Option<ScalarValue> {
+    Some(ScalarValue::Int32(Some(value)))
+}
+
+fn int16(value: usize) -> Option<ScalarValue> {
+    Some(ScalarValue::Int16(Some(
+        i16::try_from(value).unwrap_or(i16::MAX),
+    )))
+}
+
+fn boolean(value: bool) -> Option<ScalarValue> {
+    Some(ScalarValue::Boolean(Some(value)))
+}
+
+/// The btree operator class PostgreSQL would pick for a key column's type
+/// (`pg_opclass` OIDs); 0 where there is none to name.
+fn default_opclass(data_type: &DataType) -> i32 {
+    match data_type {
+        DataType::Int16 => 1979,
+        DataType::Int32 => 1978,
+        DataType::Int64 => 3124,
+        DataType::Float32 => 1970,
+        DataType::Float64 => 3123,
+        DataType::Boolean => 424,
+        DataType::Utf8 | DataType::LargeUtf8 | DataType::Utf8View => 3126,
+        DataType::Date32 => 3122,
+        DataType::Timestamp(_, None) => 3128,
+        DataType::Timestamp(_, Some(_)) => 3127,
+        DataType::Decimal128(..) => 3125,
+        DataType::Binary | DataType::LargeBinary => 428,
+        _ => 0,
+    }
+}
+
+impl KeyCatalogTable {
+    fn table_schema(&self) -> SchemaRef {
+        match self.table {
+            KeyTable::Class => {
+                let mut fields: Vec<Field> = self
+                    .classes
+                    .schema()
+                    .fields()
+                    .iter()
+                    .map(|f| f.as_ref().clone())
+                    .collect();
+                fields.extend(class_extra_fields());
+                Arc::new(Schema::new(fields))
+            }
+            KeyTable::Index => index_schema(),
+            KeyTable::Constraint => constraint_schema(),
+            KeyTable::Indexes => indexes_view_schema(),
+        }
+    }
+
+    /// The session database's indexes, with the OIDs of their tables as the
+    /// crate's `pg_class` gives them; indexes of tables it does not list
+    /// are left out.
+    async fn key_indexes(
+        &self,
+        state: &dyn DfSession,
+        class_batches: &[RecordBatch],
+    ) -> DfResult<Vec<KeyIndex>> {
+        let mut namespaces: HashMap<String, i32> = HashMap::new();
+        for batch in read_all(&self.namespaces, state).await? {
+            let oids = column(&batch, "oid")?.as_primitive::<Int32Type>();
+            let names = column(&batch, "nspname")?.as_string::<i32>();
+            for i in 0..batch.num_rows() {
+                namespaces.insert(names.value(i).to_string(), oids.value(i));
+            }
+        }
+        let mut relations: HashMap<(i32, String), i32> = HashMap::new();
+        for batch in class_batches {
+            let oids = column(batch, "oid")?.as_primitive::<Int32Type>();
+            let names = column(batch, "relname")?.as_string::<i32>();
+            let spaces = column(batch, "relnamespace")?.as_primitive::<Int32Type>();
+            for i in 0..batch.num_rows() {
+                relations.insert((spaces.value(i), names.value(i).to_string()), oids.value(i));
+            }
+        }
+        let stored = self.shared.with_txn(|t| {
+            let entries: Vec<RelationEntry> =
+                catalog::list(t, &catalog::relation_prefix(&self.database, None))
+                    .unwrap_or_default();
+            entries
+                .into_iter()
+                .filter(|e| !e.constraints.is_empty() || !e.unique_indexes.is_empty())
+                .filter_map(|e| {
+                    let schema = t.table_schema(e.table_id?).ok()?;
+                    Some((e, schema))
+                })
+                .collect::<Vec<_>>()
+        })?;
+        let mut keys = Vec::new();
+        for (entry, schema) in stored {
+            let Some(&namespace_oid) = namespaces.get(&entry.schema) else {
+                continue;
+            };
+            let Some(&table_oid) = relations.get(&(namespace_oid, entry.name.clone())) else {
+                continue;
+            };
+            let definitions = entry
+                .constraints
+                .iter()
+                .map(|c| (c.name.clone(), c.columns.clone(), Some(c.primary)))
+                .chain(
+                    entry
+                        .unique_indexes
+                        .iter()
+                        .map(|i| (i.name.clone(), i.columns.clone(), None)),
+                );
+            for (name, columns, constraint) in definitions {
+                let positions: Option<Vec<usize>> =
+                    columns.iter().map(|c| schema.index_of(c).ok()).collect();
+                let Some(positions) = positions else {
+                    continue;
+                };
+                let attnums = positions
+                    .iter()
+                    .map(|&p| i16::try_from(p + 1).unwrap_or(i16::MAX))
+                    .collect();
+                let types = positions
+                    .iter()
+                    .map(|&p| schema.field(p).data_type().clone())
+                    .collect();
+                keys.push(KeyIndex {
+                    oid: self.oids.oid(KeyObject::Index, &entry.schema, &name),
+                    constraint: constraint.map(|_| KeyConstraintRow {
+                        oid: self.oids.oid(KeyObject::Constraint, &entry.schema, &name),
+                    }),
+                    primary: constraint == Some(true),
+                    name,
+                    schema: entry.schema.clone(),
+                    namespace_oid,
+                    table: entry.name.clone(),
+                    table_oid,
+                    columns,
+                    attnums,
+                    types,
+                });
+            }
+        }
+        self.oids.remember(&keys);
+        Ok(keys)
+    }
+}
+
+#[async_trait]
+impl TableProvider for KeyCatalogTable {
+    fn schema(&self) -> SchemaRef {
+        self.table_schema()
+    }
+
+    fn table_type(&self) -> TableType {
+        match self.table {
+            KeyTable::Indexes => TableType::View,
+            _ => self.classes.table_type(),
+        }
+    }
+
+    async fn scan(
+        &self,
+        state: &dyn DfSession,
+        projection: Option<&Vec<usize>>,
+        _filters: &[Expr],
+        _limit: Option<usize>,
+    ) -> DfResult<Arc<dyn ExecutionPlan>> {
+        let class_batches = read_all(&self.classes, state).await?;
+        let keys = self.key_indexes(state, &class_batches).await?;
+        let schema = self.table_schema();
+        let batches = match self.table {
+            KeyTable::Class => class_rows(&schema, class_batches, &keys)?,
+            KeyTable::Index => vec![build_batch(&schema, keys.len(), |name, row| {
+                let key = &keys[row];
+                let n = key.columns.len();
+                match name {
+                    "indexrelid" => int32(key.oid),
+                    "indrelid" => int32(key.table_oid),
+                    "indnatts" | "indnkeyatts" => int16(n),
+                    "indisunique" | "indimmediate" | "indisvalid" | "indisready" | "indislive" => {
+                        boolean(true)
+                    }
+                    "indisprimary" => boolean(key.primary),
+                    "indkey" => Some(int16_list(&key.attnums)),
+                    "indcollation" => Some(int32_list(std::iter::repeat_n(0, n))),
+                    "indoption" => Some(int16_list(&vec![0; n])),
+                    "indclass" => Some(int32_list(key.types.iter().map(default_opclass))),
+                    _ => None,
+                }
+            })?],
+            KeyTable::Constraint => {
+                let constrained: Vec<&KeyIndex> =
+                    keys.iter().filter(|k| k.constraint.is_some()).collect();
+                vec![build_batch(&schema, constrained.len(), |name, row| {
+                    let key = constrained[row];
+                    match name {
+                        "oid" => int32(key.constraint.as_ref()?.oid),
+                        "conname" => text(&key.name),
+                        "connamespace" => int32(key.namespace_oid),
+                        "contype" => text(if key.primary { "p" } else { "u" }),
+                        "convalidated" | "conislocal" | "connoinherit" => boolean(true),
+                        "conrelid" => int32(key.table_oid),
+                        "conindid" => int32(key.oid),
+                        "confupdtype" | "confdeltype" | "confmatchtype" => text(" "),
+                        "conkey" => Some(int16_list(&key.attnums)),
+                        _ => None,
+                    }
+                })?]
+            }
+            KeyTable::Indexes => vec![build_batch(&schema, keys.len(), |name, row| {
+                let key = &keys[row];
+                match name {
+                    "schemaname" => text(&key.schema),
+                    "tablename" => text(&key.table),
+                    "indexname" => text(&key.name),
+                    "indexdef" => text(&key.index_statement()),
+                    _ => None,
+                }
+            })?],
+        };
+        Ok(MemorySourceConfig::try_new_exec(
+            &[batches],
+            schema,
+            projection.cloned(),
+        )?)
+    }
+}
+
+/// The crate's `pg_class` rows, `relhasindex` set on tables with keys, then
+/// a row per index; the columns the crate lacks are NULL.
+fn class_rows(
+    schema: &SchemaRef,
+    class_batches: Vec<RecordBatch>,
+    keys: &[KeyIndex],
+) -> DfResult<Vec<RecordBatch>> {
+    let indexed: HashSet<i32> = keys.iter().map(|k| k.table_oid).collect();
+    let extra = class_extra_fields();
+    let mut out = Vec::with_capacity(class_batches.len() + 1);
+    for batch in class_batches {
+        let mut columns = batch.columns().to_vec();
+        let batch_schema = batch.schema();
+        if let Ok(at) = batch_schema.index_of("relhasindex") {
+            let oids = column(&batch, "oid")?.as_primitive::<Int32Type>();
+            let previous = batch.column(at).as_boolean();
+            let flags: BooleanArray = (0..batch.num_rows())
+                .map(|i| Some(previous.value(i) || indexed.contains(&oids.value(i))))
+                .collect();
+            columns[at] = Arc::new(flags);
+        }
+        for field in &extra {
+            columns.push(datafusion::arrow::array::new_null_array(
+                field.data_type(),
+                batch.num_rows(),
+            ));
+        }
+        out.push(RecordBatch::try_new(schema.clone(), columns)?);
+    }
+    out.push(build_batch(schema, keys.len(), |name, row| {
+        let key = &keys[row];
+        match name {
+            "oid" | "relfilenode" => int32(key.oid),
+            "relname" => text(&key.name),
+            "relnamespace" => int32(key.namespace_oid),
+            "relam" => int32(BTREE_AM),
+            "relpages" => int32(1),
+            "relpersistence" => text("p"),
+            "relkind" => text("i"),
+            "relnatts" => int16(key.columns.len()),
+            "relispopulated" => boolean(true),
+            "relreplident" => text("n"),
+            _ => None,
+        }
+    })?);
+    Ok(out)
+}
+
+/// Registers `pg_get_indexdef` and `pg_get_constraintdef` over the
+/// session's [`KeyOids`].
+pub(crate) fn register(ctx: &datafusion::prelude::SessionContext, oids: Arc<KeyOids>) {
+    ctx.register_udf(ScalarUDF::new_from_impl(Deparse::new(
+        DeparseKind::IndexDef,
+        oids.clone(),
+    )));
+    ctx.register_udf(ScalarUDF::new_from_impl(Deparse::new(
+        DeparseKind::ConstraintDef,
+        oids,
+    )));
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+enum DeparseKind {
+    /// `pg_get_indexdef(oid [, column, pretty])`.
+    IndexDef,
+    /// `pg_get_constraintdef(oid [, pretty])`.
+    ConstraintDef,
+}
+
+#[derive(Debug)]
+struct Deparse {
+    kind: DeparseKind,
+    oids: Arc<KeyOids>,
+    signature: Signature,
+}
+
+impl PartialEq for Deparse {
+    fn eq(&self, other: &Self) -> bool {
+        self.kind == other.kind && Arc::ptr_eq(&self.oids, &other.oids)
+    }
+}
+
+impl Eq for Deparse {}
+
+impl std::hash::Hash for Deparse {
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        self.kind.hash(state);
+    }
+}
+
+impl Deparse {
+    fn new(kind: DeparseKind, oids: Arc<KeyOids>) -> Deparse {
+        let ints = [DataType::Int32, DataType::Int64, DataType::UInt32];
+        let mut accepted = Vec::new();
+        for int in ints {
+            accepted.push(TypeSignature::Exact(vec![int.clone()]));
+            match kind {
+                DeparseKind::IndexDef => {
+                    for column in [DataType::Int32, DataType::Int64] {
+                        accepted.push(TypeSignature::Exact(vec![
+                            int.clone(),
+                            column,
+                            DataType::Boolean,
+                        ]));
+                    }
+                }
+                DeparseKind::ConstraintDef => {
+                    accepted.push(TypeSignature::Exact(vec![int.clone(), DataType::Boolean]));
+                }
+            }
+        }
+        Deparse {
+            kind,
+            oids,
+            signature: Signature::one_of(accepted, Volatility::Stable),
+        }
+    }
+}
+
+impl ScalarUDFImpl for Deparse {
+    fn name(&self) -> &str {
+        match self.kind {
+            DeparseKind::IndexDef => "pg_get_indexdef",
+            DeparseKind::ConstraintDef => "pg_get_constraintdef",
+        }
+    }
+
+    fn signature(&self) -> &Signature {
+        &self.signature
+    }
+
+    fn return_type(&self, _args: &[DataType]) -> DfResult<DataType> {
+        Ok(DataType::Utf8)
+    }
+
+    fn invoke_with_args(&self, args: ScalarFunctionArgs) -> DfResult<ColumnarValue> {
+        let rows = args.number_rows;
+        let arrays = args
+            .args
+            .iter()
+            .map(|a| a.to_array(rows))
+            .collect::<DfResult<Vec<_>>>()?;
+        let cast = |i: usize| -> DfResult<Option<Arc<dyn Array>>> {
+            arrays
+                .get(i)
+                .map(|a| datafusion::arrow::compute::cast(a, &DataType::Int64))
+                .transpose()
+                .map_err(DataFusionError::from)
+        };
+        let oids = cast(0)?
+            .ok_or_else(|| DataFusionError::Plan(format!("{} needs an object OID", self.name())))?;
+        let oids = oids.as_primitive::<datafusion::arrow::datatypes::Int64Type>();
+        let column_numbers = match self.kind {
+            DeparseKind::IndexDef => cast(1)?,
+            DeparseKind::ConstraintDef => None,
+        };
+        let inner = self.oids.inner.lock();
+        let mut out = datafusion::arrow::array::StringBuilder::new();
+        for row in 0..oids.len() {
+            if oids.is_null(row) {
+                out.append_null();
+                continue;
+            }
+            let Ok(oid) = i32::try_from(oids.value(row)) else {
+                out.append_null();
+                continue;
+            };
+            let text = match self.kind {
+                DeparseKind::ConstraintDef => inner.constraints.get(&oid).cloned(),
+                DeparseKind::IndexDef => inner.indexes.get(&oid).and_then(|def| {
+                    let column = column_numbers.as_ref().map_or(0, |c| {
+                        let c = c.as_primitive::<datafusion::arrow::datatypes::Int64Type>();
+                        if c.is_null(row) {
+                            0
+                        } else {
+                            c.value(row)
+                        }
+                    });
+                    if column <= 0 {
+                        Some(def.statement.clone())
+                    } else {
+                        // PostgreSQL answers '' past the last column.
+                        Some(
+                            usize::try_from(column - 1)
+                                .ok()
+                                .and_then(|c| def.columns.get(c))
+                                .map_or_else(String::new, |c| quote_ident(c)),
+                        )
+                    }
+                }),
+            };
+            match text {
+                Some(text) => out.append_value(text),
+                None => out.append_null(),
+            }
+        }
+        Ok(ColumnarValue::Array(Arc::new(out.finish())))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::quote_ident;
+
+    #[test]
+    fn identifiers_are_quoted_as_postgresql_deparses_them() {
+        assert_eq!(quote_ident("id"), "id");
+        assert_eq!(quote_ident("user_id2"), "user_id2");
+        assert_eq!(quote_ident("name"), "name");
+        assert_eq!(quote_ident("order"), "\"order\"");
+        assert_eq!(quote_ident("Mixed"), "\"Mixed\"");
+        assert_eq!(quote_ident("a b"), "\"a b\"");
+        assert_eq!(quote_ident("q\"t"), "\"q\"\"t\"");
+        assert_eq!(quote_ident("1st"), "\"1st\"");
+    }
+}
