@@ -883,34 +883,50 @@ pub(crate) async fn copy(
     }
 }
 
+/// Validates COPY's options the way PostgreSQL's `ProcessCopyOptions` does
+/// and fills in the format's defaults.
+///
+/// In binary mode DELIMITER, NULL, HEADER, QUOTE and ESCAPE mean nothing, so
+/// PostgreSQL refuses them rather than ignoring them (a client that sets them
+/// probably expects a text stream); the checks run in PostgreSQL's order so
+/// that the first complaint is the same one PostgreSQL makes.
 fn copy_options(
     options: &[CopyOption],
     legacy: &[CopyLegacyOption],
 ) -> Result<CopyOptions, EngineError> {
-    let mut format = CopyFormat::Text;
+    let mut format = None;
     let mut delimiter = None;
     let mut null = None;
     let mut header = false;
-    let mut quote = '"';
+    let mut quote = None;
     let mut escape = None;
+    // A second FORMAT (or BINARY next to CSV) is ambiguous.
+    let mut set_format = |new: CopyFormat| {
+        if format.replace(new).is_some() {
+            return Err(EngineError::new(
+                "42601",
+                "conflicting or redundant options",
+            ));
+        }
+        Ok(())
+    };
     for option in options {
         match option {
-            CopyOption::Format(f) => {
-                format = match f.value.to_ascii_lowercase().as_str() {
-                    "text" => CopyFormat::Text,
-                    "csv" => CopyFormat::Csv,
-                    other => {
-                        return Err(EngineError::new(
-                            "0A000",
-                            format!("COPY format \"{other}\" is not supported"),
-                        ))
-                    }
+            CopyOption::Format(f) => set_format(match f.value.to_ascii_lowercase().as_str() {
+                "text" => CopyFormat::Text,
+                "csv" => CopyFormat::Csv,
+                "binary" => CopyFormat::Binary,
+                other => {
+                    return Err(EngineError::new(
+                        "0A000",
+                        format!("COPY format \"{other}\" is not supported"),
+                    ))
                 }
-            }
+            })?,
             CopyOption::Delimiter(c) => delimiter = Some(*c),
             CopyOption::Null(n) => null = Some(n.clone()),
             CopyOption::Header(h) => header = *h,
-            CopyOption::Quote(q) => quote = *q,
+            CopyOption::Quote(q) => quote = Some(*q),
             CopyOption::Escape(e) => escape = Some(*e),
             CopyOption::Encoding(e)
                 if e.eq_ignore_ascii_case("utf8") || e.eq_ignore_ascii_case("utf-8") => {}
@@ -925,12 +941,13 @@ fn copy_options(
     }
     for option in legacy {
         match option {
+            CopyLegacyOption::Binary => set_format(CopyFormat::Binary)?,
             CopyLegacyOption::Csv(csv_options) => {
-                format = CopyFormat::Csv;
+                set_format(CopyFormat::Csv)?;
                 for o in csv_options {
                     match o {
                         CopyLegacyCsvOption::Header => header = true,
-                        CopyLegacyCsvOption::Quote(q) => quote = *q,
+                        CopyLegacyCsvOption::Quote(q) => quote = Some(*q),
                         CopyLegacyCsvOption::Escape(e) => escape = Some(*e),
                         _ => {}
                     }
@@ -947,20 +964,42 @@ fn copy_options(
             }
         }
     }
+    let format = format.unwrap_or(CopyFormat::Text);
+    if format == CopyFormat::Binary {
+        let refused = if delimiter.is_some() {
+            Some(("42601", "cannot specify DELIMITER in BINARY mode"))
+        } else if null.is_some() {
+            Some(("42601", "cannot specify NULL in BINARY mode"))
+        } else if header {
+            Some(("0A000", "cannot specify HEADER in BINARY mode"))
+        } else if quote.is_some() {
+            Some(("0A000", "COPY quote available only in CSV mode"))
+        } else if escape.is_some() {
+            Some(("0A000", "COPY escape available only in CSV mode"))
+        } else {
+            None
+        };
+        if let Some((sqlstate, message)) = refused {
+            return Err(EngineError::new(sqlstate, message));
+        }
+    }
     if header && format == CopyFormat::Text {
         return Err(EngineError::new(
             "0A000",
             "COPY HEADER available only in CSV mode",
         ));
     }
+    let quote = quote.unwrap_or('"');
     Ok(CopyOptions {
         format,
+        // Binary mode has no delimiters or NULL marker; it keeps the text
+        // defaults so that the options are always well-formed.
         delimiter: delimiter.unwrap_or(match format {
-            CopyFormat::Text => '\t',
+            CopyFormat::Text | CopyFormat::Binary => '\t',
             CopyFormat::Csv => ',',
         }),
         null: null.unwrap_or_else(|| match format {
-            CopyFormat::Text => "\\N".into(),
+            CopyFormat::Text | CopyFormat::Binary => "\\N".into(),
             CopyFormat::Csv => String::new(),
         }),
         header,

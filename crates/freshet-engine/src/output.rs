@@ -28,23 +28,29 @@ pub struct CommandTag {
     pub rows: Option<u64>,
 }
 
-/// The text format of a COPY data stream.
+/// The format of a COPY data stream.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum CopyFormat {
     /// Postgres' text format: tab-delimited, `\N` for NULL, backslash escapes.
     Text,
     /// RFC-4180-style CSV with Postgres' options.
     Csv,
+    /// Postgres' binary format (`PGCOPY\n\xff\r\n\0` signature, then tuples
+    /// of length-prefixed values in each type's binary send format), which
+    /// drivers such as asyncpg use for bulk loads. The delimiter, NULL,
+    /// header, quote and escape options do not apply to it.
+    Binary,
 }
 
 /// Options of a COPY statement, already validated by the engine.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CopyOptions {
-    /// Text or CSV.
+    /// Text, CSV or binary.
     pub format: CopyFormat,
-    /// Field delimiter (default tab for text, comma for CSV).
+    /// Field delimiter (default tab for text, comma for CSV; unused in binary).
     pub delimiter: char,
-    /// The string that represents NULL (default `\N` for text, empty for CSV).
+    /// The string that represents NULL (default `\N` for text, empty for CSV;
+    /// unused in binary, where a NULL is a field of length -1).
     pub null: String,
     /// Whether the first line is a header (CSV only; skipped on input, written on output).
     pub header: bool,

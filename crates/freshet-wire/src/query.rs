@@ -31,7 +31,7 @@ use pgwire::api::stmt::{QueryParser, StoredStatement};
 use pgwire::api::store::{Entry, PortalStore};
 use pgwire::api::{ClientInfo, ClientPortalStore, PgWireConnectionState, Type, DEFAULT_NAME};
 use pgwire::error::{PgWireError, PgWireResult};
-use pgwire::messages::copy::{CopyData, CopyDone, CopyInResponse, CopyOutResponse};
+use pgwire::messages::copy::{CopyData, CopyDone, CopyInResponse};
 use pgwire::messages::data::{NoData, ParameterDescription, RowDescription};
 use pgwire::messages::extendedquery::{
     Bind, BindComplete, Describe, Execute, Parse, ParseComplete, PortalSuspended,
@@ -42,7 +42,7 @@ use pgwire::messages::simplequery::Query;
 use pgwire::messages::startup::ParameterStatus;
 use pgwire::messages::PgWireBackendMessage;
 
-use crate::copy::{begin_copy_in, CopyOutEncoder};
+use crate::copy::{begin_copy_in, copy_in_response, CopyOutEncoder};
 use crate::error::{WireError, WireResult};
 use crate::session::{cancel_signal, pg_status, session_of, CancelSignal, SessionSlot};
 use crate::types::{arrow_type_for_pg, pg_type_for_param, WireSchema};
@@ -141,13 +141,8 @@ where
     PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
 {
     let encoder = CopyOutEncoder::new(schema, options)?;
-    let columns = encoder.columns();
     client
-        .send(PgWireBackendMessage::CopyOutResponse(CopyOutResponse::new(
-            0,
-            columns as i16,
-            vec![0; columns],
-        )))
+        .send(PgWireBackendMessage::CopyOutResponse(encoder.response()?))
         .await
         .map_err(io)?;
     if let Some(header) = encoder.header() {
@@ -179,6 +174,14 @@ where
         }
         rows += batch.num_rows();
     }
+    if let Some(trailer) = encoder.trailer() {
+        client
+            .feed(PgWireBackendMessage::CopyData(CopyData::new(
+                trailer.into(),
+            )))
+            .await
+            .map_err(io)?;
+    }
     client
         .feed(PgWireBackendMessage::CopyDone(CopyDone::new()))
         .await
@@ -186,17 +189,13 @@ where
     Ok(rows)
 }
 
-async fn send_copy_in_response<C>(client: &mut C, columns: usize) -> WireResult<()>
+async fn send_copy_in_response<C>(client: &mut C, response: CopyInResponse) -> WireResult<()>
 where
     C: Sink<PgWireBackendMessage> + Unpin + Send,
     PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
 {
     client
-        .send(PgWireBackendMessage::CopyInResponse(CopyInResponse::new(
-            0,
-            columns as i16,
-            vec![0; columns],
-        )))
+        .send(PgWireBackendMessage::CopyInResponse(response))
         .await
         .map_err(io)
 }
@@ -372,16 +371,22 @@ impl FreshetQueryHandler {
                     .await
                     .map_err(io)?;
             }
-            QueryOutput::CopyIn(target) => match begin_copy_in(client, target).await {
-                Ok(columns) => {
-                    send_copy_in_response(client, columns).await?;
-                    return Ok(true);
+            QueryOutput::CopyIn(target) => {
+                let format = target.options.format;
+                match begin_copy_in(client, target)
+                    .await
+                    .and_then(|columns| copy_in_response(format, columns))
+                {
+                    Ok(response) => {
+                        send_copy_in_response(client, response).await?;
+                        return Ok(true);
+                    }
+                    Err(e) => {
+                        session.copy_in_abort(&e.to_string());
+                        return Err(e);
+                    }
                 }
-                Err(e) => {
-                    session.copy_in_abort(&e.to_string());
-                    return Err(e);
-                }
-            },
+            }
         }
         Ok(false)
     }
@@ -470,14 +475,20 @@ impl FreshetQueryHandler {
                     return Err(e);
                 }
             },
-            QueryOutput::CopyIn(target) => match begin_copy_in(client, target).await {
-                Ok(columns) => PortalOutput::CopyIn(columns),
-                Err(e) => {
-                    session.copy_in_abort(&e.to_string());
-                    client.set_transaction_status(pg_status(session.transaction_status()));
-                    return Err(e);
+            QueryOutput::CopyIn(target) => {
+                let format = target.options.format;
+                match begin_copy_in(client, target)
+                    .await
+                    .and_then(|columns| copy_in_response(format, columns))
+                {
+                    Ok(response) => PortalOutput::CopyIn(response),
+                    Err(e) => {
+                        session.copy_in_abort(&e.to_string());
+                        client.set_transaction_status(pg_status(session.transaction_status()));
+                        return Err(e);
+                    }
                 }
-            },
+            }
         })
     }
 
@@ -528,10 +539,10 @@ impl FreshetQueryHandler {
                         .map_err(io)?;
                     return Ok(());
                 }
-                Ok(PortalOutput::CopyIn(columns)) => {
+                Ok(PortalOutput::CopyIn(response)) => {
                     *state = PortalExecutionState::Finished;
                     client.set_state(PgWireConnectionState::CopyInProgress(true));
-                    send_copy_in_response(client, columns).await?;
+                    send_copy_in_response(client, response).await?;
                     return Ok(());
                 }
                 Err(e) => {
@@ -584,7 +595,7 @@ enum PortalOutput {
     Rows(QueryResponse),
     Complete(CommandComplete),
     Empty,
-    CopyIn(usize),
+    CopyIn(CopyInResponse),
 }
 
 /// Decodes the Bind parameters of `portal` into values of the statement's

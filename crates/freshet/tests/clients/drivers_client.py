@@ -76,6 +76,130 @@ def test_asyncpg():
     asyncio.run(session())
 
 
+BINARY_COPY_SIGNATURE = b"PGCOPY\n\xff\r\n\x00"
+
+
+def parse_binary_copy(data):
+    """Splits a binary COPY stream into tuples of raw field bytes (None for NULL),
+    checking its header and that it ends with the trailer."""
+    import struct
+
+    check(data[:11] == BINARY_COPY_SIGNATURE, f"binary COPY signature: {data[:11]!r}")
+    flags, ext = struct.unpack_from("!ii", data, 11)
+    check(flags == 0, f"binary COPY flags: {flags}")
+    pos = 19 + ext
+    rows = []
+    while True:
+        (count,) = struct.unpack_from("!h", data, pos)
+        pos += 2
+        if count == -1:
+            check(pos == len(data), f"{len(data) - pos} bytes after the binary COPY trailer")
+            return rows
+        row = []
+        for _ in range(count):
+            (size,) = struct.unpack_from("!i", data, pos)
+            pos += 4
+            if size == -1:
+                row.append(None)
+            else:
+                row.append(data[pos : pos + size])
+                pos += size
+        rows.append(tuple(row))
+
+
+def test_asyncpg_binary_copy():
+    import io
+    import struct
+
+    import asyncpg
+
+    columns = "id int NOT NULL, big bigint, f float8, ok bool, name text, amount numeric(12,3), day date, at timestamp, blob bytea"
+    records = [
+        (
+            1,
+            2**63 - 1,
+            0.1,
+            True,
+            "héllo ☃ 𝄞 \t\n\\N ,\"'",
+            decimal.Decimal("123456789.125"),
+            datetime.date(2024, 2, 29),
+            datetime.datetime(2024, 1, 1, 10, 0, 0, 123456),
+            b"\x00\xff\\x",
+        ),
+        (2, None, -1e300, False, "", decimal.Decimal("-0.001"), datetime.date(1999, 12, 31), datetime.datetime(1970, 1, 1), b""),
+        (-(2**31), -1, None, None, None, None, None, None, None),
+    ]
+
+    async def session():
+        conn = await asyncpg.connect(
+            host=PARTS.hostname, port=PARTS.port, user=PARTS.username, database=PARTS.path.lstrip("/")
+        )
+        try:
+            await conn.execute(f"CREATE TABLE apbin ({columns})")
+            await conn.execute(f"CREATE TABLE apbin2 ({columns})")
+            status = await conn.copy_records_to_table("apbin", records=records)
+            check(status == "COPY 3", f"copy_records_to_table: {status}")
+            back = [tuple(r) for r in await conn.fetch("SELECT * FROM apbin ORDER BY id DESC")]
+            check(back == sorted(records, key=lambda r: -r[0]), f"rows after binary COPY FROM: {back}")
+
+            # COPY TO in binary: a well-formed stream whose values are the ones loaded
+            out = io.BytesIO()
+            status = await conn.copy_from_table("apbin", output=out, format="binary")
+            check(status == "COPY 3", f"copy_from_table: {status}")
+            stream = out.getvalue()
+            rows = parse_binary_copy(stream)
+            check(sorted(len(r) for r in rows) == [9, 9, 9], f"binary COPY TO tuples: {rows}")
+            out = io.BytesIO()
+            await conn.copy_from_query(
+                "SELECT id, name, blob FROM apbin WHERE id > 0 ORDER BY id", output=out, format="binary"
+            )
+            got = [
+                (struct.unpack("!i", i)[0], n if n is None else n.decode(), b)
+                for i, n, b in parse_binary_copy(out.getvalue())
+            ]
+            check(got == [(r[0], r[4], r[8]) for r in records[:2]], f"copy_from_query: {got}")
+            # ... and one that binary COPY FROM reads back unchanged
+            status = await conn.copy_to_table("apbin2", source=io.BytesIO(stream), format="binary")
+            check(status == "COPY 3", f"copy_to_table: {status}")
+            again = [tuple(r) for r in await conn.fetch("SELECT * FROM apbin2 ORDER BY id DESC")]
+            check(again == back, f"rows after a binary round trip: {again}")
+
+            # malformed streams fail cleanly and leave the connection usable
+            header = BINARY_COPY_SIGNATURE + struct.pack("!ii", 0, 0)
+            bad = {
+                "signature": b"PGCOPY\n\xff\r\n\x01" + struct.pack("!iih", 0, 0, -1),
+                "field count": header + struct.pack("!hi", 1, -1) + struct.pack("!h", -1),
+                "truncated": header + struct.pack("!hi", 9, 4) + b"\x00\x00",
+            }
+            for what, data in bad.items():
+                try:
+                    await conn.copy_to_table("apbin", source=io.BytesIO(data), format="binary")
+                except asyncpg.PostgresError as e:
+                    check(e.sqlstate == "22P04", f"malformed binary COPY ({what}): {e.sqlstate} {e}")
+                else:
+                    raise AssertionError(f"a malformed binary COPY ({what}) was accepted")
+            try:
+                await conn.copy_records_to_table("apbin", records=[(None,) + records[2][1:]])
+            except asyncpg.PostgresError as e:
+                check(e.sqlstate == "23502", f"NULL into NOT NULL by binary COPY: {e.sqlstate} {e}")
+            else:
+                raise AssertionError("binary COPY put a NULL into a NOT NULL column")
+            try:
+                await conn.copy_to_table("apbin", source=io.BytesIO(b""), format="binary", delimiter=",")
+            except asyncpg.PostgresError as e:
+                check(
+                    (e.sqlstate, str(e)) == ("42601", "cannot specify DELIMITER in BINARY mode"),
+                    f"DELIMITER in binary mode: {e.sqlstate} {e}",
+                )
+            else:
+                raise AssertionError("DELIMITER was accepted in binary mode")
+            check(await conn.fetchval("SELECT count(*) FROM apbin") == 3, "rows after the failed COPYs")
+        finally:
+            await conn.close()
+
+    asyncio.run(session())
+
+
 def test_sqlalchemy_pandas():
     import pandas as pd
     import sqlalchemy as sa
@@ -93,6 +217,26 @@ def test_sqlalchemy_pandas():
             n = conn.execute(sa.text(f"SELECT count(*) FROM {table} WHERE id = :id"), {"id": 2}).scalar()
         check(n == 2, f"{driver} bound parameter: {n}")
         engine.dispose()
+
+
+def test_sqlalchemy_reflects_keys_and_indexes():
+    import sqlalchemy as sa
+
+    engine = sa.create_engine(URI.replace("postgresql", "postgresql+psycopg", 1))
+    with engine.begin() as conn:
+        conn.execute(sa.text("CREATE TABLE sa_keys (id int PRIMARY KEY, email text UNIQUE, a int, b int)"))
+        conn.execute(sa.text("CREATE UNIQUE INDEX sa_keys_ba ON sa_keys (b, a)"))
+    inspector = sa.inspect(engine)
+    pk = inspector.get_pk_constraint("sa_keys")
+    check(pk["name"] == "sa_keys_pkey" and pk["constrained_columns"] == ["id"], f"get_pk_constraint: {pk}")
+    unique = inspector.get_unique_constraints("sa_keys")
+    check(
+        [(u["name"], u["column_names"]) for u in unique] == [("sa_keys_email_key", ["email"])],
+        f"get_unique_constraints: {unique}",
+    )
+    # get_indexes and reflecting the whole table read pg_index.indoption as
+    # PostgreSQL's int2vector text ("0 0"), which Freshet sends as an array.
+    engine.dispose()
 
 
 if __name__ == "__main__":
