@@ -912,7 +912,7 @@ impl ScalarUDFImpl for Deparse {
             };
             let text = match self.kind {
                 DeparseKind::ConstraintDef => inner.constraints.get(&oid).cloned(),
-                DeparseKind::IndexDef => inner.indexes.get(&oid).and_then(|def| {
+                DeparseKind::IndexDef => inner.indexes.get(&oid).map(|def| {
                     let column = column_numbers.as_ref().map_or(0, |c| {
                         let c = c.as_primitive::<datafusion::arrow::datatypes::Int64Type>();
                         if c.is_null(row) {
@@ -922,15 +922,13 @@ impl ScalarUDFImpl for Deparse {
                         }
                     });
                     if column <= 0 {
-                        Some(def.statement.clone())
+                        def.statement.clone()
                     } else {
                         // PostgreSQL answers '' past the last column.
-                        Some(
-                            usize::try_from(column - 1)
-                                .ok()
-                                .and_then(|c| def.columns.get(c))
-                                .map_or_else(String::new, |c| quote_ident(c)),
-                        )
+                        usize::try_from(column - 1)
+                            .ok()
+                            .and_then(|c| def.columns.get(c))
+                            .map_or_else(String::new, |c| quote_ident(c))
                     }
                 }),
             };
