@@ -299,7 +299,9 @@ fn run_show(
         .join(" ");
     if name == "all" {
         let rows = session
+            .shared
             .settings
+            .read()
             .iter()
             .map(|(k, v)| vec![Some(k.clone()), Some(v.clone())])
             .collect();
@@ -308,7 +310,7 @@ fn run_show(
     let value = match name.as_str() {
         "search_path" => Some(session.search_path.join(", ")),
         "transaction isolation level" => Some(crate::isolation::PROVIDED.to_string()),
-        _ => session.settings.get(&name).cloned(),
+        _ => session.shared.settings.read().get(&name).cloned(),
     };
     match value {
         Some(v) => Ok(text_rows(&[name.as_str()], vec![vec![Some(v)]])),

@@ -25,6 +25,7 @@ mod indexes;
 mod info_schema;
 mod isolation;
 mod join_arrangement;
+mod json_build;
 mod keys;
 mod literal_types;
 mod names;

@@ -90,6 +90,7 @@ pub(crate) fn rewrite_statement(statement: &mut Statement, catalog: bool, null_c
         }
         std::ops::ControlFlow::<()>::Continue(())
     });
+    qualify_added_catalog_tables(statement);
     if let Statement::Query(query) = statement {
         name_casts_like_postgres(query);
     }
@@ -103,6 +104,31 @@ pub(crate) fn rewrite_statement(statement: &mut Statement, catalog: bool, null_c
             name_catalog_columns(query);
         }
     }
+}
+
+/// Qualifies an unqualified name of a pg_catalog relation Freshet adds to
+/// the crate's ([`crate::pg_keys::ADDED_CATALOG_TABLES`]) with
+/// `pg_catalog`, which PostgreSQL searches before any schema of the search
+/// path that does not name it.
+fn qualify_added_catalog_tables(statement: &mut Statement) {
+    use datafusion::sql::sqlparser::ast::{visit_relations_mut, Ident, ObjectNamePart};
+    let _ = visit_relations_mut(statement, |name| {
+        if let [ObjectNamePart::Identifier(ident)] = name.0.as_slice() {
+            // A quoted name must be spelled exactly; an unquoted one folds.
+            let added = crate::pg_keys::ADDED_CATALOG_TABLES.iter().any(|t| {
+                if ident.quote_style.is_some() {
+                    *t == ident.value
+                } else {
+                    t.eq_ignore_ascii_case(&ident.value)
+                }
+            });
+            if added {
+                name.0
+                    .insert(0, ObjectNamePart::Identifier(Ident::new("pg_catalog")));
+            }
+        }
+        std::ops::ControlFlow::<()>::Continue(())
+    });
 }
 
 /// Names every unnamed computed column of a pg_catalog query the way
@@ -706,6 +732,29 @@ pub(crate) fn register(ctx: &datafusion::prelude::SessionContext) {
     ctx.register_udf(ScalarUDF::new_from_impl(UnknownViewDefinition {
         signature: Signature::variadic_any(Volatility::Stable),
     }));
+    // Every collation is pg_catalog's, which is always searched.
+    ctx.register_udf(datafusion::logical_expr::create_udf(
+        "pg_collation_is_visible",
+        vec![DataType::Int64],
+        DataType::Boolean,
+        Volatility::Stable,
+        Arc::new(|args: &[ColumnarValue]| {
+            let oids = match args {
+                [ColumnarValue::Array(array)] => array.clone(),
+                [ColumnarValue::Scalar(scalar)] => scalar.to_array()?,
+                _ => {
+                    return Err(engine_error(
+                        "42883",
+                        "pg_collation_is_visible takes one argument".into(),
+                    ))
+                }
+            };
+            let visible: datafusion::arrow::array::BooleanArray = (0..oids.len())
+                .map(|i| oids.is_valid(i).then_some(true))
+                .collect();
+            Ok(ColumnarValue::Array(Arc::new(visible)))
+        }),
+    ));
     // psql's `\d+` shows column comments; Freshet keeps none for tables.
     ctx.register_udf(datafusion::logical_expr::create_udf(
         "col_description",

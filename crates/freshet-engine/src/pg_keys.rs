@@ -16,9 +16,11 @@
 //! * `pg_get_indexdef` and `pg_get_constraintdef` deparse both.
 //!
 //! Index and constraint OIDs are handed out per session and stay the same
-//! for the session, as the crate does for relations ([`KeyOids`]); the
-//! deparsing functions read the definitions the catalog tables last served
-//! in the session, which a statement's own scans of those tables put there.
+//! for the session, as the crate does for relations ([`KeyOids`]): an OID
+//! names a (kind, schema, name), so an index dropped and created again
+//! under its name keeps its OID. The deparsing functions look the name up
+//! in the catalog each time they run, so they always show the definition
+//! that stands, never one remembered from an earlier statement.
 
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
@@ -41,12 +43,17 @@ use freshet_catalog::{self as catalog, RelationEntry};
 
 use crate::pg_types::{column, read_all};
 use crate::provider::SessionShared;
+use crate::types::PgVector;
 
 /// OID of the btree access method in `pg_am`.
 const BTREE_AM: i32 = 403;
 /// The first OID handed to an index or constraint: clear of the crate's
 /// relation OIDs (counted up from 16384) and of `pg_attrdef`'s (from 2^30).
 const FIRST_KEY_OID: i32 = 1 << 29;
+
+/// The pg_catalog relations this module adds to the crate's list (which
+/// qualifies only its own names when they are written unqualified).
+pub(crate) const ADDED_CATALOG_TABLES: &[&str] = &["pg_indexes"];
 
 /// Which catalog table a [`KeyCatalogTable`] serves.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -81,8 +88,8 @@ enum KeyObject {
     Constraint,
 }
 
-/// The session's index and constraint OIDs and the definitions the
-/// deparsing functions answer with.
+/// The session's index and constraint OIDs, each kept for the (kind,
+/// schema, name) it was handed to.
 #[derive(Debug, Default)]
 pub(crate) struct KeyOids {
     inner: Mutex<KeyOidsInner>,
@@ -91,17 +98,9 @@ pub(crate) struct KeyOids {
 #[derive(Debug, Default)]
 struct KeyOidsInner {
     assigned: HashMap<(KeyObject, String, String), i32>,
+    /// OID → the object it was handed to, for the deparsing functions.
+    named: HashMap<i32, (KeyObject, String, String)>,
     next: i32,
-    /// Index OID → what `pg_get_indexdef` shows.
-    indexes: HashMap<i32, IndexDefinition>,
-    /// Constraint OID → what `pg_get_constraintdef` shows.
-    constraints: HashMap<i32, String>,
-}
-
-#[derive(Debug, Clone)]
-struct IndexDefinition {
-    statement: String,
-    columns: Vec<String>,
 }
 
 impl KeyOids {
@@ -117,53 +116,63 @@ impl KeyOids {
         }
         let oid = FIRST_KEY_OID + inner.next;
         inner.next += 1;
-        inner.assigned.insert(key, oid);
+        inner.assigned.insert(key.clone(), oid);
+        inner.named.insert(oid, key);
         oid
     }
 
-    fn remember(&self, keys: &[KeyIndex]) {
-        let mut inner = self.inner.lock();
-        for key in keys {
-            inner.indexes.insert(
-                key.oid,
-                IndexDefinition {
-                    statement: key.index_statement(),
-                    columns: key.columns.clone(),
-                },
-            );
-            if let Some(constraint) = &key.constraint {
-                inner
-                    .constraints
-                    .insert(constraint.oid, key.constraint_definition());
-            }
-        }
+    /// What `oid` was handed to in this session, if anything.
+    fn named(&self, oid: i32) -> Option<(KeyObject, String, String)> {
+        self.inner.lock().named.get(&oid).cloned()
     }
 }
 
-/// One index of a table, with the constraint it enforces if any.
+/// Which constraint an index enforces.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Enforces {
+    PrimaryKey,
+    Unique,
+    /// None: a unique index created on its own.
+    Nothing,
+}
+
+/// An index as Freshet's catalog defines it.
 #[derive(Debug, Clone)]
-struct KeyIndex {
-    oid: i32,
+struct KeyDefinition {
     name: String,
     schema: String,
-    namespace_oid: i32,
     table: String,
-    table_oid: i32,
     columns: Vec<String>,
-    /// 1-based column numbers, as `pg_attribute.attnum`.
-    attnums: Vec<i16>,
-    /// The key columns' types.
-    types: Vec<DataType>,
-    primary: bool,
-    constraint: Option<KeyConstraintRow>,
+    enforces: Enforces,
 }
 
-#[derive(Debug, Clone)]
-struct KeyConstraintRow {
-    oid: i32,
-}
+impl KeyDefinition {
+    /// The indexes of a catalog entry: its constraints', then its own
+    /// unique indexes.
+    fn of_entry(entry: &RelationEntry) -> impl Iterator<Item = KeyDefinition> + '_ {
+        let constraints = entry.constraints.iter().map(|c| {
+            let enforces = if c.primary {
+                Enforces::PrimaryKey
+            } else {
+                Enforces::Unique
+            };
+            (c.name.clone(), c.columns.clone(), enforces)
+        });
+        let indexes = entry
+            .unique_indexes
+            .iter()
+            .map(|i| (i.name.clone(), i.columns.clone(), Enforces::Nothing));
+        constraints
+            .chain(indexes)
+            .map(|(name, columns, enforces)| KeyDefinition {
+                name,
+                schema: entry.schema.clone(),
+                table: entry.name.clone(),
+                columns,
+                enforces,
+            })
+    }
 
-impl KeyIndex {
     fn column_list(&self) -> String {
         self.columns
             .iter()
@@ -183,15 +192,59 @@ impl KeyIndex {
         )
     }
 
-    /// `PRIMARY KEY (cols)` or `UNIQUE (cols)`.
-    fn constraint_definition(&self) -> String {
-        let kind = if self.primary {
-            "PRIMARY KEY"
-        } else {
-            "UNIQUE"
+    /// `PRIMARY KEY (cols)` or `UNIQUE (cols)`; `None` for an index that
+    /// enforces no constraint.
+    fn constraint_definition(&self) -> Option<String> {
+        let kind = match self.enforces {
+            Enforces::PrimaryKey => "PRIMARY KEY",
+            Enforces::Unique => "UNIQUE",
+            Enforces::Nothing => return None,
         };
-        format!("{kind} ({})", self.column_list())
+        Some(format!("{kind} ({})", self.column_list()))
     }
+}
+
+/// One index of a table as the catalog tables show it.
+#[derive(Debug, Clone)]
+struct KeyIndex {
+    oid: i32,
+    definition: KeyDefinition,
+    namespace_oid: i32,
+    table_oid: i32,
+    /// 1-based column numbers, as `pg_attribute.attnum`.
+    attnums: Vec<i16>,
+    /// The key columns' types.
+    types: Vec<DataType>,
+    /// The OID of the constraint the index enforces, if it enforces one.
+    constraint_oid: Option<i32>,
+}
+
+impl KeyIndex {
+    fn is_primary(&self) -> bool {
+        self.definition.enforces == Enforces::PrimaryKey
+    }
+}
+
+/// The session database's relations as its catalog holds them now (inside
+/// the session's transaction, if one is open), restricted to `schema`.
+fn catalog_entries(
+    shared: &SessionShared,
+    database: &str,
+    schema: Option<&str>,
+) -> DfResult<Vec<(RelationEntry, Option<SchemaRef>)>> {
+    shared.with_txn(|t| -> DfResult<Vec<(RelationEntry, Option<SchemaRef>)>> {
+        let entries: Vec<RelationEntry> =
+            catalog::list(t, &catalog::relation_prefix(database, schema))
+                .map_err(|e| DataFusionError::Execution(e.to_string()))?;
+        Ok(entries
+            .into_iter()
+            .filter(|e| !e.constraints.is_empty() || !e.unique_indexes.is_empty())
+            .map(|e| {
+                let schema = e.table_id.and_then(|id| t.table_schema(id).ok());
+                (e, schema)
+            })
+            .collect())
+    })?
 }
 
 /// An identifier as PostgreSQL's deparser writes it: bare when it is a
@@ -369,9 +422,9 @@ pub(crate) struct KeyCatalogTable {
     pub(crate) oids: Arc<KeyOids>,
 }
 
+/// A non-null `oid` column.
 fn oid_field(name: &str) -> Field {
-    let metadata = HashMap::from([("pg.oid_alias".to_string(), "oid".to_string())]);
-    Field::new(name, DataType::Int32, false).with_metadata(metadata)
+    datafusion_pg_catalog::pg_catalog::oid_field::oid_field(name, "oid", false)
 }
 
 fn list_of(item: DataType) -> DataType {
@@ -400,10 +453,10 @@ fn index_schema() -> SchemaRef {
         fields.push(Field::new(flag, DataType::Boolean, false));
     }
     fields.extend([
-        Field::new("indkey", list_of(DataType::Int16), false),
-        Field::new("indcollation", list_of(DataType::Int32), false),
-        Field::new("indclass", list_of(DataType::Int32), false),
-        Field::new("indoption", list_of(DataType::Int16), false),
+        PgVector::Int2.field("indkey"),
+        PgVector::Oid.field("indcollation"),
+        PgVector::Oid.field("indclass"),
+        PgVector::Int2.field("indoption"),
         Field::new("indexprs", DataType::Utf8, true),
         Field::new("indpred", DataType::Utf8, true),
     ]);
@@ -595,40 +648,24 @@ impl KeyCatalogTable {
                 relations.insert((spaces.value(i), names.value(i).to_string()), oids.value(i));
             }
         }
-        let stored = self.shared.with_txn(|t| {
-            let entries: Vec<RelationEntry> =
-                catalog::list(t, &catalog::relation_prefix(&self.database, None))
-                    .unwrap_or_default();
-            entries
-                .into_iter()
-                .filter(|e| !e.constraints.is_empty() || !e.unique_indexes.is_empty())
-                .filter_map(|e| {
-                    let schema = t.table_schema(e.table_id?).ok()?;
-                    Some((e, schema))
-                })
-                .collect::<Vec<_>>()
-        })?;
+        let stored = catalog_entries(&self.shared, &self.database, None)?;
         let mut keys = Vec::new();
         for (entry, schema) in stored {
+            let Some(schema) = schema else {
+                continue;
+            };
             let Some(&namespace_oid) = namespaces.get(&entry.schema) else {
                 continue;
             };
             let Some(&table_oid) = relations.get(&(namespace_oid, entry.name.clone())) else {
                 continue;
             };
-            let definitions = entry
-                .constraints
-                .iter()
-                .map(|c| (c.name.clone(), c.columns.clone(), Some(c.primary)))
-                .chain(
-                    entry
-                        .unique_indexes
-                        .iter()
-                        .map(|i| (i.name.clone(), i.columns.clone(), None)),
-                );
-            for (name, columns, constraint) in definitions {
-                let positions: Option<Vec<usize>> =
-                    columns.iter().map(|c| schema.index_of(c).ok()).collect();
+            for definition in KeyDefinition::of_entry(&entry) {
+                let positions: Option<Vec<usize>> = definition
+                    .columns
+                    .iter()
+                    .map(|c| schema.index_of(c).ok())
+                    .collect();
                 let Some(positions) = positions else {
                     continue;
                 };
@@ -640,24 +677,24 @@ impl KeyCatalogTable {
                     .iter()
                     .map(|&p| schema.field(p).data_type().clone())
                     .collect();
+                let oid = self
+                    .oids
+                    .oid(KeyObject::Index, &entry.schema, &definition.name);
+                let constraint_oid = (definition.enforces != Enforces::Nothing).then(|| {
+                    self.oids
+                        .oid(KeyObject::Constraint, &entry.schema, &definition.name)
+                });
                 keys.push(KeyIndex {
-                    oid: self.oids.oid(KeyObject::Index, &entry.schema, &name),
-                    constraint: constraint.map(|_| KeyConstraintRow {
-                        oid: self.oids.oid(KeyObject::Constraint, &entry.schema, &name),
-                    }),
-                    primary: constraint == Some(true),
-                    name,
-                    schema: entry.schema.clone(),
+                    oid,
+                    definition,
                     namespace_oid,
-                    table: entry.name.clone(),
                     table_oid,
-                    columns,
                     attnums,
                     types,
+                    constraint_oid,
                 });
             }
         }
-        self.oids.remember(&keys);
         Ok(keys)
     }
 }
@@ -689,7 +726,7 @@ impl TableProvider for KeyCatalogTable {
             KeyTable::Class => class_rows(&schema, class_batches, &keys)?,
             KeyTable::Index => vec![build_batch(&schema, keys.len(), |name, row| {
                 let key = &keys[row];
-                let n = key.columns.len();
+                let n = key.definition.columns.len();
                 match name {
                     "indexrelid" => int32(key.oid),
                     "indrelid" => int32(key.table_oid),
@@ -697,7 +734,7 @@ impl TableProvider for KeyCatalogTable {
                     "indisunique" | "indimmediate" | "indisvalid" | "indisready" | "indislive" => {
                         boolean(true)
                     }
-                    "indisprimary" => boolean(key.primary),
+                    "indisprimary" => boolean(key.is_primary()),
                     "indkey" => Some(int16_list(&key.attnums)),
                     "indcollation" => Some(int32_list(std::iter::repeat_n(0, n))),
                     "indoption" => Some(int16_list(&vec![0; n])),
@@ -707,14 +744,14 @@ impl TableProvider for KeyCatalogTable {
             })?],
             KeyTable::Constraint => {
                 let constrained: Vec<&KeyIndex> =
-                    keys.iter().filter(|k| k.constraint.is_some()).collect();
+                    keys.iter().filter(|k| k.constraint_oid.is_some()).collect();
                 vec![build_batch(&schema, constrained.len(), |name, row| {
                     let key = constrained[row];
                     match name {
-                        "oid" => int32(key.constraint.as_ref()?.oid),
-                        "conname" => text(&key.name),
+                        "oid" => int32(key.constraint_oid?),
+                        "conname" => text(&key.definition.name),
                         "connamespace" => int32(key.namespace_oid),
-                        "contype" => text(if key.primary { "p" } else { "u" }),
+                        "contype" => text(if key.is_primary() { "p" } else { "u" }),
                         "convalidated" | "conislocal" | "connoinherit" => boolean(true),
                         "conrelid" => int32(key.table_oid),
                         "conindid" => int32(key.oid),
@@ -727,10 +764,10 @@ impl TableProvider for KeyCatalogTable {
             KeyTable::Indexes => vec![build_batch(&schema, keys.len(), |name, row| {
                 let key = &keys[row];
                 match name {
-                    "schemaname" => text(&key.schema),
-                    "tablename" => text(&key.table),
-                    "indexname" => text(&key.name),
-                    "indexdef" => text(&key.index_statement()),
+                    "schemaname" => text(&key.definition.schema),
+                    "tablename" => text(&key.definition.table),
+                    "indexname" => text(&key.definition.name),
+                    "indexdef" => text(&key.definition.index_statement()),
                     _ => None,
                 }
             })?],
@@ -776,13 +813,13 @@ fn class_rows(
         let key = &keys[row];
         match name {
             "oid" | "relfilenode" => int32(key.oid),
-            "relname" => text(&key.name),
+            "relname" => text(&key.definition.name),
             "relnamespace" => int32(key.namespace_oid),
             "relam" => int32(BTREE_AM),
             "relpages" => int32(1),
             "relpersistence" => text("p"),
             "relkind" => text("i"),
-            "relnatts" => int16(key.columns.len()),
+            "relnatts" => int16(key.definition.columns.len()),
             "relispopulated" => boolean(true),
             "relreplident" => text("n"),
             _ => None,
@@ -791,17 +828,23 @@ fn class_rows(
     Ok(out)
 }
 
-/// Registers `pg_get_indexdef` and `pg_get_constraintdef` over the
-/// session's [`KeyOids`].
-pub(crate) fn register(ctx: &datafusion::prelude::SessionContext, oids: Arc<KeyOids>) {
-    ctx.register_udf(ScalarUDF::new_from_impl(Deparse::new(
-        DeparseKind::IndexDef,
-        oids.clone(),
-    )));
-    ctx.register_udf(ScalarUDF::new_from_impl(Deparse::new(
-        DeparseKind::ConstraintDef,
-        oids,
-    )));
+/// Registers `pg_get_indexdef` and `pg_get_constraintdef`, which deparse
+/// the index or constraint an OID of the session's [`KeyOids`] names, as
+/// the session database's catalog defines it when the function runs.
+pub(crate) fn register(
+    ctx: &datafusion::prelude::SessionContext,
+    oids: Arc<KeyOids>,
+    shared: Arc<SessionShared>,
+    database: &str,
+) {
+    for kind in [DeparseKind::IndexDef, DeparseKind::ConstraintDef] {
+        ctx.register_udf(ScalarUDF::new_from_impl(Deparse::new(
+            kind,
+            oids.clone(),
+            shared.clone(),
+            database.to_string(),
+        )));
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -816,6 +859,8 @@ enum DeparseKind {
 struct Deparse {
     kind: DeparseKind,
     oids: Arc<KeyOids>,
+    shared: Arc<SessionShared>,
+    database: String,
     signature: Signature,
 }
 
@@ -834,7 +879,12 @@ impl std::hash::Hash for Deparse {
 }
 
 impl Deparse {
-    fn new(kind: DeparseKind, oids: Arc<KeyOids>) -> Deparse {
+    fn new(
+        kind: DeparseKind,
+        oids: Arc<KeyOids>,
+        shared: Arc<SessionShared>,
+        database: String,
+    ) -> Deparse {
         let ints = [DataType::Int32, DataType::Int64, DataType::UInt32];
         let mut accepted = Vec::new();
         for int in ints {
@@ -857,8 +907,33 @@ impl Deparse {
         Deparse {
             kind,
             oids,
+            shared,
+            database,
             signature: Signature::one_of(accepted, Volatility::Stable),
         }
+    }
+
+    /// The current definition of the index or constraint `oid` names, or
+    /// `None` (NULL, as PostgreSQL answers for an unknown OID) when the
+    /// OID is not one of the session's or its object no longer exists.
+    fn definition(&self, oid: i32) -> DfResult<Option<KeyDefinition>> {
+        let Some((object, schema, name)) = self.oids.named(oid) else {
+            return Ok(None);
+        };
+        let wanted = match (self.kind, object) {
+            (DeparseKind::IndexDef, KeyObject::Index)
+            | (DeparseKind::ConstraintDef, KeyObject::Constraint) => object,
+            _ => return Ok(None),
+        };
+        let entries = catalog_entries(&self.shared, &self.database, Some(&schema))?;
+        let found = entries
+            .iter()
+            .filter(|(entry, _)| entry.schema == schema)
+            .flat_map(|(entry, _)| KeyDefinition::of_entry(entry))
+            .find(|d| {
+                d.name == name && (wanted == KeyObject::Index || d.enforces != Enforces::Nothing)
+            });
+        Ok(found)
     }
 }
 
@@ -899,7 +974,8 @@ impl ScalarUDFImpl for Deparse {
             DeparseKind::IndexDef => cast(1)?,
             DeparseKind::ConstraintDef => None,
         };
-        let inner = self.oids.inner.lock();
+        // One catalog read per distinct OID of the batch.
+        let mut definitions: HashMap<i32, Option<KeyDefinition>> = HashMap::new();
         let mut out = datafusion::arrow::array::StringBuilder::new();
         for row in 0..oids.len() {
             if oids.is_null(row) {
@@ -910,9 +986,17 @@ impl ScalarUDFImpl for Deparse {
                 out.append_null();
                 continue;
             };
+            let definition = match definitions.entry(oid) {
+                std::collections::hash_map::Entry::Occupied(known) => known.into_mut(),
+                std::collections::hash_map::Entry::Vacant(new) => new.insert(self.definition(oid)?),
+            };
+            let Some(def) = definition else {
+                out.append_null();
+                continue;
+            };
             let text = match self.kind {
-                DeparseKind::ConstraintDef => inner.constraints.get(&oid).cloned(),
-                DeparseKind::IndexDef => inner.indexes.get(&oid).map(|def| {
+                DeparseKind::ConstraintDef => def.constraint_definition(),
+                DeparseKind::IndexDef => {
                     let column = column_numbers.as_ref().map_or(0, |c| {
                         let c = c.as_primitive::<datafusion::arrow::datatypes::Int64Type>();
                         if c.is_null(row) {
@@ -921,16 +1005,16 @@ impl ScalarUDFImpl for Deparse {
                             c.value(row)
                         }
                     });
-                    if column <= 0 {
-                        def.statement.clone()
+                    Some(if column <= 0 {
+                        def.index_statement()
                     } else {
                         // PostgreSQL answers '' past the last column.
                         usize::try_from(column - 1)
                             .ok()
                             .and_then(|c| def.columns.get(c))
                             .map_or_else(String::new, |c| quote_ident(c))
-                    }
-                }),
+                    })
+                }
             };
             match text {
                 Some(text) => out.append_value(text),

@@ -54,7 +54,11 @@ pub(crate) struct DeclaredTypesCatalog {
 impl SchemaProvider for DeclaredTypesCatalog {
     fn table_names(&self) -> Vec<String> {
         let mut names = self.inner.table_names();
-        names.push("pg_indexes".to_string());
+        names.extend(
+            crate::pg_keys::ADDED_CATALOG_TABLES
+                .iter()
+                .map(|t| t.to_string()),
+        );
         names
     }
 
@@ -114,7 +118,7 @@ impl SchemaProvider for DeclaredTypesCatalog {
     }
 
     fn table_exist(&self, name: &str) -> bool {
-        name == "pg_indexes" || self.inner.table_exist(name)
+        crate::pg_keys::ADDED_CATALOG_TABLES.contains(&name) || self.inner.table_exist(name)
     }
 }
 

@@ -386,6 +386,7 @@ pub(crate) fn reads_system_catalog(statement: &Statement) -> bool {
             [.., schema, _] => schema == "pg_catalog" || schema == "information_schema",
             [table] => datafusion_pg_catalog::pg_catalog::PG_CATALOG_TABLES
                 .iter()
+                .chain(crate::pg_keys::ADDED_CATALOG_TABLES)
                 .any(|t| t.eq_ignore_ascii_case(table)),
             [] => false,
         };

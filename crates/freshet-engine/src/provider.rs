@@ -39,6 +39,9 @@ pub(crate) struct SessionShared {
     pub(crate) virtual_schemas: RwLock<HashMap<String, Arc<dyn SchemaProvider>>>,
     /// Rows scanned and scored by this session's statements (refresh statistics).
     pub(crate) work: crate::work::WorkCounters,
+    /// The session's settings by lower-case name, as `SHOW` and
+    /// `current_setting()` show them.
+    pub(crate) settings: RwLock<std::collections::BTreeMap<String, String>>,
 }
 
 impl std::fmt::Debug for SessionShared {
@@ -55,6 +58,7 @@ impl SessionShared {
             state: RwLock::new(Weak::new()),
             virtual_schemas: RwLock::new(HashMap::new()),
             work: Default::default(),
+            settings: RwLock::new(Default::default()),
         }
     }
 

@@ -90,7 +90,6 @@ pub struct Session {
     pub(crate) shared: Arc<SessionShared>,
     pub(crate) ctx: SessionContext,
     status: TransactionStatus,
-    pub(crate) settings: BTreeMap<String, String>,
     changed_parameters: Vec<(String, String)>,
     pub(crate) copy_in: Option<CopyInState>,
     /// The open block's savepoints, oldest first, by (folded) name.
@@ -104,11 +103,13 @@ const DEFAULT_SETTINGS: &[(&str, &str)] = &[
     ("application_name", ""),
     ("client_encoding", "UTF8"),
     ("datestyle", "ISO, MDY"),
+    ("default_table_access_method", "heap"),
     ("default_transaction_isolation", "repeatable read"),
     ("extra_float_digits", "1"),
     ("integer_datetimes", "on"),
     ("intervalstyle", "postgres"),
     ("lc_messages", "C"),
+    ("search_path", "public"),
     ("server_encoding", "UTF8"),
     ("server_version", crate::system_info::SERVER_VERSION),
     ("server_version_num", crate::system_info::SERVER_VERSION_NUM),
@@ -164,6 +165,7 @@ impl Session {
                 format!("database \"{database}\" does not exist"),
             ));
         }
+        *shared.settings.write() = settings;
         let ctx = build_context(&engine, &shared, &user, &database, "public")?;
         let mut session = Session {
             engine,
@@ -173,7 +175,6 @@ impl Session {
             shared,
             ctx,
             status: TransactionStatus::Idle,
-            settings,
             changed_parameters: Vec::new(),
             copy_in: None,
             savepoints: Vec::new(),
@@ -810,7 +811,9 @@ impl Session {
     /// when it may run for ever. The wire layer enforces it: when it passes,
     /// the statement is cancelled with 57014, as a CancelRequest cancels it.
     pub fn statement_timeout(&self) -> Option<std::time::Duration> {
-        self.settings
+        self.shared
+            .settings
+            .read()
             .get("statement_timeout")
             .and_then(|shown| crate::durations::limit(shown))
     }
@@ -849,14 +852,16 @@ impl Session {
             }
             "statement_timeout" => {
                 let millis = crate::durations::parse_millis(&key, &value)?;
-                self.settings
+                self.shared
+                    .settings
+                    .write()
                     .insert(key, crate::durations::display_millis(millis));
                 return Ok(());
             }
             _ if crate::isolation::SETTINGS.contains(&key.as_str()) => {
                 // What is stored (and shown) is the level that is given.
                 let given = crate::isolation::setting_value(&key, &value)?;
-                self.settings.insert(key.clone(), given);
+                self.shared.settings.write().insert(key.clone(), given);
                 return Ok(());
             }
             _ => {}
@@ -865,7 +870,7 @@ impl Session {
             self.changed_parameters
                 .push((canonical.to_string(), value.clone()));
         }
-        self.settings.insert(key, value);
+        self.shared.settings.write().insert(key, value);
         Ok(())
     }
 
@@ -1003,7 +1008,7 @@ pub(crate) fn build_context(
         let inner = crate::pg_types::current_database_pg_catalog(catalogs, database)
             .map_err(map_df_error)?;
         let key_oids = Arc::new(crate::pg_keys::KeyOids::default());
-        crate::pg_keys::register(&ctx, key_oids.clone());
+        crate::pg_keys::register(&ctx, key_oids.clone(), shared.clone(), database);
         let corrected = crate::pg_types::DeclaredTypesCatalog {
             inner,
             shared: shared.clone(),
@@ -1018,9 +1023,10 @@ pub(crate) fn build_context(
         ctx.register_udf(constant_text_udf(name, user));
     }
     crate::pg_compat::register(&ctx);
+    crate::json_build::register(&ctx);
     crate::subquery::register(&ctx);
     crate::overflow::register(&ctx);
-    crate::system_info::register(&ctx);
+    crate::system_info::register(&ctx, shared.clone());
     crate::functions::register(&ctx, engine, shared);
     Ok(ctx)
 }

@@ -1,6 +1,6 @@
 //! PostgreSQL's system information functions that tools call to learn what
-//! they are talking to: `version()`, `pg_typeof(any)` and
-//! `pg_get_serial_sequence(table, column)`.
+//! they are talking to: `version()`, `pg_typeof(any)`,
+//! `pg_get_serial_sequence(table, column)` and `current_setting(name)`.
 //!
 //! Drivers and ORMs parse `version()` (SQLAlchemy's dialect reads the
 //! numbers after `PostgreSQL `), so it starts as PostgreSQL's does, with
@@ -12,7 +12,8 @@ use std::sync::Arc;
 use datafusion::arrow::datatypes::DataType;
 use datafusion::common::{Result as DfResult, ScalarValue};
 use datafusion::logical_expr::{
-    ColumnarValue, ScalarFunctionArgs, ScalarUDF, ScalarUDFImpl, Signature, Volatility,
+    ColumnarValue, ScalarFunctionArgs, ScalarUDF, ScalarUDFImpl, Signature, TypeSignature,
+    Volatility,
 };
 
 /// The PostgreSQL version Freshet reports (`server_version`, `version()`):
@@ -34,7 +35,20 @@ pub fn version_string() -> String {
 }
 
 /// Registers the functions with a session.
-pub(crate) fn register(ctx: &datafusion::prelude::SessionContext) {
+pub(crate) fn register(
+    ctx: &datafusion::prelude::SessionContext,
+    shared: Arc<crate::provider::SessionShared>,
+) {
+    ctx.register_udf(ScalarUDF::new_from_impl(CurrentSetting {
+        signature: Signature::one_of(
+            vec![
+                TypeSignature::Exact(vec![DataType::Utf8]),
+                TypeSignature::Exact(vec![DataType::Utf8, DataType::Boolean]),
+            ],
+            Volatility::Stable,
+        ),
+        shared,
+    }));
     let version = version_string();
     ctx.register_udf(datafusion::logical_expr::create_udf(
         "version",
@@ -135,5 +149,86 @@ mod tests {
         assert_eq!(regtype_name("INT"), "integer");
         assert_eq!(regtype_name("float8"), "double precision");
         assert!(version_string().starts_with("PostgreSQL 16.0 (Freshet "));
+    }
+}
+
+/// `current_setting(name [, missing_ok])`: the session's setting as `SHOW`
+/// shows it; an unknown name is 42704, or NULL when `missing_ok` is true.
+#[derive(Debug)]
+struct CurrentSetting {
+    signature: Signature,
+    shared: Arc<crate::provider::SessionShared>,
+}
+
+impl PartialEq for CurrentSetting {
+    fn eq(&self, other: &Self) -> bool {
+        Arc::ptr_eq(&self.shared, &other.shared)
+    }
+}
+
+impl Eq for CurrentSetting {}
+
+impl std::hash::Hash for CurrentSetting {
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        "current_setting".hash(state);
+    }
+}
+
+impl ScalarUDFImpl for CurrentSetting {
+    fn name(&self) -> &str {
+        "current_setting"
+    }
+
+    fn signature(&self) -> &Signature {
+        &self.signature
+    }
+
+    fn return_type(&self, _args: &[DataType]) -> DfResult<DataType> {
+        Ok(DataType::Utf8)
+    }
+
+    fn invoke_with_args(&self, args: ScalarFunctionArgs) -> DfResult<ColumnarValue> {
+        use datafusion::arrow::array::{Array, AsArray, StringBuilder};
+        let rows = args.number_rows;
+        let arrays = args
+            .args
+            .iter()
+            .map(|a| a.to_array(rows))
+            .collect::<DfResult<Vec<_>>>()?;
+        let Some(names) = arrays.first() else {
+            return Err(datafusion::common::DataFusionError::Plan(
+                "current_setting needs a setting name".into(),
+            ));
+        };
+        let names = datafusion::arrow::compute::cast(names, &DataType::Utf8)?;
+        let names = names.as_string::<i32>();
+        let missing_ok = arrays.get(1).map(|a| a.as_boolean().clone());
+        let settings = self.shared.settings.read();
+        let mut out = StringBuilder::new();
+        for row in 0..rows {
+            if names.is_null(row) {
+                out.append_null();
+                continue;
+            }
+            let name = names.value(row).to_ascii_lowercase();
+            match settings.get(&name) {
+                Some(value) => out.append_value(value),
+                None if missing_ok
+                    .as_ref()
+                    .is_some_and(|m| m.is_valid(row) && m.value(row)) =>
+                {
+                    out.append_null()
+                }
+                None => {
+                    return Err(datafusion::common::DataFusionError::External(Box::new(
+                        crate::EngineError::new(
+                            "42704",
+                            format!("unrecognized configuration parameter \"{name}\""),
+                        ),
+                    )))
+                }
+            }
+        }
+        Ok(ColumnarValue::Array(Arc::new(out.finish())))
     }
 }

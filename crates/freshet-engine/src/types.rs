@@ -122,6 +122,57 @@ fn check_precision(p: u64) -> Result<u8, EngineError> {
     }
 }
 
+/// PostgreSQL's vector types (`int2vector`, `oidvector`): zero-based
+/// one-dimensional arrays whose text is the elements separated by spaces
+/// (`pg_index.indkey` reads `1 2`). Freshet holds them as Arrow lists tagged
+/// with [`SQL_TYPE_METADATA`]; the wire layer sends them as the vector type.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PgVector {
+    /// `int2vector`, of `smallint`.
+    Int2,
+    /// `oidvector`, of `oid`.
+    Oid,
+}
+
+impl PgVector {
+    /// The type's SQL name.
+    pub fn sql_name(self) -> &'static str {
+        match self {
+            PgVector::Int2 => "int2vector",
+            PgVector::Oid => "oidvector",
+        }
+    }
+
+    /// The Arrow type of the elements.
+    pub fn element_type(self) -> DataType {
+        match self {
+            PgVector::Int2 => DataType::Int16,
+            PgVector::Oid => DataType::Int32,
+        }
+    }
+
+    /// A non-null column `name` of this type.
+    pub fn field(self, name: &str) -> Field {
+        Field::new(name, DataType::new_list(self.element_type(), true), false).with_metadata(
+            HashMap::from([(SQL_TYPE_METADATA.to_string(), self.sql_name().to_string())]),
+        )
+    }
+
+    /// The vector type `field` holds, if it is one (tagged, and still a
+    /// list of the element type).
+    pub fn of(field: &Field) -> Option<PgVector> {
+        let vector = match field.metadata().get(SQL_TYPE_METADATA)?.as_str() {
+            "int2vector" => PgVector::Int2,
+            "oidvector" => PgVector::Oid,
+            _ => return None,
+        };
+        match field.data_type() {
+            DataType::List(item) if *item.data_type() == vector.element_type() => Some(vector),
+            _ => None,
+        }
+    }
+}
+
 /// Whether a column holds Postgres `json` (text tagged with Arrow's
 /// canonical json extension).
 pub fn is_json(field: &Field) -> bool {

@@ -24,6 +24,8 @@ use pgwire::api::results::{DataRowEncoder, FieldFormat, FieldInfo};
 use pgwire::api::Type;
 use pgwire::messages::data::{DataRow, FieldDescription, RowDescription};
 
+use freshet_engine::types::PgVector;
+
 use crate::error::{WireError, WireResult};
 
 /// How one result column goes on the wire.
@@ -36,6 +38,8 @@ struct ColumnPlan {
     /// Format the column with Freshet's Postgres-exact text output
     /// ([`crate::text`]) instead of arrow-pg.
     own_text: bool,
+    /// The column is an `int2vector` or `oidvector`, encoded here.
+    vector: Option<PgVector>,
 }
 
 /// A result schema prepared for encoding: Postgres field descriptions plus the
@@ -53,8 +57,14 @@ impl WireSchema {
         let mut fields = Vec::with_capacity(schema.fields().len());
         let mut columns = Vec::with_capacity(schema.fields().len());
         for (idx, field) in schema.fields().iter().enumerate() {
+            let field = &without_stale_tags(field);
             let col_format = format_for(format, idx, schema.fields().len())?;
-            let (pg_type, to_json) = pg_type_for_field(field);
+            let vector = PgVector::of(field);
+            let (pg_type, to_json) = match vector {
+                Some(PgVector::Int2) => (Type::INT2_VECTOR, false),
+                Some(PgVector::Oid) => (Type::OID_VECTOR, false),
+                None => pg_type_for_field(field),
+            };
             let wire_field = if to_json && !is_string_type(field.data_type()) {
                 Arc::new(Field::new(field.name(), DataType::Utf8, true))
             } else {
@@ -73,6 +83,7 @@ impl WireSchema {
                 to_json,
                 wire_field,
                 own_text,
+                vector,
             });
         }
         Ok(WireSchema {
@@ -177,6 +188,15 @@ impl PreparedBatch<'_> {
             return Ok(());
         }
         let plan = &self.schema.columns[col];
+        if let Some(vector) = plan.vector {
+            let format = self.schema.fields[col].format();
+            let bytes = encode_vector(self.columns[col].as_ref(), row, vector, format)?;
+            let len = i32::try_from(bytes.len())
+                .map_err(|_| WireError::protocol("54000", "field value is too large to send"))?;
+            out.put_i32(len);
+            out.extend_from_slice(&bytes);
+            return Ok(());
+        }
         if plan.own_text {
             let mut text = Vec::new();
             crate::text::write_value(self.columns[col].as_ref(), row, &mut text)?;
@@ -215,6 +235,77 @@ impl PreparedBatch<'_> {
     }
 }
 
+/// The `int2vector` or `oidvector` at `row` of the list column `array`:
+/// in text, the elements separated by spaces (`1 2`); in binary, the array
+/// format PostgreSQL's `int2vectorsend`/`oidvectorsend` write (one
+/// dimension, lower bound 0, no NULLs).
+fn encode_vector(
+    array: &dyn Array,
+    row: usize,
+    vector: PgVector,
+    format: FieldFormat,
+) -> WireResult<Vec<u8>> {
+    use datafusion::arrow::array::AsArray;
+    use datafusion::arrow::datatypes::{Int16Type, Int32Type};
+    let not_a_vector = || WireError::Execution {
+        sqlstate: "XX000",
+        message: format!("{} column is not a list", vector.sql_name()),
+    };
+    let list = array.as_list_opt::<i32>().ok_or_else(not_a_vector)?;
+    let items = list.value(row);
+    if items.null_count() > 0 {
+        return Err(WireError::Execution {
+            sqlstate: "22004",
+            message: format!("{} cannot contain NULL", vector.sql_name()),
+        });
+    }
+    let values: Vec<i64> = match vector {
+        PgVector::Int2 => items
+            .as_primitive_opt::<Int16Type>()
+            .ok_or_else(not_a_vector)?
+            .values()
+            .iter()
+            .map(|v| i64::from(*v))
+            .collect(),
+        // OIDs are unsigned: one stored as a negative Int32 is its u32.
+        PgVector::Oid => items
+            .as_primitive_opt::<Int32Type>()
+            .ok_or_else(not_a_vector)?
+            .values()
+            .iter()
+            .map(|v| i64::from(*v as u32))
+            .collect(),
+    };
+    let mut out = Vec::new();
+    match format {
+        FieldFormat::Text => {
+            let text: Vec<String> = values.iter().map(i64::to_string).collect();
+            out.extend_from_slice(text.join(" ").as_bytes());
+        }
+        FieldFormat::Binary => {
+            let (element_oid, width) = match vector {
+                PgVector::Int2 => (Type::INT2.oid(), 2i32),
+                PgVector::Oid => (Type::OID.oid(), 4i32),
+            };
+            let count = i32::try_from(values.len())
+                .map_err(|_| WireError::protocol("54000", "vector is too long to send"))?;
+            out.extend_from_slice(&1i32.to_be_bytes()); // dimensions
+            out.extend_from_slice(&0i32.to_be_bytes()); // no NULLs
+            out.extend_from_slice(&element_oid.to_be_bytes());
+            out.extend_from_slice(&count.to_be_bytes());
+            out.extend_from_slice(&0i32.to_be_bytes()); // lower bound
+            for value in values {
+                out.extend_from_slice(&width.to_be_bytes());
+                match vector {
+                    PgVector::Int2 => out.extend_from_slice(&(value as i16).to_be_bytes()),
+                    PgVector::Oid => out.extend_from_slice(&(value as u32).to_be_bytes()),
+                }
+            }
+        }
+    }
+    Ok(out)
+}
+
 /// `Format::format_for` indexes without bounds checks; a client sending the
 /// wrong number of format codes must get an error, not crash the connection.
 pub fn format_for(format: &Format, idx: usize, count: usize) -> WireResult<FieldFormat> {
@@ -234,6 +325,34 @@ pub fn format_for(format: &Format, idx: usize, count: usize) -> WireResult<Field
         }
         other => Ok(other.format_for(idx)),
     }
+}
+
+/// `field` without arrow-pg's type tags that no longer describe it.
+///
+/// DataFusion keeps a column's metadata through a cast, so the tag that
+/// makes an Int32 column an `oid` (`pg.oid_alias`) or a one-character text
+/// column a `"char"` (`pg.char`) survives `oid::bigint` or `relkind::int`.
+/// PostgreSQL answers those casts with the target type, so a tag on an
+/// Arrow type other than the one it describes is dropped. (A cast that
+/// keeps the Arrow type, `oid::int4` or `relkind::text`, cannot be told
+/// from the column and keeps the tag.)
+fn without_stale_tags(field: &FieldRef) -> FieldRef {
+    use arrow_pg::datatypes::{PG_CHAR_KEY, PG_OID_ALIAS_KEY};
+    let stale_alias =
+        field.metadata().contains_key(PG_OID_ALIAS_KEY) && *field.data_type() != DataType::Int32;
+    let stale_char = field.metadata().contains_key(PG_CHAR_KEY)
+        && !matches!(field.data_type(), DataType::Utf8 | DataType::Utf8View);
+    if !stale_alias && !stale_char {
+        return field.clone();
+    }
+    let mut metadata = field.metadata().clone();
+    if stale_alias {
+        metadata.remove(PG_OID_ALIAS_KEY);
+    }
+    if stale_char {
+        metadata.remove(PG_CHAR_KEY);
+    }
+    Arc::new(field.as_ref().clone().with_metadata(metadata))
 }
 
 /// Whether `field` should be sent as Postgres `json`, and the Postgres type to

@@ -2098,3 +2098,113 @@ async fn integer_literals_are_announced_as_postgresql_types_them() {
         assert_eq!(sqlstate(&err), "22003", "{name}: {err:?}");
     }
 }
+
+/// `pg_index`'s key columns are PostgreSQL's vector types (text `3 2`,
+/// binary arrays of int2 and oid), unqualified `pg_indexes` resolves, and
+/// `pg_get_indexdef`/`pg_get_constraintdef` answer with the definition
+/// that stands when they run: NULL once the object is dropped, even when
+/// the OID is written as a literal rather than read in the same statement.
+/// Checked against PostgreSQL too when SLT_REFERENCE_URL is set.
+#[tokio::test]
+async fn key_catalog_follows_postgresql_types_and_the_catalog() {
+    let server = TestServer::start();
+    for (name, client) in clients_with_reference(&server).await {
+        exec(
+            &client,
+            "DROP TABLE IF EXISTS kc_keys;
+             CREATE TABLE kc_keys (id int PRIMARY KEY, a int, b text);
+             CREATE UNIQUE INDEX kc_keys_ba ON kc_keys (b, a)",
+        )
+        .await;
+        let vectors = "SELECT indkey, indoption, indclass FROM pg_index \
+                       WHERE indexrelid = 'kc_keys_ba'::regclass";
+        let text = simple_rows(&client, vectors).await;
+        let expected = vec![vec![
+            Some("3 2".to_string()),
+            Some("0 0".to_string()),
+            Some("3126 1978".to_string()),
+        ]];
+        assert_eq!(text, expected, "{name}");
+        let statement = client.prepare(vectors).await.unwrap();
+        let types: Vec<Type> = statement
+            .columns()
+            .iter()
+            .map(|c| c.type_().clone())
+            .collect();
+        assert_eq!(
+            types,
+            vec![Type::INT2_VECTOR, Type::INT2_VECTOR, Type::OID_VECTOR],
+            "{name}"
+        );
+        let row = client.query_one(&statement, &[]).await.unwrap();
+        assert_eq!(row.get::<_, Vec<i16>>(0), vec![3, 2], "{name}");
+        assert_eq!(row.get::<_, Vec<i16>>(1), vec![0, 0], "{name}");
+        assert_eq!(row.get::<_, Vec<u32>>(2), vec![3126, 1978], "{name}");
+
+        let indexes = simple_rows(
+            &client,
+            "SELECT indexname FROM pg_indexes WHERE tablename = 'kc_keys' ORDER BY 1",
+        )
+        .await;
+        assert_eq!(
+            indexes,
+            vec![
+                vec![Some("kc_keys_ba".to_string())],
+                vec![Some("kc_keys_pkey".to_string())]
+            ],
+            "{name}"
+        );
+
+        let index_oid = count(
+            &client,
+            "SELECT oid::bigint FROM pg_class WHERE relname = 'kc_keys_ba'",
+        )
+        .await;
+        let constraint_oid = count(
+            &client,
+            "SELECT oid::bigint FROM pg_constraint WHERE conname = 'kc_keys_pkey'",
+        )
+        .await;
+        let index_def = format!("SELECT pg_get_indexdef({index_oid})");
+        let constraint_def = format!("SELECT pg_get_constraintdef({constraint_oid})");
+        assert_eq!(
+            simple_rows(&client, &index_def).await,
+            vec![vec![Some(
+                "CREATE UNIQUE INDEX kc_keys_ba ON public.kc_keys USING btree (b, a)".to_string()
+            )]],
+            "{name}"
+        );
+        exec(&client, "DROP INDEX kc_keys_ba").await;
+        assert_eq!(
+            simple_rows(&client, &index_def).await,
+            vec![vec![None]],
+            "{name}: a dropped index"
+        );
+        // PostgreSQL gives the new index a new OID; Freshet's OIDs name an
+        // index by its schema and name, so the old OID shows the new
+        // definition. Neither shows the dropped one.
+        exec(&client, "CREATE UNIQUE INDEX kc_keys_ba ON kc_keys (a)").await;
+        let recreated = match name {
+            "freshet" => {
+                Some("CREATE UNIQUE INDEX kc_keys_ba ON public.kc_keys USING btree (a)".to_string())
+            }
+            _ => None,
+        };
+        assert_eq!(
+            simple_rows(&client, &index_def).await,
+            vec![vec![recreated]],
+            "{name}: an index created again under the name"
+        );
+        assert_eq!(
+            simple_rows(&client, &constraint_def).await,
+            vec![vec![Some("PRIMARY KEY (id)".to_string())]],
+            "{name}"
+        );
+        exec(&client, "DROP TABLE kc_keys").await;
+        assert_eq!(
+            simple_rows(&client, &constraint_def).await,
+            vec![vec![None]],
+            "{name}: a dropped table's constraint"
+        );
+    }
+}

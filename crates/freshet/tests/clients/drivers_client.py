@@ -234,8 +234,58 @@ def test_sqlalchemy_reflects_keys_and_indexes():
         [(u["name"], u["column_names"]) for u in unique] == [("sa_keys_email_key", ["email"])],
         f"get_unique_constraints: {unique}",
     )
-    # get_indexes and reflecting the whole table read pg_index.indoption as
-    # PostgreSQL's int2vector text ("0 0"), which Freshet sends as an array.
+    indexes = sorted(
+        (i["name"], i["unique"], i["column_names"], i.get("duplicates_constraint"))
+        for i in inspector.get_indexes("sa_keys")
+    )
+    check(
+        indexes
+        == [
+            ("sa_keys_ba", True, ["b", "a"], None),
+            ("sa_keys_email_key", True, ["email"], "sa_keys_email_key"),
+        ],
+        f"get_indexes: {indexes}",
+    )
+    # a table reflected whole carries its key and indexes
+    table = sa.Table("sa_keys", sa.MetaData(), autoload_with=engine)
+    check([c.name for c in table.primary_key.columns] == ["id"], f"reflected primary key: {table.primary_key}")
+    check([i.name for i in table.indexes] == ["sa_keys_ba"], f"reflected indexes: {table.indexes}")
+    check(
+        sorted(c.name for c in table.constraints if isinstance(c, sa.UniqueConstraint)) == ["sa_keys_email_key"],
+        f"reflected unique constraints: {table.constraints}",
+    )
+    engine.dispose()
+
+
+def test_sqlalchemy_reflects_columns():
+    import sqlalchemy as sa
+
+    engine = sa.create_engine(URI.replace("postgresql", "postgresql+psycopg", 1))
+    with engine.begin() as conn:
+        conn.execute(
+            sa.text(
+                "CREATE TABLE sa_cols (id int PRIMARY KEY, name varchar(20) NOT NULL DEFAULT 'x',"
+                " score numeric(10,2), created timestamp, flag boolean DEFAULT true)"
+            )
+        )
+    columns = [
+        (c["name"], str(c["type"]), c["nullable"], c["default"])
+        for c in sa.inspect(engine).get_columns("sa_cols")
+    ]
+    check(
+        columns
+        == [
+            ("id", "INTEGER", False, None),
+            ("name", "VARCHAR(20)", False, "'x'::character varying"),
+            ("score", "NUMERIC(10, 2)", True, None),
+            ("created", "TIMESTAMP", True, None),
+            ("flag", "BOOLEAN", True, "true"),
+        ],
+        f"get_columns: {columns}",
+    )
+    # pandas.read_sql_table reflects the table the same way
+    table = sa.Table("sa_cols", sa.MetaData(), autoload_with=engine)
+    check([c.name for c in table.columns] == ["id", "name", "score", "created", "flag"], f"reflected: {table.columns}")
     engine.dispose()
 
 

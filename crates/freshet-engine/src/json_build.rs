@@ -1,0 +1,167 @@
+//! `json_build_object(key, value, ...)`, as PostgreSQL writes it.
+//!
+//! DataFusion has no JSON constructors. SQLAlchemy's column reflection
+//! (`inspect().get_columns()`, `Table(..., autoload_with=...)`, and so
+//! pandas' `read_sql_table`) builds identity and collation details with
+//! `json_build_object`, so without it reflecting a table fails outright.
+//! The result is `json` text laid out as PostgreSQL lays it out
+//! (`{"a" : 1, "b" : "x"}`).
+
+use std::sync::Arc;
+
+use datafusion::arrow::array::{Array, ArrayRef, AsArray, StringBuilder};
+use datafusion::arrow::datatypes::{DataType, Field, FieldRef};
+use datafusion::common::{DataFusionError, Result as DfResult, ScalarValue};
+use datafusion::logical_expr::{
+    ColumnarValue, ReturnFieldArgs, ScalarFunctionArgs, ScalarUDF, ScalarUDFImpl, Signature,
+    TypeSignature, Volatility,
+};
+
+use crate::types::{is_json, EXTENSION_NAME, JSON_EXTENSION};
+use crate::EngineError;
+
+/// Registers `json_build_object`.
+pub(crate) fn register(ctx: &datafusion::prelude::SessionContext) {
+    ctx.register_udf(ScalarUDF::new_from_impl(JsonBuildObject {
+        // `json_build_object()` is `{}`.
+        signature: Signature::one_of(
+            vec![TypeSignature::Nullary, TypeSignature::VariadicAny],
+            Volatility::Stable,
+        ),
+    }));
+}
+
+#[derive(Debug, PartialEq, Eq, Hash)]
+struct JsonBuildObject {
+    signature: Signature,
+}
+
+fn engine_error(sqlstate: &'static str, message: &str) -> DataFusionError {
+    DataFusionError::External(Box::new(EngineError::new(sqlstate, message.to_string())))
+}
+
+impl ScalarUDFImpl for JsonBuildObject {
+    fn name(&self) -> &str {
+        "json_build_object"
+    }
+
+    fn signature(&self) -> &Signature {
+        &self.signature
+    }
+
+    fn return_type(&self, _args: &[DataType]) -> DfResult<DataType> {
+        Ok(DataType::Utf8)
+    }
+
+    fn return_field_from_args(&self, args: ReturnFieldArgs) -> DfResult<FieldRef> {
+        if !args.arg_fields.len().is_multiple_of(2) {
+            return Err(engine_error(
+                "22023",
+                "argument list must have even number of elements",
+            ));
+        }
+        let metadata = [(EXTENSION_NAME.to_string(), JSON_EXTENSION.to_string())]
+            .into_iter()
+            .collect();
+        Ok(Arc::new(
+            Field::new(self.name(), DataType::Utf8, false).with_metadata(metadata),
+        ))
+    }
+
+    fn invoke_with_args(&self, args: ScalarFunctionArgs) -> DfResult<ColumnarValue> {
+        let rows = args.number_rows;
+        let arrays = args
+            .args
+            .iter()
+            .map(|a| a.to_array(rows))
+            .collect::<DfResult<Vec<ArrayRef>>>()?;
+        let raw_json: Vec<bool> = args.arg_fields.iter().map(|f| is_json(f)).collect();
+        let mut out = StringBuilder::new();
+        let mut object = String::new();
+        for row in 0..rows {
+            object.clear();
+            object.push('{');
+            for (pair, chunk) in arrays.chunks(2).enumerate() {
+                let [key, value] = chunk else {
+                    return Err(engine_error(
+                        "22023",
+                        "argument list must have even number of elements",
+                    ));
+                };
+                if is_null(key, row) {
+                    return Err(engine_error(
+                        "22023",
+                        &format!("argument {} cannot be null", pair * 2 + 1),
+                    ));
+                }
+                if pair > 0 {
+                    object.push_str(", ");
+                }
+                let key = ScalarValue::try_from_array(key, row)?.to_string();
+                object.push_str(&serde_json::Value::String(key).to_string());
+                object.push_str(" : ");
+                push_value(&mut object, value, row, raw_json[pair * 2 + 1])?;
+            }
+            object.push('}');
+            out.append_value(&object);
+        }
+        Ok(ColumnarValue::Array(Arc::new(out.finish())))
+    }
+}
+
+/// Appends the JSON for the value at `row`: numbers and booleans bare,
+/// `json` arguments as they are, anything else as a JSON string of its
+/// text.
+fn push_value(out: &mut String, array: &ArrayRef, row: usize, raw: bool) -> DfResult<()> {
+    if is_null(array, row) {
+        out.push_str("null");
+        return Ok(());
+    }
+    match array.data_type() {
+        DataType::Boolean => {
+            out.push_str(if array.as_boolean().value(row) {
+                "true"
+            } else {
+                "false"
+            });
+        }
+        DataType::Int8
+        | DataType::Int16
+        | DataType::Int32
+        | DataType::Int64
+        | DataType::UInt8
+        | DataType::UInt16
+        | DataType::UInt32
+        | DataType::UInt64
+        | DataType::Decimal128(..)
+        | DataType::Decimal256(..) => {
+            out.push_str(&ScalarValue::try_from_array(array, row)?.to_string());
+        }
+        DataType::Float32 | DataType::Float64 => {
+            let value = ScalarValue::try_from_array(array, row)?;
+            let text = value.to_string();
+            // NaN and infinities are not JSON numbers: PostgreSQL quotes them.
+            if text.parse::<f64>().is_ok_and(f64::is_finite) {
+                out.push_str(&text);
+            } else {
+                out.push_str(&serde_json::Value::String(text).to_string());
+            }
+        }
+        DataType::Utf8 | DataType::LargeUtf8 | DataType::Utf8View if raw => {
+            out.push_str(&ScalarValue::try_from_array(array, row)?.to_string());
+        }
+        _ => {
+            let text = ScalarValue::try_from_array(array, row)?.to_string();
+            out.push_str(&serde_json::Value::String(text).to_string());
+        }
+    }
+    Ok(())
+}
+
+/// Whether the value at `row` is NULL, counting an untyped NULL literal's
+/// array (which has no null buffer) as NULL.
+fn is_null(array: &ArrayRef, row: usize) -> bool {
+    array
+        .logical_nulls()
+        .is_some_and(|nulls| nulls.is_null(row))
+}
