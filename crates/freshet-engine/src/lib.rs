@@ -8,6 +8,7 @@
 //! model calls, dynamic-table DDL — lives here, so that the same semantics serve
 //! psql, drivers and the refresh scheduler alike.
 
+mod catalog_names;
 mod commands;
 mod cursors;
 mod datetime_input;

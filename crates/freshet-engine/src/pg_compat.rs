@@ -90,7 +90,7 @@ pub(crate) fn rewrite_statement(statement: &mut Statement, catalog: bool, null_c
         }
         std::ops::ControlFlow::<()>::Continue(())
     });
-    qualify_added_catalog_tables(statement);
+    crate::catalog_names::qualify_catalog_relations(statement);
     if let Statement::Query(query) = statement {
         name_casts_like_postgres(query);
     }
@@ -104,56 +104,6 @@ pub(crate) fn rewrite_statement(statement: &mut Statement, catalog: bool, null_c
             name_catalog_columns(query);
         }
     }
-}
-
-/// Qualifies an unqualified name of a pg_catalog relation Freshet adds to
-/// the crate's ([`crate::pg_keys::ADDED_CATALOG_TABLES`]) with
-/// `pg_catalog`, which PostgreSQL searches before any schema of the search
-/// path that does not name it. A name the statement gives a WITH query is
-/// left alone: the WITH query comes first.
-fn qualify_added_catalog_tables(statement: &mut Statement) {
-    use datafusion::sql::sqlparser::ast::{visit_relations_mut, Ident, ObjectNamePart};
-    let with_names = with_query_names(statement);
-    let _ = visit_relations_mut(statement, |name| {
-        if let [ObjectNamePart::Identifier(ident)] = name.0.as_slice() {
-            // A quoted name must be spelled exactly; an unquoted one folds.
-            let folded = if ident.quote_style.is_some() {
-                ident.value.clone()
-            } else {
-                ident.value.to_ascii_lowercase()
-            };
-            let added = crate::pg_keys::ADDED_CATALOG_TABLES.contains(&folded.as_str());
-            if added && !with_names.contains(&folded) {
-                name.0
-                    .insert(0, ObjectNamePart::Identifier(Ident::new("pg_catalog")));
-            }
-        }
-        std::ops::ControlFlow::<()>::Continue(())
-    });
-}
-
-/// The names (folded as PostgreSQL folds them) of every WITH query in
-/// `statement`, at any depth.
-fn with_query_names(statement: &Statement) -> HashSet<String> {
-    use datafusion::sql::sqlparser::ast::{Visit, Visitor};
-    struct WithNames(HashSet<String>);
-    impl Visitor for WithNames {
-        type Break = ();
-        fn pre_visit_query(&mut self, query: &Query) -> std::ops::ControlFlow<()> {
-            for cte in query.with.iter().flat_map(|with| &with.cte_tables) {
-                let name = &cte.alias.name;
-                self.0.insert(if name.quote_style.is_some() {
-                    name.value.clone()
-                } else {
-                    name.value.to_ascii_lowercase()
-                });
-            }
-            std::ops::ControlFlow::Continue(())
-        }
-    }
-    let mut names = WithNames(HashSet::new());
-    let _ = statement.visit(&mut names);
-    names.0
 }
 
 /// Names every unnamed computed column of a pg_catalog query the way

@@ -318,10 +318,9 @@ enum CompatRules {
 fn compat_rewrite(statement: Statement, rules: CompatRules) -> Statement {
     use datafusion_pg_catalog::sql::rules::{
         AliasDuplicatedProjectionRewrite, CurrentUserVariableToSessionUserFunctionCall,
-        FixArrayLiteral, FixVersionColumnName, PrependUnqualifiedPgTableName,
-        RemoveSubqueryFromProjection, ResolveUnqualifiedIdentifier, RewriteArrayAnyAllOperation,
-        RewritePgCatalogOperator, RewriteRegCastToSubquery, SqlStatementRewriteRule,
-        StripCallableQualifier, StripCollate,
+        FixArrayLiteral, FixVersionColumnName, RemoveSubqueryFromProjection,
+        ResolveUnqualifiedIdentifier, RewriteArrayAnyAllOperation, RewritePgCatalogOperator,
+        RewriteRegCastToSubquery, SqlStatementRewriteRule, StripCallableQualifier, StripCollate,
     };
     use std::sync::{Arc, OnceLock};
     type Rules = Vec<(Arc<dyn SqlStatementRewriteRule>, CompatRules)>;
@@ -336,10 +335,6 @@ fn compat_rewrite(statement: Statement, rules: CompatRules) -> Statement {
             ),
             (Arc::new(ResolveUnqualifiedIdentifier), CompatRules::Catalog),
             (Arc::new(RewriteArrayAnyAllOperation), CompatRules::General),
-            (
-                Arc::new(PrependUnqualifiedPgTableName),
-                CompatRules::General,
-            ),
             (Arc::new(StripCallableQualifier), CompatRules::General),
             (Arc::new(FixArrayLiteral), CompatRules::General),
             (
@@ -377,26 +372,20 @@ fn compat_rewrite(statement: Statement, rules: CompatRules) -> Statement {
 }
 
 /// Whether the statement names a relation of pg_catalog or
-/// information_schema (qualified, or one of pg_catalog's own table names).
+/// information_schema: qualified, or an unqualified name of a pg_catalog
+/// table that no WITH query in scope takes (see [`crate::catalog_names`]).
 pub(crate) fn reads_system_catalog(statement: &Statement) -> bool {
     use datafusion::sql::sqlparser::ast::visit_relations;
-    let found = visit_relations(statement, |name| {
+    let qualified = visit_relations(statement, |name| {
         let parts = crate::names::parts(name);
-        let system = match parts.as_slice() {
-            [.., schema, _] => schema == "pg_catalog" || schema == "information_schema",
-            [table] => datafusion_pg_catalog::pg_catalog::PG_CATALOG_TABLES
-                .iter()
-                .chain(crate::pg_keys::ADDED_CATALOG_TABLES)
-                .any(|t| t.eq_ignore_ascii_case(table)),
-            [] => false,
-        };
-        if system {
-            std::ops::ControlFlow::Break(())
-        } else {
-            std::ops::ControlFlow::Continue(())
+        match parts.as_slice() {
+            [.., schema, _] if schema == "pg_catalog" || schema == "information_schema" => {
+                std::ops::ControlFlow::Break(())
+            }
+            _ => std::ops::ControlFlow::Continue(()),
         }
     });
-    found.is_break()
+    qualified.is_break() || crate::catalog_names::qualify_catalog_relations(&mut statement.clone())
 }
 
 /// Runs a logical plan in the session and collects its batches.
