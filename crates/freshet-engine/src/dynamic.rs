@@ -1319,10 +1319,6 @@ fn key_hashes(columns: &[ArrayRef], rows: usize) -> Result<Vec<u64>, DataFusionE
     Ok(hashes.into_iter().map(finish_hash).collect())
 }
 
-fn columnar_arrays(args: &[ColumnarValue], rows: usize) -> DfResult<Vec<ArrayRef>> {
-    args.iter().map(|a| a.clone().into_array(rows)).collect()
-}
-
 /// `freshet_key_hash(k1, k2, …)`: the [`key_hashes`] of a key tuple. Only
 /// ever built into refresh plans, never registered for SQL.
 #[derive(Debug, PartialEq, Eq, Hash)]
@@ -1342,7 +1338,7 @@ impl ScalarUDFImpl for KeyHash {
     }
     fn invoke_with_args(&self, args: ScalarFunctionArgs) -> DfResult<ColumnarValue> {
         let rows = args.number_rows;
-        let hashes = key_hashes(&columnar_arrays(&args.args, rows)?, rows)?;
+        let hashes = key_hashes(&crate::udf_args::arrays(&args)?, rows)?;
         Ok(ColumnarValue::Array(Arc::new(UInt64Array::from(hashes))))
     }
 }
@@ -1381,7 +1377,7 @@ impl ScalarUDFImpl for KeyIn {
     }
     fn invoke_with_args(&self, args: ScalarFunctionArgs) -> DfResult<ColumnarValue> {
         let rows = args.number_rows;
-        let hashes = key_hashes(&columnar_arrays(&args.args, rows)?, rows)?;
+        let hashes = key_hashes(&crate::udf_args::arrays(&args)?, rows)?;
         Ok(ColumnarValue::Array(Arc::new(
             hashes
                 .iter()

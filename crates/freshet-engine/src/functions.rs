@@ -294,14 +294,8 @@ impl ScalarUDFImpl for ModelCall {
                 format!("model {model} changed since this statement was planned; run it again"),
             )));
         }
-        let n = args.number_rows;
-        let inputs: Vec<ArrayRef> = args
-            .args
-            .get(3..)
-            .unwrap_or_default()
-            .iter()
-            .map(|a| a.clone().into_array(n))
-            .collect::<DfResult<_>>()?;
+        let inputs =
+            crate::udf_args::arrays_from(args.args.get(3..).unwrap_or_default(), args.number_rows)?;
         let batch_size = self.engine.config.inference_batch_size.max(1);
         let (output, scored) = compiled
             .predict_counted(&method, &inputs, batch_size)

@@ -70,11 +70,7 @@ impl ScalarUDFImpl for JsonBuildObject {
 
     fn invoke_with_args(&self, args: ScalarFunctionArgs) -> DfResult<ColumnarValue> {
         let rows = args.number_rows;
-        let arrays = args
-            .args
-            .iter()
-            .map(|a| a.to_array(rows))
-            .collect::<DfResult<Vec<ArrayRef>>>()?;
+        let arrays = crate::udf_args::arrays(&args)?;
         let raw_json: Vec<bool> = args.arg_fields.iter().map(|f| is_json(f)).collect();
         let mut out = StringBuilder::new();
         let mut object = String::new();

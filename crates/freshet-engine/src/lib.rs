@@ -48,6 +48,7 @@ mod subquery;
 mod system_info;
 mod type_resolution;
 pub mod types;
+mod udf_args;
 mod users;
 mod value_counts;
 mod work;

@@ -822,14 +822,9 @@ impl ScalarUDFImpl for TextToBytea {
         Ok(DataType::Binary)
     }
     fn invoke_with_args(&self, args: ScalarFunctionArgs) -> DfResult<ColumnarValue> {
-        let [value] = args.args.as_slice() else {
-            return Err(engine_error(
-                "42883",
-                "bytea input takes one argument".into(),
-            ));
-        };
-        let array = value.to_array(args.number_rows)?;
-        let text = datafusion::arrow::compute::cast(&array, &DataType::Utf8)?;
+        let text = crate::udf_args::only_argument_as_text(&args, || {
+            engine_error("42883", "bytea input takes one argument".into())
+        })?;
         let text = text.as_string::<i32>();
         let mut out = datafusion::arrow::array::BinaryBuilder::with_capacity(text.len(), 0);
         for value in text.iter() {
@@ -928,14 +923,9 @@ impl ScalarUDFImpl for JsonText {
         ))
     }
     fn invoke_with_args(&self, args: ScalarFunctionArgs) -> DfResult<ColumnarValue> {
-        let [value] = args.args.as_slice() else {
-            return Err(engine_error(
-                "42883",
-                "freshet_json takes one argument".into(),
-            ));
-        };
-        let array = value.to_array(args.number_rows)?;
-        let text = datafusion::arrow::compute::cast(&array, &DataType::Utf8)?;
+        let text = crate::udf_args::only_argument_as_text(&args, || {
+            engine_error("42883", "freshet_json takes one argument".into())
+        })?;
         let text = text.as_string::<i32>();
         for value in text.iter().flatten() {
             if let Err(e) = serde_json::from_str::<serde::de::IgnoredAny>(value) {
@@ -974,14 +964,9 @@ impl ScalarUDFImpl for TextToInterval {
         Ok(DataType::Interval(IntervalUnit::MonthDayNano))
     }
     fn invoke_with_args(&self, args: ScalarFunctionArgs) -> DfResult<ColumnarValue> {
-        let [value] = args.args.as_slice() else {
-            return Err(engine_error(
-                "42883",
-                "interval input takes one argument".into(),
-            ));
-        };
-        let array = value.to_array(args.number_rows)?;
-        let text = datafusion::arrow::compute::cast(&array, &DataType::Utf8)?;
+        let text = crate::udf_args::only_argument_as_text(&args, || {
+            engine_error("42883", "interval input takes one argument".into())
+        })?;
         let text = text.as_string::<i32>();
         let mut out = IntervalMonthDayNanoBuilder::with_capacity(text.len());
         for value in text.iter() {

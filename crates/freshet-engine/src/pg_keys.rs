@@ -954,12 +954,7 @@ impl ScalarUDFImpl for Deparse {
     }
 
     fn invoke_with_args(&self, args: ScalarFunctionArgs) -> DfResult<ColumnarValue> {
-        let rows = args.number_rows;
-        let arrays = args
-            .args
-            .iter()
-            .map(|a| a.to_array(rows))
-            .collect::<DfResult<Vec<_>>>()?;
+        let arrays = crate::udf_args::arrays(&args)?;
         let cast = |i: usize| -> DfResult<Option<Arc<dyn Array>>> {
             arrays
                 .get(i)

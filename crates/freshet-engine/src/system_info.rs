@@ -190,11 +190,7 @@ impl ScalarUDFImpl for CurrentSetting {
     fn invoke_with_args(&self, args: ScalarFunctionArgs) -> DfResult<ColumnarValue> {
         use datafusion::arrow::array::{Array, AsArray, StringBuilder};
         let rows = args.number_rows;
-        let arrays = args
-            .args
-            .iter()
-            .map(|a| a.to_array(rows))
-            .collect::<DfResult<Vec<_>>>()?;
+        let arrays = crate::udf_args::arrays(&args)?;
         let Some(names) = arrays.first() else {
             return Err(datafusion::common::DataFusionError::Plan(
                 "current_setting needs a setting name".into(),
