@@ -280,6 +280,189 @@ pub struct RelationEntry {
     /// drops them.
     #[serde(default)]
     pub unique_indexes: Vec<UniqueIndexEntry>,
+    /// Who owns the relation and what others may do with it. Relations
+    /// created before ownership was recorded have no owner: only superusers
+    /// may use them.
+    #[serde(default)]
+    pub acl: Acl,
+}
+
+/// A privilege on a table, view or dynamic table, as PostgreSQL names it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+pub enum TablePrivilege {
+    /// Read rows (also needed by UPDATE and DELETE, which read the target).
+    Select,
+    /// Add rows (INSERT, COPY FROM).
+    Insert,
+    /// Change rows.
+    Update,
+    /// Remove rows.
+    Delete,
+    /// Empty the table (TRUNCATE).
+    Truncate,
+    /// Reference the table from a foreign key. Freshet has no foreign keys:
+    /// the privilege is recorded and shown, and allows nothing yet.
+    References,
+    /// Create a trigger. Freshet has no triggers: recorded and shown only.
+    Trigger,
+}
+
+impl TablePrivilege {
+    /// Every table privilege, in PostgreSQL's ACL order (`ALL`).
+    pub const ALL: [TablePrivilege; 7] = [
+        TablePrivilege::Insert,
+        TablePrivilege::Select,
+        TablePrivilege::Update,
+        TablePrivilege::Delete,
+        TablePrivilege::Truncate,
+        TablePrivilege::References,
+        TablePrivilege::Trigger,
+    ];
+
+    /// The privilege's SQL keyword.
+    pub fn keyword(self) -> &'static str {
+        match self {
+            TablePrivilege::Select => "SELECT",
+            TablePrivilege::Insert => "INSERT",
+            TablePrivilege::Update => "UPDATE",
+            TablePrivilege::Delete => "DELETE",
+            TablePrivilege::Truncate => "TRUNCATE",
+            TablePrivilege::References => "REFERENCES",
+            TablePrivilege::Trigger => "TRIGGER",
+        }
+    }
+
+    /// The privilege's letter in PostgreSQL's `aclitem` text (`r`, `a`, …).
+    pub fn acl_letter(self) -> char {
+        match self {
+            TablePrivilege::Select => 'r',
+            TablePrivilege::Insert => 'a',
+            TablePrivilege::Update => 'w',
+            TablePrivilege::Delete => 'd',
+            TablePrivilege::Truncate => 'D',
+            TablePrivilege::References => 'x',
+            TablePrivilege::Trigger => 't',
+        }
+    }
+}
+
+/// Who a grant is to.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+pub enum Grantee {
+    /// Every role, present and future.
+    Public,
+    /// One role, by name.
+    Role(String),
+}
+
+/// Privileges granted to one grantee.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TableGrant {
+    /// Who holds them.
+    pub grantee: Grantee,
+    /// Who granted them (the owner, or a superuser acting for it).
+    pub grantor: String,
+    /// What they allow.
+    pub privileges: std::collections::BTreeSet<TablePrivilege>,
+}
+
+/// A relation's owner and grants.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Acl {
+    /// The owning role; `None` for relations created before owners were
+    /// recorded.
+    pub owner: Option<String>,
+    /// Privileges granted to others, one entry per grantee.
+    pub grants: Vec<TableGrant>,
+    /// Whether a GRANT or REVOKE ever changed the privileges (PostgreSQL's
+    /// `relacl` stays NULL, meaning the owner's defaults, until one does).
+    #[serde(default)]
+    pub changed: bool,
+}
+
+impl Acl {
+    /// A new relation's: owned by `owner`, granted to no one else.
+    pub fn owned_by(owner: &str) -> Acl {
+        Acl {
+            owner: Some(owner.to_string()),
+            grants: Vec::new(),
+            changed: false,
+        }
+    }
+
+    /// Whether `role` owns the relation.
+    pub fn is_owner(&self, role: &str) -> bool {
+        self.owner.as_deref() == Some(role)
+    }
+
+    /// Whether `role` holds `privilege`: as the owner, or by a grant to it or
+    /// to PUBLIC. Superusers are checked by the caller.
+    pub fn allows(&self, role: &str, privilege: TablePrivilege) -> bool {
+        self.is_owner(role)
+            || self.grants.iter().any(|grant| {
+                grant.privileges.contains(&privilege)
+                    && match &grant.grantee {
+                        Grantee::Public => true,
+                        Grantee::Role(name) => name == role,
+                    }
+            })
+    }
+
+    /// Adds `privileges` to `grantee`'s grant.
+    pub fn grant(&mut self, grantee: Grantee, grantor: &str, privileges: &[TablePrivilege]) {
+        self.changed = true;
+        match self.grants.iter_mut().find(|g| g.grantee == grantee) {
+            Some(grant) => grant.privileges.extend(privileges.iter().copied()),
+            None => self.grants.push(TableGrant {
+                grantee,
+                grantor: grantor.to_string(),
+                privileges: privileges.iter().copied().collect(),
+            }),
+        }
+    }
+
+    /// Removes `privileges` from `grantee`'s grant, dropping an emptied one.
+    pub fn revoke(&mut self, grantee: &Grantee, privileges: &[TablePrivilege]) {
+        self.changed = true;
+        for grant in self.grants.iter_mut().filter(|g| &g.grantee == grantee) {
+            for privilege in privileges {
+                grant.privileges.remove(privilege);
+            }
+        }
+        self.grants.retain(|g| !g.privileges.is_empty());
+    }
+
+    /// PostgreSQL's `aclitem` texts (`owner=arwdDxt/owner`, `alice=r/owner`,
+    /// `=r/owner` for PUBLIC), `None` while the owner's defaults stand (as
+    /// `pg_class.relacl` is NULL until the first GRANT or REVOKE).
+    pub fn to_pg_items(&self) -> Option<Vec<String>> {
+        if !self.changed {
+            return None;
+        }
+        let letters = |privileges: &dyn Fn(TablePrivilege) -> bool| -> String {
+            TablePrivilege::ALL
+                .iter()
+                .filter(|p| privileges(**p))
+                .map(|p| p.acl_letter())
+                .collect()
+        };
+        let mut items = Vec::new();
+        if let Some(owner) = &self.owner {
+            items.push(format!("{owner}={}/{owner}", letters(&|_| true)));
+        }
+        for grant in &self.grants {
+            let who = match &grant.grantee {
+                Grantee::Public => String::new(),
+                Grantee::Role(name) => name.clone(),
+            };
+            items.push(format!(
+                "{who}={}/{}",
+                letters(&|p| grant.privileges.contains(&p)),
+                grant.grantor
+            ));
+        }
+        Some(items)
+    }
 }
 
 /// A unique index created by CREATE UNIQUE INDEX.

@@ -137,6 +137,8 @@ async fn run_standard(
         | Statement::CreateIndex(_)
         | Statement::Drop { .. }
         | Statement::AlterTable(_) => crate::ddl::run_standard(session, stmt, source, params).await,
+        Statement::Grant(grant) => crate::privileges::grant(session, grant),
+        Statement::Revoke(revoke) => crate::privileges::revoke(session, revoke),
         Statement::Set(set) => run_set(session, set),
         Statement::ShowVariable { variable } => run_show(session, variable),
         Statement::ShowTables { .. } => {

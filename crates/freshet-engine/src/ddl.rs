@@ -65,6 +65,7 @@ pub(crate) async fn run_standard(
                 if !create.or_replace {
                     return Err(already_exists(&existing.name));
                 }
+                crate::privileges::require_owner(session, &existing)?;
                 drop_relation(session, &existing, false)?;
             }
             if let Some(query) = &create.query {
@@ -170,6 +171,7 @@ pub(crate) async fn run_standard(
                 if !view.or_replace {
                     return Err(already_exists(&existing.name));
                 }
+                crate::privileges::require_owner(session, &existing)?;
                 drop_relation(session, &existing, false)?;
             }
             let query_text = view.query.to_string();
@@ -188,6 +190,7 @@ pub(crate) async fn run_standard(
                 created_micros: now_micros(),
                 constraints: Vec::new(),
                 unique_indexes: Vec::new(),
+                acl: catalog::Acl::owned_by(session.user()),
             };
             txn_mut(session, |t| {
                 catalog::put(t, &catalog::relation_key(&name), &entry);
@@ -278,6 +281,7 @@ pub(crate) fn create_relation(
             created_micros: now_micros(),
             constraints: Vec::new(),
             unique_indexes: Vec::new(),
+            acl: catalog::Acl::owned_by(session.user()),
         };
         catalog::put(t, &catalog::relation_key(name), &entry);
         Ok(InsertTarget {
@@ -417,6 +421,7 @@ fn drop_objects(
                         format!("\"{}\" is {what}", entry.name),
                     ));
                 }
+                crate::privileges::require_owner(session, &entry)?;
                 drop_with_dependents(session, &entry, cascade)?;
             }
             ObjectType::Schema => {
@@ -437,12 +442,26 @@ fn drop_objects(
     Ok(command(tag, None))
 }
 
+/// Fails with 42501 and `message` unless the session's user is a superuser.
+fn require_superuser_for(session: &Session, message: &str) -> Result<(), EngineError> {
+    if crate::privileges::is_superuser(&session.shared, session.user())? {
+        Ok(())
+    } else {
+        Err(EngineError::new("42501", message))
+    }
+}
+
 fn create_schema(
     session: &Session,
     database: &str,
     schema: &str,
     if_not_exists: bool,
 ) -> Result<QueryOutput, EngineError> {
+    // Schemas and databases have no owners yet: only superusers manage them.
+    require_superuser_for(
+        session,
+        &format!("permission denied for database {database}"),
+    )?;
     txn_mut(session, |t| {
         if t.get_meta(&catalog::database_key(database)).is_none() {
             return Err(EngineError::new(
@@ -479,6 +498,7 @@ pub(crate) fn create_database(
     database: &str,
     if_not_exists: bool,
 ) -> Result<QueryOutput, EngineError> {
+    require_superuser_for(session, "permission denied to create database")?;
     txn_mut(session, |t| {
         if t.get_meta(&catalog::database_key(database)).is_some() {
             if if_not_exists {
@@ -531,6 +551,7 @@ fn drop_schema(
             format!("schema \"{schema}\" does not exist"),
         ));
     }
+    require_superuser_for(session, &format!("must be owner of schema {schema}"))?;
     let relations: Vec<RelationEntry> = session
         .shared
         .with_txn(|t| catalog::list(t, &catalog::relation_prefix(database, Some(schema))))
@@ -587,6 +608,7 @@ pub(crate) fn drop_database(
             format!("database \"{database}\" does not exist"),
         ));
     }
+    require_superuser_for(session, &format!("must be owner of database {database}"))?;
     let schemas: Vec<SchemaEntry> = session
         .shared
         .with_txn(|t| catalog::list(t, &catalog::schema_prefix(database)))
@@ -610,6 +632,7 @@ async fn alter_table(
 ) -> Result<QueryOutput, EngineError> {
     let qualified = resolve_name(session, name)?;
     let mut entry = lookup_relation(session, &qualified)?;
+    crate::privileges::require_owner(session, &entry)?;
     for operation in operations {
         match operation {
             AlterTableOperation::AddColumn {

@@ -20,6 +20,7 @@ use datafusion::catalog::{MemorySchemaProvider, SchemaProvider};
 use datafusion::common::ParamValues;
 use datafusion::datasource::MemTable;
 use datafusion::logical_expr::LogicalPlan;
+use datafusion::sql::sqlparser::ast::Expr as SqlExpr;
 use datafusion::sql::sqlparser::ast::{
     Assignment, CopyLegacyCsvOption, CopyLegacyOption, CopyOption, CopySource, CopyTarget,
     FromTable, ObjectName, SelectItem, Statement, TableFactor, TableObject, UpdateTableFromKind,
@@ -27,7 +28,7 @@ use datafusion::sql::sqlparser::ast::{
 use datafusion::sql::sqlparser::dialect::PostgreSqlDialect;
 use datafusion::sql::sqlparser::parser::Parser;
 
-use freshet_catalog::{QualifiedName, RelationEntry, RelationKind};
+use freshet_catalog::{QualifiedName, RelationEntry, RelationKind, TablePrivilege};
 use freshet_storage::{RowId, TableId, ROW_ID_COLUMN};
 
 use crate::commands::{command, run_query};
@@ -49,13 +50,25 @@ pub(crate) struct InsertTarget {
     pub(crate) relation: RelationEntry,
 }
 
-/// Resolves a DML target, refusing views and dynamic tables.
+/// Resolves a DML target, refusing views and dynamic tables, and a user
+/// without `privilege` on it (42501).
 pub(crate) fn writable_target(
     session: &Session,
     name: &ObjectName,
+    privilege: TablePrivilege,
 ) -> Result<InsertTarget, EngineError> {
     let qualified = resolve_name(session, name)?;
     let relation = lookup_relation(session, &qualified)?;
+    if matches!(relation.kind, RelationKind::Table) {
+        crate::privileges::require(
+            &session.shared,
+            session.user(),
+            &relation.name,
+            "table",
+            &relation.acl,
+            privilege,
+        )?;
+    }
     let table_id = match (&relation.kind, relation.table_id) {
         (RelationKind::Table, Some(id)) => id,
         (RelationKind::DynamicTable(_), _) => {
@@ -85,6 +98,46 @@ pub(crate) fn writable_target(
         schema,
         relation,
     })
+}
+
+/// Fails with 42501 unless the session's user holds `privilege` on `target`
+/// too (RETURNING needs SELECT, ON CONFLICT DO UPDATE needs UPDATE).
+fn require_on(
+    session: &Session,
+    target: &InsertTarget,
+    privilege: TablePrivilege,
+) -> Result<(), EngineError> {
+    crate::privileges::require(
+        &session.shared,
+        session.user(),
+        &target.relation.name,
+        "table",
+        &target.relation.acl,
+        privilege,
+    )
+}
+
+/// Whether any of `exprs` names a column (or anything else by name).
+fn names_columns<'a>(exprs: impl IntoIterator<Item = &'a SqlExpr>) -> bool {
+    use datafusion::sql::sqlparser::ast::visit_expressions;
+    exprs.into_iter().any(|expr| {
+        visit_expressions(expr, |e| match e {
+            SqlExpr::Identifier(_) | SqlExpr::CompoundIdentifier(_) => {
+                std::ops::ControlFlow::Break(())
+            }
+            _ => std::ops::ControlFlow::Continue(()),
+        })
+        .is_break()
+    })
+}
+
+/// The privilege a writing statement needs on its target.
+fn change_privilege(stmt: &Statement) -> TablePrivilege {
+    match stmt {
+        Statement::Update(_) => TablePrivilege::Update,
+        Statement::Delete(_) => TablePrivilege::Delete,
+        _ => TablePrivilege::Insert,
+    }
 }
 
 /// Casts a batch to the table's column types and enforces NOT NULL.
@@ -217,7 +270,18 @@ async fn insert_rows(
             "INSERT INTO TABLE FUNCTION is not supported",
         ));
     };
-    let target = writable_target(session, name)?;
+    let target = writable_target(session, name, TablePrivilege::Insert)?;
+    // As in PostgreSQL: RETURNING reads the rows, and DO UPDATE changes them.
+    if insert.returning.is_some() {
+        require_on(session, &target, TablePrivilege::Select)?;
+    }
+    if matches!(
+        &insert.on,
+        Some(datafusion::sql::sqlparser::ast::OnInsert::OnConflict(conflict))
+            if matches!(conflict.action, datafusion::sql::sqlparser::ast::OnConflictAction::DoUpdate(_))
+    ) {
+        require_on(session, &target, TablePrivilege::Update)?;
+    }
     let named;
     let insert = match leading_columns(insert, &target) {
         Some(with_columns) => {
@@ -299,7 +363,7 @@ async fn insert_rows(
 pub(crate) fn name_leading_columns(session: &Session, statement: Statement) -> Statement {
     if let Statement::Insert(insert) = &statement {
         if let TableObject::TableName(name) = &insert.table {
-            if let Ok(target) = writable_target(session, name) {
+            if let Ok(target) = writable_target(session, name, TablePrivilege::Insert) {
                 if let Some(named) = leading_columns(insert, &target) {
                     return Statement::Insert(named);
                 }
@@ -502,7 +566,14 @@ async fn update_or_delete(
         }
         _ => return Err(EngineError::new("XX000", "not UPDATE or DELETE")),
     };
-    let target = writable_target(session, &name)?;
+    let target = writable_target(session, &name, change_privilege(stmt))?;
+    // As in PostgreSQL, SELECT is needed too when the statement reads the
+    // rows: RETURNING, or a column named in WHERE or a SET value. (The rows
+    // to change are found without the checked table scan.)
+    let set_values = assignments.iter().flatten().map(|a| &a.value);
+    if returning.is_some() || names_columns(selection.into_iter().chain(set_values)) {
+        require_on(session, &target, TablePrivilege::Select)?;
+    }
     let alias = alias.unwrap_or_else(|| target.name.name.clone());
     let from = extra_from.iter().map(|t| format!(", {t}")).collect();
     let change = RowChange {
@@ -764,7 +835,7 @@ pub(crate) async fn truncate(
         return Err(EngineError::new("XX000", "not TRUNCATE"));
     };
     for table in &truncate.table_names {
-        let target = writable_target(session, &table.name)?;
+        let target = writable_target(session, &table.name, TablePrivilege::Truncate)?;
         crate::ddl::txn_mut(session, |t| Ok(t.truncate(target.table_id)?))?;
     }
     Ok(command("TRUNCATE TABLE", None))
@@ -797,7 +868,7 @@ pub(crate) async fn copy(
             else {
                 return Err(EngineError::new("42601", "COPY FROM needs a table"));
             };
-            let target = writable_target(session, table_name)?;
+            let target = writable_target(session, table_name, TablePrivilege::Insert)?;
             let indices = if columns.is_empty() {
                 (0..target.schema.fields().len()).collect::<Vec<_>>()
             } else {
@@ -1111,7 +1182,7 @@ pub(crate) async fn describe_returning(
         }
         _ => return Ok(None),
     };
-    let target = writable_target(session, &name)?;
+    let target = writable_target(session, &name, change_privilege(stmt))?;
     let alias = alias.unwrap_or_else(|| target.name.name.clone());
     let output = returning_rows(session, &target, &alias, Vec::new(), &items, None).await;
     session.shared.virtual_schemas.write().remove(DML_SCHEMA);

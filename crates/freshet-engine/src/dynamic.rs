@@ -2059,6 +2059,7 @@ async fn create_dynamic_table(
         if existing.dynamic().is_none() {
             return Err(not_dynamic(&existing));
         }
+        crate::privileges::require_owner(session, &existing)?;
         // Dynamic tables reading the old one would be left with change feeds
         // of a table that no longer exists: refuse (2BP01) like DROP does.
         crate::ddl::drop_with_dependents(session, &existing, false)?;
@@ -2346,7 +2347,15 @@ async fn refresh_committed(
     trigger: RefreshTrigger,
     start: i64,
 ) -> Result<RefreshRecord, EngineError> {
-    let mut session = engine.new_session(engine.superuser(), Some(&name.database))?;
+    // A dynamic table refreshes with its owner's privileges (a superuser's,
+    // for one created before owners were recorded).
+    let owner: Option<RelationEntry> =
+        catalog::get(&engine.store.snapshot(), &catalog::relation_key(name))
+            .map_err(|e| EngineError::new(e.sqlstate(), e.to_string()))?;
+    let owner = owner
+        .and_then(|entry| entry.acl.owner)
+        .unwrap_or_else(|| engine.superuser().to_string());
+    let mut session = engine.new_session(&owner, Some(&name.database))?;
     session.set_setting("search_path", name.schema.clone())?;
     session.begin_statement_txn();
     let result = async {
@@ -2709,6 +2718,28 @@ async fn refresh_in_session(
     let Some(mut def) = entry.dynamic().cloned() else {
         return Err(not_dynamic(&entry));
     };
+    // Whatever path a refresh reads its sources by (a planned scan, or their
+    // change feeds), and whoever asked for it, its owner needs SELECT on
+    // each table it reads.
+    let owner = entry
+        .acl
+        .owner
+        .clone()
+        .unwrap_or_else(|| session.user().to_string());
+    for source in &def.sources {
+        if let Some(source) = crate::names::find_relation(session, source)? {
+            if source.table_id.is_some() {
+                crate::privileges::require(
+                    &session.shared,
+                    &owner,
+                    &source.name,
+                    "table",
+                    &source.acl,
+                    catalog::TablePrivilege::Select,
+                )?;
+            }
+        }
+    }
     let contents_id = entry
         .table_id
         .ok_or_else(|| EngineError::new("XX001", format!("dynamic table {name} has no storage")))?;
@@ -3023,6 +3054,7 @@ async fn alter_dynamic_table(
 ) -> Result<QueryOutput, EngineError> {
     let qualified = resolve_name(session, name)?;
     let entry = require_dynamic(session, &qualified)?;
+    crate::privileges::require_owner(session, &entry)?;
     let now = now_micros();
     match action {
         AlterDynamicTableAction::Suspend
@@ -3228,6 +3260,7 @@ fn drop_dynamic_table(
     if entry.dynamic().is_none() {
         return Err(not_dynamic(&entry));
     }
+    crate::privileges::require_owner(session, &entry)?;
     let mut dropped = vec![qualified.clone()];
     if cascade {
         dropped.extend(downstream_of(&session_relations(session)?, &qualified));

@@ -62,6 +62,7 @@ pub(crate) fn create_index(
     refuse_unsupported(create)?;
     let table_name = resolve_name(session, &create.table_name)?;
     let mut entry = lookup_relation(session, &table_name)?;
+    crate::privileges::require_owner(session, &entry)?;
     let table_id = match (&entry.kind, entry.table_id) {
         (RelationKind::Table, Some(id)) => id,
         _ => {
@@ -182,6 +183,7 @@ pub(crate) fn drop_indexes(
                 ),
             ));
         }
+        crate::privileges::require_owner_of(session, &entry.acl, "index", &qualified.name)?;
         let Some(table_id) = entry.table_id else {
             return Err(EngineError::new(
                 "XX000",

@@ -5,7 +5,8 @@
 //! `information_schema.columns` expecting the SQL standard's names
 //! (`bigint`, `character varying`) and positions starting at 1. This wraps
 //! DataFusion's provider and rewrites those columns of `columns` from the
-//! declared types Freshet keeps in field metadata.
+//! declared types Freshet keeps in field metadata, and adds
+//! `table_privileges` from the catalog's owners and grants.
 
 use std::sync::Arc;
 
@@ -20,6 +21,7 @@ use datafusion::logical_expr::Expr;
 use datafusion::physical_plan::ExecutionPlan;
 
 use crate::pg_types::{column, read_all};
+use crate::provider::SessionShared;
 use crate::types::{declared_char_length, SQL_TYPE_METADATA};
 
 /// DataFusion's information_schema with a corrected `columns` table.
@@ -27,15 +29,30 @@ use crate::types::{declared_char_length, SQL_TYPE_METADATA};
 pub(crate) struct PostgresInformationSchema {
     pub(crate) inner: Arc<dyn SchemaProvider>,
     pub(crate) catalogs: Arc<dyn datafusion::catalog::CatalogProviderList>,
+    /// The session's catalog access, for `table_privileges`.
+    pub(crate) shared: Arc<SessionShared>,
+    /// The session's database: `table_privileges` lists its relations.
+    pub(crate) database: String,
 }
+
+/// The views Freshet adds to DataFusion's.
+const TABLE_PRIVILEGES: &str = "table_privileges";
 
 #[async_trait]
 impl SchemaProvider for PostgresInformationSchema {
     fn table_names(&self) -> Vec<String> {
-        self.inner.table_names()
+        let mut names = self.inner.table_names();
+        names.push(TABLE_PRIVILEGES.to_string());
+        names
     }
 
     async fn table(&self, name: &str) -> DfResult<Option<Arc<dyn TableProvider>>> {
+        if name == TABLE_PRIVILEGES {
+            return Ok(Some(Arc::new(TablePrivileges {
+                shared: self.shared.clone(),
+                database: self.database.clone(),
+            })));
+        }
         let table = self.inner.table(name).await?;
         match table {
             Some(inner) if name.eq_ignore_ascii_case("columns") => Ok(Some(Arc::new(Columns {
@@ -47,7 +64,121 @@ impl SchemaProvider for PostgresInformationSchema {
     }
 
     fn table_exist(&self, name: &str) -> bool {
-        self.inner.table_exist(name)
+        name == TABLE_PRIVILEGES || self.inner.table_exist(name)
+    }
+}
+
+/// `information_schema.table_privileges`: one row per privilege on a
+/// relation of the session's database, as PostgreSQL lists them. The owner
+/// holds every privilege (grantable) until a REVOKE takes some away; the
+/// rows shown are those granted to or by the current user, or to PUBLIC
+/// (all of them, for a superuser).
+#[derive(Debug)]
+struct TablePrivileges {
+    shared: Arc<SessionShared>,
+    database: String,
+}
+
+impl TablePrivileges {
+    fn table_schema() -> SchemaRef {
+        let text = |name: &str| Field::new(name, DataType::Utf8, false);
+        Arc::new(datafusion::arrow::datatypes::Schema::new(vec![
+            text("grantor"),
+            text("grantee"),
+            text("table_catalog"),
+            text("table_schema"),
+            text("table_name"),
+            text("privilege_type"),
+            text("is_grantable"),
+            text("with_hierarchy"),
+        ]))
+    }
+
+    fn rows(&self) -> DfResult<RecordBatch> {
+        use freshet_catalog::{self as catalog, Grantee, RelationEntry, TablePrivilege};
+        let user = self.shared.user.as_str();
+        let superuser = crate::privileges::is_superuser(&self.shared, user)
+            .map_err(|e| datafusion::common::DataFusionError::External(Box::new(e)))?;
+        let relations: Vec<RelationEntry> = self.shared.with_txn(|t| {
+            catalog::list(t, &catalog::relation_prefix(&self.database, None))
+                .map_err(|e| datafusion::common::DataFusionError::Execution(e.to_string()))
+        })??;
+        let mut columns: Vec<datafusion::arrow::array::StringBuilder> = (0..8)
+            .map(|_| datafusion::arrow::array::StringBuilder::new())
+            .collect();
+        let mut push = |relation: &RelationEntry,
+                        grantor: &str,
+                        grantee: &str,
+                        privilege: TablePrivilege,
+                        grantable: bool| {
+            if !(superuser || grantor == user || grantee == user || grantee == "PUBLIC") {
+                return;
+            }
+            let values = [
+                grantor,
+                grantee,
+                &self.database,
+                &relation.schema,
+                &relation.name,
+                privilege.keyword(),
+                if grantable { "YES" } else { "NO" },
+                if privilege == TablePrivilege::Select {
+                    "YES"
+                } else {
+                    "NO"
+                },
+            ];
+            for (column, value) in columns.iter_mut().zip(values) {
+                column.append_value(value);
+            }
+        };
+        for relation in &relations {
+            let Some(owner) = relation.acl.owner.as_deref() else {
+                continue;
+            };
+            for privilege in TablePrivilege::ALL {
+                push(relation, owner, owner, privilege, true);
+            }
+            for grant in &relation.acl.grants {
+                let grantee = match &grant.grantee {
+                    Grantee::Public => "PUBLIC",
+                    Grantee::Role(role) => role.as_str(),
+                };
+                for privilege in &grant.privileges {
+                    push(relation, &grant.grantor, grantee, *privilege, false);
+                }
+            }
+        }
+        let arrays: Vec<datafusion::arrow::array::ArrayRef> = columns
+            .iter_mut()
+            .map(|c| Arc::new(c.finish()) as datafusion::arrow::array::ArrayRef)
+            .collect();
+        Ok(RecordBatch::try_new(Self::table_schema(), arrays)?)
+    }
+}
+
+#[async_trait]
+impl TableProvider for TablePrivileges {
+    fn schema(&self) -> SchemaRef {
+        Self::table_schema()
+    }
+
+    fn table_type(&self) -> TableType {
+        TableType::View
+    }
+
+    async fn scan(
+        &self,
+        _state: &dyn DfSession,
+        projection: Option<&Vec<usize>>,
+        _filters: &[Expr],
+        _limit: Option<usize>,
+    ) -> DfResult<Arc<dyn ExecutionPlan>> {
+        Ok(MemorySourceConfig::try_new_exec(
+            &[vec![self.rows()?]],
+            self.schema(),
+            projection.cloned(),
+        )?)
     }
 }
 

@@ -38,6 +38,7 @@ mod pg_keys;
 mod pg_types;
 mod planning;
 mod prepared_lookup;
+mod privileges;
 mod provider;
 pub mod query_memory;
 mod registry;

@@ -74,6 +74,10 @@ pub(crate) fn rewrite_statement(statement: &mut Statement, catalog: bool, null_c
             }
         } else if let Some(aggregated) = array_subquery(expr, catalog) {
             *expr = aggregated;
+        } else if catalog && typed_null_array_argument(expr) {
+            // Done above: `array_to_string(ARRAY(correlated …), …)`, whose
+            // ARRAY became NULL, is given a NULL of an array type (psql's
+            // `\dp` asks this of column privileges and policies).
         } else if let Some(lookup) = to_regtype_call(expr) {
             *expr = lookup;
         } else if let Some(subscripts) = generate_subscripts_call(expr) {
@@ -249,6 +253,38 @@ fn integer_array_literal(text: &str) -> Option<SqlExpr> {
         return None;
     }
     parse_expr(&format!("make_array({inner})"))
+}
+
+/// Gives the NULL first argument of `array_to_string` an array type (text[])
+/// in place; whether it did. [`array_subquery`] answers a correlated catalog
+/// `ARRAY(…)` with an untyped NULL, which `array_to_string` refuses; its
+/// result is text, whatever the element type.
+fn typed_null_array_argument(expr: &mut SqlExpr) -> bool {
+    use datafusion::sql::sqlparser::ast::{FunctionArg, FunctionArgExpr, FunctionArguments};
+    let SqlExpr::Function(function) = expr else {
+        return false;
+    };
+    let name = function.name.to_string().to_ascii_lowercase();
+    if name != "array_to_string" && name != "pg_catalog.array_to_string" {
+        return false;
+    }
+    let FunctionArguments::List(list) = &mut function.args else {
+        return false;
+    };
+    let Some(FunctionArg::Unnamed(FunctionArgExpr::Expr(first))) = list.args.first_mut() else {
+        return false;
+    };
+    if !matches!(first, SqlExpr::Value(v) if v.value == datafusion::sql::sqlparser::ast::Value::Null)
+    {
+        return false;
+    }
+    match parse_expr("CAST(NULL AS text[])") {
+        Some(typed) => {
+            *first = typed;
+            true
+        }
+        None => false,
+    }
 }
 
 /// `ARRAY(SELECT x …)` (which psql's `\d` sends) as the equivalent

@@ -508,7 +508,7 @@ fn indexes_view_schema() -> SchemaRef {
 fn class_extra_fields() -> Vec<Field> {
     vec![
         Field::new("reloptions", list_of(DataType::Utf8), true),
-        Field::new("relacl", DataType::Utf8, true),
+        Field::new("relacl", list_of(DataType::Utf8), true),
     ]
 }
 
@@ -623,14 +623,9 @@ impl KeyCatalogTable {
         }
     }
 
-    /// The session database's indexes, with the OIDs of their tables as the
-    /// crate's `pg_class` gives them; indexes of tables it does not list
-    /// are left out.
-    async fn key_indexes(
-        &self,
-        state: &dyn DfSession,
-        class_batches: &[RecordBatch],
-    ) -> DfResult<Vec<KeyIndex>> {
+    /// The OID of each schema, by name, as the crate's `pg_namespace` gives
+    /// them.
+    async fn namespace_oids(&self, state: &dyn DfSession) -> DfResult<HashMap<String, i32>> {
         let mut namespaces: HashMap<String, i32> = HashMap::new();
         for batch in read_all(&self.namespaces, state).await? {
             let oids = column(&batch, "oid")?.as_primitive::<Int32Type>();
@@ -639,6 +634,39 @@ impl KeyCatalogTable {
                 namespaces.insert(names.value(i).to_string(), oids.value(i));
             }
         }
+        Ok(namespaces)
+    }
+
+    /// `pg_class.relacl` of the session database's relations whose
+    /// privileges a GRANT or REVOKE changed, by (namespace OID, name).
+    async fn relation_acls(
+        &self,
+        state: &dyn DfSession,
+    ) -> DfResult<HashMap<(i32, String), Vec<String>>> {
+        let namespaces = self.namespace_oids(state).await?;
+        let entries: Vec<RelationEntry> = self.shared.with_txn(|t| {
+            catalog::list(t, &catalog::relation_prefix(&self.database, None))
+                .map_err(|e| DataFusionError::Execution(e.to_string()))
+        })??;
+        Ok(entries
+            .into_iter()
+            .filter_map(|entry| {
+                let items = entry.acl.to_pg_items()?;
+                let namespace = *namespaces.get(&entry.schema)?;
+                Some(((namespace, entry.name), items))
+            })
+            .collect())
+    }
+
+    /// The session database's indexes, with the OIDs of their tables as the
+    /// crate's `pg_class` gives them; indexes of tables it does not list
+    /// are left out.
+    async fn key_indexes(
+        &self,
+        state: &dyn DfSession,
+        class_batches: &[RecordBatch],
+    ) -> DfResult<Vec<KeyIndex>> {
+        let namespaces = self.namespace_oids(state).await?;
         let mut relations: HashMap<(i32, String), i32> = HashMap::new();
         for batch in class_batches {
             let oids = column(batch, "oid")?.as_primitive::<Int32Type>();
@@ -723,7 +751,10 @@ impl TableProvider for KeyCatalogTable {
         let keys = self.key_indexes(state, &class_batches).await?;
         let schema = self.table_schema();
         let batches = match self.table {
-            KeyTable::Class => class_rows(&schema, class_batches, &keys)?,
+            KeyTable::Class => {
+                let acls = self.relation_acls(state).await?;
+                class_rows(&schema, class_batches, &keys, &acls)?
+            }
             KeyTable::Index => vec![build_batch(&schema, keys.len(), |name, row| {
                 let key = &keys[row];
                 let n = key.definition.columns.len();
@@ -780,12 +811,14 @@ impl TableProvider for KeyCatalogTable {
     }
 }
 
-/// The crate's `pg_class` rows, `relhasindex` set on tables with keys, then
-/// a row per index; the columns the crate lacks are NULL.
+/// The crate's `pg_class` rows, `relhasindex` set on tables with keys and
+/// `relacl` from `acls`, then a row per index; the other columns the crate
+/// lacks are NULL.
 fn class_rows(
     schema: &SchemaRef,
     class_batches: Vec<RecordBatch>,
     keys: &[KeyIndex],
+    acls: &HashMap<(i32, String), Vec<String>>,
 ) -> DfResult<Vec<RecordBatch>> {
     let indexed: HashSet<i32> = keys.iter().map(|k| k.table_oid).collect();
     let extra = class_extra_fields();
@@ -802,6 +835,26 @@ fn class_rows(
             columns[at] = Arc::new(flags);
         }
         for field in &extra {
+            if field.name() == "relacl" {
+                let names = column(&batch, "relname")?.as_string::<i32>();
+                let spaces = column(&batch, "relnamespace")?.as_primitive::<Int32Type>();
+                let mut list = datafusion::arrow::array::ListBuilder::new(
+                    datafusion::arrow::array::StringBuilder::new(),
+                );
+                for i in 0..batch.num_rows() {
+                    match acls.get(&(spaces.value(i), names.value(i).to_string())) {
+                        Some(items) => {
+                            for item in items {
+                                list.values().append_value(item);
+                            }
+                            list.append(true);
+                        }
+                        None => list.append(false),
+                    }
+                }
+                columns.push(Arc::new(list.finish()));
+                continue;
+            }
             columns.push(datafusion::arrow::array::new_null_array(
                 field.data_type(),
                 batch.num_rows(),

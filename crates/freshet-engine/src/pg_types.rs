@@ -158,6 +158,31 @@ fn attrdef_schema() -> SchemaRef {
 /// as nothing joins on it.
 const FIRST_ATTRDEF_OID: i32 = 1 << 30;
 
+/// `schema` with `attacl` as PostgreSQL types it, an array (`aclitem[]`,
+/// here text items), where the crate has a string: psql's `\dp` hands it to
+/// `array_to_string`.
+fn with_acl_lists(schema: &SchemaRef) -> SchemaRef {
+    let fields: Vec<Field> = schema
+        .fields()
+        .iter()
+        .map(|field| {
+            if field.name() == "attacl" {
+                Field::new(
+                    "attacl",
+                    DataType::List(Arc::new(Field::new_list_field(DataType::Utf8, true))),
+                    true,
+                )
+            } else {
+                field.as_ref().clone()
+            }
+        })
+        .collect();
+    Arc::new(datafusion::arrow::datatypes::Schema::new_with_metadata(
+        fields,
+        schema.metadata().clone(),
+    ))
+}
+
 /// Reads a whole catalog table; catalog tables are small.
 pub(crate) async fn read_all(
     table: &Arc<dyn TableProvider>,
@@ -178,7 +203,7 @@ pub(crate) fn column<'a>(batch: &'a RecordBatch, name: &str) -> DfResult<&'a Arc
 impl TableProvider for DeclaredTypesAttribute {
     fn schema(&self) -> SchemaRef {
         match self.view {
-            AttributeView::Attributes => self.attributes.schema(),
+            AttributeView::Attributes => with_acl_lists(&self.attributes.schema()),
             AttributeView::Defaults => attrdef_schema(),
         }
     }
@@ -264,7 +289,14 @@ impl TableProvider for DeclaredTypesAttribute {
                 }
             }
             let mut columns = batch.columns().to_vec();
-            let schema = batch.schema();
+            let schema = with_acl_lists(&batch.schema());
+            if let Ok(acl_at) = schema.index_of("attacl") {
+                // No column privileges: NULL, as in PostgreSQL.
+                columns[acl_at] = datafusion::arrow::array::new_null_array(
+                    schema.field(acl_at).data_type(),
+                    batch.num_rows(),
+                );
+            }
             if let (Ok(typid_at), Ok(typmod_at), Ok(hasdef_at)) = (
                 schema.index_of("atttypid"),
                 schema.index_of("atttypmod"),

@@ -211,9 +211,20 @@ impl PointLookup {
         let found = session
             .shared
             .with_txn(|t| {
-                let entry: Option<RelationEntry> = catalog::get(&TxnMeta(t), &key).ok()?;
-                if entry?.table_id != Some(self.table_id) {
+                let entry: RelationEntry = catalog::get(&TxnMeta(t), &key).ok()??;
+                if entry.table_id != Some(self.table_id) {
                     return None;
+                }
+                // Privileges are checked where a planned statement reads
+                // (the table scan); the lookup answers only when no check
+                // could fail.
+                let user = &session.shared.user;
+                if !entry.acl.allows(user, catalog::TablePrivilege::Select) {
+                    let role: Option<catalog::UserEntry> =
+                        catalog::get(&TxnMeta(t), &catalog::user_key(user)).ok()?;
+                    if !role.is_some_and(|role| role.superuser) {
+                        return None;
+                    }
                 }
                 if *t.table_schema(self.table_id).ok()? != *self.table_schema {
                     return None;

@@ -42,6 +42,9 @@ pub(crate) struct SessionShared {
     /// The session's settings by lower-case name, as `SHOW` and
     /// `current_setting()` show them.
     pub(crate) settings: RwLock<std::collections::BTreeMap<String, String>>,
+    /// The role whose privileges every read is checked against: the
+    /// session's user (a dynamic table's owner, for refreshes).
+    pub(crate) user: String,
 }
 
 impl std::fmt::Debug for SessionShared {
@@ -51,7 +54,7 @@ impl std::fmt::Debug for SessionShared {
 }
 
 impl SessionShared {
-    pub(crate) fn new(store: Arc<freshet_storage::Store>) -> Self {
+    pub(crate) fn new(store: Arc<freshet_storage::Store>, user: String) -> Self {
         SessionShared {
             store,
             txn: Mutex::new(None),
@@ -59,6 +62,7 @@ impl SessionShared {
             virtual_schemas: RwLock::new(HashMap::new()),
             work: Default::default(),
             settings: RwLock::new(Default::default()),
+            user,
         }
     }
 
@@ -280,6 +284,8 @@ pub(crate) async fn relation_provider(
             let defaults = column_defaults(shared, entry, &schema)?;
             Ok(Arc::new(StoredTable {
                 shared: shared.clone(),
+                name: entry.name.clone(),
+                acl: entry.acl.clone(),
                 table_id,
                 schema,
                 visible_columns,
@@ -329,6 +335,10 @@ fn column_defaults(
 #[derive(Debug)]
 pub(crate) struct StoredTable {
     shared: Arc<SessionShared>,
+    /// The relation's name and privileges, as of planning: a statement
+    /// reads a snapshot of the catalog, privileges included.
+    name: String,
+    acl: freshet_catalog::Acl,
     pub(crate) table_id: TableId,
     schema: SchemaRef,
     /// Storage columns to read when some are hidden (dynamic-table lineage).
@@ -382,6 +392,15 @@ impl TableProvider for StoredTable {
         filters: &[Expr],
         _limit: Option<usize>,
     ) -> DfResult<Arc<dyn ExecutionPlan>> {
+        crate::privileges::require(
+            &self.shared,
+            &self.shared.user,
+            &self.name,
+            "table",
+            &self.acl,
+            freshet_catalog::TablePrivilege::Select,
+        )
+        .map_err(|e| DataFusionError::External(Box::new(e)))?;
         if let Some(lookup) = self.index_lookup(projection, filters)? {
             return Ok(lookup);
         }

@@ -145,7 +145,7 @@ impl Session {
         user: String,
         database: String,
     ) -> Result<Session, EngineError> {
-        let shared = Arc::new(SessionShared::new(engine.store.clone()));
+        let shared = Arc::new(SessionShared::new(engine.store.clone(), user.clone()));
         let mut settings: BTreeMap<String, String> = DEFAULT_SETTINGS
             .iter()
             .map(|(k, v)| (k.to_string(), v.to_string()))
@@ -1003,6 +1003,8 @@ pub(crate) fn build_context(
                 ),
             ),
             catalogs: catalogs.clone(),
+            shared: shared.clone(),
+            database: database.to_string(),
         };
         schemas.insert("information_schema".into(), Arc::new(information_schema));
         let inner = crate::pg_types::current_database_pg_catalog(catalogs, database)

@@ -162,6 +162,30 @@ pub(crate) fn drop_user(
                 format!("role \"{name}\" does not exist"),
             ));
         }
+        // Relations it owns or holds privileges on would be left with a
+        // role that no longer exists (and a later role of the same name
+        // would inherit them): refuse, as PostgreSQL does.
+        let relations: Vec<catalog::RelationEntry> =
+            catalog::list(t, "rel/").map_err(|e| EngineError::new(e.sqlstate(), e.to_string()))?;
+        let grantee = catalog::Grantee::Role(name.to_string());
+        if let Some(relation) = relations
+            .iter()
+            .find(|r| r.acl.is_owner(name) || r.acl.grants.iter().any(|g| g.grantee == grantee))
+        {
+            let what = if relation.acl.is_owner(name) {
+                "owner of"
+            } else {
+                "privileges for"
+            };
+            return Err(EngineError::new(
+                "2BP01",
+                format!(
+                    "role \"{name}\" cannot be dropped because some objects depend on it: {what} {} {}",
+                    crate::privileges::kind_word(&relation.kind),
+                    relation.name
+                ),
+            ));
+        }
         t.delete_meta(&catalog::user_key(name));
         Ok(())
     })?;

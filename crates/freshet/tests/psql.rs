@@ -381,3 +381,56 @@ fn psql_reports_errors_and_stops() {
         "psql stopped before the next statement"
     );
 }
+
+/// `\dp` lists a table's grants as PostgreSQL does (checked against it when
+/// SLT_REFERENCE_URL names one; its superuser's name is the only
+/// difference).
+#[test]
+fn psql_dp_lists_grants() {
+    let Some(server) = setup() else { return };
+    const GRANTS: &str = "
+CREATE USER psql_dp_reader PASSWORD 'pw';
+CREATE TABLE psql_grants (id int, v text);
+GRANT SELECT ON psql_grants TO psql_dp_reader;
+GRANT INSERT, UPDATE ON psql_grants TO PUBLIC;
+";
+    let out = psql(&server, &["-q"], Some(GRANTS));
+    assert_eq!(out.code, Some(0), "{}{}", out.stdout, out.stderr);
+    let dp = |connection: &str| {
+        let out = psql_at(connection, &["-A", "-c", "\\dp psql_grants"], None);
+        assert_eq!(out.code, Some(0), "{}{}", out.stdout, out.stderr);
+        out.stdout
+    };
+    let ours = dp(&server.uri());
+    assert_contains_all(
+        &ours,
+        "\\dp psql_grants",
+        &[
+            "public|psql_grants|table|freshet=arwdDxt/freshet",
+            "psql_dp_reader=r/freshet",
+            "=aw/freshet",
+        ],
+    );
+    if let Ok(reference) = std::env::var("SLT_REFERENCE_URL") {
+        let setup = format!(
+            "DROP TABLE IF EXISTS psql_grants; DROP USER IF EXISTS psql_dp_reader;{GRANTS}"
+        );
+        let out = psql_at(&reference, &["-q"], Some(&setup));
+        assert_eq!(out.code, Some(0), "{}{}", out.stdout, out.stderr);
+        let theirs = dp(&reference);
+        psql_ok_at(&reference, "DROP TABLE psql_grants");
+        psql_ok_at(&reference, "DROP USER psql_dp_reader");
+        let superuser = psql_ok_at(&reference, "SELECT current_user");
+        let superuser = superuser
+            .lines()
+            .nth(2)
+            .unwrap_or("postgres")
+            .trim()
+            .to_string();
+        assert_eq!(
+            ours,
+            theirs.replace(&superuser, "freshet"),
+            "\\dp psql_grants differs from PostgreSQL's"
+        );
+    }
+}
