@@ -290,7 +290,8 @@ pub struct RelationEntry {
 /// A privilege on a table, view or dynamic table, as PostgreSQL names it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 pub enum TablePrivilege {
-    /// Read rows (also needed by UPDATE and DELETE, which read the target).
+    /// Read rows (also needed to write rows a statement reads: RETURNING,
+    /// or columns named in an UPDATE's or DELETE's WHERE or SET).
     Select,
     /// Add rows (INSERT, COPY FROM).
     Insert,
@@ -662,6 +663,12 @@ pub fn get<T: for<'de> Deserialize<'de>>(
     key: &str,
 ) -> Result<Option<T>, CatalogError> {
     reader.meta(key).map(|b| decode(key, &b)).transpose()
+}
+
+/// Whether `role` exists and is a superuser.
+pub fn is_superuser(reader: &dyn MetaRead, role: &str) -> Result<bool, CatalogError> {
+    let entry: Option<UserEntry> = get(reader, &user_key(role))?;
+    Ok(entry.is_some_and(|u| u.superuser))
 }
 
 /// Reads and decodes all entries under a prefix.

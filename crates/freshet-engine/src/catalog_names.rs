@@ -15,6 +15,7 @@
 use std::collections::HashSet;
 use std::ops::ControlFlow;
 
+use crate::names::ident;
 use datafusion::sql::sqlparser::ast::{
     Ident, ObjectNamePart, Query, Statement, TableFactor, VisitMut, VisitorMut, With,
 };
@@ -35,16 +36,6 @@ pub(crate) fn qualify_catalog_relations(statement: &mut Statement) -> bool {
     let mut visitor = Qualifier::default();
     let _ = statement.visit(&mut visitor);
     visitor.qualified
-}
-
-/// The name as PostgreSQL folds it: a quoted name is spelled exactly, an
-/// unquoted one folds to lower case.
-fn folded(ident: &Ident) -> String {
-    if ident.quote_style.is_some() {
-        ident.value.clone()
-    } else {
-        ident.value.to_ascii_lowercase()
-    }
 }
 
 #[derive(Default)]
@@ -72,13 +63,13 @@ impl VisitorMut for Qualifier {
         let mut frame = HashSet::new();
         if let Some(with) = with.as_mut() {
             if with.recursive {
-                frame.extend(with.cte_tables.iter().map(|cte| folded(&cte.alias.name)));
+                frame.extend(with.cte_tables.iter().map(|cte| ident(&cte.alias.name)));
             }
             for cte in &mut with.cte_tables {
                 self.scopes.push(frame.clone());
                 let _ = cte.query.visit(self);
                 self.scopes.pop();
-                frame.insert(folded(&cte.alias.name));
+                frame.insert(ident(&cte.alias.name));
             }
         }
         self.scopes.push(frame);
@@ -98,8 +89,8 @@ impl VisitorMut for Qualifier {
             name, args: None, ..
         } = factor
         {
-            if let [ObjectNamePart::Identifier(ident)] = name.0.as_slice() {
-                let folded = folded(ident);
+            if let [ObjectNamePart::Identifier(name_part)] = name.0.as_slice() {
+                let folded = ident(name_part);
                 if is_catalog_relation(&folded) && !self.in_scope(&folded) {
                     name.0
                         .insert(0, ObjectNamePart::Identifier(Ident::new("pg_catalog")));

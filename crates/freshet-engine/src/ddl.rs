@@ -442,15 +442,6 @@ fn drop_objects(
     Ok(command(tag, None))
 }
 
-/// Fails with 42501 and `message` unless the session's user is a superuser.
-fn require_superuser_for(session: &Session, message: &str) -> Result<(), EngineError> {
-    if crate::privileges::is_superuser(&session.shared, session.user())? {
-        Ok(())
-    } else {
-        Err(EngineError::new("42501", message))
-    }
-}
-
 fn create_schema(
     session: &Session,
     database: &str,
@@ -458,7 +449,7 @@ fn create_schema(
     if_not_exists: bool,
 ) -> Result<QueryOutput, EngineError> {
     // Schemas and databases have no owners yet: only superusers manage them.
-    require_superuser_for(
+    crate::privileges::require_superuser(
         session,
         &format!("permission denied for database {database}"),
     )?;
@@ -498,7 +489,7 @@ pub(crate) fn create_database(
     database: &str,
     if_not_exists: bool,
 ) -> Result<QueryOutput, EngineError> {
-    require_superuser_for(session, "permission denied to create database")?;
+    crate::privileges::require_superuser(session, "permission denied to create database")?;
     txn_mut(session, |t| {
         if t.get_meta(&catalog::database_key(database)).is_some() {
             if if_not_exists {
@@ -551,7 +542,7 @@ fn drop_schema(
             format!("schema \"{schema}\" does not exist"),
         ));
     }
-    require_superuser_for(session, &format!("must be owner of schema {schema}"))?;
+    crate::privileges::require_superuser(session, &format!("must be owner of schema {schema}"))?;
     let relations: Vec<RelationEntry> = session
         .shared
         .with_txn(|t| catalog::list(t, &catalog::relation_prefix(database, Some(schema))))
@@ -608,7 +599,10 @@ pub(crate) fn drop_database(
             format!("database \"{database}\" does not exist"),
         ));
     }
-    require_superuser_for(session, &format!("must be owner of database {database}"))?;
+    crate::privileges::require_superuser(
+        session,
+        &format!("must be owner of database {database}"),
+    )?;
     let schemas: Vec<SchemaEntry> = session
         .shared
         .with_txn(|t| catalog::list(t, &catalog::schema_prefix(database)))

@@ -60,14 +60,7 @@ pub(crate) fn writable_target(
     let qualified = resolve_name(session, name)?;
     let relation = lookup_relation(session, &qualified)?;
     if matches!(relation.kind, RelationKind::Table) {
-        crate::privileges::require(
-            &session.shared,
-            session.user(),
-            &relation.name,
-            "table",
-            &relation.acl,
-            privilege,
-        )?;
+        require_on(session, &relation, privilege)?;
     }
     let table_id = match (&relation.kind, relation.table_id) {
         (RelationKind::Table, Some(id)) => id,
@@ -100,19 +93,19 @@ pub(crate) fn writable_target(
     })
 }
 
-/// Fails with 42501 unless the session's user holds `privilege` on `target`
-/// too (RETURNING needs SELECT, ON CONFLICT DO UPDATE needs UPDATE).
+/// Fails with 42501 unless the session's user holds `privilege` on the
+/// table `relation` (a write's target; RETURNING also needs SELECT, ON
+/// CONFLICT DO UPDATE also needs UPDATE).
 fn require_on(
     session: &Session,
-    target: &InsertTarget,
+    relation: &RelationEntry,
     privilege: TablePrivilege,
 ) -> Result<(), EngineError> {
     crate::privileges::require(
         &session.shared,
         session.user(),
-        &target.relation.name,
-        "table",
-        &target.relation.acl,
+        &relation.name,
+        &relation.acl,
         privilege,
     )
 }
@@ -273,14 +266,14 @@ async fn insert_rows(
     let target = writable_target(session, name, TablePrivilege::Insert)?;
     // As in PostgreSQL: RETURNING reads the rows, and DO UPDATE changes them.
     if insert.returning.is_some() {
-        require_on(session, &target, TablePrivilege::Select)?;
+        require_on(session, &target.relation, TablePrivilege::Select)?;
     }
     if matches!(
         &insert.on,
         Some(datafusion::sql::sqlparser::ast::OnInsert::OnConflict(conflict))
             if matches!(conflict.action, datafusion::sql::sqlparser::ast::OnConflictAction::DoUpdate(_))
     ) {
-        require_on(session, &target, TablePrivilege::Update)?;
+        require_on(session, &target.relation, TablePrivilege::Update)?;
     }
     let named;
     let insert = match leading_columns(insert, &target) {
@@ -572,7 +565,7 @@ async fn update_or_delete(
     // to change are found without the checked table scan.)
     let set_values = assignments.iter().flatten().map(|a| &a.value);
     if returning.is_some() || names_columns(selection.into_iter().chain(set_values)) {
-        require_on(session, &target, TablePrivilege::Select)?;
+        require_on(session, &target.relation, TablePrivilege::Select)?;
     }
     let alias = alias.unwrap_or_else(|| target.name.name.clone());
     let from = extra_from.iter().map(|t| format!(", {t}")).collect();

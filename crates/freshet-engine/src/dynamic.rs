@@ -2733,7 +2733,6 @@ async fn refresh_in_session(
                     &session.shared,
                     &owner,
                     &source.name,
-                    "table",
                     &source.acl,
                     catalog::TablePrivilege::Select,
                 )?;

@@ -70,8 +70,8 @@ impl SchemaProvider for PostgresInformationSchema {
 
 /// `information_schema.table_privileges`: one row per privilege on a
 /// relation of the session's database, as PostgreSQL lists them. The owner
-/// holds every privilege (grantable) until a REVOKE takes some away; the
-/// rows shown are those granted to or by the current user, or to PUBLIC
+/// holds every privilege, grantable (a REVOKE from the owner changes
+/// nothing here, see docs/security.md); the rows shown are those granted to or by the current user, or to PUBLIC
 /// (all of them, for a superuser).
 #[derive(Debug)]
 struct TablePrivileges {

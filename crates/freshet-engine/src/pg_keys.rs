@@ -639,11 +639,10 @@ impl KeyCatalogTable {
 
     /// `pg_class.relacl` of the session database's relations whose
     /// privileges a GRANT or REVOKE changed, by (namespace OID, name).
-    async fn relation_acls(
+    fn relation_acls(
         &self,
-        state: &dyn DfSession,
+        namespaces: &HashMap<String, i32>,
     ) -> DfResult<HashMap<(i32, String), Vec<String>>> {
-        let namespaces = self.namespace_oids(state).await?;
         let entries: Vec<RelationEntry> = self.shared.with_txn(|t| {
             catalog::list(t, &catalog::relation_prefix(&self.database, None))
                 .map_err(|e| DataFusionError::Execution(e.to_string()))
@@ -661,12 +660,11 @@ impl KeyCatalogTable {
     /// The session database's indexes, with the OIDs of their tables as the
     /// crate's `pg_class` gives them; indexes of tables it does not list
     /// are left out.
-    async fn key_indexes(
+    fn key_indexes(
         &self,
-        state: &dyn DfSession,
+        namespaces: &HashMap<String, i32>,
         class_batches: &[RecordBatch],
     ) -> DfResult<Vec<KeyIndex>> {
-        let namespaces = self.namespace_oids(state).await?;
         let mut relations: HashMap<(i32, String), i32> = HashMap::new();
         for batch in class_batches {
             let oids = column(batch, "oid")?.as_primitive::<Int32Type>();
@@ -748,11 +746,12 @@ impl TableProvider for KeyCatalogTable {
         _limit: Option<usize>,
     ) -> DfResult<Arc<dyn ExecutionPlan>> {
         let class_batches = read_all(&self.classes, state).await?;
-        let keys = self.key_indexes(state, &class_batches).await?;
+        let namespaces = self.namespace_oids(state).await?;
+        let keys = self.key_indexes(&namespaces, &class_batches)?;
         let schema = self.table_schema();
         let batches = match self.table {
             KeyTable::Class => {
-                let acls = self.relation_acls(state).await?;
+                let acls = self.relation_acls(&namespaces)?;
                 class_rows(&schema, class_batches, &keys, &acls)?
             }
             KeyTable::Index => vec![build_batch(&schema, keys.len(), |name, row| {

@@ -219,12 +219,10 @@ impl PointLookup {
                 // (the table scan); the lookup answers only when no check
                 // could fail.
                 let user = &session.shared.user;
-                if !entry.acl.allows(user, catalog::TablePrivilege::Select) {
-                    let role: Option<catalog::UserEntry> =
-                        catalog::get(&TxnMeta(t), &catalog::user_key(user)).ok()?;
-                    if !role.is_some_and(|role| role.superuser) {
-                        return None;
-                    }
+                if !entry.acl.allows(user, catalog::TablePrivilege::Select)
+                    && !catalog::is_superuser(&TxnMeta(t), user).ok()?
+                {
+                    return None;
                 }
                 if *t.table_schema(self.table_id).ok()? != *self.table_schema {
                     return None;

@@ -30,11 +30,25 @@ use crate::{EngineError, QueryOutput};
 
 /// Whether `role` is a superuser, in the session's current transaction.
 pub(crate) fn is_superuser(shared: &SessionShared, role: &str) -> Result<bool, EngineError> {
-    let entry: Option<catalog::UserEntry> = shared
-        .with_txn(|t| catalog::get(t, &catalog::user_key(role)))
+    shared
+        .with_txn(|t| catalog::is_superuser(t, role))
         .map_err(map_df_error)?
-        .map_err(|e| EngineError::new(e.sqlstate(), e.to_string()))?;
-    Ok(entry.is_some_and(|u| u.superuser))
+        .map_err(|e| EngineError::new(e.sqlstate(), e.to_string()))
+}
+
+/// Fails with 42501 and `message` unless the session's user is a superuser.
+pub(crate) fn require_superuser(session: &Session, message: &str) -> Result<(), EngineError> {
+    if is_superuser(&session.shared, session.user())? {
+        Ok(())
+    } else {
+        Err(EngineError::new("42501", message))
+    }
+}
+
+/// Whether the session's user owns what `acl` belongs to, or is a
+/// superuser.
+fn owns(session: &Session, acl: &Acl) -> Result<bool, EngineError> {
+    Ok(acl.is_owner(session.user()) || is_superuser(&session.shared, session.user())?)
 }
 
 /// The word PostgreSQL's messages use for a relation of this kind.
@@ -45,12 +59,12 @@ pub(crate) fn kind_word(kind: &RelationKind) -> &'static str {
     }
 }
 
-/// Fails with 42501 unless `role` may use `privilege` on the relation.
+/// Fails with 42501 unless `role` may use `privilege` on the table (or
+/// dynamic table) `relation`. (Views are checked on the tables they read.)
 pub(crate) fn require(
     shared: &SessionShared,
     role: &str,
     relation: &str,
-    kind: &'static str,
     acl: &Acl,
     privilege: TablePrivilege,
 ) -> Result<(), EngineError> {
@@ -59,7 +73,7 @@ pub(crate) fn require(
     }
     Err(EngineError::new(
         "42501",
-        format!("permission denied for {kind} {relation}"),
+        format!("permission denied for table {relation}"),
     ))
 }
 
@@ -78,7 +92,7 @@ pub(crate) fn require_owner_of(
     what: &str,
     name: &str,
 ) -> Result<(), EngineError> {
-    if acl.is_owner(session.user()) || is_superuser(&session.shared, session.user())? {
+    if owns(session, acl)? {
         return Ok(());
     }
     Err(EngineError::new(
@@ -184,7 +198,7 @@ fn change(
     for name in objects(on)? {
         let qualified = resolve_name(session, name)?;
         let mut entry = lookup_relation(session, &qualified)?;
-        if !entry.acl.is_owner(session.user()) && !is_superuser(&session.shared, session.user())? {
+        if !owns(session, &entry.acl)? {
             return Err(EngineError::new(
                 "42501",
                 format!(

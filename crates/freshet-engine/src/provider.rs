@@ -396,7 +396,6 @@ impl TableProvider for StoredTable {
             &self.shared,
             &self.shared.user,
             &self.name,
-            "table",
             &self.acl,
             freshet_catalog::TablePrivilege::Select,
         )

@@ -58,19 +58,10 @@ pub(crate) fn scram_credentials(password: &str) -> Result<(String, String), Engi
 /// Fails with 42501 unless the session's user is a superuser; `action` ends
 /// the message ("only superusers <action>").
 pub(crate) fn require_superuser(session: &Session, action: &str) -> Result<(), EngineError> {
-    let entry: Option<UserEntry> = session
-        .shared
-        .with_txn(|t| catalog::get(t, &catalog::user_key(session.user())))
-        .map_err(crate::planning::map_df_error)?
-        .map_err(|e| EngineError::new(e.sqlstate(), e.to_string()))?;
-    if entry.is_some_and(|u| u.superuser) {
-        Ok(())
-    } else {
-        Err(EngineError::new(
-            "42501",
-            format!("permission denied: only superusers {action}"),
-        ))
-    }
+    crate::privileges::require_superuser(
+        session,
+        &format!("permission denied: only superusers {action}"),
+    )
 }
 
 /// CREATE USER name [PASSWORD '…'] [SUPERUSER].
