@@ -7,8 +7,9 @@
 //! table definitions, metadata versions, commit times — lives in the
 //! manifest, a small CRC-protected binary file replaced atomically (write
 //! temp, fsync, rename, fsync directory). Recovery loads the manifest, reads
-//! the listed segment files, then replays WAL records newer than the
-//! manifest's seq.
+//! the row ids and creation seqs of the listed segment files (their column
+//! data stays on disk until a scan reads it), then replays WAL records newer
+//! than the manifest's seq.
 
 use std::fs::File;
 use std::path::Path;
@@ -17,12 +18,13 @@ use std::sync::Arc;
 use arrow::array::{Array, ArrayRef, RecordBatchReader, UInt64Array};
 use arrow::datatypes::{DataType, Field, Schema};
 use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
-use parquet::arrow::ArrowWriter;
+use parquet::arrow::{ArrowWriter, ProjectionMask};
 use parquet::file::properties::{EnabledStatistics, WriterProperties};
 
 use crate::catalog::{schema_of, MetaVersion};
 use crate::codec::{decode_column, encode_column, make_batch, ByteReader, ByteWriter};
 use crate::error::{Result, StorageError};
+use crate::residency::{ResidentPool, SegmentFile};
 use crate::segment::{ColumnDef, Created, Segment};
 use crate::wal::fsync_dir;
 use crate::{Seq, TableId};
@@ -269,7 +271,7 @@ pub(crate) fn write_manifest(data_dir: &Path, bytes: &[u8], fsync: bool) -> Resu
 pub(crate) fn write_segment_file(dir: &Path, seg: &Segment, fsync: bool) -> Result<String> {
     let name = format!("seg-{:016}.parquet", seg.id);
     let tmp = dir.join(format!("{name}.tmp"));
-    let mut fields: Vec<_> = seg.data.schema().fields().iter().cloned().collect();
+    let mut fields: Vec<_> = seg.schema().fields().iter().cloned().collect();
     fields.push(Arc::new(Field::new(
         crate::ROW_ID_COLUMN,
         DataType::UInt64,
@@ -281,7 +283,13 @@ pub(crate) fn write_segment_file(dir: &Path, seg: &Segment, fsync: bool) -> Resu
         false,
     )));
     let schema = Arc::new(Schema::new(fields));
-    let mut cols: Vec<ArrayRef> = seg.data.columns().to_vec();
+    let all: Vec<usize> = (0..seg.num_columns()).collect();
+    let mut cols: Vec<ArrayRef> = Vec::with_capacity(all.len() + 2);
+    for c in seg.columns(&all)? {
+        cols.push(c.ok_or_else(|| {
+            StorageError::Internal(format!("segment {} has a column missing", seg.id))
+        })?);
+    }
     cols.push(Arc::new(seg.row_ids.clone()));
     let created: ArrayRef = match &seg.created {
         Created::Uniform(s) => Arc::new(UInt64Array::from(vec![*s; seg.num_rows()])),
@@ -291,8 +299,9 @@ pub(crate) fn write_segment_file(dir: &Path, seg: &Segment, fsync: bool) -> Resu
     let batch = make_batch(schema.clone(), cols, seg.num_rows())?;
     let io = |e| StorageError::io(format!("writing segment file {name}"), e);
     let file = File::create(&tmp).map_err(io)?;
-    // These files exist for recovery, not for analytics: skip dictionary
-    // encoding and statistics, which dominate write time otherwise.
+    // Scans of evicted segments read these files, one column at a time.
+    // Dictionary encoding and statistics are skipped: they dominate write
+    // time, and scans read whole segments, so they would not prune.
     let props = WriterProperties::builder()
         .set_max_row_group_row_count(Some(1 << 20))
         .set_dictionary_enabled(false)
@@ -309,19 +318,20 @@ pub(crate) fn write_segment_file(dir: &Path, seg: &Segment, fsync: bool) -> Resu
     Ok(name)
 }
 
-/// Loads a segment written by [`write_segment_file`]. `columns` are the
-/// table's columns the segment holds (a prefix of the table's columns).
-pub(crate) fn read_segment_file(
-    dir: &Path,
-    ms: &ManifestSegment,
-    columns: &[ColumnDef],
-) -> Result<Segment> {
-    let path = dir.join(&ms.file);
-    let file = File::open(&path)
+/// Reads whole columns of a segment file, each as one array. `proj` holds
+/// column positions in the file, ascending and without duplicates.
+fn read_file_columns(
+    path: &Path,
+    name: &str,
+    proj: &[usize],
+    rows: usize,
+) -> Result<Vec<ArrayRef>> {
+    let file = File::open(path)
         .map_err(|e| StorageError::io(format!("opening segment file {}", path.display()), e))?;
-    let rows = usize::try_from(ms.rows)
-        .map_err(|_| StorageError::Corrupt("segment row count overflow".into()))?;
-    let reader = ParquetRecordBatchReaderBuilder::try_new(file)?
+    let builder = ParquetRecordBatchReaderBuilder::try_new(file)?;
+    let mask = ProjectionMask::roots(builder.parquet_schema(), proj.iter().copied());
+    let reader = builder
+        .with_projection(mask)
         .with_batch_size(rows.max(1))
         .build()?;
     let schema = reader.schema();
@@ -330,8 +340,52 @@ pub(crate) fn read_segment_file(
         batches.push(b?);
     }
     let batch = arrow::compute::concat_batches(&schema, &batches)?;
-    let n = batch.num_columns();
-    if n < 2 || batch.num_rows() != rows {
+    if batch.num_columns() != proj.len() || batch.num_rows() != rows {
+        return Err(StorageError::Corrupt(format!(
+            "segment file {name} has unexpected shape"
+        )));
+    }
+    Ok(batch.columns().to_vec())
+}
+
+/// Reads the data columns `proj` (ascending, unique) of an evicted segment.
+pub(crate) fn read_segment_columns(
+    file: &SegmentFile,
+    proj: &[usize],
+    rows: usize,
+) -> Result<Vec<ArrayRef>> {
+    read_file_columns(&file.path, &file.name, proj, rows)
+}
+
+/// Opens a segment written by [`write_segment_file`] for recovery. Only the
+/// row ids and creation seqs are read: the column data stays in the file
+/// until a scan asks for it. `columns` are the table's columns the segment
+/// holds (a prefix of the table's columns).
+pub(crate) fn read_segment_file(
+    dir: &Path,
+    ms: &ManifestSegment,
+    columns: &[ColumnDef],
+    pool: &Arc<ResidentPool>,
+) -> Result<Segment> {
+    let path = dir.join(&ms.file);
+    let rows = usize::try_from(ms.rows)
+        .map_err(|_| StorageError::Corrupt("segment row count overflow".into()))?;
+    let (n, data_bytes) = {
+        let file = File::open(&path)
+            .map_err(|e| StorageError::io(format!("opening segment file {}", path.display()), e))?;
+        let builder = ParquetRecordBatchReaderBuilder::try_new(file)?;
+        let bytes: i64 = builder
+            .metadata()
+            .row_groups()
+            .iter()
+            .map(|rg| rg.total_byte_size())
+            .sum();
+        (
+            builder.schema().fields().len(),
+            usize::try_from(bytes).unwrap_or(0),
+        )
+    };
+    if n < 2 {
         return Err(StorageError::Corrupt(format!(
             "segment file {} has unexpected shape",
             ms.file
@@ -341,16 +395,15 @@ pub(crate) fn read_segment_file(
     let cols = columns.get(..k).ok_or_else(|| {
         StorageError::Corrupt(format!("segment file {} has too many columns", ms.file))
     })?;
-    let data = make_batch(schema_of(cols), batch.columns()[..k].to_vec(), rows)
-        .map_err(|e| StorageError::Corrupt(format!("segment file {}: {e}", ms.file)))?;
+    let stamps = read_file_columns(&path, &ms.file, &[k, k + 1], rows)?;
     let as_u64 = |a: &ArrayRef| {
         a.as_any()
             .downcast_ref::<UInt64Array>()
             .cloned()
             .ok_or_else(|| StorageError::Corrupt(format!("segment file {}", ms.file)))
     };
-    let row_ids = as_u64(batch.column(k))?;
-    let created = as_u64(batch.column(k + 1))?;
+    let row_ids = as_u64(&stamps[0])?;
+    let created = as_u64(&stamps[1])?;
     if row_ids.null_count() > 0 || created.null_count() > 0 {
         return Err(StorageError::Corrupt(format!("segment file {}", ms.file)));
     }
@@ -367,7 +420,14 @@ pub(crate) fn read_segment_file(
         })?;
         *slot = *s;
     }
-    let seg = Segment::new(ms.id, data, row_ids, created, Some(deleted));
-    *seg.persisted.lock() = Some(ms.file.clone());
-    Ok(seg)
+    Ok(Segment::on_disk(
+        ms.id,
+        schema_of(cols),
+        rows,
+        data_bytes,
+        row_ids,
+        created,
+        Some(deleted),
+        pool.open_file(ms.file.clone(), path),
+    ))
 }

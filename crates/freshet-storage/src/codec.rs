@@ -299,16 +299,15 @@ const OP_DELETE_META: u8 = 8;
 /// its slice covers. `RecordBatch::get_array_memory_size` counts whole
 /// buffers, so N slices of one large result would count it N times.
 pub(crate) fn sliced_size(batch: &RecordBatch) -> usize {
-    batch
-        .columns()
-        .iter()
-        .map(|column| {
-            column
-                .to_data()
-                .get_slice_memory_size()
-                .unwrap_or_else(|_| column.get_array_memory_size())
-        })
-        .sum()
+    batch.columns().iter().map(array_size).sum()
+}
+
+/// Bytes of one array's (sliced) data.
+pub(crate) fn array_size(column: &ArrayRef) -> usize {
+    column
+        .to_data()
+        .get_slice_memory_size()
+        .unwrap_or_else(|_| column.get_array_memory_size())
 }
 
 /// Upper bound of the buffer reserved up front for a WAL record body; larger

@@ -34,6 +34,8 @@ mod checkpoint;
 mod codec;
 mod error;
 mod maintenance;
+mod residency;
+mod scan;
 mod segment;
 mod store;
 mod txn;
@@ -46,7 +48,8 @@ use arrow::array::RecordBatch;
 use arrow::datatypes::SchemaRef;
 
 pub use error::StorageError;
-pub use store::{Snapshot, Store, StoreMetrics};
+pub use scan::{ColdSegment, ScanParts};
+pub use store::{Snapshot, Store, StoreMemory, StoreMetrics};
 pub use txn::{Savepoint, Transaction};
 pub use unique::{UniqueIndexDef, UNIQUE_META_PREFIX};
 
@@ -80,23 +83,32 @@ pub struct StoreOptions {
     /// acknowledged commits (never corrupt older ones).
     pub fsync: bool,
     /// Start a background checkpoint once this many WAL bytes were written
-    /// since the last one; bounds recovery time and WAL disk usage.
+    /// since the last one, or this many bytes of segment data (new commits
+    /// and compaction output) wait for one; bounds recovery time, WAL disk
+    /// usage and the table data held in memory only.
     pub checkpoint_wal_bytes: u64,
     /// Background compaction merges a run of this many similarly sized
     /// consecutive segments into one, keeping the segment count of a table
     /// logarithmic in its size even under a stream of single-row inserts.
     pub compaction_min_segments: usize,
+    /// Bytes of checkpointed column data kept in memory. Beyond it the
+    /// oldest checkpointed segments are evicted and scans read them from
+    /// their Parquet files. Data not yet checkpointed always stays in
+    /// memory (`checkpoint_wal_bytes` bounds it), and so do per-row row
+    /// ids and version stamps (16 bytes a row) and unique-index keys.
+    pub resident_data_bytes: usize,
 }
 
 impl StoreOptions {
     /// Production defaults: fsync on, checkpoint every 256 MiB of WAL,
-    /// merge runs of 16 segments.
+    /// merge runs of 16 segments, no limit on resident data.
     pub fn new(data_dir: impl Into<PathBuf>) -> StoreOptions {
         StoreOptions {
             data_dir: data_dir.into(),
             fsync: true,
             checkpoint_wal_bytes: 256 << 20,
             compaction_min_segments: 16,
+            resident_data_bytes: usize::MAX,
         }
     }
 }

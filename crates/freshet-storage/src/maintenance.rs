@@ -57,6 +57,37 @@ pub(crate) fn run(inner: &Arc<Inner>) -> Result<()> {
     Ok(())
 }
 
+/// Evicts the column data of the oldest persisted segments while the
+/// resident pool is over its limit (see [`crate::residency`]).
+pub(crate) fn evict(inner: &Inner) {
+    if !inner.pool.over_limit() {
+        return;
+    }
+    let mut candidates: Vec<Arc<Segment>> = {
+        let cat = inner.catalog.read();
+        cat.tables
+            .values()
+            .flat_map(|t| t.segments.iter())
+            .filter(|s| s.file_name().is_some())
+            .cloned()
+            .collect()
+    };
+    candidates.sort_by_key(|s| s.id);
+    let mut freed = 0usize;
+    for seg in candidates {
+        if !inner.pool.over_limit() {
+            break;
+        }
+        freed += seg.evict();
+    }
+    if freed > 0 {
+        inner
+            .metrics
+            .evicted_bytes
+            .fetch_add(freed as u64, Ordering::Relaxed);
+    }
+}
+
 fn tier(rows: usize, fanout: usize) -> u32 {
     let mut t = 0;
     let mut r = rows;
@@ -142,12 +173,7 @@ fn as_u64(a: ArrayRef) -> Result<UInt64Array> {
 }
 
 fn merge(inner: &Inner, job: &Job, floor: Seq) -> Result<Merged> {
-    let k = job
-        .old
-        .iter()
-        .map(|s| s.data.num_columns())
-        .max()
-        .unwrap_or(0);
+    let k = job.old.iter().map(|s| s.num_columns()).max().unwrap_or(0);
     let columns = &job.columns[..k.min(job.columns.len())];
     let schema = schema_of(columns);
     let proj: Vec<usize> = (0..columns.len()).collect();

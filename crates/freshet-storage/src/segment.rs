@@ -13,7 +13,7 @@
 //! Readers at older seqs keep seeing the row.
 
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
 use arrow::array::{
     new_null_array, Array, ArrayRef, BooleanArray, BooleanBufferBuilder, RecordBatch, UInt32Array,
@@ -21,10 +21,11 @@ use arrow::array::{
 };
 use arrow::compute::{take, FilterBuilder};
 use arrow::datatypes::{DataType, Field, FieldRef, SchemaRef};
-use parking_lot::Mutex;
+use parking_lot::RwLock;
 
-use crate::codec::make_batch;
+use crate::codec::{array_size, make_batch};
 use crate::error::Result;
+use crate::residency::SegmentFile;
 use crate::{Seq, ROW_ID_COLUMN};
 
 /// Seq stamp meaning "not deleted".
@@ -55,9 +56,17 @@ pub(crate) struct ColumnDef {
 pub(crate) struct Segment {
     /// Unique per store; names the segment's Parquet file.
     pub(crate) id: u64,
-    /// The rows; may have fewer columns than the table if columns were added
-    /// after the segment was written (missing ones read as the default).
-    pub(crate) data: RecordBatch,
+    /// The segment's columns; may be fewer than the table's if columns were
+    /// added after the segment was written (missing ones read as the
+    /// default).
+    schema: SchemaRef,
+    rows: usize,
+    /// Approximate in-memory size of the column data.
+    data_bytes: usize,
+    /// The column data, one slot per column of `schema`. A slot is `None`
+    /// only once the segment is persisted: the data was evicted and is read
+    /// from `file` on demand (see [`crate::residency`]).
+    columns: RwLock<Vec<Option<ArrayRef>>>,
     /// Stable row ids, sorted ascending so rows can be found by binary search.
     pub(crate) row_ids: UInt64Array,
     pub(crate) created: Created,
@@ -66,8 +75,8 @@ pub(crate) struct Segment {
     deleted: Box<[AtomicU64]>,
     /// Smallest deletion stamp, so fully visible segments are detected in O(1).
     min_deleted: AtomicU64,
-    /// Name of the Parquet file holding this segment once a checkpoint wrote it.
-    pub(crate) persisted: Mutex<Option<String>>,
+    /// The Parquet file holding this segment once a checkpoint wrote it.
+    file: OnceLock<SegmentFile>,
 }
 
 impl Segment {
@@ -81,6 +90,50 @@ impl Segment {
         deleted: Option<Vec<Seq>>,
     ) -> Segment {
         let n = data.num_rows();
+        let columns = data.columns().iter().cloned().map(Some).collect();
+        Segment::build(
+            id,
+            data.schema(),
+            n,
+            crate::codec::sliced_size(&data),
+            columns,
+            row_ids,
+            created,
+            deleted,
+        )
+    }
+
+    /// A segment whose column data is only in its (already written) file.
+    #[allow(clippy::too_many_arguments)]
+    pub(crate) fn on_disk(
+        id: u64,
+        schema: SchemaRef,
+        rows: usize,
+        data_bytes: usize,
+        row_ids: UInt64Array,
+        created: Created,
+        deleted: Option<Vec<Seq>>,
+        file: SegmentFile,
+    ) -> Segment {
+        let columns = vec![None; schema.fields().len()];
+        let seg = Segment::build(
+            id, schema, rows, data_bytes, columns, row_ids, created, deleted,
+        );
+        let _ = seg.file.set(file);
+        seg
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn build(
+        id: u64,
+        schema: SchemaRef,
+        n: usize,
+        data_bytes: usize,
+        columns: Vec<Option<ArrayRef>>,
+        row_ids: UInt64Array,
+        created: Created,
+        deleted: Option<Vec<Seq>>,
+    ) -> Segment {
         let (min_created, max_created) = match &created {
             Created::Uniform(s) => (*s, *s),
             Created::PerRow(a) => a
@@ -97,14 +150,17 @@ impl Segment {
         };
         Segment {
             id,
-            data,
+            schema,
+            rows: n,
+            data_bytes,
+            columns: RwLock::new(columns),
             row_ids,
             created,
             min_created,
             max_created,
             deleted,
             min_deleted: AtomicU64::new(min_deleted),
-            persisted: Mutex::new(None),
+            file: OnceLock::new(),
         }
     }
 
@@ -119,7 +175,118 @@ impl Segment {
     }
 
     pub(crate) fn num_rows(&self) -> usize {
-        self.data.num_rows()
+        self.rows
+    }
+
+    /// Number of columns the segment holds (a prefix of the table's).
+    pub(crate) fn num_columns(&self) -> usize {
+        self.schema.fields().len()
+    }
+
+    /// The segment's columns' fields.
+    pub(crate) fn schema(&self) -> &SchemaRef {
+        &self.schema
+    }
+
+    /// Name of the segment's Parquet file, once a checkpoint wrote it.
+    pub(crate) fn file_name(&self) -> Option<&str> {
+        self.file.get().map(|f| f.name.as_str())
+    }
+
+    /// Records that the segment's data is now in `file`. From here on its
+    /// resident columns count against the file's pool and may be evicted.
+    pub(crate) fn persist(&self, file: SegmentFile) {
+        let pool = file.pool.clone();
+        if self.file.set(file).is_ok() {
+            pool.add(self.resident_bytes());
+        }
+    }
+
+    /// Bytes of per-row bookkeeping (row ids, creation and deletion
+    /// stamps), which stays in memory even when the data is evicted.
+    pub(crate) fn bookkeeping_bytes(&self) -> usize {
+        let created = match &self.created {
+            Created::Uniform(_) => 0,
+            Created::PerRow(a) => a.len() * 8,
+        };
+        self.rows * 16 + created
+    }
+
+    /// Approximate size of the column data, in memory or not.
+    pub(crate) fn data_bytes(&self) -> usize {
+        self.data_bytes
+    }
+
+    /// Bytes of column data now in memory.
+    pub(crate) fn resident_bytes(&self) -> usize {
+        self.columns.read().iter().flatten().map(array_size).sum()
+    }
+
+    /// Whether the columns `proj` (table column indices; those past the
+    /// segment's own read as defaults) are all in memory.
+    pub(crate) fn is_resident(&self, proj: &[usize]) -> bool {
+        let columns = self.columns.read();
+        proj.iter()
+            .all(|j| *j >= columns.len() || columns[*j].is_some())
+    }
+
+    /// Drops the column data from memory if the segment is persisted;
+    /// returns the bytes freed.
+    pub(crate) fn evict(&self) -> usize {
+        let Some(file) = self.file.get() else {
+            return 0;
+        };
+        let mut columns = self.columns.write();
+        let freed: usize = columns
+            .iter_mut()
+            .filter_map(Option::take)
+            .map(|a| array_size(&a))
+            .sum();
+        file.pool.release(freed);
+        freed
+    }
+
+    /// The segment's columns `proj` (indices below [`Self::num_columns`]),
+    /// from memory or, for evicted ones, from the segment file. A column
+    /// read from the file stays in memory only if it fits the pool.
+    pub(crate) fn columns(&self, proj: &[usize]) -> Result<Vec<Option<ArrayRef>>> {
+        let mut out: Vec<Option<ArrayRef>> = {
+            let columns = self.columns.read();
+            proj.iter()
+                .map(|j| columns.get(*j).cloned().flatten())
+                .collect()
+        };
+        let mut missing: Vec<usize> = proj
+            .iter()
+            .zip(&out)
+            .filter(|(j, a)| a.is_none() && **j < self.num_columns())
+            .map(|(j, _)| *j)
+            .collect();
+        if missing.is_empty() {
+            return Ok(out);
+        }
+        missing.sort_unstable();
+        missing.dedup();
+        let Some(file) = self.file.get() else {
+            return Err(crate::error::StorageError::Internal(format!(
+                "segment {} has no data and no file",
+                self.id
+            )));
+        };
+        let read = crate::checkpoint::read_segment_columns(file, &missing, self.rows)?;
+        file.pool.count_file_read();
+        let mut columns = self.columns.write();
+        for (j, array) in missing.iter().zip(read) {
+            if columns[*j].is_none() && file.pool.try_add(array_size(&array)) {
+                columns[*j] = Some(array.clone());
+            }
+            for (p, slot) in proj.iter().zip(out.iter_mut()) {
+                if p == j {
+                    *slot = Some(array.clone());
+                }
+            }
+        }
+        Ok(out)
     }
 
     pub(crate) fn created_at(&self, i: usize) -> Seq {
@@ -161,9 +328,10 @@ impl Segment {
             .count()
     }
 
-    /// Approximate in-memory size, for statistics and compaction sizing.
+    /// Approximate size of the data plus per-row bookkeeping, resident or
+    /// not, for statistics.
     pub(crate) fn bytes(&self) -> usize {
-        crate::codec::sliced_size(&self.data) + self.num_rows() * 16
+        self.data_bytes + self.num_rows() * 16
     }
 
     /// Rows visible at `seq`: `created <= seq && deleted > seq`. `None` means
@@ -190,6 +358,14 @@ impl Segment {
             b.append(f(i));
         }
         BooleanArray::new(b.finish(), None)
+    }
+}
+
+impl Drop for Segment {
+    fn drop(&mut self) {
+        if let Some(file) = self.file.get() {
+            file.pool.release(self.resident_bytes());
+        }
     }
 }
 
@@ -225,7 +401,7 @@ pub(crate) fn materialize(
     schema: &SchemaRef,
     sel: Selection<'_>,
 ) -> Result<Option<RecordBatch>> {
-    let seg_cols = seg.data.num_columns();
+    let seg_cols = seg.num_columns();
     let (rows, filter) = match sel {
         Selection::All => (seg.num_rows(), None),
         Selection::Mask(m) => {
@@ -248,10 +424,18 @@ pub(crate) fn materialize(
             _ => Ok(a.clone()),
         }
     };
+    let stored: Vec<usize> = proj.iter().copied().filter(|j| *j < seg_cols).collect();
+    let mut data = seg.columns(&stored)?.into_iter();
     let mut out = Vec::with_capacity(proj.len() + 1);
     for &j in proj {
         if j < seg_cols {
-            out.push(pick(seg.data.column(j))?);
+            let Some(Some(array)) = data.next() else {
+                return Err(crate::error::StorageError::Internal(format!(
+                    "segment {} lost column {j}",
+                    seg.id
+                )));
+            };
+            out.push(pick(&array)?);
         } else {
             out.push(repeat_default(&columns[j].default, rows)?);
         }

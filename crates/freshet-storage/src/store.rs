@@ -34,6 +34,7 @@ use crate::checkpoint::{
 };
 use crate::codec::{decode_ops, Op};
 use crate::error::{Result, StorageError};
+use crate::residency::ResidentPool;
 use crate::segment::LIVE;
 use crate::txn::Transaction;
 use crate::wal::{list_wal_files, scan_wal_file, truncate_wal_file, WalWriter};
@@ -44,6 +45,20 @@ use crate::{ChangeSet, CommitInfo, Seq, StoreOptions, TableId, TableStats};
 const MAX_GROUP_BYTES: usize = 64 << 20;
 /// How often the maintenance thread looks for work when not woken.
 const MAINTENANCE_INTERVAL: Duration = Duration::from_millis(200);
+
+/// Memory held by the store, by component, in bytes (approximate: Arrow
+/// buffer sizes, not allocator overhead).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct StoreMemory {
+    /// Column data of checkpointed segments kept in memory.
+    pub checkpointed_data: u64,
+    /// What bounds `checkpointed_data` (`StoreOptions::resident_data_bytes`).
+    pub checkpointed_data_limit: u64,
+    /// Column data written since the last checkpoint (always in memory).
+    pub recent_data: u64,
+    /// Row ids and creation and deletion stamps of every stored row.
+    pub row_versions: u64,
+}
 
 /// Counters describing what the store has done; cheap to read, meant for
 /// monitoring, benchmarks and tests (e.g. to show that fsyncs are shared).
@@ -62,6 +77,13 @@ pub struct StoreMetrics {
     pub checkpoints: u64,
     /// Segments produced or removed by compaction since open.
     pub compactions: u64,
+    /// Bytes of column data evicted from memory since open.
+    pub evicted_bytes: u64,
+    /// Bytes of checkpointed column data now in memory (what
+    /// `StoreOptions::resident_data_bytes` bounds).
+    pub resident_bytes: u64,
+    /// Reads of evicted column data from segment files since open.
+    pub segment_file_reads: u64,
 }
 
 #[derive(Default)]
@@ -72,6 +94,7 @@ pub(crate) struct Metrics {
     pub(crate) change_segments_read: AtomicU64,
     pub(crate) checkpoints: AtomicU64,
     pub(crate) compactions: AtomicU64,
+    pub(crate) evicted_bytes: AtomicU64,
 }
 
 #[derive(Default)]
@@ -134,6 +157,8 @@ pub(crate) struct Inner {
     pub(crate) opts: StoreOptions,
     pub(crate) wal_dir: PathBuf,
     pub(crate) segment_dir: PathBuf,
+    /// Bounds the column data of persisted segments kept in memory.
+    pub(crate) pool: Arc<ResidentPool>,
     pub(crate) catalog: RwLock<Catalog>,
     /// Newest durable, visible commit.
     pub(crate) latest: AtomicU64,
@@ -314,6 +339,17 @@ impl Inner {
         floor
     }
 
+    /// Bytes of column data in segments no checkpoint has written yet.
+    pub(crate) fn unpersisted_bytes(&self) -> u64 {
+        let cat = self.catalog.read();
+        cat.tables
+            .values()
+            .flat_map(|t| t.segments.iter())
+            .filter(|s| s.file_name().is_none())
+            .map(|s| s.data_bytes() as u64)
+            .sum()
+    }
+
     /// Writes a checkpoint; see [`Store::checkpoint`].
     pub(crate) fn checkpoint(&self) -> Result<()> {
         let _guard = self.checkpoint_lock.lock();
@@ -361,16 +397,16 @@ impl Inner {
         for (id, columns, segments, [created, dropped, last_write, last_ddl]) in captured {
             let mut msegs = Vec::with_capacity(segments.len());
             for seg in &segments {
-                let file = {
-                    let mut p = seg.persisted.lock();
-                    match &*p {
-                        Some(f) => f.clone(),
-                        None => {
-                            let f = write_segment_file(&self.segment_dir, seg, self.opts.fsync)?;
-                            written += 1;
-                            *p = Some(f.clone());
-                            f
-                        }
+                let file = match seg.file_name() {
+                    Some(f) => f.to_owned(),
+                    None => {
+                        // Only this thread (holding the checkpoint lock)
+                        // writes segment files, so the check above cannot
+                        // race with another writer.
+                        let f = write_segment_file(&self.segment_dir, seg, self.opts.fsync)?;
+                        written += 1;
+                        seg.persist(self.pool.open_file(f.clone(), self.segment_dir.join(&f)));
+                        f
                     }
                 };
                 let deletions = seg
@@ -403,7 +439,9 @@ impl Inner {
         }
         write_manifest(&self.opts.data_dir, &manifest.encode()?, self.opts.fsync)?;
         // Old WAL files only hold records <= seq; segment files not listed
-        // in the new manifest belong to compacted-away segments.
+        // in the new manifest belong to compacted-away segments, and can go
+        // once no scan holds those segments any more (a later checkpoint
+        // removes the ones still held now).
         for (first, path) in list_wal_files(&self.wal_dir)? {
             if first < wal_first {
                 if let Err(e) = std::fs::remove_file(&path) {
@@ -420,13 +458,15 @@ impl Inner {
             for entry in rd.flatten() {
                 let name = entry.file_name();
                 let Some(name) = name.to_str() else { continue };
-                if !listed.contains(name) {
+                if !listed.contains(name) && !self.pool.is_open(name) {
                     let _ = std::fs::remove_file(entry.path());
                 }
             }
         }
         self.metrics.checkpoints.fetch_add(1, Ordering::Relaxed);
         info!("checkpoint at seq {seq} written ({written} new segment files)");
+        // The segments just written now count against the resident pool.
+        crate::maintenance::evict(self);
         Ok(())
     }
 }
@@ -508,6 +548,19 @@ impl Snapshot {
     ) -> Result<Vec<RecordBatch>> {
         let view = self.view(table)?;
         scan_view(&view, self.seq(), projection, with_row_ids)
+    }
+
+    /// Like [`Snapshot::scan`], but segments evicted from memory are
+    /// returned unread, to be read one at a time by the consumer (see
+    /// [`crate::ScanParts`]).
+    pub fn scan_parts(
+        &self,
+        table: TableId,
+        projection: Option<&[usize]>,
+        with_row_ids: bool,
+    ) -> Result<crate::ScanParts> {
+        let view = self.view(table)?;
+        crate::scan::scan_parts(self, view, projection, with_row_ids)
     }
 
     /// The table's schema at this snapshot (without the row id column).
@@ -622,6 +675,7 @@ impl Store {
         }
         let _ = std::fs::remove_file(data_dir.join("MANIFEST.tmp"));
 
+        let pool = ResidentPool::new(opts.resident_data_bytes);
         let mut cat = Catalog::new();
         let mut latest: Seq = 0;
         let (mut next_row, mut next_table, mut next_seg) = (1u64, 1u64, 1u64);
@@ -630,7 +684,7 @@ impl Store {
             next_row = m.next_row_id;
             next_table = m.next_table_id;
             next_seg = m.next_segment_id;
-            load_manifest(&mut cat, m, &segment_dir)?;
+            load_manifest(&mut cat, m, &segment_dir, &pool)?;
             info!(
                 "loaded checkpoint at seq {latest} ({} tables)",
                 cat.tables.len()
@@ -709,6 +763,7 @@ impl Store {
             opts,
             wal_dir,
             segment_dir,
+            pool,
             catalog: RwLock::new(cat),
             latest: AtomicU64::new(latest),
             retained_floor: AtomicU64::new(retained_floor),
@@ -861,6 +916,25 @@ impl Store {
         self.snapshot_at(seq)?.table_stats(table)
     }
 
+    /// What the store holds in memory now; see [`StoreMemory`].
+    pub fn memory(&self) -> StoreMemory {
+        let mut m = StoreMemory {
+            checkpointed_data: self.inner.pool.used() as u64,
+            checkpointed_data_limit: self.inner.pool.limit() as u64,
+            ..StoreMemory::default()
+        };
+        let cat = self.inner.catalog.read();
+        for t in cat.tables.values() {
+            for seg in &t.segments {
+                if seg.file_name().is_none() {
+                    m.recent_data += seg.resident_bytes() as u64;
+                }
+                m.row_versions += seg.bookkeeping_bytes() as u64;
+            }
+        }
+        m
+    }
+
     /// Counters for monitoring; see [`StoreMetrics`].
     pub fn metrics(&self) -> StoreMetrics {
         let m = &self.inner.metrics;
@@ -871,6 +945,9 @@ impl Store {
             change_segments_read: m.change_segments_read.load(Ordering::Relaxed),
             checkpoints: m.checkpoints.load(Ordering::Relaxed),
             compactions: m.compactions.load(Ordering::Relaxed),
+            evicted_bytes: m.evicted_bytes.load(Ordering::Relaxed),
+            resident_bytes: self.inner.pool.used() as u64,
+            segment_file_reads: self.inner.pool.file_reads(),
         }
     }
 
@@ -902,13 +979,18 @@ impl Drop for Store {
     }
 }
 
-fn load_manifest(cat: &mut Catalog, m: Manifest, segment_dir: &Path) -> Result<()> {
+fn load_manifest(
+    cat: &mut Catalog,
+    m: Manifest,
+    segment_dir: &Path,
+    pool: &Arc<ResidentPool>,
+) -> Result<()> {
     cat.retained_floor = m.retained_floor;
     for mt in m.tables {
         let mut segments = Vec::with_capacity(mt.segments.len());
         let mut log: BTreeMap<Seq, Vec<u64>> = BTreeMap::new();
         for ms in &mt.segments {
-            let seg = read_segment_file(segment_dir, ms, &mt.columns)?;
+            let seg = read_segment_file(segment_dir, ms, &mt.columns, pool)?;
             for (p, d) in &ms.deletions {
                 if *d > m.retained_floor {
                     log.entry(*d)
@@ -991,8 +1073,12 @@ fn maintenance_loop(inner: Arc<Inner>) {
         if let Err(e) = crate::maintenance::run(&inner) {
             warn!("background compaction failed: {e}");
         }
-        let need_checkpoint =
-            inner.wal.lock().bytes_since_checkpoint > inner.opts.checkpoint_wal_bytes;
+        // Compaction's merged segments are in memory only, like new
+        // commits, but write no WAL: they count towards the next
+        // checkpoint too, so memory not yet checkpointed stays bounded.
+        let need_checkpoint = inner.wal.lock().bytes_since_checkpoint
+            > inner.opts.checkpoint_wal_bytes
+            || inner.unpersisted_bytes() > inner.opts.checkpoint_wal_bytes;
         if need_checkpoint {
             if let Err(e) = inner.checkpoint() {
                 error!("background checkpoint failed: {e}");

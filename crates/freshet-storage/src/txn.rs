@@ -539,6 +539,30 @@ impl Transaction {
         }
     }
 
+    /// [`Transaction::scan`] as [`crate::ScanParts`]: evicted segments are
+    /// read by the consumer, unless this transaction wrote to the table (its
+    /// own writes are merged in memory, so everything is read now).
+    pub fn scan_parts(
+        &self,
+        table: TableId,
+        projection: Option<&[usize]>,
+        with_row_ids: bool,
+    ) -> Result<crate::ScanParts> {
+        if !self.tables.contains_key(&table) {
+            return self.snap.scan_parts(table, projection, with_row_ids);
+        }
+        let t = &self.tables[&table];
+        if t.dropped {
+            return Err(StorageError::UnknownTable(table));
+        }
+        let (_, schema) = output_schema(&t.columns, projection, with_row_ids)?;
+        Ok(crate::ScanParts {
+            schema,
+            resident: self.scan(table, projection, with_row_ids)?,
+            cold: Vec::new(),
+        })
+    }
+
     /// Scans `table` as of the snapshot plus this transaction's own writes.
     pub fn scan(
         &self,

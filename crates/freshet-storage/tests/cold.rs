@@ -1,0 +1,167 @@
+//! Segments evicted to their Parquet files: scans, change feeds, deletes,
+//! compaction, added columns, unique keys and recovery give the same answers
+//! as with everything in memory, and a scan keeps reading its segments'
+//! files after compaction replaced them.
+
+mod common;
+
+use std::sync::Arc;
+
+use arrow::array::{Array, ArrayRef, Int64Array};
+use arrow::datatypes::{DataType, Field};
+use common::*;
+use freshet_storage::{Store, StoreOptions, UniqueIndexDef};
+
+/// A store that keeps no checkpointed column data in memory.
+fn open_cold(dir: &std::path::Path) -> Arc<Store> {
+    Store::open(StoreOptions {
+        resident_data_bytes: 0,
+        ..opts(dir)
+    })
+    .unwrap()
+}
+
+/// Ids read through `scan_parts`, resident and cold parts together.
+fn parts_ids(store: &Store, t: u64) -> (Vec<i64>, usize) {
+    let parts = store.snapshot().scan_parts(t, None, false).unwrap();
+    let mut batches = parts.resident.clone();
+    for c in &parts.cold {
+        batches.extend(c.read().unwrap());
+    }
+    (ids(&batches), parts.cold.len())
+}
+
+#[test]
+fn evicted_segments_read_back_from_their_files() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open_cold(dir.path());
+    let t = create(&store);
+    store.set_retention_hold("test", Some(0));
+    let s1 = insert(&store, t, &[1, 2, 3]);
+    let s2 = insert(&store, t, &[4, 5]);
+    store.checkpoint().unwrap();
+    let m = store.metrics();
+    assert_eq!(m.resident_bytes, 0, "a zero budget keeps nothing");
+    assert!(m.evicted_bytes > 0);
+
+    assert_eq!(scan_ids(&store, t), vec![1, 2, 3, 4, 5]);
+    let (got, cold) = parts_ids(&store, t);
+    assert_eq!(got, vec![1, 2, 3, 4, 5]);
+    assert_eq!(cold, 2, "both segments are read lazily");
+    assert!(store.metrics().segment_file_reads > 0);
+    assert_eq!(store.metrics().resident_bytes, 0, "reads are not cached");
+
+    // Deleting evicted rows, and the change feed over evicted segments
+    // (deleted rows carry their old contents).
+    let s3 = delete(&store, t, &[2, 4]);
+    let ch = store.changes(t, s2, s3).unwrap();
+    assert_eq!(ids(&ch.deleted), vec![2, 4]);
+    let ch = store.changes(t, s1, s2).unwrap();
+    assert_eq!(ids(&ch.inserted), vec![4, 5]);
+    assert_eq!(scan_ids(&store, t), vec![1, 3, 5]);
+    assert_eq!(parts_ids(&store, t).0, vec![1, 3, 5]);
+
+    // An added column reads as its default in segments written before it.
+    let mut tx = store.begin();
+    let default: ArrayRef = Arc::new(Int64Array::from(vec![7]));
+    tx.add_column(t, Field::new("extra", DataType::Int64, true), default)
+        .unwrap();
+    tx.commit_blocking().unwrap();
+    let batches = store.snapshot().scan(t, Some(&[2]), false).unwrap();
+    let extra: Vec<i64> = batches
+        .iter()
+        .flat_map(|b| {
+            b.column(0)
+                .as_any()
+                .downcast_ref::<Int64Array>()
+                .unwrap()
+                .values()
+                .to_vec()
+        })
+        .collect();
+    assert_eq!(extra, vec![7, 7, 7]);
+    drop(store);
+
+    // Recovery reads no column data; the answers stay the same.
+    let store = open_cold(dir.path());
+    let reads = store.metrics().segment_file_reads;
+    assert_eq!(reads, 0, "recovery leaves column data on disk");
+    assert_eq!(scan_ids(&store, t), vec![1, 3, 5]);
+    assert!(store.metrics().segment_file_reads > reads);
+}
+
+#[test]
+fn compaction_merges_evicted_segments() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(StoreOptions {
+        resident_data_bytes: 0,
+        compaction_min_segments: 2,
+        ..opts(dir.path())
+    })
+    .unwrap();
+    let t = create(&store);
+    insert(&store, t, &[1, 2]);
+    insert(&store, t, &[3, 4]);
+    store.checkpoint().unwrap();
+    // A scan that starts now holds the evicted segments it will read.
+    let parts = store.snapshot().scan_parts(t, None, false).unwrap();
+    assert_eq!(parts.cold.len(), 2);
+    delete(&store, t, &[3]);
+    store.vacuum().unwrap();
+    assert!(store.metrics().compactions > 0);
+    // The next checkpoint drops the replaced segments from the manifest,
+    // but not their files while the scan above still needs them.
+    store.checkpoint().unwrap();
+    let mut batches = Vec::new();
+    for c in &parts.cold {
+        batches.extend(c.read().unwrap());
+    }
+    assert_eq!(ids(&batches), vec![1, 2, 3, 4], "the scan's snapshot");
+    drop(parts);
+    assert_eq!(scan_ids(&store, t), vec![1, 2, 4]);
+    drop(store);
+    let store = open_cold(dir.path());
+    assert_eq!(scan_ids(&store, t), vec![1, 2, 4]);
+}
+
+#[test]
+fn unique_keys_are_rebuilt_from_evicted_segments() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open_cold(dir.path());
+    let mut tx = store.begin();
+    let t = tx.create_table(schema()).unwrap();
+    tx.add_unique_indexes(
+        t,
+        vec![UniqueIndexDef {
+            name: "t_pkey".into(),
+            columns: vec![0],
+        }],
+    )
+    .unwrap();
+    tx.commit_blocking().unwrap();
+    insert(&store, t, &[1, 2, 3]);
+    store.checkpoint().unwrap();
+    drop(store);
+    let store = open_cold(dir.path());
+    let mut tx = store.begin();
+    assert!(tx.insert(t, batch(&[2])).is_err(), "key 2 exists on disk");
+    tx.insert(t, batch(&[4])).unwrap();
+    tx.commit_blocking().unwrap();
+    assert_eq!(scan_ids(&store, t), vec![1, 2, 3, 4]);
+}
+
+#[test]
+fn a_budget_keeps_the_newest_segments_in_memory() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(dir.path());
+    let t = create(&store);
+    for i in 0..4 {
+        insert(&store, t, &[i]);
+    }
+    store.checkpoint().unwrap();
+    let m = store.metrics();
+    assert!(m.resident_bytes > 0, "no budget: everything stays");
+    assert_eq!(m.evicted_bytes, 0);
+    let (got, cold) = parts_ids(&store, t);
+    assert_eq!((got, cold), (vec![0, 1, 2, 3], 0));
+}
