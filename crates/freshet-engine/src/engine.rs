@@ -33,6 +33,10 @@ pub struct EngineConfig {
     /// Bytes query execution may hold across all sessions and refreshes
     /// before spilling or failing with 53200 (see [`crate::query_memory`]).
     pub query_memory_limit: usize,
+    /// Bytes of checkpointed table data kept in memory; beyond it the
+    /// oldest segments are evicted and scans read them from their Parquet
+    /// files (see `freshet_storage::StoreOptions::resident_data_bytes`).
+    pub resident_data_limit: usize,
 }
 
 impl EngineConfig {
@@ -49,6 +53,7 @@ impl EngineConfig {
                 .map(|n| n.get())
                 .unwrap_or(2),
             query_memory_limit: crate::query_memory::default_limit(),
+            resident_data_limit: crate::query_memory::default_limit(),
         }
     }
 }
@@ -91,6 +96,7 @@ impl Engine {
         let store = Store::open(StoreOptions {
             data_dir: config.data_dir.clone(),
             fsync: config.fsync,
+            resident_data_bytes: config.resident_data_limit,
             ..StoreOptions::new(config.data_dir.clone())
         })
         .map_err(|e| EngineError::new(e.sqlstate(), format!("cannot open data directory: {e}")))?;

@@ -84,6 +84,12 @@ pub(crate) fn register(ctx: &SessionContext, engine: &Arc<Engine>, shared: &Arc<
         tracing::warn!(error = %e, "cannot register the -> and ->> operators");
     }
     crate::dynamic::register_table_functions(ctx, engine, shared);
+    ctx.register_udtf(
+        "freshet_memory_usage",
+        Arc::new(crate::memory_usage::MemoryUsage {
+            engine: engine.clone(),
+        }),
+    );
 }
 
 fn ext(e: EngineError) -> DataFusionError {

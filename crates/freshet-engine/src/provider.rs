@@ -403,20 +403,36 @@ impl TableProvider for StoredTable {
         if let Some(lookup) = self.index_lookup(projection, filters)? {
             return Ok(lookup);
         }
-        let batches = self
+        // Storage reads only the columns the plan needs: DataFusion's
+        // projection, in terms of the stored columns.
+        let stored: Vec<usize> = match (projection, &self.visible_columns) {
+            (Some(p), Some(visible)) => p
+                .iter()
+                .map(|i| {
+                    visible.get(*i).copied().ok_or_else(|| {
+                        DataFusionError::Internal(format!("column #{i} of {} is hidden", self.name))
+                    })
+                })
+                .collect::<DfResult<_>>()?,
+            (Some(p), None) => p.clone(),
+            (None, Some(visible)) => visible.clone(),
+            (None, None) => (0..self.schema.fields().len()).collect(),
+        };
+        let parts = self
             .shared
-            .with_txn(|t| t.scan(self.table_id, self.visible_columns.as_deref(), false))?
+            .with_txn(|t| t.scan_parts(self.table_id, Some(&stored), false))?
             .map_err(|e| DataFusionError::External(Box::new(e)))?;
-        self.shared
-            .work
-            .add_scanned_rows(batches.iter().map(RecordBatch::num_rows).sum());
-        let partitions = split_partitions(batches, state.config().target_partitions());
-        let exec = MemorySourceConfig::try_new_exec(
-            &partitions,
-            self.schema.clone(),
-            projection.cloned(),
-        )?;
-        Ok(exec)
+        let schema = match projection {
+            Some(p) => Arc::new(self.schema.project(p)?),
+            None => self.schema.clone(),
+        };
+        crate::stored_scan::scan_exec(
+            &self.name,
+            schema,
+            parts,
+            state.config().target_partitions(),
+            &self.shared,
+        )
     }
 }
 

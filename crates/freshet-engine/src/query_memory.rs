@@ -15,8 +15,9 @@
 //!   fit, fails its statement with SQLSTATE 53200 (out of memory) naming
 //!   the largest consumers; the server and other sessions carry on.
 //!
-//! What the pool does not cover: table data (held in memory by the storage
-//! layer) and values built outside operators (one huge `repeat()` result).
+//! What the pool does not cover: table data (the storage layer's resident
+//! pool bounds it, `--resident-data-limit`) and values built outside
+//! operators (one huge `repeat()` result).
 //! The limit is shown by `SHOW query_memory_limit`.
 
 use std::num::NonZeroUsize;

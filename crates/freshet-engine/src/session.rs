@@ -123,6 +123,7 @@ const DEFAULT_SETTINGS: &[(&str, &str)] = &[
 const READ_ONLY_SETTINGS: &[&str] = &[
     "integer_datetimes",
     "query_memory_limit",
+    "resident_data_limit",
     "server_encoding",
     "server_version",
     "server_version_num",
@@ -153,6 +154,10 @@ impl Session {
         settings.insert(
             "query_memory_limit".into(),
             crate::query_memory::display(engine.config.query_memory_limit),
+        );
+        settings.insert(
+            "resident_data_limit".into(),
+            crate::query_memory::display(engine.config.resident_data_limit),
         );
         // An unknown database is 3D000 before anything is built for it.
         let database_exists = shared

@@ -31,6 +31,8 @@ pub struct Banner<'a> {
     pub query_memory_limit: usize,
     /// Where the limit comes from (`--query-memory-limit`, a share of RAM).
     pub query_memory_source: &'a str,
+    /// Checkpointed table data kept in memory (`--resident-data-limit`).
+    pub resident_data_limit: usize,
 }
 
 impl Banner<'_> {
@@ -88,13 +90,15 @@ impl Banner<'_> {
                  {} refresh-history rows per dynamic table; \
                  {} query memory ({}; beyond it, operators that can spill spill to disk \
                  and a statement that still does not fit fails with 53200); \
-                 no limit on connections or table memory (tables are held in memory)",
+                 {} resident table data (beyond it, checkpointed data is read from disk); \
+                 no limit on connections",
                 self.query_threads,
                 self.refresh_workers,
                 self.inference_batch_size,
                 self.refresh_history_limit,
                 freshet_engine::query_memory::display(self.query_memory_limit),
-                self.query_memory_source
+                self.query_memory_source,
+                freshet_engine::query_memory::display(self.resident_data_limit)
             ),
         );
         out

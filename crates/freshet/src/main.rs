@@ -79,6 +79,15 @@ struct ServeArgs {
     #[arg(long, value_name = "SIZE", value_parser = freshet_engine::query_memory::parse_limit)]
     query_memory_limit: Option<usize>,
 
+    /// Checkpointed table data kept in memory. Beyond it the oldest
+    /// checkpointed segments are evicted and scans read them from their
+    /// Parquet files under the data directory. Rows not yet checkpointed,
+    /// row ids and version stamps (16 bytes a row) and primary-key indexes
+    /// stay in memory regardless. Units B, kB, MB, GB, TB. Default: a
+    /// quarter of the machine's RAM.
+    #[arg(long, value_name = "SIZE", value_parser = freshet_engine::query_memory::parse)]
+    resident_data_limit: Option<usize>,
+
     /// Do not fsync the WAL (throwaway test servers only).
     #[arg(long, hide = true)]
     no_fsync: bool,
@@ -138,6 +147,9 @@ async fn serve(args: ServeArgs) -> Result<(), String> {
     if let Some(limit) = args.query_memory_limit {
         config.query_memory_limit = limit;
     }
+    if let Some(limit) = args.resident_data_limit {
+        config.resident_data_limit = limit;
+    }
     // How the banner explains the query memory limit.
     let memory_source = if args.query_memory_limit.is_some() {
         "--query-memory-limit".to_owned()
@@ -194,6 +206,7 @@ async fn serve(args: ServeArgs) -> Result<(), String> {
             refresh_history_limit: freshet_engine::HISTORY_LIMIT,
             query_memory_limit: config.query_memory_limit,
             query_memory_source: &memory_source,
+            resident_data_limit: config.resident_data_limit,
         }
         .render()
     );

@@ -74,7 +74,10 @@ fn startup_banner_says_what_is_in_effect() {
         " query memory (a quarter of ".to_owned(),
         " RAM; beyond it, operators that can spill spill to disk and a statement that still \
          does not fit fails with 53200); \
-         no limit on connections or table memory"
+         "
+            .to_owned(),
+        " resident table data (beyond it, checkpointed data is read from disk); \
+         no limit on connections"
             .to_owned(),
     ] {
         assert!(

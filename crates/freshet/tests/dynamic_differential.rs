@@ -33,7 +33,7 @@ mod common;
 use std::collections::BTreeMap;
 use std::time::Instant;
 
-use common::{Rng, TestServer};
+use common::{Rng, ServerOptions, TestServer};
 use tokio_postgres::{Client, SimpleQueryMessage};
 
 /// One dynamic table under test.
@@ -561,13 +561,30 @@ async fn random_write(
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn dynamic_tables_equal_their_queries_after_every_refresh() {
+    differential(ServerOptions::new(), steps(), None).await;
+}
+
+/// The same workload with no checkpointed table data kept in memory and a
+/// checkpoint every 25 steps: sources, dynamic tables and their
+/// maintenance state are read back from their Parquet files by scans,
+/// change feeds, deletes and updates.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dynamic_tables_equal_their_queries_with_table_data_on_disk() {
+    let mut opts = ServerOptions::new();
+    opts.extra_args = vec!["--resident-data-limit".into(), "0B".into()];
+    differential(opts, steps() / 4, Some(25)).await;
+}
+
+/// Runs the seeded workload for `steps` steps against a server started with
+/// `opts`, checking every refresh, with a `CHECKPOINT` every
+/// `checkpoint_every` steps if set.
+async fn differential(opts: ServerOptions, steps: usize, checkpoint_every: Option<usize>) {
     let seed = Rng::seed_from_env(SEED_VAR);
     eprintln!("dynamic-table differential test seed: {seed} (replay with {SEED_VAR}={seed})");
-    let steps = steps();
     let mut rng = Rng::new(seed);
     let started = Instant::now();
 
-    let server = TestServer::start();
+    let server = TestServer::start_with(opts);
     let client = server.connect().await;
     exec(
         &client,
@@ -663,6 +680,9 @@ async fn dynamic_tables_equal_their_queries_after_every_refresh() {
         } else {
             let op = random_write(&client, seed, &mut rng, &mut next_id).await;
             *ops.entry(op).or_default() += 1;
+        }
+        if checkpoint_every.is_some_and(|n| step % n == 0) {
+            exec(&client, seed, "CHECKPOINT").await;
         }
         // Keep the sources small enough for thousands of checks.
         if step % 200 == 0 {

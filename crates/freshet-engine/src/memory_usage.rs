@@ -1,0 +1,122 @@
+//! `freshet_memory_usage()`: what the server holds in memory, by component,
+//! next to the limit that bounds each (if any), so memory can be watched
+//! from SQL.
+//!
+//! Each figure is read from where the memory is held: the storage layer's
+//! own accounting of its segments ([`freshet_storage::StoreMemory`]) and
+//! DataFusion's memory pool for query execution. Sizes are Arrow buffer
+//! sizes, not allocator overhead, so they are less than the process RSS.
+
+use std::sync::Arc;
+
+use datafusion::arrow::array::{Int64Array, RecordBatch, StringArray};
+use datafusion::arrow::datatypes::{DataType, Field, Schema};
+use datafusion::catalog::{TableFunctionArgs, TableFunctionImpl, TableProvider};
+use datafusion::common::{plan_err, Result as DfResult};
+use datafusion::datasource::MemTable;
+
+use crate::Engine;
+
+/// The memory components `freshet_memory_usage()` reports.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Component {
+    CheckpointedTableData,
+    RecentTableData,
+    RowVersions,
+    QueryExecution,
+}
+
+impl Component {
+    const ALL: [Component; 4] = [
+        Component::CheckpointedTableData,
+        Component::RecentTableData,
+        Component::RowVersions,
+        Component::QueryExecution,
+    ];
+
+    fn name(self) -> &'static str {
+        match self {
+            Component::CheckpointedTableData => "checkpointed_table_data",
+            Component::RecentTableData => "recent_table_data",
+            Component::RowVersions => "row_versions",
+            Component::QueryExecution => "query_execution",
+        }
+    }
+
+    fn description(self) -> &'static str {
+        match self {
+            Component::CheckpointedTableData => {
+                "checkpointed column data kept in memory; beyond the limit (--resident-data-limit) \
+                 the oldest segments are read from their Parquet files"
+            }
+            Component::RecentTableData => {
+                "column data written since the last checkpoint, always in memory until the next \
+                 one (every 256 MiB of WAL, or CHECKPOINT)"
+            }
+            Component::RowVersions => {
+                "row ids and creation and deletion stamps, 16 bytes or more a stored row; \
+                 not bounded"
+            }
+            Component::QueryExecution => {
+                "memory reserved by running sorts, aggregates and joins (--query-memory-limit); \
+                 beyond the limit they spill or fail with 53200"
+            }
+        }
+    }
+}
+
+/// The table function; see the module documentation.
+#[derive(Debug)]
+pub(crate) struct MemoryUsage {
+    pub(crate) engine: Arc<Engine>,
+}
+
+impl TableFunctionImpl for MemoryUsage {
+    fn call_with_args(&self, args: TableFunctionArgs) -> DfResult<Arc<dyn TableProvider>> {
+        if !args.exprs().is_empty() {
+            return plan_err!("freshet_memory_usage() takes no arguments");
+        }
+        let store = self.engine.store.memory();
+        let config = &self.engine.config;
+        let figure = |c: Component| -> (u64, Option<u64>) {
+            match c {
+                Component::CheckpointedTableData => {
+                    (store.checkpointed_data, Some(store.checkpointed_data_limit))
+                }
+                Component::RecentTableData => (store.recent_data, None),
+                Component::RowVersions => (store.row_versions, None),
+                Component::QueryExecution => (
+                    self.engine.runtime.memory_pool.reserved() as u64,
+                    Some(config.query_memory_limit as u64),
+                ),
+            }
+        };
+        let as_i64 = |v: u64| i64::try_from(v).unwrap_or(i64::MAX);
+        let (mut bytes, mut limits) = (Vec::new(), Vec::new());
+        for c in Component::ALL {
+            let (b, l) = figure(c);
+            bytes.push(as_i64(b));
+            limits.push(l.map(as_i64));
+        }
+        let schema = Arc::new(Schema::new(vec![
+            Field::new("component", DataType::Utf8, false),
+            Field::new("bytes", DataType::Int64, false),
+            Field::new("limit_bytes", DataType::Int64, true),
+            Field::new("description", DataType::Utf8, false),
+        ]));
+        let batch = RecordBatch::try_new(
+            schema.clone(),
+            vec![
+                Arc::new(StringArray::from_iter_values(
+                    Component::ALL.iter().map(|c| c.name()),
+                )),
+                Arc::new(Int64Array::from(bytes)),
+                Arc::new(Int64Array::from(limits)),
+                Arc::new(StringArray::from_iter_values(
+                    Component::ALL.iter().map(|c| c.description()),
+                )),
+            ],
+        )?;
+        Ok(Arc::new(MemTable::try_new(schema, vec![vec![batch]])?))
+    }
+}
