@@ -9,22 +9,6 @@ use arrow::array::{Int64Array, RecordBatch, StringArray};
 use common::*;
 use freshet_storage::{RowId, StorageError, Store, TableId, UniqueIndexDef};
 
-/// A table with `id` as its primary key.
-fn create_keyed(store: &Store) -> TableId {
-    let mut tx = store.begin();
-    let t = tx.create_table(schema()).unwrap();
-    tx.add_unique_indexes(
-        t,
-        vec![UniqueIndexDef {
-            name: "t_pkey".into(),
-            columns: vec![0],
-        }],
-    )
-    .unwrap();
-    tx.commit_blocking().unwrap();
-    t
-}
-
 fn assert_violation<T: std::fmt::Debug>(r: Result<T, StorageError>, key: i64) {
     match r {
         Err(StorageError::UniqueViolation { constraint, detail }) => {

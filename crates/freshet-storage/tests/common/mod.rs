@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use arrow::array::{Array, Int64Array, RecordBatch, StringArray, UInt64Array};
 use arrow::datatypes::{DataType, Field, Schema, SchemaRef};
-use freshet_storage::{RowId, Store, StoreOptions, TableId, ROW_ID_COLUMN};
+use freshet_storage::{RowId, Store, StoreOptions, TableId, UniqueIndexDef, ROW_ID_COLUMN};
 
 pub fn opts(dir: &Path) -> StoreOptions {
     StoreOptions::new(dir)
@@ -40,6 +40,22 @@ pub fn batch(ids: &[i64]) -> RecordBatch {
 pub fn create(store: &Store) -> TableId {
     let mut tx = store.begin();
     let t = tx.create_table(schema()).unwrap();
+    tx.commit_blocking().unwrap();
+    t
+}
+
+/// A table with `id` as its primary key.
+pub fn create_keyed(store: &Store) -> TableId {
+    let mut tx = store.begin();
+    let t = tx.create_table(schema()).unwrap();
+    tx.add_unique_indexes(
+        t,
+        vec![UniqueIndexDef {
+            name: "t_pkey".into(),
+            columns: vec![0],
+        }],
+    )
+    .unwrap();
     tx.commit_blocking().unwrap();
     t
 }
