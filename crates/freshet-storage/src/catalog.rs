@@ -18,7 +18,7 @@ use arrow::datatypes::{Schema, SchemaRef};
 use crate::codec::{Op, RowIds};
 use crate::error::{Result, StorageError};
 use crate::segment::{
-    locate, materialize, row_id_field, ColumnDef, Created, Segment, Selection, LIVE,
+    locate, materialize, row_id_field, ColumnDef, Segment, Selection, U64Runs, LIVE,
 };
 use crate::unique::{decode_defs, table_of_key, CommitKeys, UniqueIndex, UniqueIndexDef};
 use crate::{Seq, TableId};
@@ -625,7 +625,7 @@ impl Catalog {
             .tables
             .values()
             .flat_map(|t| t.segments.iter())
-            .filter_map(|s| s.row_ids.values().last().copied())
+            .filter_map(|s| s.row_ids.last())
             .max()
             .unwrap_or(0);
         (max_table, max_row)
@@ -640,12 +640,22 @@ fn meta_at(versions: &[MetaVersion], seq: Seq) -> Option<Arc<Vec<u8>>> {
 /// Builds the (not yet stamped) segment for a non-empty insert op. Called by
 /// committers ahead of commit, or during replay.
 pub(crate) fn segment_for_insert(row_ids: &RowIds, batch: &RecordBatch) -> Result<Segment> {
-    let ids = match row_ids {
-        RowIds::Range { first, len } => UInt64Array::from_iter_values(*first..first + len),
-        RowIds::List(v) => UInt64Array::from(v.as_ref().clone()),
+    let n = batch.num_rows();
+    let (batch, ids) = match row_ids {
+        RowIds::Range { first, len } => (batch.clone(), U64Runs::range(*first, *len as usize)),
+        RowIds::List(v) => {
+            let (batch, ids) =
+                sort_by_row_id(batch.clone(), UInt64Array::from(v.as_ref().clone()))?;
+            (batch, U64Runs::encode(ids.values(), 1))
+        }
     };
-    let (batch, ids) = sort_by_row_id(batch.clone(), ids)?;
-    Ok(Segment::new(0, batch, ids, Created::Uniform(0), None))
+    Ok(Segment::new(
+        0,
+        batch,
+        ids,
+        U64Runs::uniform(0, n),
+        Vec::new(),
+    ))
 }
 
 /// Ensures row ids are ascending (they always are for ids allocated by one

@@ -25,11 +25,14 @@ use crate::catalog::{schema_of, MetaVersion};
 use crate::codec::{decode_column, encode_column, make_batch, ByteReader, ByteWriter};
 use crate::error::{Result, StorageError};
 use crate::residency::{ResidentPool, SegmentFile};
-use crate::segment::{ColumnDef, Created, Segment};
+use crate::segment::{ColumnDef, Segment, U64Runs};
 use crate::wal::fsync_dir;
 use crate::{Seq, TableId};
 
-const MANIFEST_MAGIC: &[u8; 8] = b"FRSHMF01";
+const MANIFEST_MAGIC: &[u8; 8] = b"FRSHMF02";
+/// Manifests written before segments' row ids and creation seqs were
+/// recorded in them; still read (the stamps then come from the files).
+const MANIFEST_MAGIC_V1: &[u8; 8] = b"FRSHMF01";
 /// File name of the current manifest inside the data directory.
 pub(crate) const MANIFEST_FILE: &str = "MANIFEST";
 const CREATED_COLUMN: &str = "__freshet_created_seq";
@@ -42,6 +45,9 @@ pub(crate) struct ManifestSegment {
     /// `(row position, deletion seq)` of rows deleted at or before the
     /// checkpoint seq.
     pub(crate) deletions: Vec<(u32, Seq)>,
+    /// The row ids and creation seqs as runs, when they compress to runs;
+    /// recovery then need not read them from the file.
+    pub(crate) stamps: Option<(U64Runs, U64Runs)>,
 }
 
 /// A table as recorded in a manifest.
@@ -107,6 +113,21 @@ impl Manifest {
                     w.u32(*p);
                     w.u64(*seq);
                 }
+                let runs = s
+                    .stamps
+                    .as_ref()
+                    .and_then(|(ids, created)| Some([ids.as_runs()?, created.as_runs()?]));
+                match runs {
+                    None => w.u8(0),
+                    Some(columns) => {
+                        w.u8(1);
+                        for (starts, firsts) in columns {
+                            w.u64(starts.len() as u64);
+                            starts.iter().for_each(|s| w.u32(*s));
+                            firsts.iter().for_each(|f| w.u64(*f));
+                        }
+                    }
+                }
             }
         }
         w.u64(self.meta.len() as u64);
@@ -136,9 +157,14 @@ impl Manifest {
 
     pub(crate) fn decode(data: &[u8]) -> Result<Manifest> {
         let corrupt = |m: &str| StorageError::Corrupt(format!("manifest: {m}"));
-        if data.len() < MANIFEST_MAGIC.len() + 4 || &data[..8] != MANIFEST_MAGIC {
+        if data.len() < MANIFEST_MAGIC.len() + 4 {
             return Err(corrupt("bad magic"));
         }
+        let with_stamps = match &data[..8] {
+            m if m == MANIFEST_MAGIC => true,
+            m if m == MANIFEST_MAGIC_V1 => false,
+            _ => return Err(corrupt("bad magic")),
+        };
         let (body, crc) = data.split_at(data.len() - 4);
         let mut c4 = [0u8; 4];
         c4.copy_from_slice(crc);
@@ -182,11 +208,31 @@ impl Manifest {
                     let p = r.u32()?;
                     deletions.push((p, r.u64()?));
                 }
+                let stamps = if with_stamps && r.u8()? == 1 {
+                    let len = usize::try_from(rows).map_err(|_| corrupt("row count"))?;
+                    let mut column = |step: u64| -> Result<U64Runs> {
+                        let n = r.len()?;
+                        let mut starts = Vec::with_capacity(n.min(1 << 20));
+                        for _ in 0..n {
+                            starts.push(r.u32()?);
+                        }
+                        let mut firsts = Vec::with_capacity(n.min(1 << 20));
+                        for _ in 0..n {
+                            firsts.push(r.u64()?);
+                        }
+                        U64Runs::from_runs(len, step, starts, firsts)
+                            .ok_or_else(|| corrupt("invalid row stamps"))
+                    };
+                    Some((column(1)?, column(0)?))
+                } else {
+                    None
+                };
                 segments.push(ManifestSegment {
                     id,
                     file,
                     rows,
                     deletions,
+                    stamps,
                 });
             }
             tables.push(ManifestTable {
@@ -268,7 +314,8 @@ pub(crate) fn write_manifest(data_dir: &Path, bytes: &[u8], fsync: bool) -> Resu
 
 /// Writes a segment's immutable part to `dir/seg-<id>.parquet` and returns
 /// the file name.
-pub(crate) fn write_segment_file(dir: &Path, seg: &Segment, fsync: bool) -> Result<String> {
+/// Writes `seg`'s Parquet file; returns its name and size in bytes.
+pub(crate) fn write_segment_file(dir: &Path, seg: &Segment, fsync: bool) -> Result<(String, u64)> {
     let name = format!("seg-{:016}.parquet", seg.id);
     let tmp = dir.join(format!("{name}.tmp"));
     let mut fields: Vec<_> = seg.schema().fields().iter().cloned().collect();
@@ -290,12 +337,8 @@ pub(crate) fn write_segment_file(dir: &Path, seg: &Segment, fsync: bool) -> Resu
             StorageError::Internal(format!("segment {} has a column missing", seg.id))
         })?);
     }
-    cols.push(Arc::new(seg.row_ids.clone()));
-    let created: ArrayRef = match &seg.created {
-        Created::Uniform(s) => Arc::new(UInt64Array::from(vec![*s; seg.num_rows()])),
-        Created::PerRow(a) => Arc::new(a.clone()),
-    };
-    cols.push(created);
+    cols.push(Arc::new(seg.row_ids.to_array()));
+    cols.push(Arc::new(seg.created.to_array()));
     let batch = make_batch(schema.clone(), cols, seg.num_rows())?;
     let io = |e| StorageError::io(format!("writing segment file {name}"), e);
     let file = File::create(&tmp).map_err(io)?;
@@ -313,9 +356,10 @@ pub(crate) fn write_segment_file(dir: &Path, seg: &Segment, fsync: bool) -> Resu
     if fsync {
         file.sync_all().map_err(io)?;
     }
+    let bytes = file.metadata().map_err(io)?.len();
     drop(file);
     std::fs::rename(&tmp, dir.join(&name)).map_err(io)?;
-    Ok(name)
+    Ok((name, bytes))
 }
 
 /// Reads whole columns of a segment file, each as one array. `proj` holds
@@ -370,9 +414,10 @@ pub(crate) fn read_segment_file(
     let path = dir.join(&ms.file);
     let rows = usize::try_from(ms.rows)
         .map_err(|_| StorageError::Corrupt("segment row count overflow".into()))?;
-    let (n, data_bytes) = {
-        let file = File::open(&path)
-            .map_err(|e| StorageError::io(format!("opening segment file {}", path.display()), e))?;
+    let (n, data_bytes, file_bytes) = {
+        let io = |e| StorageError::io(format!("opening segment file {}", path.display()), e);
+        let file = File::open(&path).map_err(io)?;
+        let file_bytes = file.metadata().map_err(io)?.len();
         let builder = ParquetRecordBatchReaderBuilder::try_new(file)?;
         let bytes: i64 = builder
             .metadata()
@@ -383,6 +428,7 @@ pub(crate) fn read_segment_file(
         (
             builder.schema().fields().len(),
             usize::try_from(bytes).unwrap_or(0),
+            file_bytes,
         )
     };
     if n < 2 {
@@ -395,7 +441,37 @@ pub(crate) fn read_segment_file(
     let cols = columns.get(..k).ok_or_else(|| {
         StorageError::Corrupt(format!("segment file {} has too many columns", ms.file))
     })?;
-    let stamps = read_file_columns(&path, &ms.file, &[k, k + 1], rows)?;
+    if ms.deletions.iter().any(|(p, _)| *p as usize >= rows) {
+        return Err(StorageError::Corrupt(format!(
+            "deletion out of range in {}",
+            ms.file
+        )));
+    }
+    let (row_ids, created) = match &ms.stamps {
+        Some(stamps) => stamps.clone(),
+        None => read_stamps(&path, ms, k, rows)?,
+    };
+    Ok(Segment::on_disk(
+        ms.id,
+        schema_of(cols),
+        rows,
+        data_bytes,
+        row_ids,
+        created,
+        ms.deletions.clone(),
+        pool.open_file(ms.file.clone(), path, file_bytes),
+    ))
+}
+
+/// Reads a segment file's row ids and creation seqs (columns `k` and
+/// `k + 1`), for manifests that do not record them.
+fn read_stamps(
+    path: &Path,
+    ms: &ManifestSegment,
+    k: usize,
+    rows: usize,
+) -> Result<(U64Runs, U64Runs)> {
+    let stamps = read_file_columns(path, &ms.file, &[k, k + 1], rows)?;
     let as_u64 = |a: &ArrayRef| {
         a.as_any()
             .downcast_ref::<UInt64Array>()
@@ -404,30 +480,87 @@ pub(crate) fn read_segment_file(
     };
     let row_ids = as_u64(&stamps[0])?;
     let created = as_u64(&stamps[1])?;
-    if row_ids.null_count() > 0 || created.null_count() > 0 {
-        return Err(StorageError::Corrupt(format!("segment file {}", ms.file)));
+    if row_ids.null_count() > 0
+        || created.null_count() > 0
+        || row_ids.len() != rows
+        || created.len() != rows
+        || row_ids.values().windows(2).any(|w| w[0] >= w[1])
+    {
+        return Err(StorageError::Corrupt(format!(
+            "segment file {} does not match its manifest entry",
+            ms.file
+        )));
     }
-    let first = created.values().first().copied().unwrap_or(0);
-    let created = if created.values().iter().all(|c| *c == first) {
-        Created::Uniform(first)
-    } else {
-        Created::PerRow(created)
-    };
-    let mut deleted = vec![crate::segment::LIVE; rows];
-    for (p, s) in &ms.deletions {
-        let slot = deleted.get_mut(*p as usize).ok_or_else(|| {
-            StorageError::Corrupt(format!("deletion out of range in {}", ms.file))
-        })?;
-        *slot = *s;
-    }
-    Ok(Segment::on_disk(
-        ms.id,
-        schema_of(cols),
-        rows,
-        data_bytes,
-        row_ids,
-        created,
-        Some(deleted),
-        pool.open_file(ms.file.clone(), path),
+    Ok((
+        U64Runs::encode(row_ids.values(), 1),
+        U64Runs::encode(created.values(), 0),
     ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn manifest(stamps: Option<(U64Runs, U64Runs)>) -> Manifest {
+        Manifest {
+            seq: 9,
+            retained_floor: 3,
+            next_row_id: 100,
+            next_table_id: 2,
+            next_segment_id: 5,
+            tables: vec![ManifestTable {
+                id: 1,
+                created_seq: 1,
+                dropped_seq: u64::MAX,
+                last_write_seq: 4,
+                last_ddl_seq: 1,
+                columns: Vec::new(),
+                segments: vec![ManifestSegment {
+                    id: 4,
+                    file: "seg-4.parquet".into(),
+                    rows: 5,
+                    deletions: vec![(2, 4)],
+                    stamps,
+                }],
+            }],
+            meta: Vec::new(),
+            commit_times: vec![(9, 1234)],
+        }
+    }
+
+    #[test]
+    fn manifest_keeps_row_stamps_and_reads_the_old_format() {
+        let ids = U64Runs::encode(&[10, 11, 12, 20, 21], 1);
+        let created = U64Runs::uniform(4, 5);
+        let bytes = manifest(Some((ids.clone(), created.clone())))
+            .encode()
+            .unwrap();
+        let back = Manifest::decode(&bytes).unwrap();
+        let seg = &back.tables[0].segments[0];
+        let (i, c) = seg.stamps.as_ref().unwrap();
+        assert_eq!(i.to_array(), ids.to_array());
+        assert_eq!(c.to_array(), created.to_array());
+        assert_eq!(seg.deletions, vec![(2, 4)]);
+
+        // A version-1 manifest is the same without the stamps flag byte.
+        let v2 = manifest(None).encode().unwrap();
+        let body = &v2[..v2.len() - 4];
+        let flag = body.len() - (8 + 8 + 16); // before meta count, one commit time
+        assert_eq!(body[flag], 0);
+        let mut v1 = MANIFEST_MAGIC_V1.to_vec();
+        v1.extend_from_slice(&body[8..flag]);
+        v1.extend_from_slice(&body[flag + 1..]);
+        let crc = crc32fast::hash(&v1);
+        v1.extend_from_slice(&crc.to_le_bytes());
+        let old = Manifest::decode(&v1).unwrap();
+        let seg = &old.tables[0].segments[0];
+        assert!(seg.stamps.is_none());
+        assert_eq!((seg.rows, seg.deletions.clone()), (5, vec![(2, 4)]));
+        assert_eq!(old.commit_times, vec![(9, 1234)]);
+
+        // Runs that do not describe the segment's rows are corruption.
+        let six = U64Runs::encode(&[10, 11, 12, 20, 21, 30], 1);
+        let bad = manifest(Some((six, created))).encode();
+        assert!(Manifest::decode(&bad.unwrap()).is_err());
+    }
 }

@@ -35,6 +35,7 @@ mod codec;
 mod error;
 mod maintenance;
 mod residency;
+mod runs;
 mod scan;
 mod segment;
 mod store;
@@ -94,8 +95,9 @@ pub struct StoreOptions {
     /// Bytes of checkpointed column data kept in memory. Beyond it the
     /// oldest checkpointed segments are evicted and scans read them from
     /// their Parquet files. Data not yet checkpointed always stays in
-    /// memory (`checkpoint_wal_bytes` bounds it), and so do per-row row
-    /// ids and version stamps (16 bytes a row) and unique-index keys.
+    /// memory (`checkpoint_wal_bytes` bounds it), and so do row ids and
+    /// version stamps (runs per commit, plus a stamp per deleted row not
+    /// yet reclaimed) and unique-index keys.
     pub resident_data_bytes: usize,
 }
 
@@ -147,6 +149,10 @@ pub struct TableStats {
     /// Approximate in-memory bytes of the table's segments (including
     /// versions retained for older readers).
     pub bytes: u64,
+    /// Bytes on disk: the Parquet files of checkpointed segments, plus the
+    /// approximate size of data not yet checkpointed (which the WAL holds).
+    /// Includes versions retained for older readers, like `bytes`.
+    pub disk_bytes: u64,
     /// Number of segments (shows how well compaction keeps up).
     pub segments: usize,
 }

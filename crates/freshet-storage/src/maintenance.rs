@@ -17,6 +17,7 @@
 //! which `changes()` relies on. The expensive copy happens without locks; the
 //! swap re-reads deletion stamps set meanwhile under the catalog write lock.
 
+use std::collections::HashMap;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
@@ -25,7 +26,7 @@ use arrow::compute::{concat_batches, sort_to_indices, take, take_record_batch};
 
 use crate::catalog::schema_of;
 use crate::error::{Result, StorageError};
-use crate::segment::{materialize, ColumnDef, Created, Segment, Selection};
+use crate::segment::{materialize, ColumnDef, Segment, Selection, U64Runs, LIVE};
 use crate::store::Inner;
 use crate::{Seq, TableId};
 
@@ -183,7 +184,10 @@ fn merge(inner: &Inner, job: &Job, floor: Seq) -> Result<Merged> {
     let mut deleted = Vec::new();
     let mut origin = Vec::new();
     for (si, seg) in job.old.iter().enumerate() {
-        let stamps = seg.deleted_stamps();
+        let mut stamps = vec![LIVE; seg.num_rows()];
+        for (p, d) in seg.deletions() {
+            stamps[p as usize] = d;
+        }
         let keep: Vec<u32> = (0..seg.num_rows() as u32)
             .filter(|i| stamps[*i as usize] > floor)
             .collect();
@@ -229,15 +233,17 @@ fn merge(inner: &Inner, job: &Job, floor: Seq) -> Result<Merged> {
             order.values().iter().map(|p| origin[*p as usize]).collect(),
         )
     };
-    let first = created[0];
-    let created = if created.iter().all(|c| *c == first) {
-        Created::Uniform(first)
-    } else {
-        Created::PerRow(UInt64Array::from(created))
-    };
+    let ids = U64Runs::encode(ids.values(), 1);
+    let created = U64Runs::encode(&created, 0);
+    let deleted = deleted
+        .iter()
+        .enumerate()
+        .filter(|(_, d)| **d != LIVE)
+        .map(|(p, d)| (p as u32, *d))
+        .collect();
     let id = inner.next_segment_id.fetch_add(1, Ordering::Relaxed);
     Ok(Merged {
-        segment: Some(Segment::new(id, batch, ids, created, Some(deleted))),
+        segment: Some(Segment::new(id, batch, ids, created, deleted)),
         origin,
     })
 }
@@ -260,10 +266,23 @@ fn swap(inner: &Inner, job: Job, merged: Merged) -> Result<()> {
     }
     // Deletions committed (or queued) since the merge read the stamps.
     if let Some(seg) = &merged.segment {
-        for (p, (si, i)) in merged.origin.iter().enumerate() {
-            let d = job.old[*si as usize].deleted_at(*i as usize);
-            if d != seg.deleted_at(p) {
-                seg.mark_deleted(p, d);
+        let now: HashMap<(u32, u32), Seq> = job
+            .old
+            .iter()
+            .enumerate()
+            .flat_map(|(si, old)| {
+                old.deletions()
+                    .into_iter()
+                    .map(move |(i, d)| ((si as u32, i), d))
+            })
+            .collect();
+        if !now.is_empty() {
+            for (p, origin) in merged.origin.iter().enumerate() {
+                if let Some(d) = now.get(origin) {
+                    if *d != seg.deleted_at(p) {
+                        seg.mark_deleted(p, *d);
+                    }
+                }
             }
         }
     }

@@ -3,8 +3,8 @@
 //!
 //! Every segment a checkpoint has written to Parquet can drop its column
 //! data from memory ("evict") and read it back from its file when a scan or
-//! change feed needs it. Only the per-row bookkeeping (row ids, creation and
-//! deletion stamps) stays resident. The [`ResidentPool`] bounds the column
+//! change feed needs it. Only the row bookkeeping (row ids and creation
+//! seqs as runs, deletion stamps of deleted rows) stays resident. The [`ResidentPool`] bounds the column
 //! data of persisted segments: the maintenance thread evicts the oldest
 //! segments while the pool is over its limit, and a column read back from a
 //! file is kept only while it fits. Segments not yet checkpointed always
@@ -100,11 +100,17 @@ impl ResidentPool {
 
     /// Registers a segment's file; it stays registered until the returned
     /// value is dropped.
-    pub(crate) fn open_file(self: &Arc<Self>, name: String, path: PathBuf) -> SegmentFile {
+    pub(crate) fn open_file(
+        self: &Arc<Self>,
+        name: String,
+        path: PathBuf,
+        bytes: u64,
+    ) -> SegmentFile {
         *self.open.lock().entry(name.clone()).or_default() += 1;
         SegmentFile {
             name,
             path,
+            bytes,
             pool: self.clone(),
         }
     }
@@ -116,6 +122,8 @@ pub(crate) struct SegmentFile {
     /// File name inside the segment directory (as the manifest lists it).
     pub(crate) name: String,
     pub(crate) path: PathBuf,
+    /// The file's size on disk.
+    pub(crate) bytes: u64,
     pub(crate) pool: Arc<ResidentPool>,
 }
 
@@ -149,8 +157,8 @@ mod tests {
     #[test]
     fn a_file_is_open_while_a_segment_refers_to_it() {
         let pool = ResidentPool::new(0);
-        let a = pool.open_file("seg-1".into(), PathBuf::from("/x/seg-1"));
-        let b = pool.open_file("seg-1".into(), PathBuf::from("/x/seg-1"));
+        let a = pool.open_file("seg-1".into(), PathBuf::from("/x/seg-1"), 10);
+        let b = pool.open_file("seg-1".into(), PathBuf::from("/x/seg-1"), 10);
         drop(a);
         assert!(pool.is_open("seg-1"));
         drop(b);

@@ -2,22 +2,27 @@
 //!
 //! A segment is the unit of storage: an Arrow [`RecordBatch`] holding some
 //! rows of one table, the stable row id of every row, the seq that created
-//! each row, and a per-row deletion stamp. Column data never changes after a
-//! segment is built, so scans hand out `Arc` clones of the column buffers and
-//! never copy rows that are fully visible.
+//! each row, and the deletion stamps of its deleted rows. Column data never
+//! changes after a segment is built, so scans hand out `Arc` clones of the
+//! column buffers and never copy rows that are fully visible.
 //!
-//! The deletion stamp is an atomic per row (`u64::MAX` = live). It is the one
-//! mutable part, and it is safe to mutate in place because a stamp written by
-//! commit `c` can only be observed as "deleted" by readers at seq `>= c`, and
-//! such readers cannot exist until `c` has been made durable and published.
-//! Readers at older seqs keep seeing the row.
+//! Row ids and creation seqs are run-length encoded ([`U64Runs`]) and
+//! deletion stamps are kept only for deleted rows ([`Deletions`]), so the
+//! bookkeeping that stays in memory after the data is evicted costs bytes
+//! per commit and per deleted row, not per row.
+//!
+//! The deletion stamps are the one mutable part, and mutating them in place
+//! is safe because a stamp written by commit `c` can only be observed as
+//! "deleted" by readers at seq `>= c`, and such readers cannot exist until
+//! `c` has been made durable and published. Readers at older seqs keep
+//! seeing the row.
 
+use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, OnceLock};
 
 use arrow::array::{
     new_null_array, Array, ArrayRef, BooleanArray, BooleanBufferBuilder, RecordBatch, UInt32Array,
-    UInt64Array,
 };
 use arrow::compute::{take, FilterBuilder};
 use arrow::datatypes::{DataType, Field, FieldRef, SchemaRef};
@@ -26,18 +31,68 @@ use parking_lot::RwLock;
 use crate::codec::{array_size, make_batch};
 use crate::error::Result;
 use crate::residency::SegmentFile;
+pub(crate) use crate::runs::U64Runs;
 use crate::{Seq, ROW_ID_COLUMN};
 
 /// Seq stamp meaning "not deleted".
 pub(crate) const LIVE: Seq = u64::MAX;
 
-/// Creation stamps of a segment's rows.
-pub(crate) enum Created {
-    /// All rows were inserted by the same commit (every segment built by a
-    /// commit; no per-row storage needed).
-    Uniform(Seq),
-    /// Rows come from several commits (segments produced by compaction).
-    PerRow(UInt64Array),
+/// Deletion stamps of a segment's deleted rows. Sparse while few rows are
+/// deleted; one stamp per row once that is smaller.
+enum Deletions {
+    Sparse(BTreeMap<u32, Seq>),
+    Dense(Vec<Seq>),
+}
+
+/// Bytes a sparse entry costs, counting the map's node overhead.
+const SPARSE_ENTRY_BYTES: usize = 24;
+
+impl Deletions {
+    fn get(&self, i: usize) -> Seq {
+        match self {
+            Deletions::Sparse(m) => m.get(&(i as u32)).copied().unwrap_or(LIVE),
+            Deletions::Dense(v) => v[i],
+        }
+    }
+
+    fn set(&mut self, i: usize, seq: Seq, rows: usize) {
+        match self {
+            Deletions::Dense(v) => v[i] = seq,
+            Deletions::Sparse(m) => {
+                if seq == LIVE {
+                    m.remove(&(i as u32));
+                } else {
+                    m.insert(i as u32, seq);
+                }
+                if m.len() * SPARSE_ENTRY_BYTES > rows * 8 {
+                    let mut dense = vec![LIVE; rows];
+                    for (p, d) in m.iter() {
+                        dense[*p as usize] = *d;
+                    }
+                    *self = Deletions::Dense(dense);
+                }
+            }
+        }
+    }
+
+    /// Calls `f(row, stamp)` for every deleted row, in row order.
+    fn for_each(&self, mut f: impl FnMut(usize, Seq)) {
+        match self {
+            Deletions::Sparse(m) => m.iter().for_each(|(p, d)| f(*p as usize, *d)),
+            Deletions::Dense(v) => v
+                .iter()
+                .enumerate()
+                .filter(|(_, d)| **d != LIVE)
+                .for_each(|(p, d)| f(p, *d)),
+        }
+    }
+
+    fn bytes(&self) -> usize {
+        match self {
+            Deletions::Sparse(m) => m.len() * SPARSE_ENTRY_BYTES,
+            Deletions::Dense(v) => v.len() * 8,
+        }
+    }
 }
 
 /// A column of a table as of some seq, with the value older rows read back.
@@ -67,12 +122,13 @@ pub(crate) struct Segment {
     /// only once the segment is persisted: the data was evicted and is read
     /// from `file` on demand (see [`crate::residency`]).
     columns: RwLock<Vec<Option<ArrayRef>>>,
-    /// Stable row ids, sorted ascending so rows can be found by binary search.
-    pub(crate) row_ids: UInt64Array,
-    pub(crate) created: Created,
+    /// Stable row ids, strictly ascending so rows can be found by search.
+    pub(crate) row_ids: U64Runs,
+    /// The seq of the commit that inserted each row.
+    pub(crate) created: U64Runs,
     pub(crate) min_created: Seq,
     pub(crate) max_created: Seq,
-    deleted: Box<[AtomicU64]>,
+    deleted: RwLock<Deletions>,
     /// Smallest deletion stamp, so fully visible segments are detected in O(1).
     min_deleted: AtomicU64,
     /// The Parquet file holding this segment once a checkpoint wrote it.
@@ -80,14 +136,14 @@ pub(crate) struct Segment {
 }
 
 impl Segment {
-    /// Builds a segment. `row_ids` must be sorted ascending and `deleted`
-    /// (if given) must have one stamp per row.
+    /// Builds a segment. `row_ids` must be strictly ascending, and
+    /// `deleted` lists `(row, stamp)` for rows already deleted.
     pub(crate) fn new(
         id: u64,
         data: RecordBatch,
-        row_ids: UInt64Array,
-        created: Created,
-        deleted: Option<Vec<Seq>>,
+        row_ids: U64Runs,
+        created: U64Runs,
+        deleted: Vec<(u32, Seq)>,
     ) -> Segment {
         let n = data.num_rows();
         let columns = data.columns().iter().cloned().map(Some).collect();
@@ -110,9 +166,9 @@ impl Segment {
         schema: SchemaRef,
         rows: usize,
         data_bytes: usize,
-        row_ids: UInt64Array,
-        created: Created,
-        deleted: Option<Vec<Seq>>,
+        row_ids: U64Runs,
+        created: U64Runs,
+        deleted: Vec<(u32, Seq)>,
         file: SegmentFile,
     ) -> Segment {
         let columns = vec![None; schema.fields().len()];
@@ -130,24 +186,16 @@ impl Segment {
         n: usize,
         data_bytes: usize,
         columns: Vec<Option<ArrayRef>>,
-        row_ids: UInt64Array,
-        created: Created,
-        deleted: Option<Vec<Seq>>,
+        row_ids: U64Runs,
+        created: U64Runs,
+        deleted: Vec<(u32, Seq)>,
     ) -> Segment {
-        let (min_created, max_created) = match &created {
-            Created::Uniform(s) => (*s, *s),
-            Created::PerRow(a) => a
-                .values()
-                .iter()
-                .fold((LIVE, 0), |(lo, hi), v| (lo.min(*v), hi.max(*v))),
-        };
-        let (deleted, min_deleted): (Box<[AtomicU64]>, Seq) = match deleted {
-            Some(stamps) => {
-                let min = stamps.iter().copied().min().unwrap_or(LIVE);
-                (stamps.into_iter().map(AtomicU64::new).collect(), min)
-            }
-            None => ((0..n).map(|_| AtomicU64::new(LIVE)).collect(), LIVE),
-        };
+        let (min_created, max_created) = created.min_max().unwrap_or((LIVE, 0));
+        let min_deleted = deleted.iter().map(|(_, d)| *d).min().unwrap_or(LIVE);
+        let mut deletions = Deletions::Sparse(BTreeMap::new());
+        for (p, d) in deleted {
+            deletions.set(p as usize, d, n);
+        }
         Segment {
             id,
             schema,
@@ -158,7 +206,7 @@ impl Segment {
             created,
             min_created,
             max_created,
-            deleted,
+            deleted: RwLock::new(deletions),
             min_deleted: AtomicU64::new(min_deleted),
             file: OnceLock::new(),
         }
@@ -168,7 +216,7 @@ impl Segment {
     /// keep the writer's critical section short) its id and commit seq.
     pub(crate) fn stamp(mut self, id: u64, seq: Seq) -> Segment {
         self.id = id;
-        self.created = Created::Uniform(seq);
+        self.created = U64Runs::uniform(seq, self.rows);
         self.min_created = seq;
         self.max_created = seq;
         self
@@ -202,14 +250,20 @@ impl Segment {
         }
     }
 
-    /// Bytes of per-row bookkeeping (row ids, creation and deletion
-    /// stamps), which stays in memory even when the data is evicted.
+    /// Bytes of row bookkeeping (row ids, creation and deletion stamps),
+    /// which stays in memory even when the data is evicted.
     pub(crate) fn bookkeeping_bytes(&self) -> usize {
-        let created = match &self.created {
-            Created::Uniform(_) => 0,
-            Created::PerRow(a) => a.len() * 8,
-        };
-        self.rows * 16 + created
+        self.row_ids.bytes() + self.created.bytes() + self.deleted.read().bytes()
+    }
+
+    /// Bytes the segment takes on disk: its Parquet file's size once a
+    /// checkpoint wrote it, before that the size of its data, which the WAL
+    /// holds (approximated by the data's size in memory).
+    pub(crate) fn disk_bytes(&self) -> u64 {
+        match self.file.get() {
+            Some(f) => f.bytes,
+            None => self.data_bytes as u64,
+        }
     }
 
     /// Approximate size of the column data, in memory or not.
@@ -290,29 +344,25 @@ impl Segment {
     }
 
     pub(crate) fn created_at(&self, i: usize) -> Seq {
-        match &self.created {
-            Created::Uniform(s) => *s,
-            Created::PerRow(a) => a.value(i),
-        }
+        self.created.value(i)
     }
 
     pub(crate) fn deleted_at(&self, i: usize) -> Seq {
-        self.deleted[i].load(Ordering::Acquire)
+        self.deleted.read().get(i)
     }
 
-    /// Current deletion stamps of all rows (including stamps newer than any
-    /// reader's seq; callers mask as needed).
-    pub(crate) fn deleted_stamps(&self) -> Vec<Seq> {
-        self.deleted
-            .iter()
-            .map(|d| d.load(Ordering::Acquire))
-            .collect()
+    /// `(row, stamp)` of every deleted row in row order, including stamps
+    /// newer than any reader's seq (callers mask as needed).
+    pub(crate) fn deletions(&self) -> Vec<(u32, Seq)> {
+        let mut out = Vec::new();
+        self.deleted.read().for_each(|p, d| out.push((p as u32, d)));
+        out
     }
 
     /// Stamps row `i` as deleted by commit `seq`. Only the commit writer calls
     /// this, under the catalog write lock.
     pub(crate) fn mark_deleted(&self, i: usize, seq: Seq) {
-        self.deleted[i].store(seq, Ordering::Release);
+        self.deleted.write().set(i, seq, self.rows);
         self.min_deleted.fetch_min(seq, Ordering::AcqRel);
     }
 
@@ -322,16 +372,17 @@ impl Segment {
         if self.min_deleted.load(Ordering::Acquire) > floor {
             return 0;
         }
+        let mut n = 0;
         self.deleted
-            .iter()
-            .filter(|d| d.load(Ordering::Acquire) <= floor)
-            .count()
+            .read()
+            .for_each(|_, d| n += usize::from(d <= floor));
+        n
     }
 
-    /// Approximate size of the data plus per-row bookkeeping, resident or
-    /// not, for statistics.
+    /// Approximate size of the data plus row bookkeeping, resident or not,
+    /// for statistics.
     pub(crate) fn bytes(&self) -> usize {
-        self.data_bytes + self.num_rows() * 16
+        self.data_bytes + self.bookkeeping_bytes()
     }
 
     /// Rows visible at `seq`: `created <= seq && deleted > seq`. `None` means
@@ -340,23 +391,25 @@ impl Segment {
         if self.max_created <= seq && self.min_deleted.load(Ordering::Acquire) > seq {
             return None;
         }
-        Some(self.mask(|i| self.created_at(i) <= seq && self.deleted_at(i) > seq))
+        Some(self.mask(|c| c <= seq, |d| d <= seq))
     }
 
     /// Rows inserted in `(from, to]` and still live at `to`.
     pub(crate) fn inserted_between(&self, from: Seq, to: Seq) -> BooleanArray {
-        self.mask(|i| {
-            let c = self.created_at(i);
-            c > from && c <= to && self.deleted_at(i) > to
-        })
+        self.mask(|c| c > from && c <= to, |d| d <= to)
     }
 
-    fn mask(&self, f: impl Fn(usize) -> bool) -> BooleanArray {
-        let n = self.num_rows();
-        let mut b = BooleanBufferBuilder::new(n);
-        for i in 0..n {
-            b.append(f(i));
-        }
+    /// Rows whose creation seq passes `created` and whose deletion stamp (if
+    /// deleted) does not pass `gone`.
+    fn mask(&self, created: impl Fn(Seq) -> bool, gone: impl Fn(Seq) -> bool) -> BooleanArray {
+        let mut b = BooleanBufferBuilder::new(self.rows);
+        self.created
+            .for_each_run(|rows, seq| b.append_n(rows.len(), created(seq)));
+        self.deleted.read().for_each(|p, d| {
+            if gone(d) {
+                b.set_bit(p, false);
+            }
+        });
         BooleanArray::new(b.finish(), None)
     }
 }
@@ -441,8 +494,11 @@ pub(crate) fn materialize(
         }
     }
     if with_row_ids {
-        let ids: ArrayRef = Arc::new(seg.row_ids.clone());
-        out.push(pick(&ids)?);
+        let ids: ArrayRef = match &sel {
+            Selection::Take(idx) => Arc::new(seg.row_ids.take(idx.values())),
+            _ => pick(&(Arc::new(seg.row_ids.to_array()) as ArrayRef))?,
+        };
+        out.push(ids);
     }
     Ok(Some(make_batch(schema.clone(), out, rows)?))
 }
@@ -457,38 +513,15 @@ pub(crate) fn locate(segments: &[Arc<Segment>], ids: &[u64]) -> (Vec<(usize, Vec
         return (out, 0);
     }
     for (si, seg) in segments.iter().enumerate() {
-        let seg_ids = seg.row_ids.values();
-        let (Some(lo), Some(hi)) = (seg_ids.first(), seg_ids.last()) else {
+        let (Some(lo), Some(hi)) = (seg.row_ids.first(), seg.row_ids.last()) else {
             continue;
         };
-        let a = ids.partition_point(|x| x < lo);
-        let b = ids.partition_point(|x| x <= hi);
+        let a = ids.partition_point(|x| *x < lo);
+        let b = ids.partition_point(|x| *x <= hi);
         if a >= b {
             continue;
         }
-        let want = &ids[a..b];
-        let mut hits = Vec::new();
-        if want.len() * 8 > seg_ids.len() {
-            // Dense request: merge-walk both sorted lists.
-            let (mut i, mut j) = (0, 0);
-            while i < want.len() && j < seg_ids.len() {
-                match want[i].cmp(&seg_ids[j]) {
-                    std::cmp::Ordering::Less => i += 1,
-                    std::cmp::Ordering::Greater => j += 1,
-                    std::cmp::Ordering::Equal => {
-                        hits.push(j as u32);
-                        i += 1;
-                        j += 1;
-                    }
-                }
-            }
-        } else {
-            for id in want {
-                if let Ok(p) = seg_ids.binary_search(id) {
-                    hits.push(p as u32);
-                }
-            }
-        }
+        let hits = seg.row_ids.positions(&ids[a..b]);
         if !hits.is_empty() {
             found += hits.len();
             out.push((si, hits));

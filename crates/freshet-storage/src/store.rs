@@ -56,7 +56,8 @@ pub struct StoreMemory {
     pub checkpointed_data_limit: u64,
     /// Column data written since the last checkpoint (always in memory).
     pub recent_data: u64,
-    /// Row ids and creation and deletion stamps of every stored row.
+    /// Row ids and creation seqs (as runs) and deletion stamps of every
+    /// stored segment.
     pub row_versions: u64,
 }
 
@@ -403,24 +404,25 @@ impl Inner {
                         // Only this thread (holding the checkpoint lock)
                         // writes segment files, so the check above cannot
                         // race with another writer.
-                        let f = write_segment_file(&self.segment_dir, seg, self.opts.fsync)?;
+                        let (f, bytes) =
+                            write_segment_file(&self.segment_dir, seg, self.opts.fsync)?;
                         written += 1;
-                        seg.persist(self.pool.open_file(f.clone(), self.segment_dir.join(&f)));
+                        let path = self.segment_dir.join(&f);
+                        seg.persist(self.pool.open_file(f.clone(), path, bytes));
                         f
                     }
                 };
                 let deletions = seg
-                    .deleted_stamps()
+                    .deletions()
                     .into_iter()
-                    .enumerate()
                     .filter(|(_, d)| *d <= seq)
-                    .map(|(i, d)| (i as u32, d))
                     .collect();
                 msegs.push(ManifestSegment {
                     id: seg.id,
                     file,
                     rows: seg.num_rows() as u64,
                     deletions,
+                    stamps: Some((seg.row_ids.clone(), seg.created.clone())),
                 });
             }
             manifest.tables.push(ManifestTable {
@@ -609,6 +611,7 @@ fn stats_of(view: &TableView, seq: Seq) -> TableStats {
     };
     for seg in &view.segments {
         st.bytes += seg.bytes() as u64;
+        st.disk_bytes += seg.disk_bytes();
         if seg.min_created > seq {
             continue;
         }

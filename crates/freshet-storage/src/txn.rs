@@ -150,6 +150,12 @@ impl Transaction {
         self.meta = savepoint.meta.clone();
     }
 
+    /// Row count and size of `table` at the transaction's snapshot (its own
+    /// uncommitted writes are not counted); see [`crate::TableStats`].
+    pub fn table_stats(&self, table: TableId) -> Result<crate::TableStats> {
+        self.snap.table_stats(table)
+    }
+
     /// The seq this transaction reads at.
     pub fn snapshot_seq(&self) -> Seq {
         self.snap.seq()
