@@ -505,6 +505,20 @@ impl RelationEntry {
             _ => None,
         }
     }
+
+    /// The hidden storage tables a dynamic table keeps as maintenance
+    /// state (per-group aggregates, distinct-value counts, join
+    /// arrangements); empty for other relations.
+    pub fn hidden_table_ids(&self) -> Vec<TableId> {
+        let Some(def) = self.dynamic() else {
+            return Vec::new();
+        };
+        def.state_table_id
+            .into_iter()
+            .chain(def.value_count_table_ids.iter().copied())
+            .chain(def.arrangements.iter().map(|a| a.table_id))
+            .collect()
+    }
 }
 
 /// One registered version of a model.

@@ -300,21 +300,8 @@ pub(crate) fn drop_relation(
     _cascade: bool,
 ) -> Result<(), EngineError> {
     txn_mut(session, |t| {
-        if let Some(id) = entry.table_id {
+        for id in entry.table_id.into_iter().chain(entry.hidden_table_ids()) {
             t.drop_table(id).map_err(EngineError::from)?;
-        }
-        if let Some(state) = entry.dynamic().and_then(|d| d.state_table_id) {
-            t.drop_table(state).map_err(EngineError::from)?;
-        }
-        for &table in entry
-            .dynamic()
-            .map_or(&[][..], |d| &d.value_count_table_ids)
-        {
-            t.drop_table(table).map_err(EngineError::from)?;
-        }
-        for arrangement in entry.dynamic().map_or(&[][..], |d| &d.arrangements) {
-            t.drop_table(arrangement.table_id)
-                .map_err(EngineError::from)?;
         }
         t.delete_meta(&catalog::relation_key(&entry.qualified()));
         Ok(())

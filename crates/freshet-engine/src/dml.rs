@@ -486,6 +486,7 @@ impl Upsert<'_> {
             selection: self.selection.map(|s| s.to_string()),
             assignments: Some(self.assignments),
             helper: Some(("excluded", Arc::new(excluded))),
+            returning: true,
         };
         let (updated_count, updated) = modify_rows(session, target, change, params).await?;
         let mut rows = inserted;
@@ -575,6 +576,7 @@ async fn update_or_delete(
         selection: selection.map(|s| s.to_string()),
         assignments: assignments.as_deref(),
         helper: None,
+        returning: returning.is_some(),
     };
     let (count, new_rows) = modify_rows(session, &target, change, params.clone()).await?;
     let tag = if assignments.is_some() {
@@ -601,6 +603,10 @@ struct RowChange<'a> {
     assignments: Option<&'a [Assignment]>,
     /// A helper table registered beside the target for this statement.
     helper: Option<(&'static str, Arc<MemTable>)>,
+    /// Whether the caller needs the changed rows (for RETURNING). A delete
+    /// without RETURNING reads only the row ids and the columns its WHERE
+    /// names.
+    returning: bool,
 }
 
 /// Deletes the target rows `change` selects and, for an update, writes
@@ -619,12 +625,21 @@ async fn modify_rows(
         selection,
         assignments,
         helper,
+        returning,
     } = change;
-    // Expose the target with its row ids under a private name for this statement.
-    let rowid_table = rowid_snapshot(session, target)?;
+    let keep_rows = assignments.is_some() || returning;
+    // Expose the target with its row ids under a private name for this
+    // statement. It is scanned like any table, so a WHERE on a key reads
+    // only the rows it names, and other scans read the table lazily.
+    let rowid_table = crate::provider::StoredTable::with_row_ids(
+        &session.shared,
+        &target.name.name,
+        target.table_id,
+        &target.schema,
+    );
     let schema_provider = Arc::new(MemorySchemaProvider::new());
     schema_provider
-        .register_table("target".into(), rowid_table)
+        .register_table("target".into(), Arc::new(rowid_table))
         .map_err(map_df_error)?;
     if let Some((name, table)) = helper {
         schema_provider
@@ -638,7 +653,12 @@ async fn modify_rows(
         .insert(DML_SCHEMA.into(), schema_provider.clone());
 
     let mut select_list = vec![quote_ident(ROW_ID_COLUMN)];
-    for (position, field) in target.schema.fields().iter().enumerate() {
+    let fields = if keep_rows {
+        target.schema.fields().iter().collect()
+    } else {
+        Vec::new()
+    };
+    for (position, field) in fields.into_iter().enumerate() {
         let assigned = assignments.and_then(|a| {
             a.iter().find(|assignment| {
                 assignment_column(&assignment.target)
@@ -714,6 +734,9 @@ async fn modify_rows(
             }
             keep.push(first);
         }
+        if !keep_rows {
+            continue;
+        }
         let mask = datafusion::arrow::array::BooleanArray::from(keep);
         let filtered = datafusion::arrow::compute::filter_record_batch(batch, &mask)
             .map_err(|e| EngineError::new("XX000", e.to_string()))?;
@@ -744,29 +767,6 @@ fn assignment_column(target: &datafusion::sql::sqlparser::ast::AssignmentTarget)
         }),
         AssignmentTarget::Tuple(_) => None,
     }
-}
-
-/// The target table at the session's snapshot, with the row-id column last.
-fn rowid_snapshot(session: &Session, target: &InsertTarget) -> Result<Arc<MemTable>, EngineError> {
-    let batches = session
-        .shared
-        .with_txn(|t| t.scan(target.table_id, None, true))
-        .map_err(map_df_error)?
-        .map_err(EngineError::from)?;
-    let mut fields: Vec<Arc<Field>> = target.schema.fields().iter().cloned().collect();
-    fields.push(Arc::new(Field::new(
-        ROW_ID_COLUMN,
-        datafusion::arrow::datatypes::DataType::UInt64,
-        false,
-    )));
-    let schema = Arc::new(Schema::new(fields));
-    let batches = batches
-        .into_iter()
-        .map(|b| RecordBatch::try_new(schema.clone(), b.columns().to_vec()))
-        .collect::<Result<Vec<_>, _>>()
-        .map_err(|e| EngineError::new("XX000", e.to_string()))?;
-    let table = MemTable::try_new(schema, vec![batches]).map_err(map_df_error)?;
-    Ok(Arc::new(table))
 }
 
 async fn returning_rows(

@@ -90,6 +90,12 @@ pub(crate) fn register(ctx: &SessionContext, engine: &Arc<Engine>, shared: &Arc<
             engine: engine.clone(),
         }),
     );
+    ctx.register_udtf(
+        "freshet_storage_metrics",
+        Arc::new(crate::storage_metrics::StorageMetrics {
+            engine: engine.clone(),
+        }),
+    );
 }
 
 fn ext(e: EngineError) -> DataFusionError {

@@ -54,7 +54,8 @@ impl Component {
                  one (every 256 MiB of WAL, or CHECKPOINT)"
             }
             Component::RowVersions => {
-                "row ids and creation and deletion stamps, 16 bytes or more a stored row; \
+                "row ids and creation seqs (runs, a few bytes per commit) and deletion stamps \
+                 (up to 24 bytes per deleted row until compaction reclaims it); \
                  not bounded"
             }
             Component::QueryExecution => {

@@ -420,6 +420,9 @@ pub(crate) struct KeyCatalogTable {
     pub(crate) shared: Arc<SessionShared>,
     pub(crate) database: String,
     pub(crate) oids: Arc<KeyOids>,
+    /// Where every read of `pg_class` records the OIDs it handed out, for
+    /// the functions that take a relation OID ([`crate::relation_oids`]).
+    pub(crate) relations: Arc<crate::relation_oids::RelationOids>,
 }
 
 /// A non-null `oid` column.
@@ -637,6 +640,34 @@ impl KeyCatalogTable {
         Ok(namespaces)
     }
 
+    /// Records the OIDs of the relations and indexes `pg_class` lists.
+    fn note_relations(
+        &self,
+        namespaces: &HashMap<String, i32>,
+        class_batches: &[RecordBatch],
+        keys: &[KeyIndex],
+    ) -> DfResult<()> {
+        let schemas: HashMap<i32, &str> = namespaces
+            .iter()
+            .map(|(name, oid)| (*oid, name.as_str()))
+            .collect();
+        for batch in class_batches {
+            let oids = column(batch, "oid")?.as_primitive::<Int32Type>();
+            let names = column(batch, "relname")?.as_string::<i32>();
+            let spaces = column(batch, "relnamespace")?.as_primitive::<Int32Type>();
+            for i in 0..batch.num_rows() {
+                if let Some(schema) = schemas.get(&spaces.value(i)) {
+                    self.relations
+                        .note_relation(oids.value(i), schema, names.value(i));
+                }
+            }
+        }
+        for key in keys {
+            self.relations.note_index(key.oid);
+        }
+        Ok(())
+    }
+
     /// `pg_class.relacl` of the session database's relations whose
     /// privileges a GRANT or REVOKE changed, by (namespace OID, name).
     fn relation_acls(
@@ -748,6 +779,7 @@ impl TableProvider for KeyCatalogTable {
         let class_batches = read_all(&self.classes, state).await?;
         let namespaces = self.namespace_oids(state).await?;
         let keys = self.key_indexes(&namespaces, &class_batches)?;
+        self.note_relations(&namespaces, &class_batches, &keys)?;
         let schema = self.table_schema();
         let batches = match self.table {
             KeyTable::Class => {
@@ -1014,9 +1046,10 @@ impl ScalarUDFImpl for Deparse {
                 .transpose()
                 .map_err(DataFusionError::from)
         };
-        let oids = cast(0)?
+        let oids = arrays
+            .first()
             .ok_or_else(|| DataFusionError::Plan(format!("{} needs an object OID", self.name())))?;
-        let oids = oids.as_primitive::<datafusion::arrow::datatypes::Int64Type>();
+        let oids = crate::udf_args::oids(oids)?;
         let column_numbers = match self.kind {
             DeparseKind::IndexDef => cast(1)?,
             DeparseKind::ConstraintDef => None,
@@ -1024,12 +1057,8 @@ impl ScalarUDFImpl for Deparse {
         // One catalog read per distinct OID of the batch.
         let mut definitions: HashMap<i32, Option<KeyDefinition>> = HashMap::new();
         let mut out = datafusion::arrow::array::StringBuilder::new();
-        for row in 0..oids.len() {
-            if oids.is_null(row) {
-                out.append_null();
-                continue;
-            }
-            let Ok(oid) = i32::try_from(oids.value(row)) else {
+        for (row, oid) in oids.into_iter().enumerate() {
+            let Some(oid) = oid else {
                 out.append_null();
                 continue;
             };

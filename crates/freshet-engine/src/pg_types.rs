@@ -48,6 +48,8 @@ pub(crate) struct DeclaredTypesCatalog {
     pub(crate) database: String,
     /// The session's index and constraint OIDs ([`crate::pg_keys`]).
     pub(crate) key_oids: Arc<crate::pg_keys::KeyOids>,
+    /// The session's relation OIDs as `pg_class` reads hand them out.
+    pub(crate) relation_oids: Arc<crate::relation_oids::RelationOids>,
 }
 
 #[async_trait]
@@ -84,9 +86,15 @@ impl SchemaProvider for DeclaredTypesCatalog {
                 shared: self.shared.clone(),
                 database: self.database.clone(),
                 oids: self.key_oids.clone(),
+                relations: self.relation_oids.clone(),
             })));
         }
         let table = self.inner.table(name).await?;
+        if name == "pg_namespace" {
+            return Ok(
+                table.map(|inner| Arc::new(NamespacesWithAcl { inner }) as Arc<dyn TableProvider>)
+            );
+        }
         if name == "pg_database" {
             return Ok(table.map(|inner| {
                 Arc::new(ExistingDatabases {
@@ -158,17 +166,17 @@ fn attrdef_schema() -> SchemaRef {
 /// as nothing joins on it.
 const FIRST_ATTRDEF_OID: i32 = 1 << 30;
 
-/// `schema` with `attacl` as PostgreSQL types it, an array (`aclitem[]`,
-/// here text items), where the crate has a string: psql's `\dp` hands it to
-/// `array_to_string`.
-fn with_acl_lists(schema: &SchemaRef) -> SchemaRef {
+/// `schema` with the privileges column `acl` (`attacl`, `nspacl`) as
+/// PostgreSQL types it, an array (`aclitem[]`, here text items), where the
+/// crate has a string: psql's `\dp` and `\dn+` hand it to `array_to_string`.
+fn with_acl_list(schema: &SchemaRef, acl: &str) -> SchemaRef {
     let fields: Vec<Field> = schema
         .fields()
         .iter()
         .map(|field| {
-            if field.name() == "attacl" {
+            if field.name() == acl {
                 Field::new(
-                    "attacl",
+                    acl,
                     DataType::List(Arc::new(Field::new_list_field(DataType::Utf8, true))),
                     true,
                 )
@@ -181,6 +189,21 @@ fn with_acl_lists(schema: &SchemaRef) -> SchemaRef {
         fields,
         schema.metadata().clone(),
     ))
+}
+
+/// `columns` of a batch of `rows` rows, read with the crate's schema, under
+/// `schema` (from [`with_acl_list`]): the `acl` column NULL, as when no
+/// privileges were granted.
+fn with_null_acl(
+    schema: &SchemaRef,
+    acl: &str,
+    mut columns: Vec<datafusion::arrow::array::ArrayRef>,
+    rows: usize,
+) -> DfResult<RecordBatch> {
+    if let Ok(at) = schema.index_of(acl) {
+        columns[at] = datafusion::arrow::array::new_null_array(schema.field(at).data_type(), rows);
+    }
+    Ok(RecordBatch::try_new(schema.clone(), columns)?)
 }
 
 /// Reads a whole catalog table; catalog tables are small.
@@ -203,7 +226,7 @@ pub(crate) fn column<'a>(batch: &'a RecordBatch, name: &str) -> DfResult<&'a Arc
 impl TableProvider for DeclaredTypesAttribute {
     fn schema(&self) -> SchemaRef {
         match self.view {
-            AttributeView::Attributes => with_acl_lists(&self.attributes.schema()),
+            AttributeView::Attributes => with_acl_list(&self.attributes.schema(), "attacl"),
             AttributeView::Defaults => attrdef_schema(),
         }
     }
@@ -289,14 +312,7 @@ impl TableProvider for DeclaredTypesAttribute {
                 }
             }
             let mut columns = batch.columns().to_vec();
-            let schema = with_acl_lists(&batch.schema());
-            if let Ok(acl_at) = schema.index_of("attacl") {
-                // No column privileges: NULL, as in PostgreSQL.
-                columns[acl_at] = datafusion::arrow::array::new_null_array(
-                    schema.field(acl_at).data_type(),
-                    batch.num_rows(),
-                );
-            }
+            let schema = with_acl_list(&batch.schema(), "attacl");
             if let (Ok(typid_at), Ok(typmod_at), Ok(hasdef_at)) = (
                 schema.index_of("atttypid"),
                 schema.index_of("atttypmod"),
@@ -306,7 +322,8 @@ impl TableProvider for DeclaredTypesAttribute {
                 columns[typmod_at] = Arc::new(Int32Array::from(typmods));
                 columns[hasdef_at] = Arc::new(BooleanArray::from(has_default));
             }
-            batches.push(RecordBatch::try_new(schema, columns)?);
+            // No column privileges: NULL, as in PostgreSQL.
+            batches.push(with_null_acl(&schema, "attacl", columns, batch.num_rows())?);
         }
         if self.view == AttributeView::Defaults {
             let oids = (FIRST_ATTRDEF_OID..)
@@ -424,6 +441,45 @@ impl TableProvider for ExistingDatabases {
         Ok(MemorySourceConfig::try_new_exec(
             &[batches],
             self.schema(),
+            projection.cloned(),
+        )?)
+    }
+}
+
+/// `pg_namespace` with `nspacl` as a `text[]` (NULL: schemas carry no
+/// grants in Freshet), as psql's `\dn+` passes it to `array_to_string`; the
+/// crate's column is text.
+#[derive(Debug)]
+struct NamespacesWithAcl {
+    inner: Arc<dyn TableProvider>,
+}
+
+#[async_trait]
+impl TableProvider for NamespacesWithAcl {
+    fn schema(&self) -> SchemaRef {
+        with_acl_list(&self.inner.schema(), "nspacl")
+    }
+
+    fn table_type(&self) -> TableType {
+        self.inner.table_type()
+    }
+
+    async fn scan(
+        &self,
+        state: &dyn DfSession,
+        projection: Option<&Vec<usize>>,
+        _filters: &[Expr],
+        _limit: Option<usize>,
+    ) -> DfResult<Arc<dyn ExecutionPlan>> {
+        let schema = self.schema();
+        let batches = read_all(&self.inner, state)
+            .await?
+            .into_iter()
+            .map(|b| with_null_acl(&schema, "nspacl", b.columns().to_vec(), b.num_rows()))
+            .collect::<DfResult<Vec<_>>>()?;
+        Ok(MemorySourceConfig::try_new_exec(
+            &[batches],
+            schema,
             projection.cloned(),
         )?)
     }
@@ -615,8 +671,6 @@ pub(crate) fn register_pg_catalog_functions(
         pg::create_pg_get_statisticsobjdef_columns_udf(),
         pg::create_pg_encoding_to_char_udf(),
         pg::create_pg_backend_pid_udf(),
-        pg::create_pg_relation_size_udf(),
-        pg::create_pg_total_relation_size_udf(),
         pg::create_pg_stat_get_numscans(),
         pg::create_pg_get_partition_ancestors_udf(),
         pg::quote_ident_udf::create_quote_ident_udf(),

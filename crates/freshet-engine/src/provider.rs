@@ -290,6 +290,7 @@ pub(crate) async fn relation_provider(
                 schema,
                 visible_columns,
                 defaults,
+                row_ids: false,
             }))
         }
         _ => Err(DataFusionError::Internal(format!(
@@ -344,6 +345,9 @@ pub(crate) struct StoredTable {
     /// Storage columns to read when some are hidden (dynamic-table lineage).
     visible_columns: Option<Vec<usize>>,
     pub(crate) defaults: HashMap<String, Expr>,
+    /// Whether `schema` ends with the storage row id column
+    /// ([`StoredTable::with_row_ids`]).
+    row_ids: bool,
 }
 
 #[async_trait]
@@ -392,21 +396,38 @@ impl TableProvider for StoredTable {
         filters: &[Expr],
         _limit: Option<usize>,
     ) -> DfResult<Arc<dyn ExecutionPlan>> {
-        crate::privileges::require(
-            &self.shared,
-            &self.shared.user,
-            &self.name,
-            &self.acl,
-            freshet_catalog::TablePrivilege::Select,
-        )
-        .map_err(|e| DataFusionError::External(Box::new(e)))?;
+        if !self.row_ids {
+            crate::privileges::require(
+                &self.shared,
+                &self.shared.user,
+                &self.name,
+                &self.acl,
+                freshet_catalog::TablePrivilege::Select,
+            )
+            .map_err(|e| DataFusionError::External(Box::new(e)))?;
+        }
         if let Some(lookup) = self.index_lookup(projection, filters)? {
             return Ok(lookup);
         }
+        let wanted: Vec<usize> = match projection {
+            Some(p) => p.clone(),
+            None => (0..self.schema.fields().len()).collect(),
+        };
+        // The row id column (last, if exposed) comes from storage after
+        // the data columns.
+        let row_id_at = self
+            .row_ids
+            .then(|| self.schema.fields().len().saturating_sub(1));
+        let data: Vec<usize> = wanted
+            .iter()
+            .copied()
+            .filter(|i| Some(*i) != row_id_at)
+            .collect();
+        let with_row_ids = row_id_at.is_some_and(|r| wanted.contains(&r));
         // Storage reads only the columns the plan needs: DataFusion's
         // projection, in terms of the stored columns.
-        let stored: Vec<usize> = match (projection, &self.visible_columns) {
-            (Some(p), Some(visible)) => p
+        let stored: Vec<usize> = match &self.visible_columns {
+            Some(visible) => data
                 .iter()
                 .map(|i| {
                     visible.get(*i).copied().ok_or_else(|| {
@@ -414,29 +435,81 @@ impl TableProvider for StoredTable {
                     })
                 })
                 .collect::<DfResult<_>>()?,
-            (Some(p), None) => p.clone(),
-            (None, Some(visible)) => visible.clone(),
-            (None, None) => (0..self.schema.fields().len()).collect(),
+            None => data.clone(),
         };
         let parts = self
             .shared
-            .with_txn(|t| t.scan_parts(self.table_id, Some(&stored), false))?
+            .with_txn(|t| t.scan_parts(self.table_id, Some(&stored), with_row_ids))?
             .map_err(|e| DataFusionError::External(Box::new(e)))?;
-        let schema = match projection {
-            Some(p) => Arc::new(self.schema.project(p)?),
-            None => self.schema.clone(),
-        };
-        crate::stored_scan::scan_exec(
+        let produced: Vec<usize> = data
+            .iter()
+            .copied()
+            .chain(row_id_at.filter(|_| with_row_ids))
+            .collect();
+        let exec = crate::stored_scan::scan_exec(
             &self.name,
-            schema,
+            Arc::new(self.schema.project(&produced)?),
             parts,
             state.config().target_partitions(),
             &self.shared,
-        )
+        )?;
+        if produced == wanted {
+            return Ok(exec);
+        }
+        // The plan asked for the row id before a data column: reorder.
+        let exprs = wanted
+            .iter()
+            .map(|w| {
+                let at = produced.iter().position(|p| p == w).ok_or_else(|| {
+                    DataFusionError::Internal(format!("column #{w} of {} was not read", self.name))
+                })?;
+                let name = self.schema.field(*w).name().clone();
+                Ok(datafusion::physical_plan::projection::ProjectionExpr {
+                    expr: Arc::new(datafusion::physical_expr::expressions::Column::new(
+                        &name, at,
+                    )),
+                    alias: name,
+                })
+            })
+            .collect::<DfResult<Vec<_>>>()?;
+        Ok(Arc::new(
+            datafusion::physical_plan::projection::ProjectionExec::try_new(exprs, exec)?,
+        ))
     }
 }
 
 impl StoredTable {
+    /// The table `table_id` (whose columns are `schema`, none hidden) with
+    /// the storage row id as an extra last column, [`ROW_ID_COLUMN`], for
+    /// UPDATE and DELETE to find the rows they change. Reads go through
+    /// the same lazy scan and unique-index lookups as queries. It checks no
+    /// privilege: the statement checked its own.
+    ///
+    /// [`ROW_ID_COLUMN`]: freshet_storage::ROW_ID_COLUMN
+    pub(crate) fn with_row_ids(
+        shared: &Arc<SessionShared>,
+        name: &str,
+        table_id: TableId,
+        schema: &SchemaRef,
+    ) -> StoredTable {
+        let mut fields: Vec<_> = schema.fields().iter().cloned().collect();
+        fields.push(Arc::new(datafusion::arrow::datatypes::Field::new(
+            freshet_storage::ROW_ID_COLUMN,
+            datafusion::arrow::datatypes::DataType::UInt64,
+            false,
+        )));
+        StoredTable {
+            shared: shared.clone(),
+            name: name.to_string(),
+            acl: freshet_catalog::Acl::default(),
+            table_id,
+            schema: Arc::new(datafusion::arrow::datatypes::Schema::new(fields)),
+            visible_columns: None,
+            defaults: HashMap::new(),
+            row_ids: true,
+        }
+    }
+
     /// Whether the stored table has columns SQL never sees (a dynamic
     /// table's lineage).
     pub(crate) fn has_hidden_columns(&self) -> bool {
@@ -469,7 +542,13 @@ impl StoredTable {
         };
         let found = self
             .shared
-            .with_txn(|t| t.lookup_unique(self.table_id, &lookup.columns, &lookup.keys, None))?
+            .with_txn(|t| {
+                if self.row_ids {
+                    t.lookup_unique_with_row_ids(self.table_id, &lookup.columns, &lookup.keys, None)
+                } else {
+                    t.lookup_unique(self.table_id, &lookup.columns, &lookup.keys, None)
+                }
+            })?
             .map_err(storage_error)?;
         let Some(batches) = found else {
             return Ok(None);

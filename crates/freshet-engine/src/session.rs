@@ -1016,11 +1016,15 @@ pub(crate) fn build_context(
             .map_err(map_df_error)?;
         let key_oids = Arc::new(crate::pg_keys::KeyOids::default());
         crate::pg_keys::register(&ctx, key_oids.clone(), shared.clone(), database);
+        let relation_oids = Arc::new(crate::relation_oids::RelationOids::default());
+        crate::relation_size::register(&ctx, relation_oids.clone(), shared.clone(), database);
+        crate::descriptions::register(&ctx, relation_oids.clone(), shared.clone(), database);
         let corrected = crate::pg_types::DeclaredTypesCatalog {
             inner,
             shared: shared.clone(),
             database: database.to_string(),
             key_oids,
+            relation_oids,
         };
         schemas.insert("pg_catalog".into(), Arc::new(corrected));
     }

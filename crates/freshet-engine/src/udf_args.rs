@@ -21,6 +21,19 @@ pub(crate) fn arrays_from(values: &[ColumnarValue], rows: usize) -> DfResult<Vec
     values.iter().map(|value| value.to_array(rows)).collect()
 }
 
+/// An OID argument as one `Option<i32>` per row: NULL, and values no OID
+/// can have (outside `i32`), are `None`, which the catalog functions answer
+/// with NULL as PostgreSQL does for an OID that names nothing.
+pub(crate) fn oids(array: &ArrayRef) -> DfResult<Vec<Option<i32>>> {
+    use datafusion::arrow::array::AsArray;
+    let wide = datafusion::arrow::compute::cast(array, &DataType::Int64)?;
+    Ok(wide
+        .as_primitive::<datafusion::arrow::datatypes::Int64Type>()
+        .iter()
+        .map(|oid| oid.and_then(|o| i32::try_from(o).ok()))
+        .collect())
+}
+
 /// The only argument of a one-argument function, cast to text, as an array
 /// of the batch's rows; `wrong_count` is the error for any other number of
 /// arguments.

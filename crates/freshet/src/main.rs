@@ -82,7 +82,7 @@ struct ServeArgs {
     /// Checkpointed table data kept in memory. Beyond it the oldest
     /// checkpointed segments are evicted and scans read them from their
     /// Parquet files under the data directory. Rows not yet checkpointed,
-    /// row ids and version stamps (16 bytes a row) and primary-key indexes
+    /// deletion stamps of deleted rows and primary-key indexes
     /// stay in memory regardless. Units B, kB, MB, GB, TB. Default: a
     /// quarter of the machine's RAM.
     #[arg(long, value_name = "SIZE", value_parser = freshet_engine::query_memory::parse)]

@@ -163,6 +163,45 @@ fn psql_list_tables() {
     assert_contains_all(&out, "\\dv", &["active_users", "view"]);
 }
 
+/// `\dt+` shows each table's size on disk (the rows are in the WAL until a
+/// checkpoint, and count), not a constant, and a dynamic table's COMMENT as
+/// its description; `\l+`, `\dn+` and `\dv+` answer too.
+#[test]
+fn psql_verbose_lists_show_sizes_and_comments() {
+    let Some(server) = setup() else { return };
+    psql_ok(
+        &server,
+        "CREATE DYNAMIC TABLE user_count TARGET_LAG = '1 day' COMMENT = 'users counted' \
+         AS SELECT count(*) AS n FROM users",
+    );
+    let out = psql_ok(&server, "\\dt+");
+    assert_contains_all(
+        &out,
+        "\\dt+",
+        &[
+            "List of relations",
+            "Size",
+            "users",
+            "user_count",
+            "users counted",
+        ],
+    );
+    let users = out
+        .lines()
+        .find(|l| l.contains("| users "))
+        .unwrap_or_else(|| panic!("no users row:\n{out}"));
+    assert!(
+        users.contains("bytes") && !users.contains("| 0 bytes"),
+        "users has rows, so a size above zero:\n{out}"
+    );
+    let out = psql_ok(&server, "\\l+");
+    assert_contains_all(&out, "\\l+", &["List of databases", "Size", "freshet"]);
+    let out = psql_ok(&server, "\\dn+");
+    assert_contains_all(&out, "\\dn+", &["List of schemas", "public", "app"]);
+    let out = psql_ok(&server, "\\dv+");
+    assert_contains_all(&out, "\\dv+", &["List of relations", "active_users"]);
+}
+
 /// Each database has its own catalog, as in Postgres: `\dn` and `\dt` list
 /// the current database's schemas and tables only, while `\l` lists all.
 #[test]
