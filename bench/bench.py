@@ -2120,6 +2120,105 @@ def render_lookup(args, machine, res, command):
     return "\n".join(lines)
 
 
+# ---------------------------------------------------------------- build
+
+BUILD_BEGIN_MARK = "<!-- BEGIN bench/run.sh build: generated, do not edit -->"
+BUILD_END_MARK = "<!-- END bench/run.sh build -->"
+
+# Issue 17's targets on a 2-core machine.
+BUILD_TARGET_MINUTES = 25
+STRIPPED_TARGET_MB = 120
+
+
+def timed_build(cmd, target_dir, log_path):
+    """Runs a cargo command with CARGO_TARGET_DIR=target_dir; returns wall
+    seconds and the peak PSS (KiB) summed over its process tree."""
+    env = dict(os.environ, CARGO_TARGET_DIR=target_dir, CARGO_TERM_COLOR="never")
+    started = time.monotonic()
+    with open(log_path, "w") as out:
+        proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT)
+        sampler = MemorySampler(proc.pid, interval=0.5)
+        sampler.start()
+        rc = proc.wait()
+        sampler.stop()
+    if rc != 0:
+        raise RuntimeError(f"{shlex.join(cmd)} failed ({rc}); see {log_path}")
+    return time.monotonic() - started, sampler.peak_pss_kib
+
+
+def bench_build(args, workdir):
+    """.ci/run's build from nothing, in an empty target directory: the
+    release test build (which builds the server binary too), then the lints
+    in the same target directory, then the binary's size and its stripped
+    size."""
+    target = os.path.join(workdir, "target")
+    log("build: cargo test --release --workspace --no-run, from an empty target directory")
+    test_s, test_kib = timed_build(["cargo", "test", "--release", "--workspace", "--no-run"], target,
+                                   os.path.join(workdir, "test-build.log"))
+    log("build: cargo clippy --release --workspace --all-targets, same target directory")
+    lint_s, lint_kib = timed_build(["cargo", "clippy", "--release", "--workspace", "--all-targets", "--",
+                                    "-D", "warnings"], target, os.path.join(workdir, "clippy.log"))
+    binary = os.path.join(target, "release", "freshet")
+    stripped = os.path.join(workdir, "freshet-stripped")
+    run(["strip", "-o", stripped, binary], timeout=600)
+    text_bytes = None
+    try:
+        out = run(["size", "-A", binary], timeout=120).stdout
+        text_bytes = sum(int(line.split()[1]) for line in out.splitlines()
+                         if line.startswith((".text", ".rodata")))
+    except (RuntimeError, ValueError, IndexError, OSError):
+        pass
+    return {
+        "test_s": test_s,
+        "test_kib": test_kib,
+        "lint_s": lint_s,
+        "lint_kib": lint_kib,
+        "binary_bytes": os.path.getsize(binary),
+        "stripped_bytes": os.path.getsize(stripped),
+        "code_bytes": text_bytes,
+        "rustc": run(["rustc", "--version"], timeout=60).stdout.strip(),
+    }
+
+
+def render_build(args, machine, res, command):
+    mib = 1024 * 1024
+    minutes = res["test_s"] / 60
+    stripped_mb = res["stripped_bytes"] / 1e6
+    lines = [
+        "## Build time and binary size",
+        "",
+        f"Measured at commit {machine['commit']} with {res['rustc']}, from an empty "
+        "`CARGO_TARGET_DIR` (crates already downloaded), as `.ci/run` builds on a new machine.",
+        "",
+        "| | wall time | peak memory (PSS, whole process tree) | target |",
+        "|---|---:|---:|---|",
+        f"| `cargo test --release --workspace --no-run` (every test binary and the server) | "
+        f"{minutes:.1f} min | {res['test_kib'] / 1024 / 1024:.1f} GiB | "
+        f"under {BUILD_TARGET_MINUTES} min: "
+        f"{'met' if minutes < BUILD_TARGET_MINUTES else f'missed by {minutes - BUILD_TARGET_MINUTES:.0f} min'} |",
+        f"| then `cargo clippy --release --workspace --all-targets` (same target directory) | "
+        f"{res['lint_s'] / 60:.1f} min | {res['lint_kib'] / 1024 / 1024:.1f} GiB | |",
+        "",
+        "| binary | size | target |",
+        "|---|---:|---|",
+        f"| `target/release/freshet` | {res['binary_bytes'] / mib:.0f} MiB | |",
+        f"| stripped (`strip`) | {stripped_mb:.0f} MB | under {STRIPPED_TARGET_MB} MB: "
+        f"{'met' if stripped_mb < STRIPPED_TARGET_MB else f'missed by {stripped_mb - STRIPPED_TARGET_MB:.0f} MB'} |",
+    ]
+    if res["code_bytes"]:
+        lines.append(f"| of which machine code and read-only data (`.text`, `.rodata`) | "
+                     f"{res['code_bytes'] / mib:.0f} MiB | |")
+    lines += [
+        "",
+        "What these figures do not show: the README's first command builds only the server "
+        "binary, which is part of the test build above and takes less; a rebuild after a change "
+        "to one crate takes minutes, not this; download time is left out.",
+        "",
+    ]
+    lines += machine_and_command(machine, command)
+    return "\n".join(lines)
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--freshet-bin", required=True)
@@ -2133,10 +2232,11 @@ def main():
     ap.add_argument("--workdir", default=os.environ.get("BENCH_WORKDIR", "/var/tmp/freshet-bench"))
     ap.add_argument("--output", default=os.path.join(ROOT, "docs", "benchmarks.md"))
     ap.add_argument("--command", default=None, help="the command line to record in the report")
-    ap.add_argument("--sections", default="server,models,dynamic,lookup",
+    ap.add_argument("--sections", default="server,models,dynamic,lookup,build",
                     help="comma separated: server (vs PostgreSQL), models (inference vs onnxruntime), "
                          "dynamic (dynamic tables: freshness, incremental refresh, vs a materialized view and pg_ivm), "
-                         "lookup (prepared point lookups by primary key)")
+                         "lookup (prepared point lookups by primary key), "
+                         "build (the test build and lints from an empty target directory, binary size)")
     ap.add_argument("--model-rows", type=int, help="rows per model table (default 1,000,000; 50,000 with --quick)")
     ap.add_argument("--model-batch", type=int, default=8192, help="inference batch size everywhere")
     ap.add_argument("--model-reps", type=int, help="timed runs per measurement (default 7; 1 with --quick)")
@@ -2202,7 +2302,7 @@ def main():
     if args.throughput_bin is None:
         args.throughput_bin = os.path.join(os.path.dirname(args.freshet_bin), "examples", "throughput")
     sections = {s.strip() for s in args.sections.split(",") if s.strip()}
-    unknown = sections - {"server", "models", "dynamic", "lookup"}
+    unknown = sections - {"server", "models", "dynamic", "lookup", "build"}
     if unknown:
         sys.exit(f"unknown --sections {', '.join(sorted(unknown))}")
 
@@ -2290,6 +2390,19 @@ def main():
             raise
         report = render_lookup(args, machine_info(), res, command)
         write_section(args.output, report, LOOKUP_BEGIN_MARK, LOOKUP_END_MARK)
+        shutil.rmtree(run_dir, ignore_errors=True)
+        log(f"wrote {args.output}")
+        print(report)
+
+    if "build" in sections:
+        run_dir = tempfile.mkdtemp(prefix="build-", dir=args.workdir)
+        try:
+            res = bench_build(args, run_dir)
+        except Exception:
+            log(f"build benchmark failed; logs kept in {run_dir}")
+            raise
+        report = render_build(args, machine_info(), res, command)
+        write_section(args.output, report, BUILD_BEGIN_MARK, BUILD_END_MARK)
         shutil.rmtree(run_dir, ignore_errors=True)
         log(f"wrote {args.output}")
         print(report)

@@ -8,8 +8,10 @@
 #                           # model pipeline, refreshes over 1M- and 10M-row sources,
 #                           # an aggregate vs a PostgreSQL materialized view and pg_ivm;
 #                           # then prepared point lookups by primary key at 1M and 10M rows
+#                           # then the test build and lints from an empty target directory
+#                           # (about an hour on 2 cores) and the binary's size
 #   bench/run.sh --quick    # small sizes, to try it out (a few minutes)
-#   bench/run.sh --sections dynamic   # one section only (server, models, dynamic, lookup)
+#   bench/run.sh --sections dynamic   # one section only (server, models, dynamic, lookup, build)
 #
 # Other options are passed to bench/bench.py (see `python3 bench/bench.py --help`):
 #   --rows N --clients N --insert-seconds S --agg-reps N --pgbench-mode simple|extended|prepared
