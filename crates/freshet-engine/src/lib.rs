@@ -47,6 +47,7 @@ mod registry;
 mod relation_oids;
 mod relation_size;
 mod row_keys;
+mod segment_pruning;
 mod session;
 mod state_tables;
 mod storage_metrics;

@@ -366,9 +366,11 @@ impl TableProvider for StoredTable {
         self.defaults.get(column)
     }
 
-    /// Equality filters on columns are offered for point lookups (see
-    /// [`crate::index_lookup`]); inexactly, so the filter also stays above
-    /// the scan.
+    /// Filters are taken inexactly, so they also stay above the scan:
+    /// equality on key columns serves point lookups (see
+    /// [`crate::index_lookup`]), and filters of columns and constants let
+    /// the scan skip evicted segments they rule out (see
+    /// [`crate::segment_pruning`]).
     fn supports_filters_pushdown(
         &self,
         filters: &[&Expr],
@@ -376,11 +378,11 @@ impl TableProvider for StoredTable {
         Ok(filters
             .iter()
             .map(|f| {
-                if self.visible_columns.is_none()
+                let key_lookup = self.visible_columns.is_none()
                     && datafusion::logical_expr::utils::split_conjunction(f)
                         .into_iter()
-                        .any(|c| crate::index_lookup::key_equality(c).is_some())
-                {
+                        .any(|c| crate::index_lookup::key_equality(c).is_some());
+                if key_lookup || crate::segment_pruning::offered(f) {
                     TableProviderFilterPushDown::Inexact
                 } else {
                     TableProviderFilterPushDown::Unsupported
@@ -437,10 +439,23 @@ impl TableProvider for StoredTable {
                 .collect::<DfResult<_>>()?,
             None => data.clone(),
         };
-        let parts = self
+        let mut parts = self
             .shared
             .with_txn(|t| t.scan_parts(self.table_id, Some(&stored), with_row_ids))?
             .map_err(|e| DataFusionError::External(Box::new(e)))?;
+        // Statistics are kept per storage column; the row id has none.
+        let storage_position = |i: usize| match &self.visible_columns {
+            _ if Some(i) == row_id_at => None,
+            Some(visible) => visible.get(i).copied(),
+            None => Some(i),
+        };
+        let pruned = crate::segment_pruning::prune(
+            state,
+            &self.schema,
+            &storage_position,
+            filters,
+            &mut parts.cold,
+        );
         let produced: Vec<usize> = data
             .iter()
             .copied()
@@ -450,6 +465,7 @@ impl TableProvider for StoredTable {
             &self.name,
             Arc::new(self.schema.project(&produced)?),
             parts,
+            pruned,
             state.config().target_partitions(),
             &self.shared,
         )?;

@@ -134,6 +134,7 @@ pub(crate) fn scan_exec(
     table: &str,
     schema: SchemaRef,
     parts: ScanParts,
+    pruned_segments: usize,
     partitions: usize,
     shared: &Arc<SessionShared>,
 ) -> DfResult<Arc<dyn ExecutionPlan>> {
@@ -152,6 +153,7 @@ pub(crate) fn scan_exec(
     Ok(Arc::new(StoredScanExec {
         schema: schema.clone(),
         shares,
+        pruned_segments,
         input: Arc::new(LazyMemoryExec::try_new(schema, generators)?),
     }))
 }
@@ -163,6 +165,8 @@ pub(crate) fn scan_exec(
 struct StoredScanExec {
     schema: SchemaRef,
     shares: Vec<Arc<Share>>,
+    /// Evicted segments the scan's filters ruled out (not read).
+    pruned_segments: usize,
     input: Arc<dyn ExecutionPlan>,
 }
 
@@ -195,8 +199,10 @@ impl DisplayAs for StoredScanExec {
         let cold: usize = self.shares.iter().map(|s| s.cold.len()).sum();
         write!(
             f,
-            "StoredScanExec: partitions={}, batches={resident}, evicted_segments={cold}",
-            self.shares.len()
+            "StoredScanExec: partitions={}, batches={resident}, evicted_segments={cold}, \
+             pruned_segments={}",
+            self.shares.len(),
+            self.pruned_segments
         )
     }
 }

@@ -21,6 +21,7 @@ use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 use parquet::arrow::{ArrowWriter, ProjectionMask};
 use parquet::file::properties::{EnabledStatistics, WriterProperties};
 
+use crate::bounds::FileBounds;
 use crate::catalog::{schema_of, MetaVersion};
 use crate::codec::{decode_column, encode_column, make_batch, ByteReader, ByteWriter};
 use crate::error::{Result, StorageError};
@@ -315,7 +316,11 @@ pub(crate) fn write_manifest(data_dir: &Path, bytes: &[u8], fsync: bool) -> Resu
 /// Writes a segment's immutable part to `dir/seg-<id>.parquet` and returns
 /// the file name.
 /// Writes `seg`'s Parquet file; returns its name and size in bytes.
-pub(crate) fn write_segment_file(dir: &Path, seg: &Segment, fsync: bool) -> Result<(String, u64)> {
+pub(crate) fn write_segment_file(
+    dir: &Path,
+    seg: &Segment,
+    fsync: bool,
+) -> Result<(String, u64, FileBounds)> {
     let name = format!("seg-{:016}.parquet", seg.id);
     let tmp = dir.join(format!("{name}.tmp"));
     let mut fields: Vec<_> = seg.schema().fields().iter().cloned().collect();
@@ -343,15 +348,20 @@ pub(crate) fn write_segment_file(dir: &Path, seg: &Segment, fsync: bool) -> Resu
     let io = |e| StorageError::io(format!("writing segment file {name}"), e);
     let file = File::create(&tmp).map_err(io)?;
     // Scans of evicted segments read these files, one column at a time.
-    // Dictionary encoding and statistics are skipped: they dominate write
-    // time, and scans read whole segments, so they would not prune.
+    // Dictionary encoding is skipped: it dominates write time. Statistics
+    // are kept per column chunk (one min and max per column and row group,
+    // not per page), which is what lets a scan skip the file
+    // (`crate::bounds`).
     let props = WriterProperties::builder()
         .set_max_row_group_row_count(Some(1 << 20))
         .set_dictionary_enabled(false)
-        .set_statistics_enabled(EnabledStatistics::None)
+        .set_statistics_enabled(EnabledStatistics::Chunk)
         .build();
-    let mut writer = ArrowWriter::try_new(file, schema, Some(props))?;
+    let mut writer = ArrowWriter::try_new(file, schema.clone(), Some(props))?;
     writer.write(&batch)?;
+    writer.flush()?;
+    let bounds =
+        FileBounds::from_row_groups(writer.flushed_row_groups(), &schema, seg.num_columns());
     let file = writer.into_inner()?;
     if fsync {
         file.sync_all().map_err(io)?;
@@ -359,7 +369,7 @@ pub(crate) fn write_segment_file(dir: &Path, seg: &Segment, fsync: bool) -> Resu
     let bytes = file.metadata().map_err(io)?.len();
     drop(file);
     std::fs::rename(&tmp, dir.join(&name)).map_err(io)?;
-    Ok((name, bytes))
+    Ok((name, bytes, bounds))
 }
 
 /// Reads whole columns of a segment file, each as one array. `proj` holds
@@ -414,7 +424,7 @@ pub(crate) fn read_segment_file(
     let path = dir.join(&ms.file);
     let rows = usize::try_from(ms.rows)
         .map_err(|_| StorageError::Corrupt("segment row count overflow".into()))?;
-    let (n, data_bytes, file_bytes) = {
+    let (n, data_bytes, file_bytes, bounds) = {
         let io = |e| StorageError::io(format!("opening segment file {}", path.display()), e);
         let file = File::open(&path).map_err(io)?;
         let file_bytes = file.metadata().map_err(io)?.len();
@@ -425,11 +435,13 @@ pub(crate) fn read_segment_file(
             .iter()
             .map(|rg| rg.total_byte_size())
             .sum();
-        (
-            builder.schema().fields().len(),
-            usize::try_from(bytes).unwrap_or(0),
-            file_bytes,
-        )
+        let n = builder.schema().fields().len();
+        let bounds = FileBounds::from_row_groups(
+            builder.metadata().row_groups(),
+            builder.schema(),
+            n.saturating_sub(2),
+        );
+        (n, usize::try_from(bytes).unwrap_or(0), file_bytes, bounds)
     };
     if n < 2 {
         return Err(StorageError::Corrupt(format!(
@@ -459,7 +471,7 @@ pub(crate) fn read_segment_file(
         row_ids,
         created,
         ms.deletions.clone(),
-        pool.open_file(ms.file.clone(), path, file_bytes),
+        pool.open_file(ms.file.clone(), path, file_bytes, bounds),
     ))
 }
 

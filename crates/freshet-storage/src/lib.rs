@@ -29,6 +29,7 @@
     warn(clippy::unwrap_used, clippy::expect_used, clippy::panic)
 )]
 
+mod bounds;
 mod catalog;
 mod checkpoint;
 mod codec;
@@ -48,6 +49,7 @@ use std::path::PathBuf;
 use arrow::array::RecordBatch;
 use arrow::datatypes::SchemaRef;
 
+pub use bounds::ColumnBounds;
 pub use error::StorageError;
 pub use scan::{ColdSegment, ScanParts};
 pub use store::{Snapshot, Store, StoreMemory, StoreMetrics};

@@ -24,6 +24,8 @@ use std::sync::Arc;
 
 use parking_lot::Mutex;
 
+use crate::bounds::FileBounds;
+
 /// The budget for persisted segments' column data, shared by a store's
 /// segments.
 #[derive(Debug)]
@@ -105,12 +107,14 @@ impl ResidentPool {
         name: String,
         path: PathBuf,
         bytes: u64,
+        bounds: FileBounds,
     ) -> SegmentFile {
         *self.open.lock().entry(name.clone()).or_default() += 1;
         SegmentFile {
             name,
             path,
             bytes,
+            bounds,
             pool: self.clone(),
         }
     }
@@ -124,6 +128,8 @@ pub(crate) struct SegmentFile {
     pub(crate) path: PathBuf,
     /// The file's size on disk.
     pub(crate) bytes: u64,
+    /// The file's column statistics, for skipping it in scans.
+    pub(crate) bounds: FileBounds,
     pub(crate) pool: Arc<ResidentPool>,
 }
 
@@ -157,8 +163,18 @@ mod tests {
     #[test]
     fn a_file_is_open_while_a_segment_refers_to_it() {
         let pool = ResidentPool::new(0);
-        let a = pool.open_file("seg-1".into(), PathBuf::from("/x/seg-1"), 10);
-        let b = pool.open_file("seg-1".into(), PathBuf::from("/x/seg-1"), 10);
+        let a = pool.open_file(
+            "seg-1".into(),
+            PathBuf::from("/x/seg-1"),
+            10,
+            FileBounds::default(),
+        );
+        let b = pool.open_file(
+            "seg-1".into(),
+            PathBuf::from("/x/seg-1"),
+            10,
+            FileBounds::default(),
+        );
         drop(a);
         assert!(pool.is_open("seg-1"));
         drop(b);

@@ -10,9 +10,10 @@
 
 use std::sync::Arc;
 
-use arrow::array::RecordBatch;
+use arrow::array::{RecordBatch, UInt64Array};
 use arrow::datatypes::SchemaRef;
 
+use crate::bounds::ColumnBounds;
 use crate::catalog::{output_schema, TableView};
 use crate::error::Result;
 use crate::segment::{materialize, ColumnDef, Segment, Selection};
@@ -56,6 +57,26 @@ impl ColdSegment {
     /// Rows stored in the segment (an upper bound of what `read` returns).
     pub fn stored_rows(&self) -> usize {
         self.segment.num_rows()
+    }
+
+    /// Row counts of the segment file's row groups: the units that
+    /// [`ColdSegment::column_bounds`] describe. `None` when unknown.
+    pub fn row_group_rows(&self) -> Option<&UInt64Array> {
+        self.segment.file_bounds()?.row_counts.as_ref()
+    }
+
+    /// Min/max statistics, per row group, of the table's column at storage
+    /// position `column` (as passed to `scan_parts`), from the segment
+    /// file's footer. They cover every row the file stores, deleted ones
+    /// included, so a row group they rule out holds no row the scan could
+    /// return. `None` when unknown (see `crate::bounds`).
+    pub fn column_bounds(&self, column: usize) -> Option<&ColumnBounds> {
+        let bounds = self.segment.file_bounds()?;
+        if column >= self.segment.num_columns() {
+            // Added after the segment was written: read as the default.
+            return None;
+        }
+        bounds.columns.get(column)?.as_ref()
     }
 
     /// Reads the segment's rows visible at the scan's snapshot, or `None`

@@ -28,6 +28,7 @@ use arrow::compute::{take, FilterBuilder};
 use arrow::datatypes::{DataType, Field, FieldRef, SchemaRef};
 use parking_lot::RwLock;
 
+use crate::bounds::FileBounds;
 use crate::codec::{array_size, make_batch};
 use crate::error::Result;
 use crate::residency::SegmentFile;
@@ -241,6 +242,11 @@ impl Segment {
         self.file.get().map(|f| f.name.as_str())
     }
 
+    /// The column statistics of the segment's file, once it has one.
+    pub(crate) fn file_bounds(&self) -> Option<&FileBounds> {
+        self.file.get().map(|f| &f.bounds)
+    }
+
     /// Records that the segment's data is now in `file`. From here on its
     /// resident columns count against the file's pool and may be evicted.
     pub(crate) fn persist(&self, file: SegmentFile) {
@@ -250,10 +256,14 @@ impl Segment {
         }
     }
 
-    /// Bytes of row bookkeeping (row ids, creation and deletion stamps),
-    /// which stays in memory even when the data is evicted.
+    /// Bytes of row bookkeeping (row ids, creation and deletion stamps)
+    /// and file statistics, which stay in memory even when the data is
+    /// evicted.
     pub(crate) fn bookkeeping_bytes(&self) -> usize {
-        self.row_ids.bytes() + self.created.bytes() + self.deleted.read().bytes()
+        self.row_ids.bytes()
+            + self.created.bytes()
+            + self.deleted.read().bytes()
+            + self.file_bounds().map_or(0, FileBounds::bytes)
     }
 
     /// Bytes the segment takes on disk: its Parquet file's size once a

@@ -404,11 +404,11 @@ impl Inner {
                         // Only this thread (holding the checkpoint lock)
                         // writes segment files, so the check above cannot
                         // race with another writer.
-                        let (f, bytes) =
+                        let (f, bytes, bounds) =
                             write_segment_file(&self.segment_dir, seg, self.opts.fsync)?;
                         written += 1;
                         let path = self.segment_dir.join(&f);
-                        seg.persist(self.pool.open_file(f.clone(), path, bytes));
+                        seg.persist(self.pool.open_file(f.clone(), path, bytes, bounds));
                         f
                     }
                 };

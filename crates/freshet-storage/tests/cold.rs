@@ -79,6 +79,69 @@ fn evicted_segments_read_back_from_their_files() {
     assert!(store.metrics().segment_file_reads > reads);
 }
 
+/// Each evicted segment knows its file's min/max statistics per column,
+/// taken from the footer when the file is written and again at recovery;
+/// deleted rows stay within them, and a column added later has none.
+#[test]
+fn evicted_segments_carry_their_files_statistics() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open_cold(dir.path());
+    let t = create(&store);
+    insert(&store, t, &[5, 3, 9]);
+    insert(&store, t, &[20, 11]);
+    store.checkpoint().unwrap();
+    delete(&store, t, &[9]);
+    let check = |store: &Store| {
+        let parts = store.snapshot().scan_parts(t, None, false).unwrap();
+        let mut bounds: Vec<(i64, i64, String, String, u64, u64)> = parts
+            .cold
+            .iter()
+            .map(|c| {
+                let id = c.column_bounds(0).expect("id statistics");
+                let name = c.column_bounds(1).expect("name statistics");
+                let int = |a: &ArrayRef| a.as_any().downcast_ref::<Int64Array>().unwrap().value(0);
+                let text = |a: &ArrayRef| {
+                    a.as_any()
+                        .downcast_ref::<arrow::array::StringArray>()
+                        .unwrap()
+                        .value(0)
+                        .to_owned()
+                };
+                (
+                    int(&id.mins),
+                    int(&id.maxes),
+                    text(&name.mins),
+                    text(&name.maxes),
+                    id.null_counts.value(0),
+                    c.row_group_rows().unwrap().value(0),
+                )
+            })
+            .collect();
+        bounds.sort();
+        assert_eq!(
+            bounds,
+            vec![
+                (3, 9, "n3".into(), "n9".into(), 0, 3),
+                (11, 20, "n11".into(), "n20".into(), 0, 2),
+            ]
+        );
+        assert!(parts.cold.iter().all(|c| c.column_bounds(2).is_none()));
+    };
+    let mut tx = store.begin();
+    tx.add_column(
+        t,
+        Field::new("extra", DataType::Int64, true),
+        Arc::new(Int64Array::from(vec![Some(7)])) as ArrayRef,
+    )
+    .unwrap();
+    tx.commit_blocking().unwrap();
+    check(&store);
+    store.close();
+    drop(store);
+    let store = open_cold(dir.path());
+    check(&store);
+}
+
 #[test]
 fn compaction_merges_evicted_segments() {
     let dir = tempfile::tempdir().unwrap();
