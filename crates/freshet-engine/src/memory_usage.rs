@@ -23,14 +23,16 @@ enum Component {
     CheckpointedTableData,
     RecentTableData,
     RowVersions,
+    FileStatistics,
     QueryExecution,
 }
 
 impl Component {
-    const ALL: [Component; 4] = [
+    const ALL: [Component; 5] = [
         Component::CheckpointedTableData,
         Component::RecentTableData,
         Component::RowVersions,
+        Component::FileStatistics,
         Component::QueryExecution,
     ];
 
@@ -39,6 +41,7 @@ impl Component {
             Component::CheckpointedTableData => "checkpointed_table_data",
             Component::RecentTableData => "recent_table_data",
             Component::RowVersions => "row_versions",
+            Component::FileStatistics => "file_statistics",
             Component::QueryExecution => "query_execution",
         }
     }
@@ -57,6 +60,10 @@ impl Component {
                 "row ids and creation seqs (runs, a few bytes per commit) and deletion stamps \
                  (up to 24 bytes per deleted row until compaction reclaims it); \
                  not bounded"
+            }
+            Component::FileStatistics => {
+                "min/max statistics of each segment file's columns, which let scans skip evicted \
+                 segments (a few hundred bytes per column and segment); not bounded"
             }
             Component::QueryExecution => {
                 "memory reserved by running sorts, aggregates and joins (--query-memory-limit); \
@@ -86,6 +93,7 @@ impl TableFunctionImpl for MemoryUsage {
                 }
                 Component::RecentTableData => (store.recent_data, None),
                 Component::RowVersions => (store.row_versions, None),
+                Component::FileStatistics => (store.file_statistics, None),
                 Component::QueryExecution => (
                     self.engine.runtime.memory_pool.reserved() as u64,
                     Some(config.query_memory_limit as u64),

@@ -1,14 +1,21 @@
 //! Postgres' result type for UNION and CASE branches of different types
-//! (PostgreSQL manual, "UNION, CASE, and Related Constructs").
+//! (PostgreSQL manual, "UNION, CASE, and Related Constructs"), and its
+//! operand types for comparisons of `double precision` or `real` with
+//! `numeric`.
 //!
 //! DataFusion brings branches to a common type too, but by its own rules,
 //! which differ from Postgres' where users notice: `numeric` with `double
 //! precision` becomes a decimal (Postgres: `double precision`, its preferred
 //! numeric type, to which numeric converts implicitly), and `date` with
 //! `timestamp` becomes a nanosecond timestamp without the time zone of a
-//! `timestamptz` branch. [`PostgresBranchTypes`] runs just before
-//! DataFusion's type coercion and casts the branches to Postgres' type
-//! where the two disagree; DataFusion's coercion then has nothing to change.
+//! `timestamptz` branch. A comparison of a float with a decimal is made in
+//! the decimal type by DataFusion, which silently rounds the float to the
+//! decimal's scale (`1e-20::float8 > 0.0` was false) and fails on NaN,
+//! infinities and large values; Postgres compares them as `double
+//! precision`. [`PostgresBranchTypes`] runs just before DataFusion's type
+//! coercion and casts the branches, or the numeric operands, to Postgres'
+//! type where the two disagree; DataFusion's coercion then has nothing to
+//! change.
 
 use std::sync::Arc;
 
@@ -16,9 +23,11 @@ use datafusion::arrow::datatypes::{DataType, TimeUnit};
 use datafusion::common::config::ConfigOptions;
 use datafusion::common::tree_node::{Transformed, TransformedResult, TreeNode};
 use datafusion::common::{DFSchema, DFSchemaRef, Result as DfResult};
-use datafusion::logical_expr::expr::{Case, Cast};
+use datafusion::logical_expr::expr::{Between, BinaryExpr, Case, Cast, InList};
 use datafusion::logical_expr::expr_rewriter::NamePreserver;
-use datafusion::logical_expr::{Expr, ExprSchemable, LogicalPlan, LogicalPlanBuilder, Union};
+use datafusion::logical_expr::{
+    Expr, ExprSchemable, LogicalPlan, LogicalPlanBuilder, Operator, Union,
+};
 use datafusion::optimizer::AnalyzerRule;
 
 /// Analyzer rule: Postgres' branch types for UNION and CASE (module docs).
@@ -158,13 +167,20 @@ fn resolve_union(union: Union) -> DfResult<Transformed<LogicalPlan>> {
     )))
 }
 
-/// Casts the THEN/ELSE branches of every CASE in the node's expressions.
+/// Casts the THEN/ELSE branches of every CASE, and the numeric operands of
+/// every comparison of a float with a decimal, in the node's expressions.
 fn resolve_case_branches(plan: LogicalPlan) -> DfResult<Transformed<LogicalPlan>> {
     let schema = expression_schema(&plan);
     let names = NamePreserver::new(&plan);
     plan.map_expressions(|expr| {
         let saved = names.save(&expr);
-        let rewritten = expr.transform_up(|e| resolve_case(e, &schema))?;
+        let rewritten = expr.transform_up(|e| match e {
+            Expr::Case(_) => resolve_case(e, &schema),
+            Expr::BinaryExpr(_) | Expr::Between(_) | Expr::InList(_) => {
+                resolve_comparison(e, &schema)
+            }
+            other => Ok(Transformed::no(other)),
+        })?;
         if rewritten.transformed {
             Ok(Transformed::yes(saved.restore(rewritten.data)))
         } else {
@@ -187,6 +203,69 @@ fn expression_schema(plan: &LogicalPlan) -> DFSchemaRef {
             Arc::new(merged)
         }
     }
+}
+
+/// Whether `op` compares its operands.
+fn is_comparison(op: &Operator) -> bool {
+    matches!(
+        op,
+        Operator::Eq
+            | Operator::NotEq
+            | Operator::Lt
+            | Operator::LtEq
+            | Operator::Gt
+            | Operator::GtEq
+            | Operator::IsDistinctFrom
+            | Operator::IsNotDistinctFrom
+    )
+}
+
+/// Casts the decimal operands of a comparison (`=`, `<`, …, BETWEEN, IN)
+/// that also has a float operand to `double precision`, the type Postgres
+/// compares them in: numeric converts implicitly to float8, not the reverse.
+fn resolve_comparison(expr: Expr, schema: &DFSchema) -> DfResult<Transformed<Expr>> {
+    let operands: Vec<&Expr> = match &expr {
+        Expr::BinaryExpr(b) if is_comparison(&b.op) => vec![&b.left, &b.right],
+        Expr::Between(b) => vec![&b.expr, &b.low, &b.high],
+        Expr::InList(i) => std::iter::once(i.expr.as_ref()).chain(&i.list).collect(),
+        _ => return Ok(Transformed::no(expr)),
+    };
+    let mut types = Vec::with_capacity(operands.len());
+    for operand in operands {
+        match operand.get_type(schema) {
+            Ok(t) => types.push(t),
+            Err(_) => return Ok(Transformed::no(expr)),
+        }
+    }
+    let has_float = types
+        .iter()
+        .any(|t| matches!(t, DataType::Float32 | DataType::Float64));
+    if !has_float || !types.iter().any(DataType::is_decimal) {
+        return Ok(Transformed::no(expr));
+    }
+    let mut types = types.into_iter();
+    let mut cast = |e: Box<Expr>| -> Box<Expr> {
+        if types.next().is_some_and(|t| t.is_decimal()) {
+            Box::new(Expr::Cast(Cast::new(e, DataType::Float64)))
+        } else {
+            e
+        }
+    };
+    Ok(Transformed::yes(match expr {
+        Expr::BinaryExpr(b) => Expr::BinaryExpr(BinaryExpr::new(cast(b.left), b.op, cast(b.right))),
+        Expr::Between(b) => Expr::Between(Between::new(
+            cast(b.expr),
+            b.negated,
+            cast(b.low),
+            cast(b.high),
+        )),
+        Expr::InList(i) => {
+            let target = cast(i.expr);
+            let list = i.list.into_iter().map(|e| *cast(Box::new(e))).collect();
+            Expr::InList(InList::new(target, list, i.negated))
+        }
+        other => other,
+    }))
 }
 
 fn resolve_case(expr: Expr, schema: &DFSchema) -> DfResult<Transformed<Expr>> {

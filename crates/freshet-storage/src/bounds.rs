@@ -22,6 +22,13 @@ use arrow::datatypes::{DataType, Schema};
 use parquet::arrow::arrow_reader::statistics::StatisticsConverter;
 use parquet::file::metadata::RowGroupMetaData;
 
+/// A copy of `array` in buffers of its exact size.
+fn compact(array: &dyn Array) -> Option<ArrayRef> {
+    let len = u32::try_from(array.len()).ok()?;
+    let all = arrow::array::UInt32Array::from_iter_values(0..len);
+    arrow::compute::take(array, &all, None).ok()
+}
+
 /// Statistics of one data column of a segment file, per row group.
 #[derive(Debug, Clone)]
 pub struct ColumnBounds {
@@ -80,10 +87,19 @@ impl FileBounds {
                     && null_counts.len() == row_groups.len()
                     && mins.data_type() == field.data_type()
                     && maxes.data_type() == field.data_type();
-                known.then_some(ColumnBounds {
-                    mins,
-                    maxes,
-                    null_counts,
+                if !known {
+                    return None;
+                }
+                // The converter's builders leave spare capacity (kilobytes
+                // per array); kept for the segment's life, the arrays are
+                // copied to their exact size.
+                Some(ColumnBounds {
+                    mins: compact(&mins)?,
+                    maxes: compact(&maxes)?,
+                    null_counts: compact(&null_counts)?
+                        .as_any()
+                        .downcast_ref::<UInt64Array>()?
+                        .clone(),
                 })
             })
             .collect();

@@ -256,14 +256,15 @@ impl Segment {
         }
     }
 
-    /// Bytes of row bookkeeping (row ids, creation and deletion stamps)
-    /// and file statistics, which stay in memory even when the data is
-    /// evicted.
+    /// Bytes of row bookkeeping (row ids, creation and deletion stamps),
+    /// which stays in memory even when the data is evicted.
     pub(crate) fn bookkeeping_bytes(&self) -> usize {
-        self.row_ids.bytes()
-            + self.created.bytes()
-            + self.deleted.read().bytes()
-            + self.file_bounds().map_or(0, FileBounds::bytes)
+        self.row_ids.bytes() + self.created.bytes() + self.deleted.read().bytes()
+    }
+
+    /// Bytes of the file's column statistics kept for pruning.
+    pub(crate) fn statistics_bytes(&self) -> usize {
+        self.file_bounds().map_or(0, FileBounds::bytes)
     }
 
     /// Bytes the segment takes on disk: its Parquet file's size once a
@@ -392,7 +393,7 @@ impl Segment {
     /// Approximate size of the data plus row bookkeeping, resident or not,
     /// for statistics.
     pub(crate) fn bytes(&self) -> usize {
-        self.data_bytes + self.bookkeeping_bytes()
+        self.data_bytes + self.bookkeeping_bytes() + self.statistics_bytes()
     }
 
     /// Rows visible at `seq`: `created <= seq && deleted > seq`. `None` means

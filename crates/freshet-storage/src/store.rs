@@ -59,6 +59,8 @@ pub struct StoreMemory {
     /// Row ids and creation seqs (as runs) and deletion stamps of every
     /// stored segment.
     pub row_versions: u64,
+    /// Min/max statistics of segment files, kept for pruning scans.
+    pub file_statistics: u64,
 }
 
 /// Counters describing what the store has done; cheap to read, meant for
@@ -933,6 +935,7 @@ impl Store {
                     m.recent_data += seg.resident_bytes() as u64;
                 }
                 m.row_versions += seg.bookkeeping_bytes() as u64;
+                m.file_statistics += seg.statistics_bytes() as u64;
             }
         }
         m

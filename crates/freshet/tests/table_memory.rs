@@ -327,7 +327,7 @@ const EVENTS: &str = "CREATE TABLE events (id bigint, at timestamp, kind text, \
 
 fn events_insert(part: i64) -> String {
     format!(
-        "INSERT INTO events SELECT x, TIMESTAMP '2024-01-01 00:00:00' + x * INTERVAL '1 minute', \
+        "INSERT INTO events SELECT x, TIMESTAMP '2024-01-01 00:00:00' + (x::text || ' minutes')::interval, \
          'k' || (x % 5)::text, CASE WHEN x = 10 THEN 'NaN'::float8 ELSE x * 0.5 END, \
          CASE WHEN x % 2 = 0 THEN 'even' END \
          FROM generate_series({}, {}) AS s(x)",
@@ -436,6 +436,12 @@ async fn filters_skip_evicted_segments_they_rule_out() {
         client.batch_execute(&events_insert(part)).await.unwrap();
     }
     client.batch_execute("CHECKPOINT").await.unwrap();
+    // Kept per segment and column, not per row.
+    let statistics = memory(&client, "file_statistics").await;
+    assert!(
+        statistics > 0 && statistics < 64 * 1024,
+        "{statistics} bytes of file statistics"
+    );
 
     for case in PRUNE_CASES {
         let (got, reads) = prune_case(&client, case).await;
