@@ -23,7 +23,7 @@ use datafusion::arrow::datatypes::{DataType, TimeUnit};
 use datafusion::common::config::ConfigOptions;
 use datafusion::common::tree_node::{Transformed, TransformedResult, TreeNode};
 use datafusion::common::{DFSchema, DFSchemaRef, Result as DfResult};
-use datafusion::logical_expr::expr::{Between, BinaryExpr, Case, Cast, InList};
+use datafusion::logical_expr::expr::{Between, BinaryExpr, Case, Cast, InList, ScalarFunction};
 use datafusion::logical_expr::expr_rewriter::NamePreserver;
 use datafusion::logical_expr::{
     Expr, ExprSchemable, LogicalPlan, LogicalPlanBuilder, Operator, Union,
@@ -179,6 +179,8 @@ fn resolve_case_branches(plan: LogicalPlan) -> DfResult<Transformed<LogicalPlan>
             Expr::BinaryExpr(_) | Expr::Between(_) | Expr::InList(_) => {
                 resolve_comparison(e, &schema)
             }
+            Expr::ScalarFunction(_) => resolve_function_arguments(e, &schema),
+            Expr::InSubquery(_) => resolve_in_subquery(e, &schema),
             other => Ok(Transformed::no(other)),
         })?;
         if rewritten.transformed {
@@ -220,6 +222,93 @@ fn is_comparison(op: &Operator) -> bool {
     )
 }
 
+/// Whether values of these types are compared as `double precision`: a
+/// float among decimals (and the integers, which convert to either).
+fn float_with_decimal(types: &[DataType]) -> bool {
+    types
+        .iter()
+        .any(|t| matches!(t, DataType::Float32 | DataType::Float64))
+        && types.iter().any(DataType::is_decimal)
+        && types.iter().all(|t| t.is_numeric() || t.is_null())
+}
+
+/// `e` cast to `double precision` if its type `t` is a decimal.
+fn decimal_as_float(e: Expr, t: &DataType) -> Expr {
+    if t.is_decimal() {
+        Expr::Cast(Cast::new(Box::new(e), DataType::Float64))
+    } else {
+        e
+    }
+}
+
+/// Functions whose arguments take one common type, as CASE branches do:
+/// a float with decimals makes it `double precision`.
+const COMMON_TYPE_FUNCTIONS: &[&str] = &[
+    "coalesce",
+    "nullif",
+    "greatest",
+    "least",
+    "make_array",
+    "nvl",
+    "ifnull",
+];
+
+fn resolve_function_arguments(expr: Expr, schema: &DFSchema) -> DfResult<Transformed<Expr>> {
+    let Expr::ScalarFunction(call) = expr else {
+        return Ok(Transformed::no(expr));
+    };
+    if !COMMON_TYPE_FUNCTIONS.contains(&call.func.name()) {
+        return Ok(Transformed::no(Expr::ScalarFunction(call)));
+    }
+    let Ok(types) = call
+        .args
+        .iter()
+        .map(|a| a.get_type(schema))
+        .collect::<DfResult<Vec<_>>>()
+    else {
+        return Ok(Transformed::no(Expr::ScalarFunction(call)));
+    };
+    if !float_with_decimal(&types) {
+        return Ok(Transformed::no(Expr::ScalarFunction(call)));
+    }
+    let args = call
+        .args
+        .into_iter()
+        .zip(&types)
+        .map(|(a, t)| decimal_as_float(a, t))
+        .collect();
+    Ok(Transformed::yes(Expr::ScalarFunction(
+        ScalarFunction::new_udf(call.func, args),
+    )))
+}
+
+/// `x IN (SELECT …)` with a float on one side and a decimal on the other
+/// compares them as `double precision`.
+fn resolve_in_subquery(expr: Expr, schema: &DFSchema) -> DfResult<Transformed<Expr>> {
+    let Expr::InSubquery(mut in_subquery) = expr else {
+        return Ok(Transformed::no(expr));
+    };
+    let fields = in_subquery.subquery.subquery.schema().fields();
+    let (Ok(left), [field]) = (in_subquery.expr.get_type(schema), fields.as_ref()) else {
+        return Ok(Transformed::no(Expr::InSubquery(in_subquery)));
+    };
+    let right = field.data_type().clone();
+    if !float_with_decimal(&[left.clone(), right.clone()]) {
+        return Ok(Transformed::no(Expr::InSubquery(in_subquery)));
+    }
+    if right.is_decimal() {
+        let plan = in_subquery.subquery.subquery.as_ref().clone();
+        let (qualifier, field) = plan.schema().qualified_field(0);
+        let column = Expr::Column((qualifier, field).into());
+        let cast =
+            decimal_as_float(column, &right).alias_qualified(qualifier.cloned(), field.name());
+        in_subquery.subquery.subquery =
+            Arc::new(LogicalPlanBuilder::from(plan).project([cast])?.build()?);
+    }
+    in_subquery.expr = Box::new(decimal_as_float(*in_subquery.expr, &left));
+    Ok(Transformed::yes(Expr::InSubquery(in_subquery)))
+}
+
 /// Casts the decimal operands of a comparison (`=`, `<`, …, BETWEEN, IN)
 /// that also has a float operand to `double precision`, the type Postgres
 /// compares them in: numeric converts implicitly to float8, not the reverse.
@@ -237,10 +326,7 @@ fn resolve_comparison(expr: Expr, schema: &DFSchema) -> DfResult<Transformed<Exp
             Err(_) => return Ok(Transformed::no(expr)),
         }
     }
-    let has_float = types
-        .iter()
-        .any(|t| matches!(t, DataType::Float32 | DataType::Float64));
-    if !has_float || !types.iter().any(DataType::is_decimal) {
+    if !float_with_decimal(&types) {
         return Ok(Transformed::no(expr));
     }
     let mut types = types.into_iter();
@@ -272,6 +358,47 @@ fn resolve_case(expr: Expr, schema: &DFSchema) -> DfResult<Transformed<Expr>> {
     let Expr::Case(case) = expr else {
         return Ok(Transformed::no(expr));
     };
+    let (case, operand_cast) = resolve_case_operand(case, schema);
+    let results = resolve_case_results(case, schema)?;
+    Ok(if operand_cast {
+        Transformed::yes(results.data)
+    } else {
+        results
+    })
+}
+
+/// `CASE x WHEN v …` compares `x` with each `v`: as `double precision`
+/// when a float meets a decimal. Returns whether it cast anything.
+fn resolve_case_operand(mut case: Case, schema: &DFSchema) -> (Case, bool) {
+    let Some(operand) = &case.expr else {
+        return (case, false);
+    };
+    let types: Option<Vec<DataType>> = std::iter::once(operand.as_ref())
+        .chain(case.when_then_expr.iter().map(|(when, _)| when.as_ref()))
+        .map(|e| e.get_type(schema).ok())
+        .collect();
+    let Some(types) = types else {
+        return (case, false);
+    };
+    if !float_with_decimal(&types) {
+        return (case, false);
+    }
+    let mut types = types.into_iter();
+    let mut cast = |e: Box<Expr>| match types.next() {
+        Some(t) => Box::new(decimal_as_float(*e, &t)),
+        None => e,
+    };
+    case.expr = case.expr.map(&mut cast);
+    case.when_then_expr = case
+        .when_then_expr
+        .into_iter()
+        .map(|(when, then)| (cast(when), then))
+        .collect();
+    (case, true)
+}
+
+/// Casts the THEN/ELSE results of `case` to Postgres' common type.
+fn resolve_case_results(case: Case, schema: &DFSchema) -> DfResult<Transformed<Expr>> {
     let mut types = Vec::with_capacity(case.when_then_expr.len() + 1);
     for (_, then) in &case.when_then_expr {
         match then.get_type(schema) {
