@@ -33,7 +33,8 @@ pub(crate) fn register(
         accepted.push(TypeSignature::Exact(vec![int.clone(), DataType::Utf8]));
         shared_objects.push(TypeSignature::Exact(vec![int, DataType::Utf8]));
     }
-    ctx.register_udf(ScalarUDF::new_from_impl(NoComment {
+    ctx.register_udf(ScalarUDF::new_from_impl(crate::pg_compat::NullText {
+        name: "shobj_description",
         signature: Signature::one_of(shared_objects, Volatility::Stable),
     }));
     ctx.register_udf(ScalarUDF::new_from_impl(ObjDescription {
@@ -42,32 +43,6 @@ pub(crate) fn register(
         database: database.to_string(),
         signature: Signature::one_of(accepted, Volatility::Volatile),
     }));
-}
-
-/// `shobj_description`: databases and roles carry no comments.
-#[derive(Debug, PartialEq, Eq, Hash)]
-struct NoComment {
-    signature: Signature,
-}
-
-impl ScalarUDFImpl for NoComment {
-    fn name(&self) -> &str {
-        "shobj_description"
-    }
-
-    fn signature(&self) -> &Signature {
-        &self.signature
-    }
-
-    fn return_type(&self, _args: &[DataType]) -> DfResult<DataType> {
-        Ok(DataType::Utf8)
-    }
-
-    fn invoke_with_args(&self, _args: ScalarFunctionArgs) -> DfResult<ColumnarValue> {
-        Ok(ColumnarValue::Scalar(
-            datafusion::common::ScalarValue::Utf8(None),
-        ))
-    }
 }
 
 #[derive(Debug)]

@@ -740,7 +740,8 @@ pub(crate) fn register(ctx: &datafusion::prelude::SessionContext) {
     }));
     // psql's `\d+` prints a view's definition; it is not reconstructed from
     // the OID yet, so the definition shows as empty.
-    ctx.register_udf(ScalarUDF::new_from_impl(UnknownViewDefinition {
+    ctx.register_udf(ScalarUDF::new_from_impl(NullText {
+        name: "pg_get_viewdef",
         signature: Signature::variadic_any(Volatility::Stable),
     }));
     // Every collation is pg_catalog's, which is always searched.
@@ -780,15 +781,19 @@ pub(crate) fn register(ctx: &datafusion::prelude::SessionContext) {
     ));
 }
 
-/// `pg_get_viewdef(oid [, pretty])`: NULL (not reconstructed yet).
+/// A catalog function whose text answer Freshet does not have: NULL, as
+/// PostgreSQL answers for an object without one. Serves
+/// `pg_get_viewdef(oid [, pretty])` (not reconstructed yet) and
+/// `shobj_description` (databases and roles carry no comments).
 #[derive(Debug, PartialEq, Eq, Hash)]
-struct UnknownViewDefinition {
-    signature: Signature,
+pub(crate) struct NullText {
+    pub(crate) name: &'static str,
+    pub(crate) signature: Signature,
 }
 
-impl ScalarUDFImpl for UnknownViewDefinition {
+impl ScalarUDFImpl for NullText {
     fn name(&self) -> &str {
-        "pg_get_viewdef"
+        self.name
     }
     fn signature(&self) -> &Signature {
         &self.signature

@@ -313,9 +313,8 @@ pub(crate) fn write_manifest(data_dir: &Path, bytes: &[u8], fsync: bool) -> Resu
     Ok(())
 }
 
-/// Writes a segment's immutable part to `dir/seg-<id>.parquet` and returns
-/// the file name.
-/// Writes `seg`'s Parquet file; returns its name and size in bytes.
+/// Writes `seg`'s immutable part to `dir/seg-<id>.parquet`; returns the
+/// file's name, its size in bytes and its column statistics.
 pub(crate) fn write_segment_file(
     dir: &Path,
     seg: &Segment,
