@@ -2323,90 +2323,61 @@ def main():
     os.chmod(args.workdir, 0o755)
     command = args.command or shlex.join([sys.argv[0], *sys.argv[1:]])
 
+    def run_section(what, prefix, measure, render_report, marks):
+        """Measures into a fresh run directory (kept on failure), then
+        rewrites the section between `marks` in the report."""
+        run_dir = tempfile.mkdtemp(prefix=prefix, dir=args.workdir)
+        os.chmod(run_dir, 0o755)
+        try:
+            res = measure(run_dir)
+        except Exception:
+            log(f"{what} failed; logs kept in {run_dir}")
+            raise
+        report = render_report(res)
+        write_section(args.output, report, *marks)
+        shutil.rmtree(run_dir, ignore_errors=True)
+        log(f"wrote {args.output}")
+        print(report)
+
     if "server" in sections:
         data_file = os.path.join(args.workdir, f"logins-{args.rows}.csv")
         if not os.path.exists(data_file):
             generate_data(data_file, args.rows)
         os.chmod(data_file, 0o644)
-
-        run_dir = tempfile.mkdtemp(prefix="run-", dir=args.workdir)
-        os.chmod(run_dir, 0o755)
-        try:
-            pg = bench_postgres(tools, args, data_file, run_dir)
-            fr = bench_freshet(tools, args, data_file, run_dir)
-        except Exception:
-            log(f"benchmark failed; logs kept in {run_dir}")
-            raise
-        report = render(args, machine_info(), pg, fr, command)
-        write_section(args.output, report)
-        shutil.rmtree(run_dir, ignore_errors=True)
-        log(f"wrote {args.output}")
-        print(report)
+        run_section(
+            "benchmark", "run-",
+            lambda d: (bench_postgres(tools, args, data_file, d), bench_freshet(tools, args, data_file, d)),
+            lambda res: render(args, machine_info(), res[0], res[1], command),
+            (BEGIN_MARK, END_MARK))
 
     if "models" in sections:
         if not os.access(args.throughput_bin, os.X_OK):
             sys.exit(f"{args.throughput_bin} not found: cargo build --release -p freshet-models --example throughput")
-        run_dir = tempfile.mkdtemp(prefix="models-", dir=args.workdir)
-        os.chmod(run_dir, 0o755)
-        try:
-            res = bench_models(tools, args, run_dir)
-        except Exception:
-            log(f"model benchmark failed; logs kept in {run_dir}")
-            raise
-        report = render_models(args, machine_info(), res, command)
-        write_section(args.output, report, MODELS_BEGIN_MARK, MODELS_END_MARK)
-        shutil.rmtree(run_dir, ignore_errors=True)
-        log(f"wrote {args.output}")
-        print(report)
+        run_section("model benchmark", "models-", lambda d: bench_models(tools, args, d),
+                    lambda res: render_models(args, machine_info(), res, command),
+                    (MODELS_BEGIN_MARK, MODELS_END_MARK))
 
     if "dynamic" in sections:
         csvs = dynamic_data(args)
-        run_dir = tempfile.mkdtemp(prefix="dynamic-", dir=args.workdir)
-        os.chmod(run_dir, 0o755)
         ivm_build = prepare_pg_ivm(args)
         if not ivm_build["ok"]:
             log(f"pg_ivm unavailable, its column will read n/a: {ivm_build['reason']}")
-        try:
-            fresh = dynamic_freshness(args, run_dir)
-            scaling = dynamic_scaling(args, tools, run_dir, csvs)
-            peer = dynamic_postgres_peer(args, tools, run_dir, csvs)
-            ivm = pg_ivm_peer(args, tools, run_dir, csvs, ivm_build)
-        except Exception:
-            log(f"dynamic-table benchmark failed; logs kept in {run_dir}")
-            raise
-        report = render_dynamic(args, machine_info(), fresh, scaling, peer, ivm, command)
-        write_section(args.output, report, DYNAMIC_BEGIN_MARK, DYNAMIC_END_MARK)
-        shutil.rmtree(run_dir, ignore_errors=True)
-        log(f"wrote {args.output}")
-        print(report)
+        run_section(
+            "dynamic-table benchmark", "dynamic-",
+            lambda d: (dynamic_freshness(args, d), dynamic_scaling(args, tools, d, csvs),
+                       dynamic_postgres_peer(args, tools, d, csvs), pg_ivm_peer(args, tools, d, csvs, ivm_build)),
+            lambda res: render_dynamic(args, machine_info(), *res, command),
+            (DYNAMIC_BEGIN_MARK, DYNAMIC_END_MARK))
 
     if "lookup" in sections:
-        run_dir = tempfile.mkdtemp(prefix="lookup-", dir=args.workdir)
-        os.chmod(run_dir, 0o755)
-        try:
-            res = bench_lookup(args, tools, run_dir)
-        except Exception:
-            log(f"lookup benchmark failed; logs kept in {run_dir}")
-            raise
-        report = render_lookup(args, machine_info(), res, command)
-        write_section(args.output, report, LOOKUP_BEGIN_MARK, LOOKUP_END_MARK)
-        shutil.rmtree(run_dir, ignore_errors=True)
-        log(f"wrote {args.output}")
-        print(report)
+        run_section("lookup benchmark", "lookup-", lambda d: bench_lookup(args, tools, d),
+                    lambda res: render_lookup(args, machine_info(), res, command),
+                    (LOOKUP_BEGIN_MARK, LOOKUP_END_MARK))
 
     if "build" in sections:
-        run_dir = tempfile.mkdtemp(prefix="build-", dir=args.workdir)
-        try:
-            res = bench_build(args, run_dir)
-        except Exception:
-            log(f"build benchmark failed; logs kept in {run_dir}")
-            raise
-        report = render_build(args, machine_info(), res, command)
-        write_section(args.output, report, BUILD_BEGIN_MARK, BUILD_END_MARK)
-        shutil.rmtree(run_dir, ignore_errors=True)
-        log(f"wrote {args.output}")
-        print(report)
-
+        run_section("build benchmark", "build-", lambda d: bench_build(args, d),
+                    lambda res: render_build(args, machine_info(), res, command),
+                    (BUILD_BEGIN_MARK, BUILD_END_MARK))
 
 if __name__ == "__main__":
     main()
