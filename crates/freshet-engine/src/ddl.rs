@@ -132,7 +132,7 @@ pub(crate) async fn run_standard(
                                 "FOREIGN KEY and CHECK constraints are not supported yet",
                             ))
                         }
-                        _ => {}
+                        other => return Err(unsupported_column_option(other)),
                     }
                 }
                 fields.push(sql_type_to_field(
@@ -661,7 +661,8 @@ async fn alter_table(
                             "0A000",
                             "constraints on a column added by ALTER TABLE are not supported yet",
                         )),
-                        _ => {}
+                        ColumnOption::Null | ColumnOption::Comment(_) => {}
+                        other => return Err(unsupported_column_option(other)),
                     }
                 }
                 let field = sql_type_to_field(&column_name, &column_def.data_type, true)?;
@@ -1002,4 +1003,17 @@ pub(crate) async fn run_freshet(
         _ => return None,
     };
     Some(result)
+}
+
+/// A column option Freshet does not carry out. Accepting it would make a
+/// table behave otherwise than declared: an identity or generated column
+/// would stay NULL, a collation would not order the column.
+fn unsupported_column_option(option: &ColumnOption) -> EngineError {
+    let what = match option {
+        ColumnOption::Generated { .. } | ColumnOption::Identity(_) => {
+            "identity and generated columns are not supported yet".to_owned()
+        }
+        other => format!("column option {other} is not supported"),
+    };
+    EngineError::new("0A000", what)
 }

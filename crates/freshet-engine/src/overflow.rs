@@ -223,7 +223,7 @@ fn checked_expression(expr: Expr, schema: &DFSchema) -> DfResult<Transformed<Exp
 /// away from zero (`2.5::int` is 3), floating-point halves to even (`rint`).
 /// Arrow's cast would truncate (`2.7::int` would be 2). Decimals come back
 /// as `numeric(38,0)`, floats as themselves.
-fn round_for_integer_udf() -> Arc<ScalarUDF> {
+pub(crate) fn round_for_integer_udf() -> Arc<ScalarUDF> {
     static UDF: std::sync::OnceLock<Arc<ScalarUDF>> = std::sync::OnceLock::new();
     UDF.get_or_init(|| {
         Arc::new(ScalarUDF::new_from_impl(RoundForInteger {

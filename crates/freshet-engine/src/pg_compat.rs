@@ -23,9 +23,9 @@ use datafusion::arrow::array::{
     Array, ArrayRef, AsArray, IntervalMonthDayNanoBuilder, StringBuilder,
 };
 use datafusion::arrow::datatypes::{
-    DataType, Date32Type, Field, FieldRef, IntervalMonthDayNanoType, IntervalUnit,
-    Time64MicrosecondType, TimeUnit, TimestampMicrosecondType, TimestampMillisecondType,
-    TimestampNanosecondType, TimestampSecondType,
+    DataType, Date32Type, Field, FieldRef, Float32Type, Float64Type, IntervalMonthDayNanoType,
+    IntervalUnit, Time64MicrosecondType, TimeUnit, TimestampMicrosecondType,
+    TimestampMillisecondType, TimestampNanosecondType, TimestampSecondType,
 };
 use datafusion::common::config::ConfigOptions;
 use datafusion::common::tree_node::{Transformed, TransformedResult, TreeNode};
@@ -656,7 +656,9 @@ fn rewrite_cast(expr: Expr, schema: &DFSchema) -> DfResult<Transformed<Expr>> {
             DataType::Timestamp(_, _)
             | DataType::Date32
             | DataType::Time64(_)
-            | DataType::Interval(IntervalUnit::MonthDayNano),
+            | DataType::Interval(IntervalUnit::MonthDayNano)
+            | DataType::Float32
+            | DataType::Float64,
             DataType::Utf8,
         ) => text_udf(),
         _ => return Ok(Transformed::no(expr)),
@@ -1160,6 +1162,8 @@ fn postgres_text(array: &ArrayRef) -> DfResult<ArrayRef> {
             }
         }
         DataType::Date32 => each!(Date32Type, pg_text::date_days),
+        DataType::Float64 => each!(Float64Type, |v| Some(pg_text::float8(v))),
+        DataType::Float32 => each!(Float32Type, |v| Some(pg_text::float4(v))),
         DataType::Time64(TimeUnit::Microsecond) => {
             each!(Time64MicrosecondType, pg_text::time_micros)
         }

@@ -258,6 +258,8 @@ async fn plan_compat(
     statement: Statement,
     wrap: impl Fn(Statement) -> Statement,
 ) -> Result<LogicalPlan, DataFusionError> {
+    crate::unanswerable::refuse_unanswerable(&statement)
+        .map_err(|e| DataFusionError::External(Box::new(e)))?;
     let to_plan = |statement: Statement, rules: CompatRules| {
         DfStatement::Statement(Box::new(wrap(compat_rewrite(statement, rules))))
     };
@@ -715,7 +717,7 @@ pub(crate) async fn plan_with_parameter_types(
 }
 
 /// The SQL spelling of an Arrow type, for building `PREPARE` type lists.
-fn sql_type_name(data_type: &datafusion::arrow::datatypes::DataType) -> &'static str {
+pub(crate) fn sql_type_name(data_type: &datafusion::arrow::datatypes::DataType) -> &'static str {
     use datafusion::arrow::datatypes::DataType;
     match data_type {
         DataType::Boolean => "boolean",

@@ -992,6 +992,7 @@ pub(crate) fn build_context(
         .with_default_features()
         .with_analyzer_rules(crate::type_resolution::analyzer_rules())
         .with_optimizer_rules(optimizer_rules())
+        .with_physical_optimizer_rule(Arc::new(crate::filter_first::FilterFirst))
         .build();
     let ctx = SessionContext::new_with_state(state);
     *shared.state.write() = ctx.state_weak_ref();
@@ -1033,10 +1034,32 @@ pub(crate) fn build_context(
     for name in ["current_user", "session_user", "user", "current_role"] {
         ctx.register_udf(constant_text_udf(name, user));
     }
+    // Before pg_compat's casts, which pick a conversion by the operand's
+    // type: `(ts - ts)::text` must see the interval these rules make.
+    crate::float_ops::register(&ctx);
+    crate::datetime_ops::register(&ctx);
     crate::pg_compat::register(&ctx);
     crate::json_build::register(&ctx);
     crate::subquery::register(&ctx);
     crate::overflow::register(&ctx);
+    ctx.add_analyzer_rule(Arc::new(crate::similar_to::PostgresSimilarTo));
+    ctx.register_udf(datafusion::logical_expr::ScalarUDF::new_from_impl(
+        crate::pg_to_char::ToChar::new(),
+    ));
+    // PostgreSQL's array_remove and array_replace act on every matching
+    // element; DataFusion's functions of those names on the first only.
+    for (all, postgres_name) in [
+        (
+            datafusion::functions_nested::remove::array_remove_all_udf(),
+            "array_remove",
+        ),
+        (
+            datafusion::functions_nested::replace::array_replace_all_udf(),
+            "array_replace",
+        ),
+    ] {
+        ctx.register_udf(all.as_ref().clone().with_aliases([postgres_name]));
+    }
     crate::system_info::register(&ctx, shared.clone());
     crate::functions::register(&ctx, engine, shared);
     Ok(ctx)

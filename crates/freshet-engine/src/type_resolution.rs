@@ -25,8 +25,9 @@ use datafusion::common::tree_node::{Transformed, TransformedResult, TreeNode};
 use datafusion::common::{DFSchema, DFSchemaRef, Result as DfResult};
 use datafusion::logical_expr::expr::{Between, BinaryExpr, Case, Cast, InList, ScalarFunction};
 use datafusion::logical_expr::expr_rewriter::NamePreserver;
+use datafusion::logical_expr::type_coercion::binary::type_union_resolution;
 use datafusion::logical_expr::{
-    Expr, ExprSchemable, LogicalPlan, LogicalPlanBuilder, Operator, Union,
+    Expr, ExprSchemable, LogicalPlan, LogicalPlanBuilder, Operator, Union, Values,
 };
 use datafusion::optimizer::AnalyzerRule;
 
@@ -36,6 +37,7 @@ pub(crate) struct PostgresBranchTypes;
 
 impl AnalyzerRule for PostgresBranchTypes {
     fn analyze(&self, plan: LogicalPlan, _config: &ConfigOptions) -> DfResult<LogicalPlan> {
+        let plan = resolve_values_lists(plan)?;
         plan.transform_up_with_subqueries(|plan| {
             let plan = match plan {
                 LogicalPlan::Union(union) => resolve_union(union)?,
@@ -102,6 +104,126 @@ pub(crate) fn postgres_common_type(types: &[DataType]) -> Option<DataType> {
         ));
     }
     None
+}
+
+/// Gives each `VALUES` list column mixing `double precision` (or `real`)
+/// with `numeric` Postgres' type, `double precision`, except the list an
+/// INSERT writes, whose columns take the target table's types.
+///
+/// DataFusion resolves a VALUES column's type while planning the SQL, and
+/// casts every row's value to it, so a float among numerics arrives here
+/// already rounded to a decimal: `VALUES (1e-20::float8), (0.0)` held two
+/// zeros. The value each row had before that cast is recovered by peeling
+/// one cast to the column type, but only where DataFusion's own resolution
+/// of the peeled types gives back the column type: a value the user cast to
+/// `numeric` themselves then keeps its cast (`VALUES (x::float8::numeric),
+/// (0.5)` stays numeric, as in Postgres).
+fn resolve_values_lists(plan: LogicalPlan) -> DfResult<LogicalPlan> {
+    if let LogicalPlan::Dml(dml) = &plan {
+        if matches!(dml.op, datafusion::logical_expr::WriteOp::Insert(_)) {
+            return plan
+                .map_children(|input| insert_source(input).map(Transformed::yes))
+                .data()?
+                .recompute_schema();
+        }
+    }
+    let mut changed = false;
+    plan.transform_up_with_subqueries(|node| match node {
+        LogicalPlan::Values(values) => {
+            let resolved = resolve_values(values)?;
+            changed |= resolved.transformed;
+            Ok(resolved)
+        }
+        other if changed => Ok(Transformed::yes(other.recompute_schema()?)),
+        other => Ok(Transformed::no(other)),
+    })
+    .data()
+}
+
+/// An INSERT's source: its VALUES list (under projections and aliases)
+/// is left as planned for the target's types; anything else is resolved.
+fn insert_source(plan: LogicalPlan) -> DfResult<LogicalPlan> {
+    match plan {
+        LogicalPlan::Values(_) => Ok(plan),
+        LogicalPlan::Projection(_) | LogicalPlan::SubqueryAlias(_) => plan
+            .map_children(|input| insert_source(input).map(Transformed::yes))
+            .data()?
+            .recompute_schema(),
+        other => resolve_values_lists(other),
+    }
+}
+
+fn resolve_values(values: Values) -> DfResult<Transformed<LogicalPlan>> {
+    let empty = DFSchema::empty();
+    let columns = values.schema.fields().len();
+    let mut targets: Vec<Option<DataType>> = vec![None; columns];
+    for (j, target) in targets.iter_mut().enumerate() {
+        let column_type = values.schema.field(j).data_type();
+        if !column_type.is_decimal() {
+            continue;
+        }
+        let mut peeled = Vec::with_capacity(values.values.len());
+        for row in &values.values {
+            let value = match &row[j] {
+                Expr::Cast(cast) if cast.field.data_type() == column_type => cast.expr.as_ref(),
+                other => other,
+            };
+            let Ok(t) = value.get_type(&empty) else {
+                peeled.clear();
+                break;
+            };
+            peeled.push(t);
+        }
+        if peeled.is_empty()
+            || !float_with_decimal(&peeled)
+            || type_union_resolution(&peeled).as_ref() != Some(column_type)
+        {
+            continue;
+        }
+        *target = postgres_common_type(&peeled);
+    }
+    if targets.iter().all(Option::is_none) {
+        return Ok(Transformed::no(LogicalPlan::Values(values)));
+    }
+    let column_types: Vec<&DataType> = values
+        .schema
+        .fields()
+        .iter()
+        .map(|f| f.data_type())
+        .collect();
+    let rows = values
+        .values
+        .into_iter()
+        .map(|row| {
+            row.into_iter()
+                .zip(targets.iter().zip(&column_types))
+                .map(|(value, (target, column_type))| match (value, target) {
+                    (Expr::Cast(cast), Some(t)) if cast.field.data_type() == *column_type => {
+                        Expr::Cast(Cast::new(cast.expr, t.clone()))
+                    }
+                    (value, Some(t)) => Expr::Cast(Cast::new(Box::new(value), t.clone())),
+                    (value, None) => value,
+                })
+                .collect::<Vec<_>>()
+        })
+        .collect::<Vec<_>>();
+    let fields: Vec<_> = values
+        .schema
+        .iter()
+        .zip(&targets)
+        .map(|((qualifier, field), target)| {
+            let field = match target {
+                Some(t) => Arc::new(field.as_ref().clone().with_data_type(t.clone())),
+                None => field.clone(),
+            };
+            (qualifier.cloned(), field)
+        })
+        .collect();
+    let schema = DFSchema::new_with_metadata(fields, values.schema.metadata().clone())?;
+    Ok(Transformed::yes(LogicalPlan::Values(Values {
+        schema: Arc::new(schema),
+        values: rows,
+    })))
 }
 
 /// Casts the inputs of a UNION whose column types Postgres would resolve
@@ -176,9 +298,9 @@ fn resolve_case_branches(plan: LogicalPlan) -> DfResult<Transformed<LogicalPlan>
         let saved = names.save(&expr);
         let rewritten = expr.transform_up(|e| match e {
             Expr::Case(_) => resolve_case(e, &schema),
-            Expr::BinaryExpr(_) | Expr::Between(_) | Expr::InList(_) => {
-                resolve_comparison(e, &schema)
-            }
+            Expr::BinaryExpr(_) => resolve_date_arithmetic(e, &schema)?
+                .transform_data(|e| resolve_comparison(e, &schema)),
+            Expr::Between(_) | Expr::InList(_) => resolve_comparison(e, &schema),
             Expr::ScalarFunction(_) => resolve_function_arguments(e, &schema),
             Expr::InSubquery(_) => resolve_in_subquery(e, &schema),
             other => Ok(Transformed::no(other)),
@@ -312,6 +434,37 @@ fn resolve_in_subquery(expr: Expr, schema: &DFSchema) -> DfResult<Transformed<Ex
 /// Casts the decimal operands of a comparison (`=`, `<`, …, BETWEEN, IN)
 /// that also has a float operand to `double precision`, the type Postgres
 /// compares them in: numeric converts implicitly to float8, not the reverse.
+/// `date ± interval` is a `timestamp` in Postgres (`date '2024-01-01' +
+/// interval '90 minutes'` is 01:30 that day); DataFusion keeps a date and
+/// drops the time. The date is cast to `timestamp` first.
+fn resolve_date_arithmetic(expr: Expr, schema: &DFSchema) -> DfResult<Transformed<Expr>> {
+    let Expr::BinaryExpr(b) = expr else {
+        return Ok(Transformed::no(expr));
+    };
+    if !matches!(b.op, Operator::Plus | Operator::Minus) {
+        return Ok(Transformed::no(Expr::BinaryExpr(b)));
+    }
+    let (Ok(left), Ok(right)) = (b.left.get_type(schema), b.right.get_type(schema)) else {
+        return Ok(Transformed::no(Expr::BinaryExpr(b)));
+    };
+    let is_interval = |t: &DataType| matches!(t, DataType::Interval(_));
+    let as_timestamp = |e: Box<Expr>| {
+        Box::new(Expr::Cast(Cast::new(
+            e,
+            DataType::Timestamp(TimeUnit::Microsecond, None),
+        )))
+    };
+    Ok(match (&left, &right) {
+        (DataType::Date32, r) if is_interval(r) => Transformed::yes(Expr::BinaryExpr(
+            BinaryExpr::new(as_timestamp(b.left), b.op, b.right),
+        )),
+        (l, DataType::Date32) if is_interval(l) && b.op == Operator::Plus => Transformed::yes(
+            Expr::BinaryExpr(BinaryExpr::new(b.left, b.op, as_timestamp(b.right))),
+        ),
+        _ => Transformed::no(Expr::BinaryExpr(b)),
+    })
+}
+
 fn resolve_comparison(expr: Expr, schema: &DFSchema) -> DfResult<Transformed<Expr>> {
     let operands: Vec<&Expr> = match &expr {
         Expr::BinaryExpr(b) if is_comparison(&b.op) => vec![&b.left, &b.right],

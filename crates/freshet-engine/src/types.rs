@@ -301,6 +301,103 @@ pub mod pg_text {
         }
         parts.join(" ")
     }
+
+    /// `float8out`'s text (see [`write_float8`]) as a string.
+    pub fn float8(v: f64) -> String {
+        let mut out = Vec::with_capacity(24);
+        write_float8(v, &mut out);
+        String::from_utf8(out).unwrap_or_default()
+    }
+
+    /// `float4out`'s text (see [`write_float4`]) as a string.
+    pub fn float4(v: f32) -> String {
+        let mut out = Vec::with_capacity(16);
+        write_float4(v, &mut out);
+        String::from_utf8(out).unwrap_or_default()
+    }
+
+    /// `float4out` with `extra_float_digits > 0`: the shortest text that reads
+    /// back as the same value, fixed-point for decimal exponents in [-4, 6).
+    pub fn write_float4(v: f32, out: &mut Vec<u8>) {
+        if let Some(special) =
+            float_special(v.is_nan(), v.is_infinite(), v.is_sign_negative(), v == 0.0)
+        {
+            out.extend_from_slice(special.as_bytes());
+            return;
+        }
+        write_shortest(&format!("{v:e}"), 6, out);
+    }
+
+    /// `float8out` with `extra_float_digits > 0`: the shortest text that reads
+    /// back as the same value, fixed-point for decimal exponents in [-4, 15).
+    pub fn write_float8(v: f64, out: &mut Vec<u8>) {
+        if let Some(special) =
+            float_special(v.is_nan(), v.is_infinite(), v.is_sign_negative(), v == 0.0)
+        {
+            out.extend_from_slice(special.as_bytes());
+            return;
+        }
+        write_shortest(&format!("{v:e}"), 15, out);
+    }
+
+    fn float_special(
+        nan: bool,
+        infinite: bool,
+        negative: bool,
+        zero: bool,
+    ) -> Option<&'static str> {
+        match (nan, infinite, negative, zero) {
+            (true, ..) => Some("NaN"),
+            (_, true, false, _) => Some("Infinity"),
+            (_, true, true, _) => Some("-Infinity"),
+            (_, _, true, true) => Some("-0"),
+            (_, _, false, true) => Some("0"),
+            _ => None,
+        }
+    }
+
+    /// Re-lays out Rust's shortest round-trip scientific notation (`-1.5e-7`) the
+    /// way PostgreSQL's Ryu-based output does (`-1.5e-07`, `0.00015`, `1e+100`).
+    fn write_shortest(sci: &str, fixed_below: i32, out: &mut Vec<u8>) {
+        let (negative, sci) = match sci.strip_prefix('-') {
+            Some(rest) => (true, rest),
+            None => (false, sci),
+        };
+        let (mantissa, exp) = sci.split_once('e').unwrap_or((sci, "0"));
+        let exp: i32 = exp.parse().unwrap_or(0);
+        let digits: Vec<u8> = mantissa.bytes().filter(u8::is_ascii_digit).collect();
+        if negative {
+            out.push(b'-');
+        }
+        if (-4..fixed_below).contains(&exp) {
+            if exp < 0 {
+                out.extend_from_slice(b"0.");
+                out.extend(std::iter::repeat_n(b'0', (-exp - 1) as usize));
+                out.extend_from_slice(&digits);
+            } else {
+                let int_len = exp as usize + 1;
+                if digits.len() <= int_len {
+                    out.extend_from_slice(&digits);
+                    out.extend(std::iter::repeat_n(b'0', int_len - digits.len()));
+                } else {
+                    out.extend_from_slice(&digits[..int_len]);
+                    out.push(b'.');
+                    out.extend_from_slice(&digits[int_len..]);
+                }
+            }
+            return;
+        }
+        let (first, rest) = digits
+            .split_first()
+            .map_or((b'0', &[][..]), |(f, r)| (*f, r));
+        out.push(first);
+        if !rest.is_empty() {
+            out.push(b'.');
+            out.extend_from_slice(rest);
+        }
+        let sign = if exp < 0 { '-' } else { '+' };
+        out.extend_from_slice(format!("e{sign}{:02}", exp.unsigned_abs()).as_bytes());
+    }
 }
 
 /// The `n` of a column declared `varchar(n)` / `char(n)`, which inserts must

@@ -47,3 +47,21 @@ pub(crate) fn only_argument_as_text(
     let array = value.to_array(args.number_rows)?;
     Ok(datafusion::arrow::compute::cast(&array, &DataType::Utf8)?)
 }
+
+/// Evaluates a row-by-row function over its arguments as arrays, and answers
+/// a scalar when every argument was one (so constants fold to constants).
+pub(crate) fn evaluate(
+    args: &[ColumnarValue],
+    f: impl FnOnce(&[ArrayRef]) -> DfResult<ArrayRef>,
+) -> DfResult<ColumnarValue> {
+    let scalar = args.iter().all(|a| matches!(a, ColumnarValue::Scalar(_)));
+    let arrays = ColumnarValue::values_to_arrays(args)?;
+    let out = f(&arrays)?;
+    if scalar {
+        Ok(ColumnarValue::Scalar(
+            datafusion::common::ScalarValue::try_from_array(&out, 0)?,
+        ))
+    } else {
+        Ok(ColumnarValue::Array(out))
+    }
+}

@@ -1,0 +1,393 @@
+//! Date and time operators as PostgreSQL computes them, where DataFusion's
+//! answer differs without an error.
+//!
+//! [`PostgresDatetimeOps`], an `AnalyzerRule` that runs after type
+//! coercion, replaces in every plan:
+//!
+//! * `timestamp - timestamp`, a nanosecond `duration` in DataFusion (shown
+//!   as `1452:00:00`), with PostgreSQL's `interval` of whole days and a
+//!   time (`60 days 12:00:00`), as its `timestamp_mi` gives.
+//! * comparisons of two intervals, which Arrow makes field by field (months,
+//!   then days, then nanoseconds), with comparisons of their lengths as
+//!   PostgreSQL measures them: a month is 30 days and a day 24 hours, so
+//!   `interval '1 day' = interval '24 hours'`.
+//! * `timestamptz AT TIME ZONE zone`, which DataFusion only relabels with
+//!   the zone, with the local time in that zone as a `timestamp`; and
+//!   `timestamp AT TIME ZONE zone`, the instant that local time names, as a
+//!   `timestamptz` in the session's zone (UTC).
+//!
+//! * `date_trunc(unit, date)`, a `timestamp` in DataFusion, with the
+//!   `timestamptz` PostgreSQL gives (a date converts to timestamptz, its
+//!   preferred type), at UTC midnight.
+//!
+//! Sorting, grouping and DISTINCT still take intervals field by field (the
+//! README lists it).
+
+use std::sync::{Arc, OnceLock};
+
+use datafusion::arrow::array::{
+    Array, ArrayRef, AsArray, Decimal128Array, IntervalMonthDayNanoArray,
+};
+use datafusion::arrow::datatypes::{
+    DataType, IntervalMonthDayNano, IntervalMonthDayNanoType, IntervalUnit, TimeUnit,
+};
+use datafusion::common::config::ConfigOptions;
+use datafusion::common::tree_node::{Transformed, TransformedResult, TreeNode};
+use datafusion::common::{DFSchema, DataFusionError, Result as DfResult, ScalarValue};
+use datafusion::logical_expr::expr::{BinaryExpr, Cast, ScalarFunction};
+use datafusion::logical_expr::expr_rewriter::NamePreserver;
+use datafusion::logical_expr::{
+    Expr, ExprSchemable, LogicalPlan, Operator, ScalarFunctionArgs, ScalarUDF, ScalarUDFImpl,
+    Signature, Volatility,
+};
+use datafusion::optimizer::AnalyzerRule;
+
+/// Registers the rule with a session.
+pub(crate) fn register(ctx: &datafusion::prelude::SessionContext) {
+    ctx.add_analyzer_rule(Arc::new(PostgresDatetimeOps));
+}
+
+/// The analyzer rule described in the module docs.
+#[derive(Debug, Default)]
+pub(crate) struct PostgresDatetimeOps;
+
+impl AnalyzerRule for PostgresDatetimeOps {
+    fn analyze(&self, plan: LogicalPlan, _config: &ConfigOptions) -> DfResult<LogicalPlan> {
+        plan.transform_up_with_subqueries(|plan| {
+            let schema = crate::pg_compat::expression_schema(&plan);
+            let names = NamePreserver::new(&plan);
+            let rewritten = plan.map_expressions(|expr| {
+                let saved = names.save(&expr);
+                let rewritten = expr.transform_up(|e| rewrite(e, &schema))?;
+                if rewritten.transformed {
+                    Ok(Transformed::yes(saved.restore(rewritten.data)))
+                } else {
+                    Ok(rewritten)
+                }
+            })?;
+            // A replaced expression's field (its type's metadata) can
+            // differ from the one it replaces: the node's schema follows.
+            if rewritten.transformed {
+                rewritten.map_data(LogicalPlan::recompute_schema)
+            } else {
+                Ok(rewritten)
+            }
+        })
+        .data()
+    }
+
+    fn name(&self) -> &str {
+        "freshet_postgres_datetime_ops"
+    }
+}
+
+/// Whether a zone name is the session's zone, UTC.
+fn is_utc(zone: &str) -> bool {
+    matches!(
+        zone.to_ascii_uppercase().as_str(),
+        "+00:00" | "+00" | "UTC" | "Z" | "GMT" | "ETC/UTC" | "+0000"
+    )
+}
+
+fn call(udf: Arc<ScalarUDF>, args: Vec<Expr>) -> Expr {
+    Expr::ScalarFunction(ScalarFunction::new_udf(udf, args))
+}
+
+fn rewrite(expr: Expr, schema: &DFSchema) -> DfResult<Transformed<Expr>> {
+    match &expr {
+        Expr::BinaryExpr(BinaryExpr { left, op, right }) => {
+            let (Ok(l), Ok(r)) = (left.get_type(schema), right.get_type(schema)) else {
+                return Ok(Transformed::no(expr));
+            };
+            match (op, &l, &r) {
+                (Operator::Minus, DataType::Timestamp(_, _), DataType::Timestamp(_, _)) => {
+                    Ok(Transformed::yes(call(
+                        difference_udf(),
+                        vec![left.as_ref().clone(), right.as_ref().clone()],
+                    )))
+                }
+                (
+                    Operator::Eq
+                    | Operator::NotEq
+                    | Operator::Lt
+                    | Operator::LtEq
+                    | Operator::Gt
+                    | Operator::GtEq
+                    | Operator::IsDistinctFrom
+                    | Operator::IsNotDistinctFrom,
+                    DataType::Interval(IntervalUnit::MonthDayNano),
+                    DataType::Interval(IntervalUnit::MonthDayNano),
+                ) => Ok(Transformed::yes(Expr::BinaryExpr(BinaryExpr::new(
+                    Box::new(call(length_udf(), vec![left.as_ref().clone()])),
+                    *op,
+                    Box::new(call(length_udf(), vec![right.as_ref().clone()])),
+                )))),
+                _ => Ok(Transformed::no(expr)),
+            }
+        }
+        Expr::ScalarFunction(f) if f.name() == "date_trunc" => {
+            let truncates_a_date = matches!(
+                f.args.get(1),
+                Some(Expr::Cast(Cast { expr: date, .. }))
+                    if matches!(date.get_type(schema), Ok(DataType::Date32))
+            );
+            if !truncates_a_date {
+                return Ok(Transformed::no(expr));
+            }
+            Ok(Transformed::yes(Expr::Cast(Cast::new(
+                Box::new(expr),
+                DataType::Timestamp(TimeUnit::Microsecond, Some("+00:00".into())),
+            ))))
+        }
+        Expr::Cast(Cast { expr: inner, field }) => {
+            let DataType::Timestamp(_, Some(to)) = field.data_type() else {
+                return Ok(Transformed::no(expr));
+            };
+            if is_utc(to) {
+                return Ok(Transformed::no(expr));
+            }
+            match inner.get_type(schema) {
+                // timestamptz AT TIME ZONE: the local time there.
+                Ok(DataType::Timestamp(_, Some(_))) => Ok(Transformed::yes(call(
+                    local_time_udf(),
+                    vec![
+                        inner.as_ref().clone(),
+                        Expr::Literal(ScalarValue::Utf8(Some(to.to_string())), None),
+                    ],
+                ))),
+                // timestamp AT TIME ZONE: that local time's instant, in UTC.
+                Ok(DataType::Timestamp(_, None)) => Ok(Transformed::yes(Expr::Cast(Cast::new(
+                    Box::new(expr.clone()),
+                    DataType::Timestamp(TimeUnit::Microsecond, Some("+00:00".into())),
+                )))),
+                _ => Ok(Transformed::no(expr)),
+            }
+        }
+        _ => Ok(Transformed::no(expr)),
+    }
+}
+
+const NANOS_PER_DAY: i64 = 86_400 * 1_000_000_000;
+
+/// A row-by-row function of `arity` arguments over arrays.
+#[derive(Debug)]
+struct RowFunction {
+    name: &'static str,
+    arity: usize,
+    signature: Signature,
+    output: DataType,
+    apply: fn(&[ArrayRef]) -> DfResult<ArrayRef>,
+}
+
+impl PartialEq for RowFunction {
+    fn eq(&self, other: &Self) -> bool {
+        self.name == other.name
+    }
+}
+
+impl Eq for RowFunction {}
+
+impl std::hash::Hash for RowFunction {
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        self.name.hash(state);
+    }
+}
+
+impl ScalarUDFImpl for RowFunction {
+    fn name(&self) -> &str {
+        self.name
+    }
+
+    fn signature(&self) -> &Signature {
+        &self.signature
+    }
+
+    fn return_type(&self, _args: &[DataType]) -> DfResult<DataType> {
+        Ok(self.output.clone())
+    }
+
+    fn invoke_with_args(
+        &self,
+        args: ScalarFunctionArgs,
+    ) -> DfResult<datafusion::logical_expr::ColumnarValue> {
+        crate::udf_args::evaluate(&args.args, |arrays| {
+            if arrays.len() != self.arity {
+                return Err(DataFusionError::Internal(format!(
+                    "{} takes {} arguments",
+                    self.name, self.arity
+                )));
+            }
+            (self.apply)(arrays)
+        })
+    }
+}
+
+fn row_function(
+    cell: &'static OnceLock<Arc<ScalarUDF>>,
+    name: &'static str,
+    arity: usize,
+    output: DataType,
+    apply: fn(&[ArrayRef]) -> DfResult<ArrayRef>,
+) -> Arc<ScalarUDF> {
+    cell.get_or_init(|| {
+        Arc::new(ScalarUDF::new_from_impl(RowFunction {
+            name,
+            arity,
+            signature: Signature::any(arity, Volatility::Immutable),
+            output,
+            apply,
+        }))
+    })
+    .clone()
+}
+
+fn unexpected(name: &str, t: &DataType) -> DataFusionError {
+    DataFusionError::Internal(format!("{name} on {t}"))
+}
+
+/// `freshet_timestamp_difference(a, b) -> interval`: `a - b` as whole days
+/// and the rest, both with the difference's sign (PostgreSQL's
+/// `timestamp_mi`).
+fn difference_udf() -> Arc<ScalarUDF> {
+    static UDF: OnceLock<Arc<ScalarUDF>> = OnceLock::new();
+    row_function(
+        &UDF,
+        "freshet_timestamp_difference",
+        2,
+        DataType::Interval(IntervalUnit::MonthDayNano),
+        |arrays| {
+            use datafusion::arrow::datatypes::TimestampMicrosecondType;
+            let [a, b] = arrays else {
+                return Err(DataFusionError::Internal(
+                    "freshet_timestamp_difference takes two arguments".into(),
+                ));
+            };
+            // Both in microseconds, each keeping its zone: the raw values
+            // are then instants (or both wall-clock times).
+            let micros = |array: &ArrayRef| -> DfResult<ArrayRef> {
+                let DataType::Timestamp(_, zone) = array.data_type() else {
+                    return Err(unexpected(
+                        "freshet_timestamp_difference",
+                        array.data_type(),
+                    ));
+                };
+                Ok(datafusion::arrow::compute::cast(
+                    array,
+                    &DataType::Timestamp(TimeUnit::Microsecond, zone.clone()),
+                )?)
+            };
+            let (a, b) = (micros(a)?, micros(b)?);
+            let (a, b) = (
+                a.as_primitive::<TimestampMicrosecondType>(),
+                b.as_primitive::<TimestampMicrosecondType>(),
+            );
+            let day = NANOS_PER_DAY / 1_000;
+            let out: IntervalMonthDayNanoArray = a
+                .iter()
+                .zip(b.iter())
+                .map(|(a, b)| {
+                    let total = a?.checked_sub(b?)?;
+                    // Truncated towards zero: days and time share a sign.
+                    let days = total / day;
+                    Some(IntervalMonthDayNano::new(
+                        0,
+                        i32::try_from(days).ok()?,
+                        (total - days * day).checked_mul(1_000)?,
+                    ))
+                })
+                .collect();
+            Ok(Arc::new(out) as ArrayRef)
+        },
+    )
+}
+
+/// `freshet_interval_length(interval) -> numeric(38,0)`: nanoseconds, with
+/// PostgreSQL's 30-day months and 24-hour days.
+fn length_udf() -> Arc<ScalarUDF> {
+    static UDF: OnceLock<Arc<ScalarUDF>> = OnceLock::new();
+    row_function(
+        &UDF,
+        "freshet_interval_length",
+        1,
+        DataType::Decimal128(38, 0),
+        |arrays| {
+            let [array] = arrays else {
+                return Err(DataFusionError::Internal(
+                    "freshet_interval_length takes one argument".into(),
+                ));
+            };
+            if !matches!(
+                array.data_type(),
+                DataType::Interval(IntervalUnit::MonthDayNano)
+            ) {
+                return Err(unexpected("freshet_interval_length", array.data_type()));
+            }
+            let day = i128::from(NANOS_PER_DAY);
+            let out: Decimal128Array = array
+                .as_primitive::<IntervalMonthDayNanoType>()
+                .iter()
+                .map(|v| {
+                    v.map(|v| {
+                        (i128::from(v.months) * 30 + i128::from(v.days)) * day
+                            + i128::from(v.nanoseconds)
+                    })
+                })
+                .collect();
+            Ok(Arc::new(out.with_precision_and_scale(38, 0)?) as ArrayRef)
+        },
+    )
+}
+
+/// `freshet_local_time(timestamptz, zone) -> timestamp`: the wall-clock
+/// time in the zone.
+fn local_time_udf() -> Arc<ScalarUDF> {
+    static UDF: OnceLock<Arc<ScalarUDF>> = OnceLock::new();
+    row_function(
+        &UDF,
+        "freshet_local_time",
+        2,
+        DataType::Timestamp(TimeUnit::Microsecond, None),
+        |arrays| {
+            use datafusion::arrow::array::timezone::Tz;
+            use datafusion::arrow::datatypes::TimestampMicrosecondType;
+            let [array, zones] = arrays else {
+                return Err(DataFusionError::Internal(
+                    "freshet_local_time takes two arguments".into(),
+                ));
+            };
+            let DataType::Timestamp(_, Some(_)) = array.data_type() else {
+                return Err(unexpected("freshet_local_time", array.data_type()));
+            };
+            let zones = datafusion::arrow::compute::cast(zones, &DataType::Utf8)?;
+            let zone = zones.as_string::<i32>();
+            if zone.is_empty() || zone.is_null(0) {
+                return Err(DataFusionError::Internal(
+                    "freshet_local_time: no zone".into(),
+                ));
+            }
+            let zone = zone.value(0);
+            let tz: Tz = zone.parse().map_err(|_| {
+                DataFusionError::External(Box::new(crate::EngineError::new(
+                    "22023",
+                    format!("time zone \"{zone}\" not recognized"),
+                )))
+            })?;
+            // The instants, in microseconds since the epoch (UTC).
+            let micros = datafusion::arrow::compute::cast(
+                array,
+                &DataType::Timestamp(TimeUnit::Microsecond, Some("+00:00".into())),
+            )?;
+            let out: datafusion::arrow::array::TimestampMicrosecondArray = micros
+                .as_primitive::<TimestampMicrosecondType>()
+                .iter()
+                .map(|v| {
+                    let v = v?;
+                    let utc = chrono::DateTime::from_timestamp_micros(v)?;
+                    let local = utc.with_timezone(&tz).naive_local();
+                    Some(local.and_utc().timestamp_micros())
+                })
+                .collect();
+            Ok(Arc::new(out) as ArrayRef)
+        },
+    )
+}

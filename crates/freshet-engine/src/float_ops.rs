@@ -1,0 +1,358 @@
+//! Floating-point (and numeric rounding) operations as PostgreSQL computes them, where DataFusion's
+//! answer differs without an error.
+//!
+//! [`PostgresFloatOps`], an `AnalyzerRule` that runs after type coercion,
+//! replaces in every plan:
+//!
+//! * `ceil`, `floor` and `trunc` of a `numeric`, which keep its scale in
+//!   DataFusion (`ceil(1.25)` printed `2.00`), with a numeric of scale 0.
+//! * `round(double precision)` (and `real`), which DataFusion rounds halves
+//!   away from zero, with rounding halves to even, as PostgreSQL's `rint`
+//!   does: `round(2.5::float8)` is 2.
+//! * `double precision / double precision` with a division that raises 22012
+//!   (division_by_zero) for a zero divisor, as PostgreSQL does, instead of
+//!   answering `Infinity` or `NaN`.
+//! * casts from `numeric` to `double precision` or `real`, which Arrow
+//!   computes by dividing by a power of ten in floating point (`1e15::float8`
+//!   was 999999999999999.9), with the correctly rounded conversion of the
+//!   decimal's digits, as PostgreSQL's (which parses the numeric's text).
+//!
+//! As in [`crate::overflow`], the replacements are immutable functions, so
+//! constants are folded through them by the optimizer.
+
+use std::sync::{Arc, OnceLock};
+
+use datafusion::arrow::array::{Array, ArrayRef, AsArray, Float32Array, Float64Array};
+use datafusion::arrow::datatypes::{DataType, Decimal128Type, Float32Type, Float64Type};
+use datafusion::common::config::ConfigOptions;
+use datafusion::common::tree_node::{Transformed, TransformedResult, TreeNode};
+use datafusion::common::{DFSchema, DataFusionError, Result as DfResult};
+use datafusion::logical_expr::expr::{BinaryExpr, Cast, ScalarFunction};
+use datafusion::logical_expr::expr_rewriter::NamePreserver;
+use datafusion::logical_expr::{
+    ColumnarValue, Expr, ExprSchemable, LogicalPlan, Operator, ScalarFunctionArgs, ScalarUDF,
+    ScalarUDFImpl, Signature, Volatility,
+};
+use datafusion::optimizer::AnalyzerRule;
+
+use crate::EngineError;
+
+/// Registers the rule with a session.
+pub(crate) fn register(ctx: &datafusion::prelude::SessionContext) {
+    ctx.add_analyzer_rule(Arc::new(PostgresFloatOps));
+}
+
+/// The analyzer rule described in the module docs.
+#[derive(Debug, Default)]
+pub(crate) struct PostgresFloatOps;
+
+impl AnalyzerRule for PostgresFloatOps {
+    fn analyze(&self, plan: LogicalPlan, _config: &ConfigOptions) -> DfResult<LogicalPlan> {
+        plan.transform_up_with_subqueries(|plan| {
+            let schema = crate::pg_compat::expression_schema(&plan);
+            let names = NamePreserver::new(&plan);
+            let rewritten = plan.map_expressions(|expr| {
+                let saved = names.save(&expr);
+                let rewritten = expr.transform_up(|e| rewrite(e, &schema))?;
+                if rewritten.transformed {
+                    Ok(Transformed::yes(saved.restore(rewritten.data)))
+                } else {
+                    Ok(rewritten)
+                }
+            })?;
+            // A replaced expression's field (its type's metadata) can
+            // differ from the one it replaces: the node's schema follows.
+            if rewritten.transformed {
+                rewritten.map_data(LogicalPlan::recompute_schema)
+            } else {
+                Ok(rewritten)
+            }
+        })
+        .data()
+    }
+
+    fn name(&self) -> &str {
+        "freshet_postgres_float_ops"
+    }
+}
+
+fn is_float(t: &DataType) -> bool {
+    matches!(t, DataType::Float32 | DataType::Float64)
+}
+
+fn rewrite(expr: Expr, schema: &DFSchema) -> DfResult<Transformed<Expr>> {
+    match &expr {
+        Expr::ScalarFunction(call) if call.name() == "round" => match call.args.as_slice() {
+            [x] if x.get_type(schema).is_ok_and(|t| is_float(&t)) => Ok(Transformed::yes(
+                Expr::ScalarFunction(ScalarFunction::new_udf(
+                    crate::overflow::round_for_integer_udf(),
+                    vec![x.clone()],
+                )),
+            )),
+            _ => Ok(Transformed::no(expr)),
+        },
+        // ceil, floor and trunc of a numeric are integral numerics
+        // (`ceil(1.25)` is 2, not 2.00).
+        Expr::ScalarFunction(call)
+            if matches!(call.name(), "ceil" | "floor" | "trunc") && call.args.len() == 1 =>
+        {
+            match expr.get_type(schema) {
+                Ok(DataType::Decimal128(precision, scale)) if scale > 0 => {
+                    Ok(Transformed::yes(Expr::Cast(Cast::new(
+                        Box::new(expr),
+                        DataType::Decimal128(precision, 0),
+                    ))))
+                }
+                _ => Ok(Transformed::no(expr)),
+            }
+        }
+        Expr::BinaryExpr(BinaryExpr {
+            left,
+            op: Operator::Divide,
+            right,
+        }) => {
+            let (Ok(l), Ok(r)) = (left.get_type(schema), right.get_type(schema)) else {
+                return Ok(Transformed::no(expr));
+            };
+            if !(is_float(&l) && l == r) {
+                return Ok(Transformed::no(expr));
+            }
+            Ok(Transformed::yes(Expr::ScalarFunction(
+                ScalarFunction::new_udf(
+                    float_divide_udf(),
+                    vec![left.as_ref().clone(), right.as_ref().clone()],
+                ),
+            )))
+        }
+        Expr::Cast(Cast { expr: inner, field }) if is_float(field.data_type()) => {
+            let Ok(DataType::Decimal128(_, _)) = inner.get_type(schema) else {
+                return Ok(Transformed::no(expr));
+            };
+            let udf = match field.data_type() {
+                DataType::Float32 => numeric_to_float_udf(FloatWidth::Real),
+                _ => numeric_to_float_udf(FloatWidth::Double),
+            };
+            Ok(Transformed::yes(Expr::ScalarFunction(
+                ScalarFunction::new_udf(udf, vec![inner.as_ref().clone()]),
+            )))
+        }
+        _ => Ok(Transformed::no(expr)),
+    }
+}
+
+fn float_divide_udf() -> Arc<ScalarUDF> {
+    static UDF: OnceLock<Arc<ScalarUDF>> = OnceLock::new();
+    UDF.get_or_init(|| {
+        Arc::new(ScalarUDF::new_from_impl(FloatDivide {
+            signature: Signature::any(2, Volatility::Immutable),
+        }))
+    })
+    .clone()
+}
+
+/// `freshet_float_divide(a, b)`: `a / b` for two floats of one type,
+/// raising 22012 when `b` is zero.
+#[derive(Debug, PartialEq, Eq, Hash)]
+struct FloatDivide {
+    signature: Signature,
+}
+
+fn division_by_zero() -> DataFusionError {
+    DataFusionError::External(Box::new(EngineError::new("22012", "division by zero")))
+}
+
+impl ScalarUDFImpl for FloatDivide {
+    fn name(&self) -> &str {
+        "freshet_float_divide"
+    }
+
+    fn signature(&self) -> &Signature {
+        &self.signature
+    }
+
+    fn return_type(&self, args: &[DataType]) -> DfResult<DataType> {
+        match args {
+            [first, _] => Ok(first.clone()),
+            _ => Err(DataFusionError::Internal(
+                "freshet_float_divide takes two arguments".into(),
+            )),
+        }
+    }
+
+    fn invoke_with_args(&self, args: ScalarFunctionArgs) -> DfResult<ColumnarValue> {
+        crate::udf_args::evaluate(&args.args, |arrays| {
+            let [a, b] = arrays else {
+                return Err(DataFusionError::Internal(
+                    "freshet_float_divide takes two arguments".into(),
+                ));
+            };
+            // A NULL divisor gives NULL; only a present zero is an error.
+            let zero_divisor = |i: usize| b.is_valid(i) && a.is_valid(i);
+            match (a.data_type(), b.data_type()) {
+                (DataType::Float64, DataType::Float64) => {
+                    let (a, b) = (
+                        a.as_primitive::<Float64Type>(),
+                        b.as_primitive::<Float64Type>(),
+                    );
+                    if (0..b.len()).any(|i| zero_divisor(i) && b.value(i) == 0.0) {
+                        return Err(division_by_zero());
+                    }
+                    Ok(
+                        Arc::new(datafusion::arrow::compute::kernels::numeric::div(a, b)?)
+                            as ArrayRef,
+                    )
+                }
+                (DataType::Float32, DataType::Float32) => {
+                    let (a, b) = (
+                        a.as_primitive::<Float32Type>(),
+                        b.as_primitive::<Float32Type>(),
+                    );
+                    if (0..b.len()).any(|i| zero_divisor(i) && b.value(i) == 0.0) {
+                        return Err(division_by_zero());
+                    }
+                    Ok(
+                        Arc::new(datafusion::arrow::compute::kernels::numeric::div(a, b)?)
+                            as ArrayRef,
+                    )
+                }
+                (l, r) => Err(DataFusionError::Internal(format!(
+                    "freshet_float_divide on {l} and {r}"
+                ))),
+            }
+        })
+    }
+}
+
+/// The float type a `numeric` is converted to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+enum FloatWidth {
+    Real,
+    Double,
+}
+
+fn numeric_to_float_udf(width: FloatWidth) -> Arc<ScalarUDF> {
+    static REAL: OnceLock<Arc<ScalarUDF>> = OnceLock::new();
+    static DOUBLE: OnceLock<Arc<ScalarUDF>> = OnceLock::new();
+    let cell = match width {
+        FloatWidth::Real => &REAL,
+        FloatWidth::Double => &DOUBLE,
+    };
+    cell.get_or_init(|| {
+        Arc::new(ScalarUDF::new_from_impl(NumericToFloat {
+            signature: Signature::any(1, Volatility::Immutable),
+            width,
+        }))
+    })
+    .clone()
+}
+
+/// `freshet_numeric_to_float8(numeric)` / `freshet_numeric_to_float4`: the
+/// float nearest to the decimal's exact value.
+#[derive(Debug, PartialEq, Eq, Hash)]
+struct NumericToFloat {
+    signature: Signature,
+    width: FloatWidth,
+}
+
+/// Largest integer every float64 between 0 and it represents exactly.
+const EXACT_F64_INTEGER: u128 = 1 << 53;
+
+/// The double nearest to `value × 10^-scale`.
+fn decimal_to_f64(value: i128, scale: i8) -> f64 {
+    // Both operands exact and one IEEE division: correctly rounded.
+    if value.unsigned_abs() <= EXACT_F64_INTEGER && (0..=15).contains(&scale) {
+        return value as f64 / 10f64.powi(i32::from(scale));
+    }
+    // Rust's float parsing is correctly rounded.
+    format!("{value}e{}", -i32::from(scale))
+        .parse()
+        .unwrap_or(f64::NAN)
+}
+
+/// The float nearest to `value × 10^-scale` (parsed directly, not through
+/// a double, which could round twice).
+fn decimal_to_f32(value: i128, scale: i8) -> f32 {
+    format!("{value}e{}", -i32::from(scale))
+        .parse()
+        .unwrap_or(f32::NAN)
+}
+
+impl ScalarUDFImpl for NumericToFloat {
+    fn name(&self) -> &str {
+        match self.width {
+            FloatWidth::Real => "freshet_numeric_to_float4",
+            FloatWidth::Double => "freshet_numeric_to_float8",
+        }
+    }
+
+    fn signature(&self) -> &Signature {
+        &self.signature
+    }
+
+    fn return_type(&self, _args: &[DataType]) -> DfResult<DataType> {
+        Ok(match self.width {
+            FloatWidth::Real => DataType::Float32,
+            FloatWidth::Double => DataType::Float64,
+        })
+    }
+
+    fn invoke_with_args(&self, args: ScalarFunctionArgs) -> DfResult<ColumnarValue> {
+        crate::udf_args::evaluate(&args.args, |arrays| {
+            let [numbers] = arrays else {
+                return Err(DataFusionError::Internal(format!(
+                    "{} takes one argument",
+                    self.name()
+                )));
+            };
+            let DataType::Decimal128(_, scale) = numbers.data_type() else {
+                return Err(DataFusionError::Internal(format!(
+                    "{} on {}",
+                    self.name(),
+                    numbers.data_type()
+                )));
+            };
+            let scale = *scale;
+            let numbers = numbers.as_primitive::<Decimal128Type>();
+            Ok(match self.width {
+                FloatWidth::Double => Arc::new(
+                    numbers
+                        .iter()
+                        .map(|v| v.map(|v| decimal_to_f64(v, scale)))
+                        .collect::<Float64Array>(),
+                ) as ArrayRef,
+                FloatWidth::Real => Arc::new(
+                    numbers
+                        .iter()
+                        .map(|v| v.map(|v| decimal_to_f32(v, scale)))
+                        .collect::<Float32Array>(),
+                ) as ArrayRef,
+            })
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn decimals_convert_to_the_nearest_float() {
+        let cases: [(i128, i8, f64); 7] = [
+            (1, -15, 1e15),
+            (1, -100, 1e100),
+            (75_075_135_683_961_253, 6, 75_075_135_683.961_253),
+            (1, 1, 0.1),
+            (-25, 1, -2.5),
+            (
+                12_345_678_901_234_567_890_123,
+                20,
+                123.456_789_012_345_678_901_23,
+            ),
+            (0, 10, 0.0),
+        ];
+        for (value, scale, expected) in cases {
+            assert_eq!(decimal_to_f64(value, scale), expected, "{value}e-{scale}");
+        }
+        assert_eq!(decimal_to_f32(1, 1), 0.1f32);
+    }
+}
