@@ -23,8 +23,10 @@
 //!   derived here. A scrape copies the figures under short locks and formats
 //!   them afterwards, so it never holds up queries for long.
 //!
-//! Plain HTTP only: there is no TLS on this listener, which is why it binds
-//! to loopback unless told otherwise.
+//! When the server has a certificate (`--tls-cert`/`--tls-key`), this
+//! listener speaks HTTPS only, with the same certificate; otherwise plain
+//! HTTP. Either way there is no authentication, which is why it binds to
+//! loopback unless told otherwise.
 
 pub mod metrics;
 
@@ -42,6 +44,7 @@ use hyper::header::{HeaderValue, ALLOW, CONTENT_TYPE};
 use hyper::{Method, Request, Response, StatusCode};
 use hyper_util::rt::TokioIo;
 use tokio::net::TcpListener;
+use tokio_rustls::TlsAcceptor;
 
 /// An error starting the HTTP endpoint.
 #[derive(Debug, thiserror::Error)]
@@ -92,11 +95,23 @@ impl Status {
 }
 
 /// The HTTP listener, bound but not yet serving.
-#[derive(Debug)]
 pub struct HttpServer {
     listener: std::net::TcpListener,
     status: Arc<Status>,
+    tls: Option<TlsAcceptor>,
 }
+
+impl std::fmt::Debug for HttpServer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("HttpServer")
+            .field("listener", &self.listener)
+            .field("tls", &self.tls.is_some())
+            .finish()
+    }
+}
+
+/// How long a client may take to complete the TLS handshake.
+const HANDSHAKE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
 
 /// A running HTTP endpoint; [`HttpHandle::shutdown`] stops it.
 #[derive(Debug)]
@@ -106,15 +121,33 @@ pub struct HttpHandle {
 }
 
 impl HttpServer {
-    /// Binds `address` (`HOST:PORT`; port 0 picks a free port).
-    pub fn bind(address: &str, status: Arc<Status>) -> Result<HttpServer, HttpError> {
+    /// Binds `address` (`HOST:PORT`; port 0 picks a free port). With `tls`
+    /// (the wire listener's certificate), it serves HTTPS only.
+    pub fn bind(
+        address: &str,
+        status: Arc<Status>,
+        tls: Option<rustls::ServerConfig>,
+    ) -> Result<HttpServer, HttpError> {
         let bind_error = |source| HttpError::Bind {
             address: address.to_owned(),
             source,
         };
         let listener = std::net::TcpListener::bind(address).map_err(bind_error)?;
         listener.set_nonblocking(true).map_err(bind_error)?;
-        Ok(HttpServer { listener, status })
+        let tls = tls.map(|mut config| {
+            config.alpn_protocols = vec![b"http/1.1".to_vec()];
+            TlsAcceptor::from(Arc::new(config))
+        });
+        Ok(HttpServer {
+            listener,
+            status,
+            tls,
+        })
+    }
+
+    /// Whether it serves HTTPS.
+    pub fn tls_enabled(&self) -> bool {
+        self.tls.is_some()
     }
 
     /// The address actually bound (with the chosen port).
@@ -168,19 +201,38 @@ impl HttpServer {
                 }
             };
             let status = self.status.clone();
+            let tls = self.tls.clone();
             tokio::spawn(async move {
-                let service = hyper::service::service_fn(move |request| {
-                    let status = status.clone();
-                    async move { Ok::<_, Infallible>(respond(&status, &request)) }
-                });
-                if let Err(e) = hyper::server::conn::http1::Builder::new()
-                    .serve_connection(TokioIo::new(socket), service)
-                    .await
-                {
-                    tracing::debug!(error = %e, "HTTP connection ended with error");
+                match tls {
+                    None => serve_connection(socket, status).await,
+                    Some(acceptor) => {
+                        match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(socket)).await
+                        {
+                            Ok(Ok(stream)) => serve_connection(stream, status).await,
+                            Ok(Err(e)) => tracing::debug!(error = %e, "HTTPS handshake failed"),
+                            Err(_) => tracing::debug!("HTTPS handshake timed out"),
+                        }
+                    }
                 }
             });
         }
+    }
+}
+
+/// Serves HTTP/1.1 requests on one connection until the client closes it.
+async fn serve_connection<S>(stream: S, status: Arc<Status>)
+where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
+    let service = hyper::service::service_fn(move |request| {
+        let status = status.clone();
+        async move { Ok::<_, Infallible>(respond(&status, &request)) }
+    });
+    if let Err(e) = hyper::server::conn::http1::Builder::new()
+        .serve_connection(TokioIo::new(stream), service)
+        .await
+    {
+        tracing::debug!(error = %e, "HTTP connection ended with error");
     }
 }
 

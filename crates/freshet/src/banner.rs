@@ -19,8 +19,8 @@ pub const VERSION: &str = concat!(
 pub struct Banner<'a> {
     pub listen: SocketAddr,
     pub tls: bool,
-    /// The HTTP endpoint's address, if it is on.
-    pub http: Option<SocketAddr>,
+    /// The HTTP endpoint's URL (`http://…/` or `https://…/`), if it is on.
+    pub http: Option<String>,
     pub superuser: &'a str,
     pub superuser_has_password: bool,
     pub data_dir: &'a Path,
@@ -62,8 +62,8 @@ impl Banner<'_> {
         );
         line(
             "http",
-            match self.http {
-                Some(addr) => format!("http://{addr}/ (/healthz, /readyz, /metrics; no TLS)"),
+            match &self.http {
+                Some(url) => format!("{url} (/healthz, /readyz, /metrics)"),
                 None => "off (--http-listen off)".to_owned(),
             },
         );

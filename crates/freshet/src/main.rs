@@ -175,17 +175,34 @@ async fn serve(args: ServeArgs) -> Result<(), String> {
             None => "default".to_owned(),
         }
     };
+    let tls = match (args.tls_cert, args.tls_key) {
+        (Some(cert), Some(key)) => Some(TlsFiles { cert, key }),
+        _ => None,
+    };
     // The HTTP endpoint starts first, so /healthz answers (and /readyz says
-    // 503) while recovery runs.
+    // 503) while recovery runs. It shares the wire listener's certificate.
     let status = freshet_http::Status::new();
     let http = if args.http_listen.eq_ignore_ascii_case("off") {
         None
     } else {
-        let server = freshet_http::HttpServer::bind(&args.http_listen, status.clone())
+        let http_tls = match &tls {
+            Some(files) => {
+                Some(freshet_wire::tls_server_config(files).map_err(|e| format!("TLS: {e}"))?)
+            }
+            None => None,
+        };
+        let server = freshet_http::HttpServer::bind(&args.http_listen, status.clone(), http_tls)
             .map_err(|e| format!("--http-listen: {e}"))?;
         let addr = server.local_addr().map_err(|e| e.to_string())?;
-        tracing::info!(%addr, "HTTP endpoint listening (/healthz, /readyz, /metrics)");
-        Some((server.spawn().map_err(|e| e.to_string())?, addr))
+        let scheme = if server.tls_enabled() {
+            "https"
+        } else {
+            "http"
+        };
+        tracing::info!(
+            "HTTP endpoint listening on {scheme}://{addr}/ (/healthz, /readyz, /metrics)"
+        );
+        Some((server.spawn().map_err(|e| e.to_string())?, addr, scheme))
     };
     let engine = Engine::open(config).await.map_err(|e| {
         format!(
@@ -200,10 +217,6 @@ async fn serve(args: ServeArgs) -> Result<(), String> {
     // can write so the retention holds of existing dynamic tables are in place.
     let scheduler = freshet_refresh::spawn_scheduler(engine.clone(), REFRESH_WORKERS);
 
-    let tls = match (args.tls_cert, args.tls_key) {
-        (Some(cert), Some(key)) => Some(TlsFiles { cert, key }),
-        _ => None,
-    };
     let server = Server::bind(
         engine.clone(),
         &ServerConfig {
@@ -223,7 +236,9 @@ async fn serve(args: ServeArgs) -> Result<(), String> {
         banner::Banner {
             listen: addr,
             tls: server.tls_enabled(),
-            http: http.as_ref().map(|(_, addr)| *addr),
+            http: http
+                .as_ref()
+                .map(|(_, addr, scheme)| format!("{scheme}://{addr}/")),
             superuser,
             superuser_has_password: engine.scram_secret(superuser).is_some(),
             data_dir: &config.data_dir,
@@ -249,7 +264,7 @@ async fn serve(args: ServeArgs) -> Result<(), String> {
         .await;
     scheduler.shutdown().await;
     engine.shutdown().await;
-    if let Some((http, _)) = http {
+    if let Some((http, _, _)) = http {
         http.shutdown();
     }
     tracing::info!("freshet stopped");
