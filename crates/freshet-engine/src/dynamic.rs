@@ -2221,6 +2221,7 @@ async fn create_dynamic_table(
     // (dropped through DROP TABLE … CASCADE of its source).
     delete_history(session, &name)?;
     if create.initialize == Initialize::OnCreate {
+        let started = std::time::Instant::now();
         let record = refresh_in_session(
             session,
             target.relation,
@@ -2228,6 +2229,13 @@ async fn create_dynamic_table(
             now_micros(),
         )
         .await?;
+        // Counted when it finished; it commits with the CREATE statement.
+        session.engine.metrics.refresh(
+            &name.to_string(),
+            &record.refresh_action,
+            &record.state,
+            Some(started.elapsed()),
+        );
         if let Some(seq) = record.data_seq {
             session
                 .engine
