@@ -142,7 +142,7 @@ pub struct RefreshFigures {
     pub duration: Option<HistogramSnapshot>,
 }
 
-#[derive(Debug, Default)]
+#[derive(Debug, Default, Clone)]
 struct RefreshCounters {
     by_action_state: BTreeMap<(String, String), u64>,
     duration: Option<Arc<Histogram>>,
@@ -281,24 +281,21 @@ impl ServerMetrics {
 
     /// Refresh figures by dynamic table (qualified name).
     pub fn refreshes(&self) -> BTreeMap<String, RefreshFigures> {
-        let copies: Vec<(
-            String,
-            BTreeMap<(String, String), u64>,
-            Option<Arc<Histogram>>,
-        )> = self
+        // Copied under the lock; the histograms are read after it is released.
+        let copies: Vec<(String, RefreshCounters)> = self
             .refreshes
             .lock()
             .iter()
-            .map(|(k, v)| (k.clone(), v.by_action_state.clone(), v.duration.clone()))
+            .map(|(k, v)| (k.clone(), v.clone()))
             .collect();
         copies
             .into_iter()
-            .map(|(name, by_action_state, duration)| {
+            .map(|(name, counters)| {
                 (
                     name,
                     RefreshFigures {
-                        by_action_state,
-                        duration: duration.map(|h| h.snapshot()),
+                        by_action_state: counters.by_action_state,
+                        duration: counters.duration.map(|h| h.snapshot()),
                     },
                 )
             })

@@ -90,6 +90,9 @@ fn http(port: u16, method: &str, path: &str) -> (u16, String) {
 /// A sample: its name and labels (sorted), as the parser read them.
 type Samples = BTreeMap<(String, Vec<(String, String)>), f64>;
 
+/// One sample as the Python script prints it: name, labels, value.
+type ParsedSample = (String, Vec<(String, String)>, f64);
+
 const PARSE: &str = r#"
 import json, sys
 from prometheus_client.openmetrics.parser import text_string_to_metric_families as openmetrics
@@ -128,7 +131,7 @@ fn scrape(port: u16) -> Samples {
         "prometheus_client could not parse /metrics: {}\npage:\n{text}",
         String::from_utf8_lossy(&output.stderr)
     );
-    let parsed: Vec<(String, Vec<(String, String)>, f64)> =
+    let parsed: Vec<ParsedSample> =
         serde_json::from_slice(&output.stdout).expect("the parser's json");
     parsed
         .into_iter()
