@@ -8,7 +8,8 @@
 //! even while queries keep every compute worker busy.
 //!
 //! What each endpoint promises (only GET and HEAD; anything else is 405, an
-//! unknown path 404):
+//! unknown path 404; one request per connection, answered with
+//! `Connection: close`):
 //!
 //! * `/healthz`: `200 ok` whenever the process is up and its HTTP thread
 //!   answers. It says nothing about the data; use it for liveness.
@@ -30,19 +31,14 @@
 
 pub mod metrics;
 
-use std::convert::Infallible;
 use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, OnceLock};
+use std::time::Duration;
 
-use bytes::Bytes;
 use freshet_engine::Engine;
-use http_body_util::Full;
-use hyper::body::Incoming;
-use hyper::header::{HeaderValue, ALLOW, CONTENT_TYPE};
-use hyper::{Method, Request, Response, StatusCode};
-use hyper_util::rt::TokioIo;
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpListener;
 use tokio_rustls::TlsAcceptor;
 
@@ -110,8 +106,12 @@ impl std::fmt::Debug for HttpServer {
     }
 }
 
-/// How long a client may take to complete the TLS handshake.
-const HANDSHAKE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
+/// How long a client may take to complete the TLS handshake and send its
+/// request head.
+const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// The largest request head (request line and headers) read.
+const MAX_REQUEST_HEAD: usize = 8 * 1024;
 
 /// A running HTTP endpoint; [`HttpHandle::shutdown`] stops it.
 #[derive(Debug)]
@@ -168,7 +168,7 @@ impl HttpServer {
                     // A dropped sender stops the server too.
                     let _ = stopped.await;
                 }));
-                // Connections still open (keep-alive) are not waited for.
+                // Connections still being answered are not waited for.
                 runtime.shutdown_background();
             })?;
         Ok(HttpHandle {
@@ -206,8 +206,7 @@ impl HttpServer {
                 match tls {
                     None => serve_connection(socket, status).await,
                     Some(acceptor) => {
-                        match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(socket)).await
-                        {
+                        match tokio::time::timeout(REQUEST_TIMEOUT, acceptor.accept(socket)).await {
                             Ok(Ok(stream)) => serve_connection(stream, status).await,
                             Ok(Err(e)) => tracing::debug!(error = %e, "HTTPS handshake failed"),
                             Err(_) => tracing::debug!("HTTPS handshake timed out"),
@@ -219,21 +218,65 @@ impl HttpServer {
     }
 }
 
-/// Serves HTTP/1.1 requests on one connection until the client closes it.
-async fn serve_connection<S>(stream: S, status: Arc<Status>)
+/// Answers one request on a connection, then closes it.
+///
+/// The endpoint's requests are a request line and a few headers without a
+/// body, so this reads the request head (up to [`MAX_REQUEST_HEAD`] bytes,
+/// within [`REQUEST_TIMEOUT`]), answers with `Connection: close`, and is
+/// done: a complete HTTP/1.1 server (keep-alive, chunked bodies, pipelining)
+/// would cost a dependency tree for nothing a scraper needs.
+async fn serve_connection<S>(mut stream: S, status: Arc<Status>)
 where
-    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+    S: AsyncRead + AsyncWrite + Unpin,
 {
-    let service = hyper::service::service_fn(move |request| {
-        let status = status.clone();
-        async move { Ok::<_, Infallible>(respond(&status, &request)) }
-    });
-    if let Err(e) = hyper::server::conn::http1::Builder::new()
-        .serve_connection(TokioIo::new(stream), service)
-        .await
-    {
-        tracing::debug!(error = %e, "HTTP connection ended with error");
+    let response = match tokio::time::timeout(REQUEST_TIMEOUT, read_head(&mut stream)).await {
+        Ok(Ok(Some(head))) => match parse_request_line(&head) {
+            Some((method, path)) => respond(&status, method, path),
+            None => Response::text(400, "bad request\n"),
+        },
+        Ok(Ok(None)) => Response::text(431, "request header fields too large\n"),
+        // The client went away or sent nothing in time: nothing to answer.
+        Ok(Err(_)) | Err(_) => return,
+    };
+    if let Err(e) = stream.write_all(&response.bytes()).await {
+        tracing::debug!(error = %e, "HTTP response not sent");
+        return;
     }
+    let _ = stream.shutdown().await;
+}
+
+/// Reads until the blank line ending the request head: the head, `None` when
+/// it exceeds [`MAX_REQUEST_HEAD`], an error when the client closes first.
+async fn read_head<S: AsyncRead + Unpin>(stream: &mut S) -> std::io::Result<Option<Vec<u8>>> {
+    let mut head = Vec::with_capacity(1024);
+    let mut buf = [0u8; 1024];
+    loop {
+        let n = stream.read(&mut buf).await?;
+        if n == 0 {
+            return Err(std::io::ErrorKind::UnexpectedEof.into());
+        }
+        head.extend_from_slice(buf.get(..n).unwrap_or_default());
+        if head.windows(4).any(|w| w == b"\r\n\r\n") || head.windows(2).any(|w| w == b"\n\n") {
+            return Ok(Some(head));
+        }
+        if head.len() > MAX_REQUEST_HEAD {
+            return Ok(None);
+        }
+    }
+}
+
+/// The method and the path (without query string) of a request line
+/// `METHOD SP TARGET SP HTTP/1.x`.
+fn parse_request_line(head: &[u8]) -> Option<(&str, &str)> {
+    let line = head.split(|b| *b == b'\n').next()?;
+    let line = std::str::from_utf8(line).ok()?.trim_end_matches('\r');
+    let mut parts = line.split(' ');
+    let (method, target, version) = (parts.next()?, parts.next()?, parts.next()?);
+    if parts.next().is_some() || !version.starts_with("HTTP/1.") || method.is_empty() {
+        return None;
+    }
+    let path = target.split(['?', '#']).next().unwrap_or_default();
+    Some((method, path))
 }
 
 impl HttpHandle {
@@ -264,50 +307,139 @@ impl Drop for HttpHandle {
 const METRICS_CONTENT_TYPE: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
 const TEXT_CONTENT_TYPE: &str = "text/plain; charset=utf-8";
 
-fn text(status: StatusCode, body: &'static str) -> Response<Full<Bytes>> {
-    let mut response = Response::new(Full::new(Bytes::from_static(body.as_bytes())));
-    *response.status_mut() = status;
-    response
-        .headers_mut()
-        .insert(CONTENT_TYPE, HeaderValue::from_static(TEXT_CONTENT_TYPE));
-    response
+/// A response to send.
+#[derive(Debug, PartialEq)]
+struct Response {
+    status: u16,
+    content_type: &'static str,
+    body: String,
+    /// HEAD: the headers of the GET response without its body.
+    head_only: bool,
+    allow: bool,
+}
+
+impl Response {
+    fn text(status: u16, body: &str) -> Response {
+        Response {
+            status,
+            content_type: TEXT_CONTENT_TYPE,
+            body: body.to_owned(),
+            head_only: false,
+            allow: false,
+        }
+    }
+
+    /// The response as sent, status line to body.
+    fn bytes(&self) -> Vec<u8> {
+        let reason = match self.status {
+            200 => "OK",
+            400 => "Bad Request",
+            404 => "Not Found",
+            405 => "Method Not Allowed",
+            431 => "Request Header Fields Too Large",
+            500 => "Internal Server Error",
+            503 => "Service Unavailable",
+            _ => "",
+        };
+        let mut out = format!(
+            "HTTP/1.1 {} {reason}\r\nContent-Type: {}\r\nContent-Length: {}\r\nCache-Control: no-store\r\nConnection: close\r\n",
+            self.status,
+            self.content_type,
+            self.body.len()
+        );
+        if self.allow {
+            out.push_str("Allow: GET, HEAD\r\n");
+        }
+        out.push_str("\r\n");
+        if !self.head_only {
+            out.push_str(&self.body);
+        }
+        out.into_bytes()
+    }
 }
 
 /// The response to one request; see the crate documentation.
-fn respond(status: &Status, request: &Request<Incoming>) -> Response<Full<Bytes>> {
-    if request.method() != Method::GET && request.method() != Method::HEAD {
-        let mut response = text(StatusCode::METHOD_NOT_ALLOWED, "method not allowed\n");
-        response
-            .headers_mut()
-            .insert(ALLOW, HeaderValue::from_static("GET, HEAD"));
+fn respond(status: &Status, method: &str, path: &str) -> Response {
+    if method != "GET" && method != "HEAD" {
+        let mut response = Response::text(405, "method not allowed\n");
+        response.allow = true;
         return response;
     }
-    match request.uri().path() {
-        "/healthz" => text(StatusCode::OK, "ok\n"),
-        "/readyz" if status.is_ready() => text(StatusCode::OK, "ready\n"),
-        "/readyz" => text(StatusCode::SERVICE_UNAVAILABLE, "not ready\n"),
+    let mut response = match path {
+        "/healthz" => Response::text(200, "ok\n"),
+        "/readyz" if status.is_ready() => Response::text(200, "ready\n"),
+        "/readyz" => Response::text(503, "not ready\n"),
         "/metrics" => match status.engine.get() {
-            None => text(
-                StatusCode::SERVICE_UNAVAILABLE,
-                "not ready: the data directory is being recovered\n",
-            ),
+            None => Response::text(503, "not ready: the data directory is being recovered\n"),
             Some(engine) => match metrics::render(engine) {
-                Ok(body) => {
-                    let mut response = Response::new(Full::new(Bytes::from(body)));
-                    response
-                        .headers_mut()
-                        .insert(CONTENT_TYPE, HeaderValue::from_static(METRICS_CONTENT_TYPE));
-                    response
-                }
+                Ok(body) => Response {
+                    status: 200,
+                    content_type: METRICS_CONTENT_TYPE,
+                    body,
+                    head_only: false,
+                    allow: false,
+                },
                 Err(e) => {
                     tracing::warn!(error = %e, "could not render metrics");
-                    text(
-                        StatusCode::INTERNAL_SERVER_ERROR,
-                        "could not render metrics\n",
-                    )
+                    Response::text(500, "could not render metrics\n")
                 }
             },
         },
-        _ => text(StatusCode::NOT_FOUND, "not found\n"),
+        _ => Response::text(404, "not found\n"),
+    };
+    response.head_only = method == "HEAD";
+    response
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn request_lines_are_parsed_or_refused() {
+        assert_eq!(
+            parse_request_line(b"GET /metrics?x=1 HTTP/1.1\r\nHost: a\r\n\r\n"),
+            Some(("GET", "/metrics"))
+        );
+        assert_eq!(
+            parse_request_line(b"HEAD /healthz HTTP/1.0\n\n"),
+            Some(("HEAD", "/healthz"))
+        );
+        assert_eq!(parse_request_line(b"GET /metrics\r\n\r\n"), None);
+        assert_eq!(parse_request_line(b"GET / SPDY/3\r\n\r\n"), None);
+        assert_eq!(parse_request_line(b"\xff\xfe / HTTP/1.1\r\n\r\n"), None);
+        assert_eq!(parse_request_line(b""), None);
+    }
+
+    #[test]
+    fn paths_methods_and_readiness_decide_the_status() {
+        let status = Status::new();
+        assert_eq!(respond(&status, "GET", "/healthz").status, 200);
+        assert_eq!(respond(&status, "GET", "/readyz").status, 503);
+        assert_eq!(respond(&status, "GET", "/metrics").status, 503);
+        assert_eq!(respond(&status, "GET", "/nope").status, 404);
+        let post = respond(&status, "POST", "/healthz");
+        assert_eq!(post.status, 405);
+        assert!(String::from_utf8_lossy(&post.bytes()).contains("\r\nAllow: GET, HEAD\r\n"));
+        let head = respond(&status, "HEAD", "/healthz").bytes();
+        let head = String::from_utf8_lossy(&head);
+        assert!(head.starts_with("HTTP/1.1 200 OK\r\n"), "{head}");
+        assert!(head.contains("Content-Length: 3\r\n"), "{head}");
+        assert!(head.ends_with("\r\n\r\n"), "no body for HEAD: {head}");
+    }
+
+    #[tokio::test]
+    async fn a_connection_gets_one_answer() {
+        let (mut client, server) = tokio::io::duplex(4096);
+        let task = tokio::spawn(serve_connection(server, Status::new()));
+        client
+            .write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
+            .await
+            .unwrap();
+        let mut answer = String::new();
+        client.read_to_string(&mut answer).await.unwrap();
+        task.await.unwrap();
+        assert!(answer.starts_with("HTTP/1.1 200 OK\r\n"), "{answer}");
+        assert!(answer.ends_with("\r\n\r\nok\n"), "{answer}");
     }
 }
