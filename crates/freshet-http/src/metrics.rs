@@ -10,15 +10,20 @@
 //!
 //! Names follow the Prometheus conventions: a `freshet_` prefix, base units
 //! (seconds, bytes) in the name, and counters exposed with a `_total`
-//! suffix (the encoder appends it to the family name given here). Label
-//! values are escaped by the encoder.
+//! suffix (the encoder appends it to the family name given here).
+//!
+//! Label values that come from names (tables, models, versions) are escaped
+//! here ([`Escaped`]): the encoder writes label values as they are, so a
+//! table named `a"b` would otherwise break the page.
 
 use std::sync::Arc;
 
 use freshet_engine::Engine;
 use freshet_storage::histogram::HistogramSnapshot;
 use prometheus_client::collector::Collector;
-use prometheus_client::encoding::{DescriptorEncoder, MetricEncoder, NoLabelSet};
+use prometheus_client::encoding::{
+    DescriptorEncoder, EncodeLabelValue, LabelValueEncoder, MetricEncoder, NoLabelSet,
+};
 use prometheus_client::metrics::MetricType;
 use prometheus_client::registry::Registry;
 
@@ -33,6 +38,29 @@ pub fn render(engine: &Arc<Engine>) -> Result<String, std::fmt::Error> {
     let mut out = String::new();
     prometheus_client::encoding::text::encode(&mut out, &registry)?;
     Ok(out)
+}
+
+/// A label value escaped as the text format requires: `\\`, `\"` and `\n`
+/// for a backslash, a double quote and a line feed.
+#[derive(Debug, Clone, Copy)]
+struct Escaped<'a>(&'a str);
+
+impl EncodeLabelValue for Escaped<'_> {
+    fn encode(&self, encoder: &mut LabelValueEncoder) -> FmtResult {
+        use std::fmt::Write as _;
+        let mut rest = self.0;
+        while let Some(i) = rest.find(['\\', '"', '\n']) {
+            encoder.write_str(rest.get(..i).unwrap_or_default())?;
+            let escaped = match rest.as_bytes().get(i) {
+                Some(b'\\') => "\\\\",
+                Some(b'"') => "\\\"",
+                _ => "\\n",
+            };
+            encoder.write_str(escaped)?;
+            rest = rest.get(i + 1..).unwrap_or_default();
+        }
+        encoder.write_str(rest)
+    }
 }
 
 #[derive(Debug)]
@@ -220,7 +248,7 @@ impl Collector for EngineCollector {
             )?;
             for t in &lags {
                 if let Some(lag) = t.lag_seconds {
-                    m.encode_family(&[("table", t.name.as_str())])?
+                    m.encode_family(&[("table", Escaped(&t.name))])?
                         .encode_gauge(&lag)?;
                 }
             }
@@ -234,7 +262,7 @@ impl Collector for EngineCollector {
             )?;
             for t in &lags {
                 if let Some(target) = t.target_lag_seconds {
-                    m.encode_family(&[("table", t.name.as_str())])?
+                    m.encode_family(&[("table", Escaped(&t.name))])?
                         .encode_gauge(&target)?;
                 }
             }
@@ -249,7 +277,7 @@ impl Collector for EngineCollector {
             )?;
             for t in &lags {
                 let suspended = i64::from(t.scheduling_state != "RUNNING");
-                m.encode_family(&[("table", t.name.as_str())])?
+                m.encode_family(&[("table", Escaped(&t.name))])?
                     .encode_gauge(&suspended)?;
             }
         }
@@ -267,9 +295,9 @@ impl Collector for EngineCollector {
                 for ((action, state), count) in &figures.by_action_state {
                     let action = if action.is_empty() { "NONE" } else { action };
                     let labels = [
-                        ("table", table.as_str()),
-                        ("action", action),
-                        ("state", state.as_str()),
+                        ("table", Escaped(table)),
+                        ("action", Escaped(action)),
+                        ("state", Escaped(state)),
                     ];
                     counter(&mut m.encode_family(&labels)?, *count)?;
                 }
@@ -284,7 +312,7 @@ impl Collector for EngineCollector {
             )?;
             for (table, figures) in &refreshes {
                 if let Some(h) = &figures.duration {
-                    histogram(&mut m.encode_family(&[("table", table.as_str())])?, h)?;
+                    histogram(&mut m.encode_family(&[("table", Escaped(table))])?, h)?;
                 }
             }
         }
@@ -299,7 +327,7 @@ impl Collector for EngineCollector {
                 MetricType::Counter,
             )?;
             for ((model, version), f) in &scoring {
-                let labels = [("model", model.as_str()), ("version", version.as_str())];
+                let labels = [("model", Escaped(model)), ("version", Escaped(version))];
                 counter(&mut m.encode_family(&labels)?, f.rows)?;
             }
         }
@@ -311,7 +339,7 @@ impl Collector for EngineCollector {
                 MetricType::Counter,
             )?;
             for ((model, version), f) in &scoring {
-                let labels = [("model", model.as_str()), ("version", version.as_str())];
+                let labels = [("model", Escaped(model)), ("version", Escaped(version))];
                 counter(&mut m.encode_family(&labels)?, f.calls)?;
             }
         }
@@ -323,11 +351,44 @@ impl Collector for EngineCollector {
                 MetricType::Counter,
             )?;
             for ((model, version), f) in &scoring {
-                let labels = [("model", model.as_str()), ("version", version.as_str())];
+                let labels = [("model", Escaped(model)), ("version", Escaped(version))];
                 m.encode_family(&labels)?
                     .encode_counter::<NoLabelSet, _, u64>(&f.seconds, None)?;
             }
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// How a label set is written on the page.
+    fn written(value: &str) -> String {
+        #[derive(Debug)]
+        struct One(String);
+        impl Collector for One {
+            fn encode(&self, mut encoder: DescriptorEncoder) -> FmtResult {
+                let mut m = encoder.encode_descriptor("x", "x", None, MetricType::Gauge)?;
+                m.encode_family(&[("l", Escaped(&self.0))])?
+                    .encode_gauge(&1i64)
+            }
+        }
+        let mut registry = Registry::default();
+        registry.register_collector(Box::new(One(value.to_owned())));
+        let mut out = String::new();
+        prometheus_client::encoding::text::encode(&mut out, &registry).unwrap();
+        out.lines()
+            .find(|l| l.starts_with("x{"))
+            .unwrap_or_default()
+            .to_owned()
+    }
+
+    #[test]
+    fn label_values_are_escaped() {
+        assert_eq!(written("plain"), r#"x{l="plain"} 1"#);
+        assert_eq!(written("we\"ird\\dt"), r#"x{l="we\"ird\\dt"} 1"#);
+        assert_eq!(written("two\nlines"), r#"x{l="two\nlines"} 1"#);
     }
 }
