@@ -2221,6 +2221,7 @@ async fn create_dynamic_table(
     // (dropped through DROP TABLE … CASCADE of its source).
     delete_history(session, &name)?;
     if create.initialize == Initialize::OnCreate {
+        let started = std::time::Instant::now();
         let record = refresh_in_session(
             session,
             target.relation,
@@ -2228,6 +2229,13 @@ async fn create_dynamic_table(
             now_micros(),
         )
         .await?;
+        // Counted when it finished; it commits with the CREATE statement.
+        session.engine.metrics.refresh(
+            &name.to_string(),
+            &record.refresh_action,
+            &record.state,
+            Some(started.elapsed()),
+        );
         if let Some(seq) = record.data_seq {
             session
                 .engine
@@ -2317,7 +2325,22 @@ pub async fn refresh_dynamic_table(
     let _guard = lock.lock().await;
     let _executing = ExecutingGuard::register(engine, name, trigger);
     let start = now_micros();
+    let started = std::time::Instant::now();
     let result = refresh_committed(engine, name, trigger, start).await;
+    let label = name.to_string();
+    match &result {
+        Ok(record) => engine.metrics.refresh(
+            &label,
+            &record.refresh_action,
+            &record.state,
+            Some(started.elapsed()),
+        ),
+        // A serialization failure is retried and never recorded as a refresh.
+        Err(e) if e.sqlstate() == "40001" => {}
+        Err(_) => engine
+            .metrics
+            .refresh(&label, "", "FAILED", Some(started.elapsed())),
+    }
     match result {
         Ok(record) => {
             if let Some(seq) = record.data_seq {
@@ -2492,6 +2515,7 @@ async fn record_not_run(
     };
     append_history(&mut txn, &record);
     txn.commit().await.map_err(EngineError::from)?;
+    engine.metrics.refresh(&name.to_string(), "", state, None);
     Ok(())
 }
 
@@ -3316,6 +3340,41 @@ fn lag_stats(
         previous = previous.max(record.data_timestamp);
     }
     (Some(current), Some(max))
+}
+
+/// A dynamic table's lag now, for monitoring outside SQL.
+#[derive(Debug, Clone, PartialEq)]
+pub struct DynamicTableLag {
+    /// `database.schema.name`.
+    pub name: String,
+    /// Its own target lag in seconds; `None` for TARGET_LAG = DOWNSTREAM.
+    pub target_lag_seconds: Option<f64>,
+    /// Seconds since the time its contents are current as of (the
+    /// `lag_seconds` of `SHOW DYNAMIC TABLES`); `None` before its first
+    /// refresh.
+    pub lag_seconds: Option<f64>,
+    /// `RUNNING`, `SUSPENDED` or `SUSPENDED_DUE_TO_ERRORS`.
+    pub scheduling_state: String,
+}
+
+/// The current lag of every dynamic table in every database, computed as
+/// `SHOW DYNAMIC TABLES` computes its `lag_seconds`, from the latest
+/// committed catalog.
+pub fn dynamic_table_lags(engine: &Engine) -> Result<Vec<DynamicTableLag>, EngineError> {
+    let now = now_micros();
+    let snapshot = engine.store.snapshot();
+    Ok(all_relations(&snapshot)?
+        .iter()
+        .filter_map(|entry| {
+            let def = entry.dynamic()?;
+            Some(DynamicTableLag {
+                name: entry.qualified().to_string(),
+                target_lag_seconds: def.target_lag_secs.map(|s| s as f64),
+                lag_seconds: def.data_timestamp_micros.map(|ts| lag_seconds(ts, now)),
+                scheduling_state: def.scheduling_state.clone(),
+            })
+        })
+        .collect())
 }
 
 /// Effective target lag (µs) of every dynamic table: its own lag or the

@@ -80,6 +80,8 @@ pub struct Engine {
     pub(crate) commit_notify: Arc<tokio::sync::Notify>,
     /// The one DataFusion runtime (memory pool, spill files) of all sessions.
     pub(crate) runtime: Arc<datafusion::execution::runtime_env::RuntimeEnv>,
+    /// Counters for monitoring (see [`crate::server_metrics`]).
+    pub(crate) metrics: crate::server_metrics::ServerMetrics,
 }
 
 impl std::fmt::Debug for Engine {
@@ -107,6 +109,7 @@ impl Engine {
             store,
             models: Mutex::new(HashMap::new()),
             commit_notify: Arc::new(tokio::sync::Notify::new()),
+            metrics: crate::server_metrics::ServerMetrics::default(),
         });
         engine.bootstrap().await?;
         Ok(engine)
@@ -145,6 +148,12 @@ impl Engine {
     /// The storage layer (the refresh scheduler reads changes from it).
     pub fn store(&self) -> &Arc<Store> {
         &self.store
+    }
+
+    /// Counters of statements, connections, refreshes and model scoring
+    /// for monitoring.
+    pub fn metrics(&self) -> &crate::server_metrics::ServerMetrics {
+        &self.metrics
     }
 
     /// The engine's configuration.

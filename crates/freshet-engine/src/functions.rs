@@ -119,8 +119,19 @@ struct ModelCall {
     default_schema: String,
     /// (model, version ref) → what this session's latest planning resolved it
     /// to, so executing a batch needs no catalog read.
-    resolved: Mutex<HashMap<(String, String), Arc<CompiledModel>>>,
+    resolved: Mutex<HashMap<(String, String), Planned>>,
     signature: Signature,
+}
+
+/// A model version a call resolved to, with the names its scoring is
+/// counted under in the engine's metrics.
+#[derive(Clone)]
+struct Planned {
+    compiled: Arc<CompiledModel>,
+    /// `database.schema.model`.
+    model: Arc<str>,
+    /// The version's name.
+    version: Arc<str>,
 }
 
 impl std::fmt::Debug for ModelCall {
@@ -147,7 +158,7 @@ impl ModelCall {
     /// execution. Always reads the catalog: a cached answer would keep
     /// scoring with the old default after `ALTER MODEL … SET DEFAULT_VERSION`,
     /// or with a model that was dropped and created again.
-    fn resolve(&self, model: &str, version: &str) -> Result<Arc<CompiledModel>, EngineError> {
+    fn resolve(&self, model: &str, version: &str) -> Result<Planned, EngineError> {
         let version_ref = (!version.is_empty()).then_some(version);
         let resolved = {
             let guard = self.shared.txn.lock();
@@ -174,16 +185,24 @@ impl ModelCall {
                 }
             }
         }?;
-        self.resolved.lock().insert(
-            (model.to_string(), version.to_string()),
-            resolved.compiled.clone(),
-        );
-        Ok(resolved.compiled)
+        let planned = Planned {
+            compiled: resolved.compiled,
+            model: format!(
+                "{}.{}.{}",
+                resolved.entry.database, resolved.entry.schema, resolved.entry.name
+            )
+            .into(),
+            version: resolved.version.name.as_str().into(),
+        };
+        self.resolved
+            .lock()
+            .insert((model.to_string(), version.to_string()), planned.clone());
+        Ok(planned)
     }
 
     /// The model planning resolved, or a fresh resolution when this context
     /// executes a plan it did not build.
-    fn planned(&self, model: &str, version: &str) -> Result<Arc<CompiledModel>, EngineError> {
+    fn planned(&self, model: &str, version: &str) -> Result<Planned, EngineError> {
         let key = (model.to_string(), version.to_string());
         if let Some(m) = self.resolved.lock().get(&key) {
             return Ok(m.clone());
@@ -242,7 +261,7 @@ impl ScalarUDFImpl for ModelCall {
             literal_string(args.scalar_arguments.get(1).copied().flatten()).unwrap_or_default();
         let method = literal_string(args.scalar_arguments.get(2).copied().flatten())
             .unwrap_or_else(|| "predict".into());
-        let compiled = self.resolve(&model, &version).map_err(ext)?;
+        let compiled = self.resolve(&model, &version).map_err(ext)?.compiled;
         let signature = compiled.signature();
         let output = signature.output_type(&method).map_err(|e| {
             ext(EngineError::new(
@@ -291,7 +310,8 @@ impl ScalarUDFImpl for ModelCall {
         })?;
         let version = scalar(1).unwrap_or_default();
         let method = scalar(2).unwrap_or_else(|| "predict".into());
-        let compiled = self.planned(&model, &version).map_err(ext)?;
+        let planned = self.planned(&model, &version).map_err(ext)?;
+        let compiled = &planned.compiled;
         // A portal planned before the model changed, executed after another
         // statement re-resolved it, must not emit columns of another shape.
         let produces = compiled.signature().output_type(&method).map_err(|e| {
@@ -309,6 +329,7 @@ impl ScalarUDFImpl for ModelCall {
         let inputs =
             crate::udf_args::arrays_from(args.args.get(3..).unwrap_or_default(), args.number_rows)?;
         let batch_size = self.engine.config.inference_batch_size.max(1);
+        let started = std::time::Instant::now();
         let (output, scored) = compiled
             .predict_counted(&method, &inputs, batch_size)
             .map_err(|e| {
@@ -319,6 +340,9 @@ impl ScalarUDFImpl for ModelCall {
             })?;
         // Rows with a NULL argument never reach the model: not counted.
         self.shared.work.add_model_rows(scored);
+        self.engine
+            .metrics
+            .scored(&planned.model, &planned.version, scored, started.elapsed());
         Ok(ColumnarValue::Array(output))
     }
 }

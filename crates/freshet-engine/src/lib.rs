@@ -33,7 +33,7 @@ mod join_arrangement;
 mod json_build;
 mod keys;
 mod literal_types;
-mod memory_usage;
+pub mod memory_usage;
 mod names;
 mod output;
 mod output_names;
@@ -52,6 +52,7 @@ mod relation_oids;
 mod relation_size;
 mod row_keys;
 mod segment_pruning;
+pub mod server_metrics;
 mod session;
 mod similar_to;
 mod state_tables;
@@ -69,9 +70,9 @@ mod work;
 
 pub use datetime_input::parse_date_text;
 pub use dynamic::{
-    record_skipped, record_upstream_failed, refresh_dynamic_table, restore_retention_holds,
-    retention_holder, RefreshRecord, RefreshStatistics, RefreshTrigger, HISTORY_LIMIT,
-    MAX_CONSECUTIVE_FAILURES, SOURCE_ROW_ID_COLUMN,
+    dynamic_table_lags, record_skipped, record_upstream_failed, refresh_dynamic_table,
+    restore_retention_holds, retention_holder, DynamicTableLag, RefreshRecord, RefreshStatistics,
+    RefreshTrigger, HISTORY_LIMIT, MAX_CONSECUTIVE_FAILURES, SOURCE_ROW_ID_COLUMN,
 };
 pub use engine::{Engine, EngineConfig, ScramSecret};
 pub use error::EngineError;

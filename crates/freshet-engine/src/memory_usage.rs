@@ -73,6 +73,49 @@ impl Component {
     }
 }
 
+/// One row of `freshet_memory_usage()`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MemoryComponent {
+    /// The component's name (`checkpointed_table_data`, …).
+    pub component: &'static str,
+    /// Bytes it holds now.
+    pub bytes: u64,
+    /// The limit that bounds it, if any.
+    pub limit_bytes: Option<u64>,
+    /// What it is.
+    pub description: &'static str,
+}
+
+/// What `freshet_memory_usage()` reports, for other monitoring (the HTTP
+/// `/metrics` endpoint) to show the same figures.
+pub fn memory_usage(engine: &Engine) -> Vec<MemoryComponent> {
+    let store = engine.store.memory();
+    let config = &engine.config;
+    Component::ALL
+        .iter()
+        .map(|&c| {
+            let (bytes, limit_bytes) = match c {
+                Component::CheckpointedTableData => {
+                    (store.checkpointed_data, Some(store.checkpointed_data_limit))
+                }
+                Component::RecentTableData => (store.recent_data, None),
+                Component::RowVersions => (store.row_versions, None),
+                Component::FileStatistics => (store.file_statistics, None),
+                Component::QueryExecution => (
+                    engine.runtime.memory_pool.reserved() as u64,
+                    Some(config.query_memory_limit as u64),
+                ),
+            };
+            MemoryComponent {
+                component: c.name(),
+                bytes,
+                limit_bytes,
+                description: c.description(),
+            }
+        })
+        .collect()
+}
+
 /// The table function; see the module documentation.
 #[derive(Debug)]
 pub(crate) struct MemoryUsage {
@@ -84,29 +127,10 @@ impl TableFunctionImpl for MemoryUsage {
         if !args.exprs().is_empty() {
             return plan_err!("freshet_memory_usage() takes no arguments");
         }
-        let store = self.engine.store.memory();
-        let config = &self.engine.config;
-        let figure = |c: Component| -> (u64, Option<u64>) {
-            match c {
-                Component::CheckpointedTableData => {
-                    (store.checkpointed_data, Some(store.checkpointed_data_limit))
-                }
-                Component::RecentTableData => (store.recent_data, None),
-                Component::RowVersions => (store.row_versions, None),
-                Component::FileStatistics => (store.file_statistics, None),
-                Component::QueryExecution => (
-                    self.engine.runtime.memory_pool.reserved() as u64,
-                    Some(config.query_memory_limit as u64),
-                ),
-            }
-        };
+        let rows = memory_usage(&self.engine);
         let as_i64 = |v: u64| i64::try_from(v).unwrap_or(i64::MAX);
-        let (mut bytes, mut limits) = (Vec::new(), Vec::new());
-        for c in Component::ALL {
-            let (b, l) = figure(c);
-            bytes.push(as_i64(b));
-            limits.push(l.map(as_i64));
-        }
+        let bytes: Vec<i64> = rows.iter().map(|r| as_i64(r.bytes)).collect();
+        let limits: Vec<Option<i64>> = rows.iter().map(|r| r.limit_bytes.map(as_i64)).collect();
         let schema = Arc::new(Schema::new(vec![
             Field::new("component", DataType::Utf8, false),
             Field::new("bytes", DataType::Int64, false),
@@ -117,12 +141,12 @@ impl TableFunctionImpl for MemoryUsage {
             schema.clone(),
             vec![
                 Arc::new(StringArray::from_iter_values(
-                    Component::ALL.iter().map(|c| c.name()),
+                    rows.iter().map(|r| r.component),
                 )),
                 Arc::new(Int64Array::from(bytes)),
                 Arc::new(Int64Array::from(limits)),
                 Arc::new(StringArray::from_iter_values(
-                    Component::ALL.iter().map(|c| c.description()),
+                    rows.iter().map(|r| r.description),
                 )),
             ],
         )?;

@@ -246,6 +246,11 @@ impl Session {
             Ok(s) => s,
             Err(e) => {
                 self.fail_in_block();
+                self.engine.metrics.statement(
+                    crate::server_metrics::StatementKind::of_source(sql),
+                    crate::server_metrics::Outcome::Error,
+                    std::time::Duration::ZERO,
+                );
                 return vec![Err(crate::error::from_sql_error(e))];
             }
         };
@@ -540,7 +545,38 @@ impl Session {
 
     /// [`Session::execute_statement`] as `planning` says: `None` only when
     /// a [`Planning::LookupOnly`] statement must be planned after all.
+    ///
+    /// Counts the statement by kind and outcome in the engine's metrics,
+    /// with the time until its result was ready (rows of a query stream to
+    /// the client afterwards, outside that time).
     async fn run_statement(
+        &mut self,
+        statement: Arc<FreshetStatement>,
+        source: &str,
+        params: Option<Vec<ScalarValue>>,
+        planning: Planning<'_>,
+    ) -> Result<Option<QueryOutput>, EngineError> {
+        let started = std::time::Instant::now();
+        let result = self
+            .run_statement_uncounted(statement, source, params, planning)
+            .await;
+        let outcome = match &result {
+            Ok(Some(_)) => Some(crate::server_metrics::Outcome::Ok),
+            // Planned and counted by the execution that follows.
+            Ok(None) => None,
+            Err(_) => Some(crate::server_metrics::Outcome::Error),
+        };
+        if let Some(outcome) = outcome {
+            self.engine.metrics.statement(
+                crate::server_metrics::StatementKind::of_source(source),
+                outcome,
+                started.elapsed(),
+            );
+        }
+        result
+    }
+
+    async fn run_statement_uncounted(
         &mut self,
         statement: Arc<FreshetStatement>,
         source: &str,

@@ -34,6 +34,7 @@ mod catalog;
 mod checkpoint;
 mod codec;
 mod error;
+pub mod histogram;
 mod maintenance;
 mod residency;
 mod runs;

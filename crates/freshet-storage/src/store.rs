@@ -98,6 +98,8 @@ pub(crate) struct Metrics {
     pub(crate) checkpoints: AtomicU64,
     pub(crate) compactions: AtomicU64,
     pub(crate) evicted_bytes: AtomicU64,
+    /// How long each WAL flush+fsync round took.
+    pub(crate) wal_sync_latency: crate::histogram::Histogram,
 }
 
 #[derive(Default)]
@@ -300,9 +302,13 @@ impl Inner {
                     fatal("could not write to the WAL", &e);
                 }
             }
+            let sync_started = std::time::Instant::now();
             if let Err(e) = wal.sync() {
                 fatal("could not fsync the WAL", &e);
             }
+            self.metrics
+                .wal_sync_latency
+                .observe(sync_started.elapsed());
             self.latest.store(seq, Ordering::SeqCst);
             self.metrics
                 .commits
@@ -955,6 +961,12 @@ impl Store {
             resident_bytes: self.inner.pool.used() as u64,
             segment_file_reads: self.inner.pool.file_reads(),
         }
+    }
+
+    /// How long the WAL flush+fsync rounds took (one observation per
+    /// round, counted in [`StoreMetrics::wal_syncs`] too).
+    pub fn wal_sync_latency(&self) -> crate::histogram::HistogramSnapshot {
+        self.inner.metrics.wal_sync_latency.snapshot()
     }
 
     /// Stops accepting commits, lets queued ones finish (durably), and stops

@@ -129,6 +129,11 @@ impl FreshetStartupHandler {
             .session_extensions()
             .insert::<Arc<ConnectionHandle>>(handle);
         client.session_extensions().insert::<ConnectionGuard>(guard);
+        // Counted as a current connection until the connection (and with it
+        // this guard) is dropped.
+        client
+            .session_extensions()
+            .insert(freshet_engine::server_metrics::ServerMetrics::connection_opened(&self.engine));
 
         client
             .feed(PgWireBackendMessage::Authentication(Authentication::Ok))

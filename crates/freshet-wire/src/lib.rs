@@ -27,4 +27,4 @@ mod utf8;
 
 pub use auth::SERVER_VERSION;
 pub use error::{WireError, WireResult};
-pub use server::{Server, ServerConfig, TlsFiles};
+pub use server::{tls_server_config, Server, ServerConfig, TlsFiles};

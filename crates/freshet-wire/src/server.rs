@@ -391,6 +391,16 @@ async fn cancel(mut socket: TcpStream, len: usize, connections: &ConnectionManag
 }
 
 fn load_tls(files: &TlsFiles) -> WireResult<TlsAcceptor> {
+    let mut config = tls_server_config(files)?;
+    // Direct TLS negotiation (PG 17 `sslnegotiation=direct`) requires this ALPN.
+    config.alpn_protocols = vec![b"postgresql".to_vec()];
+    Ok(TlsAcceptor::from(Arc::new(config)))
+}
+
+/// A rustls server configuration for the certificate chain and key in
+/// `files`, without ALPN protocols: the wire listener's, which the HTTP
+/// endpoint shares.
+pub fn tls_server_config(files: &TlsFiles) -> WireResult<rustls::ServerConfig> {
     let read = |path: &PathBuf| {
         std::fs::File::open(path)
             .map(BufReader::new)
@@ -411,13 +421,10 @@ fn load_tls(files: &TlsFiles) -> WireResult<TlsAcceptor> {
             WireError::Tls(format!("no private key found in {}", files.key.display()))
         })?;
     let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let mut config = rustls::ServerConfig::builder_with_provider(provider)
+    rustls::ServerConfig::builder_with_provider(provider)
         .with_safe_default_protocol_versions()
         .map_err(|e| WireError::Tls(e.to_string()))?
         .with_no_client_auth()
         .with_single_cert(certs, key)
-        .map_err(|e| WireError::Tls(e.to_string()))?;
-    // Direct TLS negotiation (PG 17 `sslnegotiation=direct`) requires this ALPN.
-    config.alpn_protocols = vec![b"postgresql".to_vec()];
-    Ok(TlsAcceptor::from(Arc::new(config)))
+        .map_err(|e| WireError::Tls(e.to_string()))
 }

@@ -19,6 +19,8 @@ pub const VERSION: &str = concat!(
 pub struct Banner<'a> {
     pub listen: SocketAddr,
     pub tls: bool,
+    /// The HTTP endpoint's URL (`http://…/` or `https://…/`), if it is on.
+    pub http: Option<String>,
     pub superuser: &'a str,
     pub superuser_has_password: bool,
     pub data_dir: &'a Path,
@@ -57,6 +59,13 @@ impl Banner<'_> {
                 self.listen,
                 if self.tls { "on" } else { "off" }
             ),
+        );
+        line(
+            "http",
+            match &self.http {
+                Some(url) => format!("{url} (/healthz, /readyz, /metrics)"),
+                None => "off (--http-listen off)".to_owned(),
+            },
         );
         line(
             "data dir",

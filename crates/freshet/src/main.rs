@@ -5,7 +5,9 @@
 //! until SIGTERM/SIGINT, then stops accepting connections and shuts the engine
 //! down cleanly (flushing durable state) before exiting 0. Once it accepts
 //! connections it prints a short banner (see [`banner`]): version and commit,
-//! address, directories and the limits in effect.
+//! address, directories and the limits in effect. An HTTP endpoint
+//! (`--http-listen`, [`freshet_http`]) serves health checks and Prometheus
+//! metrics from before recovery until shutdown.
 
 mod banner;
 
@@ -88,6 +90,17 @@ struct ServeArgs {
     #[arg(long, value_name = "SIZE", value_parser = freshet_engine::query_memory::parse)]
     resident_data_limit: Option<usize>,
 
+    /// Address of the HTTP endpoint serving /healthz, /readyz and /metrics
+    /// (Prometheus), plain HTTP; `off` disables it. Port 0 picks a free port
+    /// (shown in the banner).
+    #[arg(
+        long,
+        value_name = "HOST:PORT",
+        default_value = "127.0.0.1:5480",
+        env = "FRESHET_HTTP_LISTEN"
+    )]
+    http_listen: String,
+
     /// Do not fsync the WAL (throwaway test servers only).
     #[arg(long, hide = true)]
     no_fsync: bool,
@@ -162,6 +175,35 @@ async fn serve(args: ServeArgs) -> Result<(), String> {
             None => "default".to_owned(),
         }
     };
+    let tls = match (args.tls_cert, args.tls_key) {
+        (Some(cert), Some(key)) => Some(TlsFiles { cert, key }),
+        _ => None,
+    };
+    // The HTTP endpoint starts first, so /healthz answers (and /readyz says
+    // 503) while recovery runs. It shares the wire listener's certificate.
+    let status = freshet_http::Status::new();
+    let http = if args.http_listen.eq_ignore_ascii_case("off") {
+        None
+    } else {
+        let http_tls = match &tls {
+            Some(files) => {
+                Some(freshet_wire::tls_server_config(files).map_err(|e| format!("TLS: {e}"))?)
+            }
+            None => None,
+        };
+        let server = freshet_http::HttpServer::bind(&args.http_listen, status.clone(), http_tls)
+            .map_err(|e| format!("--http-listen: {e}"))?;
+        let addr = server.local_addr().map_err(|e| e.to_string())?;
+        let scheme = if server.tls_enabled() {
+            "https"
+        } else {
+            "http"
+        };
+        tracing::info!(
+            "HTTP endpoint listening on {scheme}://{addr}/ (/healthz, /readyz, /metrics)"
+        );
+        Some((server.spawn().map_err(|e| e.to_string())?, addr, scheme))
+    };
     let engine = Engine::open(config).await.map_err(|e| {
         format!(
             "cannot open data directory {}: {e}",
@@ -169,14 +211,12 @@ async fn serve(args: ServeArgs) -> Result<(), String> {
         )
     })?;
 
+    status.set_engine(engine.clone());
+
     // Dynamic-table refreshes run on their own threads; started before clients
     // can write so the retention holds of existing dynamic tables are in place.
     let scheduler = freshet_refresh::spawn_scheduler(engine.clone(), REFRESH_WORKERS);
 
-    let tls = match (args.tls_cert, args.tls_key) {
-        (Some(cert), Some(key)) => Some(TlsFiles { cert, key }),
-        _ => None,
-    };
     let server = Server::bind(
         engine.clone(),
         &ServerConfig {
@@ -187,6 +227,7 @@ async fn serve(args: ServeArgs) -> Result<(), String> {
     .await
     .map_err(|e| format!("cannot listen on {}: {e}", args.listen))?;
     let addr = server.local_addr().map_err(|e| e.to_string())?;
+    status.set_ready(true);
     let config = engine.config();
     let superuser = engine.superuser();
     // Printed unconditionally (not through the log filter): people look for it.
@@ -195,6 +236,9 @@ async fn serve(args: ServeArgs) -> Result<(), String> {
         banner::Banner {
             listen: addr,
             tls: server.tls_enabled(),
+            http: http
+                .as_ref()
+                .map(|(_, addr, scheme)| format!("{scheme}://{addr}/")),
             superuser,
             superuser_has_password: engine.scram_secret(superuser).is_some(),
             data_dir: &config.data_dir,
@@ -211,9 +255,18 @@ async fn serve(args: ServeArgs) -> Result<(), String> {
         .render()
     );
 
-    let result = server.run_until(shutdown_signal()).await;
+    let not_ready = status.clone();
+    let result = server
+        .run_until(async move {
+            shutdown_signal().await;
+            not_ready.set_ready(false);
+        })
+        .await;
     scheduler.shutdown().await;
     engine.shutdown().await;
+    if let Some((http, _, _)) = http {
+        http.shutdown();
+    }
     tracing::info!("freshet stopped");
     result.map_err(|e| e.to_string())
 }

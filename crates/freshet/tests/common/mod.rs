@@ -157,6 +157,12 @@ impl ServerOptions {
         self
     }
 
+    /// Appends `args` to the `serve` arguments.
+    pub fn with_extra(mut self, args: &[&str]) -> Self {
+        self.extra_args.extend(args.iter().map(|a| a.to_string()));
+        self
+    }
+
     /// The superuser name the server will have.
     pub fn superuser_name(&self) -> &str {
         self.superuser.as_deref().unwrap_or("freshet")
@@ -191,6 +197,12 @@ impl ServerOptions {
         if let Some(dir) = &self.model_dir {
             args.push("--model-dir".into());
             args.push(dir.display().to_string());
+        }
+        // The HTTP endpoint's default port would be shared by every test
+        // server; a free one is picked unless the test chooses.
+        if !self.extra_args.iter().any(|a| a == "--http-listen") {
+            args.push("--http-listen".into());
+            args.push("127.0.0.1:0".into());
         }
         args.extend(self.extra_args.iter().cloned());
         args
