@@ -48,27 +48,29 @@ pub(crate) struct PostgresFloatOps;
 
 impl AnalyzerRule for PostgresFloatOps {
     fn analyze(&self, plan: LogicalPlan, _config: &ConfigOptions) -> DfResult<LogicalPlan> {
-        plan.transform_up_with_subqueries(|plan| {
-            let schema = crate::pg_compat::expression_schema(&plan);
-            let names = NamePreserver::new(&plan);
-            let rewritten = plan.map_expressions(|expr| {
-                let saved = names.save(&expr);
-                let rewritten = expr.transform_up(|e| rewrite(e, &schema))?;
-                if rewritten.transformed {
-                    Ok(Transformed::yes(saved.restore(rewritten.data)))
-                } else {
-                    Ok(rewritten)
-                }
-            })?;
-            // A replaced expression's field (its type's metadata) can
-            // differ from the one it replaces: the node's schema follows.
-            if rewritten.transformed {
-                rewritten.map_data(LogicalPlan::recompute_schema)
-            } else {
+        let mut changed = false;
+        let plan = plan
+            .transform_up_with_subqueries(|plan| {
+                let schema = crate::pg_compat::expression_schema(&plan);
+                let names = NamePreserver::new(&plan);
+                let rewritten = plan.map_expressions(|expr| {
+                    let saved = names.save(&expr);
+                    let rewritten = expr.transform_up(|e| rewrite(e, &schema))?;
+                    if rewritten.transformed {
+                        Ok(Transformed::yes(saved.restore(rewritten.data)))
+                    } else {
+                        Ok(rewritten)
+                    }
+                })?;
+                changed |= rewritten.transformed;
                 Ok(rewritten)
-            }
-        })
-        .data()
+            })
+            .data()?;
+        if changed {
+            crate::plan_schemas::recompute_all(plan)
+        } else {
+            Ok(plan)
+        }
     }
 
     fn name(&self) -> &str {

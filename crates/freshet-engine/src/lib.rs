@@ -42,6 +42,7 @@ mod pg_compat;
 mod pg_keys;
 mod pg_to_char;
 mod pg_types;
+mod plan_schemas;
 mod planning;
 mod prepared_lookup;
 mod privileges;

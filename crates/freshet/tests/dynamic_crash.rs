@@ -211,15 +211,15 @@ async fn check_levels(client: &Client, seed: u64, round: usize, source_k: i64) -
         let name = level.name;
         let columns = level.columns;
         let checks = [
-            format!("SELECT * FROM {name} EXCEPT ALL ({expected})"),
-            format!("({expected}) EXCEPT ALL SELECT * FROM {name}"),
+            format!("SELECT * FROM {name} EXCEPT ({expected})"),
+            format!("({expected}) EXCEPT SELECT * FROM {name}"),
             format!(
                 "SELECT {columns}, count(*) FROM {name} GROUP BY {columns} \
-                 EXCEPT ALL SELECT {columns}, count(*) FROM ({expected}) e GROUP BY {columns}"
+                 EXCEPT SELECT {columns}, count(*) FROM ({expected}) e GROUP BY {columns}"
             ),
             format!(
                 "SELECT {columns}, count(*) FROM ({expected}) e GROUP BY {columns} \
-                 EXCEPT ALL SELECT {columns}, count(*) FROM {name} GROUP BY {columns}"
+                 EXCEPT SELECT {columns}, count(*) FROM {name} GROUP BY {columns}"
             ),
         ];
         for sql in &checks {
