@@ -262,3 +262,65 @@ def test_to_pandas_exact(session, raw):
     assert got["f"].tolist()[:2] == [float(np.float32(w[2])) for w in want[:2]]
     j = session.sql("SELECT 1 AS k, CAST('{\"a\": [1, 2]}' AS json) AS j").to_pandas()
     assert j["j"].tolist() == [{"a": [1, 2]}]
+
+
+def test_join_on_column_list(t, raw, session):
+    c = session.table("cities")
+    cond = [t["city"] == c["city"], c["country"] != "JP"]
+    same(t.join(c, on=cond, how="left", rsuffix="_r").select("id", "city", "city_r", "country"), raw,
+         "SELECT p.id, p.city, c.city, c.country FROM people p LEFT JOIN cities c "
+         "ON p.city = c.city AND c.country <> 'JP'")
+    with pytest.raises(TypeError, match="list of Column conditions"):
+        t.join(c, on=["city", c["city"] == t["city"]])
+
+
+def test_case_sensitive_names_everywhere(session, raw):
+    """A column whose stored name needs quotes ("UP", "Mixed Case") is found
+    by every method that takes names, not folded to lower case."""
+    raw.execute('CREATE TABLE q ("UP" int, "Mixed Case" text, low int)')
+    raw.execute("INSERT INTO q VALUES (2, 'b', 20), (1, NULL, 10), (NULL, 'ä', 30), (1, 'c', 40)")
+    t = session.table("q")
+    same(t.select('"UP"', '"Mixed Case"'), raw, 'SELECT "UP", "Mixed Case" FROM q')
+    same(t.select(t['"UP"'] + 1), raw, 'SELECT "UP" + 1 FROM q')
+    same(t.select(t[0], t[1]), raw, 'SELECT "UP", "Mixed Case" FROM q')
+    same(t.sort('"UP"', "low"), raw, 'SELECT * FROM q ORDER BY "UP", low', ordered=True)
+    same(t.group_by('"UP"').agg(("low", "sum")), raw, 'SELECT "UP", sum(low) FROM q GROUP BY "UP"')
+    same(t.group_by('"UP"').max("low"), raw, 'SELECT "UP", max(low) FROM q GROUP BY "UP"')
+    same(t.with_column_renamed(t['"UP"'], "up2"), raw, 'SELECT "UP" AS up2, "Mixed Case", low FROM q')
+    same(t.drop(t['"Mixed Case"']), raw, 'SELECT "UP", low FROM q')
+    same(t.union_all_by_name(t.select("low", '"Mixed Case"', '"UP"')), raw,
+         'SELECT * FROM q UNION ALL SELECT * FROM q')
+    with pytest.raises(FreshetClientError, match="not expressions"):
+        t.drop(col("low") + 1)
+
+
+def test_save_as_table_modes(t, raw, session):
+    src = t.select("id", "name").filter(col("id") <= 2)
+    # append creates a missing table, then inserts by position
+    src.write.save_as_table("saved", mode="append")
+    src.write.save_as_table("saved", mode="append")
+    same(session.table("saved"), raw, "SELECT id, name FROM people WHERE id <= 2 UNION ALL "
+                                      "SELECT id, name FROM people WHERE id <= 2")
+    # column_order="name" inserts by name, whatever the DataFrame's order
+    t.select("name", "id").filter(col("id") == 3).write.save_as_table("saved", mode="append", column_order="name")
+    assert sql_rows(raw, "SELECT id, name FROM saved WHERE id = 3") == [(3, "cé")]
+    # truncate keeps the table (and its column types) and replaces its rows
+    raw.execute("CREATE TABLE typed_target (id numeric(10, 2), name text)")
+    t.select("id", "name").write.save_as_table("typed_target", mode="truncate")
+    t.select("id", "name").filter(col("id") > 4).write.save_as_table("typed_target", mode="truncate")
+    same(session.table("typed_target"), raw, "SELECT CAST(id AS numeric(10, 2)), name FROM people WHERE id > 4")
+    assert [d.type_code for d in raw.execute("SELECT id FROM typed_target LIMIT 0").description] == [1700]
+    # ignore leaves an existing table; errorifexists refuses it (the server's 42P07)
+    t.select("id").write.save_as_table("typed_target", mode="ignore")
+    assert session.table("typed_target").count() == 2
+    from freshet.exceptions import FreshetSQLException
+
+    with pytest.raises(FreshetSQLException) as e:
+        t.select("id").write.save_as_table("typed_target")
+    assert e.value.sqlstate == "42P07"
+    with pytest.raises(FreshetClientError, match="did you mean 'truncate'"):
+        t.write.save_as_table("x", mode="truncat")
+    with pytest.raises(FreshetClientError, match="column_order"):
+        t.write.save_as_table("x", mode="append", column_order="position")
+    with pytest.raises(NotImplementedError, match="permanent"):
+        t.write.save_as_table("x", table_type="temporary")

@@ -15,7 +15,12 @@ import math
 import re
 from typing import Any, Iterable, List, Optional, Sequence, Union
 
-_PLAIN = re.compile(r"^[A-Za-z_][A-Za-z0-9_$]*$")
+# PostgreSQL's unquoted identifier: a letter (any script) or underscore, then
+# letters, digits, underscores or dollars.
+_PLAIN = re.compile(r"^[^\W\d][\w$]*$")
+# Only ASCII letters fold to lower case (PostgreSQL's rule in UTF-8: an
+# unquoted Größe is stored as größe).
+_FOLD = str.maketrans("ABCDEFGHIJKLMNOPQRSTUVWXYZ", "abcdefghijklmnopqrstuvwxyz")
 _QUOTED = re.compile(r'^"(?:[^"]|"")+"$')
 
 NameLike = Union[str, Sequence[str]]
@@ -29,7 +34,7 @@ def quote_ident(name: str) -> str:
     if _QUOTED.match(name):
         return name
     if _PLAIN.match(name):
-        return '"' + name.lower() + '"'
+        return '"' + name.translate(_FOLD) + '"'
     return '"' + name.replace('"', '""') + '"'
 
 

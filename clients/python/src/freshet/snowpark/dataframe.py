@@ -33,6 +33,12 @@ _JOIN_TYPES = {
 _LAG = re.compile(r"^\s*(\d+)\s*(s|sec|secs|second|seconds|m|min|mins|minute|minutes|h|hr|hrs|hour|hours|d|day|days)\s*$", re.I)
 
 
+#: create_or_replace_dynamic_table's keywords (for the closest-name hint).
+_DT_KEYWORDS = ["warehouse", "lag", "comment", "mode", "refresh_mode", "initialize", "clustering_keys",
+                "is_transient", "data_retention_time", "max_data_extension_time", "statement_params",
+                "iceberg_config", "copy_grants"]
+
+
 def _new_alias() -> str:
     return f"__freshet_{next(_ids)}"
 
@@ -166,11 +172,11 @@ class DataFrame:
         """A column of this DataFrame (qualified when used in a join)."""
         if name == "*":
             return column_ref("*", self._alias)
-        return column_ref(self._resolve(name), self._alias)
+        return column_ref(_q(self._resolve(name)), self._alias)
 
     def __getitem__(self, item: Union[str, int, Column]) -> Column:
         if isinstance(item, int):
-            return self.col(quote_ident(self.columns[item]))
+            return self.col(_q(self.columns[item]))
         if isinstance(item, Column):
             return item
         return self.col(item)
@@ -205,7 +211,7 @@ class DataFrame:
         exprs: List[Column] = []
         for item in items:
             if isinstance(item, str):
-                exprs.append(column_ref("*") if item == "*" else column_ref(self._resolve(item)))
+                exprs.append(column_ref("*") if item == "*" else column_ref(_q(self._resolve(item))))
             elif isinstance(item, Column):
                 exprs.append(item)
             else:
@@ -250,7 +256,7 @@ class DataFrame:
 
     def with_column_renamed(self, existing: ColumnOrName, new: str) -> "DataFrame":
         """Renames one column."""
-        old = self._resolve(existing if isinstance(existing, str) else (existing._name or ""))
+        old = self._resolve(existing if isinstance(existing, str) else _q(existing._name or ""))
         new_stored = normalize_ident(new)
         items = []
         names = []
@@ -270,7 +276,9 @@ class DataFrame:
         """Every column but these."""
         gone = set()
         for c in _flatten(cols):
-            gone.add(self._resolve(c if isinstance(c, str) else (c._name or "")))
+            if isinstance(c, Column) and not c._name:
+                raise FreshetClientError("drop() takes column names or column references, not expressions")
+            gone.add(self._resolve(c if isinstance(c, str) else _q(c._name or "")))
         keep = [c for c in self.columns if c not in gone]
         if not keep:
             raise FreshetClientError("drop() would leave no columns")
@@ -313,10 +321,14 @@ class DataFrame:
                 raise FreshetClientError(f"join(how={how!r}) needs on=")
         elif isinstance(on, Column):
             cond_sql = render(on._sql, vis)
+        elif isinstance(on, (list, tuple)) and on and all(isinstance(c, Column) for c in on):
+            # Snowpark: a list of Column conditions, all of which must hold
+            cond_sql = " AND ".join(render(c._sql, vis) for c in on)
         else:
             on_names = [on] if isinstance(on, str) else list(on)
             if not on_names or not all(isinstance(n, str) for n in on_names):
-                raise TypeError("join(on=…) takes a column name, a list of names, or a Column")
+                raise TypeError("join(on=…) takes a column name, a list of names, a Column condition "
+                                "or a list of Column conditions")
             for n in on_names:
                 key = self._resolve(n)
                 right._resolve(n)
@@ -393,16 +405,16 @@ class DataFrame:
         return self._set_op(other, "UNION")
 
     def union_all_by_name(self, other: "DataFrame") -> "DataFrame":
-        return self.union_all(other.select(*[other._resolve(c) for c in self.columns]))
+        return self.union_all(other.select(*[_q(other._resolve(_q(c))) for c in self.columns]))
 
     def union_by_name(self, other: "DataFrame") -> "DataFrame":
-        return self.union(other.select(*[other._resolve(c) for c in self.columns]))
+        return self.union(other.select(*[_q(other._resolve(_q(c))) for c in self.columns]))
 
     # -- aggregating and ordering --------------------------------------------------
 
     def group_by(self, *cols: Union[ColumnOrName, Sequence[ColumnOrName]]) -> "RelationalGroupedDataFrame":
         self._no_command()
-        keys = [column_ref(self._resolve(c)) if isinstance(c, str) else c for c in _flatten(cols)]
+        keys = [column_ref(_q(self._resolve(c))) if isinstance(c, str) else c for c in _flatten(cols)]
         self._check_refs(*keys)
         return RelationalGroupedDataFrame(self, keys)
 
@@ -429,7 +441,7 @@ class DataFrame:
         items = _flatten(cols)
         if not items:
             raise FreshetClientError("sort() needs at least one column")
-        exprs = [column_ref(self._resolve(c)) if isinstance(c, str) else c for c in items]
+        exprs = [column_ref(_q(self._resolve(c))) if isinstance(c, str) else c for c in items]
         self._check_refs(*exprs)
         if ascending is not None:
             flags = list(ascending) if isinstance(ascending, (list, tuple)) else [ascending] * len(exprs)
@@ -535,26 +547,40 @@ class DataFrame:
 
     # -- saving --------------------------------------------------------------------
 
-    def create_or_replace_dynamic_table(self, name: NameLike, **kwargs: Any) -> List[Row]:
+    def create_or_replace_dynamic_table(
+        self, name: NameLike, *, warehouse: Optional[str] = None, lag: Optional[str] = None,
+        comment: Optional[str] = None, mode: str = "overwrite", refresh_mode: Optional[str] = None,
+        initialize: Optional[str] = None, clustering_keys: Optional[Sequence[ColumnOrName]] = None,
+        is_transient: bool = False, data_retention_time: Optional[int] = None,
+        max_data_extension_time: Optional[int] = None, statement_params: Optional[Dict[str, str]] = None,
+        iceberg_config: Optional[Dict[str, Any]] = None, copy_grants: bool = False, **kwargs: Any,
+    ) -> List[Row]:
         """``CREATE [OR REPLACE] DYNAMIC TABLE name … AS <this query>``.
 
-        Keywords: ``warehouse`` and ``lag`` (required; lag is ``'<n> seconds |
-        minutes | hours | days'`` or ``'DOWNSTREAM'``), ``refresh_mode``
-        (AUTO, FULL, INCREMENTAL), ``initialize`` (ON_CREATE, ON_SCHEDULE),
-        ``comment``, ``mode`` (overwrite, errorifexists, ignore).
+        ``warehouse`` and ``lag`` are required (Snowpark's signature); lag is
+        ``'<n> seconds | minutes | hours | days'`` or ``'DOWNSTREAM'``.
+        ``refresh_mode``: AUTO, FULL or INCREMENTAL; ``initialize``: ON_CREATE
+        or ON_SCHEDULE; ``mode``: overwrite (default), errorifexists or
+        ignore. ``initiliaze=`` (the published example's spelling) is taken as
+        ``initialize=`` with a warning. Returns the server's status row.
         """
-        opts = take_kwargs("create_or_replace_dynamic_table", kwargs,
-                           ["warehouse", "lag", "refresh_mode", "initialize", "comment", "mode",
-                            "statement_params", "clustering_keys", "is_transient",
-                            "data_retention_time", "max_data_extension_time", "copy_grants"])
+        extra = take_kwargs("create_or_replace_dynamic_table", kwargs, _DT_KEYWORDS)
+        if "initialize" in extra:
+            if initialize is not None:
+                raise TypeError("create_or_replace_dynamic_table() got 'initialize' twice (once as 'initiliaze')")
+            initialize = extra["initialize"]
+        opts: Dict[str, Any] = {"warehouse": warehouse, "lag": lag}
         for missing in ("warehouse", "lag"):
             if opts.get(missing) is None:
                 raise TypeError(f"create_or_replace_dynamic_table() missing required keyword argument: '{missing}'")
-        for unsupported in ("clustering_keys", "data_retention_time", "max_data_extension_time"):
-            if opts.get(unsupported) is not None:
-                raise NotImplementedError(f"create_or_replace_dynamic_table({unsupported}=…): not supported by Freshet")
-        if opts.get("is_transient") or opts.get("copy_grants"):
-            raise NotImplementedError("create_or_replace_dynamic_table(is_transient/copy_grants): not supported by Freshet")
+        unsupported = {"clustering_keys": clustering_keys, "data_retention_time": data_retention_time,
+                       "max_data_extension_time": max_data_extension_time, "iceberg_config": iceberg_config,
+                       "is_transient": is_transient or None, "copy_grants": copy_grants or None}
+        for key, value in unsupported.items():
+            if value is not None:
+                raise NotImplementedError(
+                    f"create_or_replace_dynamic_table({key}=…): Freshet has no such option; leave it out")
+        opts.update(refresh_mode=refresh_mode, initialize=initialize, comment=comment, mode=mode)
         lag = str(opts["lag"])
         if lag.strip().upper() == "DOWNSTREAM":
             lag_sql = "DOWNSTREAM"
@@ -651,7 +677,7 @@ class RelationalGroupedDataFrame:
                 if fn_l not in fns:
                     raise FreshetClientError(f"agg(): unknown aggregate {fn!r}; use one of {', '.join(fns)}")
                 target = "*" if name == "*" else self._df._resolve(name)
-                items.append(fns[fn_l](target if target == "*" else column_ref(target)))
+                items.append(fns[fn_l](target if target == "*" else column_ref(_q(target))))
             else:
                 raise TypeError(f"agg() takes Columns, (name, function) pairs or a dict, not {e!r}")
         if not items and not self._keys:
@@ -676,7 +702,7 @@ class RelationalGroupedDataFrame:
         from . import functions as F
 
         f = getattr(F, fn)
-        return self.agg(*[f(column_ref(self._df._resolve(c))) for c in cols])
+        return self.agg(*[f(column_ref(_q(self._df._resolve(c)))) for c in cols])
 
     def sum(self, *cols: str) -> DataFrame:
         return self._each("sum", cols)
@@ -704,19 +730,56 @@ class DataFrameWriter:
         self._mode = save_mode
         return self
 
-    def save_as_table(self, table_name: NameLike, *, mode: Optional[str] = None, **kwargs: Any) -> None:
-        """Writes the rows to a table. Modes: errorifexists (create),
-        overwrite (create or replace), append (insert into an existing
-        table), ignore (create if missing)."""
-        take_kwargs("save_as_table", kwargs, ["column_order", "table_type", "statement_params"])
+    def save_as_table(self, table_name: NameLike, *, mode: Optional[str] = None,
+                      column_order: str = "index", create_temp_table: bool = False, table_type: str = "",
+                      statement_params: Optional[Dict[str, str]] = None, block: bool = True,
+                      **kwargs: Any) -> None:
+        """Writes the rows to a table (Snowpark's modes): ``errorifexists``
+        (create; the default), ``overwrite`` (create or replace), ``append``
+        (insert into the table, creating it if missing), ``ignore`` (create if
+        missing, else nothing), ``truncate`` (empty the existing table and
+        insert, keeping its column types; create it if missing).
+        ``column_order="name"`` inserts by column name instead of position
+        (``append`` and ``truncate``)."""
+        take_kwargs("save_as_table", kwargs, ["mode", "column_order", "create_temp_table", "table_type",
+                                              "statement_params", "block", "clustering_keys", "comment"])
+        for key in ("clustering_keys", "comment"):
+            if kwargs.get(key) is not None:
+                raise NotImplementedError(f"save_as_table({key}=…): not supported by Freshet; leave it out")
+        if create_temp_table or table_type not in ("", None):
+            raise NotImplementedError("save_as_table(): Freshet has only permanent tables (table_type='')")
+        if not block:
+            raise NotImplementedError("save_as_table(block=False): Freshet runs it synchronously")
         m = (mode or self._mode).lower()
+        if m not in ("append", "truncate", "overwrite", "errorifexists", "error", "ignore"):
+            hint = closest(m, ["append", "truncate", "overwrite", "errorifexists", "ignore"])
+            raise FreshetClientError(
+                f"save_as_table(mode={m!r}): use 'errorifexists', 'overwrite', 'append', 'ignore' or 'truncate'"
+                + (f" (did you mean {hint!r}?)" if hint else ""))
+        order = str(column_order).lower()
+        if order not in ("index", "name"):
+            raise FreshetClientError(f"save_as_table(column_order={column_order!r}): use 'index' or 'name'")
+        df = self._df
+        session = df._session
         target = quote_name(table_name)
-        q = self._df._query()
-        if m == "append":
-            self._df._session._execute(f"INSERT INTO {target} {q}")
+        q = df._query()
+        if m in ("append", "truncate"):
+            if not _exists(session, target):
+                session._execute(f"CREATE TABLE {target} AS {q}")
+                return
+            cols = ""
+            if order == "name":
+                cols = " (" + ", ".join(quote_ident(_q(c)) for c in df.columns) + ")"
+            insert = f"INSERT INTO {target}{cols} {q}"
+            if m == "append":
+                session._execute(insert)
+                return
+            with session.connection.transaction():
+                session._execute(f"TRUNCATE {target}")
+                session._execute(insert)
             return
         head = _create_head("save_as_table", m, "TABLE")
-        self._df._session._execute(f"{head} {target} AS {q}")
+        session._execute(f"{head} {target} AS {q}")
 
     saveAsTable = save_as_table  # noqa: N815
 
@@ -734,6 +797,19 @@ def _create_head(func: str, mode: str, kind: str) -> str:
         f"{func}(mode={mode!r}): use 'overwrite', 'errorifexists' or 'ignore'"
         + (f" (did you mean {hint!r}?)" if hint else "")
     )
+
+
+def _exists(session: "Session", target: str) -> bool:
+    """Whether the relation ``target`` exists (a zero-row read: 42P01 if not)."""
+    from ..exceptions import FreshetSQLException
+
+    try:
+        session._execute(f"SELECT 1 FROM {target} LIMIT 0")
+    except FreshetSQLException as e:
+        if e.sqlstate in ("42P01", "3F000"):
+            return False
+        raise
+    return True
 
 
 def _flatten(cols: Sequence[Any]) -> List[Any]:
