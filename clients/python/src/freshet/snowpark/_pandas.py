@@ -16,9 +16,25 @@ if TYPE_CHECKING:  # pragma: no cover
     from .session import Session
 
 
-def _sql_type(dtype: Any) -> str:
+#: SQL types for what pandas infers an object column holds.
+_INFERRED = {
+    "string": "text", "empty": "text", "boolean": "boolean", "integer": "bigint", "floating": "double precision",
+    "mixed-integer-float": "double precision", "decimal": "numeric", "date": "date", "datetime": "timestamp",
+    "datetime64": "timestamp",
+}
+
+
+def _sql_type(series: Any) -> str:
     import pandas as pd
     from pandas.api import types as t
+
+    dtype = series.dtype
+    if t.is_object_dtype(dtype):
+        kind = _INFERRED.get(pd.api.types.infer_dtype(series, skipna=True))
+        if kind == "timestamp" and any(getattr(v, "tzinfo", None) is not None for v in series.dropna()):
+            kind = "timestamptz"
+        if kind is not None:
+            return kind
 
     if isinstance(dtype, pd.DatetimeTZDtype):
         return "timestamptz"
@@ -39,7 +55,7 @@ def _sql_type(dtype: Any) -> str:
     )
 
 
-def _csv_chunks(df: "pandas.DataFrame", chunk_size: int) -> Any:
+def _csv_chunks(df: "pandas.DataFrame", chunk_rows: int) -> Any:
     """The frame as CSV (no header) in pieces: NULL is an unquoted empty
     field and every string is quoted, so an empty string stays one."""
     try:
@@ -70,16 +86,14 @@ def _csv_chunks(df: "pandas.DataFrame", chunk_size: int) -> Any:
         cols.append(c)
     table = pa.Table.from_arrays(cols, names=[str(n) for n in table.column_names])
     options = pacsv.WriteOptions(include_header=False, batch_size=65536)
-    for batch in table.to_batches(max_chunksize=200_000):
+    for batch in table.to_batches(max_chunksize=chunk_rows):
         sink = io.BytesIO()
         pacsv.write_csv(pa.Table.from_batches([batch]), sink, write_options=options)
-        data = sink.getvalue()
-        for start in range(0, len(data), chunk_size):
-            yield data[start:start + chunk_size]
+        yield sink.getvalue()
 
 
 def write_pandas(session: "Session", df: "pandas.DataFrame", target: str, *,
-                 auto_create_table: bool, overwrite: bool, chunk_size: int) -> None:
+                 auto_create_table: bool, overwrite: bool, chunk_rows: int) -> None:
     import pandas as pd
 
     if not isinstance(df, pd.DataFrame):
@@ -97,7 +111,7 @@ def write_pandas(session: "Session", df: "pandas.DataFrame", target: str, *,
         with conn.transaction():
             cur = conn.cursor()
             if auto_create_table:
-                defs = ", ".join(f"{quote_ident(n)} {_sql_type(df[c].dtype)}" for n, c in zip(names, df.columns))
+                defs = ", ".join(f"{quote_ident(n)} {_sql_type(df[c])}" for n, c in zip(names, df.columns))
                 if overwrite:
                     stmt = f"DROP TABLE IF EXISTS {target}"
                     cur.execute(stmt)
@@ -108,7 +122,7 @@ def write_pandas(session: "Session", df: "pandas.DataFrame", target: str, *,
                 cur.execute(stmt)
             stmt = f"COPY {target} ({cols_sql}) FROM STDIN WITH (FORMAT csv)"
             with cur.copy(stmt) as copy:
-                for piece in _csv_chunks(df, chunk_size):
+                for piece in _csv_chunks(df, chunk_rows):
                     copy.write(piece)
     except psycopg.Error as e:
         raise _wrap(e, stmt) from e

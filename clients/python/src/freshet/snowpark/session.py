@@ -72,6 +72,9 @@ class Session:
     def __init__(self, conn: "psycopg.Connection[Any]", *, schema: Optional[str] = None) -> None:
         self._conn = conn
         self._closed = False
+        # tables create_dataframe(pandas) loaded, dropped by close() (Snowpark
+        # uses temporary tables, which Freshet does not have)
+        self._scratch: List[str] = []
         if schema:
             self.use_schema(schema)
 
@@ -181,9 +184,12 @@ class Session:
         if pd is not None and isinstance(data, pd.DataFrame):
             if schema is not None:
                 data = data.set_axis(list(schema), axis=1)
-            name = f"__freshet_df_{uuid.uuid4().hex[:16]}"
-            self.write_pandas(data, name, auto_create_table=True)
-            return self.table(name)
+            parts = [self.get_current_database() or "", self.get_current_schema() or "public",
+                     f"__freshet_df_{uuid.uuid4().hex[:16]}"]
+            full = ['"' + p.replace('"', '""') + '"' for p in parts]  # exact stored names
+            df = self.write_pandas(data, full, auto_create_table=True)
+            self._scratch.append(quote_name(full))
+            return df
         rows = list(data)
         if not rows:
             raise FreshetClientError("create_dataframe() needs at least one row (or a pandas DataFrame)")
@@ -210,35 +216,47 @@ class Session:
 
     createDataFrame = create_dataframe  # noqa: N815 (Snowpark's alias)
 
-    def write_pandas(self, df: "pandas.DataFrame", table_name: str, **kwargs: Any) -> "DataFrame":
-        """Loads a pandas DataFrame into a table with one COPY (never row by
-        row) and returns a DataFrame over the table.
+    def write_pandas(
+        self, df: "pandas.DataFrame", table_name: NameLike, *, database: Optional[str] = None,
+        schema: Optional[str] = None, chunk_size: Optional[int] = None, compression: str = "gzip",
+        on_error: str = "abort_statement", parallel: int = 4, quote_identifiers: bool = True,
+        auto_create_table: bool = False, create_temp_table: bool = False, overwrite: bool = False,
+        table_type: str = "", use_logical_type: Optional[bool] = None, **kwargs: Any,
+    ) -> "DataFrame":
+        """Loads a pandas DataFrame into a table with one ``COPY … FROM STDIN``
+        (never row by row) and returns a DataFrame over the table.
 
-        Keywords: ``database``, ``schema``, ``auto_create_table=False`` (create
-        the table from the frame's dtypes if it is missing), ``overwrite=False``
-        (replace the table's rows; with ``auto_create_table`` the table is
-        re-created), ``quote_identifiers=True``, ``chunk_size`` (bytes of CSV per
-        write, default 8 MiB), ``table_type`` (only ``""``).
+        ``auto_create_table`` creates the table from the frame's dtypes if it
+        is missing; ``overwrite`` replaces the table's rows (with
+        ``auto_create_table``, the table is re-created from the frame). Frame
+        columns are matched to table columns by name. ``chunk_size`` is rows
+        per CSV piece written into the COPY (default 200,000). ``database``
+        needs ``schema`` too. ``compression``, ``on_error``, ``parallel``,
+        ``quote_identifiers`` and ``use_logical_type`` are Snowflake's
+        staging options and change nothing here (names follow SQL's rules,
+        see :func:`freshet._sql.quote_ident`).
         """
         from . import _pandas
 
-        opts = take_kwargs(
-            "write_pandas", kwargs,
-            ["database", "schema", "auto_create_table", "overwrite", "quote_identifiers",
-             "chunk_size", "table_type", "use_logical_type", "parallel", "compression",
-             "on_error", "create_temp_table"],
-        )
-        if opts.get("table_type", "") not in ("", None):
-            raise NotImplementedError("write_pandas(table_type=…): Freshet has only permanent tables")
-        if opts.get("create_temp_table"):
+        take_kwargs("write_pandas", kwargs,
+                    ["database", "schema", "chunk_size", "compression", "on_error", "parallel",
+                     "quote_identifiers", "auto_create_table", "create_temp_table", "overwrite",
+                     "table_type", "use_logical_type"])
+        if table_type not in ("", None):
+            raise NotImplementedError("write_pandas(table_type=…): Freshet has only permanent tables; leave it out")
+        if create_temp_table:
             raise NotImplementedError("write_pandas(create_temp_table=True): Freshet has no temporary tables")
-        parts = [p for p in (opts.get("database"), opts.get("schema")) if p] + name_parts(table_name)
+        if database and not schema:
+            raise FreshetClientError("write_pandas(): pass schema= together with database=")
+        if chunk_size is not None and (not isinstance(chunk_size, int) or chunk_size < 1):
+            raise FreshetClientError("write_pandas(chunk_size=…): a positive number of rows")
+        parts = [p for p in (database, schema) if p] + name_parts(table_name)
         target = quote_name(parts)
         _pandas.write_pandas(
             self, df, target,
-            auto_create_table=bool(opts.get("auto_create_table", False)),
-            overwrite=bool(opts.get("overwrite", False)),
-            chunk_size=int(opts.get("chunk_size") or 8 << 20),
+            auto_create_table=bool(auto_create_table),
+            overwrite=bool(overwrite),
+            chunk_rows=chunk_size or 200_000,
         )
         return self.table(parts)
 
@@ -266,7 +284,15 @@ class Session:
     # -- lifetime -----------------------------------------------------------------
 
     def close(self) -> None:
+        """Drops the tables ``create_dataframe(pandas_frame)`` made, then
+        closes the connection."""
         if not self._closed:
+            for table in self._scratch:
+                try:
+                    self._execute(f"DROP TABLE IF EXISTS {table}")
+                except FreshetSQLException:
+                    pass  # e.g. a dynamic table still reads it: leave it
+            self._scratch = []
             self._closed = True
             self._conn.close()
 
@@ -304,27 +330,82 @@ def _is_query(sql: str) -> bool:
     return bool(re.match(r"(?i)(select|with|values|table)\b|\(", text))
 
 
-def _inline_params(query: str, params: Sequence[Any]) -> str:
-    """Replaces ``%s``/``?``-free ``$n`` placeholders with literals so the
-    query can be nested inside other queries."""
-    import re
-
-    def sub(m: "re.Match[str]") -> str:
-        i = int(m.group(1)) - 1
-        if not 0 <= i < len(params):
-            raise FreshetClientError(f"sql(): ${i + 1} has no value in params ({len(params)} given)")
-        return literal(params[i])
-
-    out = re.sub(r"\$(\d+)", sub, query)
-    if out == query and params:
-        # psycopg style %s placeholders
-        pieces = query.split("%s")
-        if len(pieces) - 1 != len(params):
-            raise FreshetClientError(
-                f"sql(): the query has {len(pieces) - 1} placeholders ($1 or %s) but {len(params)} params"
-            )
-        out = pieces[0] + "".join(literal(p) + rest for p, rest in zip(params, pieces[1:]))
+def _placeholders(query: str) -> List[tuple]:
+    """``(start, end, kind, number)`` of each ``$n``, ``?`` and ``%s``
+    placeholder outside string literals, quoted names and comments."""
+    out: List[tuple] = []
+    i, n = 0, len(query)
+    while i < n:
+        c = query[i]
+        if c in "'\"":
+            j = i + 1
+            while j < n:
+                if query[j] == c:
+                    if j + 1 < n and query[j + 1] == c:
+                        j += 2
+                        continue
+                    break
+                j += 1
+            i = j + 1
+        elif query.startswith("--", i):
+            j = query.find("\n", i)
+            i = n if j < 0 else j + 1
+        elif query.startswith("/*", i):
+            j = query.find("*/", i + 2)
+            i = n if j < 0 else j + 2
+        elif c == "$" and i + 1 < n and query[i + 1].isdigit() and (i == 0 or not (query[i - 1].isalnum() or query[i - 1] in "_$")):
+            j = i + 1
+            while j < n and query[j].isdigit():
+                j += 1
+            out.append((i, j, "$", int(query[i + 1:j])))
+            i = j
+        elif c == "?":
+            out.append((i, i + 1, "?", 0))
+            i += 1
+        elif c == "%" and query.startswith("%s", i):
+            out.append((i, i + 2, "%", 0))
+            i += 2
+        elif c == "%" and query.startswith("%%", i):
+            i += 2
+        else:
+            i += 1
     return out
+
+
+def _inline_params(query: str, params: Sequence[Any]) -> str:
+    """The query with its placeholders replaced by SQL literals, so that it
+    can be nested inside other queries: ``$1``, ``$2`` … (PostgreSQL's), ``?``
+    (Snowpark's qmark style) or ``%s`` (psycopg's; write ``%%`` for ``%``).
+    Placeholders inside string literals, quoted names and comments are text."""
+    found = _placeholders(query)
+    kinds = {k for _, _, k, _ in found}
+    if len(kinds) > 1:
+        raise FreshetClientError("sql(): use one placeholder style ($1, ? or %s), not several")
+    kind = kinds.pop() if kinds else None
+    if kind is None:
+        if params:
+            raise FreshetClientError(
+                f"sql(): {len(params)} params but the query has no placeholder ($1, ? or %s)")
+        return query
+    if kind == "$":
+        for _, _, _, num in found:
+            if not 1 <= num <= len(params):
+                raise FreshetClientError(f"sql(): ${num} has no value in params ({len(params)} given)")
+    elif len(found) != len(params):
+        raise FreshetClientError(
+            f"sql(): the query has {len(found)} {kind if kind == '?' else '%s'} placeholders but "
+            f"{len(params)} params")
+    def text(piece: str) -> str:
+        return piece.replace("%%", "%") if kind == "%" else piece
+
+    out = []
+    last = 0
+    for idx, (start, end, _, num) in enumerate(found):
+        out.append(text(query[last:start]))
+        out.append(literal(params[num - 1] if kind == "$" else params[idx]))
+        last = end
+    out.append(text(query[last:]))
+    return "".join(out)
 
 
 __all__ = ["Session"]
