@@ -99,3 +99,51 @@ def test_server_error(session, t):
         session.table("nope").columns
     assert e.value.sqlstate == "42P01"
     still_usable(session)
+
+
+class Sent:
+    """Counts the statements a session sends (every one goes through
+    Session._execute)."""
+
+    def __init__(self, session, monkeypatch):
+        self.statements = []
+        real = session._execute
+
+        def spy(query, *a, **k):
+            self.statements.append(query)
+            return real(query, *a, **k)
+
+        monkeypatch.setattr(session, "_execute", spy)
+
+
+def test_argument_errors_send_no_statement(session, t, monkeypatch):
+    """Once a DataFrame knows its columns (one zero-row query, made when
+    first needed), a wrong argument fails without sending anything."""
+    reg = Registry(session, schema_name="r")
+    assert t.columns == ["id", "name"]
+    sent = Sent(session, monkeypatch)
+    checks = [
+        (FreshetClientError, "did you mean 'name'", lambda: t.select("nme")),
+        (FreshetClientError, "'idd'", lambda: t.filter(col("idd") > 1)),
+        (FreshetClientError, "target lag", lambda: t.create_or_replace_dynamic_table(
+            "d", warehouse="wh", lag="20 minuts")),
+        (FreshetClientError, "ON_CREATE", lambda: t.create_or_replace_dynamic_table(
+            "d", warehouse="wh", lag="1 hour", initialize="NOW")),
+        (TypeError, "did you mean 'lag'", lambda: t.create_or_replace_dynamic_table("d", warehouse="wh", lagg="1 h")),
+        (TypeError, "'initialize' twice", lambda: t.create_or_replace_dynamic_table(
+            "d", warehouse="wh", lag="1 hour", initialize="ON_CREATE", initiliaze="ON_CREATE")),
+        (NotImplementedError, "clustering_keys", lambda: t.create_or_replace_dynamic_table(
+            "d", warehouse="wh", lag="1 hour", clustering_keys=["id"])),
+        (FreshetClientError, "did you mean 'left'", lambda: t.join(t, on="id", how="lefft")),
+        (FreshetClientError, "cannot convert", lambda: reg.log_model(object(), model_name="m")),
+        (TypeError, "did you mean 'version_name'", lambda: reg.log_model(b"x", model_name="m", versoin_name="v")),
+        (FreshetClientError, "placeholders", lambda: session.sql("SELECT ?", [1, 2])),
+        (TypeError, "no truth value", lambda: bool(col("id") == 1)),
+    ]
+    with warnings.catch_warnings(record=True):  # the initiliaze alias warns before the TypeError
+        warnings.simplefilter("always")
+        for exc, pattern, call in checks:
+            with pytest.raises(exc, match=pattern):
+                call()
+    assert sent.statements == []
+    still_usable(session)

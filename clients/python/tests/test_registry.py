@@ -178,3 +178,37 @@ def test_boosting_round_trip(session, reg, lib, task):
     else:
         got = np.array(out[outputs[0]].tolist(), dtype=np.float64).reshape(-1)
         np.testing.assert_allclose(got, model.predict(X), rtol=1e-5, atol=1e-5)
+
+
+def test_registry_location_and_snowflake_arguments(session, config):
+    """database_name without schema_name means that database's PUBLIC schema
+    (snowflake-ml-python's rule); snowflake-ml-python's packaging options
+    are accepted and change nothing; a Freshet DataFrame types the inputs."""
+    from sklearn.compose import ColumnTransformer
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.pipeline import Pipeline
+    from sklearn.preprocessing import OneHotEncoder
+
+    db = session.get_current_database()
+    session.sql("CREATE SCHEMA IF NOT EXISTS elsewhere").collect()
+    session.use_schema("elsewhere")
+    assert Registry(session, database_name=db.upper()).location == f"{db}.public"
+    assert Registry(session).location == f"{db}.elsewhere"
+    reg = Registry(session, database_name=db, schema_name="Models")
+    assert reg.location == f"{db}.models"
+
+    frame = pd.DataFrame({"city": ["Zürich", "東京", "Lima", "Zürich"] * 10, "n": np.arange(40, dtype=np.int64)})
+    y = (np.arange(40) % 3 == 0).astype(np.int64)
+    pipe = Pipeline([("f", ColumnTransformer([("c", OneHotEncoder(handle_unknown="ignore"), ["city"])],
+                                             remainder="passthrough")),
+                     ("m", LogisticRegression(max_iter=500))]).fit(frame, y)
+    train = session.write_pandas(frame, "train", auto_create_table=True)
+    mv = reg.log_model(pipe, model_name="cities", sample_input_data=train, conda_dependencies=["scikit-learn"],
+                       options={"relax_version": True, "method_options": {}}, target_platforms=["WAREHOUSE"])
+    assert [i["name"] for i in mv.inputs] == ["city", "n"]
+    out = reg.get_model("cities").run(train, strict_input_validation=True).sort("n").to_pandas()
+    assert (out["label"].to_numpy() == pipe.predict(frame)).all()
+    np.testing.assert_allclose(np.array(out["probabilities"].tolist()), pipe.predict_proba(frame),
+                               rtol=1e-5, atol=1e-5)
+    with pytest.raises(NotImplementedError, match="partition_column"):
+        mv.run(train, partition_column="city")

@@ -33,7 +33,14 @@ class Registry:
                  schema_name: Optional[str] = None, options: Optional[Dict[str, Any]] = None) -> None:
         self._session = session
         db = normalize_ident(database_name) if database_name else session.get_current_database()
-        schema = normalize_ident(schema_name) if schema_name else (session.get_current_schema() or "public")
+        # snowflake-ml-python's rule: a database without a schema means its
+        # PUBLIC schema; neither means the session's current ones.
+        if schema_name:
+            schema = normalize_ident(schema_name)
+        elif database_name:
+            schema = "public"
+        else:
+            schema = session.get_current_schema() or "public"
         if not db:
             raise FreshetClientError("Registry: the session has no current database; pass database_name=")
         self._db = db
@@ -106,16 +113,20 @@ class Registry:
             "model_name", "version_name", "comment", "metrics", "sample_input_data",
             "target_opset", "options", "initial_types", "conda_dependencies",
             "pip_requirements", "python_version", "task", "signatures", "code_paths",
-            "ext_modules", "user_files",
+            "ext_modules", "user_files", "target_platforms",
         ])
         name = opts.get("model_name")
         if not name or not isinstance(name, str):
             raise TypeError("log_model() missing required keyword argument: 'model_name'")
+        sample = opts.get("sample_input_data")
+        if isinstance(sample, DataFrame):
+            # a Freshet DataFrame: a few of its rows type the model's inputs
+            sample = sample.limit(100).to_pandas()
         onnx_bytes = _convert.to_onnx_bytes(
             model,
-            sample_input_data=opts.get("sample_input_data"),
+            sample_input_data=sample,
             target_opset=opts.get("target_opset"),
-            options=opts.get("options"),
+            options=_converter_options(opts.get("options")),
             initial_types=opts.get("initial_types"),
         )
         stored = normalize_ident(name)
@@ -171,6 +182,23 @@ class Registry:
             sql += " AND version_name = %s"
             params.append(version)
         self._session._execute(sql, params)
+
+
+#: snowflake-ml-python's log_model(options=…) keys: they describe how
+#: Snowflake packages a Python model and mean nothing for an ONNX graph.
+_SNOWFLAKE_OPTIONS = {
+    "embed_local_ml_library", "relax_version", "target_methods", "method_options", "enable_explainability",
+    "save_location", "cuda_version", "_legacy_save", "function_type", "multiple_inputs",
+}
+
+
+def _converter_options(options: Optional[Dict[Any, Any]]) -> Optional[Dict[Any, Any]]:
+    """``options`` without snowflake-ml-python's own keys (what is left goes
+    to the converter: skl2onnx options such as ``{"zipmap": False}``)."""
+    if not options:
+        return options
+    rest = {k: v for k, v in options.items() if not (isinstance(k, str) and k in _SNOWFLAKE_OPTIONS)}
+    return rest or None
 
 
 class Model:
@@ -247,9 +275,11 @@ class Model:
             f"ALTER MODEL {self._fq()} DROP VERSION {quote_ident(version_name)}")
         self._registry._drop_metrics(self._name, normalize_ident(version_name))
 
-    def run(self, X: Any, *, function_name: str = "predict") -> Any:
+    def run(self, X: Any, *, function_name: str = "predict", partition_column: Optional[str] = None,
+            strict_input_validation: bool = False) -> Any:
         """Runs the default version (see :meth:`ModelVersion.run`)."""
-        return self.default.run(X, function_name=function_name)
+        return self.default.run(X, function_name=function_name, partition_column=partition_column,
+                                strict_input_validation=strict_input_validation)
 
     def __repr__(self) -> str:
         return f"Model({self.fully_qualified_name})"
@@ -349,13 +379,16 @@ class ModelVersion:
         return (f"MODEL({self._model._fq()}, {quote_ident(_q(self._version))})"
                 f"!{function_name}({', '.join(args)})")
 
-    def run(self, X: Any, *, function_name: str = "predict", partition_column: Optional[str] = None) -> Any:
+    def run(self, X: Any, *, function_name: str = "predict", partition_column: Optional[str] = None,
+            strict_input_validation: bool = False) -> Any:
         """Scores ``X`` on the server.
 
         On a Freshet DataFrame: a lazy DataFrame of X's columns plus one
         column per model output (named after the ONNX outputs), built on
         ``MODEL(name, version)!predict(…)`` so a dynamic table made from it
         scores only new rows. On a pandas DataFrame: the same, as pandas.
+        ``strict_input_validation`` is accepted for snowflake-ml-python's
+        sake; the server always checks the input types.
         """
         if partition_column is not None:
             raise NotImplementedError("run(partition_column=…): not supported by Freshet")
