@@ -129,7 +129,7 @@ def test_models_versions_default_metrics(session, reg):
     assert [v.version_name for v in m.versions()] == ["svc"]
     reg.delete_model("clf")
     assert reg.models() == []
-    with pytest.raises(ValueError, match="clf"):
+    with pytest.raises(ValueError, match="Unable to find model .clf.* \\(models there: none\\); register it with log_model"):
         reg.get_model("clf")
 
 

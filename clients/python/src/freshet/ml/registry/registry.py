@@ -81,7 +81,11 @@ class Registry:
     def get_model(self, model_name: str) -> "Model":
         """The model named ``model_name``; ``ValueError`` if there is none."""
         if self._find(model_name) is None:
-            raise ValueError(f"Unable to find model {model_name!r} in {self.location}")
+            known = [m["name"] for m in self._show_models()]
+            raise ValueError(
+                f"Unable to find model {model_name!r} in {self.location} (models there: "
+                f"{', '.join(known) if known else 'none'}); register it with "
+                f"log_model(model, model_name={model_name!r}) or SQL's CREATE MODEL")
         return Model(self, normalize_ident(model_name))
 
     def models(self) -> List["Model"]:
