@@ -10,7 +10,8 @@
     python3 bench/python_client.py --bin /var/tmp/freshet-target/release/freshet --rows 1000000
 
 Starts its own server on a free loopback port with a temporary data
-directory (``--no-fsync`` off: COPY commits are fsynced as in production),
+directory (``--no-fsync`` off: COPY commits are fsynced as in production;
+``--http-listen off``, so it runs beside another server on the default HTTP port),
 and prints a Markdown section for docs/benchmarks.md (``--output`` appends it
 to a file). Needs pandas, pyarrow and psycopg; psql for the baseline.
 """
@@ -123,7 +124,8 @@ def main() -> None:
     port = free_port()
     log = open(os.path.join(work, "server.log"), "w")
     proc = subprocess.Popen([args.bin, "serve", "--data-dir", os.path.join(work, "data"),
-                             "--listen", f"127.0.0.1:{port}"], stdout=log, stderr=subprocess.STDOUT)
+                             "--listen", f"127.0.0.1:{port}", "--http-listen", "off"],
+                            stdout=log, stderr=subprocess.STDOUT)
     try:
         wait_ready(port, proc)
         csv = os.path.join(work, "logins.csv")
