@@ -328,3 +328,21 @@ def test_save_as_table_modes(t, raw, session):
         t.write.save_as_table("x", mode="append", column_order="position")
     with pytest.raises(NotImplementedError, match="permanent"):
         t.write.save_as_table("x", table_type="temporary")
+
+
+def test_cast_to_snowpark_types(t, raw):
+    from freshet.snowpark import types as T
+
+    same(t.select(col("id").cast(T.StringType()).as_("s"), col("score").cast(T.DoubleType()).alias("d"),
+                  col("w").cast(T.DecimalType(10, 2)).alias("n"), col("id").cast(T.LongType()).alias("l"),
+                  col("score").cast(T.IntegerType()).alias("i"), col("ok").cast(T.BooleanType()).alias("b"),
+                  col("city").cast(T.StringType(3)).alias("c3")),
+         raw, "SELECT CAST(id AS text), CAST(score AS double precision), CAST(w AS numeric(10, 2)), "
+              "CAST(id AS bigint), CAST(score AS integer), CAST(ok AS boolean), CAST(city AS varchar(3)) FROM people")
+    same(t.select(F.lit("2024-02-29 10:00:00").cast(T.TimestampType()).alias("ts"),
+                  F.lit("2024-02-29").cast(T.DateType()).alias("d")).limit(1), raw,
+         "SELECT CAST('2024-02-29 10:00:00' AS timestamp), CAST('2024-02-29' AS date)")
+    got = t.select(F.lit("2024-02-29 10:00:00+02").cast(T.TimestampType(T.TimestampTimeZone.TZ)).alias("tz")).first()
+    assert got.tz == datetime.datetime(2024, 2, 29, 8, tzinfo=datetime.timezone.utc)
+    with pytest.raises(ValueError, match="LongType"):
+        col("id").cast(42)

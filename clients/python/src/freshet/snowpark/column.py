@@ -136,10 +136,12 @@ class Column:
     name = alias
 
     def cast(self, to: Union[str, Any]) -> "Column":
-        """``CAST(expr AS to)``; ``to`` is a SQL type name such as ``"bigint"``."""
+        """``CAST(expr AS to)``; ``to`` is a SQL type name such as ``"bigint"``
+        or a :mod:`freshet.snowpark.types` type such as ``LongType()``."""
         type_sql = to if isinstance(to, str) else getattr(to, "sql_name", None)
         if not type_sql or not re.match(r"^[A-Za-z][A-Za-z0-9_ ,()\[\]]*$", type_sql):
-            raise ValueError(f"cast(): {to!r} is not a SQL type name such as 'bigint' or 'text'")
+            raise ValueError(f"cast(): {to!r} is not a SQL type name such as 'bigint' or 'text', "
+                             "nor a freshet.snowpark.types type such as LongType()")
         return Column(f"CAST({self._sql} AS {type_sql})", refs=self._refs)
 
     astype = cast
