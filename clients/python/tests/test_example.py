@@ -76,9 +76,19 @@ def onnx_predict(onnx_bytes: bytes, frame: pd.DataFrame):
 
 
 @pytest.fixture
-def pipeline_setup(config):
+def pipeline_setup(config, monkeypatch):
     """What the example expects to exist: ML.REGISTRY.MYMODEL and LOGINS_RAW
-    in the default database."""
+    in the default database. Keeps the ONNX bytes log_model uploads."""
+    from freshet.ml import _convert
+
+    uploaded = []
+    real = _convert.to_onnx_bytes
+
+    def recording(*a, **k):
+        uploaded.append(real(*a, **k))
+        return uploaded[-1]
+
+    monkeypatch.setattr(_convert, "to_onnx_bytes", recording)
     pipe, X = train_login_risk()
     with Session.builder.configs({**config, "database": "freshet"}).create() as s:
         s.sql("DROP DYNAMIC TABLE IF EXISTS logins_with_predictions").collect()
@@ -90,11 +100,12 @@ def pipeline_setup(config):
                            comment="login risk", metrics={"train_rows": len(X)})
         first = logins(0, 5000, seed=1)
         s.write_pandas(first, "LOGINS_RAW", auto_create_table=True)
-    return pipe, X, mv
+    assert len(uploaded) == 1
+    return pipe, X, mv, uploaded[0]
 
 
 def test_issue_example(config, pipeline_setup):
-    pipe, X, mv = pipeline_setup
+    pipe, X, mv, onnx_bytes = pipeline_setup
     host, port = config["host"], config["port"]
 
     # ---- the issue's example (imports above; server address from the test) ----
@@ -157,9 +168,9 @@ def test_issue_example(config, pipeline_setup):
     np.testing.assert_allclose(np.array(merged["probabilities"].tolist()),
                                np.array(merged["probabilities_sql"].tolist()), rtol=1e-6)
 
-    # onnxruntime on the same rows, with the bytes the registry holds
-    onnx_bytes = _registered_bytes(pipe, X)
+    # onnxruntime on the same rows, with the bytes log_model uploaded
     label, proba = onnx_predict(onnx_bytes, table)
+    assert (label == pipe.predict(table.rename(columns=str.upper)[["USER_ID", "LOCATION"]])).all()
     assert (table["label"].to_numpy(np.int64) == label).all()
     np.testing.assert_allclose(np.array(table["probabilities"].tolist()), proba, rtol=1e-5, atol=1e-6)
 
@@ -175,9 +186,3 @@ def test_issue_example(config, pipeline_setup):
     scorable = int(last_batch["LOCATION"].notna().sum())
     assert last["model_rows_scored"] == scorable, hist
     sp_session.close()
-
-
-def _registered_bytes(pipe, X) -> bytes:
-    from freshet.ml._convert import to_onnx_bytes
-
-    return to_onnx_bytes(pipe, sample_input_data=X.head(20))
