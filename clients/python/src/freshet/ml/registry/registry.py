@@ -73,7 +73,8 @@ class Registry:
 
     def _find(self, model_name: str) -> Optional[Dict[str, Any]]:
         stored = normalize_ident(model_name)
-        for m in self._show_models():
+        # the server narrows the list (LIKE; _ and % match more, so compare after)
+        for m in self._show_models(like=stored):
             if m["name"] == stored:
                 return m
         return None
