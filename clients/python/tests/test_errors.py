@@ -9,7 +9,7 @@ import warnings
 import pytest
 
 from freshet.exceptions import FreshetClientError, FreshetSQLException
-from freshet.ml.registry import Registry
+from freshet.ml.registry import Model, ModelVersion, Registry
 from freshet.snowpark import Session, SnowparkSQLException
 from freshet.snowpark.functions import col
 
@@ -40,6 +40,20 @@ def test_unknown_kwargs(session, t):
         Registry(session, schema_name="r").log_model(b"", model_nam="m")
     with pytest.raises(TypeError, match="'hots'.*'host'"):
         Session.builder.configs({"hots": "127.0.0.1"}).create()
+    # methods with explicit keywords name the closest one too
+    with pytest.raises(TypeError, match="Registry\\(\\) got .*'databse_name'.*did you mean 'database_name'"):
+        Registry(session, databse_name="r")
+    with pytest.raises(TypeError, match="'ascendng'.*did you mean 'ascending'"):
+        t.sort("id", ascendng=False)
+    with pytest.raises(TypeError, match="'parms'.*did you mean 'params'"):
+        session.sql("SELECT 1", parms=[])
+    with pytest.raises(TypeError, match="'schem'.*did you mean 'schema'"):
+        session.create_dataframe([(1,)], schem=["a"])
+    with pytest.raises(TypeError, match="'max_widht'.*did you mean 'max_width'"):
+        t.show(max_widht=3)
+    reg = Registry(session, schema_name="r")
+    with pytest.raises(TypeError, match="'function'.*did you mean 'function_name'"):
+        ModelVersion(Model(reg, "m"), "v").run(t, function="predict")
     # the example's misspelling: accepted, with a warning naming the right one
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")

@@ -7,10 +7,14 @@ names the closest valid one.
 
 from __future__ import annotations
 
+import functools
+import inspect
 import warnings
-from typing import Any, Dict, Iterable, Mapping
+from typing import Any, Callable, Dict, Iterable, Mapping, TypeVar
 
 from ._sql import closest
+
+F = TypeVar("F", bound=Callable[..., Any])
 
 #: Misspellings found in published examples, accepted with a warning.
 ALIASES: Mapping[str, str] = {"initiliaze": "initialize"}
@@ -41,3 +45,25 @@ def take_kwargs(func: str, given: Dict[str, Any], valid: Iterable[str]) -> Dict[
             raise TypeError(f"{func}() got '{name}' twice (once as '{key}')")
         out[name] = value
     return out
+
+
+def suggest_keywords(func: F) -> F:
+    """Makes an unknown keyword argument of ``func`` a ``TypeError`` that
+    names the closest valid keyword (Python's own message names none)."""
+    sig = inspect.signature(func)
+    if any(p.kind is p.VAR_KEYWORD for p in sig.parameters.values()):
+        return func
+    valid = [p.name for p in sig.parameters.values()
+             if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY) and p.name != "self"]
+
+    @functools.wraps(func)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        for key in kwargs:
+            if key not in valid:
+                name = func.__qualname__.replace(".__init__", "")
+                hint = closest(key, valid)
+                raise TypeError(f"{name}() got an unexpected keyword argument '{key}'"
+                                + (f"; did you mean '{hint}'?" if hint else f"; valid keywords are: {', '.join(valid)}"))
+        return func(*args, **kwargs)
+
+    return wrapper  # type: ignore[return-value]

@@ -7,7 +7,7 @@ import itertools
 import re
 from typing import TYPE_CHECKING, Any, Dict, List, Optional, Sequence, Union
 
-from .._kwargs import take_kwargs
+from .._kwargs import suggest_keywords, take_kwargs
 from .._sql import NameLike, closest, literal, normalize_ident, quote_ident, quote_name
 from ..exceptions import FreshetClientError
 from .column import Column, _to_col, _to_col_or_name, column_ref, render
@@ -237,6 +237,7 @@ class DataFrame:
 
     where = filter
 
+    @suggest_keywords
     def with_column(self, col_name: str, col: Column) -> "DataFrame":
         """Adds a column (or replaces the one with that name)."""
         return self.with_columns([col_name], [col])
@@ -254,6 +255,7 @@ class DataFrame:
         items += [f"{render(v._sql, self._vis())} AS {quote_ident(_q(n))}" for n, v in zip(new, vals)]
         return self._wrapped(select=", ".join(items), columns=keep + new)
 
+    @suggest_keywords
     def with_column_renamed(self, existing: ColumnOrName, new: str) -> "DataFrame":
         """Renames one column."""
         old = self._resolve(existing if isinstance(existing, str) else _q(existing._name or ""))
@@ -378,6 +380,7 @@ class DataFrame:
         return DataFrame(self._session, from_=sql_from, from_alias=None, select=", ".join(items),
                          columns=names)
 
+    @suggest_keywords
     def cross_join(self, right: "DataFrame", *, lsuffix: str = "", rsuffix: str = "") -> "DataFrame":
         return self.join(right, how="cross", lsuffix=lsuffix, rsuffix=rsuffix)
 
@@ -433,6 +436,7 @@ class DataFrame:
 
     dropDuplicates = drop_duplicates  # noqa: N815
 
+    @suggest_keywords
     def sort(self, *cols: Union[ColumnOrName, Sequence[ColumnOrName]],
              ascending: Union[bool, int, Sequence[Union[bool, int]], None] = None) -> "DataFrame":
         """Orders by columns; ``ascending`` (one flag or one per column)
@@ -462,6 +466,7 @@ class DataFrame:
     order_by = sort
     orderBy = sort  # noqa: N815
 
+    @suggest_keywords
     def limit(self, n: int, offset: int = 0) -> "DataFrame":
         self._no_command()
         if not isinstance(n, int) or n < 0 or not isinstance(offset, int) or offset < 0:
@@ -489,6 +494,7 @@ class DataFrame:
         for r in cur:
             yield Row(r, names)
 
+    @suggest_keywords
     def first(self, n: Optional[int] = None) -> Any:
         """The first row (``None`` if there is none), or a list of the first ``n``."""
         rows = self.limit(1 if n is None else n).collect()
@@ -496,6 +502,7 @@ class DataFrame:
             return rows[0] if rows else None
         return rows
 
+    @suggest_keywords
     def take(self, n: Optional[int] = None) -> Any:
         return self.first(n)
 
@@ -518,6 +525,7 @@ class DataFrame:
 
         return _pandas.query_to_arrow(self._session, self._query())
 
+    @suggest_keywords
     def show(self, n: int = 10, max_width: int = 50) -> None:
         """Prints the first ``n`` rows as a table."""
         cur = self._session._execute(self.limit(n)._query())
@@ -613,6 +621,7 @@ class DataFrame:
         sql = f"{head} {quote_name(name)} {' '.join(clauses)} AS {self._query()}"
         return self._run_ddl(sql)
 
+    @suggest_keywords
     def create_or_replace_view(self, name: NameLike, *, comment: Optional[str] = None,
                                **kwargs: Any) -> List[Row]:
         """``CREATE OR REPLACE VIEW name AS <this query>``."""

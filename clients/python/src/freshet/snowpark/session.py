@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING, Any, Dict, List, Optional, Sequence
 
 import psycopg
 
-from .._kwargs import take_kwargs
+from .._kwargs import suggest_keywords, take_kwargs
 from .._sql import NameLike, literal, name_parts, normalize_ident, quote_ident, quote_name
 from ..exceptions import FreshetClientError, FreshetSQLException
 
@@ -149,6 +149,7 @@ class Session:
 
     # -- SQL and tables ---------------------------------------------------------
 
+    @suggest_keywords
     def sql(self, query: str, params: Optional[Sequence[Any]] = None) -> "DataFrame":
         """A DataFrame for a query. A SELECT stays lazy (it runs when an action
         such as ``collect()`` is called); any other statement runs when the
@@ -165,6 +166,7 @@ class Session:
             return DataFrame._from_command(self, query)
         return DataFrame._from_query(self, query.strip().rstrip(";"))
 
+    @suggest_keywords
     def table(self, name: NameLike) -> "DataFrame":
         """A DataFrame over a table, view or dynamic table
         (``"t"``, ``"db.schema.t"`` or ``["db", "schema", "t"]``)."""
@@ -172,6 +174,7 @@ class Session:
 
         return DataFrame._from_table(self, quote_name(name))
 
+    @suggest_keywords
     def create_dataframe(self, data: Any, schema: Optional[Sequence[str]] = None) -> "DataFrame":
         """A DataFrame over literal rows (a list of tuples, dicts or values),
         or over a pandas DataFrame (loaded into a scratch table with COPY)."""

@@ -9,7 +9,7 @@ import re
 import uuid
 from typing import TYPE_CHECKING, Any, Dict, List, Optional, Union
 
-from ..._kwargs import take_kwargs
+from ..._kwargs import suggest_keywords, take_kwargs
 from ..._sql import literal, normalize_ident, quote_ident
 from ...exceptions import FreshetClientError, FreshetSQLException
 from ...snowpark.column import Column
@@ -29,6 +29,7 @@ class Registry:
     current ones by default). The schema (and database) are created if they
     are missing."""
 
+    @suggest_keywords
     def __init__(self, session: "Session", *, database_name: Optional[str] = None,
                  schema_name: Optional[str] = None, options: Optional[Dict[str, Any]] = None) -> None:
         self._session = session
@@ -280,6 +281,7 @@ class Model:
             f"ALTER MODEL {self._fq()} DROP VERSION {quote_ident(version_name)}")
         self._registry._drop_metrics(self._name, normalize_ident(version_name))
 
+    @suggest_keywords
     def run(self, X: Any, *, function_name: str = "predict", partition_column: Optional[str] = None,
             strict_input_validation: bool = False) -> Any:
         """Runs the default version (see :meth:`ModelVersion.run`)."""
@@ -384,6 +386,7 @@ class ModelVersion:
         return (f"MODEL({self._model._fq()}, {quote_ident(_q(self._version))})"
                 f"!{function_name}({', '.join(args)})")
 
+    @suggest_keywords
     def run(self, X: Any, *, function_name: str = "predict", partition_column: Optional[str] = None,
             strict_input_validation: bool = False) -> Any:
         """Scores ``X`` on the server.
