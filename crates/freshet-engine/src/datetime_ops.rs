@@ -16,6 +16,10 @@
 //!   `timestamp AT TIME ZONE zone`, the instant that local time names, as a
 //!   `timestamptz` in the session's zone (UTC).
 //!
+//! * `date_part` / `EXTRACT` of seconds or milliseconds, which DataFusion
+//!   truncates to whole units, with PostgreSQL's exact `numeric`
+//!   (`12.500000`), and of the epoch of an interval, with PostgreSQL's
+//!   365.25-day years (DataFusion counts 360).
 //! * `date_trunc(unit, date)`, a `timestamp` in DataFusion, with the
 //!   `timestamptz` PostgreSQL gives (a date converts to timestamptz, its
 //!   preferred type), at UTC midnight.
@@ -32,10 +36,9 @@ use datafusion::arrow::datatypes::{
     DataType, IntervalMonthDayNano, IntervalMonthDayNanoType, IntervalUnit, TimeUnit,
 };
 use datafusion::common::config::ConfigOptions;
-use datafusion::common::tree_node::{Transformed, TransformedResult, TreeNode};
+use datafusion::common::tree_node::Transformed;
 use datafusion::common::{DFSchema, DataFusionError, Result as DfResult, ScalarValue};
 use datafusion::logical_expr::expr::{BinaryExpr, Cast, ScalarFunction};
-use datafusion::logical_expr::expr_rewriter::NamePreserver;
 use datafusion::logical_expr::{
     Expr, ExprSchemable, LogicalPlan, Operator, ScalarFunctionArgs, ScalarUDF, ScalarUDFImpl,
     Signature, Volatility,
@@ -52,27 +55,20 @@ pub(crate) fn register(ctx: &datafusion::prelude::SessionContext) {
 pub(crate) struct PostgresDatetimeOps;
 
 impl AnalyzerRule for PostgresDatetimeOps {
-    fn analyze(&self, plan: LogicalPlan, _config: &ConfigOptions) -> DfResult<LogicalPlan> {
-        let mut changed = false;
-        let plan = plan
-            .transform_up_with_subqueries(|plan| {
-                let schema = crate::pg_compat::expression_schema(&plan);
-                let names = NamePreserver::new(&plan);
-                let rewritten = plan.map_expressions(|expr| {
-                    let saved = names.save(&expr);
-                    let rewritten = expr.transform_up(|e| rewrite(e, &schema))?;
-                    if rewritten.transformed {
-                        Ok(Transformed::yes(saved.restore(rewritten.data)))
-                    } else {
-                        Ok(rewritten)
-                    }
-                })?;
-                changed |= rewritten.transformed;
-                Ok(rewritten)
-            })
-            .data()?;
-        if changed {
-            crate::plan_schemas::recompute_all(plan)
+    fn analyze(&self, plan: LogicalPlan, config: &ConfigOptions) -> DfResult<LogicalPlan> {
+        // A `date_part` of seconds becomes a numeric where it was an
+        // integer, so what uses it (`extract(second …) > 30`) is coerced
+        // again, by DataFusion's own rule.
+        let mut retyped = false;
+        let plan = crate::plan_rewrite::rewrite_plan(plan, |expr, schema| {
+            let was_date_part = matches!(&expr, Expr::ScalarFunction(f) if f.name() == "date_part");
+            let rewritten = rewrite(expr, schema)?;
+            retyped |= was_date_part && rewritten.transformed;
+            Ok(rewritten)
+        })?;
+        if retyped {
+            datafusion::optimizer::analyzer::type_coercion::TypeCoercion::new()
+                .analyze(plan, config)
         } else {
             Ok(plan)
         }
@@ -109,24 +105,20 @@ fn rewrite(expr: Expr, schema: &DFSchema) -> DfResult<Transformed<Expr>> {
                     )))
                 }
                 (
-                    Operator::Eq
-                    | Operator::NotEq
-                    | Operator::Lt
-                    | Operator::LtEq
-                    | Operator::Gt
-                    | Operator::GtEq
-                    | Operator::IsDistinctFrom
-                    | Operator::IsNotDistinctFrom,
+                    op,
                     DataType::Interval(IntervalUnit::MonthDayNano),
                     DataType::Interval(IntervalUnit::MonthDayNano),
-                ) => Ok(Transformed::yes(Expr::BinaryExpr(BinaryExpr::new(
-                    Box::new(call(length_udf(), vec![left.as_ref().clone()])),
-                    *op,
-                    Box::new(call(length_udf(), vec![right.as_ref().clone()])),
-                )))),
+                ) if crate::type_resolution::is_comparison(op) => {
+                    Ok(Transformed::yes(Expr::BinaryExpr(BinaryExpr::new(
+                        Box::new(call(length_udf(), vec![left.as_ref().clone()])),
+                        *op,
+                        Box::new(call(length_udf(), vec![right.as_ref().clone()])),
+                    ))))
+                }
                 _ => Ok(Transformed::no(expr)),
             }
         }
+        Expr::ScalarFunction(f) if f.name() == "date_part" => date_part(f, schema),
         Expr::ScalarFunction(f) if f.name() == "date_trunc" => {
             let truncates_a_date = matches!(
                 f.args.get(1),
@@ -166,6 +158,43 @@ fn rewrite(expr: Expr, schema: &DFSchema) -> DfResult<Transformed<Expr>> {
             }
         }
         _ => Ok(Transformed::no(expr)),
+    }
+}
+
+/// `date_part` / `EXTRACT` of the fields DataFusion answers differently:
+/// seconds and milliseconds of a time or timestamp keep their fraction (as
+/// PostgreSQL's `numeric`, `12.500000` and `12500.500`; DataFusion gives the
+/// whole seconds), and the epoch of an interval counts a year as 365.25 days
+/// and a month as 30 (DataFusion makes a year 360 days).
+fn date_part(f: &ScalarFunction, schema: &DFSchema) -> DfResult<Transformed<Expr>> {
+    let keep = |f: &ScalarFunction| Ok(Transformed::no(Expr::ScalarFunction(f.clone())));
+    let [Expr::Literal(ScalarValue::Utf8(Some(part)), _), value] = f.args.as_slice() else {
+        return keep(f);
+    };
+    let Ok(value_type) = value.get_type(schema) else {
+        return keep(f);
+    };
+    let part = part.to_ascii_lowercase();
+    let with_fraction = match part.as_str() {
+        "second" | "seconds" | "sec" | "secs" | "s" => Some(seconds_udf()),
+        "millisecond" | "milliseconds" | "ms" | "msec" | "msecs" => Some(milliseconds_udf()),
+        _ => None,
+    };
+    match (with_fraction, &value_type) {
+        (Some(udf), DataType::Timestamp(_, _) | DataType::Time32(_) | DataType::Time64(_)) => {
+            let micros = Expr::ScalarFunction(ScalarFunction::new_udf(
+                Arc::clone(&f.func),
+                vec![
+                    Expr::Literal(ScalarValue::Utf8(Some("microsecond".into())), None),
+                    value.clone(),
+                ],
+            ));
+            Ok(Transformed::yes(call(udf, vec![micros])))
+        }
+        (None, DataType::Interval(IntervalUnit::MonthDayNano)) if part == "epoch" => Ok(
+            Transformed::yes(call(interval_epoch_udf(), vec![value.clone()])),
+        ),
+        _ => keep(f),
     }
 }
 
@@ -338,6 +367,97 @@ fn length_udf() -> Arc<ScalarUDF> {
             Ok(Arc::new(out.with_precision_and_scale(38, 0)?) as ArrayRef)
         },
     )
+}
+
+/// `freshet_micros_as_seconds(int) -> numeric(12,6)`: a count of
+/// microseconds (what `date_part('microsecond', …)` gives: the seconds field
+/// with its fraction) read as seconds, exactly.
+fn seconds_udf() -> Arc<ScalarUDF> {
+    static UDF: OnceLock<Arc<ScalarUDF>> = OnceLock::new();
+    row_function(
+        &UDF,
+        "freshet_micros_as_seconds",
+        1,
+        DataType::Decimal128(12, 6),
+        |arrays| micros_with_scale(arrays, 6),
+    )
+}
+
+/// `freshet_micros_as_milliseconds(int) -> numeric(12,3)`: as
+/// [`seconds_udf`], read as milliseconds.
+fn milliseconds_udf() -> Arc<ScalarUDF> {
+    static UDF: OnceLock<Arc<ScalarUDF>> = OnceLock::new();
+    row_function(
+        &UDF,
+        "freshet_micros_as_milliseconds",
+        1,
+        DataType::Decimal128(12, 3),
+        |arrays| micros_with_scale(arrays, 3),
+    )
+}
+
+/// Microseconds as a decimal of `scale`: the same digits, so no rounding.
+fn micros_with_scale(arrays: &[ArrayRef], scale: i8) -> DfResult<ArrayRef> {
+    use datafusion::arrow::datatypes::Int64Type;
+    let [array] = arrays else {
+        return Err(DataFusionError::Internal(
+            "freshet_micros_as_* takes one argument".into(),
+        ));
+    };
+    let micros = datafusion::arrow::compute::cast(array, &DataType::Int64)?;
+    let out: Decimal128Array = micros
+        .as_primitive::<Int64Type>()
+        .iter()
+        .map(|v| v.map(i128::from))
+        .collect();
+    Ok(Arc::new(out.with_precision_and_scale(12, scale)?) as ArrayRef)
+}
+
+/// `freshet_interval_epoch(interval) -> numeric(38,6)`: the interval's
+/// length in seconds as PostgreSQL's `extract(epoch …)` measures it, exactly:
+/// whole years of 365.25 days, the remaining months of 30 days, days of 24
+/// hours, and the time to the microsecond.
+fn interval_epoch_udf() -> Arc<ScalarUDF> {
+    static UDF: OnceLock<Arc<ScalarUDF>> = OnceLock::new();
+    row_function(
+        &UDF,
+        "freshet_interval_epoch",
+        1,
+        DataType::Decimal128(38, 6),
+        |arrays| {
+            let [array] = arrays else {
+                return Err(DataFusionError::Internal(
+                    "freshet_interval_epoch takes one argument".into(),
+                ));
+            };
+            if !matches!(
+                array.data_type(),
+                DataType::Interval(IntervalUnit::MonthDayNano)
+            ) {
+                return Err(unexpected("freshet_interval_epoch", array.data_type()));
+            }
+            let out: Decimal128Array = array
+                .as_primitive::<IntervalMonthDayNanoType>()
+                .iter()
+                .map(|v| v.map(interval_epoch_micros))
+                .collect();
+            Ok(Arc::new(out.with_precision_and_scale(38, 6)?) as ArrayRef)
+        },
+    )
+}
+
+/// PostgreSQL's epoch of an interval, in microseconds. No overflow: each
+/// term is at most about 2^31 × 2^45 or 2^63, far inside an i128.
+fn interval_epoch_micros(v: IntervalMonthDayNano) -> i128 {
+    const MICROS_PER_DAY: i128 = 86_400_000_000;
+    // Truncating division, as C's: -14 months are -1 year and -2 months.
+    let years = i128::from(v.months / 12);
+    let months = i128::from(v.months % 12);
+    // 365.25 days a year: 1461 days every 4 years.
+    years * 1461 * MICROS_PER_DAY / 4
+        + months * 30 * MICROS_PER_DAY
+        + i128::from(v.days) * MICROS_PER_DAY
+        + i128::from(v.nanoseconds / 1_000)
 }
 
 /// `freshet_local_time(timestamptz, zone) -> timestamp`: the wall-clock

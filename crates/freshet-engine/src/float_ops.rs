@@ -12,6 +12,10 @@
 //! * `double precision / double precision` with a division that raises 22012
 //!   (division_by_zero) for a zero divisor, as PostgreSQL does, instead of
 //!   answering `Infinity` or `NaN`.
+//! * `numeric / numeric`, which DataFusion computes to four more decimals
+//!   than the dividend and truncates (`2/3.0` was `0.6666`), with a division
+//!   rounded half away from zero, as PostgreSQL rounds, to at least 16 and
+//!   up to 20 decimals ([`numeric_division_scale`]): `0.66666666666666666667`.
 //! * casts from `numeric` to `double precision` or `real`, which Arrow
 //!   computes by dividing by a power of ten in floating point (`1e15::float8`
 //!   was 999999999999999.9), with the correctly rounded conversion of the
@@ -25,10 +29,9 @@ use std::sync::{Arc, OnceLock};
 use datafusion::arrow::array::{Array, ArrayRef, AsArray, Float32Array, Float64Array};
 use datafusion::arrow::datatypes::{DataType, Decimal128Type, Float32Type, Float64Type};
 use datafusion::common::config::ConfigOptions;
-use datafusion::common::tree_node::{Transformed, TransformedResult, TreeNode};
+use datafusion::common::tree_node::Transformed;
 use datafusion::common::{DFSchema, DataFusionError, Result as DfResult};
 use datafusion::logical_expr::expr::{BinaryExpr, Cast, ScalarFunction};
-use datafusion::logical_expr::expr_rewriter::NamePreserver;
 use datafusion::logical_expr::{
     ColumnarValue, Expr, ExprSchemable, LogicalPlan, Operator, ScalarFunctionArgs, ScalarUDF,
     ScalarUDFImpl, Signature, Volatility,
@@ -48,29 +51,7 @@ pub(crate) struct PostgresFloatOps;
 
 impl AnalyzerRule for PostgresFloatOps {
     fn analyze(&self, plan: LogicalPlan, _config: &ConfigOptions) -> DfResult<LogicalPlan> {
-        let mut changed = false;
-        let plan = plan
-            .transform_up_with_subqueries(|plan| {
-                let schema = crate::pg_compat::expression_schema(&plan);
-                let names = NamePreserver::new(&plan);
-                let rewritten = plan.map_expressions(|expr| {
-                    let saved = names.save(&expr);
-                    let rewritten = expr.transform_up(|e| rewrite(e, &schema))?;
-                    if rewritten.transformed {
-                        Ok(Transformed::yes(saved.restore(rewritten.data)))
-                    } else {
-                        Ok(rewritten)
-                    }
-                })?;
-                changed |= rewritten.transformed;
-                Ok(rewritten)
-            })
-            .data()?;
-        if changed {
-            crate::plan_schemas::recompute_all(plan)
-        } else {
-            Ok(plan)
-        }
+        crate::plan_rewrite::rewrite_plan(plan, rewrite)
     }
 
     fn name(&self) -> &str {
@@ -116,14 +97,13 @@ fn rewrite(expr: Expr, schema: &DFSchema) -> DfResult<Transformed<Expr>> {
             let (Ok(l), Ok(r)) = (left.get_type(schema), right.get_type(schema)) else {
                 return Ok(Transformed::no(expr));
             };
-            if !(is_float(&l) && l == r) {
-                return Ok(Transformed::no(expr));
-            }
+            let udf = match (&l, &r) {
+                (DataType::Decimal128(_, _), DataType::Decimal128(_, _)) => numeric_divide_udf(),
+                _ if is_float(&l) && l == r => float_divide_udf(),
+                _ => return Ok(Transformed::no(expr)),
+            };
             Ok(Transformed::yes(Expr::ScalarFunction(
-                ScalarFunction::new_udf(
-                    float_divide_udf(),
-                    vec![left.as_ref().clone(), right.as_ref().clone()],
-                ),
+                ScalarFunction::new_udf(udf, vec![left.as_ref().clone(), right.as_ref().clone()]),
             )))
         }
         Expr::Cast(Cast { expr: inner, field }) if is_float(field.data_type()) => {
@@ -140,6 +120,152 @@ fn rewrite(expr: Expr, schema: &DFSchema) -> DfResult<Transformed<Expr>> {
         }
         _ => Ok(Transformed::no(expr)),
     }
+}
+
+/// The scale of `numeric(p1,s1) / numeric(p2,s2)`, whose result is a
+/// `numeric(38, scale)`.
+///
+/// PostgreSQL picks a scale for each value, giving at least 16 significant
+/// digits (`2/3.0` has 20 decimals, `200/3.0` 16). A column has one type, so
+/// Freshet picks one scale from the operands' types: as many decimals as
+/// leave room for the largest quotient the types allow, at least 16 (or the
+/// operands' own scale, if larger) and at most 20. A quotient too large for
+/// the 38 digits left is an error (22003), never a rounded answer.
+pub(crate) fn numeric_division_scale(p1: u8, s1: i8, _p2: u8, s2: i8) -> i8 {
+    let (s1, s2) = (s1.max(0), s2.max(0));
+    // |a / b| < 10^(p1 - s1) / 10^-s2: its integer digits.
+    let integer_digits = i16::from(p1) - i16::from(s1) + i16::from(s2);
+    let room = (38 - integer_digits).clamp(16, 20);
+    let scale = room.max(i16::from(s1)).max(i16::from(s2)).min(38);
+    i8::try_from(scale).unwrap_or(38)
+}
+
+fn numeric_divide_udf() -> Arc<ScalarUDF> {
+    static UDF: OnceLock<Arc<ScalarUDF>> = OnceLock::new();
+    UDF.get_or_init(|| {
+        Arc::new(ScalarUDF::new_from_impl(NumericDivide {
+            signature: Signature::any(2, Volatility::Immutable),
+        }))
+    })
+    .clone()
+}
+
+/// `freshet_numeric_divide(a, b)`: `a / b` for two numerics, rounded half
+/// away from zero to [`numeric_division_scale`] decimals; 22012 for a zero
+/// divisor, 22003 for a quotient past 38 digits.
+#[derive(Debug, PartialEq, Eq, Hash)]
+struct NumericDivide {
+    signature: Signature,
+}
+
+impl ScalarUDFImpl for NumericDivide {
+    fn name(&self) -> &str {
+        "freshet_numeric_divide"
+    }
+
+    fn signature(&self) -> &Signature {
+        &self.signature
+    }
+
+    fn return_type(&self, args: &[DataType]) -> DfResult<DataType> {
+        match args {
+            [DataType::Decimal128(p1, s1), DataType::Decimal128(p2, s2)] => Ok(
+                DataType::Decimal128(38, numeric_division_scale(*p1, *s1, *p2, *s2)),
+            ),
+            other => Err(DataFusionError::Internal(format!(
+                "freshet_numeric_divide on {other:?}"
+            ))),
+        }
+    }
+
+    fn invoke_with_args(&self, args: ScalarFunctionArgs) -> DfResult<ColumnarValue> {
+        crate::udf_args::evaluate(&args.args, |arrays| {
+            let [a, b] = arrays else {
+                return Err(DataFusionError::Internal(
+                    "freshet_numeric_divide takes two arguments".into(),
+                ));
+            };
+            let (DataType::Decimal128(p1, s1), DataType::Decimal128(p2, s2)) =
+                (a.data_type(), b.data_type())
+            else {
+                return Err(DataFusionError::Internal(format!(
+                    "freshet_numeric_divide on {} and {}",
+                    a.data_type(),
+                    b.data_type()
+                )));
+            };
+            let scale = numeric_division_scale(*p1, *s1, *p2, *s2);
+            // a / 10^s1 / (b / 10^s2) * 10^scale = a * 10^(scale + s2 - s1) / b
+            let exponent = i32::from(scale) + i32::from(*s2) - i32::from(*s1);
+            let (a, b) = (
+                a.as_primitive::<Decimal128Type>(),
+                b.as_primitive::<Decimal128Type>(),
+            );
+            let mut out = datafusion::arrow::array::Decimal128Builder::with_capacity(a.len());
+            for i in 0..a.len() {
+                if a.is_null(i) || b.is_null(i) {
+                    out.append_null();
+                } else {
+                    out.append_value(divide_rounded(a.value(i), b.value(i), exponent)?);
+                }
+            }
+            Ok(Arc::new(out.finish().with_precision_and_scale(38, scale)?) as ArrayRef)
+        })
+    }
+}
+
+/// `a * 10^exponent / b`, rounded half away from zero, within 38 digits.
+fn divide_rounded(a: i128, b: i128, exponent: i32) -> DfResult<i128> {
+    use datafusion::arrow::datatypes::i256;
+    if b == 0 {
+        return Err(division_by_zero());
+    }
+    let overflow = || {
+        DataFusionError::External(Box::new(EngineError::new(
+            "22003",
+            "numeric field overflow",
+        )))
+    };
+    let ten = i256::from_i128(10);
+    let (numerator, divisor) = if exponent >= 0 {
+        let power = ten
+            .checked_pow(exponent.unsigned_abs())
+            .ok_or_else(overflow)?;
+        (
+            i256::from_i128(a).checked_mul(power).ok_or_else(overflow)?,
+            i256::from_i128(b),
+        )
+    } else {
+        let power = ten
+            .checked_pow(exponent.unsigned_abs())
+            .ok_or_else(overflow)?;
+        (
+            i256::from_i128(a),
+            i256::from_i128(b).checked_mul(power).ok_or_else(overflow)?,
+        )
+    };
+    let quotient = numerator.checked_div(divisor).ok_or_else(overflow)?;
+    let remainder = numerator.checked_rem(divisor).ok_or_else(overflow)?;
+    // Half away from zero: |2 * remainder| >= |divisor|.
+    let twice = remainder
+        .checked_abs()
+        .and_then(|r| r.checked_mul(i256::from_i128(2)))
+        .ok_or_else(overflow)?;
+    let rounded = if twice >= divisor.checked_abs().ok_or_else(overflow)? {
+        let away = if numerator.is_negative() != divisor.is_negative() {
+            i256::from_i128(-1)
+        } else {
+            i256::from_i128(1)
+        };
+        quotient.checked_add(away).ok_or_else(overflow)?
+    } else {
+        quotient
+    };
+    let limit = i256::from_i128(10i128.pow(38));
+    if rounded >= limit || rounded <= limit.wrapping_neg() {
+        return Err(overflow());
+    }
+    rounded.to_i128().ok_or_else(overflow)
 }
 
 fn float_divide_udf() -> Arc<ScalarUDF> {
@@ -336,6 +462,33 @@ impl ScalarUDFImpl for NumericToFloat {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn numeric_division_rounds_half_away_from_zero() {
+        // 2 / 3.0 to 20 decimals, as PostgreSQL prints it.
+        assert_eq!(numeric_division_scale(10, 0, 2, 1), 20);
+        assert_eq!(
+            divide_rounded(2, 30, 21).ok(),
+            Some(66_666_666_666_666_666_667)
+        );
+        assert_eq!(
+            divide_rounded(-2, 30, 21).ok(),
+            Some(-66_666_666_666_666_666_667)
+        );
+        // 1/8 to two decimals: 0.125 rounds to 0.13, -0.125 to -0.13.
+        assert_eq!(divide_rounded(100, 8, 0).ok(), Some(13));
+        assert_eq!(divide_rounded(-100, 8, 0).ok(), Some(-13));
+        assert_eq!(divide_rounded(100, -8, 0).ok(), Some(-13));
+        assert_eq!(divide_rounded(99, 8, 0).ok(), Some(12));
+        assert!(divide_rounded(1, 0, 0).is_err());
+        // A quotient past 38 digits is an error, not a wrapped value.
+        assert!(divide_rounded(10i128.pow(37), 1, 2).is_err());
+        // Plain numeric (38,10) by itself: 16 decimals, its integer room
+        // smaller than the worst case.
+        assert_eq!(numeric_division_scale(38, 10, 38, 10), 16);
+        // A scale above 20 is kept.
+        assert_eq!(numeric_division_scale(30, 25, 5, 2), 25);
+    }
 
     #[test]
     fn decimals_convert_to_the_nearest_float() {

@@ -8,6 +8,7 @@
 //! model calls, dynamic-table DDL — lives here, so that the same semantics serve
 //! psql, drivers and the refresh scheduler alike.
 
+mod array_comparisons;
 mod catalog_names;
 mod commands;
 mod cursors;
@@ -42,7 +43,7 @@ mod pg_compat;
 mod pg_keys;
 mod pg_to_char;
 mod pg_types;
-mod plan_schemas;
+mod plan_rewrite;
 mod planning;
 mod prepared_lookup;
 mod privileges;

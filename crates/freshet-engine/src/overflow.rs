@@ -47,12 +47,11 @@ use datafusion::arrow::datatypes::{
 };
 use datafusion::arrow::error::ArrowError;
 use datafusion::common::config::ConfigOptions;
-use datafusion::common::tree_node::{Transformed, TransformedResult, TreeNode};
+use datafusion::common::tree_node::{Transformed, TransformedResult};
 use datafusion::common::{Column, DFSchema, DataFusionError, Result as DfResult, ScalarValue};
 use datafusion::logical_expr::expr::{
     AggregateFunction, Alias, BinaryExpr, Cast, ScalarFunction, WindowFunction,
 };
-use datafusion::logical_expr::expr_rewriter::NamePreserver;
 use datafusion::logical_expr::{
     Aggregate, ColumnarValue, Expr, ExprSchemable, LogicalPlan, Operator, Projection,
     ScalarFunctionArgs, ScalarUDF, ScalarUDFImpl, Signature, Volatility, Window,
@@ -142,17 +141,7 @@ impl AnalyzerRule for CheckedIntegerArithmetic {
 /// Replaces integer arithmetic in one node's expressions, keeping the
 /// names of its output columns.
 fn checked_expressions(plan: LogicalPlan) -> DfResult<Transformed<LogicalPlan>> {
-    let schema = crate::pg_compat::expression_schema(&plan);
-    let names = NamePreserver::new(&plan);
-    plan.map_expressions(|expr| {
-        let saved = names.save(&expr);
-        let rewritten = expr.transform_up(|e| checked_expression(e, &schema))?;
-        if rewritten.transformed {
-            Ok(Transformed::yes(saved.restore(rewritten.data)))
-        } else {
-            Ok(rewritten)
-        }
-    })
+    crate::plan_rewrite::rewrite_node(plan, checked_expression)
 }
 
 fn is_integer(data_type: &DataType) -> bool {

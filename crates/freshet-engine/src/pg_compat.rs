@@ -28,17 +28,17 @@ use datafusion::arrow::datatypes::{
     TimestampMillisecondType, TimestampNanosecondType, TimestampSecondType,
 };
 use datafusion::common::config::ConfigOptions;
-use datafusion::common::tree_node::{Transformed, TransformedResult, TreeNode};
+use datafusion::common::tree_node::{Transformed, TreeNode};
 use datafusion::common::{DFSchema, DFSchemaRef, DataFusionError, Result as DfResult};
 use datafusion::logical_expr::expr::{Cast, ScalarFunction, TryCast};
-use datafusion::logical_expr::expr_rewriter::NamePreserver;
 use datafusion::logical_expr::{
     ColumnarValue, Expr, ExprSchemable, LogicalPlan, ReturnFieldArgs, ScalarFunctionArgs,
     ScalarUDF, ScalarUDFImpl, Signature, Volatility,
 };
 use datafusion::optimizer::AnalyzerRule;
 use datafusion::sql::sqlparser::ast::{
-    DataType as SqlType, Expr as SqlExpr, Ident, Query, SelectItem, SetExpr, Statement,
+    BinaryOperator, DataType as SqlType, Expr as SqlExpr, Ident, Query, SelectItem, SetExpr,
+    Statement, UnaryOperator,
 };
 use datafusion::sql::sqlparser::dialect::PostgreSqlDialect;
 use datafusion::sql::sqlparser::parser::Parser;
@@ -78,6 +78,10 @@ pub(crate) fn rewrite_statement(statement: &mut Statement, catalog: bool, null_c
             // Done above: `array_to_string(ARRAY(correlated …), …)`, whose
             // ARRAY became NULL, is given a NULL of an array type (psql's
             // `\dp` asks this of column privileges and policies).
+        } else if let Some(power) = sign_binds_before_power(expr) {
+            *expr = power;
+        } else if let Some(cut) = length_limited_cast(expr) {
+            *expr = cut;
         } else if let Some(lookup) = to_regtype_call(expr) {
             *expr = lookup;
         } else if let Some(subscripts) = generate_subscripts_call(expr) {
@@ -222,7 +226,7 @@ impl datafusion::sql::sqlparser::ast::VisitorMut for CatalogQueryShapes {
     }
 
     fn post_visit_expr(&mut self, expr: &mut SqlExpr) -> std::ops::ControlFlow<()> {
-        use datafusion::sql::sqlparser::ast::{BinaryOperator, Value};
+        use datafusion::sql::sqlparser::ast::Value;
         if let SqlExpr::BinaryOp {
             op: BinaryOperator::Eq | BinaryOperator::NotEq,
             right,
@@ -487,9 +491,83 @@ fn json_call(inner: &SqlExpr) -> Option<SqlExpr> {
     parse_expr(&format!("{JSON_FUNCTION}({inner})"))
 }
 
+/// `-2 ^ 2` as PostgreSQL reads it, `(-2) ^ 2 = 4`: a unary sign binds
+/// tighter than `^`. sqlparser reads it as `-(2 ^ 2)`; the sign moves down to
+/// the leftmost operand of the `^` chain. (For `*`, `/`, `%`, `+` and `-`
+/// the two readings give the same value; a parenthesised `-(2 ^ 2)` is a
+/// `Nested` expression and keeps its meaning.)
+fn sign_binds_before_power(expr: &SqlExpr) -> Option<SqlExpr> {
+    fn push(op: UnaryOperator, expr: SqlExpr) -> SqlExpr {
+        match expr {
+            SqlExpr::BinaryOp {
+                left,
+                op: BinaryOperator::PGExp,
+                right,
+            } => SqlExpr::BinaryOp {
+                left: Box::new(push(op, *left)),
+                op: BinaryOperator::PGExp,
+                right,
+            },
+            other => SqlExpr::UnaryOp {
+                op,
+                expr: Box::new(other),
+            },
+        }
+    }
+    match expr {
+        SqlExpr::UnaryOp {
+            op: op @ (UnaryOperator::Minus | UnaryOperator::Plus),
+            expr: inner,
+        } if matches!(
+            inner.as_ref(),
+            SqlExpr::BinaryOp {
+                op: BinaryOperator::PGExp,
+                ..
+            }
+        ) =>
+        {
+            Some(push(*op, inner.as_ref().clone()))
+        }
+        _ => None,
+    }
+}
+
+/// `CAST(x AS varchar(n))` (or `char(n)`, in any of their spellings) as
+/// PostgreSQL runs it: an explicit cast cuts the text to `n` characters, and
+/// never fails for its length. DataFusion drops the length from the type, so
+/// the text is cut first; the outer cast keeps the type's name for the
+/// column's name. `character varying(n)`, which DataFusion does not know, is
+/// spelled `varchar(n)`.
+fn length_limited_cast(expr: &SqlExpr) -> Option<SqlExpr> {
+    use datafusion::sql::sqlparser::ast::CharacterLength;
+    let SqlExpr::Cast {
+        expr: inner,
+        data_type,
+        format: None,
+        array: false,
+        ..
+    } = expr
+    else {
+        return None;
+    };
+    let (name, length) = match data_type {
+        SqlType::Varchar(length)
+        | SqlType::CharacterVarying(length)
+        | SqlType::CharVarying(length) => ("varchar", length),
+        SqlType::Char(length) | SqlType::Character(length) => ("char", length),
+        _ => return None,
+    };
+    let Some(CharacterLength::IntegerLength { length, .. }) = length else {
+        return None;
+    };
+    parse_expr(&format!(
+        "CAST(left(CAST(({inner}) AS text), {length}) AS {name}({length}))"
+    ))
+}
+
 /// `text` parsed as a PostgreSQL expression (the rewrites build their
 /// replacements as SQL text).
-fn parse_expr(text: &str) -> Option<SqlExpr> {
+pub(crate) fn parse_expr(text: &str) -> Option<SqlExpr> {
     Parser::new(&PostgreSqlDialect {})
         .try_with_sql(text)
         .ok()?
@@ -564,20 +642,7 @@ pub(crate) struct PostgresCasts;
 
 impl AnalyzerRule for PostgresCasts {
     fn analyze(&self, plan: LogicalPlan, _config: &ConfigOptions) -> DfResult<LogicalPlan> {
-        plan.transform_up_with_subqueries(|plan| {
-            let schema = expression_schema(&plan);
-            let names = NamePreserver::new(&plan);
-            plan.map_expressions(|expr| {
-                let saved = names.save(&expr);
-                let rewritten = expr.transform_up(|e| rewrite_cast(e, &schema))?;
-                if rewritten.transformed {
-                    Ok(Transformed::yes(saved.restore(rewritten.data)))
-                } else {
-                    Ok(rewritten)
-                }
-            })
-        })
-        .data()
+        crate::plan_rewrite::rewrite_plan(plan, rewrite_cast)
     }
 
     fn name(&self) -> &str {

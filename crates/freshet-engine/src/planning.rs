@@ -361,6 +361,10 @@ fn compat_rewrite(statement: Statement, rules: CompatRules) -> Statement {
         CompatRules::Catalog => needed != CompatRules::CatalogFallback,
         CompatRules::CatalogFallback => true,
     };
+    let mut statement = statement;
+    if rules == CompatRules::General {
+        crate::array_comparisons::rewrite(&mut statement);
+    }
     let mut statement = all
         .iter()
         .filter(|(_, needed)| applies(*needed))

@@ -500,21 +500,7 @@ impl datafusion::optimizer::AnalyzerRule for PostgresSimilarTo {
         plan: datafusion::logical_expr::LogicalPlan,
         _config: &datafusion::common::config::ConfigOptions,
     ) -> datafusion::common::Result<datafusion::logical_expr::LogicalPlan> {
-        use datafusion::common::tree_node::{Transformed, TransformedResult, TreeNode};
-        use datafusion::logical_expr::expr_rewriter::NamePreserver;
-        plan.transform_up_with_subqueries(|plan| {
-            let names = NamePreserver::new(&plan);
-            plan.map_expressions(|expr| {
-                let saved = names.save(&expr);
-                let rewritten = expr.transform_up(rewrite_similar_to)?;
-                if rewritten.transformed {
-                    Ok(Transformed::yes(saved.restore(rewritten.data)))
-                } else {
-                    Ok(rewritten)
-                }
-            })
-        })
-        .data()
+        crate::plan_rewrite::rewrite_plan(plan, |expr, _| rewrite_similar_to(expr))
     }
 
     fn name(&self) -> &str {

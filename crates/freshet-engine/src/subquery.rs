@@ -34,10 +34,8 @@ use datafusion::arrow::array::{Array, ArrayRef, AsArray};
 use datafusion::arrow::datatypes::{DataType, Field, FieldRef, UInt64Type};
 use datafusion::common::config::ConfigOptions;
 use datafusion::common::tree_node::{Transformed, TransformedResult, TreeNode, TreeNodeRecursion};
-use datafusion::common::{
-    Column, DFSchema, DFSchemaRef, DataFusionError, Result as DfResult, ScalarValue,
-};
-use datafusion::logical_expr::expr_rewriter::{strip_outer_reference, NamePreserver};
+use datafusion::common::{Column, DFSchema, DataFusionError, Result as DfResult, ScalarValue};
+use datafusion::logical_expr::expr_rewriter::strip_outer_reference;
 use datafusion::logical_expr::function::{AccumulatorArgs, StateFieldsArgs};
 use datafusion::logical_expr::utils::{conjunction, split_conjunction};
 use datafusion::logical_expr::{
@@ -87,31 +85,13 @@ impl AnalyzerRule for ScalarSubqueryAtMostOneRow {
             if !matches!(plan, LogicalPlan::Projection(_) | LogicalPlan::Filter(_)) {
                 return Ok(Transformed::no(plan));
             }
-            let schema = expression_schema(&plan);
-            let names = NamePreserver::new(&plan);
-            plan.map_expressions(|expr| {
-                let saved = names.save(&expr);
-                let rewritten = expr.transform_up(|e| rewrite_scalar_subquery(e, &schema))?;
-                if rewritten.transformed {
-                    Ok(Transformed::yes(saved.restore(rewritten.data)))
-                } else {
-                    Ok(rewritten)
-                }
-            })
+            crate::plan_rewrite::rewrite_node(plan, rewrite_scalar_subquery)
         })
         .data()
     }
 
     fn name(&self) -> &str {
         "freshet_scalar_subquery_at_most_one_row"
-    }
-}
-
-/// The schema a node's expressions are evaluated against.
-fn expression_schema(plan: &LogicalPlan) -> DFSchemaRef {
-    match plan.inputs().as_slice() {
-        [one] => one.schema().clone(),
-        _ => plan.schema().clone(),
     }
 }
 
@@ -293,25 +273,16 @@ impl AnalyzerRule for NullCatalogSubqueries {
                 [input] => Arc::new((*input).clone()),
                 _ => return Ok(Transformed::no(node)),
             };
-            let names = NamePreserver::new(&node);
-            node.map_expressions(|expr| {
-                let saved = names.save(&expr);
-                let rewritten = expr.transform_up(|e| match e {
-                    Expr::ScalarSubquery(subquery)
-                        if !subquery.outer_ref_columns.is_empty()
-                            && !decorrelates(&subquery, &input) =>
-                    {
-                        let data_type = subquery.subquery.schema().field(0).data_type().clone();
-                        let null = ScalarValue::try_from(&data_type)?;
-                        Ok(Transformed::yes(Expr::Literal(null, None)))
-                    }
-                    other => Ok(Transformed::no(other)),
-                })?;
-                if rewritten.transformed {
-                    Ok(Transformed::yes(saved.restore(rewritten.data)))
-                } else {
-                    Ok(rewritten)
+            crate::plan_rewrite::rewrite_node(node, |e, _| match e {
+                Expr::ScalarSubquery(subquery)
+                    if !subquery.outer_ref_columns.is_empty()
+                        && !decorrelates(&subquery, &input) =>
+                {
+                    let data_type = subquery.subquery.schema().field(0).data_type().clone();
+                    let null = ScalarValue::try_from(&data_type)?;
+                    Ok(Transformed::yes(Expr::Literal(null, None)))
                 }
+                other => Ok(Transformed::no(other)),
             })
         })
         .data()

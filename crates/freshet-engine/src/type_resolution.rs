@@ -22,9 +22,8 @@ use std::sync::Arc;
 use datafusion::arrow::datatypes::{DataType, TimeUnit};
 use datafusion::common::config::ConfigOptions;
 use datafusion::common::tree_node::{Transformed, TransformedResult, TreeNode};
-use datafusion::common::{DFSchema, DFSchemaRef, Result as DfResult};
+use datafusion::common::{DFSchema, Result as DfResult};
 use datafusion::logical_expr::expr::{Between, BinaryExpr, Case, Cast, InList, ScalarFunction};
-use datafusion::logical_expr::expr_rewriter::NamePreserver;
 use datafusion::logical_expr::type_coercion::binary::type_union_resolution;
 use datafusion::logical_expr::{
     Expr, ExprSchemable, LogicalPlan, LogicalPlanBuilder, Operator, Union, Values,
@@ -292,45 +291,20 @@ fn resolve_union(union: Union) -> DfResult<Transformed<LogicalPlan>> {
 /// Casts the THEN/ELSE branches of every CASE, and the numeric operands of
 /// every comparison of a float with a decimal, in the node's expressions.
 fn resolve_case_branches(plan: LogicalPlan) -> DfResult<Transformed<LogicalPlan>> {
-    let schema = expression_schema(&plan);
-    let names = NamePreserver::new(&plan);
-    plan.map_expressions(|expr| {
-        let saved = names.save(&expr);
-        let rewritten = expr.transform_up(|e| match e {
-            Expr::Case(_) => resolve_case(e, &schema),
-            Expr::BinaryExpr(_) => resolve_date_arithmetic(e, &schema)?
-                .transform_data(|e| resolve_comparison(e, &schema)),
-            Expr::Between(_) | Expr::InList(_) => resolve_comparison(e, &schema),
-            Expr::ScalarFunction(_) => resolve_function_arguments(e, &schema),
-            Expr::InSubquery(_) => resolve_in_subquery(e, &schema),
-            other => Ok(Transformed::no(other)),
-        })?;
-        if rewritten.transformed {
-            Ok(Transformed::yes(saved.restore(rewritten.data)))
-        } else {
-            Ok(rewritten)
+    crate::plan_rewrite::rewrite_node(plan, |e, schema| match e {
+        Expr::Case(_) => resolve_case(e, schema),
+        Expr::BinaryExpr(_) => {
+            resolve_date_arithmetic(e, schema)?.transform_data(|e| resolve_comparison(e, schema))
         }
+        Expr::Between(_) | Expr::InList(_) => resolve_comparison(e, schema),
+        Expr::ScalarFunction(_) => resolve_function_arguments(e, schema),
+        Expr::InSubquery(_) => resolve_in_subquery(e, schema),
+        other => Ok(Transformed::no(other)),
     })
 }
 
-/// The schema a node's expressions are evaluated against.
-fn expression_schema(plan: &LogicalPlan) -> DFSchemaRef {
-    let inputs = plan.inputs();
-    match inputs.as_slice() {
-        [] => plan.schema().clone(),
-        [one] => one.schema().clone(),
-        [first, rest @ ..] => {
-            let mut merged: DFSchema = first.schema().as_ref().clone();
-            for other in rest {
-                merged.merge(other.schema());
-            }
-            Arc::new(merged)
-        }
-    }
-}
-
 /// Whether `op` compares its operands.
-fn is_comparison(op: &Operator) -> bool {
+pub(crate) fn is_comparison(op: &Operator) -> bool {
     matches!(
         op,
         Operator::Eq
