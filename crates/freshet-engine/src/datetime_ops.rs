@@ -342,31 +342,39 @@ fn length_udf() -> Arc<ScalarUDF> {
         1,
         DataType::Decimal128(38, 0),
         |arrays| {
-            let [array] = arrays else {
-                return Err(DataFusionError::Internal(
-                    "freshet_interval_length takes one argument".into(),
-                ));
-            };
-            if !matches!(
-                array.data_type(),
-                DataType::Interval(IntervalUnit::MonthDayNano)
-            ) {
-                return Err(unexpected("freshet_interval_length", array.data_type()));
-            }
-            let day = i128::from(NANOS_PER_DAY);
-            let out: Decimal128Array = array
-                .as_primitive::<IntervalMonthDayNanoType>()
-                .iter()
-                .map(|v| {
-                    v.map(|v| {
-                        (i128::from(v.months) * 30 + i128::from(v.days)) * day
-                            + i128::from(v.nanoseconds)
-                    })
-                })
-                .collect();
-            Ok(Arc::new(out.with_precision_and_scale(38, 0)?) as ArrayRef)
+            interval_to_decimal("freshet_interval_length", arrays, 0, |v| {
+                (i128::from(v.months) * 30 + i128::from(v.days)) * i128::from(NANOS_PER_DAY)
+                    + i128::from(v.nanoseconds)
+            })
         },
     )
+}
+
+/// The one interval argument of `name`, each value mapped by `value` to a
+/// decimal of `scale`.
+fn interval_to_decimal(
+    name: &str,
+    arrays: &[ArrayRef],
+    scale: i8,
+    value: impl Fn(IntervalMonthDayNano) -> i128,
+) -> DfResult<ArrayRef> {
+    let [array] = arrays else {
+        return Err(DataFusionError::Internal(format!(
+            "{name} takes one argument"
+        )));
+    };
+    if !matches!(
+        array.data_type(),
+        DataType::Interval(IntervalUnit::MonthDayNano)
+    ) {
+        return Err(unexpected(name, array.data_type()));
+    }
+    let out: Decimal128Array = array
+        .as_primitive::<IntervalMonthDayNanoType>()
+        .iter()
+        .map(|v| v.map(&value))
+        .collect();
+    Ok(Arc::new(out.with_precision_and_scale(38, scale)?) as ArrayRef)
 }
 
 /// `freshet_micros_as_seconds(int) -> numeric(12,6)`: a count of
@@ -424,25 +432,7 @@ fn interval_epoch_udf() -> Arc<ScalarUDF> {
         "freshet_interval_epoch",
         1,
         DataType::Decimal128(38, 6),
-        |arrays| {
-            let [array] = arrays else {
-                return Err(DataFusionError::Internal(
-                    "freshet_interval_epoch takes one argument".into(),
-                ));
-            };
-            if !matches!(
-                array.data_type(),
-                DataType::Interval(IntervalUnit::MonthDayNano)
-            ) {
-                return Err(unexpected("freshet_interval_epoch", array.data_type()));
-            }
-            let out: Decimal128Array = array
-                .as_primitive::<IntervalMonthDayNanoType>()
-                .iter()
-                .map(|v| v.map(interval_epoch_micros))
-                .collect();
-            Ok(Arc::new(out.with_precision_and_scale(38, 6)?) as ArrayRef)
-        },
+        |arrays| interval_to_decimal("freshet_interval_epoch", arrays, 6, interval_epoch_micros),
     )
 }
 

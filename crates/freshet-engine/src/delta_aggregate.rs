@@ -279,8 +279,21 @@ impl DeltaAggregate {
         LogicalPlanBuilder::from(grouped).project(exprs)?.build()
     }
 
-    /// The state table's schema for `state_plan`'s output.
-    pub(crate) fn state_schema(plan: &LogicalPlan) -> SchemaRef {
+    /// The state table's schema for `state_plan`'s output: the schema of
+    /// the plan as analyzed, since execution analyzes it, and Freshet's
+    /// analyzer rules may change a type (`numeric / numeric` is a
+    /// `numeric(38,20)`, where DataFusion's plan says `numeric(p,s+4)`).
+    /// Falls back to the plan as built if analysis fails; execution then
+    /// reports the error.
+    pub(crate) fn state_schema(
+        state: &datafusion::execution::SessionState,
+        plan: &LogicalPlan,
+    ) -> SchemaRef {
+        let analyzed =
+            state
+                .analyzer()
+                .execute_and_check(plan.clone(), state.config_options(), |_, _| {});
+        let plan = analyzed.as_ref().unwrap_or(plan);
         Arc::new(Schema::new(
             plan.schema()
                 .fields()

@@ -1605,7 +1605,8 @@ async fn refresh_from_state(
             None => delta.input().clone(),
         };
         let state_plan = delta.state_plan(input.clone()).map_err(map_df_error)?;
-        state_schema.get_or_insert_with(|| DeltaAggregate::state_schema(&state_plan));
+        state_schema
+            .get_or_insert_with(|| DeltaAggregate::state_schema(&session.ctx.state(), &state_plan));
         partials.push(match changed {
             Some(_) => collect_plan(session, state_plan).await?,
             None => Vec::new(),
@@ -1614,7 +1615,7 @@ async fn refresh_from_state(
         value_schemas.clear();
         for counts in &value_counts {
             let plan = counts.plan(input.clone()).map_err(map_df_error)?;
-            value_schemas.push(ValueCounts::schema(&plan));
+            value_schemas.push(ValueCounts::schema(&session.ctx.state(), &plan));
             per_distinct.push(match changed {
                 Some(_) => collect_plan(session, plan).await?,
                 None => Vec::new(),
@@ -1710,7 +1711,7 @@ async fn rebuild_state(
     let state_plan = delta
         .state_plan(delta.input().clone())
         .map_err(map_df_error)?;
-    let schema = DeltaAggregate::state_schema(&state_plan);
+    let schema = DeltaAggregate::state_schema(&session.ctx.state(), &state_plan);
     let batches = collect_plan(session, state_plan).await?;
     let table = txn_mut(session, |t| {
         let table = t.create_table(schema.clone()).map_err(EngineError::from)?;
@@ -1720,7 +1721,7 @@ async fn rebuild_state(
     let mut value_count_tables = Vec::new();
     for counts in delta.value_counts() {
         let plan = counts.plan(delta.input().clone()).map_err(map_df_error)?;
-        let schema = ValueCounts::schema(&plan);
+        let schema = ValueCounts::schema(&session.ctx.state(), &plan);
         let rows = collect_plan(session, plan).await?;
         value_count_tables.push(counts.create(session, &schema, rows)?);
     }
@@ -1752,14 +1753,21 @@ fn state_matches(
         return false;
     };
     let value_counts = delta.value_counts();
-    crate::state_tables::types_match(session, table, &DeltaAggregate::state_schema(&plan))
-        && value_counts.len() == value_count_tables.len()
+    crate::state_tables::types_match(
+        session,
+        table,
+        &DeltaAggregate::state_schema(&session.ctx.state(), &plan),
+    ) && value_counts.len() == value_count_tables.len()
         && value_counts
             .iter()
             .zip(value_count_tables)
             .all(|(counts, &table)| {
                 counts.plan(delta.input().clone()).is_ok_and(|plan| {
-                    crate::state_tables::types_match(session, table, &ValueCounts::schema(&plan))
+                    crate::state_tables::types_match(
+                        session,
+                        table,
+                        &ValueCounts::schema(&session.ctx.state(), &plan),
+                    )
                 })
             })
 }

@@ -113,8 +113,11 @@ impl ValueCounts {
     }
 
     /// The value-count table's schema for [`plan`](Self::plan)'s output.
-    pub(crate) fn schema(plan: &LogicalPlan) -> SchemaRef {
-        crate::delta_aggregate::DeltaAggregate::state_schema(plan)
+    pub(crate) fn schema(
+        state: &datafusion::execution::SessionState,
+        plan: &LogicalPlan,
+    ) -> SchemaRef {
+        crate::delta_aggregate::DeltaAggregate::state_schema(state, plan)
     }
 
     /// The unique index over `(hash, v)` a value-count table is created with.
