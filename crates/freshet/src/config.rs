@@ -15,7 +15,7 @@
 //! password.
 
 use std::ffi::OsString;
-use std::fmt;
+use std::fmt::{self, Write as _};
 use std::num::NonZeroU64;
 use std::path::{Path, PathBuf};
 use std::str::FromStr;
@@ -508,7 +508,7 @@ impl Settings {
                 freshet_engine::query_memory::display(freshet_engine::query_memory::default_limit())
             )
         };
-        let rows: Vec<(&str, Option<String>, &Source)> = vec![
+        let rows: [(&str, Option<String>, &Source); 15] = [
             (
                 "data-dir",
                 Some(path(&self.data_dir.value)),
@@ -617,7 +617,7 @@ impl Settings {
                 Some(v) => format!("# {key} = {v}"),
                 None => format!("# {key} (not set)"),
             };
-            out.push_str(&format!("{line:<48} # {source}\n"));
+            let _ = writeln!(out, "{line:<48} # {source}");
         }
         out
     }

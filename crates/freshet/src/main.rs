@@ -83,6 +83,41 @@ fn init_tracing(format: LogFormat) {
 /// acknowledged only once its WAL record is synced, and recovery replays
 /// the WAL, as after a crash.
 fn count_signals(count: watch::Sender<u32>) {
+    // A thread and runtime of their own: statements can keep every compute
+    // worker busy for minutes without yielding, and a signal must be
+    // handled regardless.
+    let spawned = std::thread::Builder::new()
+        .name("freshet-signals".to_owned())
+        .spawn(move || {
+            let runtime = match tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+            {
+                Ok(runtime) => runtime,
+                Err(e) => {
+                    tracing::warn!(error = %e, "cannot listen for SIGTERM and SIGINT");
+                    return;
+                }
+            };
+            runtime.block_on(signal_loop(count));
+        });
+    if let Err(e) = spawned {
+        tracing::warn!(error = %e, "cannot listen for SIGTERM and SIGINT");
+    }
+}
+
+/// Counts the signals; see [`count_signals`].
+async fn signal_loop(count: watch::Sender<u32>) {
+    let received = |name: &str| {
+        let n = *count.borrow() + 1;
+        count.send_replace(n);
+        if n == 1 {
+            tracing::info!("{name} received: shutting down (send another to exit at once)");
+        } else {
+            tracing::warn!("{name} received again: exiting at once");
+            std::process::exit(0);
+        }
+    };
     #[cfg(unix)]
     {
         use tokio::signal::unix::{signal, SignalKind};
@@ -96,37 +131,16 @@ fn count_signals(count: watch::Sender<u32>) {
                 return;
             }
         };
-        tokio::spawn(async move {
-            loop {
-                let name = tokio::select! {
-                    _ = term.recv() => "SIGTERM",
-                    _ = int.recv() => "SIGINT",
-                };
-                let n = *count.borrow() + 1;
-                count.send_replace(n);
-                if n == 1 {
-                    tracing::info!("{name} received: shutting down (send another to exit at once)");
-                } else {
-                    tracing::warn!("{name} received again: exiting at once");
-                    std::process::exit(0);
-                }
+        loop {
+            tokio::select! {
+                _ = term.recv() => received("SIGTERM"),
+                _ = int.recv() => received("SIGINT"),
             }
-        });
+        }
     }
     #[cfg(not(unix))]
-    {
-        tokio::spawn(async move {
-            loop {
-                if tokio::signal::ctrl_c().await.is_err() {
-                    return;
-                }
-                let n = *count.borrow() + 1;
-                count.send_replace(n);
-                if n > 1 {
-                    std::process::exit(0);
-                }
-            }
-        });
+    while tokio::signal::ctrl_c().await.is_ok() {
+        received("Ctrl-C");
     }
 }
 
