@@ -2244,6 +2244,7 @@ async fn create_dynamic_table(
             &record.state,
             Some(started.elapsed()),
         );
+        log_refresh(&record);
         if let Some(seq) = record.data_seq {
             session
                 .engine
@@ -2351,6 +2352,7 @@ pub async fn refresh_dynamic_table(
     }
     match result {
         Ok(record) => {
+            log_refresh(&record);
             if let Some(seq) = record.data_seq {
                 engine
                     .store
@@ -2468,6 +2470,7 @@ async fn record_failure(
     append_history(&mut txn, &record);
     txn.commit().await.map_err(EngineError::from)?;
     engine.after_commit();
+    log_refresh(&record);
     Ok(())
 }
 
@@ -2524,7 +2527,52 @@ async fn record_not_run(
     append_history(&mut txn, &record);
     txn.commit().await.map_err(EngineError::from)?;
     engine.metrics.refresh(&name.to_string(), "", state, None);
+    log_refresh(&record);
     Ok(())
+}
+
+/// Logs one line for a refresh-history record, from the figures the
+/// history holds: INFO for a refresh that succeeded or did not run (SKIPPED,
+/// UPSTREAM_FAILED), WARN for one that failed. The target is
+/// `freshet::refresh`, so `RUST_LOG=freshet::refresh=warn` (say) quietens it.
+fn log_refresh(record: &RefreshRecord) {
+    let action = if record.refresh_action.is_empty() {
+        "NONE"
+    } else {
+        record.refresh_action.as_str()
+    };
+    let duration_ms = record
+        .refresh_end_time
+        .saturating_sub(record.refresh_start_time) as f64
+        / 1000.0;
+    let s = &record.statistics;
+    // Why it failed or did not run; absent on success.
+    let reason = (!record.state_message.is_empty()).then_some(record.state_message.as_str());
+    macro_rules! refresh_event {
+        ($level:expr, $what:literal) => {
+            tracing::event!(
+                target: "freshet::refresh",
+                $level,
+                table = %record.name,
+                action,
+                state = record.state.as_str(),
+                trigger = record.refresh_trigger.as_str(),
+                duration_ms,
+                inserted_rows = s.num_inserted_rows,
+                deleted_rows = s.num_deleted_rows,
+                source_rows_read = s.num_source_rows_read,
+                model_rows_scored = s.num_model_rows_scored,
+                state_rows_read = s.num_state_rows_read,
+                reason,
+                $what
+            )
+        };
+    }
+    match record.state.as_str() {
+        "FAILED" => refresh_event!(tracing::Level::WARN, "dynamic table refresh failed"),
+        "SUCCEEDED" => refresh_event!(tracing::Level::INFO, "dynamic table refreshed"),
+        _ => refresh_event!(tracing::Level::INFO, "dynamic table refresh did not run"),
+    }
 }
 
 fn completion_target(def: &DynamicTableDef) -> Option<i64> {

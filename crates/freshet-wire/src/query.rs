@@ -45,12 +45,25 @@ use pgwire::messages::PgWireBackendMessage;
 use crate::copy::{begin_copy_in, copy_in_response, CopyOutEncoder};
 use crate::error::{WireError, WireResult};
 use crate::session::{cancel_signal, pg_status, session_of, CancelSignal, SessionSlot};
+use crate::slow_log::{Outcome, SlowStatementLog};
 use crate::types::{arrow_type_for_pg, pg_type_for_param, WireSchema};
 
 /// Handles Query, Parse/Bind/Describe/Execute for one server.
 #[derive(Debug, Default)]
 pub struct FreshetQueryHandler {
     parser: Arc<FreshetQueryParser>,
+    slow_log: SlowStatementLog,
+}
+
+impl FreshetQueryHandler {
+    /// A handler logging statements that take `slow_statements` or longer
+    /// (none when `None`); see [`crate::slow_log`].
+    pub fn new(slow_statements: Option<std::time::Duration>) -> Self {
+        FreshetQueryHandler {
+            parser: Arc::default(),
+            slow_log: SlowStatementLog::new(slow_statements),
+        }
+    }
 }
 
 /// Parses (prepares) extended-protocol statements through the engine session.
@@ -253,13 +266,14 @@ async fn fail_statement<C: ClientInfo + ?Sized>(client: &mut C) {
 impl FreshetQueryHandler {
     /// Runs a simple-protocol query string and writes all its responses
     /// (everything up to, not including, ReadyForQuery). Returns `true` when a
-    /// COPY FROM STDIN was started and the connection now awaits CopyData.
+    /// COPY FROM STDIN was started and the connection now awaits CopyData,
+    /// and how the statements ended (the first error's SQLSTATE, if any).
     async fn run_simple<C>(
         &self,
         client: &mut C,
         sql: &str,
         cancel: &mut CancelSignal,
-    ) -> WireResult<bool>
+    ) -> WireResult<(bool, Outcome)>
     where
         C: ClientInfo + Sink<PgWireBackendMessage> + Unpin + Send + Sync,
         PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
@@ -278,6 +292,7 @@ impl FreshetQueryHandler {
         };
         let mut session = slot.lock().await;
         let mut copy_started = false;
+        let mut outcome_of_all = Outcome::Ok;
         for result in results {
             let outcome = match result {
                 Ok(output) => {
@@ -298,6 +313,7 @@ impl FreshetQueryHandler {
                     // that fails midway or a cancelled execution is only seen
                     // here.
                     session.abandon_statement();
+                    outcome_of_all = Outcome::Error(e.sqlstate().to_owned());
                     send_error(client, e).await?;
                     break;
                 }
@@ -305,7 +321,7 @@ impl FreshetQueryHandler {
         }
         send_parameter_status(client, &mut session).await?;
         client.set_transaction_status(pg_status(session.transaction_status()));
-        Ok(copy_started)
+        Ok((copy_started, outcome_of_all))
     }
 
     /// Writes one simple-protocol statement result. Returns `true` for COPY FROM.
@@ -771,6 +787,7 @@ impl SimpleQueryHandler for FreshetQueryHandler {
             return Err(error.into());
         }
         client.set_state(PgWireConnectionState::QueryInProgress);
+        let started = std::time::Instant::now();
         let copy_started = if is_empty_query(&query.query) {
             client
                 .feed(PgWireBackendMessage::EmptyQueryResponse(
@@ -779,12 +796,25 @@ impl SimpleQueryHandler for FreshetQueryHandler {
                 .await?;
             false
         } else {
+            if crate::slow_log::logs_start() {
+                crate::slow_log::log_start(client, &query.query);
+            }
             let mut cancel = cancel_signal(client).await;
             match self.run_simple(client, &query.query, &mut cancel).await {
-                Ok(started) => started,
+                Ok((copy_started, outcome)) => {
+                    self.slow_log
+                        .record(client, &query.query, started.elapsed(), &outcome);
+                    copy_started
+                }
                 Err(e) => {
                     // Only connection-level failures get here; statement errors
                     // were already reported in order.
+                    self.slow_log.record(
+                        client,
+                        &query.query,
+                        started.elapsed(),
+                        &Outcome::Error(e.sqlstate().to_owned()),
+                    );
                     client.set_state(PgWireConnectionState::ReadyForQuery);
                     return Err(e.into());
                 }
@@ -988,9 +1018,30 @@ impl ExtendedQueryHandler for FreshetQueryHandler {
             return Err(PgWireError::NotReadyForQuery);
         }
         client.set_state(PgWireConnectionState::QueryInProgress);
+        let started = std::time::Instant::now();
+        let portal_name = message.name.clone();
+        if crate::slow_log::logs_start() {
+            let name = portal_name.as_deref().unwrap_or(DEFAULT_NAME);
+            if let Some(Entry::Value(portal)) = client.portal_store().get_portal(name) {
+                crate::slow_log::log_start(client, &portal.statement.statement.sql);
+            }
+        }
         let result = self.execute(client, message).await;
         if !matches!(client.state(), PgWireConnectionState::CopyInProgress(_)) {
             client.set_state(PgWireConnectionState::ReadyForQuery);
+        }
+        let elapsed = started.elapsed();
+        if self.slow_log.is_slow(elapsed) {
+            let portal_name = portal_name.as_deref().unwrap_or(DEFAULT_NAME);
+            let sql = match client.portal_store().get_portal(portal_name) {
+                Some(Entry::Value(portal)) => portal.statement.statement.sql.clone(),
+                _ => String::new(),
+            };
+            let outcome = match &result {
+                Ok(()) => Outcome::Ok,
+                Err(e) => Outcome::Error(e.sqlstate().to_owned()),
+            };
+            self.slow_log.record(client, &sql, elapsed, &outcome);
         }
         if result.is_err() {
             fail_statement(client).await;

@@ -4,11 +4,26 @@
 //! so that a server whose query workers are saturated still accepts
 //! connections and, above all, the CancelRequests that stop the work
 //! saturating them.
+//!
+//! # Shutdown
+//!
+//! When the shutdown future given to [`Server::run_until`] resolves, the
+//! listener closes and every connection is asked to end: one waiting for its
+//! next request gets PostgreSQL's FATAL 57P01 ("terminating connection due to
+//! administrator command") at once, or 57P03 ("the database system is
+//! shutting down") if it had not finished start-up; one in the middle of a
+//! request (a Query, an extended-protocol batch up to its Sync, a COPY) is
+//! left to finish it, its client gets the whole response, and then the
+//! 57P01. A request that had already arrived when shutdown began is served
+//! first. Connections still open when the deadline future resolves are
+//! dropped, which aborts their statements (and rolls back what they had
+//! not committed).
 
 use std::future::Future;
 use std::io::BufReader;
 use std::net::SocketAddr;
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -22,6 +37,8 @@ use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 use tokio::io::AsyncReadExt;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::runtime::Handle;
+use tokio::sync::watch;
+use tokio::task::JoinSet;
 use tokio::time::Instant;
 use tokio_rustls::TlsAcceptor;
 
@@ -47,6 +64,70 @@ pub struct ServerConfig {
     pub listen: String,
     /// Enables TLS (`sslmode=require`) when set.
     pub tls: Option<TlsFiles>,
+    /// Logs every Query or Execute that takes at least this long (a WARN
+    /// line with its text, duration, user and outcome); `None` logs none.
+    pub slow_statements: Option<Duration>,
+}
+
+/// How [`Server::run_until`] ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Stopped {
+    /// Every connection had ended before the deadline.
+    Drained,
+    /// The deadline came first; this many connections were still open and
+    /// were dropped (their running statements aborted).
+    DeadlineReached {
+        /// Connections dropped.
+        connections: usize,
+    },
+}
+
+/// Connections open now, and how many of them are in the middle of a
+/// request; for the shutdown log.
+#[derive(Debug, Default)]
+struct ConnectionCounts {
+    open: AtomicUsize,
+    busy: AtomicUsize,
+}
+
+/// Keeps one connection counted, and whether it is busy.
+struct Counted {
+    counts: Arc<ConnectionCounts>,
+    busy: bool,
+}
+
+impl Counted {
+    fn new(counts: Arc<ConnectionCounts>) -> Counted {
+        counts.open.fetch_add(1, Ordering::Relaxed);
+        Counted {
+            counts,
+            busy: false,
+        }
+    }
+
+    fn set_busy(&mut self, busy: bool) {
+        if busy != self.busy {
+            if busy {
+                self.counts.busy.fetch_add(1, Ordering::Relaxed);
+            } else {
+                self.counts.busy.fetch_sub(1, Ordering::Relaxed);
+            }
+            self.busy = busy;
+        }
+    }
+}
+
+impl Drop for Counted {
+    fn drop(&mut self) {
+        self.set_busy(false);
+        self.counts.open.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+/// Resolves once the server is shutting down (or the signal's sender is gone,
+/// which only happens when the server is going away anyway).
+async fn stopping(stop: &mut watch::Receiver<bool>) {
+    let _ = stop.wait_for(|stopping| *stopping).await;
 }
 
 /// The handler set shared by every connection. Handlers are stateless; all
@@ -113,7 +194,7 @@ impl Server {
         let tls = config.tls.as_ref().map(load_tls).transpose()?;
         let connections = Arc::new(ConnectionManager::new());
         let handlers = Arc::new(Handlers {
-            query: Arc::new(FreshetQueryHandler::default()),
+            query: Arc::new(FreshetQueryHandler::new(config.slow_statements)),
             startup: Arc::new(FreshetStartupHandler::new(
                 engine,
                 Handle::current(),
@@ -140,17 +221,22 @@ impl Server {
         self.tls.is_some()
     }
 
-    /// Accepts connections until `shutdown` resolves, then drops the ones
-    /// still open; the caller shuts the engine down next.
+    /// Accepts connections until `shutdown` resolves, then stops accepting
+    /// and lets the open connections finish the requests they are running
+    /// (see the module documentation) until they have all ended or
+    /// `deadline` resolves, whichever comes first; connections still open
+    /// then are dropped. `deadline` is polled only once `shutdown` has
+    /// resolved. The caller shuts the engine down next.
     ///
     /// SQL runs on the runtime this is called on (the compute runtime). The
     /// listener, `shutdown` and the connections' protocol work run on an I/O
     /// runtime of their own, driven by a dedicated thread: query execution
     /// can keep every compute worker busy for minutes, and a server that then
     /// cannot even accept the CancelRequest meant to stop that work is stuck.
-    pub async fn run_until<F>(self, shutdown: F) -> WireResult<()>
+    pub async fn run_until<F, D>(self, shutdown: F, deadline: D) -> WireResult<Stopped>
     where
         F: Future<Output = ()> + Send + 'static,
+        D: Future<Output = ()> + Send + 'static,
     {
         let (done_tx, done_rx) = tokio::sync::oneshot::channel();
         std::thread::Builder::new()
@@ -165,8 +251,9 @@ impl Server {
                     .build()
                 {
                     Ok(runtime) => {
-                        let result = runtime.block_on(self.accept_loop(shutdown));
-                        // Open connections may sit in a read; do not wait for them.
+                        let result = runtime.block_on(self.accept_loop(shutdown, deadline));
+                        // Connections past the deadline may sit in a read; do
+                        // not wait for them.
                         runtime.shutdown_background();
                         result
                     }
@@ -182,16 +269,23 @@ impl Server {
         })
     }
 
-    /// The accept loop: routes every new connection (see [`route`]).
-    async fn accept_loop<F>(self, shutdown: F) -> WireResult<()>
+    /// The accept loop: routes every new connection (see [`route`]); then
+    /// the drain of the connections at shutdown.
+    async fn accept_loop<F, D>(self, shutdown: F, deadline: D) -> WireResult<Stopped>
     where
         F: Future<Output = ()>,
+        D: Future<Output = ()>,
     {
         let listener = TcpListener::from_std(self.listener)?;
+        let (stop_tx, stop_rx) = watch::channel(false);
+        let counts = Arc::new(ConnectionCounts::default());
+        let mut connections = JoinSet::new();
         tokio::pin!(shutdown);
         loop {
             let accepted = tokio::select! {
-                _ = &mut shutdown => return Ok(()),
+                _ = &mut shutdown => break,
+                // Reaps ended connections as they end.
+                Some(_) = connections.join_next(), if !connections.is_empty() => continue,
                 accepted = listener.accept() => accepted,
             };
             let (socket, peer) = match accepted {
@@ -206,14 +300,44 @@ impl Server {
             if let Err(e) = socket.set_nodelay(true) {
                 tracing::debug!(error = %e, "could not set TCP_NODELAY");
             }
-            tokio::spawn(route(
+            connections.spawn(route(
                 socket,
                 peer,
                 self.tls.clone(),
                 self.handlers.clone(),
                 self.connections.clone(),
+                stop_rx.clone(),
+                counts.clone(),
             ));
         }
+        drop(listener);
+        let _ = stop_tx.send(true);
+        tracing::info!(
+            open = counts.open.load(Ordering::Relaxed),
+            running = counts.busy.load(Ordering::Relaxed),
+            "no longer accepting connections; closing idle ones and waiting for running \
+             statements to finish"
+        );
+        tokio::pin!(deadline);
+        loop {
+            tokio::select! {
+                _ = &mut deadline => break,
+                ended = connections.join_next() => {
+                    if ended.is_none() {
+                        tracing::info!("all connections closed");
+                        return Ok(Stopped::Drained);
+                    }
+                }
+            }
+        }
+        let open = connections.len();
+        tracing::warn!(
+            connections = open,
+            running = counts.busy.load(Ordering::Relaxed),
+            "shutdown deadline reached: dropping the connections still open"
+        );
+        connections.abort_all();
+        Ok(Stopped::DeadlineReached { connections: open })
     }
 }
 
@@ -249,13 +373,21 @@ async fn route(
     tls: Option<TlsAcceptor>,
     handlers: Arc<Handlers>,
     connections: Arc<ConnectionManager>,
+    mut stop: watch::Receiver<bool>,
+    counts: Arc<ConnectionCounts>,
 ) {
-    match first_packet(&socket).await {
+    let counted = Counted::new(counts);
+    let first = tokio::select! {
+        first = first_packet(&socket) => first,
+        // Nothing was said yet: there is no one to answer.
+        _ = stopping(&mut stop) => return,
+    };
+    match first {
         FirstPacket::Closed => {}
         FirstPacket::Cancel { len } => cancel(socket, len, &connections).await,
         FirstPacket::Other => {
             tracing::debug!(%peer, "connection accepted");
-            if let Err(e) = serve_connection(socket, tls, handlers).await {
+            if let Err(e) = serve_connection(socket, tls, handlers, stop, counted).await {
                 tracing::debug!(%peer, error = %e, "connection ended with error");
             }
         }
@@ -274,10 +406,13 @@ async fn serve_connection(
     socket: TcpStream,
     tls: Option<TlsAcceptor>,
     handlers: Arc<Handlers>,
+    mut stop: watch::Receiver<bool>,
+    mut counted: Counted,
 ) -> std::io::Result<()> {
-    use futures::StreamExt;
+    use futures::{FutureExt, SinkExt, StreamExt};
     use pgwire::api::{ClientInfo, ErrorHandler, PgWireConnectionState};
-    use pgwire::messages::PgWireFrontendMessage;
+    use pgwire::error::ErrorInfo;
+    use pgwire::messages::{PgWireBackendMessage, PgWireFrontendMessage};
     use pgwire::tokio::server::{negotiate_tls, process_error, process_message};
     use tokio_util::codec::{Framed, FramedParts};
 
@@ -285,6 +420,7 @@ async fn serve_connection(
     tokio::pin!(startup_timeout);
     let negotiated = tokio::select! {
         _ = &mut startup_timeout => return Ok(()),
+        _ = stopping(&mut stop) => return Ok(()),
         negotiated = negotiate_tls(socket, tls) => negotiated?,
     };
     let Some(negotiated) = negotiated else {
@@ -305,18 +441,54 @@ async fn serve_connection(
     let copy = handlers.copy.clone();
     let cancel = handlers.cancel.clone();
     let errors = handlers.error_handler();
+    // Whether the last request was answered in full (its ReadyForQuery
+    // sent): the connection waits for the client, and shutdown may end it.
+    let mut between_requests = true;
     loop {
-        let message = if matches!(
+        let starting = matches!(
             socket.state(),
             PgWireConnectionState::AwaitingStartup
                 | PgWireConnectionState::AuthenticationInProgress
-        ) {
+        );
+        let idle =
+            between_requests && !matches!(socket.state(), PgWireConnectionState::CopyInProgress(_));
+        counted.set_busy(!idle && !starting);
+        let message = if idle && *stop.borrow() {
+            // Shutting down: serve a message that had already arrived, end
+            // the connection otherwise.
+            match socket.next().now_or_never() {
+                Some(message) => message,
+                None => {
+                    let (code, text) = if starting {
+                        ("57P03", "the database system is shutting down")
+                    } else {
+                        (
+                            "57P01",
+                            "terminating connection due to administrator command",
+                        )
+                    };
+                    let fatal =
+                        ErrorInfo::new("FATAL".to_owned(), code.to_owned(), text.to_owned());
+                    // The client may be gone already; the connection ends either way.
+                    let _ = socket
+                        .send(PgWireBackendMessage::ErrorResponse(fatal.into()))
+                        .await;
+                    break;
+                }
+            }
+        } else if starting {
             tokio::select! {
-                _ = &mut startup_timeout => None,
+                biased;
                 message = socket.next() => message,
+                _ = &mut startup_timeout => None,
+                _ = stopping(&mut stop), if idle => continue,
             }
         } else {
-            socket.next().await
+            tokio::select! {
+                biased;
+                message = socket.next() => message,
+                _ = stopping(&mut stop), if idle => continue,
+            }
         };
         let Some(Ok(message)) = message else {
             break;
@@ -328,6 +500,13 @@ async fn serve_connection(
             PgWireConnectionState::CopyInProgress(extended) => extended,
             _ => message.is_extended_query(),
         };
+        // A Query or a Sync is answered with ReadyForQuery; an extended
+        // query message or extended-protocol COPY data awaits its Sync.
+        between_requests = matches!(
+            message,
+            PgWireFrontendMessage::Query(_) | PgWireFrontendMessage::Sync(_)
+        ) || !is_extended_query;
+        counted.set_busy(!starting);
         let result = process_message(
             message,
             &mut socket,

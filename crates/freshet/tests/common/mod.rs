@@ -23,6 +23,17 @@ use tempfile::TempDir;
 /// The server binary cargo built for this test run.
 pub const FRESHET_BIN: &str = env!("CARGO_BIN_EXE_freshet");
 
+/// The server binary the tests start: `FRESHET_TEST_BIN` if set (a packaged
+/// binary, or this checkout's own `target/…/deps/freshet-<hash>` when
+/// several checkouts share a target directory and so `FRESHET_BIN`), else
+/// [`FRESHET_BIN`].
+pub fn freshet_bin() -> String {
+    std::env::var("FRESHET_TEST_BIN")
+        .ok()
+        .filter(|b| !b.is_empty())
+        .unwrap_or_else(|| FRESHET_BIN.to_owned())
+}
+
 /// How long a server may take to start accepting connections. Generous: CI
 /// machines have 2 cores and may be running other test servers meanwhile.
 pub const STARTUP_DEADLINE: Duration = Duration::from_secs(120);
@@ -110,6 +121,9 @@ pub struct ServerOptions {
     /// The server's working directory (relative paths in its arguments
     /// resolve against it); the test's own when `None`.
     pub current_dir: Option<PathBuf>,
+    /// Environment variables set for the server (after every `FRESHET_*`
+    /// variable of the test's own environment was removed).
+    pub env: Vec<(String, String)>,
 }
 
 impl Default for ServerOptions {
@@ -123,6 +137,7 @@ impl Default for ServerOptions {
             listen_host: "127.0.0.1".into(),
             extra_args: Vec::new(),
             current_dir: None,
+            env: Vec::new(),
         }
     }
 }
@@ -160,6 +175,12 @@ impl ServerOptions {
     /// Appends `args` to the `serve` arguments.
     pub fn with_extra(mut self, args: &[&str]) -> Self {
         self.extra_args.extend(args.iter().map(|a| a.to_string()));
+        self
+    }
+
+    /// Sets the environment variable `name` for the server.
+    pub fn with_env(mut self, name: &str, value: &str) -> Self {
+        self.env.push((name.to_owned(), value.to_owned()));
         self
     }
 
@@ -278,13 +299,15 @@ impl TestServer {
             .expect("open server log");
         let log_start = log.metadata().map(|m| m.len()).unwrap_or(0);
         let args = self.opts.args(&self.data_dir, port);
-        let mut command = Command::new(FRESHET_BIN);
+        let bin = freshet_bin();
+        let mut command = Command::new(&bin);
         command.args(&args);
         if let Some(dir) = &self.opts.current_dir {
             command.current_dir(dir);
         }
-        // Only the options decide the password, never the test's environment.
-        command.env_remove("FRESHET_SUPERUSER_PASSWORD");
+        // Only the options decide the settings, never the test's environment.
+        remove_freshet_env(&mut command);
+        command.envs(self.opts.env.iter().map(|(k, v)| (k, v)));
         // FRESHET_TEST_LOG=debug (say) turns up the servers' logging.
         if let Ok(filter) = std::env::var("FRESHET_TEST_LOG") {
             command.env("RUST_LOG", filter);
@@ -294,7 +317,7 @@ impl TestServer {
             .stdout(log.try_clone().expect("clone log handle"))
             .stderr(log)
             .spawn()
-            .unwrap_or_else(|e| panic!("cannot spawn {FRESHET_BIN}: {e}"));
+            .unwrap_or_else(|e| panic!("cannot spawn {bin}: {e}"));
         let addr = SocketAddr::from(([127, 0, 0, 1], port));
         let deadline = Instant::now() + STARTUP_DEADLINE;
         loop {
@@ -436,6 +459,50 @@ impl TestServer {
         self.spawn_and_wait();
     }
 
+    /// Sends `signal` (`TERM`, `INT`, …) to the server process.
+    pub fn signal(&self, signal: &str) {
+        let status = Command::new("kill")
+            .args(["-s", signal, &self.pid().to_string()])
+            .status()
+            .expect("run kill");
+        assert!(status.success(), "kill -s {signal} failed: {status}");
+    }
+
+    /// Waits (at most `deadline`) for the process to exit by itself and
+    /// returns its status; kills it and panics if it did not.
+    pub fn wait_for_exit(&mut self, deadline: Duration) -> ExitStatus {
+        let mut child = self.child.take().expect("server is not running");
+        let end = Instant::now() + deadline;
+        loop {
+            if let Some(status) = child.try_wait().expect("try_wait") {
+                return status;
+            }
+            if Instant::now() > end {
+                let _ = child.kill();
+                let _ = child.wait();
+                panic!(
+                    "the server did not exit within {deadline:?}; log:\n{}",
+                    self.log()
+                );
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// Waits (at most `deadline`) until the server's output contains
+    /// `needle`; panics with the output if it does not.
+    pub async fn wait_for_log(&self, needle: &str, deadline: Duration) -> String {
+        poll_until(
+            deadline,
+            &format!("{needle:?} in the server log"),
+            || async {
+                let log = self.log();
+                log.contains(needle).then_some(log)
+            },
+        )
+        .await
+    }
+
     /// Whether the process is still running.
     pub fn is_running(&mut self) -> bool {
         match self.child.as_mut() {
@@ -529,6 +596,16 @@ fn startup_answered(addr: &SocketAddr, user: &str) -> bool {
 enum SpawnError {
     PortTaken(String),
     Failed(String),
+}
+
+/// Removes every `FRESHET_*` variable from `command`'s environment: each
+/// may set a server setting.
+pub fn remove_freshet_env(command: &mut Command) {
+    for (name, _) in std::env::vars_os() {
+        if name.to_string_lossy().starts_with("FRESHET_") {
+            command.env_remove(name);
+        }
+    }
 }
 
 fn read_from(path: &Path, offset: u64) -> String {
