@@ -1,4 +1,4 @@
-//! Serves health and Prometheus metrics over HTTP.
+//! Serves health, Prometheus metrics and the web console over HTTP.
 //!
 //! Orchestrators and monitoring systems speak HTTP, not the PostgreSQL wire
 //! protocol: a liveness probe should not need a database login, and a
@@ -24,15 +24,22 @@
 //!   derived here. A scrape copies the figures under short locks and formats
 //!   them afterwards, so it never holds up queries for long.
 //!
+//! * `/` (with `/console.css`, `/console.js` and the JSON API under
+//!   `/api/`): the read-only web console, see [`console`]. Unlike the three
+//!   endpoints above, it authenticates like the wire protocol: trust for
+//!   the superuser on loopback when it has no password, HTTP Basic with a
+//!   user's password otherwise (`401` with `WWW-Authenticate` without).
+//!
 //! When the server has a certificate (`--tls-cert`/`--tls-key`), this
 //! listener speaks HTTPS only, with the same certificate; otherwise plain
-//! HTTP. Either way there is no authentication, which is why it binds to
-//! loopback unless told otherwise.
+//! HTTP. `/healthz`, `/readyz` and `/metrics` need no authentication, which
+//! is why it binds to loopback unless told otherwise.
 
+pub mod console;
 pub mod metrics;
 
 use std::future::Future;
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
@@ -56,6 +63,35 @@ pub enum HttpError {
     /// Any other I/O failure (starting the thread or runtime).
     #[error(transparent)]
     Io(#[from] std::io::Error),
+    /// A console API request named nothing that exists.
+    #[error("not found")]
+    NotFound,
+    /// A console API request was malformed.
+    #[error("{0}")]
+    BadRequest(String),
+    /// A statement the console ran failed.
+    #[error("{message}")]
+    Query {
+        /// Its SQLSTATE.
+        sqlstate: String,
+        /// The engine's message.
+        message: String,
+    },
+    /// Too many console requests are running already.
+    #[error("too many console requests at once")]
+    Busy,
+    /// Anything else that stopped a console request.
+    #[error("{0}")]
+    Internal(String),
+}
+
+impl From<freshet_engine::EngineError> for HttpError {
+    fn from(e: freshet_engine::EngineError) -> Self {
+        HttpError::Query {
+            sqlstate: e.sqlstate().to_owned(),
+            message: e.to_string(),
+        }
+    }
 }
 
 /// What the endpoints report about the server's state; shared between the
@@ -191,8 +227,8 @@ impl HttpServer {
                 _ = &mut shutdown => return,
                 accepted = listener.accept() => accepted,
             };
-            let socket = match accepted {
-                Ok((socket, _)) => socket,
+            let (socket, peer) = match accepted {
+                Ok(accepted) => accepted,
                 Err(e) => {
                     // Typically EMFILE; keep serving.
                     tracing::warn!(error = %e, "HTTP accept failed");
@@ -204,10 +240,12 @@ impl HttpServer {
             let tls = self.tls.clone();
             tokio::spawn(async move {
                 match tls {
-                    None => serve_connection(socket, status).await,
+                    None => serve_connection(socket, status, peer.ip(), false).await,
                     Some(acceptor) => {
                         match tokio::time::timeout(REQUEST_TIMEOUT, acceptor.accept(socket)).await {
-                            Ok(Ok(stream)) => serve_connection(stream, status).await,
+                            Ok(Ok(stream)) => {
+                                serve_connection(stream, status, peer.ip(), true).await
+                            }
                             Ok(Err(e)) => tracing::debug!(error = %e, "HTTPS handshake failed"),
                             Err(_) => tracing::debug!("HTTPS handshake timed out"),
                         }
@@ -225,12 +263,15 @@ impl HttpServer {
 /// within [`REQUEST_TIMEOUT`]), answers with `Connection: close`, and is
 /// done: a complete HTTP/1.1 server (keep-alive, chunked bodies, pipelining)
 /// would cost a dependency tree for nothing a scraper needs.
-async fn serve_connection<S>(mut stream: S, status: Arc<Status>)
+async fn serve_connection<S>(mut stream: S, status: Arc<Status>, peer: IpAddr, tls: bool)
 where
     S: AsyncRead + AsyncWrite + Unpin,
 {
     let response = match tokio::time::timeout(REQUEST_TIMEOUT, read_head(&mut stream)).await {
         Ok(Ok(Some(head))) => match parse_request_line(&head) {
+            Some((method, path)) if console::is_console_path(path) => {
+                respond_console(&status, &head, method, path, peer, tls).await
+            }
             Some((method, path)) => respond(&status, method, path),
             None => Response::text(400, "bad request\n"),
         },
@@ -263,6 +304,57 @@ async fn read_head<S: AsyncRead + Unpin>(stream: &mut S) -> std::io::Result<Opti
             return Ok(None);
         }
     }
+}
+
+/// The query string (without `?`) of the request line's target.
+fn request_query(head: &[u8]) -> &str {
+    let line = head.split(|b| *b == b'\n').next().unwrap_or_default();
+    let target = std::str::from_utf8(line)
+        .ok()
+        .and_then(|l| l.split(' ').nth(1))
+        .unwrap_or_default();
+    let target = target.split('#').next().unwrap_or_default();
+    target.split_once('?').map(|(_, q)| q).unwrap_or_default()
+}
+
+/// The value of the first header `name` (case-insensitive) in a request head.
+fn header<'a>(head: &'a [u8], name: &str) -> Option<&'a str> {
+    head.split(|b| *b == b'\n').skip(1).find_map(|line| {
+        let line = std::str::from_utf8(line).ok()?.trim_end_matches('\r');
+        let (key, value) = line.split_once(':')?;
+        key.trim()
+            .eq_ignore_ascii_case(name)
+            .then_some(value.trim())
+    })
+}
+
+/// The response to a request for the console or its API.
+async fn respond_console(
+    status: &Status,
+    head: &[u8],
+    method: &str,
+    path: &str,
+    peer: IpAddr,
+    tls: bool,
+) -> Response {
+    if method != "GET" && method != "HEAD" {
+        let mut response = Response::text(405, "method not allowed\n");
+        response.allow = true;
+        return response;
+    }
+    let Some(engine) = status.engine.get() else {
+        return Response::text(503, "not ready: the data directory is being recovered\n");
+    };
+    let request = console::ConsoleRequest {
+        path,
+        query: request_query(head),
+        authorization: header(head, "authorization"),
+        peer,
+        tls,
+    };
+    let mut response = console::respond(engine, &request).await;
+    response.head_only = method == "HEAD";
+    response
 }
 
 /// The method and the path (without query string) of a request line
@@ -306,6 +398,7 @@ impl Drop for HttpHandle {
 /// The `Content-Type` of `/metrics`.
 const METRICS_CONTENT_TYPE: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
 const TEXT_CONTENT_TYPE: &str = "text/plain; charset=utf-8";
+const JSON_CONTENT_TYPE: &str = "application/json";
 
 /// A response to send.
 #[derive(Debug, PartialEq)]
@@ -316,6 +409,8 @@ struct Response {
     /// HEAD: the headers of the GET response without its body.
     head_only: bool,
     allow: bool,
+    /// Send `WWW-Authenticate: Basic realm="freshet"` (with a 401).
+    www_authenticate: bool,
 }
 
 impl Response {
@@ -326,7 +421,19 @@ impl Response {
             body: body.to_owned(),
             head_only: false,
             allow: false,
+            www_authenticate: false,
         }
+    }
+
+    fn with_type(status: u16, content_type: &'static str, body: &str) -> Response {
+        Response {
+            content_type,
+            ..Response::text(status, body)
+        }
+    }
+
+    fn json(status: u16, value: &serde_json::Value) -> Response {
+        Response::with_type(status, JSON_CONTENT_TYPE, &value.to_string())
     }
 
     /// The response as sent, status line to body.
@@ -334,6 +441,8 @@ impl Response {
         let reason = match self.status {
             200 => "OK",
             400 => "Bad Request",
+            401 => "Unauthorized",
+            403 => "Forbidden",
             404 => "Not Found",
             405 => "Method Not Allowed",
             431 => "Request Header Fields Too Large",
@@ -342,13 +451,18 @@ impl Response {
             _ => "",
         };
         let mut out = format!(
-            "HTTP/1.1 {} {reason}\r\nContent-Type: {}\r\nContent-Length: {}\r\nCache-Control: no-store\r\nConnection: close\r\n",
+            "HTTP/1.1 {} {reason}\r\nContent-Type: {}\r\nContent-Length: {}\r\nCache-Control: no-store\r\nConnection: close\r\n\
+             X-Content-Type-Options: nosniff\r\n\
+             Content-Security-Policy: default-src 'self'; frame-ancestors 'none'\r\n",
             self.status,
             self.content_type,
             self.body.len()
         );
         if self.allow {
             out.push_str("Allow: GET, HEAD\r\n");
+        }
+        if self.www_authenticate {
+            out.push_str("WWW-Authenticate: Basic realm=\"freshet\", charset=\"UTF-8\"\r\n");
         }
         out.push_str("\r\n");
         if !self.head_only {
@@ -378,6 +492,7 @@ fn respond(status: &Status, method: &str, path: &str) -> Response {
                     body,
                     head_only: false,
                     allow: false,
+                    www_authenticate: false,
                 },
                 Err(e) => {
                     tracing::warn!(error = %e, "could not render metrics");
@@ -431,7 +546,12 @@ mod tests {
     #[tokio::test]
     async fn a_connection_gets_one_answer() {
         let (mut client, server) = tokio::io::duplex(4096);
-        let task = tokio::spawn(serve_connection(server, Status::new()));
+        let task = tokio::spawn(serve_connection(
+            server,
+            Status::new(),
+            IpAddr::from([127, 0, 0, 1]),
+            false,
+        ));
         client
             .write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
             .await
