@@ -16,6 +16,12 @@
 //!   than the dividend and truncates (`2/3.0` was `0.6666`), with a division
 //!   rounded half away from zero, as PostgreSQL rounds, to at least 16 and
 //!   up to 20 decimals ([`numeric_division_scale`]): `0.66666666666666666667`.
+//! * `numeric * numeric` whose exact product needs more than 38 decimals
+//!   (DataFusion refuses to plan it: the product of two quotients has 40),
+//!   with a product computed exactly in 256 bits and rounded half away from
+//!   zero to [`numeric_product_scale`] decimals. [`NumericProductPlanner`]
+//!   does the same when the SQL is planned, for operands whose types are
+//!   already known there (two `numeric(38,20)` columns).
 //! * casts from `numeric` to `double precision` or `real`, which Arrow
 //!   computes by dividing by a power of ten in floating point (`1e15::float8`
 //!   was 999999999999999.9), with the correctly rounded conversion of the
@@ -27,7 +33,7 @@
 use std::sync::{Arc, OnceLock};
 
 use datafusion::arrow::array::{Array, ArrayRef, AsArray, Float32Array, Float64Array};
-use datafusion::arrow::datatypes::{DataType, Decimal128Type, Float32Type, Float64Type};
+use datafusion::arrow::datatypes::{i256, DataType, Decimal128Type, Float32Type, Float64Type};
 use datafusion::common::config::ConfigOptions;
 use datafusion::common::tree_node::Transformed;
 use datafusion::common::{DFSchema, DataFusionError, Result as DfResult};
@@ -41,8 +47,12 @@ use datafusion::optimizer::AnalyzerRule;
 use crate::EngineError;
 
 /// Registers the rule with a session.
-pub(crate) fn register(ctx: &datafusion::prelude::SessionContext) {
+pub(crate) fn register(ctx: &datafusion::prelude::SessionContext) -> DfResult<()> {
+    use datafusion::execution::FunctionRegistry;
     ctx.add_analyzer_rule(Arc::new(PostgresFloatOps));
+    // SessionContext shares its state between clones: this registers for `ctx`.
+    let mut registry = ctx.clone();
+    registry.register_expr_planner(Arc::new(NumericProductPlanner))
 }
 
 /// The analyzer rule described in the module docs.
@@ -106,6 +116,16 @@ fn rewrite(expr: Expr, schema: &DFSchema) -> DfResult<Transformed<Expr>> {
                 ScalarFunction::new_udf(udf, vec![left.as_ref().clone(), right.as_ref().clone()]),
             )))
         }
+        Expr::BinaryExpr(BinaryExpr {
+            left,
+            op: Operator::Multiply,
+            right,
+        }) => match (left.get_type(schema), right.get_type(schema)) {
+            (Ok(l), Ok(r)) if product_needs_rounding(&l, &r) => Ok(Transformed::yes(
+                numeric_multiply(left.as_ref().clone(), right.as_ref().clone()),
+            )),
+            _ => Ok(Transformed::no(expr)),
+        },
         Expr::Cast(Cast { expr: inner, field }) if is_float(field.data_type()) => {
             let Ok(DataType::Decimal128(_, _)) = inner.get_type(schema) else {
                 return Ok(Transformed::no(expr));
@@ -214,18 +234,19 @@ impl ScalarUDFImpl for NumericDivide {
     }
 }
 
+fn numeric_overflow() -> DataFusionError {
+    DataFusionError::External(Box::new(EngineError::new(
+        "22003",
+        "numeric field overflow",
+    )))
+}
+
 /// `a * 10^exponent / b`, rounded half away from zero, within 38 digits.
 fn divide_rounded(a: i128, b: i128, exponent: i32) -> DfResult<i128> {
-    use datafusion::arrow::datatypes::i256;
     if b == 0 {
         return Err(division_by_zero());
     }
-    let overflow = || {
-        DataFusionError::External(Box::new(EngineError::new(
-            "22003",
-            "numeric field overflow",
-        )))
-    };
+    let overflow = numeric_overflow;
     let ten = i256::from_i128(10);
     let (numerator, divisor) = if exponent >= 0 {
         let power = ten
@@ -244,6 +265,13 @@ fn divide_rounded(a: i128, b: i128, exponent: i32) -> DfResult<i128> {
             i256::from_i128(b).checked_mul(power).ok_or_else(overflow)?,
         )
     };
+    round_quotient(numerator, divisor)
+}
+
+/// `numerator / divisor` (a non-zero divisor), rounded half away from zero,
+/// as PostgreSQL rounds numerics; 22003 past 38 digits.
+fn round_quotient(numerator: i256, divisor: i256) -> DfResult<i128> {
+    let overflow = numeric_overflow;
     let quotient = numerator.checked_div(divisor).ok_or_else(overflow)?;
     let remainder = numerator.checked_rem(divisor).ok_or_else(overflow)?;
     // Half away from zero: |2 * remainder| >= |divisor|.
@@ -266,6 +294,143 @@ fn divide_rounded(a: i128, b: i128, exponent: i32) -> DfResult<i128> {
         return Err(overflow());
     }
     rounded.to_i128().ok_or_else(overflow)
+}
+
+/// Whether `l * r` is a product of numerics whose exact scale (the sum of
+/// theirs, as in PostgreSQL) does not fit in 38 digits.
+fn product_needs_rounding(l: &DataType, r: &DataType) -> bool {
+    matches!((l, r), (DataType::Decimal128(_, s1), DataType::Decimal128(_, s2))
+        if i16::from(*s1).max(0) + i16::from(*s2).max(0) > 38)
+}
+
+/// The scale of `numeric(p1,s1) * numeric(p2,s2)` when `s1 + s2`, the exact
+/// product's scale, exceeds 38: as many decimals as leave room for the
+/// largest product the types allow, at least 20 (or either operand's own
+/// scale, if larger). A product too large for what is left is an error
+/// (22003), never a wrapped value.
+pub(crate) fn numeric_product_scale(p1: u8, s1: i8, p2: u8, s2: i8) -> i8 {
+    let (s1, s2) = (i16::from(s1.max(0)), i16::from(s2.max(0)));
+    let integer_digits = (i16::from(p1) - s1).max(0) + (i16::from(p2) - s2).max(0);
+    let scale = (38 - integer_digits)
+        .max(20)
+        .min(s1 + s2)
+        .max(s1)
+        .max(s2)
+        .min(38);
+    i8::try_from(scale).unwrap_or(38)
+}
+
+fn numeric_multiply(left: Expr, right: Expr) -> Expr {
+    static UDF: OnceLock<Arc<ScalarUDF>> = OnceLock::new();
+    let udf = UDF.get_or_init(|| {
+        Arc::new(ScalarUDF::new_from_impl(NumericMultiply {
+            signature: Signature::any(2, Volatility::Immutable),
+        }))
+    });
+    Expr::ScalarFunction(ScalarFunction::new_udf(udf.clone(), vec![left, right]))
+}
+
+/// `freshet_numeric_multiply(a, b)`: `a * b` for two numerics whose exact
+/// product has more than 38 decimals, rounded half away from zero to
+/// [`numeric_product_scale`] decimals; 22003 past 38 digits.
+#[derive(Debug, PartialEq, Eq, Hash)]
+struct NumericMultiply {
+    signature: Signature,
+}
+
+impl ScalarUDFImpl for NumericMultiply {
+    fn name(&self) -> &str {
+        "freshet_numeric_multiply"
+    }
+
+    fn signature(&self) -> &Signature {
+        &self.signature
+    }
+
+    fn return_type(&self, args: &[DataType]) -> DfResult<DataType> {
+        match args {
+            [DataType::Decimal128(p1, s1), DataType::Decimal128(p2, s2)] => Ok(
+                DataType::Decimal128(38, numeric_product_scale(*p1, *s1, *p2, *s2)),
+            ),
+            other => Err(DataFusionError::Internal(format!(
+                "freshet_numeric_multiply on {other:?}"
+            ))),
+        }
+    }
+
+    fn invoke_with_args(&self, args: ScalarFunctionArgs) -> DfResult<ColumnarValue> {
+        crate::udf_args::evaluate(&args.args, |arrays| {
+            let [a, b] = arrays else {
+                return Err(DataFusionError::Internal(
+                    "freshet_numeric_multiply takes two arguments".into(),
+                ));
+            };
+            let (DataType::Decimal128(p1, s1), DataType::Decimal128(p2, s2)) =
+                (a.data_type(), b.data_type())
+            else {
+                return Err(DataFusionError::Internal(format!(
+                    "freshet_numeric_multiply on {} and {}",
+                    a.data_type(),
+                    b.data_type()
+                )));
+            };
+            let scale = numeric_product_scale(*p1, *s1, *p2, *s2);
+            // a * b has scale s1 + s2; drop the decimals past `scale`.
+            let dropped = (i32::from(*s1) + i32::from(*s2) - i32::from(scale)).max(0);
+            let divisor = i256::from_i128(10)
+                .checked_pow(dropped.unsigned_abs())
+                .ok_or_else(numeric_overflow)?;
+            let (a, b) = (
+                a.as_primitive::<Decimal128Type>(),
+                b.as_primitive::<Decimal128Type>(),
+            );
+            let mut out = datafusion::arrow::array::Decimal128Builder::with_capacity(a.len());
+            for i in 0..a.len() {
+                if a.is_null(i) || b.is_null(i) {
+                    out.append_null();
+                } else {
+                    // Two values below 10^38 multiply to below 10^76 < 2^255.
+                    let product = i256::from_i128(a.value(i))
+                        .checked_mul(i256::from_i128(b.value(i)))
+                        .ok_or_else(numeric_overflow)?;
+                    out.append_value(round_quotient(product, divisor)?);
+                }
+            }
+            Ok(Arc::new(out.finish().with_precision_and_scale(38, scale)?) as ArrayRef)
+        })
+    }
+}
+
+/// Plans `a * b` of two numerics whose exact product's scale exceeds 38 as
+/// [`NumericMultiply`] when the SQL is planned: DataFusion's own planning of
+/// the `*` fails there, before any analyzer rule runs.
+#[derive(Debug)]
+struct NumericProductPlanner;
+
+impl datafusion::logical_expr::planner::ExprPlanner for NumericProductPlanner {
+    fn plan_binary_op(
+        &self,
+        expr: datafusion::logical_expr::planner::RawBinaryExpr,
+        schema: &DFSchema,
+    ) -> DfResult<
+        datafusion::logical_expr::planner::PlannerResult<
+            datafusion::logical_expr::planner::RawBinaryExpr,
+        >,
+    > {
+        use datafusion::logical_expr::planner::PlannerResult;
+        if !matches!(
+            expr.op,
+            datafusion::sql::sqlparser::ast::BinaryOperator::Multiply
+        ) {
+            return Ok(PlannerResult::Original(expr));
+        }
+        match (expr.left.get_type(schema), expr.right.get_type(schema)) {
+            (Ok(l), Ok(r)) if product_needs_rounding(&l, &r) => Ok(PlannerResult::Planned(
+                numeric_multiply(expr.left, expr.right),
+            )),
+            _ => Ok(PlannerResult::Original(expr)),
+        }
+    }
 }
 
 fn float_divide_udf() -> Arc<ScalarUDF> {
@@ -488,6 +653,25 @@ mod tests {
         assert_eq!(numeric_division_scale(38, 10, 38, 10), 16);
         // A scale above 20 is kept.
         assert_eq!(numeric_division_scale(30, 25, 5, 2), 25);
+    }
+
+    #[test]
+    fn numeric_products_past_38_decimals_round_half_away_from_zero() {
+        // Two quotients, numeric(38,20) each: 20 decimals.
+        assert_eq!(numeric_product_scale(38, 20, 38, 20), 20);
+        // Little integer room left, but an operand's own scale is kept.
+        assert_eq!(numeric_product_scale(38, 30, 38, 30), 30);
+        assert_eq!(numeric_product_scale(38, 38, 38, 38), 38);
+        // 0.125 * 0.5 to two decimals: 0.0625 -> 0.06; 0.125 * 1.0 -> 0.13.
+        assert_eq!(
+            round_quotient(i256::from_i128(625), i256::from_i128(100)).ok(),
+            Some(6)
+        );
+        assert_eq!(
+            round_quotient(i256::from_i128(-1250), i256::from_i128(100)).ok(),
+            Some(-13)
+        );
+        assert!(round_quotient(i256::from_i128(10i128.pow(38)), i256::from_i128(1)).is_err());
     }
 
     #[test]

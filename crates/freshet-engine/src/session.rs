@@ -1072,7 +1072,7 @@ pub(crate) fn build_context(
     }
     // Before pg_compat's casts, which pick a conversion by the operand's
     // type: `(ts - ts)::text` must see the interval these rules make.
-    crate::float_ops::register(&ctx);
+    crate::float_ops::register(&ctx).map_err(crate::planning::map_df_error)?;
     crate::datetime_ops::register(&ctx);
     crate::pg_compat::register(&ctx);
     crate::json_build::register(&ctx);
