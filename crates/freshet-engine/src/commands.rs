@@ -290,6 +290,19 @@ fn run_set(session: &mut Session, set: &Set) -> Result<QueryOutput, EngineError>
     }
 }
 
+/// The column name PostgreSQL gives `SHOW name`'s result: the parameter's
+/// own spelling, which is mixed-case for a few (`SHOW datestyle` answers a
+/// column `DateStyle`).
+fn show_column_name(name: &str) -> &str {
+    match name {
+        "datestyle" => "DateStyle",
+        "intervalstyle" => "IntervalStyle",
+        "timezone" => "TimeZone",
+        "transaction isolation level" => "transaction_isolation",
+        other => other,
+    }
+}
+
 fn run_show(
     session: &mut Session,
     variable: &[datafusion::sql::sqlparser::ast::Ident],
@@ -315,7 +328,7 @@ fn run_show(
         _ => session.shared.settings.read().get(&name).cloned(),
     };
     match value {
-        Some(v) => Ok(text_rows(&[name.as_str()], vec![vec![Some(v)]])),
+        Some(v) => Ok(text_rows(&[show_column_name(&name)], vec![vec![Some(v)]])),
         None => Err(EngineError::new(
             "42704",
             format!("unrecognized configuration parameter \"{name}\""),

@@ -62,6 +62,7 @@ mod storage_metrics;
 mod stored_scan;
 mod subquery;
 mod system_info;
+mod table_function_names;
 mod type_resolution;
 pub mod types;
 mod udf_args;

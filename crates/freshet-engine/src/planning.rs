@@ -365,6 +365,7 @@ fn compat_rewrite(statement: Statement, rules: CompatRules) -> Statement {
     if rules == CompatRules::General {
         crate::array_comparisons::rewrite(&mut statement);
     }
+    crate::table_function_names::rewrite(&mut statement);
     let mut statement = all
         .iter()
         .filter(|(_, needed)| applies(*needed))
