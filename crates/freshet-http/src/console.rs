@@ -779,6 +779,10 @@ async fn models_of(
                 for key in ["aliases", "functions", "metadata"] {
                     parse_json_column(version, key);
                 }
+                // SHOW VERSIONS answers text; the page needs a boolean ("false"
+                // would be truthy in JavaScript).
+                let is_default = text(version, "is_default_version") == "true";
+                version.insert("is_default_version".to_owned(), Value::from(is_default));
             }
             model.insert("database".to_owned(), Value::from(database.clone()));
             model.insert("version_details".to_owned(), Value::from(versions));

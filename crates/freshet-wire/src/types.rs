@@ -40,6 +40,9 @@ struct ColumnPlan {
     own_text: bool,
     /// The column is an `int2vector` or `oidvector`, encoded here.
     vector: Option<PgVector>,
+    /// The column is `jsonb` sent in binary: its text after the format's
+    /// version byte (1), as PostgreSQL's `jsonb_send` writes it.
+    jsonb_binary: bool,
 }
 
 /// A result schema prepared for encoding: Postgres field descriptions plus the
@@ -72,6 +75,7 @@ impl WireSchema {
             };
             let own_text =
                 col_format == FieldFormat::Text && crate::text::supports(wire_field.data_type());
+            let jsonb_binary = pg_type == Type::JSONB && col_format == FieldFormat::Binary;
             fields.push(FieldInfo::new(
                 field.name().clone(),
                 None,
@@ -84,6 +88,7 @@ impl WireSchema {
                 wire_field,
                 own_text,
                 vector,
+                jsonb_binary,
             });
         }
         Ok(WireSchema {
@@ -195,6 +200,15 @@ impl PreparedBatch<'_> {
                 .map_err(|_| WireError::protocol("54000", "field value is too large to send"))?;
             out.put_i32(len);
             out.extend_from_slice(&bytes);
+            return Ok(());
+        }
+        if plan.jsonb_binary {
+            let mut text = vec![1u8];
+            crate::text::write_value(self.columns[col].as_ref(), row, &mut text)?;
+            let len = i32::try_from(text.len())
+                .map_err(|_| WireError::protocol("54000", "field value is too large to send"))?;
+            out.put_i32(len);
+            out.extend_from_slice(&text);
             return Ok(());
         }
         if plan.own_text {
@@ -358,8 +372,25 @@ fn without_stale_tags(field: &FieldRef) -> FieldRef {
 /// Whether `field` should be sent as Postgres `json`, and the Postgres type to
 /// advertise for it.
 pub fn pg_type_for_field(field: &FieldRef) -> (Type, bool) {
+    let declared = field
+        .metadata()
+        .get(freshet_engine::types::SQL_TYPE_METADATA)
+        .map(String::as_str);
+    let text = is_string_type(field.data_type());
     if is_json_field(field) {
-        return (Type::JSON, true);
+        // A column declared jsonb is described as jsonb, as PostgreSQL does.
+        return if text && declared == Some("jsonb") {
+            (Type::JSONB, true)
+        } else {
+            (Type::JSON, true)
+        };
+    }
+    // A column declared varchar(n) is described as varchar (drivers map it
+    // to their string type either way; pgjdbc's metadata reports the name).
+    if text
+        && declared.is_some_and(|t| t.starts_with("varchar") || t.starts_with("character varying"))
+    {
+        return (Type::VARCHAR, false);
     }
     match arrow_pg::datatypes::field_into_pg_type(field) {
         // arrow-pg describes structs as anonymous composite records, which most
@@ -506,6 +537,47 @@ mod tests {
             )])),
         );
         assert_eq!(pg_type_for_field(&field).0, Type::JSON);
+    }
+
+    #[test]
+    fn declared_jsonb_and_varchar_are_described_as_declared() {
+        let tagged = |sql_type: &str, json: bool| {
+            let mut metadata = HashMap::from([(
+                freshet_engine::types::SQL_TYPE_METADATA.to_owned(),
+                sql_type.to_owned(),
+            )]);
+            if json {
+                metadata.insert(
+                    freshet_engine::types::EXTENSION_NAME.to_owned(),
+                    freshet_engine::types::JSON_EXTENSION.to_owned(),
+                );
+            }
+            Arc::new(Field::new("c", DataType::Utf8, true).with_metadata(metadata))
+        };
+        assert_eq!(pg_type_for_field(&tagged("jsonb", true)).0, Type::JSONB);
+        assert_eq!(pg_type_for_field(&tagged("json", true)).0, Type::JSON);
+        assert_eq!(
+            pg_type_for_field(&tagged("varchar(20)", false)).0,
+            Type::VARCHAR
+        );
+        assert_eq!(
+            pg_type_for_field(&tagged("character varying", false)).0,
+            Type::VARCHAR
+        );
+        assert_eq!(pg_type_for_field(&tagged("text", false)).0, Type::TEXT);
+        // jsonb in binary carries the format's version byte.
+        let schema = Schema::new(vec![tagged("jsonb", true)]);
+        let wire = WireSchema::new(&schema, &Format::UnifiedBinary).unwrap();
+        let batch = RecordBatch::try_new(
+            Arc::new(schema),
+            vec![Arc::new(datafusion::arrow::array::StringArray::from(vec![
+                r#"{"a":1}"#,
+            ]))],
+        )
+        .unwrap();
+        let mut prepared = wire.prepare(&batch).unwrap();
+        let bytes = prepared.field_text(0, 0, &mut BytesMut::new()).unwrap();
+        assert_eq!(bytes.as_deref(), Some(&b"\x01{\"a\":1}"[..]));
     }
 
     #[test]

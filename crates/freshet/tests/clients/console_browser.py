@@ -41,11 +41,14 @@ def main():
     with sync_playwright() as p:
         browser = p.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox"])
 
-        # Without credentials the server asks for them (the browser would
-        # prompt); the page is not served.
+        # Without credentials the server asks for them and serves nothing. A
+        # headless page cannot answer the prompt (its navigation fails with
+        # ERR_INVALID_AUTH_CREDENTIALS), so the browser context's own HTTP
+        # client makes the request.
         anonymous = browser.new_context()
-        response = anonymous.new_page().goto(URL + "/")
+        response = anonymous.request.get(URL + "/")
         assert response.status == 401, response.status
+        assert response.headers.get("www-authenticate", "").startswith("Basic"), response.headers
         anonymous.close()
 
         context = browser.new_context(

@@ -35,8 +35,6 @@ const TARGET = process.env.FRESHET_TARGET || "freshet";
 const KNOWN_FRESHET_DIFFERENCES = {
   // SELECT version() / SHOW server_version: PostgreSQL 15.x; Freshet 16.0.
   test_version: "version() reports PostgreSQL 16.0, not 15.x",
-  // A varchar(20) column is described as text (25), jsonb as json (114).
-  test_rowdescription_varchar_jsonb: "varchar and jsonb columns are described as text and json",
   // ErrorResponse of a unique violation lacks the schema, table and constraint fields.
   test_error_fields: "23505 errors lack the schema/table/constraint fields",
   // SELECT name, id FROM t: RowDescription's table oid and column number are 0.
