@@ -635,7 +635,8 @@ fn element_positions(
 }
 
 /// One step into `json` text: the member or element as JSON (`->`, `:`) or,
-/// for `->>`, as text (strings unquoted). A JSON null is SQL NULL.
+/// for `->>`, as text (strings unquoted). A JSON null member is JSON `null`
+/// for `->` and SQL NULL for `->>`, as in PostgreSQL.
 fn json_step(value: &ArrayRef, key: &PathKey, result: PathResult) -> DfResult<ArrayRef> {
     if value.data_type() == &DataType::Null {
         return Ok(new_null_array(&DataType::Utf8, value.len()));
@@ -655,7 +656,9 @@ fn json_step(value: &ArrayRef, key: &PathKey, result: PathResult) -> DfResult<Ar
                 }
             };
             match (member, result) {
-                (serde_json::Value::Null, _) => None,
+                // `->>` of a JSON null is SQL NULL; `->` keeps it as JSON
+                // `null`, as PostgreSQL's `->` does.
+                (serde_json::Value::Null, PathResult::Text) => None,
                 (serde_json::Value::String(s), PathResult::Text) => Some(s.clone()),
                 (other, _) => Some(other.to_string()),
             }

@@ -9,6 +9,7 @@
 //! psql, drivers and the refresh scheduler alike.
 
 mod array_comparisons;
+mod array_literals;
 mod catalog_names;
 mod commands;
 mod cursors;
@@ -63,6 +64,7 @@ mod stored_scan;
 mod subquery;
 mod system_info;
 mod table_function_names;
+mod to_hex;
 mod type_resolution;
 pub mod types;
 mod udf_args;

@@ -1074,6 +1074,7 @@ pub(crate) fn build_context(
     // type: `(ts - ts)::text` must see the interval these rules make.
     crate::float_ops::register(&ctx).map_err(crate::planning::map_df_error)?;
     crate::datetime_ops::register(&ctx);
+    crate::to_hex::register(&ctx);
     crate::pg_compat::register(&ctx);
     crate::json_build::register(&ctx);
     crate::subquery::register(&ctx);

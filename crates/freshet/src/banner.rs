@@ -63,7 +63,7 @@ impl Banner<'_> {
         line(
             "http",
             match &self.http {
-                Some(url) => format!("{url} (/healthz, /readyz, /metrics)"),
+                Some(url) => format!("{url} (web console at /; /healthz, /readyz, /metrics)"),
                 None => "off (--http-listen off)".to_owned(),
             },
         );

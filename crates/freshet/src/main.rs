@@ -205,7 +205,7 @@ async fn serve(settings: Settings) -> Result<(), String> {
                 "http"
             };
             tracing::info!(
-                "HTTP endpoint listening on {scheme}://{addr}/ (/healthz, /readyz, /metrics)"
+                "HTTP endpoint listening on {scheme}://{addr}/ (web console at /; /healthz, /readyz, /metrics)"
             );
             Some((server.spawn().map_err(|e| e.to_string())?, addr, scheme))
         }
