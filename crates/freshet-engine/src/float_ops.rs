@@ -143,7 +143,7 @@ fn rewrite(expr: Expr, schema: &DFSchema) -> DfResult<Transformed<Expr>> {
 }
 
 /// The scale of `numeric(p1,s1) / numeric(p2,s2)`, whose result is a
-/// `numeric(38, scale)`.
+/// `numeric(38, scale)` (the divisor's precision does not bound the quotient).
 ///
 /// PostgreSQL picks a scale for each value, giving at least 16 significant
 /// digits (`2/3.0` has 20 decimals, `200/3.0` 16). A column has one type, so
@@ -151,7 +151,7 @@ fn rewrite(expr: Expr, schema: &DFSchema) -> DfResult<Transformed<Expr>> {
 /// leave room for the largest quotient the types allow, at least 16 (or the
 /// operands' own scale, if larger) and at most 20. A quotient too large for
 /// the 38 digits left is an error (22003), never a rounded answer.
-pub(crate) fn numeric_division_scale(p1: u8, s1: i8, _p2: u8, s2: i8) -> i8 {
+pub(crate) fn numeric_division_scale(p1: u8, s1: i8, s2: i8) -> i8 {
     let (s1, s2) = (s1.max(0), s2.max(0));
     // |a / b| < 10^(p1 - s1) / 10^-s2: its integer digits.
     let integer_digits = i16::from(p1) - i16::from(s1) + i16::from(s2);
@@ -189,8 +189,8 @@ impl ScalarUDFImpl for NumericDivide {
 
     fn return_type(&self, args: &[DataType]) -> DfResult<DataType> {
         match args {
-            [DataType::Decimal128(p1, s1), DataType::Decimal128(p2, s2)] => Ok(
-                DataType::Decimal128(38, numeric_division_scale(*p1, *s1, *p2, *s2)),
+            [DataType::Decimal128(p1, s1), DataType::Decimal128(_, s2)] => Ok(
+                DataType::Decimal128(38, numeric_division_scale(*p1, *s1, *s2)),
             ),
             other => Err(DataFusionError::Internal(format!(
                 "freshet_numeric_divide on {other:?}"
@@ -205,7 +205,7 @@ impl ScalarUDFImpl for NumericDivide {
                     "freshet_numeric_divide takes two arguments".into(),
                 ));
             };
-            let (DataType::Decimal128(p1, s1), DataType::Decimal128(p2, s2)) =
+            let (DataType::Decimal128(p1, s1), DataType::Decimal128(_, s2)) =
                 (a.data_type(), b.data_type())
             else {
                 return Err(DataFusionError::Internal(format!(
@@ -214,7 +214,7 @@ impl ScalarUDFImpl for NumericDivide {
                     b.data_type()
                 )));
             };
-            let scale = numeric_division_scale(*p1, *s1, *p2, *s2);
+            let scale = numeric_division_scale(*p1, *s1, *s2);
             // a / 10^s1 / (b / 10^s2) * 10^scale = a * 10^(scale + s2 - s1) / b
             let exponent = i32::from(scale) + i32::from(*s2) - i32::from(*s1);
             let (a, b) = (
@@ -631,7 +631,7 @@ mod tests {
     #[test]
     fn numeric_division_rounds_half_away_from_zero() {
         // 2 / 3.0 to 20 decimals, as PostgreSQL prints it.
-        assert_eq!(numeric_division_scale(10, 0, 2, 1), 20);
+        assert_eq!(numeric_division_scale(10, 0, 1), 20);
         assert_eq!(
             divide_rounded(2, 30, 21).ok(),
             Some(66_666_666_666_666_666_667)
@@ -650,9 +650,9 @@ mod tests {
         assert!(divide_rounded(10i128.pow(37), 1, 2).is_err());
         // Plain numeric (38,10) by itself: 16 decimals, its integer room
         // smaller than the worst case.
-        assert_eq!(numeric_division_scale(38, 10, 38, 10), 16);
+        assert_eq!(numeric_division_scale(38, 10, 10), 16);
         // A scale above 20 is kept.
-        assert_eq!(numeric_division_scale(30, 25, 5, 2), 25);
+        assert_eq!(numeric_division_scale(30, 25, 2), 25);
     }
 
     #[test]
