@@ -228,6 +228,7 @@ impl Columns {
             .clone();
         let mut data_types = Vec::with_capacity(batch.num_rows());
         let mut max_lengths = Vec::with_capacity(batch.num_rows());
+        let mut numeric: Vec<[Option<u64>; 3]> = Vec::with_capacity(batch.num_rows());
         let mut current: Option<((String, String, String), Option<SchemaRef>)> = None;
         for row in 0..batch.num_rows() {
             let key = (
@@ -247,10 +248,12 @@ impl Columns {
                 Some(field) => {
                     data_types.push(standard_type_name(&field));
                     max_lengths.push(declared_char_length(&field).map(|n| n as u64));
+                    numeric.push(numeric_sizes(&field));
                 }
                 None => {
                     data_types.push("text".to_string());
                     max_lengths.push(None);
+                    numeric.push([None; 3]);
                 }
             }
         }
@@ -267,6 +270,20 @@ impl Columns {
         if let Ok(i) = schema.index_of("character_maximum_length") {
             columns[i] = Arc::new(UInt64Array::from(max_lengths));
         }
+        for (k, name) in [
+            "numeric_precision",
+            "numeric_precision_radix",
+            "numeric_scale",
+        ]
+        .into_iter()
+        .enumerate()
+        {
+            if let Ok(i) = schema.index_of(name) {
+                columns[i] = Arc::new(UInt64Array::from(
+                    numeric.iter().map(|sizes| sizes[k]).collect::<Vec<_>>(),
+                ));
+            }
+        }
         Ok(RecordBatch::try_new(schema, columns)?)
     }
 
@@ -279,6 +296,27 @@ impl Columns {
             .await
             .ok()??;
         Some(provider.schema())
+    }
+}
+
+/// `numeric_precision`, `numeric_precision_radix` and `numeric_scale` of a
+/// column, as PostgreSQL's information_schema gives them: bits for integers
+/// (scale 0) and floats, digits for a `numeric(p,s)`, only the radix for a
+/// `numeric` declared without a precision, nothing for other types.
+fn numeric_sizes(field: &Field) -> [Option<u64>; 3] {
+    let declared_bare_numeric = field
+        .metadata()
+        .get(SQL_TYPE_METADATA)
+        .is_some_and(|t| matches!(t.as_str(), "numeric" | "decimal" | "dec"));
+    match field.data_type() {
+        DataType::Int8 | DataType::Int16 => [Some(16), Some(2), Some(0)],
+        DataType::Int32 => [Some(32), Some(2), Some(0)],
+        DataType::Int64 | DataType::UInt32 | DataType::UInt64 => [Some(64), Some(2), Some(0)],
+        DataType::Float32 => [Some(24), Some(2), None],
+        DataType::Float64 => [Some(53), Some(2), None],
+        DataType::Decimal128(..) if declared_bare_numeric => [None, Some(10), None],
+        DataType::Decimal128(p, s) => [Some(u64::from(*p)), Some(10), u64::try_from(*s).ok()],
+        _ => [None; 3],
     }
 }
 
