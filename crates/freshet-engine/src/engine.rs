@@ -82,6 +82,9 @@ pub struct Engine {
     pub(crate) runtime: Arc<datafusion::execution::runtime_env::RuntimeEnv>,
     /// Counters for monitoring (see [`crate::server_metrics`]).
     pub(crate) metrics: crate::server_metrics::ServerMetrics,
+    /// The connected sessions, once the wire layer has installed its
+    /// directory ([`crate::activity`]).
+    pub(crate) sessions: std::sync::OnceLock<Arc<dyn crate::activity::SessionDirectory>>,
 }
 
 impl std::fmt::Debug for Engine {
@@ -110,6 +113,7 @@ impl Engine {
             models: Mutex::new(HashMap::new()),
             commit_notify: Arc::new(tokio::sync::Notify::new()),
             metrics: crate::server_metrics::ServerMetrics::default(),
+            sessions: std::sync::OnceLock::new(),
         });
         engine.bootstrap().await?;
         Ok(engine)
@@ -202,6 +206,15 @@ impl Engine {
             .snapshot()
             .get_meta(&catalog::user_key(user))
             .is_some()
+    }
+
+    /// Whether `user` exists and is a superuser, as of the latest commit.
+    pub fn is_superuser(&self, user: &str) -> bool {
+        let snapshot = self.store.snapshot();
+        catalog::get::<UserEntry>(&snapshot, &catalog::user_key(user))
+            .ok()
+            .flatten()
+            .is_some_and(|u| u.superuser)
     }
 
     /// Whether any user can authenticate with a password (required for non-loopback listening).

@@ -8,6 +8,7 @@
 //! model calls, dynamic-table DDL — lives here, so that the same semantics serve
 //! psql, drivers and the refresh scheduler alike.
 
+pub mod activity;
 mod array_comparisons;
 mod array_literals;
 mod catalog_names;

@@ -51,9 +51,10 @@ const BTREE_AM: i32 = 403;
 /// relation OIDs (counted up from 16384) and of `pg_attrdef`'s (from 2^30).
 const FIRST_KEY_OID: i32 = 1 << 29;
 
-/// The pg_catalog relations this module adds to the crate's list (which
-/// qualifies only its own names when they are written unqualified).
-pub(crate) const ADDED_CATALOG_TABLES: &[&str] = &["pg_indexes"];
+/// The pg_catalog relations Freshet adds to the crate's list (which
+/// qualifies only its own names when they are written unqualified):
+/// `pg_indexes` (this module) and `pg_stat_activity` ([`crate::activity`]).
+pub(crate) const ADDED_CATALOG_TABLES: &[&str] = &["pg_indexes", "pg_stat_activity"];
 
 /// Which catalog table a [`KeyCatalogTable`] serves.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

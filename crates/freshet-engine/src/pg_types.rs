@@ -50,6 +50,8 @@ pub(crate) struct DeclaredTypesCatalog {
     pub(crate) key_oids: Arc<crate::pg_keys::KeyOids>,
     /// The session's relation OIDs as `pg_class` reads hand them out.
     pub(crate) relation_oids: Arc<crate::relation_oids::RelationOids>,
+    /// The engine, for `pg_stat_activity` ([`crate::activity`]).
+    pub(crate) engine: Arc<crate::Engine>,
 }
 
 #[async_trait]
@@ -67,6 +69,9 @@ impl SchemaProvider for DeclaredTypesCatalog {
     async fn table(&self, name: &str) -> DfResult<Option<Arc<dyn TableProvider>>> {
         if name == "pg_policy" {
             return Ok(Some(empty_pg_policy()?));
+        }
+        if name == "pg_stat_activity" {
+            return crate::activity::pg_stat_activity(&self.engine, &self.shared).map(Some);
         }
         if name == "pg_statistic_ext" {
             return Ok(Some(empty_pg_statistic_ext()?));

@@ -45,6 +45,8 @@ pub(crate) struct SessionShared {
     /// The role whose privileges every read is checked against: the
     /// session's user (a dynamic table's owner, for refreshes).
     pub(crate) user: String,
+    /// The pid the wire gave the session's connection (`pg_backend_pid()`).
+    pub(crate) backend_pid: crate::activity::BackendPid,
 }
 
 impl std::fmt::Debug for SessionShared {
@@ -63,6 +65,7 @@ impl SessionShared {
             work: Default::default(),
             settings: RwLock::new(Default::default()),
             user,
+            backend_pid: Default::default(),
         }
     }
 

@@ -228,6 +228,12 @@ impl Session {
         &self.database
     }
 
+    /// Records the pid the session's connection was given, which
+    /// `pg_backend_pid()` answers.
+    pub fn set_backend_pid(&self, pid: i32) {
+        self.shared.backend_pid.set(pid);
+    }
+
     /// The state to report in ReadyForQuery.
     pub fn transaction_status(&self) -> TransactionStatus {
         self.status
@@ -1062,6 +1068,7 @@ pub(crate) fn build_context(
             database: database.to_string(),
             key_oids,
             relation_oids,
+            engine: engine.clone(),
         };
         schemas.insert("pg_catalog".into(), Arc::new(corrected));
     }
@@ -1099,6 +1106,8 @@ pub(crate) fn build_context(
     }
     crate::system_info::register(&ctx, shared.clone());
     crate::functions::register(&ctx, engine, shared);
+    // After pg_catalog's functions: its pg_backend_pid() answers 1.
+    crate::activity::register(&ctx, engine, shared);
     Ok(ctx)
 }
 

@@ -62,6 +62,8 @@ pub struct FreshetStartupHandler {
     /// The runtime sessions run their statements on.
     compute: Handle,
     connections: Arc<ConnectionManager>,
+    /// The sessions `pg_stat_activity` lists.
+    activities: Arc<crate::activity::Activities>,
     pids: RandomPidSecretKeyGenerator,
 }
 
@@ -88,11 +90,17 @@ fn is_loopback(ip: IpAddr) -> bool {
 impl FreshetStartupHandler {
     /// A handler for `engine`, registering connections in `connections` so that
     /// CancelRequests can find them; sessions execute on `compute`.
-    pub fn new(engine: Arc<Engine>, compute: Handle, connections: Arc<ConnectionManager>) -> Self {
+    pub(crate) fn new(
+        engine: Arc<Engine>,
+        compute: Handle,
+        connections: Arc<ConnectionManager>,
+        activities: Arc<crate::activity::Activities>,
+    ) -> Self {
         FreshetStartupHandler {
             engine,
             compute,
             connections,
+            activities,
             pids: RandomPidSecretKeyGenerator::default(),
         }
     }
@@ -118,17 +126,42 @@ impl FreshetStartupHandler {
             .engine
             .new_session(&user, database.as_deref())
             .map_err(|e| fatal(e.into()))?;
+        let (pid, secret_key) = self.pids.generate(client);
+        session.set_backend_pid(pid);
+        let session_database = session.database().to_owned();
         client
             .session_extensions()
             .insert(SessionSlot::new(session, self.compute.clone()));
 
-        let (pid, secret_key) = self.pids.generate(client);
         client.set_pid_and_secret_key(pid, secret_key.clone());
         let (handle, guard) = self.connections.register(pid, secret_key.clone());
         client
             .session_extensions()
-            .insert::<Arc<ConnectionHandle>>(handle);
+            .insert::<Arc<ConnectionHandle>>(handle.clone());
         client.session_extensions().insert::<ConnectionGuard>(guard);
+        // Listed in pg_stat_activity until the connection ends. The
+        // connection loop put the terminate signal in place before start-up.
+        if let Some(terminate) = client
+            .session_extensions()
+            .get::<Arc<crate::activity::TerminateSignal>>()
+        {
+            let peer = client.socket_addr();
+            let (entry, activity_guard) = self.activities.register(crate::activity::NewSession {
+                pid,
+                user: user.clone(),
+                database: session_database,
+                application_name: client
+                    .metadata()
+                    .get(METADATA_APPLICATION_NAME)
+                    .cloned()
+                    .unwrap_or_default(),
+                client: Some((peer.ip().to_canonical(), peer.port())),
+                cancel: handle,
+                terminate: (*terminate).clone(),
+            });
+            client.session_extensions().insert(entry);
+            client.session_extensions().insert(activity_guard);
+        }
         // Counted as a current connection until the connection (and with it
         // this guard) is dropped.
         client

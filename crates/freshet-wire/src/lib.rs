@@ -16,6 +16,7 @@
 //! * `text` — Postgres-exact text output of Arrow values;
 //! * [`error`] — [`WireError`], the crate's single error type.
 
+mod activity;
 mod auth;
 mod copy;
 pub mod error;

@@ -799,8 +799,11 @@ impl SimpleQueryHandler for FreshetQueryHandler {
             if crate::slow_log::logs_start() {
                 crate::slow_log::log_start(client, &query.query);
             }
+            crate::activity::statement_started(client, &query.query);
             let mut cancel = cancel_signal(client).await;
-            match self.run_simple(client, &query.query, &mut cancel).await {
+            let result = self.run_simple(client, &query.query, &mut cancel).await;
+            crate::activity::statement_finished(client);
+            match result {
                 Ok((copy_started, outcome)) => {
                     self.slow_log
                         .record(client, &query.query, started.elapsed(), &outcome);
@@ -1019,24 +1022,25 @@ impl ExtendedQueryHandler for FreshetQueryHandler {
         }
         client.set_state(PgWireConnectionState::QueryInProgress);
         let started = std::time::Instant::now();
-        let portal_name = message.name.clone();
+        // The statement's text, for pg_stat_activity and the slow-statement log.
+        let sql = match client
+            .portal_store()
+            .get_portal(message.name.as_deref().unwrap_or(DEFAULT_NAME))
+        {
+            Some(Entry::Value(portal)) => portal.statement.statement.sql.clone(),
+            _ => String::new(),
+        };
         if crate::slow_log::logs_start() {
-            let name = portal_name.as_deref().unwrap_or(DEFAULT_NAME);
-            if let Some(Entry::Value(portal)) = client.portal_store().get_portal(name) {
-                crate::slow_log::log_start(client, &portal.statement.statement.sql);
-            }
+            crate::slow_log::log_start(client, &sql);
         }
+        crate::activity::statement_started(client, &sql);
         let result = self.execute(client, message).await;
+        crate::activity::statement_finished(client);
         if !matches!(client.state(), PgWireConnectionState::CopyInProgress(_)) {
             client.set_state(PgWireConnectionState::ReadyForQuery);
         }
         let elapsed = started.elapsed();
         if self.slow_log.is_slow(elapsed) {
-            let portal_name = portal_name.as_deref().unwrap_or(DEFAULT_NAME);
-            let sql = match client.portal_store().get_portal(portal_name) {
-                Some(Entry::Value(portal)) => portal.statement.statement.sql.clone(),
-                _ => String::new(),
-            };
             let outcome = match &result {
                 Ok(()) => Outcome::Ok,
                 Err(e) => Outcome::Error(e.sqlstate().to_owned()),

@@ -193,12 +193,15 @@ impl Server {
         let listener = TcpListener::bind(addrs.as_slice()).await?.into_std()?;
         let tls = config.tls.as_ref().map(load_tls).transpose()?;
         let connections = Arc::new(ConnectionManager::new());
+        let activities = Arc::new(crate::activity::Activities::default());
+        engine.set_session_directory(activities.clone());
         let handlers = Arc::new(Handlers {
             query: Arc::new(FreshetQueryHandler::new(config.slow_statements)),
             startup: Arc::new(FreshetStartupHandler::new(
                 engine,
                 Handle::current(),
                 connections.clone(),
+                activities,
             )),
             copy: Arc::new(FreshetCopyHandler),
             cancel: Arc::new(DefaultCancelHandler::new(connections.clone())),
@@ -435,6 +438,12 @@ async fn serve_connection(
     guarded.write_buf = parts.write_buf;
     let mut socket = Framed::from_parts(guarded);
     socket.set_state(PgWireConnectionState::AwaitingStartup);
+    // pg_terminate_backend's signal: the start-up handler hands the sender
+    // to the session's pg_stat_activity entry.
+    let (terminate_tx, mut terminate) = watch::channel(false);
+    socket
+        .session_extensions()
+        .insert(Arc::new(crate::activity::TerminateSignal(terminate_tx)));
 
     let startup = handlers.startup.clone();
     let query = handlers.query.clone();
@@ -453,6 +462,18 @@ async fn serve_connection(
         let idle =
             between_requests && !matches!(socket.state(), PgWireConnectionState::CopyInProgress(_));
         counted.set_busy(!idle && !starting);
+        if idle && *terminate.borrow() {
+            let fatal = ErrorInfo::new(
+                "FATAL".to_owned(),
+                "57P01".to_owned(),
+                "terminating connection due to administrator command".to_owned(),
+            );
+            // The client may be gone already; the connection ends either way.
+            let _ = socket
+                .send(PgWireBackendMessage::ErrorResponse(fatal.into()))
+                .await;
+            break;
+        }
         let message = if idle && *stop.borrow() {
             // Shutting down: serve a message that had already arrived, end
             // the connection otherwise.
@@ -488,6 +509,7 @@ async fn serve_connection(
                 biased;
                 message = socket.next() => message,
                 _ = stopping(&mut stop), if idle => continue,
+                _ = stopping(&mut terminate), if idle => continue,
             }
         };
         let Some(Ok(message)) = message else {

@@ -1363,6 +1363,207 @@ async fn statement_timeout_cancels_long_statements() {
     }
 }
 
+/// The state and statement of session `pid` in pg_stat_activity, if listed.
+async fn activity_of(client: &Client, pid: i32) -> Option<(Option<String>, Option<String>)> {
+    client
+        .query_opt(
+            "SELECT state, query FROM pg_stat_activity WHERE pid = $1",
+            &[&pid],
+        )
+        .await
+        .expect("pg_stat_activity")
+        .map(|row| (row.get(0), row.get(1)))
+}
+
+/// Polls pg_stat_activity (as `watcher`) until `check` holds for session
+/// `pid`'s row, or fails after 30 s.
+async fn wait_for_activity(
+    watcher: &Client,
+    pid: i32,
+    what: &str,
+    check: impl Fn(&Option<(Option<String>, Option<String>)>) -> bool,
+) {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let row = activity_of(watcher, pid).await;
+        if check(&row) {
+            return;
+        }
+        assert!(Instant::now() < deadline, "{what}: last row {row:?}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// pg_stat_activity lists the sessions with their state and statement,
+/// pg_backend_pid() is the session's own pid, pg_cancel_backend stops
+/// another session's running statement (57014) and pg_terminate_backend
+/// ends its connection, as in PostgreSQL (checked against it too when
+/// SLT_REFERENCE_URL is set).
+#[tokio::test]
+async fn pg_stat_activity_lists_sessions_and_signals_them() {
+    let server = TestServer::start();
+    let long = "SELECT count(*) FROM generate_series(1, 100000) AS a(x), \
+                generate_series(1, 100000) AS b(y) WHERE a.x + b.y = -1";
+    for (name, watcher, worker) in client_pairs(&server).await {
+        let pid: i32 = worker
+            .query_one("SELECT pg_backend_pid()", &[])
+            .await
+            .expect("pg_backend_pid")
+            .get(0);
+        let own: i32 = watcher
+            .query_one("SELECT pg_backend_pid()", &[])
+            .await
+            .expect("pg_backend_pid")
+            .get(0);
+        assert_ne!(pid, own, "{name}: two sessions, two pids");
+        // The worker waits, its last statement shown; the watcher's own row
+        // is the statement it is running.
+        assert_eq!(
+            activity_of(&watcher, pid).await,
+            Some((
+                Some("idle".to_owned()),
+                Some("SELECT pg_backend_pid()".to_owned())
+            )),
+            "{name}"
+        );
+        let row = watcher
+            .query_one(
+                "SELECT state, query, usename = current_user, backend_start <= now() \
+                 FROM pg_stat_activity WHERE pid = pg_backend_pid()",
+                &[],
+            )
+            .await
+            .expect("own row");
+        assert_eq!(
+            row.get::<_, Option<String>>(0).as_deref(),
+            Some("active"),
+            "{name}"
+        );
+        assert!(
+            row.get::<_, Option<String>>(1)
+                .is_some_and(|q| q.contains("FROM pg_stat_activity WHERE pid = pg_backend_pid()")),
+            "{name}"
+        );
+        assert_eq!(row.get::<_, Option<bool>>(2), Some(true), "{name}");
+        assert_eq!(row.get::<_, Option<bool>>(3), Some(true), "{name}");
+
+        // Cancel a running statement from the other session.
+        let worker = Arc::new(worker);
+        let running = {
+            let worker = worker.clone();
+            tokio::spawn(async move { worker.simple_query(long).await.map(|_| ()) })
+        };
+        wait_for_activity(&watcher, pid, "the long statement shows as active", |row| {
+            matches!(row, Some((Some(state), Some(query))) if state == "active" && query == long)
+        })
+        .await;
+        let cancelled: bool = watcher
+            .query_one("SELECT pg_cancel_backend($1::int)", &[&pid])
+            .await
+            .expect("pg_cancel_backend")
+            .get(0);
+        assert!(cancelled, "{name}");
+        let err = running
+            .await
+            .expect("join")
+            .expect_err("the statement was cancelled");
+        assert_eq!(sqlstate(&err), "57014", "{name}: {err:?}");
+        wait_for_activity(
+            &watcher,
+            pid,
+            "idle after the cancel",
+            |row| matches!(row, Some((Some(state), _)) if state == "idle"),
+        )
+        .await;
+        // No such session: false.
+        let found: bool = watcher
+            .query_one("SELECT pg_cancel_backend(2147483647)", &[])
+            .await
+            .expect("pg_cancel_backend of no session")
+            .get(0);
+        assert!(!found, "{name}");
+
+        // Terminate the worker: its connection ends and leaves the list.
+        let terminated: bool = watcher
+            .query_one("SELECT pg_terminate_backend($1::int)", &[&pid])
+            .await
+            .expect("pg_terminate_backend")
+            .get(0);
+        assert!(terminated, "{name}");
+        wait_for_activity(&watcher, pid, "the terminated session is gone", |row| {
+            row.is_none()
+        })
+        .await;
+        assert!(
+            worker.simple_query("SELECT 1").await.is_err(),
+            "{name}: the terminated connection still answers"
+        );
+    }
+}
+
+/// Another user's sessions are listed without their statements, and only a
+/// superuser (or the session's own user) may signal a session.
+#[tokio::test]
+async fn pg_stat_activity_hides_and_protects_other_users_sessions() {
+    let server = TestServer::start();
+    let admin = server.connect().await;
+    exec(&admin, "CREATE USER psa_alice PASSWORD 'pw'").await;
+    let mut alice = server.config();
+    alice.user("psa_alice").password("pw");
+    let alice = server.try_connect(&alice).await.expect("alice connects");
+    let admin_pid: i32 = admin
+        .query_one("SELECT pg_backend_pid()", &[])
+        .await
+        .expect("pid")
+        .get(0);
+    let alice_pid: i32 = alice
+        .query_one("SELECT pg_backend_pid()", &[])
+        .await
+        .expect("pid")
+        .get(0);
+    assert_eq!(
+        activity_of(&alice, admin_pid).await,
+        Some((None, Some("<insufficient privilege>".to_owned())))
+    );
+    // The superuser sees alice's last statement (her look at the list).
+    assert_eq!(
+        activity_of(&admin, alice_pid).await,
+        Some((
+            Some("idle".to_owned()),
+            Some("SELECT state, query FROM pg_stat_activity WHERE pid = $1".to_owned())
+        ))
+    );
+    for function in ["pg_cancel_backend", "pg_terminate_backend"] {
+        let err = alice
+            .query_one(&format!("SELECT {function}($1::int)"), &[&admin_pid])
+            .await
+            .expect_err("alice may not signal the superuser's session");
+        assert_eq!(sqlstate(&err), "42501", "{function}: {err:?}");
+    }
+    // A session of her own she may signal.
+    let mut second = server.config();
+    second.user("psa_alice").password("pw");
+    let second = server.try_connect(&second).await.expect("alice again");
+    let second_pid: i32 = second
+        .query_one("SELECT pg_backend_pid()", &[])
+        .await
+        .expect("pid")
+        .get(0);
+    let terminated: bool = alice
+        .query_one("SELECT pg_terminate_backend($1::int)", &[&second_pid])
+        .await
+        .expect("alice terminates her own session")
+        .get(0);
+    assert!(terminated);
+    wait_for_activity(
+        &admin,
+        second_pid,
+        "alice's second session is gone",
+        |row| row.is_none(),
+    )
+    .await;
+}
+
 // ---------------------------------------------------------------- transactions
 
 #[tokio::test]
