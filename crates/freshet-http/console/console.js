@@ -385,12 +385,71 @@ async function modelsPage() {
   return page;
 }
 
+async function cancelStatement(pid, button, status) {
+  button.disabled = true;
+  status.textContent = "cancelling…";
+  try {
+    const response = await fetch("/api/cancel?pid=" + encodeURIComponent(pid), {
+      method: "POST",
+      credentials: "same-origin",
+      cache: "no-store",
+      headers: { "X-Freshet-Console": "1" },
+    });
+    let body = null;
+    try { body = await response.json(); } catch (_) { body = null; }
+    if (!response.ok) throw new Error(body && body.error ? body.error : String(response.status));
+    status.textContent = body.cancelled ? "cancel sent" : "session gone";
+  } catch (e) {
+    status.textContent = "could not cancel: " + e.message;
+    button.disabled = false;
+  }
+}
+
+async function sessionsPage() {
+  const { user, superuser, sessions } = await api("/api/sessions");
+  const page = el("div", { id: "sessions-page" }, el("h1", {}, "Sessions"));
+  page.append(el("p", { class: "muted" }, superuser
+    ? "Every client session. As a superuser you may cancel any running statement."
+    : "Every client session; statements of other users' sessions are hidden. " +
+      "You may cancel your own sessions' statements."));
+  if (sessions.length === 0) {
+    page.append(el("p", { class: "muted", id: "empty" }, "No client sessions."));
+    return page;
+  }
+  const body = el("tbody", {});
+  for (const s of sessions) {
+    const status = el("span", { class: "cancel-status" });
+    let action = "";
+    if (s.state === "active" && (superuser || s.usename === user)) {
+      const button = el("button", { type: "button", class: "cancel" }, "Cancel");
+      button.addEventListener("click", () => cancelStatement(s.pid, button, status));
+      action = el("span", {}, button, " ", status);
+    }
+    body.append(el("tr", { "data-pid": s.pid, "data-state": text(s.state) },
+      el("td", { class: "num" }, text(s.pid)),
+      el("td", {}, text(s.usename)),
+      el("td", {}, text(s.datname)),
+      el("td", {}, text(s.application_name)),
+      el("td", {}, text(s.client_addr)),
+      el("td", {}, text(s.state)),
+      el("td", {}, shortTime(s.query_start)),
+      el("td", { class: "query" }, el("code", {}, text(s.query))),
+      el("td", {}, action)));
+  }
+  page.append(el("div", { class: "panel" }, el("table", { id: "sessions" },
+    el("thead", {}, el("tr", {}, ...["pid", "user", "database", "application", "client",
+      "state", "since", "statement", ""].map((h) => el("th", {}, h)))),
+    body)));
+  return page;
+}
+
 // --- Routing ---------------------------------------------------------------
 
 function route() {
   const parts = location.hash.replace(/^#\/?/, "").split("/");
   try {
     if (parts[0] === "models") return { nav: "nav-models", render: modelsPage };
+    if (parts[0] === "sessions") return { nav: "nav-sessions", render: sessionsPage };
     if (parts[0] === "table" && parts.length === 4) {
       const [database, schema, name] = parts.slice(1).map(decodeURIComponent);
       return { nav: "nav-graph", render: () => tablePage(database, schema, name) };

@@ -53,7 +53,18 @@ pub(crate) struct ConsoleRequest<'a> {
     pub authorization: Option<&'a str>,
     pub peer: IpAddr,
     pub tls: bool,
+    /// Whether the request carries [`CONSOLE_HEADER`]: the page's own
+    /// script sets it; a form or link on another site cannot.
+    pub console_header: bool,
 }
+
+/// The one API path that changes something: cancel a session's statement.
+pub(crate) const CANCEL_PATH: &str = "/api/cancel";
+
+/// The header the console's script sends with a cancel. A cross-site form
+/// cannot set it, and a cross-site script would need a CORS preflight the
+/// server never grants, so a cached password cannot be used against it.
+pub(crate) const CONSOLE_HEADER: &str = "x-freshet-console";
 
 /// The response to a GET of a console path (HEAD is answered the same way,
 /// without the body, by the caller).
@@ -67,6 +78,10 @@ pub(crate) async fn respond(engine: &Arc<Engine>, request: &ConsoleRequest<'_>) 
         "/console.css" => Response::with_type(200, "text/css; charset=utf-8", CSS),
         "/console.js" => Response::with_type(200, "text/javascript; charset=utf-8", JS),
         "/favicon.svg" => Response::with_type(200, "image/svg+xml", ICON),
+        CANCEL_PATH if !request.console_header => Response::json(
+            403,
+            &json!({"error": format!("a cancel must carry the {CONSOLE_HEADER} header")}),
+        ),
         path => {
             let result = match parse_query(request.query) {
                 Ok(params) => api(engine.clone(), user, path.to_owned(), params).await,
@@ -326,6 +341,28 @@ async fn route(
             .await
         }
         "/api/models" => models(engine, user).await,
+        "/api/sessions" => sessions(engine, user).await,
+        CANCEL_PATH => {
+            let pid = params
+                .get("pid")
+                .and_then(|p| p.parse::<i32>().ok())
+                .ok_or_else(|| {
+                    HttpError::BadRequest("query parameter \"pid\" must be an integer".to_owned())
+                })?;
+            let mut session = engine.new_session(user, None)?;
+            let rows = query(
+                &mut session,
+                &format!("SELECT pg_cancel_backend({pid}) AS cancelled"),
+            )
+            .await?
+            .objects();
+            let cancelled = rows
+                .first()
+                .and_then(|r| r.get("cancelled"))
+                .cloned()
+                .unwrap_or(Value::Bool(false));
+            Ok(json!({ "pid": pid, "cancelled": cancelled }))
+        }
         _ => Err(HttpError::NotFound),
     }
 }
@@ -738,6 +775,21 @@ async fn dynamic_table(
 }
 
 /// `/api/models`: every database's models with their versions.
+/// The sessions connected now (`pg_stat_activity`, as the user sees it).
+async fn sessions(engine: &Arc<Engine>, user: &str) -> Result<Value, HttpError> {
+    let mut session = engine.new_session(user, None)?;
+    let superuser = engine.is_superuser(user);
+    let sessions = query(
+        &mut session,
+        "SELECT pid, usename, datname, application_name, client_addr, backend_start, \
+         xact_start, query_start, state_change, state, query \
+         FROM pg_catalog.pg_stat_activity ORDER BY backend_start",
+    )
+    .await?
+    .objects();
+    Ok(json!({ "user": user, "superuser": superuser, "sessions": sessions }))
+}
+
 async fn models(engine: &Arc<Engine>, user: &str) -> Result<Value, HttpError> {
     let mut out = Vec::new();
     for database in databases(engine, user).await? {

@@ -337,7 +337,13 @@ async fn respond_console(
     peer: IpAddr,
     tls: bool,
 ) -> Response {
-    if method != "GET" && method != "HEAD" {
+    // The console is read-only but for cancelling a statement, which is a
+    // POST (never a GET a link or an image could trigger).
+    let allowed = match path {
+        console::CANCEL_PATH => method == "POST",
+        _ => method == "GET" || method == "HEAD",
+    };
+    if !allowed {
         let mut response = Response::text(405, "method not allowed\n");
         response.allow = true;
         return response;
@@ -349,6 +355,7 @@ async fn respond_console(
         path,
         query: request_query(head),
         authorization: header(head, "authorization"),
+        console_header: header(head, console::CONSOLE_HEADER).is_some(),
         peer,
         tls,
     };

@@ -50,6 +50,17 @@ impl Reply {
 
 /// One GET with an optional `Authorization` header.
 fn get(port: u16, path: &str, authorization: Option<&str>) -> Reply {
+    request(port, "GET", path, authorization, "")
+}
+
+/// One request; `headers` are extra header lines, each ending in CRLF.
+fn request(
+    port: u16,
+    method: &str,
+    path: &str,
+    authorization: Option<&str>,
+    headers: &str,
+) -> Reply {
     let mut stream = TcpStream::connect(("127.0.0.1", port)).expect("connect to the HTTP port");
     stream
         .set_read_timeout(Some(Duration::from_secs(120)))
@@ -59,7 +70,7 @@ fn get(port: u16, path: &str, authorization: Option<&str>) -> Reply {
         .unwrap_or_default();
     write!(
         stream,
-        "GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\n{auth}Connection: close\r\n\r\n"
+        "{method} {path} HTTP/1.1\r\nHost: 127.0.0.1\r\n{auth}{headers}Content-Length: 0\r\nConnection: close\r\n\r\n"
     )
     .expect("send request");
     let mut response = String::new();
@@ -360,6 +371,38 @@ async fn the_api_shows_the_mission_pipeline() {
         versions[0]["functions"],
         serde_json::json!(["predict", "predict_proba"])
     );
+
+    // Sessions: a connected client is listed, and only a POST carrying the
+    // console's header may cancel its statement.
+    let client = server.connect().await;
+    let pid: i32 = client
+        .query_one("SELECT pg_backend_pid()", &[])
+        .await
+        .expect("pid")
+        .get(0);
+    let sessions = get(port, "/api/sessions", None).json();
+    assert_eq!(sessions["superuser"], true);
+    let listed = sessions["sessions"].as_array().expect("sessions");
+    let row = listed
+        .iter()
+        .find(|s| s["pid"] == pid)
+        .unwrap_or_else(|| panic!("pid {pid} not in {listed:#?}"));
+    assert_eq!(row["state"], "idle");
+    assert_eq!(row["query"], "SELECT pg_backend_pid()");
+    let cancel = format!("/api/cancel?pid={pid}");
+    assert_eq!(get(port, &cancel, None).status, 405);
+    assert_eq!(request(port, "POST", &cancel, None, "").status, 403);
+    let sent = request(port, "POST", &cancel, None, "X-Freshet-Console: 1\r\n");
+    assert_eq!(sent.status, 200, "{}", sent.body);
+    assert_eq!(sent.json()["cancelled"], true);
+    let bad = request(
+        port,
+        "POST",
+        "/api/cancel?pid=x",
+        None,
+        "X-Freshet-Console: 1\r\n",
+    );
+    assert_eq!(bad.status, 400);
 }
 
 #[test]
@@ -476,6 +519,13 @@ async fn console_in_a_browser() {
         .env("CONSOLE_URL", format!("http://127.0.0.1:{port}/"))
         .env("CONSOLE_USER", "freshet")
         .env("CONSOLE_PASSWORD", "br0wser")
+        .env(
+            "CONSOLE_PG_DSN",
+            format!(
+                "host=127.0.0.1 port={} user=freshet password=br0wser dbname=freshet",
+                server.port()
+            ),
+        )
         .env("CONSOLE_SCREENSHOTS", &screenshots)
         .env("CHROMIUM", chromium())
         .env("PYTHONUNBUFFERED", "1")
@@ -508,7 +558,13 @@ async fn console_in_a_browser() {
         stdout.contains("console: all checks passed"),
         "the browser script did not finish its checks:\n{stdout}\n{stderr}"
     );
-    for name in ["graph.png", "table.png", "odd-table.png", "models.png"] {
+    for name in [
+        "graph.png",
+        "table.png",
+        "odd-table.png",
+        "models.png",
+        "sessions.png",
+    ] {
         let path = screenshots.join(name);
         let size = std::fs::metadata(&path).map(|m| m.len()).unwrap_or(0);
         assert!(

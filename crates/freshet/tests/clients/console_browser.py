@@ -2,15 +2,19 @@
 
 Run by crates/freshet/tests/web_console.rs against a server with the
 mission's pipeline. Environment: CONSOLE_URL, CONSOLE_USER,
-CONSOLE_PASSWORD, CONSOLE_SCREENSHOTS (a directory), CHROMIUM (the
-executable; Playwright's own browser downloads are not used).
+CONSOLE_PASSWORD, CONSOLE_SCREENSHOTS (a directory), CONSOLE_PG_DSN (the
+server's wire address, for the statement the sessions page cancels),
+CHROMIUM (the executable; Playwright's own browser downloads are not used).
 
 Prints "console: all checks passed" at the end; any failed check raises.
 """
 
 import os
 import sys
+import threading
 from urllib.parse import quote
+
+import psycopg2
 
 from playwright.sync_api import expect, sync_playwright
 
@@ -19,6 +23,7 @@ USER = os.environ["CONSOLE_USER"]
 PASSWORD = os.environ["CONSOLE_PASSWORD"]
 SHOTS = os.environ["CONSOLE_SCREENSHOTS"]
 CHROMIUM = os.environ.get("CHROMIUM", "/usr/bin/chromium")
+PG_DSN = os.environ["CONSOLE_PG_DSN"]
 TIMEOUT_MS = 30_000
 
 RAW = "freshet.public.logins_raw"
@@ -111,6 +116,40 @@ def main():
         expect(model.locator('tr[data-version="v1"]')).to_contain_text("default")
         expect(model.locator('tr[data-version="v1"]')).to_contain_text("predict_proba")
         page.screenshot(path=os.path.join(SHOTS, "models.png"), full_page=True)
+
+        # Sessions: a long statement from a client shows as active, and its
+        # Cancel button stops it (the client gets 57014).
+        marker = "console-cancel-me"
+        long_query = (
+            f"SELECT count(*) AS {marker.replace('-', '_')} FROM generate_series(1, 100000) AS a(x), "
+            "generate_series(1, 100000) AS b(y) WHERE a.x + b.y = -1"
+        )
+        outcome = {}
+
+        def run_long():
+            conn = psycopg2.connect(PG_DSN, application_name="console-test")
+            try:
+                with conn.cursor() as cur:
+                    cur.execute(long_query)
+                outcome["result"] = "finished"
+            except psycopg2.Error as e:
+                outcome["result"] = e.pgcode
+            finally:
+                conn.close()
+
+        worker = threading.Thread(target=run_long)
+        worker.start()
+        page.goto(URL + "/#/sessions")
+        row = page.locator('#sessions tbody tr[data-state="active"]', has_text=marker.replace("-", "_"))
+        # The page reloads every 5 s: the statement may start after a load.
+        expect(row).to_have_count(1, timeout=TIMEOUT_MS)
+        expect(row).to_contain_text("console-test")
+        page.screenshot(path=os.path.join(SHOTS, "sessions.png"), full_page=True)
+        row.locator("button.cancel").click()
+        worker.join(timeout=60)
+        assert not worker.is_alive(), "the cancelled statement is still running"
+        assert outcome.get("result") == "57014", outcome
+        expect(page.locator('#sessions tbody tr[data-state="active"]', has_text=marker.replace("-", "_"))).to_have_count(0, timeout=TIMEOUT_MS)
 
         context.close()
         browser.close()
