@@ -1049,7 +1049,9 @@ async fn call_forms_and_field_access() {
             Some("\"x\"".into()),
             Some("0.75".into()),
             Some("[0.25,0.75]".into()),
-            None,
+            // A JSON null member is JSON null for ->, as in PostgreSQL; a
+            // missing member is SQL NULL.
+            Some("null".into()),
             None,
             Some("[0.25,0.75]".into()),
         ]]
