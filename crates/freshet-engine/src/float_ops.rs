@@ -188,50 +188,66 @@ impl ScalarUDFImpl for NumericDivide {
     }
 
     fn return_type(&self, args: &[DataType]) -> DfResult<DataType> {
-        match args {
-            [DataType::Decimal128(p1, s1), DataType::Decimal128(_, s2)] => Ok(
-                DataType::Decimal128(38, numeric_division_scale(*p1, *s1, *s2)),
-            ),
-            other => Err(DataFusionError::Internal(format!(
-                "freshet_numeric_divide on {other:?}"
-            ))),
-        }
+        let ((p1, s1), (_, s2)) = decimal_operands(self.name(), args)?;
+        Ok(DataType::Decimal128(38, numeric_division_scale(p1, s1, s2)))
     }
 
     fn invoke_with_args(&self, args: ScalarFunctionArgs) -> DfResult<ColumnarValue> {
-        crate::udf_args::evaluate(&args.args, |arrays| {
-            let [a, b] = arrays else {
-                return Err(DataFusionError::Internal(
-                    "freshet_numeric_divide takes two arguments".into(),
-                ));
-            };
-            let (DataType::Decimal128(p1, s1), DataType::Decimal128(_, s2)) =
-                (a.data_type(), b.data_type())
-            else {
-                return Err(DataFusionError::Internal(format!(
-                    "freshet_numeric_divide on {} and {}",
-                    a.data_type(),
-                    b.data_type()
-                )));
-            };
-            let scale = numeric_division_scale(*p1, *s1, *s2);
+        decimal_pairs(self.name(), &args, |(p1, s1), (_, s2)| {
+            let scale = numeric_division_scale(p1, s1, s2);
             // a / 10^s1 / (b / 10^s2) * 10^scale = a * 10^(scale + s2 - s1) / b
-            let exponent = i32::from(scale) + i32::from(*s2) - i32::from(*s1);
-            let (a, b) = (
-                a.as_primitive::<Decimal128Type>(),
-                b.as_primitive::<Decimal128Type>(),
-            );
-            let mut out = datafusion::arrow::array::Decimal128Builder::with_capacity(a.len());
-            for i in 0..a.len() {
-                if a.is_null(i) || b.is_null(i) {
-                    out.append_null();
-                } else {
-                    out.append_value(divide_rounded(a.value(i), b.value(i), exponent)?);
-                }
-            }
-            Ok(Arc::new(out.finish().with_precision_and_scale(38, scale)?) as ArrayRef)
+            let exponent = i32::from(scale) + i32::from(s2) - i32::from(s1);
+            Ok((scale, move |a, b| divide_rounded(a, b, exponent)))
         })
     }
+}
+
+/// The (precision, scale) of both operands of a numeric-by-numeric
+/// function `name`.
+fn decimal_operands(name: &str, types: &[DataType]) -> DfResult<((u8, i8), (u8, i8))> {
+    match types {
+        [DataType::Decimal128(p1, s1), DataType::Decimal128(p2, s2)] => {
+            Ok(((*p1, *s1), (*p2, *s2)))
+        }
+        other => Err(DataFusionError::Internal(format!("{name} on {other:?}"))),
+    }
+}
+
+/// Evaluates a numeric-by-numeric function `name` over its two arguments:
+/// `prepare` gets the operands' (precision, scale) once per batch and gives
+/// the result's scale and the function of two non-NULL values; a NULL
+/// operand gives NULL. The result is a `numeric(38, scale)`.
+fn decimal_pairs<F>(
+    name: &str,
+    args: &ScalarFunctionArgs,
+    prepare: impl FnOnce((u8, i8), (u8, i8)) -> DfResult<(i8, F)>,
+) -> DfResult<ColumnarValue>
+where
+    F: Fn(i128, i128) -> DfResult<i128>,
+{
+    crate::udf_args::evaluate(&args.args, |arrays| {
+        let [a, b] = arrays else {
+            return Err(DataFusionError::Internal(format!(
+                "{name} takes two arguments"
+            )));
+        };
+        let (left, right) =
+            decimal_operands(name, &[a.data_type().clone(), b.data_type().clone()])?;
+        let (scale, f) = prepare(left, right)?;
+        let (a, b) = (
+            a.as_primitive::<Decimal128Type>(),
+            b.as_primitive::<Decimal128Type>(),
+        );
+        let mut out = datafusion::arrow::array::Decimal128Builder::with_capacity(a.len());
+        for i in 0..a.len() {
+            if a.is_null(i) || b.is_null(i) {
+                out.append_null();
+            } else {
+                out.append_value(f(a.value(i), b.value(i))?);
+            }
+        }
+        Ok(Arc::new(out.finish().with_precision_and_scale(38, scale)?) as ArrayRef)
+    })
 }
 
 fn numeric_overflow() -> DataFusionError {
@@ -348,55 +364,28 @@ impl ScalarUDFImpl for NumericMultiply {
     }
 
     fn return_type(&self, args: &[DataType]) -> DfResult<DataType> {
-        match args {
-            [DataType::Decimal128(p1, s1), DataType::Decimal128(p2, s2)] => Ok(
-                DataType::Decimal128(38, numeric_product_scale(*p1, *s1, *p2, *s2)),
-            ),
-            other => Err(DataFusionError::Internal(format!(
-                "freshet_numeric_multiply on {other:?}"
-            ))),
-        }
+        let ((p1, s1), (p2, s2)) = decimal_operands(self.name(), args)?;
+        Ok(DataType::Decimal128(
+            38,
+            numeric_product_scale(p1, s1, p2, s2),
+        ))
     }
 
     fn invoke_with_args(&self, args: ScalarFunctionArgs) -> DfResult<ColumnarValue> {
-        crate::udf_args::evaluate(&args.args, |arrays| {
-            let [a, b] = arrays else {
-                return Err(DataFusionError::Internal(
-                    "freshet_numeric_multiply takes two arguments".into(),
-                ));
-            };
-            let (DataType::Decimal128(p1, s1), DataType::Decimal128(p2, s2)) =
-                (a.data_type(), b.data_type())
-            else {
-                return Err(DataFusionError::Internal(format!(
-                    "freshet_numeric_multiply on {} and {}",
-                    a.data_type(),
-                    b.data_type()
-                )));
-            };
-            let scale = numeric_product_scale(*p1, *s1, *p2, *s2);
+        decimal_pairs(self.name(), &args, |(p1, s1), (p2, s2)| {
+            let scale = numeric_product_scale(p1, s1, p2, s2);
             // a * b has scale s1 + s2; drop the decimals past `scale`.
-            let dropped = (i32::from(*s1) + i32::from(*s2) - i32::from(scale)).max(0);
+            let dropped = (i32::from(s1) + i32::from(s2) - i32::from(scale)).max(0);
             let divisor = i256::from_i128(10)
                 .checked_pow(dropped.unsigned_abs())
                 .ok_or_else(numeric_overflow)?;
-            let (a, b) = (
-                a.as_primitive::<Decimal128Type>(),
-                b.as_primitive::<Decimal128Type>(),
-            );
-            let mut out = datafusion::arrow::array::Decimal128Builder::with_capacity(a.len());
-            for i in 0..a.len() {
-                if a.is_null(i) || b.is_null(i) {
-                    out.append_null();
-                } else {
-                    // Two values below 10^38 multiply to below 10^76 < 2^255.
-                    let product = i256::from_i128(a.value(i))
-                        .checked_mul(i256::from_i128(b.value(i)))
-                        .ok_or_else(numeric_overflow)?;
-                    out.append_value(round_quotient(product, divisor)?);
-                }
-            }
-            Ok(Arc::new(out.finish().with_precision_and_scale(38, scale)?) as ArrayRef)
+            Ok((scale, move |a: i128, b: i128| {
+                // Two values below 10^38 multiply to below 10^76 < 2^255.
+                let product = i256::from_i128(a)
+                    .checked_mul(i256::from_i128(b))
+                    .ok_or_else(numeric_overflow)?;
+                round_quotient(product, divisor)
+            }))
         })
     }
 }
