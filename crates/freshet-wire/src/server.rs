@@ -397,6 +397,13 @@ async fn route(
     }
 }
 
+/// The FATAL error that ends a session at shutdown or by
+/// `pg_terminate_backend`, as PostgreSQL words it.
+const ADMINISTRATOR_TERMINATION: (&str, &str) = (
+    "57P01",
+    "terminating connection due to administrator command",
+);
+
 /// How long a connection may take from its first byte to finishing
 /// authentication (pgwire's own start-up limit).
 const STARTUP_TIMEOUT: Duration = Duration::from_secs(60);
@@ -463,11 +470,8 @@ async fn serve_connection(
             between_requests && !matches!(socket.state(), PgWireConnectionState::CopyInProgress(_));
         counted.set_busy(!idle && !starting);
         if idle && *terminate.borrow() {
-            let fatal = ErrorInfo::new(
-                "FATAL".to_owned(),
-                "57P01".to_owned(),
-                "terminating connection due to administrator command".to_owned(),
-            );
+            let (code, text) = ADMINISTRATOR_TERMINATION;
+            let fatal = ErrorInfo::new("FATAL".to_owned(), code.to_owned(), text.to_owned());
             // The client may be gone already; the connection ends either way.
             let _ = socket
                 .send(PgWireBackendMessage::ErrorResponse(fatal.into()))
@@ -483,10 +487,7 @@ async fn serve_connection(
                     let (code, text) = if starting {
                         ("57P03", "the database system is shutting down")
                     } else {
-                        (
-                            "57P01",
-                            "terminating connection due to administrator command",
-                        )
+                        ADMINISTRATOR_TERMINATION
                     };
                     let fatal =
                         ErrorInfo::new("FATAL".to_owned(), code.to_owned(), text.to_owned());
