@@ -1101,7 +1101,10 @@ impl Session {
             &datafusion::arrow::record_batch::RecordBatchOptions::new().with_row_count(Some(n)),
         )
         .map_err(|e| EngineError::new("22P02", e.to_string()))?;
-        let rows = write_batches(self, &target, &[full])?;
+        let rows = write_batches(self, &target, &[full]).map_err(|mut e| {
+            self.name_error_object(&mut e);
+            e
+        })?;
         if let Some(state) = self.copy_in.as_mut() {
             state.rows += rows;
         }
@@ -1114,7 +1117,10 @@ impl Session {
             return Err(EngineError::new("08P01", "no COPY is in progress"));
         };
         if state.autocommit {
-            self.commit_statement_txn().await?;
+            if let Err(mut e) = self.commit_statement_txn().await {
+                self.name_error_object(&mut e);
+                return Err(e);
+            }
         }
         Ok(CommandTag {
             tag: "COPY".into(),

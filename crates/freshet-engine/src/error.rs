@@ -18,7 +18,27 @@ pub enum EngineError {
         position: Option<usize>,
         /// PostgreSQL's DETAIL line, e.g. the duplicate key of a unique violation.
         detail: Option<String>,
+        /// The database object the error is about, if any (boxed: most
+        /// errors have none).
+        object: Option<Box<ErrorObject>>,
     },
+}
+
+/// The object an error is about, which PostgreSQL names in the
+/// ErrorResponse's schema (`s`), table (`t`) and constraint (`n`) fields,
+/// so that drivers can tell which constraint failed without parsing the
+/// message.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ErrorObject {
+    /// The storage table the storage layer named; the session turns it
+    /// into `schema` and `table` before the error leaves the engine.
+    pub(crate) table_id: Option<freshet_storage::TableId>,
+    /// The relation's schema.
+    pub schema: Option<String>,
+    /// The relation's name.
+    pub table: Option<String>,
+    /// The constraint's name.
+    pub constraint: Option<String>,
 }
 
 impl EngineError {
@@ -29,7 +49,31 @@ impl EngineError {
             message: message.into(),
             position: None,
             detail: None,
+            object: None,
         }
+    }
+
+    /// The object the error is about (schema, table, constraint), if any.
+    pub fn object(&self) -> Option<&ErrorObject> {
+        match self {
+            EngineError::Sql { object, .. } => object.as_deref(),
+        }
+    }
+
+    /// The storage table named by a storage error, whose catalog name the
+    /// session has not filled in yet.
+    pub(crate) fn unnamed_table(&self) -> Option<freshet_storage::TableId> {
+        self.object()
+            .filter(|o| o.table.is_none())
+            .and_then(|o| o.table_id)
+    }
+
+    /// Names the relation the error is about.
+    pub(crate) fn name_table(&mut self, schema: &str, table: &str) {
+        let EngineError::Sql { object, .. } = self;
+        let object = object.get_or_insert_with(Default::default);
+        object.schema = Some(schema.to_string());
+        object.table = Some(table.to_string());
     }
 
     /// The DETAIL line sent with the error, if any.
@@ -61,17 +105,31 @@ pub(crate) fn from_sql_error(e: freshet_sql::SqlError) -> EngineError {
         position: e.position,
         message: e.to_string(),
         detail: None,
+        object: None,
     }
 }
 
 /// Storage failures keep the SQLSTATE the storage layer chose.
-impl From<freshet_storage::StorageError> for EngineError {
-    fn from(e: freshet_storage::StorageError) -> Self {
+impl From<&freshet_storage::StorageError> for EngineError {
+    fn from(e: &freshet_storage::StorageError) -> Self {
         EngineError::Sql {
             sqlstate: e.sqlstate(),
             message: e.to_string(),
             position: None,
             detail: e.detail().map(str::to_string),
+            object: e.violated_constraint().map(|(table, constraint)| {
+                Box::new(ErrorObject {
+                    table_id: Some(table),
+                    constraint: Some(constraint.to_string()),
+                    ..ErrorObject::default()
+                })
+            }),
         }
+    }
+}
+
+impl From<freshet_storage::StorageError> for EngineError {
+    fn from(e: freshet_storage::StorageError) -> Self {
+        EngineError::from(&e)
     }
 }

@@ -81,7 +81,7 @@ pub use dynamic::{
     RefreshTrigger, HISTORY_LIMIT, MAX_CONSECUTIVE_FAILURES, SOURCE_ROW_ID_COLUMN,
 };
 pub use engine::{Engine, EngineConfig, ScramSecret};
-pub use error::EngineError;
+pub use error::{EngineError, ErrorObject};
 /// Limits on statements and the stack size they are measured against.
 pub use freshet_sql::{MAX_EXPRESSION_DEPTH, WORKER_STACK_SIZE};
 pub use output::{

@@ -433,15 +433,11 @@ pub fn map_df_error(error: DataFusionError) -> EngineError {
                     message: e.to_string(),
                     position: e.position(),
                     detail: e.detail().map(str::to_string),
+                    object: e.object().cloned().map(Box::new),
                 };
             }
             if let Some(e) = inner.downcast_ref::<freshet_storage::StorageError>() {
-                return EngineError::Sql {
-                    sqlstate: e.sqlstate(),
-                    message: e.to_string(),
-                    position: None,
-                    detail: e.detail().map(str::to_string),
-                };
+                return EngineError::from(e);
             }
             if let Some(e) = inner.downcast_ref::<freshet_catalog::CatalogError>() {
                 return EngineError::new(e.sqlstate(), e.to_string());

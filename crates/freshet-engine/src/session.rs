@@ -293,6 +293,9 @@ impl Session {
                 outputs.push(Err(e));
             }
         }
+        if let Some(Err(e)) = outputs.last_mut() {
+            self.name_error_object(e);
+        }
         outputs
     }
 
@@ -360,9 +363,35 @@ impl Session {
             Some(lookup) => Planning::LookupFirst(lookup),
             None => Planning::Plan,
         };
-        self.run_statement(parsed, &statement.sql, Some(params), planning)
-            .await?
-            .ok_or_else(not_executed)
+        let result = self
+            .run_statement(parsed, &statement.sql, Some(params), planning)
+            .await
+            .and_then(|output| output.ok_or_else(not_executed));
+        result.map_err(|mut e| {
+            self.name_error_object(&mut e);
+            e
+        })
+    }
+
+    /// Names the relation of an error the storage layer raised about one
+    /// of its tables (a unique violation), so the ErrorResponse carries its
+    /// schema and table as PostgreSQL's does. Reads the catalog in the
+    /// session's transaction if one is still open, else at the latest
+    /// commit; a relation it cannot find is left unnamed.
+    pub(crate) fn name_error_object(&self, error: &mut EngineError) {
+        let Some(table_id) = error.unnamed_table() else {
+            return;
+        };
+        let relations: Vec<freshet_catalog::RelationEntry> = self
+            .shared
+            .with_txn(|t| {
+                freshet_catalog::list(t, &freshet_catalog::relation_prefix(self.database(), None))
+                    .unwrap_or_default()
+            })
+            .unwrap_or_default();
+        if let Some(relation) = relations.iter().find(|r| r.table_id == Some(table_id)) {
+            error.name_table(&relation.schema, &relation.name);
+        }
     }
 
     /// Executes a prepared point lookup (see [`PreparedStatement::is_point_lookup`])

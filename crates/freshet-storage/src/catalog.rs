@@ -372,7 +372,7 @@ impl Catalog {
                         .collect()
                 });
                 if !deleted.contains(existing) {
-                    return Err(ix.encoder.violation(key));
+                    return Err(ix.encoder.violation(ck.table, key));
                 }
             }
         }

@@ -21,6 +21,8 @@ pub enum StorageError {
     /// (PRIMARY KEY or UNIQUE constraint).
     #[error("duplicate key value violates unique constraint \"{constraint}\"")]
     UniqueViolation {
+        /// The table whose index the write violates.
+        table: TableId,
         /// The constraint's name.
         constraint: String,
         /// PostgreSQL's detail line, `Key (id)=(1) already exists.`
@@ -121,6 +123,17 @@ impl StorageError {
         match self {
             StorageError::UniqueViolation { detail, .. }
             | StorageError::UniqueIndexDuplicate { detail, .. } => Some(detail),
+            _ => None,
+        }
+    }
+
+    /// The table and constraint a unique violation is about, which
+    /// PostgreSQL names in the error's table and constraint fields.
+    pub fn violated_constraint(&self) -> Option<(TableId, &str)> {
+        match self {
+            StorageError::UniqueViolation {
+                table, constraint, ..
+            } => Some((*table, constraint)),
             _ => None,
         }
     }

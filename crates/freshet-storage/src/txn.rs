@@ -1060,7 +1060,7 @@ fn check_unique_insert(
                 let Some(key) = key else { continue };
                 if let Some(&r) = cindex.and_then(|c| c.map.get(&key)) {
                     if !deleted_by_txn(deleted, *truncated, committed, r, snap) {
-                        outcome = Err(ix.encoder.violation(&key));
+                        outcome = Err(ix.encoder.violation(table, &key));
                         break 'indexes;
                     }
                 }
@@ -1069,7 +1069,7 @@ fn check_unique_insert(
                     std::collections::hash_map::Entry::Occupied(mut e) => {
                         let prev = *e.get();
                         if prev >= first || !deleted.contains(&prev) {
-                            outcome = Err(ix.encoder.violation(e.key()));
+                            outcome = Err(ix.encoder.violation(table, e.key()));
                             break 'indexes;
                         }
                         e.insert(id);

@@ -194,9 +194,11 @@ impl KeyEncoder {
             .collect())
     }
 
-    /// The violation error for `key`, with PostgreSQL's detail text.
-    pub(crate) fn violation(&self, key: &[u8]) -> StorageError {
+    /// The violation error for `key` in an index of `table`, with
+    /// PostgreSQL's detail text.
+    pub(crate) fn violation(&self, table: TableId, key: &[u8]) -> StorageError {
         StorageError::UniqueViolation {
+            table,
             constraint: self.def.name.clone(),
             detail: format!("Key {} already exists.", self.describe(key)),
         }

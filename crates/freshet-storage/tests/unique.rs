@@ -11,7 +11,9 @@ use freshet_storage::{RowId, StorageError, Store, TableId, UniqueIndexDef};
 
 fn assert_violation<T: std::fmt::Debug>(r: Result<T, StorageError>, key: i64) {
     match r {
-        Err(StorageError::UniqueViolation { constraint, detail }) => {
+        Err(StorageError::UniqueViolation {
+            constraint, detail, ..
+        }) => {
             assert_eq!(constraint, "t_pkey");
             assert_eq!(detail, format!("Key (id)=({key}) already exists."));
         }

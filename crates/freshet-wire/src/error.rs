@@ -138,6 +138,11 @@ impl WireError {
             WireError::Engine(e) => {
                 info.position = e.position().map(|p| p.to_string());
                 info.detail = e.detail().map(str::to_string);
+                if let Some(object) = e.object() {
+                    info.schema = object.schema.clone();
+                    info.table = object.table.clone();
+                    info.constraint = object.constraint.clone();
+                }
             }
             WireError::CopyData {
                 line: Some(line), ..

@@ -18,13 +18,21 @@ use tokio_postgres::Client;
 const CLIENTS: i32 = 8;
 const KEYS: i32 = 150;
 
-/// Asserts a unique violation of `t_pkey`-style constraint `constraint`.
+/// Asserts a unique violation of `t_pkey`-style constraint `constraint` of
+/// table `t` in `public`, naming both in the error's fields as PostgreSQL
+/// does.
 fn assert_unique_violation(err: &tokio_postgres::Error, constraint: &str) {
     assert_eq!(sqlstate(err), "23505", "{err:?}");
     let db = err.as_db_error().expect("a server error");
     assert_eq!(
         db.message(),
         format!("duplicate key value violates unique constraint \"{constraint}\"")
+    );
+    let table = constraint.split('_').next();
+    assert_eq!(
+        (db.schema(), db.table(), db.constraint()),
+        (Some("public"), table, Some(constraint)),
+        "schema, table and constraint fields of {err:?}"
     );
 }
 
