@@ -608,6 +608,35 @@ pub struct UserEntry {
     pub scram_salted_password_hex: Option<String>,
     /// PBKDF2 iterations.
     pub scram_iterations: usize,
+    /// The role's OID, as `pg_roles.oid`, `pg_class.relowner` and
+    /// `pg_get_userbyid` give it: 10 for the bootstrap superuser, then
+    /// counted up from 16384 ([`allocate_role_oid`]) and never reused.
+    /// Users created before OIDs were recorded get one at the next start
+    /// ([`bootstrap`]).
+    #[serde(default)]
+    pub oid: Option<u32>,
+}
+
+/// The bootstrap superuser's OID, as in PostgreSQL.
+pub const BOOTSTRAP_SUPERUSER_OID: u32 = 10;
+
+/// The first OID [`allocate_role_oid`] hands out, PostgreSQL's first
+/// normal object OID.
+pub const FIRST_ROLE_OID: u32 = 16384;
+
+/// Key of the next role OID to hand out.
+const NEXT_ROLE_OID_KEY: &str = "role_oid/next";
+
+/// Hands out the next role OID. Two transactions allocating at once both
+/// write the counter, so the second to commit fails with 40001 and no OID
+/// is given twice.
+pub fn allocate_role_oid(txn: &mut Transaction) -> u32 {
+    let next = txn
+        .get_meta(NEXT_ROLE_OID_KEY)
+        .and_then(|b| serde_json::from_slice::<u32>(&b).ok())
+        .unwrap_or(FIRST_ROLE_OID);
+    put(txn, NEXT_ROLE_OID_KEY, &(next + 1));
+    next
 }
 
 /// Key of a database entry.
@@ -724,17 +753,34 @@ pub fn bootstrap(txn: &mut Transaction, superuser: &str, now_micros: i64) {
             },
         );
     }
-    if txn.get_meta(&user_key(superuser)).is_none() {
-        put(
-            txn,
-            &user_key(superuser),
-            &UserEntry {
-                name: superuser.to_string(),
-                superuser: true,
-                scram_salt_hex: None,
-                scram_salted_password_hex: None,
-                scram_iterations: 4096,
-            },
-        );
+    let mut users: Vec<UserEntry> = list(&*txn, "user/").unwrap_or_default();
+    if !users.iter().any(|u| u.name == superuser) {
+        users.push(UserEntry {
+            name: superuser.to_string(),
+            superuser: true,
+            scram_salt_hex: None,
+            scram_salted_password_hex: None,
+            scram_iterations: 4096,
+            oid: None,
+        });
+        // Written below with its OID.
+    }
+    // Every user has an OID: the bootstrap superuser 10 unless another
+    // user already holds it (the superuser was renamed by --superuser),
+    // others the next free one.
+    let mut taken: std::collections::HashSet<u32> = users.iter().filter_map(|u| u.oid).collect();
+    users.sort_by_key(|u| u.name != superuser);
+    for user in &mut users {
+        if user.oid.is_some() {
+            continue;
+        }
+        let oid = if user.name == superuser && !taken.contains(&BOOTSTRAP_SUPERUSER_OID) {
+            BOOTSTRAP_SUPERUSER_OID
+        } else {
+            allocate_role_oid(txn)
+        };
+        taken.insert(oid);
+        user.oid = Some(oid);
+        put(txn, &user_key(&user.name), user);
     }
 }

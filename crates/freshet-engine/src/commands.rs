@@ -186,6 +186,7 @@ pub(crate) async fn run_query(
     }
     let renamed_columns = crate::planning::display_schema(&plan).is_some();
     let schema: SchemaRef = crate::planning::analyzed_output_schema(&state, &plan);
+    let schema = crate::column_origins::annotate(session, &plan, schema).await;
     let df = session
         .ctx
         .execute_logical_plan(plan)

@@ -135,6 +135,7 @@ impl Engine {
                     scram_salt_hex: None,
                     scram_salted_password_hex: None,
                     scram_iterations: crate::users::SCRAM_ITERATIONS,
+                    oid: Some(catalog::BOOTSTRAP_SUPERUSER_OID),
                 });
             entry.scram_salt_hex = Some(salt);
             entry.scram_salted_password_hex = Some(salted);

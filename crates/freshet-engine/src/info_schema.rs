@@ -5,13 +5,20 @@
 //! `information_schema.columns` expecting the SQL standard's names
 //! (`bigint`, `character varying`) and positions starting at 1. This wraps
 //! DataFusion's provider and rewrites those columns of `columns` from the
-//! declared types Freshet keeps in field metadata, and adds
-//! `table_privileges` from the catalog's owners and grants.
+//! declared types Freshet keeps in field metadata, with its sizes and
+//! positions typed as PostgreSQL's `cardinal_number` (an integer domain, so
+//! drivers read numbers, not the strings a bigint becomes in JavaScript).
+//! It adds the views DataFusion lacks from the catalog: `table_privileges`
+//! (owners and grants), `table_constraints` and `key_column_usage`
+//! (PRIMARY KEY and UNIQUE constraints).
 
 use std::sync::Arc;
 
 use async_trait::async_trait;
-use datafusion::arrow::array::{AsArray, RecordBatch, StringArray, UInt64Array};
+use datafusion::arrow::array::{
+    ArrayBuilder, ArrayRef, AsArray, Int32Array, Int32Builder, RecordBatch, StringArray,
+    StringBuilder, UInt64Array,
+};
 use datafusion::arrow::datatypes::{DataType, Field, SchemaRef, TimeUnit, UInt64Type};
 use datafusion::catalog::{SchemaProvider, Session as DfSession, TableProvider};
 use datafusion::common::Result as DfResult;
@@ -35,20 +42,46 @@ pub(crate) struct PostgresInformationSchema {
     pub(crate) database: String,
 }
 
-/// The views Freshet adds to DataFusion's.
-const TABLE_PRIVILEGES: &str = "table_privileges";
+/// The views Freshet adds to DataFusion's, computed from the catalog.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum CatalogView {
+    TablePrivileges,
+    TableConstraints,
+    KeyColumnUsage,
+}
+
+impl CatalogView {
+    const ALL: [CatalogView; 3] = [
+        CatalogView::TablePrivileges,
+        CatalogView::TableConstraints,
+        CatalogView::KeyColumnUsage,
+    ];
+
+    fn name(self) -> &'static str {
+        match self {
+            CatalogView::TablePrivileges => "table_privileges",
+            CatalogView::TableConstraints => "table_constraints",
+            CatalogView::KeyColumnUsage => "key_column_usage",
+        }
+    }
+
+    fn named(name: &str) -> Option<CatalogView> {
+        Self::ALL.into_iter().find(|v| v.name() == name)
+    }
+}
 
 #[async_trait]
 impl SchemaProvider for PostgresInformationSchema {
     fn table_names(&self) -> Vec<String> {
         let mut names = self.inner.table_names();
-        names.push(TABLE_PRIVILEGES.to_string());
+        names.extend(CatalogView::ALL.iter().map(|v| v.name().to_string()));
         names
     }
 
     async fn table(&self, name: &str) -> DfResult<Option<Arc<dyn TableProvider>>> {
-        if name == TABLE_PRIVILEGES {
-            return Ok(Some(Arc::new(TablePrivileges {
+        if let Some(view) = CatalogView::named(name) {
+            return Ok(Some(Arc::new(CatalogViewTable {
+                view,
                 shared: self.shared.clone(),
                 database: self.database.clone(),
             })));
@@ -64,38 +97,89 @@ impl SchemaProvider for PostgresInformationSchema {
     }
 
     fn table_exist(&self, name: &str) -> bool {
-        name == TABLE_PRIVILEGES || self.inner.table_exist(name)
+        CatalogView::named(name).is_some() || self.inner.table_exist(name)
     }
 }
 
-/// `information_schema.table_privileges`: one row per privilege on a
-/// relation of the session's database, as PostgreSQL lists them. The owner
-/// holds every privilege, grantable (a REVOKE from the owner changes
-/// nothing here, see docs/security.md); the rows shown are those granted to or by the current user, or to PUBLIC
-/// (all of them, for a superuser).
+/// One of the [`CatalogView`]s, read from the catalog in the session's
+/// transaction when scanned.
 #[derive(Debug)]
-struct TablePrivileges {
+struct CatalogViewTable {
+    view: CatalogView,
     shared: Arc<SessionShared>,
+    /// The session's database: the views list its relations.
     database: String,
 }
 
-impl TablePrivileges {
-    fn table_schema() -> SchemaRef {
+/// What the session's user may see of a relation in these views.
+struct Visibility<'a> {
+    user: &'a str,
+    superuser: bool,
+}
+
+impl Visibility<'_> {
+    /// Whether the user owns the relation or holds one of `privileges` on
+    /// it (a superuser sees everything), PostgreSQL's test for listing a
+    /// relation's constraints.
+    fn any_of(
+        &self,
+        relation: &freshet_catalog::RelationEntry,
+        privileges: &[freshet_catalog::TablePrivilege],
+    ) -> bool {
+        self.superuser
+            || relation.acl.is_owner(self.user)
+            || privileges
+                .iter()
+                .any(|p| relation.acl.allows(self.user, *p))
+    }
+}
+
+impl CatalogViewTable {
+    fn table_schema(view: CatalogView) -> SchemaRef {
         let text = |name: &str| Field::new(name, DataType::Utf8, false);
-        Arc::new(datafusion::arrow::datatypes::Schema::new(vec![
-            text("grantor"),
-            text("grantee"),
-            text("table_catalog"),
-            text("table_schema"),
-            text("table_name"),
-            text("privilege_type"),
-            text("is_grantable"),
-            text("with_hierarchy"),
-        ]))
+        let nullable_text = |name: &str| Field::new(name, DataType::Utf8, true);
+        let cardinal = |name: &str, nullable: bool| Field::new(name, DataType::Int32, nullable);
+        let fields = match view {
+            CatalogView::TablePrivileges => vec![
+                text("grantor"),
+                text("grantee"),
+                text("table_catalog"),
+                text("table_schema"),
+                text("table_name"),
+                text("privilege_type"),
+                text("is_grantable"),
+                text("with_hierarchy"),
+            ],
+            CatalogView::TableConstraints => vec![
+                text("constraint_catalog"),
+                text("constraint_schema"),
+                text("constraint_name"),
+                text("table_catalog"),
+                text("table_schema"),
+                text("table_name"),
+                text("constraint_type"),
+                text("is_deferrable"),
+                text("initially_deferred"),
+                text("enforced"),
+                nullable_text("nulls_distinct"),
+            ],
+            CatalogView::KeyColumnUsage => vec![
+                text("constraint_catalog"),
+                text("constraint_schema"),
+                text("constraint_name"),
+                text("table_catalog"),
+                text("table_schema"),
+                text("table_name"),
+                text("column_name"),
+                cardinal("ordinal_position", false),
+                cardinal("position_in_unique_constraint", true),
+            ],
+        };
+        Arc::new(datafusion::arrow::datatypes::Schema::new(fields))
     }
 
     fn rows(&self) -> DfResult<RecordBatch> {
-        use freshet_catalog::{self as catalog, Grantee, RelationEntry, TablePrivilege};
+        use freshet_catalog::{self as catalog, RelationEntry};
         let user = self.shared.user.as_str();
         let superuser = crate::privileges::is_superuser(&self.shared, user)
             .map_err(|e| datafusion::common::DataFusionError::External(Box::new(e)))?;
@@ -103,15 +187,36 @@ impl TablePrivileges {
             catalog::list(t, &catalog::relation_prefix(&self.database, None))
                 .map_err(|e| datafusion::common::DataFusionError::Execution(e.to_string()))
         })??;
-        let mut columns: Vec<datafusion::arrow::array::StringBuilder> = (0..8)
-            .map(|_| datafusion::arrow::array::StringBuilder::new())
-            .collect();
+        let visibility = Visibility { user, superuser };
+        let schema = Self::table_schema(self.view);
+        let columns = match self.view {
+            CatalogView::TablePrivileges => self.table_privileges(&relations, &visibility),
+            CatalogView::TableConstraints => self.table_constraints(&relations, &visibility),
+            CatalogView::KeyColumnUsage => self.key_column_usage(&relations, &visibility),
+        };
+        Ok(RecordBatch::try_new(schema, columns)?)
+    }
+
+    /// `table_privileges`: one row per privilege on a relation, as
+    /// PostgreSQL lists them. The owner holds every privilege, grantable (a
+    /// REVOKE from the owner changes nothing here, see docs/security.md);
+    /// the rows shown are those granted to or by the current user, or to
+    /// PUBLIC (all of them, for a superuser).
+    fn table_privileges(
+        &self,
+        relations: &[freshet_catalog::RelationEntry],
+        visibility: &Visibility<'_>,
+    ) -> Vec<ArrayRef> {
+        use freshet_catalog::{Grantee, RelationEntry, TablePrivilege};
+        let mut columns: Vec<StringBuilder> = (0..8).map(|_| StringBuilder::new()).collect();
         let mut push = |relation: &RelationEntry,
                         grantor: &str,
                         grantee: &str,
                         privilege: TablePrivilege,
                         grantable: bool| {
-            if !(superuser || grantor == user || grantee == user || grantee == "PUBLIC") {
+            let user = visibility.user;
+            if !(visibility.superuser || grantor == user || grantee == user || grantee == "PUBLIC")
+            {
                 return;
             }
             let values = [
@@ -132,7 +237,7 @@ impl TablePrivileges {
                 column.append_value(value);
             }
         };
-        for relation in &relations {
+        for relation in relations {
             let Some(owner) = relation.acl.owner.as_deref() else {
                 continue;
             };
@@ -149,18 +254,118 @@ impl TablePrivileges {
                 }
             }
         }
-        let arrays: Vec<datafusion::arrow::array::ArrayRef> = columns
+        columns
             .iter_mut()
-            .map(|c| Arc::new(c.finish()) as datafusion::arrow::array::ArrayRef)
+            .map(|c| Arc::new(c.finish()) as ArrayRef)
+            .collect()
+    }
+
+    /// `table_constraints`: the PRIMARY KEY and UNIQUE constraints of the
+    /// tables whose owner the user is, or on which they hold a privilege
+    /// other than SELECT (PostgreSQL's rule). PostgreSQL also lists each
+    /// NOT NULL column as a CHECK constraint named after OIDs; Freshet does
+    /// not (README, known limits).
+    fn table_constraints(
+        &self,
+        relations: &[freshet_catalog::RelationEntry],
+        visibility: &Visibility<'_>,
+    ) -> Vec<ArrayRef> {
+        use freshet_catalog::TablePrivilege as P;
+        let writes = [
+            P::Insert,
+            P::Update,
+            P::Delete,
+            P::Truncate,
+            P::References,
+            P::Trigger,
+        ];
+        let mut columns: Vec<StringBuilder> = (0..11).map(|_| StringBuilder::new()).collect();
+        for relation in relations {
+            if !visibility.any_of(relation, &writes) {
+                continue;
+            }
+            for constraint in &relation.constraints {
+                let values = [
+                    Some(self.database.as_str()),
+                    Some(relation.schema.as_str()),
+                    Some(constraint.name.as_str()),
+                    Some(self.database.as_str()),
+                    Some(relation.schema.as_str()),
+                    Some(relation.name.as_str()),
+                    Some(if constraint.primary {
+                        "PRIMARY KEY"
+                    } else {
+                        "UNIQUE"
+                    }),
+                    Some("NO"),
+                    Some("NO"),
+                    Some("YES"),
+                    // PostgreSQL 15 answers only for UNIQUE: NULLs are
+                    // distinct (Freshet has no NULLS NOT DISTINCT).
+                    (!constraint.primary).then_some("YES"),
+                ];
+                for (column, value) in columns.iter_mut().zip(values) {
+                    column.append_option(value);
+                }
+            }
+        }
+        columns
+            .iter_mut()
+            .map(|c| Arc::new(c.finish()) as ArrayRef)
+            .collect()
+    }
+
+    /// `key_column_usage`: each column of a PRIMARY KEY or UNIQUE
+    /// constraint with its position in the key, for the tables whose owner
+    /// the user is or on which they hold SELECT, INSERT, UPDATE or
+    /// REFERENCES (PostgreSQL's rule).
+    fn key_column_usage(
+        &self,
+        relations: &[freshet_catalog::RelationEntry],
+        visibility: &Visibility<'_>,
+    ) -> Vec<ArrayRef> {
+        use freshet_catalog::TablePrivilege as P;
+        let uses = [P::Select, P::Insert, P::Update, P::References];
+        let mut text: Vec<StringBuilder> = (0..7).map(|_| StringBuilder::new()).collect();
+        let mut positions = Int32Builder::new();
+        for relation in relations {
+            if !visibility.any_of(relation, &uses) {
+                continue;
+            }
+            for constraint in &relation.constraints {
+                for (position, column) in constraint.columns.iter().enumerate() {
+                    let values = [
+                        self.database.as_str(),
+                        relation.schema.as_str(),
+                        constraint.name.as_str(),
+                        self.database.as_str(),
+                        relation.schema.as_str(),
+                        relation.name.as_str(),
+                        column.as_str(),
+                    ];
+                    for (builder, value) in text.iter_mut().zip(values) {
+                        builder.append_value(value);
+                    }
+                    positions.append_value(i32::try_from(position + 1).unwrap_or(i32::MAX));
+                }
+            }
+        }
+        let rows = positions.len();
+        let mut columns: Vec<ArrayRef> = text
+            .iter_mut()
+            .map(|c| Arc::new(c.finish()) as ArrayRef)
             .collect();
-        Ok(RecordBatch::try_new(Self::table_schema(), arrays)?)
+        columns.push(Arc::new(positions.finish()));
+        // Only foreign keys have a position in the referenced constraint.
+        columns.push(Arc::new(Int32Array::new_null(rows)));
+        columns
     }
 }
 
 #[async_trait]
-impl TableProvider for TablePrivileges {
+impl TableProvider for CatalogViewTable {
     fn schema(&self) -> SchemaRef {
-        Self::table_schema()
+        Self::table_schema(self.view)
     }
 
     fn table_type(&self) -> TableType {
@@ -191,7 +396,7 @@ struct Columns {
 #[async_trait]
 impl TableProvider for Columns {
     fn schema(&self) -> SchemaRef {
-        self.inner.schema()
+        cardinal_numbers(&self.inner.schema())
     }
 
     fn table_type(&self) -> TableType {
@@ -284,6 +489,14 @@ impl Columns {
                 ));
             }
         }
+        // Sizes and positions are cardinal_number (an integer) in
+        // PostgreSQL; every one of them fits.
+        let schema = cardinal_numbers(&schema);
+        for (column, field) in columns.iter_mut().zip(schema.fields()) {
+            if column.data_type() != field.data_type() {
+                *column = datafusion::arrow::compute::cast(column, field.data_type())?;
+            }
+        }
         Ok(RecordBatch::try_new(schema, columns)?)
     }
 
@@ -297,6 +510,26 @@ impl Columns {
             .ok()??;
         Some(provider.schema())
     }
+}
+
+/// DataFusion's `columns` schema with its unsigned sizes and positions
+/// typed `integer`, as PostgreSQL's `cardinal_number` domain reaches
+/// clients.
+fn cardinal_numbers(schema: &SchemaRef) -> SchemaRef {
+    let fields: Vec<Field> = schema
+        .fields()
+        .iter()
+        .map(|f| match f.data_type() {
+            DataType::UInt64 | DataType::UInt32 => {
+                f.as_ref().clone().with_data_type(DataType::Int32)
+            }
+            _ => f.as_ref().clone(),
+        })
+        .collect();
+    Arc::new(datafusion::arrow::datatypes::Schema::new_with_metadata(
+        fields,
+        schema.metadata().clone(),
+    ))
 }
 
 /// `numeric_precision`, `numeric_precision_radix` and `numeric_scale` of a

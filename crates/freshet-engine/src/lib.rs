@@ -11,7 +11,9 @@
 pub mod activity;
 mod array_comparisons;
 mod array_literals;
+mod array_subquery;
 mod catalog_names;
+mod column_origins;
 mod commands;
 mod cursors;
 mod datetime_input;
@@ -42,6 +44,7 @@ mod output;
 mod output_names;
 mod overflow;
 mod pg_compat;
+mod pg_expandarray;
 mod pg_keys;
 mod pg_to_char;
 mod pg_types;
@@ -54,6 +57,7 @@ pub mod query_memory;
 mod registry;
 mod relation_oids;
 mod relation_size;
+mod roles;
 mod row_keys;
 mod segment_pruning;
 pub mod server_metrics;
@@ -74,6 +78,7 @@ mod users;
 mod value_counts;
 mod work;
 
+pub use column_origins::{COLUMN_NUMBER_METADATA, TABLE_OID_METADATA};
 pub use datetime_input::parse_date_text;
 pub use dynamic::{
     dynamic_table_lags, record_skipped, record_upstream_failed, refresh_dynamic_table,

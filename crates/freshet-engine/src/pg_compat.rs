@@ -7,7 +7,8 @@
 //! coercion ([`PostgresCasts`], an `AnalyzerRule`), and supplies the functions
 //! those rewrites call:
 //!
-//! * `ARRAY(SELECT …)` becomes an `array_agg` scalar subquery.
+//! * `ARRAY(SELECT …)` becomes a scalar subquery aggregating its rows in
+//!   their ORDER BY order ([`crate::array_subquery`]).
 //! * `x::json` becomes `freshet_json(x)`, which validates the text and types
 //!   the result as `json` (DataFusion has no JSON type).
 //! * An unaliased `col::type` in a select list is named `col`, as in Postgres;
@@ -37,8 +38,8 @@ use datafusion::logical_expr::{
 };
 use datafusion::optimizer::AnalyzerRule;
 use datafusion::sql::sqlparser::ast::{
-    BinaryOperator, DataType as SqlType, Expr as SqlExpr, Ident, Query, SelectItem, SetExpr,
-    Statement, UnaryOperator,
+    BinaryOperator, DataType as SqlType, Distinct, Expr as SqlExpr, GroupByExpr, Ident,
+    OrderByKind, Query, SelectItem, SetExpr, Statement, UnaryOperator,
 };
 use datafusion::sql::sqlparser::dialect::PostgreSqlDialect;
 use datafusion::sql::sqlparser::parser::Parser;
@@ -291,8 +292,9 @@ fn typed_null_array_argument(expr: &mut SqlExpr) -> bool {
     }
 }
 
-/// `ARRAY(SELECT x …)` (which psql's `\d` sends) as the equivalent
-/// `array_agg` scalar subquery, which DataFusion can plan.
+/// `ARRAY(SELECT x … ORDER BY k)` (which psql's `\d` and `\du` send) as
+/// the equivalent scalar subquery `(SELECT freshet_array_of_rows(x ORDER BY
+/// k) …)`, which DataFusion can plan; `{}` for no rows.
 fn array_subquery(expr: &SqlExpr, catalog: bool) -> Option<SqlExpr> {
     use datafusion::sql::sqlparser::ast::FunctionArguments;
     let SqlExpr::Function(function) = expr else {
@@ -306,32 +308,72 @@ fn array_subquery(expr: &SqlExpr, catalog: bool) -> Option<SqlExpr> {
     }
     if catalog && is_correlated_catalog_query(query) {
         // DataFusion cannot decorrelate these inside CASE or function calls.
-        // psql's `\d` asks them about policies and storage options Freshet
-        // never has, so NULL (no policy roles, no options) is the answer.
-        return Some(SqlExpr::Value(
-            datafusion::sql::sqlparser::ast::Value::Null.into(),
-        ));
+        // psql asks them about what Freshet never has (a policy's roles, a
+        // table's storage options, `\du`'s role memberships), so the answer
+        // is the empty array, as PostgreSQL's would be.
+        return parse_expr("CAST(make_array() AS text[])");
     }
     // Aggregate inside the subquery rather than over a derived table, so
-    // correlated references still resolve.
+    // correlated references still resolve. That takes each row's value as
+    // it is, so forms whose rows are not the FROM's (LIMIT, OFFSET,
+    // GROUP BY, HAVING, DISTINCT ON, set operations) are left to DataFusion,
+    // which refuses them, rather than aggregated wrongly.
     let mut query = query.as_ref().clone();
+    if query.limit_clause.is_some() || query.fetch.is_some() {
+        return None;
+    }
     let SetExpr::Select(select) = query.body.as_mut() else {
         return None;
+    };
+    let grouped = match &select.group_by {
+        GroupByExpr::All(_) => true,
+        GroupByExpr::Expressions(exprs, _) => !exprs.is_empty(),
+    };
+    if grouped || select.having.is_some() {
+        return None;
+    }
+    let distinct = match select.distinct.take() {
+        None => "",
+        Some(Distinct::Distinct) => "DISTINCT ",
+        Some(_) => return None,
     };
     let [item] = select.projection.as_slice() else {
         return None;
     };
-    let element = match item {
-        SelectItem::UnnamedExpr(e) | SelectItem::ExprWithAlias { expr: e, .. } => e.clone(),
+    let (element, alias) = match item {
+        SelectItem::UnnamedExpr(e) => (e.clone(), None),
+        SelectItem::ExprWithAlias { expr, alias } => (expr.clone(), Some(alias.clone())),
         _ => return None,
     };
-    let ordered = query.order_by.take().is_some();
-    let order = if ordered {
-        format!(" ORDER BY {element}")
-    } else {
-        String::new()
+    // The rows' order: ORDER BY's keys, where `1` and the item's alias name
+    // the element itself.
+    let order = match query.order_by.take().map(|o| o.kind) {
+        None => String::new(),
+        Some(OrderByKind::Expressions(keys)) => {
+            let keys: Vec<String> = keys
+                .into_iter()
+                .map(|mut key| {
+                    let names_element = match &key.expr {
+                        SqlExpr::Value(v) => v.value.to_string() == "1",
+                        SqlExpr::Identifier(ident) => alias
+                            .as_ref()
+                            .is_some_and(|a| crate::names::ident(a) == crate::names::ident(ident)),
+                        _ => false,
+                    };
+                    if names_element {
+                        key.expr = element.clone();
+                    }
+                    key.to_string()
+                })
+                .collect();
+            format!(" ORDER BY {}", keys.join(", "))
+        }
+        Some(OrderByKind::All(_)) => return None,
     };
-    let aggregate = parse_expr(&format!("array_agg({element}{order})"))?;
+    let aggregate = parse_expr(&format!(
+        "{}({distinct}{element}{order})",
+        crate::array_subquery::ARRAY_OF_ROWS
+    ))?;
     if let SetExpr::Select(select) = query.body.as_mut() {
         select.projection = vec![SelectItem::UnnamedExpr(aggregate)];
     }
@@ -705,7 +747,16 @@ fn rewrite_cast(expr: Expr, schema: &DFSchema) -> DfResult<Transformed<Expr>> {
             ScalarFunction::new_udf(udf, vec![inner.clone()]),
         )));
     }
+    // An array's text is PostgreSQL's `{a,b}` (Arrow's cast writes
+    // `[a, b]`); a list that is a JSON value keeps its JSON text.
+    let array_text = matches!(
+        (&source, target),
+        (DataType::List(_) | DataType::LargeList(_), DataType::Utf8)
+    ) && !inner
+        .to_field(schema)
+        .is_ok_and(|(_, field)| crate::types::is_json(&field));
     let function = match (&source, target) {
+        _ if array_text => text_udf(),
         (
             DataType::Utf8 | DataType::Utf8View | DataType::LargeUtf8,
             DataType::Interval(IntervalUnit::MonthDayNano),
@@ -1248,9 +1299,77 @@ fn postgres_text(array: &ArrayRef) -> DfResult<ArrayRef> {
                 }));
             }
         }
+        DataType::List(item) | DataType::LargeList(item) => {
+            let lists = datafusion::arrow::compute::cast(
+                array,
+                &DataType::new_list(item.data_type().clone(), true),
+            )?;
+            let lists = lists.as_list::<i32>();
+            let nested = matches!(
+                lists.value_type(),
+                DataType::List(_) | DataType::LargeList(_)
+            );
+            let elements = match lists.value_type() {
+                // t and f inside an array, as array_out writes them.
+                DataType::Boolean => Arc::new(
+                    lists
+                        .values()
+                        .as_boolean()
+                        .iter()
+                        .map(|b| b.map(|b| if b { "t" } else { "f" }))
+                        .collect::<datafusion::arrow::array::StringArray>(),
+                ) as ArrayRef,
+                _ => postgres_text(lists.values())?,
+            };
+            let elements = elements.as_string::<i32>();
+            for (i, offsets) in lists.offsets().windows(2).enumerate() {
+                if lists.is_null(i) {
+                    out.append_null();
+                    continue;
+                }
+                let mut text = String::from("{");
+                for j in offsets[0] as usize..offsets[1] as usize {
+                    if j > offsets[0] as usize {
+                        text.push(',');
+                    }
+                    if elements.is_null(j) {
+                        text.push_str("NULL");
+                    } else if nested {
+                        text.push_str(elements.value(j));
+                    } else {
+                        push_array_element(&mut text, elements.value(j));
+                    }
+                }
+                text.push('}');
+                out.append_value(text);
+            }
+        }
         _ => return Ok(datafusion::arrow::compute::cast(array, &DataType::Utf8)?),
     }
     Ok(Arc::new(out.finish()))
+}
+
+/// Appends one element of an array's text as PostgreSQL's `array_out`
+/// writes it: in double quotes, with `"` and `\` escaped, when it is empty,
+/// spells NULL, or holds a delimiter, brace, quote, backslash or blank.
+fn push_array_element(text: &mut String, element: &str) {
+    let quote = element.is_empty()
+        || element.eq_ignore_ascii_case("NULL")
+        || element
+            .chars()
+            .any(|c| matches!(c, '{' | '}' | ',' | '"' | '\\') || c.is_ascii_whitespace());
+    if !quote {
+        text.push_str(element);
+        return;
+    }
+    text.push('"');
+    for c in element.chars() {
+        if matches!(c, '"' | '\\') {
+            text.push('\\');
+        }
+        text.push(c);
+    }
+    text.push('"');
 }
 
 /// Types implied for parameters by casts such as `$1::bigint`: DataFusion

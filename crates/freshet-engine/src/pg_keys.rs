@@ -669,22 +669,24 @@ impl KeyCatalogTable {
         Ok(())
     }
 
-    /// `pg_class.relacl` of the session database's relations whose
-    /// privileges a GRANT or REVOKE changed, by (namespace OID, name).
-    fn relation_acls(
-        &self,
-        namespaces: &HashMap<String, i32>,
-    ) -> DfResult<HashMap<(i32, String), Vec<String>>> {
+    /// `pg_class.relowner` and `relacl` of the session database's
+    /// relations, by (namespace OID, name).
+    fn relation_acls(&self, namespaces: &HashMap<String, i32>) -> DfResult<RelationAcls> {
         let entries: Vec<RelationEntry> = self.shared.with_txn(|t| {
             catalog::list(t, &catalog::relation_prefix(&self.database, None))
                 .map_err(|e| DataFusionError::Execution(e.to_string()))
         })??;
+        let roles = crate::roles::role_oids(&self.shared)?;
         Ok(entries
             .into_iter()
             .filter_map(|entry| {
-                let items = entry.acl.to_pg_items()?;
                 let namespace = *namespaces.get(&entry.schema)?;
-                Some(((namespace, entry.name), items))
+                let owner = entry.acl.owner.as_ref().and_then(|o| roles.get(o)).copied();
+                let acl = RelationAcl {
+                    owner,
+                    items: entry.acl.to_pg_items(),
+                };
+                Some(((namespace, entry.name), acl))
             })
             .collect())
     }
@@ -843,14 +845,35 @@ impl TableProvider for KeyCatalogTable {
     }
 }
 
+/// A relation's owner and privileges as `pg_class` shows them.
+struct RelationAcl {
+    /// The owner's role OID; `None` for a relation from before owners were
+    /// recorded.
+    owner: Option<i32>,
+    /// `relacl`, if a GRANT or REVOKE changed the privileges.
+    items: Option<Vec<String>>,
+}
+
+/// [`RelationAcl`]s by (namespace OID, relation name).
+type RelationAcls = HashMap<(i32, String), RelationAcl>;
+
+/// The owner `pg_class.relowner` shows for a relation: its owner's OID, or
+/// the bootstrap superuser's for the system catalogs and for relations
+/// from before owners were recorded (only superusers may use those).
+fn owner_oid(acls: &RelationAcls, namespace: i32, name: &str) -> i32 {
+    acls.get(&(namespace, name.to_string()))
+        .and_then(|a| a.owner)
+        .unwrap_or(freshet_catalog::BOOTSTRAP_SUPERUSER_OID as i32)
+}
+
 /// The crate's `pg_class` rows, `relhasindex` set on tables with keys and
-/// `relacl` from `acls`, then a row per index; the other columns the crate
-/// lacks are NULL.
+/// `relowner` and `relacl` from `acls`, then a row per index (owned by its
+/// table's owner); the other columns the crate lacks are NULL.
 fn class_rows(
     schema: &SchemaRef,
     class_batches: Vec<RecordBatch>,
     keys: &[KeyIndex],
-    acls: &HashMap<(i32, String), Vec<String>>,
+    acls: &RelationAcls,
 ) -> DfResult<Vec<RecordBatch>> {
     let indexed: HashSet<i32> = keys.iter().map(|k| k.table_oid).collect();
     let extra = class_extra_fields();
@@ -866,6 +889,14 @@ fn class_rows(
                 .collect();
             columns[at] = Arc::new(flags);
         }
+        if let Ok(at) = batch_schema.index_of("relowner") {
+            let names = column(&batch, "relname")?.as_string::<i32>();
+            let spaces = column(&batch, "relnamespace")?.as_primitive::<Int32Type>();
+            let owners: datafusion::arrow::array::Int32Array = (0..batch.num_rows())
+                .map(|i| Some(owner_oid(acls, spaces.value(i), names.value(i))))
+                .collect();
+            columns[at] = Arc::new(owners);
+        }
         for field in &extra {
             if field.name() == "relacl" {
                 let names = column(&batch, "relname")?.as_string::<i32>();
@@ -874,7 +905,10 @@ fn class_rows(
                     datafusion::arrow::array::StringBuilder::new(),
                 );
                 for i in 0..batch.num_rows() {
-                    match acls.get(&(spaces.value(i), names.value(i).to_string())) {
+                    match acls
+                        .get(&(spaces.value(i), names.value(i).to_string()))
+                        .and_then(|a| a.items.as_ref())
+                    {
                         Some(items) => {
                             for item in items {
                                 list.values().append_value(item);
@@ -900,6 +934,7 @@ fn class_rows(
             "oid" | "relfilenode" => int32(key.oid),
             "relname" => text(&key.definition.name),
             "relnamespace" => int32(key.namespace_oid),
+            "relowner" => int32(owner_oid(acls, key.namespace_oid, &key.definition.table)),
             "relam" => int32(BTREE_AM),
             "relpages" => int32(1),
             "relpersistence" => text("p"),

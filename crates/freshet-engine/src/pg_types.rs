@@ -36,7 +36,7 @@ use datafusion_pg_catalog::pg_catalog::{PgCatalogSchemaProvider, PgCatalogStatic
 use freshet_catalog::{self as catalog, QualifiedName, RelationEntry};
 
 use crate::provider::SessionShared;
-use crate::types::SQL_TYPE_METADATA;
+use crate::types::declared_pg_type;
 
 /// `pg_catalog` with a corrected `pg_attribute`, Freshet's keys and indexes
 /// ([`crate::pg_keys`]) and a few tables the crate lacks or fills wrongly;
@@ -72,6 +72,12 @@ impl SchemaProvider for DeclaredTypesCatalog {
         }
         if name == "pg_stat_activity" {
             return crate::activity::pg_stat_activity(&self.engine, &self.shared).map(Some);
+        }
+        if name == "pg_roles" {
+            return Ok(Some(Arc::new(crate::roles::PgRoles {
+                builtin: self.inner.table("pg_authid").await?,
+                shared: self.shared.clone(),
+            })));
         }
         if name == "pg_statistic_ext" {
             return Ok(Some(empty_pg_statistic_ext()?));
@@ -133,6 +139,33 @@ impl SchemaProvider for DeclaredTypesCatalog {
     fn table_exist(&self, name: &str) -> bool {
         crate::pg_keys::ADDED_CATALOG_TABLES.contains(&name) || self.inner.table_exist(name)
     }
+}
+
+/// The OID the session's `pg_class` gives the relation `name` of `schema`,
+/// as RowDescription names a result column's table
+/// ([`crate::column_origins`]). The crate hands OIDs out as it lists
+/// relations, so a relation no `pg_class` read has listed yet is listed
+/// now, once. `None` if the relation is not in `pg_class`.
+pub(crate) async fn relation_oid(
+    session: &crate::Session,
+    schema: &str,
+    name: &str,
+) -> Option<i32> {
+    let pg_catalog = session
+        .ctx
+        .catalog(session.database())?
+        .schema("pg_catalog")?;
+    let declared = pg_catalog.downcast_ref::<DeclaredTypesCatalog>()?;
+    if let Some(oid) = declared.relation_oids.oid_of(schema, name) {
+        return Some(oid);
+    }
+    let classes = declared.table("pg_class").await.ok()??;
+    // Planning the scan reads pg_class, which records every OID it lists.
+    classes
+        .scan(&session.ctx.state(), None, &[], None)
+        .await
+        .ok()?;
+    declared.relation_oids.oid_of(schema, name)
 }
 
 /// `pg_attribute` with the declared types and `atthasdef` of stored
@@ -538,29 +571,6 @@ fn deparsed_default(default: &str, field: &Field) -> String {
     }
 }
 
-/// Postgres' type OID and type modifier for a declared column type.
-fn declared_pg_type(field: &Field) -> Option<(i32, i32)> {
-    let declared = field.metadata().get(SQL_TYPE_METADATA)?;
-    let (base, args) = match declared.split_once('(') {
-        Some((base, rest)) => (base.trim(), rest.trim_end_matches(')')),
-        None => (declared.trim(), ""),
-    };
-    let numbers: Vec<i32> = args
-        .split(',')
-        .filter_map(|n| n.trim().parse().ok())
-        .collect();
-    match (base, numbers.as_slice()) {
-        ("varchar" | "character varying", [n]) => Some((1043, n + 4)),
-        ("varchar" | "character varying", []) => Some((1043, -1)),
-        ("char" | "character", [n]) => Some((1042, n + 4)),
-        ("numeric" | "decimal" | "dec", [p, s]) => Some((1700, ((p << 16) | s) + 4)),
-        ("numeric" | "decimal" | "dec", [p]) => Some((1700, (p << 16) + 4)),
-        ("json", []) => Some((114, -1)),
-        ("jsonb", []) => Some((3802, -1)),
-        _ => None,
-    }
-}
-
 /// What pg_catalog's tables are built from: every database (for
 /// `pg_database`), but the schemas and tables of the session's database only.
 /// In Postgres each database has its own catalog, so psql's `\dn` and `\dt`
@@ -663,7 +673,6 @@ pub(crate) fn register_pg_catalog_functions(
         pg::create_current_database_udf(database),
         pg::create_current_schema_udf(),
         pg::create_current_schemas_udf(),
-        pg::create_pg_get_userbyid_udf(),
         has_privilege_udf::create_has_privilege_udf("has_table_privilege"),
         has_privilege_udf::create_has_privilege_udf("has_schema_privilege"),
         has_privilege_udf::create_has_privilege_udf("has_database_privilege"),

@@ -366,6 +366,7 @@ fn compat_rewrite(statement: Statement, rules: CompatRules) -> Statement {
         crate::array_comparisons::rewrite(&mut statement);
     }
     crate::table_function_names::rewrite(&mut statement);
+    crate::pg_expandarray::rewrite(&mut statement);
     crate::array_literals::rewrite(&mut statement);
     let mut statement = all
         .iter()

@@ -70,6 +70,18 @@ impl RelationOids {
         })?
     }
 
+    /// The OID the session's `pg_class` reads gave the relation `name` of
+    /// `schema`, if one has listed it.
+    pub(crate) fn oid_of(&self, schema: &str, name: &str) -> Option<i32> {
+        self.named
+            .lock()
+            .iter()
+            .find_map(|(oid, named)| match named {
+                Named::Relation(s, n) if s == schema && n == name => Some(*oid),
+                _ => None,
+            })
+    }
+
     /// What `oid` named when the session last read `pg_class`.
     pub(crate) fn named(&self, oid: i32) -> Option<Named> {
         self.named.lock().get(&oid).cloned()

@@ -542,6 +542,10 @@ impl Session {
         let point_lookup = schema
             .as_ref()
             .and_then(|output| PointLookup::recognize(self, &plan, output));
+        let schema = match schema {
+            Some(schema) => Some(crate::column_origins::annotate(self, &plan, schema).await),
+            None => None,
+        };
         Ok(Described {
             param_types: types,
             json_params: json,
@@ -1137,6 +1141,9 @@ pub(crate) fn build_context(
     crate::functions::register(&ctx, engine, shared);
     // After pg_catalog's functions: its pg_backend_pid() answers 1.
     crate::activity::register(&ctx, engine, shared);
+    crate::roles::register(&ctx, shared);
+    crate::pg_expandarray::register(&ctx);
+    crate::array_subquery::register(&ctx);
     Ok(ctx)
 }
 

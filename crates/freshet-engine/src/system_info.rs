@@ -17,12 +17,15 @@ use datafusion::logical_expr::{
 };
 
 /// The PostgreSQL version Freshet reports (`server_version`, `version()`):
-/// a plain modern version number, since drivers parse it to enable
-/// features and some choke on suffixes.
-pub const SERVER_VERSION: &str = "16.0";
+/// a plain version number, since drivers parse it to enable features and
+/// some choke on suffixes. It is 15, the PostgreSQL whose answers the test
+/// suite checks Freshet against, so clients take the same paths (psql's
+/// catalog queries, pgjdbc's and SQLAlchemy's feature switches) against
+/// both.
+pub const SERVER_VERSION: &str = "15.0";
 
 /// `server_version_num` for [`SERVER_VERSION`].
-pub const SERVER_VERSION_NUM: &str = "160000";
+pub const SERVER_VERSION_NUM: &str = "150000";
 
 /// What `version()` answers.
 pub fn version_string() -> String {
@@ -101,10 +104,27 @@ impl ScalarUDFImpl for PgTypeof {
     fn invoke_with_args(&self, args: ScalarFunctionArgs) -> DfResult<ColumnarValue> {
         let name = match args.arg_fields.first() {
             Some(field) if field.data_type() == &DataType::Null => "unknown".to_string(),
-            Some(field) => regtype_name(&crate::types::display_type(field)),
+            Some(field) => typeof_name(field),
             None => "unknown".to_string(),
         };
         Ok(ColumnarValue::Scalar(ScalarValue::Utf8(Some(name))))
+    }
+}
+
+/// The `regtype` name of `field`'s type: an array is its element's type
+/// with `[]` (`integer[]`), unless the column is JSON (Freshet's `json`
+/// and model outputs are lists and structs underneath).
+fn typeof_name(field: &datafusion::arrow::datatypes::Field) -> String {
+    let declared = field
+        .metadata()
+        .contains_key(crate::types::SQL_TYPE_METADATA);
+    match field.data_type() {
+        DataType::List(item) | DataType::LargeList(item) | DataType::FixedSizeList(item, _)
+            if !declared && !crate::types::is_json(field) =>
+        {
+            format!("{}[]", typeof_name(item))
+        }
+        _ => regtype_name(&crate::types::display_type(field)),
     }
 }
 
@@ -131,7 +151,13 @@ fn regtype_name(display: &str) -> String {
         "timestamptz" => "timestamp with time zone",
         "time" => "time without time zone",
         "timetz" => "time with time zone",
-        other => other,
+        other => {
+            // A declared array type (`int[]`) names its element's type.
+            if let Some(element) = other.strip_suffix("[]") {
+                return format!("{}[]", regtype_name(element));
+            }
+            other
+        }
     }
     .to_string()
 }
@@ -148,7 +174,7 @@ mod tests {
         assert_eq!(regtype_name("integer"), "integer");
         assert_eq!(regtype_name("INT"), "integer");
         assert_eq!(regtype_name("float8"), "double precision");
-        assert!(version_string().starts_with("PostgreSQL 16.0 (Freshet "));
+        assert!(version_string().starts_with("PostgreSQL 15.0 (Freshet "));
     }
 }
 

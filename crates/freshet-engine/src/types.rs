@@ -400,6 +400,31 @@ pub mod pg_text {
     }
 }
 
+/// Postgres' type OID and type modifier (`atttypmod`) for a declared
+/// column type; `None` for types whose OID follows from the Arrow type and
+/// that take no modifier.
+pub fn declared_pg_type(field: &Field) -> Option<(i32, i32)> {
+    let declared = field.metadata().get(SQL_TYPE_METADATA)?;
+    let (base, args) = match declared.split_once('(') {
+        Some((base, rest)) => (base.trim(), rest.trim_end_matches(')')),
+        None => (declared.trim(), ""),
+    };
+    let numbers: Vec<i32> = args
+        .split(',')
+        .filter_map(|n| n.trim().parse().ok())
+        .collect();
+    match (base, numbers.as_slice()) {
+        ("varchar" | "character varying", [n]) => Some((1043, n + 4)),
+        ("varchar" | "character varying", []) => Some((1043, -1)),
+        ("char" | "character", [n]) => Some((1042, n + 4)),
+        ("numeric" | "decimal" | "dec", [p, s]) => Some((1700, ((p << 16) | s) + 4)),
+        ("numeric" | "decimal" | "dec", [p]) => Some((1700, (p << 16) + 4)),
+        ("json", []) => Some((114, -1)),
+        ("jsonb", []) => Some((3802, -1)),
+        _ => None,
+    }
+}
+
 /// The `n` of a column declared `varchar(n)` / `char(n)`, which inserts must
 /// not exceed.
 pub fn declared_char_length(field: &Field) -> Option<usize> {

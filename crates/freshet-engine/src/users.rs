@@ -86,6 +86,7 @@ pub(crate) fn create_user(
                 format!("role \"{name}\" already exists"),
             ));
         }
+        let oid = catalog::allocate_role_oid(t);
         catalog::put(
             t,
             &catalog::user_key(name),
@@ -95,6 +96,7 @@ pub(crate) fn create_user(
                 scram_salt_hex: salt,
                 scram_salted_password_hex: salted,
                 scram_iterations: SCRAM_ITERATIONS,
+                oid: Some(oid),
             },
         );
         Ok(())

@@ -70,7 +70,9 @@ pub use ast::{
 pub use depth::{MAX_EXPRESSION_DEPTH, WORKER_STACK_SIZE};
 pub use error::{SqlError, SqlErrorKind};
 pub use information_schema::INFORMATION_SCHEMA_FUNCTIONS;
-pub use rewrite::{collect_model_calls, model_name_literal, normalize_ident, split_model_name};
+pub use rewrite::{
+    collect_model_calls, function_call, model_name_literal, normalize_ident, split_model_name,
+};
 
 /// Re-export of the sqlparser crate Freshet's AST is built from, so engine
 /// code can name `Statement`, `Query`, `Ident`... without guessing the path.

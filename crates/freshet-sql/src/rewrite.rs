@@ -758,7 +758,7 @@ fn marker_field(access: &AccessExpr) -> Option<String> {
 }
 
 /// Builds `name(args...)` with no modifiers.
-pub(crate) fn function_call(name: &str, args: Vec<Expr>) -> Expr {
+pub fn function_call(name: &str, args: Vec<Expr>) -> Expr {
     Expr::Function(Function {
         name: ObjectName::from(vec![Ident::new(name)]),
         uses_odbc_syntax: false,

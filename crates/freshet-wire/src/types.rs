@@ -76,13 +76,25 @@ impl WireSchema {
             let own_text =
                 col_format == FieldFormat::Text && crate::text::supports(wire_field.data_type());
             let jsonb_binary = pg_type == Type::JSONB && col_format == FieldFormat::Binary;
-            fields.push(FieldInfo::new(
-                field.name().clone(),
-                None,
-                None,
-                pg_type,
-                col_format,
-            ));
+            let origin = column_origin(field);
+            // A column passed through from a table keeps its declared
+            // modifier (varchar(40), numeric(10,2)); anything computed is
+            // described without one, as PostgreSQL does for most
+            // expressions.
+            let type_modifier = origin
+                .and_then(|_| freshet_engine::types::declared_pg_type(field))
+                .map_or(-1, |(_, typmod)| typmod);
+            fields.push(
+                FieldInfo::new(
+                    field.name().clone(),
+                    origin.map(|(table, _)| table),
+                    origin.map(|(_, column)| column),
+                    pg_type.clone(),
+                    col_format,
+                )
+                .with_type_modifier(type_modifier)
+                .with_type_size(type_size(&pg_type)),
+            );
             columns.push(ColumnPlan {
                 to_json,
                 wire_field,
@@ -318,6 +330,37 @@ fn encode_vector(
         }
     }
     Ok(out)
+}
+
+/// The table OID and column number the engine traced a result column to
+/// ([`freshet_engine::TABLE_OID_METADATA`]), for RowDescription.
+fn column_origin(field: &Field) -> Option<(i32, i16)> {
+    let metadata = field.metadata();
+    let table = metadata
+        .get(freshet_engine::TABLE_OID_METADATA)?
+        .parse()
+        .ok()?;
+    let column = metadata
+        .get(freshet_engine::COLUMN_NUMBER_METADATA)?
+        .parse()
+        .ok()?;
+    Some((table, column))
+}
+
+/// `pg_type.typlen` of a type RowDescription announces: its fixed width in
+/// bytes, or -1 for variable-width types (PostgreSQL sends it; drivers
+/// show it as the field's size).
+fn type_size(ty: &Type) -> i16 {
+    match *ty {
+        Type::BOOL | Type::CHAR => 1,
+        Type::INT2 => 2,
+        Type::INT4 | Type::OID | Type::FLOAT4 | Type::DATE | Type::REGCLASS | Type::REGTYPE => 4,
+        Type::INT8 | Type::FLOAT8 | Type::TIME | Type::TIMESTAMP | Type::TIMESTAMPTZ => 8,
+        Type::TIMETZ => 12,
+        Type::INTERVAL | Type::UUID => 16,
+        Type::NAME => 64,
+        _ => -1,
+    }
 }
 
 /// `Format::format_for` indexes without bounds checks; a client sending the

@@ -473,3 +473,78 @@ GRANT INSERT, UPDATE ON psql_grants TO PUBLIC;
         );
     }
 }
+
+/// `\du` lists the users, and `\dt` names each table's owner: the user who
+/// created it. Checked against PostgreSQL too when SLT_REFERENCE_URL names
+/// one (there the new user needs CREATE on `public`, which PostgreSQL 15
+/// does not give by default).
+#[test]
+fn psql_lists_roles_and_owners() {
+    let Some(server) = setup() else { return };
+    const ROLE: &str = "CREATE USER psql_du_owner PASSWORD 'pw';";
+    let out = psql(&server, &["-q"], Some(ROLE));
+    assert_eq!(out.code, Some(0), "{}{}", out.stdout, out.stderr);
+    let as_owner = format!(
+        "postgresql://psql_du_owner:pw@{}:{}/freshet?sslmode=disable",
+        server.host(),
+        server.port()
+    );
+    psql_ok_at(&as_owner, "CREATE TABLE psql_owned (id int)");
+    let listing = |connection: &str, command: &str| {
+        let out = psql_at(connection, &["-A", "-c", command], None);
+        assert_eq!(out.code, Some(0), "{command}: {}{}", out.stdout, out.stderr);
+        out.stdout
+    };
+    let line_of = |listing: &str, prefix: &str| -> String {
+        listing
+            .lines()
+            .find(|l| l.starts_with(prefix))
+            .unwrap_or_else(|| panic!("no line starting {prefix:?} in:\n{listing}"))
+            .to_string()
+    };
+    let du = listing(&server.uri(), "\\du");
+    assert_contains_all(
+        &du,
+        "\\du",
+        &[
+            "freshet|Superuser, Create role, Create DB|{}",
+            "psql_du_owner||{}",
+        ],
+    );
+    assert!(!du.contains("|pg_"), "\\du lists predefined roles:\n{du}");
+    let ours_owned = line_of(&listing(&server.uri(), "\\dt psql_owned"), "public|");
+    assert_eq!(ours_owned, "public|psql_owned|table|psql_du_owner");
+    let ours_logins = line_of(&listing(&server.uri(), "\\dt logins"), "public|");
+    assert_eq!(ours_logins, "public|logins|table|freshet");
+    if let Ok(reference) = std::env::var("SLT_REFERENCE_URL") {
+        // A run that failed midway may have left the role with its grant.
+        let setup = format!(
+            "DROP TABLE IF EXISTS psql_owned; \
+             DO $$ BEGIN IF EXISTS (SELECT FROM pg_roles WHERE rolname = 'psql_du_owner') \
+             THEN DROP OWNED BY psql_du_owner; DROP ROLE psql_du_owner; END IF; END $$; \
+             {ROLE} GRANT CREATE ON SCHEMA public TO psql_du_owner;"
+        );
+        let out = psql_at(&reference, &["-q"], Some(&setup));
+        assert_eq!(out.code, Some(0), "{}{}", out.stdout, out.stderr);
+        // The same database the superuser's connection landed in.
+        let database = listing(&reference, "SELECT current_database()");
+        let database = database.lines().nth(1).unwrap_or("postgres");
+        let reference_owner =
+            format!("{reference} user=psql_du_owner password=pw dbname={database}");
+        psql_ok_at(&reference_owner, "CREATE TABLE psql_owned (id int)");
+        let theirs_du = listing(&reference, "\\du");
+        let theirs_owned = line_of(&listing(&reference, "\\dt psql_owned"), "public|");
+        psql_ok_at(&reference, "DROP TABLE psql_owned");
+        psql_ok_at(
+            &reference,
+            "REVOKE CREATE ON SCHEMA public FROM psql_du_owner",
+        );
+        psql_ok_at(&reference, "DROP USER psql_du_owner");
+        assert_eq!(
+            line_of(&du, "psql_du_owner|"),
+            line_of(&theirs_du, "psql_du_owner|"),
+            "\\du differs from PostgreSQL's for a plain user"
+        );
+        assert_eq!(ours_owned, theirs_owned, "\\dt differs from PostgreSQL's");
+    }
+}

@@ -2719,3 +2719,71 @@ async fn a_dynamic_table_refreshes_with_its_owners_privileges() {
         "{last:?}"
     );
 }
+
+/// RowDescription names the table and column each result column comes from
+/// (a column passed through projections, aliases, filters, sorts, joins and
+/// GROUP BY keys), with its declared type modifier; a computed column has
+/// neither, as in PostgreSQL (checked against it too when SLT_REFERENCE_URL
+/// is set).
+#[tokio::test]
+async fn row_description_names_source_columns() {
+    let server = TestServer::start();
+    for (name, client) in clients_with_reference(&server).await {
+        client
+            .batch_execute(
+                "DROP TABLE IF EXISTS rd_source; \
+                 CREATE TABLE rd_source (id bigint, name varchar(40), amount numeric(10,2))",
+            )
+            .await
+            .expect(name);
+        let oid: i64 = client
+            .query_one(
+                "SELECT oid::int8 FROM pg_catalog.pg_class WHERE relname = 'rd_source'",
+                &[],
+            )
+            .await
+            .expect(name)
+            .get(0);
+        let table = Some(u32::try_from(oid).expect("an OID"));
+        let describe = |sql: &'static str| {
+            let client = &client;
+            async move {
+                let statement = client.prepare(sql).await.expect(sql);
+                statement
+                    .columns()
+                    .iter()
+                    .map(|c| (c.table_oid(), c.column_id(), c.type_modifier()))
+                    .collect::<Vec<_>>()
+            }
+        };
+        assert_eq!(
+            describe(
+                "SELECT name, id AS ident, amount, id + 1, s.amount FROM rd_source s \
+                 WHERE id > 0 ORDER BY name LIMIT 5"
+            )
+            .await,
+            vec![
+                (table, Some(2), 44),
+                (table, Some(1), -1),
+                (table, Some(3), (10 << 16 | 2) + 4),
+                (None, None, -1),
+                (table, Some(3), (10 << 16 | 2) + 4),
+            ],
+            "{name}: projections, aliases and expressions"
+        );
+        assert_eq!(
+            describe("SELECT a.name, b.id FROM rd_source a JOIN rd_source b ON a.id = b.id").await,
+            vec![(table, Some(2), 44), (table, Some(1), -1)],
+            "{name}: a join"
+        );
+        assert_eq!(
+            describe("SELECT name, count(*) FROM rd_source GROUP BY name").await,
+            vec![(table, Some(2), 44), (None, None, -1)],
+            "{name}: GROUP BY"
+        );
+        client
+            .batch_execute("DROP TABLE rd_source")
+            .await
+            .expect(name);
+    }
+}

@@ -504,20 +504,6 @@ public class JdbcClient {
     // ------------------------------------------------------------ runner
 
     public static void main(String[] args) throws Exception {
-        // SELECT version(): PostgreSQL 15.x; Freshet `PostgreSQL 16.0 (Freshet …)`.
-        KNOWN_FRESHET_DIFFERENCES.put("testVersion", "version() and the server_version reported at startup are 16.0, not 15.x");
-        // RowDescription of SELECT id, name, amount FROM t carries no table oid or column
-        // number (getTableName "", isNullable unknown), describes varchar(40) as text, and
-        // numeric(10,2) without its typmod (precision 0, scale 0).
-        KNOWN_FRESHET_DIFFERENCES.put("testResultSetMetaDataDetails",
-            "RowDescription lacks table oid, column number, varchar type and typmods");
-        // The 23505 ErrorResponse has no schema (s), table (t) or constraint (n) fields.
-        KNOWN_FRESHET_DIFFERENCES.put("testServerErrorMessageFields", "23505 errors lack the schema/table/constraint fields");
-        // getPrimaryKeys and getIndexInfo call information_schema._pg_expandarray:
-        // "Invalid function '_pg_expandarray'".
-        KNOWN_FRESHET_DIFFERENCES.put("testPrimaryKeys", "information_schema._pg_expandarray is missing");
-        KNOWN_FRESHET_DIFFERENCES.put("testIndexInfo", "information_schema._pg_expandarray is missing");
-
         String uri = System.getenv("FRESHET_URI");
         if (uri == null) {
             System.err.println("FRESHET_URI is not set");

@@ -32,19 +32,7 @@ if (!URI) {
 }
 const TARGET = process.env.FRESHET_TARGET || "freshet";
 
-const KNOWN_FRESHET_DIFFERENCES = {
-  // SELECT version() / SHOW server_version: PostgreSQL 15.x; Freshet 16.0.
-  test_version: "version() reports PostgreSQL 16.0, not 15.x",
-  // ErrorResponse of a unique violation lacks the schema, table and constraint fields.
-  test_error_fields: "23505 errors lack the schema/table/constraint fields",
-  // SELECT name, id FROM t: RowDescription's table oid and column number are 0.
-  test_rowdescription_table_ids: "RowDescription carries no table oid or column number",
-  // information_schema.table_constraints: 42P01 relation does not exist.
-  test_information_schema_constraints: "information_schema.table_constraints is missing",
-  // numeric_precision etc. are bigint (PostgreSQL: cardinal_number, an int4
-  // domain), so node-postgres reads them as strings.
-  test_information_schema_sizes: "information_schema.columns sizes are bigint, not cardinal_number",
-};
+const KNOWN_FRESHET_DIFFERENCES = {};
 
 function check(cond, what) {
   if (!cond) throw new Error(`check failed: ${what}`);
