@@ -10,6 +10,7 @@
 
 pub mod activity;
 mod array_comparisons;
+mod array_dims;
 mod array_literals;
 mod array_subquery;
 mod catalog_names;

@@ -87,6 +87,8 @@ pub(crate) fn rewrite_statement(statement: &mut Statement, catalog: bool, null_c
             *expr = lookup;
         } else if let Some(subscripts) = generate_subscripts_call(expr) {
             *expr = subscripts;
+        } else if let Some(remainder) = mod_call(expr) {
+            *expr = remainder;
         } else if let Some(name) = regtype_text(expr) {
             *expr = name;
         } else if null_correlated
@@ -442,6 +444,39 @@ fn generate_subscripts_call(expr: &SqlExpr) -> Option<SqlExpr> {
     parse_expr(&format!(
         "unnest(generate_series(1, CAST(array_length({array}, {dimension}) AS BIGINT)))"
     ))
+}
+
+/// `mod(a, b)` as `(a) % (b)`: PostgreSQL's `mod` is its `%` operator as
+/// a function (the remainder takes the dividend's sign), which DataFusion
+/// lacks.
+fn mod_call(expr: &SqlExpr) -> Option<SqlExpr> {
+    use datafusion::sql::sqlparser::ast::{FunctionArg, FunctionArgExpr, FunctionArguments};
+    let SqlExpr::Function(function) = expr else {
+        return None;
+    };
+    let parts = crate::names::parts(&function.name);
+    if !matches!(parts.as_slice(), [name] | [_, name] if name == "mod") {
+        return None;
+    }
+    if parts.len() == 2 && parts[0] != "pg_catalog" {
+        return None;
+    }
+    let FunctionArguments::List(list) = &function.args else {
+        return None;
+    };
+    let [FunctionArg::Unnamed(FunctionArgExpr::Expr(a)), FunctionArg::Unnamed(FunctionArgExpr::Expr(b))] =
+        list.args.as_slice()
+    else {
+        return None;
+    };
+    if !list.clauses.is_empty() || function.over.is_some() || function.filter.is_some() {
+        return None;
+    }
+    Some(SqlExpr::Nested(Box::new(SqlExpr::BinaryOp {
+        left: Box::new(SqlExpr::Nested(Box::new(a.clone()))),
+        op: BinaryOperator::Modulo,
+        right: Box::new(SqlExpr::Nested(Box::new(b.clone()))),
+    })))
 }
 
 /// `x::regtype::text` as `format_type(x, NULL)`: the type's name

@@ -1115,6 +1115,20 @@ pub(crate) fn build_context(
     crate::float_ops::register(&ctx).map_err(crate::planning::map_df_error)?;
     crate::datetime_ops::register(&ctx);
     crate::to_hex::register(&ctx);
+    crate::array_dims::register(&ctx);
+    // PostgreSQL's other names for two of DataFusion's aggregates.
+    ctx.register_udaf(
+        datafusion::functions_aggregate::bool_and_or::bool_and_udaf()
+            .as_ref()
+            .clone()
+            .with_aliases(["every"]),
+    );
+    ctx.register_udaf(
+        datafusion::functions_aggregate::variance::var_samp_udaf()
+            .as_ref()
+            .clone()
+            .with_aliases(["variance"]),
+    );
     crate::pg_compat::register(&ctx);
     crate::json_build::register(&ctx);
     crate::subquery::register(&ctx);
