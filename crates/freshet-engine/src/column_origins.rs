@@ -111,8 +111,15 @@ pub(crate) async fn annotate(
             continue;
         };
         let resolved = relation.resolve(&catalog, &default_schema);
+        // System catalogs, and the session's virtual schemas (the rows an
+        // INSERT … RETURNING wrote), are not relations pg_class lists.
         if *resolved.catalog != *catalog
             || matches!(&*resolved.schema, "pg_catalog" | "information_schema")
+            || session
+                .shared
+                .virtual_schemas
+                .read()
+                .contains_key(&*resolved.schema)
         {
             fields.push(field.as_ref().clone());
             continue;

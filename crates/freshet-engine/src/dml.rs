@@ -34,6 +34,7 @@ use freshet_storage::{RowId, TableId, ROW_ID_COLUMN};
 use crate::commands::{command, run_query};
 use crate::keys::OnConflict;
 use crate::names::{lookup_relation, resolve_name};
+use crate::output::RowsCommand;
 use crate::planning::{collect_plan, map_df_error, plan_statement};
 use crate::session::{CopyInState, Session};
 use crate::{CommandTag, CopyFormat, CopyInTarget, CopyOptions, EngineError, QueryOutput};
@@ -339,6 +340,7 @@ async fn insert_rows(
                 conformed,
                 &items,
                 params,
+                RowsCommand::Insert,
             )
             .await
         }
@@ -579,13 +581,24 @@ async fn update_or_delete(
         returning: returning.is_some(),
     };
     let (count, new_rows) = modify_rows(session, &target, change, params.clone()).await?;
-    let tag = if assignments.is_some() {
-        "UPDATE"
+    let (tag, rows_command) = if assignments.is_some() {
+        ("UPDATE", RowsCommand::Update)
     } else {
-        "DELETE"
+        ("DELETE", RowsCommand::Delete)
     };
     match returning {
-        Some(items) => returning_rows(session, &target, &alias, new_rows, &items, params).await,
+        Some(items) => {
+            returning_rows(
+                session,
+                &target,
+                &alias,
+                new_rows,
+                &items,
+                params,
+                rows_command,
+            )
+            .await
+        }
         None => Ok(command(tag, Some(count))),
     }
 }
@@ -776,6 +789,7 @@ async fn returning_rows(
     rows: Vec<RecordBatch>,
     items: &[SelectItem],
     params: Option<ParamValues>,
+    command: RowsCommand,
 ) -> Result<QueryOutput, EngineError> {
     let table = MemTable::try_new(target.schema.clone(), vec![rows]).map_err(map_df_error)?;
     let schema_provider = Arc::new(MemorySchemaProvider::new());
@@ -815,7 +829,7 @@ async fn returning_rows(
     Ok(QueryOutput::Rows {
         schema,
         stream: Box::pin(stream),
-        command: crate::RowsCommand::Select,
+        command,
     })
 }
 
@@ -1183,7 +1197,16 @@ pub(crate) async fn describe_returning(
     };
     let target = writable_target(session, &name, change_privilege(stmt))?;
     let alias = alias.unwrap_or_else(|| target.name.name.clone());
-    let output = returning_rows(session, &target, &alias, Vec::new(), &items, None).await;
+    let output = returning_rows(
+        session,
+        &target,
+        &alias,
+        Vec::new(),
+        &items,
+        None,
+        RowsCommand::Select,
+    )
+    .await;
     session.shared.virtual_schemas.write().remove(DML_SCHEMA);
     match output? {
         QueryOutput::Rows { schema, .. } => Ok(Some(schema)),

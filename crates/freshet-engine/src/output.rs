@@ -101,18 +101,29 @@ pub enum QueryOutput {
 /// What returned rows: the verb of the command tag (`SELECT 3`, `FETCH 3`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum RowsCommand {
-    /// A query (and RETURNING, SHOW, EXPLAIN).
+    /// A query (and SHOW, EXPLAIN).
     Select,
     /// `FETCH` from a cursor.
     Fetch,
+    /// `INSERT … RETURNING`.
+    Insert,
+    /// `UPDATE … RETURNING`.
+    Update,
+    /// `DELETE … RETURNING`.
+    Delete,
 }
 
 impl RowsCommand {
-    /// The command tag's verb.
+    /// The command tag before the row count: the statement's own, as
+    /// PostgreSQL sends it also when it returns rows (`INSERT 0 2`, not
+    /// `SELECT 2`, for `INSERT … RETURNING`).
     pub fn verb(self) -> &'static str {
         match self {
             RowsCommand::Select => "SELECT",
             RowsCommand::Fetch => "FETCH",
+            RowsCommand::Insert => "INSERT 0",
+            RowsCommand::Update => "UPDATE",
+            RowsCommand::Delete => "DELETE",
         }
     }
 }

@@ -485,6 +485,22 @@ async function test_information_schema_sizes() {
   });
 }
 
+async function test_returning_command_tags() {
+  await withClient(async (c) => {
+    await c.query("CREATE TABLE np_ret (id int, v text)");
+    // Simple protocol (no parameters) and extended (with one): the command
+    // is the statement's, not SELECT, and the count is the rows returned.
+    let r = await c.query("INSERT INTO np_ret VALUES (1, 'a'), (2, 'b') RETURNING id");
+    eq([r.command, r.rowCount, r.rows.length], ["INSERT", 2, 2], "INSERT RETURNING, simple");
+    r = await c.query("UPDATE np_ret SET v = $1 RETURNING id", ["x"]);
+    eq([r.command, r.rowCount, r.rows.length], ["UPDATE", 2, 2], "UPDATE RETURNING, extended");
+    r = await c.query("DELETE FROM np_ret WHERE id = $1 RETURNING v", [1]);
+    eq([r.command, r.rowCount, r.rows], ["DELETE", 1, [{ v: "x" }]], "DELETE RETURNING, extended");
+    r = await c.query("INSERT INTO np_ret VALUES ($1, $2) RETURNING id", [3, "c"]);
+    eq([r.command, r.rowCount, r.oid], ["INSERT", 1, 0], "INSERT RETURNING, extended");
+  });
+}
+
 async function test_pool() {
   const pool = new pg.Pool({ connectionString: URI, max: 4 });
   try {
@@ -506,7 +522,8 @@ async function main() {
     test_version, test_connect_and_settings, test_show_column_name, test_inferred_parameter_types, test_round_trip_types,
     test_rowdescription_varchar_jsonb, test_arrays, test_batch_and_prepared, test_cursor, test_generate_series_alias,
     test_copy, test_transactions_and_savepoints, test_errors, test_error_fields, test_metadata,
-    test_rowdescription_table_ids, test_information_schema_constraints, test_information_schema_sizes, test_pool,
+    test_rowdescription_table_ids, test_information_schema_constraints, test_information_schema_sizes,
+    test_returning_command_tags, test_pool,
   ];
   const only = process.env.NODE_CLIENT_ONLY;
   const failures = [];
