@@ -753,8 +753,11 @@ pub fn bootstrap(txn: &mut Transaction, superuser: &str, now_micros: i64) {
             },
         );
     }
+    let superuser_missing = txn.get_meta(&user_key(superuser)).is_none();
+    // Entries that do not decode are left as they are (never rewritten,
+    // so no password is lost); only a missing superuser is created.
     let mut users: Vec<UserEntry> = list(&*txn, "user/").unwrap_or_default();
-    if !users.iter().any(|u| u.name == superuser) {
+    if superuser_missing {
         users.push(UserEntry {
             name: superuser.to_string(),
             superuser: true,
@@ -763,7 +766,6 @@ pub fn bootstrap(txn: &mut Transaction, superuser: &str, now_micros: i64) {
             scram_iterations: 4096,
             oid: None,
         });
-        // Written below with its OID.
     }
     // Every user has an OID: the bootstrap superuser 10 unless another
     // user already holds it (the superuser was renamed by --superuser),
