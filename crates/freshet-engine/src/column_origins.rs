@@ -99,10 +99,14 @@ pub(crate) async fn annotate(
     if origins.iter().all(Option::is_none) {
         return schema;
     }
-    let state = session.ctx.state();
-    let options = state.config_options();
-    let catalog = options.catalog.default_catalog.clone();
-    let default_schema = options.catalog.default_schema.clone();
+    // The two names only: `SessionContext::state()` would clone the whole
+    // session state on every query.
+    let (catalog, default_schema) = {
+        let state = session.ctx.state_ref();
+        let state = state.read();
+        let names = &state.config_options().catalog;
+        (names.default_catalog.clone(), names.default_schema.clone())
+    };
     let mut oids: HashMap<(String, String), Option<i32>> = HashMap::new();
     let mut fields = Vec::with_capacity(schema.fields().len());
     for (field, origin) in schema.fields().iter().zip(origins) {
