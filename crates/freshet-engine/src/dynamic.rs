@@ -813,6 +813,9 @@ enum KeyKind {
 
 /// Why a GROUP BY maintained from per-group state is incremental.
 const STATE_REASON: &str = "GROUP BY: maintained from per-group state; each refresh reads only the changed rows (and recomputes a group whose minimum or maximum was deleted)";
+/// Why a DISTINCT maintained from per-row counts is incremental.
+const DISTINCT_STATE_REASON: &str =
+    "DISTINCT: maintained from per-row counts; each refresh reads only the changed rows";
 
 impl Strategy {
     fn reason(self) -> &'static str {
@@ -1007,12 +1010,39 @@ async fn maintenance_plan(session: &Session, query: &Query) -> Result<LogicalPla
         Statement::Query(Box::new(query.clone())),
     )
     .await?;
+    let plan = distinct_as_group_by(plan)?;
     if !has_unconditioned_join(&plan) {
         return Ok(plan);
     }
     Optimizer::with_rules(vec![Arc::new(PushDownFilter::new())])
         .optimize(plan, &OptimizerContext::new(), |_, _| {})
         .map_err(map_df_error)
+}
+
+/// `SELECT DISTINCT` (and `UNION`, planned as a DISTINCT over UNION ALL) as
+/// the GROUP BY of all its columns with no aggregates, which it is: the
+/// rows come out the same, and [`DeltaAggregate`] then maintains them from
+/// per-row counts (a row stays while its count is above zero) instead of
+/// recomputing the changed rows from the whole source. `DISTINCT ON` is
+/// left as it is.
+fn distinct_as_group_by(plan: LogicalPlan) -> Result<LogicalPlan, EngineError> {
+    use datafusion::common::tree_node::{Transformed, TransformedResult};
+    plan.transform_up(|node| match node {
+        LogicalPlan::Distinct(Distinct::All(input)) => {
+            let columns = input
+                .schema()
+                .columns()
+                .into_iter()
+                .map(DfExpr::Column)
+                .collect();
+            Ok(Transformed::yes(LogicalPlan::Aggregate(
+                datafusion::logical_expr::Aggregate::try_new(input, columns, Vec::new())?,
+            )))
+        }
+        other => Ok(Transformed::no(other)),
+    })
+    .data()
+    .map_err(map_df_error)
 }
 
 /// How `query` (planned as `plan`, reading `sources`) can be maintained
@@ -2132,10 +2162,11 @@ async fn create_dynamic_table(
         (RefreshMode::Incremental, Ok(strategy)) | (RefreshMode::Auto, Ok(strategy)) => {
             let from_state = strategy == Strategy::Keyed(KeyKind::Aggregate)
                 && DeltaAggregate::of(key_node(&maintained)).is_some();
-            let reason = if from_state {
-                STATE_REASON
-            } else {
-                strategy.reason()
+            let distinct = matches!(key_node(&plan), LogicalPlan::Distinct(Distinct::All(_)));
+            let reason = match (from_state, distinct) {
+                (true, true) => DISTINCT_STATE_REASON,
+                (true, false) => STATE_REASON,
+                (false, _) => strategy.reason(),
             };
             (INCREMENTAL, reason.to_string())
         }

@@ -1,7 +1,7 @@
 //! Differential test of dynamic-table refreshes: for a set of dynamic tables
 //! covering every construct Freshet maintains incrementally (projections,
 //! filters, expressions, CTEs, derived tables, UNION ALL, GROUP BY with
-//! HAVING and DISTINCT aggregates, DISTINCT, inner joins (comma joins, and
+//! HAVING and DISTINCT aggregates, DISTINCT and UNION, inner joins (comma joins, and
 //! keys of different types on the two sides among them), tables over
 //! dynamic tables) and a few it recomputes in full (outer join, window
 //! function, aggregate over a join), a seeded random workload of inserts,
@@ -215,6 +215,20 @@ const DTS: &[Dt] = &[
         name: "d_distinct",
         columns: "k, s",
         query: "SELECT DISTINCT k, s FROM a",
+        incremental: true,
+        upstream: &[],
+    },
+    Dt {
+        name: "d_distinct_expressions",
+        columns: "m, nf",
+        query: "SELECT DISTINCT v % 7 AS m, f IS NULL AS nf FROM a",
+        incremental: true,
+        upstream: &[],
+    },
+    Dt {
+        name: "d_union_distinct",
+        columns: "k, s",
+        query: "SELECT k, s FROM a WHERE v > 20 UNION SELECT k, 'b' FROM b WHERE w > 30",
         incremental: true,
         upstream: &[],
     },
