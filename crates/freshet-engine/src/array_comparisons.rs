@@ -15,13 +15,13 @@
 //! NULL `x`, a comparison that decides (found through DataFusion's NULL-
 //! ignoring `array_has` / `array_min` / `array_max`), then a NULL element.
 //!
-//! Only comparisons of plain operands are replaced (columns, constants,
-//! casts, arithmetic, array constructors): the `CASE` names `x` and the
-//! array more than once, so a function call (a model's, a volatile one) would
-//! run more than once, and a parameter would lose the type its one use gives
-//! it. `ANY(subquery)` is planned by DataFusion as a subquery, and a string
-//! literal array (`= ANY('{a,b}')`) is left to datafusion-pg-catalog, which
-//! knows that form.
+//! The `CASE` names `x` and the array more than once, so comparisons whose
+//! operands hold a volatile function or a model call (which would run more
+//! than once), a subquery, or a parameter (which would lose the type its one
+//! use gives it) are left to DataFusion, whose answer ignores NULL elements
+//! (README lists this). `ANY(subquery)` is planned by DataFusion as a
+//! subquery, and a string literal array (`= ANY('{a,b}')`) is left to
+//! datafusion-pg-catalog, which knows that form.
 
 use std::ops::ControlFlow;
 
@@ -100,23 +100,35 @@ fn decide(x: &Expr, op: &BinaryOperator, array: &Expr, quantifier: Quantifier) -
     ))
 }
 
-/// Whether `expr` is made only of columns, constants, casts, operators and
-/// array constructors (see the module docs for why).
+/// Functions that must run once per row: a second call may answer
+/// differently (or, for a model, score the row again).
+const RUN_ONCE_FUNCTIONS: &[&str] = &[
+    "random",
+    "setseed",
+    "nextval",
+    "setval",
+    "clock_timestamp",
+    "timeofday",
+    "gen_random_uuid",
+    "uuid",
+    "freshet_model_call",
+];
+
+/// Whether `expr` may be named more than once in the `CASE` (see the module
+/// docs): no parameter, subquery, volatile function or model call.
+/// DataFusion evaluates a repeated deterministic call once per row (common
+/// subexpression elimination), so the repetition costs nothing.
 fn plain(expr: &Expr) -> bool {
     let found = visit_expressions(expr, |e| {
         let ok = match e {
-            Expr::Identifier(_)
-            | Expr::CompoundIdentifier(_)
-            | Expr::Cast { .. }
-            | Expr::Nested(_)
-            | Expr::UnaryOp { .. }
-            | Expr::BinaryOp { .. }
-            | Expr::Array(_)
-            | Expr::TypedString { .. }
-            | Expr::IsNull(_)
-            | Expr::IsNotNull(_) => true,
+            Expr::Subquery(_) | Expr::Exists { .. } | Expr::InSubquery { .. } => false,
+            Expr::Function(f) => {
+                let name = f.name.to_string().to_ascii_lowercase();
+                let base = name.rsplit('.').next().unwrap_or(&name);
+                !RUN_ONCE_FUNCTIONS.contains(&base)
+            }
             Expr::Value(v) => !matches!(v.value, Value::Placeholder(_)),
-            _ => false,
+            _ => true,
         };
         if ok {
             ControlFlow::Continue(())

@@ -487,7 +487,11 @@ pub(crate) fn parse_timestamp(text: &str, zoned: bool) -> Option<i64> {
         }
     };
     let offset_seconds = zone_offset_seconds(zone.trim())?;
-    let wall = date.and_time(time).and_utc().timestamp_micros();
+    let wall = date.and_time(time).and_utc();
+    // Digits past the microsecond round, as PostgreSQL rounds them
+    // (`…00.9999996` is the next second), rather than being cut off.
+    let round_up = i64::from(wall.timestamp_subsec_nanos() % 1_000 >= 500);
+    let wall = wall.timestamp_micros().checked_add(round_up)?;
     if zoned {
         wall.checked_sub(offset_seconds.checked_mul(1_000_000)?)
     } else {
@@ -551,6 +555,19 @@ mod tests {
         assert_eq!(
             parse_timestamp("2024-12-25", false),
             Some(micros("2024-12-25 00:00:00"))
+        );
+        // Past the microsecond, PostgreSQL rounds.
+        assert_eq!(
+            parse_timestamp("2024-12-25 10:30:00.1234567", false),
+            Some(at + 123_457)
+        );
+        assert_eq!(
+            parse_timestamp("2024-12-25 10:29:59.9999996", false),
+            Some(at)
+        );
+        assert_eq!(
+            parse_timestamp("2024-12-25 10:30:00.1234564", false),
+            Some(at + 123_456)
         );
     }
 

@@ -11,11 +11,6 @@
 //!   then days, then nanoseconds), with comparisons of their lengths as
 //!   PostgreSQL measures them: a month is 30 days and a day 24 hours, so
 //!   `interval '1 day' = interval '24 hours'`.
-//! * `timestamptz AT TIME ZONE zone`, which DataFusion only relabels with
-//!   the zone, with the local time in that zone as a `timestamp`; and
-//!   `timestamp AT TIME ZONE zone`, the instant that local time names, as a
-//!   `timestamptz` in the session's zone (UTC).
-//!
 //! * `date_part` / `EXTRACT` of seconds or milliseconds, which DataFusion
 //!   truncates to whole units, with PostgreSQL's exact `numeric`
 //!   (`12.500000`), and of the epoch of an interval, with PostgreSQL's
@@ -79,14 +74,6 @@ impl AnalyzerRule for PostgresDatetimeOps {
     }
 }
 
-/// Whether a zone name is the session's zone, UTC.
-fn is_utc(zone: &str) -> bool {
-    matches!(
-        zone.to_ascii_uppercase().as_str(),
-        "+00:00" | "+00" | "UTC" | "Z" | "GMT" | "ETC/UTC" | "+0000"
-    )
-}
-
 fn call(udf: Arc<ScalarUDF>, args: Vec<Expr>) -> Expr {
     Expr::ScalarFunction(ScalarFunction::new_udf(udf, args))
 }
@@ -132,30 +119,6 @@ fn rewrite(expr: Expr, schema: &DFSchema) -> DfResult<Transformed<Expr>> {
                 Box::new(expr),
                 DataType::Timestamp(TimeUnit::Microsecond, Some("+00:00".into())),
             ))))
-        }
-        Expr::Cast(Cast { expr: inner, field }) => {
-            let DataType::Timestamp(_, Some(to)) = field.data_type() else {
-                return Ok(Transformed::no(expr));
-            };
-            if is_utc(to) {
-                return Ok(Transformed::no(expr));
-            }
-            match inner.get_type(schema) {
-                // timestamptz AT TIME ZONE: the local time there.
-                Ok(DataType::Timestamp(_, Some(_))) => Ok(Transformed::yes(call(
-                    local_time_udf(),
-                    vec![
-                        inner.as_ref().clone(),
-                        Expr::Literal(ScalarValue::Utf8(Some(to.to_string())), None),
-                    ],
-                ))),
-                // timestamp AT TIME ZONE: that local time's instant, in UTC.
-                Ok(DataType::Timestamp(_, None)) => Ok(Transformed::yes(Expr::Cast(Cast::new(
-                    Box::new(expr.clone()),
-                    DataType::Timestamp(TimeUnit::Microsecond, Some("+00:00".into())),
-                )))),
-                _ => Ok(Transformed::no(expr)),
-            }
         }
         _ => Ok(Transformed::no(expr)),
     }
@@ -448,58 +411,4 @@ fn interval_epoch_micros(v: IntervalMonthDayNano) -> i128 {
         + months * 30 * MICROS_PER_DAY
         + i128::from(v.days) * MICROS_PER_DAY
         + i128::from(v.nanoseconds / 1_000)
-}
-
-/// `freshet_local_time(timestamptz, zone) -> timestamp`: the wall-clock
-/// time in the zone.
-fn local_time_udf() -> Arc<ScalarUDF> {
-    static UDF: OnceLock<Arc<ScalarUDF>> = OnceLock::new();
-    row_function(
-        &UDF,
-        "freshet_local_time",
-        2,
-        DataType::Timestamp(TimeUnit::Microsecond, None),
-        |arrays| {
-            use datafusion::arrow::array::timezone::Tz;
-            use datafusion::arrow::datatypes::TimestampMicrosecondType;
-            let [array, zones] = arrays else {
-                return Err(DataFusionError::Internal(
-                    "freshet_local_time takes two arguments".into(),
-                ));
-            };
-            let DataType::Timestamp(_, Some(_)) = array.data_type() else {
-                return Err(unexpected("freshet_local_time", array.data_type()));
-            };
-            let zones = datafusion::arrow::compute::cast(zones, &DataType::Utf8)?;
-            let zone = zones.as_string::<i32>();
-            if zone.is_empty() || zone.is_null(0) {
-                return Err(DataFusionError::Internal(
-                    "freshet_local_time: no zone".into(),
-                ));
-            }
-            let zone = zone.value(0);
-            let tz: Tz = zone.parse().map_err(|_| {
-                DataFusionError::External(Box::new(crate::EngineError::new(
-                    "22023",
-                    format!("time zone \"{zone}\" not recognized"),
-                )))
-            })?;
-            // The instants, in microseconds since the epoch (UTC).
-            let micros = datafusion::arrow::compute::cast(
-                array,
-                &DataType::Timestamp(TimeUnit::Microsecond, Some("+00:00".into())),
-            )?;
-            let out: datafusion::arrow::array::TimestampMicrosecondArray = micros
-                .as_primitive::<TimestampMicrosecondType>()
-                .iter()
-                .map(|v| {
-                    let v = v?;
-                    let utc = chrono::DateTime::from_timestamp_micros(v)?;
-                    let local = utc.with_timezone(&tz).naive_local();
-                    Some(local.and_utc().timestamp_micros())
-                })
-                .collect();
-            Ok(Arc::new(out) as ArrayRef)
-        },
-    )
 }

@@ -14,7 +14,7 @@ use std::sync::Arc;
 
 use datafusion::arrow::array::{new_null_array, Array, ArrayRef, UInt64Array};
 use datafusion::arrow::compute::{cast_with_options, CastOptions};
-use datafusion::arrow::datatypes::{Field, Schema, SchemaRef};
+use datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef};
 use datafusion::arrow::record_batch::RecordBatch;
 use datafusion::catalog::{MemorySchemaProvider, SchemaProvider};
 use datafusion::common::ParamValues;
@@ -153,14 +153,32 @@ pub(crate) fn conform(
         {
             parsed?
         } else {
+            // Numeric text as PostgreSQL reads it (`1e2`, `+3.5`).
+            let plain;
+            let column = if matches!(field.data_type(), DataType::Decimal128(_, _))
+                && matches!(
+                    column.data_type(),
+                    DataType::Utf8 | DataType::Utf8View | DataType::LargeUtf8
+                ) {
+                plain = crate::numeric_text::plain_array(column)?;
+                &plain
+            } else {
+                column
+            };
             cast_with_options(column, field.data_type(), &options).map_err(|e| {
                 let message = format!("invalid value for column \"{}\": {e}", field.name());
                 EngineError::new(crate::planning::cast_failure_sqlstate(&message), message)
             })?
         };
-        if let Some(limit) = crate::types::declared_char_length(field) {
-            check_char_length(&column, limit)?;
-        }
+        let column = match crate::types::declared_char_length(field) {
+            Some(limit) => check_char_length(column, limit)?,
+            None => column,
+        };
+        let column = if crate::types::is_json(field) {
+            conform_json(column, field)?
+        } else {
+            column
+        };
         if !field.is_nullable() && column.null_count() > 0 {
             return Err(EngineError::new(
                 "23502",
@@ -177,20 +195,61 @@ pub(crate) fn conform(
         .map_err(|e| EngineError::new("XX000", e.to_string()))
 }
 
-/// Enforces `varchar(n)`: Postgres refuses longer values with 22001 rather
-/// than truncating them.
-fn check_char_length(column: &ArrayRef, limit: usize) -> Result<(), EngineError> {
-    use datafusion::arrow::array::AsArray;
+/// A `json` column's values validated, a `jsonb` column's also put in
+/// `jsonb`'s canonical form (`json_text`), as PostgreSQL's input functions
+/// do on every write: 22P02 for text that is not JSON.
+fn conform_json(column: ArrayRef, field: &Field) -> Result<ArrayRef, EngineError> {
+    use datafusion::arrow::array::{AsArray, StringArray};
     let Some(strings) = column.as_string_opt::<i32>() else {
-        return Ok(());
+        return Ok(column);
     };
-    match strings.iter().flatten().find(|s| s.chars().count() > limit) {
-        Some(_) => Err(EngineError::new(
-            "22001",
-            format!("value too long for type character varying({limit})"),
-        )),
-        None => Ok(()),
+    let jsonb = field
+        .metadata()
+        .get(crate::types::SQL_TYPE_METADATA)
+        .is_some_and(|t| t == "jsonb");
+    if !jsonb {
+        for value in strings.iter().flatten() {
+            crate::json_text::validate_json(value)?;
+        }
+        return Ok(column);
     }
+    let canonical: StringArray = strings
+        .iter()
+        .map(|v| v.map(crate::json_text::jsonb_text).transpose())
+        .collect::<Result<_, _>>()?;
+    Ok(Arc::new(canonical))
+}
+
+/// Enforces `varchar(n)`: Postgres refuses longer values with 22001 rather
+/// than truncating them, unless what passes the limit is only spaces, which
+/// are cut off (`'abc  '` fits `varchar(3)`).
+fn check_char_length(column: ArrayRef, limit: usize) -> Result<ArrayRef, EngineError> {
+    use datafusion::arrow::array::{AsArray, StringArray};
+    let Some(strings) = column.as_string_opt::<i32>() else {
+        return Ok(column);
+    };
+    let fits = |s: &str| s.chars().count() <= limit;
+    if strings.iter().flatten().all(fits) {
+        return Ok(column);
+    }
+    let cut: StringArray = strings
+        .iter()
+        .map(|value| match value {
+            Some(s) if !fits(s) => {
+                let (end, _) = s.char_indices().nth(limit).unwrap_or((s.len(), ' '));
+                if s[end..].chars().all(|c| c == ' ') {
+                    Ok(Some(&s[..end]))
+                } else {
+                    Err(EngineError::new(
+                        "22001",
+                        format!("value too long for type character varying({limit})"),
+                    ))
+                }
+            }
+            other => Ok(other),
+        })
+        .collect::<Result<_, _>>()?;
+    Ok(Arc::new(cut))
 }
 
 /// Writes validated batches into the target table.

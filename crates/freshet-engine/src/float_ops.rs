@@ -101,6 +101,19 @@ fn rewrite(expr: Expr, schema: &DFSchema) -> DfResult<Transformed<Expr>> {
         }
         Expr::BinaryExpr(BinaryExpr {
             left,
+            op: Operator::Modulo,
+            right,
+        }) => match (left.get_type(schema), right.get_type(schema)) {
+            (Ok(l), Ok(r)) if is_float(&l) && l == r => Ok(Transformed::yes(Expr::ScalarFunction(
+                ScalarFunction::new_udf(
+                    float_modulo_udf(),
+                    vec![left.as_ref().clone(), right.as_ref().clone()],
+                ),
+            ))),
+            _ => Ok(Transformed::no(expr)),
+        },
+        Expr::BinaryExpr(BinaryExpr {
+            left,
             op: Operator::Divide,
             right,
         }) => {
@@ -426,16 +439,39 @@ fn float_divide_udf() -> Arc<ScalarUDF> {
     static UDF: OnceLock<Arc<ScalarUDF>> = OnceLock::new();
     UDF.get_or_init(|| {
         Arc::new(ScalarUDF::new_from_impl(FloatDivide {
+            op: FloatDivision::Quotient,
             signature: Signature::any(2, Volatility::Immutable),
         }))
     })
     .clone()
 }
 
-/// `freshet_float_divide(a, b)`: `a / b` for two floats of one type,
-/// raising 22012 when `b` is zero.
+fn float_modulo_udf() -> Arc<ScalarUDF> {
+    static UDF: OnceLock<Arc<ScalarUDF>> = OnceLock::new();
+    UDF.get_or_init(|| {
+        Arc::new(ScalarUDF::new_from_impl(FloatDivide {
+            op: FloatDivision::Remainder,
+            signature: Signature::any(2, Volatility::Immutable),
+        }))
+    })
+    .clone()
+}
+
+/// What a [`FloatDivide`] computes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+enum FloatDivision {
+    /// `a / b`.
+    Quotient,
+    /// `a % b` (PostgreSQL has no float `%`; a zero divisor is refused
+    /// rather than answered `NaN`).
+    Remainder,
+}
+
+/// `freshet_float_divide(a, b)` and `freshet_float_modulo(a, b)`: `a / b`
+/// and `a % b` for two floats of one type, raising 22012 when `b` is zero.
 #[derive(Debug, PartialEq, Eq, Hash)]
 struct FloatDivide {
+    op: FloatDivision,
     signature: Signature,
 }
 
@@ -443,9 +479,27 @@ fn division_by_zero() -> DataFusionError {
     DataFusionError::External(Box::new(EngineError::new("22012", "division by zero")))
 }
 
+impl FloatDivide {
+    /// The quotient or remainder of two float arrays, zero divisors checked.
+    fn apply(
+        &self,
+        a: &dyn datafusion::arrow::array::Datum,
+        b: &dyn datafusion::arrow::array::Datum,
+    ) -> DfResult<ArrayRef> {
+        use datafusion::arrow::compute::kernels::numeric::{div, rem};
+        Ok(match self.op {
+            FloatDivision::Quotient => div(a, b)?,
+            FloatDivision::Remainder => rem(a, b)?,
+        })
+    }
+}
+
 impl ScalarUDFImpl for FloatDivide {
     fn name(&self) -> &str {
-        "freshet_float_divide"
+        match self.op {
+            FloatDivision::Quotient => "freshet_float_divide",
+            FloatDivision::Remainder => "freshet_float_modulo",
+        }
     }
 
     fn signature(&self) -> &Signature {
@@ -479,10 +533,7 @@ impl ScalarUDFImpl for FloatDivide {
                     if (0..b.len()).any(|i| zero_divisor(i) && b.value(i) == 0.0) {
                         return Err(division_by_zero());
                     }
-                    Ok(
-                        Arc::new(datafusion::arrow::compute::kernels::numeric::div(a, b)?)
-                            as ArrayRef,
-                    )
+                    Ok(self.apply(a, b)?)
                 }
                 (DataType::Float32, DataType::Float32) => {
                     let (a, b) = (
@@ -492,10 +543,7 @@ impl ScalarUDFImpl for FloatDivide {
                     if (0..b.len()).any(|i| zero_divisor(i) && b.value(i) == 0.0) {
                         return Err(division_by_zero());
                     }
-                    Ok(
-                        Arc::new(datafusion::arrow::compute::kernels::numeric::div(a, b)?)
-                            as ArrayRef,
-                    )
+                    Ok(self.apply(a, b)?)
                 }
                 (l, r) => Err(DataFusionError::Internal(format!(
                     "freshet_float_divide on {l} and {r}"

@@ -646,21 +646,15 @@ fn json_step(value: &ArrayRef, key: &PathKey, result: PathResult) -> DfResult<Ar
     let out: StringArray = text
         .iter()
         .map(|v| {
-            let parsed: serde_json::Value = serde_json::from_str(v?).ok()?;
-            let member = match key {
-                PathKey::Name(name) => parsed.get(name)?,
-                PathKey::Index(i) => {
-                    let items = parsed.as_array()?;
-                    let at = if *i < 0 { items.len() as i64 + i } else { *i };
-                    items.get(usize::try_from(at).ok()?)?
-                }
+            let step = match key {
+                PathKey::Name(name) => crate::json_text::member(v?, name)?,
+                PathKey::Index(i) => crate::json_text::element(v?, *i)?,
             };
-            match (member, result) {
+            match result {
                 // `->>` of a JSON null is SQL NULL; `->` keeps it as JSON
                 // `null`, as PostgreSQL's `->` does.
-                (serde_json::Value::Null, PathResult::Text) => None,
-                (serde_json::Value::String(s), PathResult::Text) => Some(s.clone()),
-                (other, _) => Some(other.to_string()),
+                PathResult::Text => crate::json_text::as_text(step),
+                PathResult::Typed => Some(step.get().to_string()),
             }
         })
         .collect();

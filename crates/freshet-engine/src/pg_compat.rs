@@ -49,6 +49,8 @@ use crate::EngineError;
 
 /// Name of the function `x::json` is rewritten to.
 const JSON_FUNCTION: &str = "freshet_json";
+/// Name of the function `x::jsonb` is rewritten to.
+const JSONB_FUNCTION: &str = "freshet_jsonb";
 /// Name of the function text-to-interval casts are rewritten to.
 const INTERVAL_FUNCTION: &str = "freshet_text_to_interval";
 /// Name of the function date/time-to-text casts are rewritten to.
@@ -63,14 +65,21 @@ const TEXT_FUNCTION: &str = "freshet_pg_text";
 /// `subquery::NullCatalogSubqueries`).
 pub(crate) fn rewrite_statement(statement: &mut Statement, catalog: bool, null_correlated: bool) {
     use datafusion::sql::sqlparser::ast::visit_expressions_mut;
+    crate::set_returning::expand_in_select_lists(statement);
+    crate::fetch_first::rewrite(statement);
     let _ = visit_expressions_mut(statement, |expr| {
         if let SqlExpr::Cast {
             expr: inner,
-            data_type: SqlType::JSON | SqlType::JSONB,
+            data_type: json_type @ (SqlType::JSON | SqlType::JSONB),
             ..
         } = expr
         {
-            if let Some(call) = json_call(inner) {
+            let kind = if matches!(json_type, SqlType::JSONB) {
+                JsonKind::Jsonb
+            } else {
+                JsonKind::Json
+            };
+            if let Some(call) = json_call(inner, kind) {
                 *expr = call;
             }
         } else if let Some(aggregated) = array_subquery(expr, catalog) {
@@ -79,6 +88,33 @@ pub(crate) fn rewrite_statement(statement: &mut Statement, catalog: bool, null_c
             // Done above: `array_to_string(ARRAY(correlated …), …)`, whose
             // ARRAY became NULL, is given a NULL of an array type (psql's
             // `\dp` asks this of column privileges and policies).
+        } else if let SqlExpr::AtTimeZone {
+            timestamp,
+            time_zone,
+        } = expr
+        {
+            // PostgreSQL's result types and zone reading (`at_time_zone`).
+            if let Some(call) = parse_expr(&format!(
+                "{}({timestamp}, {time_zone})",
+                crate::at_time_zone::AT_TIME_ZONE
+            )) {
+                *expr = call;
+            }
+        } else if let Some(matched) = substring_by_pattern(expr) {
+            *expr = matched;
+        } else if let SqlExpr::BinaryOp {
+            left,
+            op: BinaryOperator::PGOverlap,
+            right,
+        } = expr
+        {
+            // `a && b` of arrays: whether they share an element.
+            if let Some(call) = parse_expr(&format!(
+                "{}({left}, {right})",
+                crate::array_overlap::ARRAY_OVERLAP
+            )) {
+                *expr = call;
+            }
         } else if let Some(power) = sign_binds_before_power(expr) {
             *expr = power;
         } else if let Some(cut) = length_limited_cast(expr) {
@@ -352,6 +388,15 @@ fn array_subquery(expr: &SqlExpr, catalog: bool) -> Option<SqlExpr> {
     let order = match query.order_by.take().map(|o| o.kind) {
         None => String::new(),
         Some(OrderByKind::Expressions(keys)) => {
+            // Another position (`ORDER BY 2`) is not in the one-item select
+            // list: left to DataFusion, which refuses it as PostgreSQL does,
+            // rather than sorted by a constant.
+            if keys
+                .iter()
+                .any(|key| matches!(&key.expr, SqlExpr::Value(v) if v.value.to_string() != "1"))
+            {
+                return None;
+            }
             let keys: Vec<String> = keys
                 .into_iter()
                 .map(|mut key| {
@@ -564,8 +609,36 @@ fn is_correlated_catalog_query(query: &Query) -> bool {
     scan.catalog && scan.qualifiers.iter().any(|q| !scan.local.contains(q))
 }
 
-fn json_call(inner: &SqlExpr) -> Option<SqlExpr> {
-    parse_expr(&format!("{JSON_FUNCTION}({inner})"))
+fn json_call(inner: &SqlExpr, kind: JsonKind) -> Option<SqlExpr> {
+    parse_expr(&format!("{}({inner})", kind.function()))
+}
+
+/// `substring(text FROM pattern)` with a string literal pattern: the part
+/// of the text the POSIX regular expression matches (its first
+/// parenthesized part, if it has one), NULL when it does not match, as
+/// PostgreSQL reads this form. DataFusion took the pattern for a start
+/// position and failed with an internal error.
+fn substring_by_pattern(expr: &SqlExpr) -> Option<SqlExpr> {
+    let SqlExpr::Substring {
+        expr: text,
+        substring_from: Some(pattern),
+        substring_for: None,
+        ..
+    } = expr
+    else {
+        return None;
+    };
+    let SqlExpr::Value(value) = pattern.as_ref() else {
+        return None;
+    };
+    if !matches!(
+        value.value,
+        datafusion::sql::sqlparser::ast::Value::SingleQuotedString(_)
+            | datafusion::sql::sqlparser::ast::Value::EscapedStringLiteral(_)
+    ) {
+        return None;
+    }
+    parse_expr(&format!("(regexp_match({text}, {pattern}))[1]"))
 }
 
 /// `-2 ^ 2` as PostgreSQL reads it, `(-2) ^ 2 = 4`: a unary sign binds
@@ -634,8 +707,11 @@ fn length_limited_cast(expr: &SqlExpr) -> Option<SqlExpr> {
         SqlType::Char(length) | SqlType::Character(length) => ("char", length),
         _ => return None,
     };
-    let Some(CharacterLength::IntegerLength { length, .. }) = length else {
-        return None;
+    let length = match length {
+        Some(CharacterLength::IntegerLength { length, .. }) => *length,
+        // `character` without a length is `character(1)`.
+        None if name == "char" => 1,
+        _ => return None,
     };
     parse_expr(&format!(
         "CAST(left(CAST(({inner}) AS text), {length}) AS {name}({length}))"
@@ -782,6 +858,22 @@ fn rewrite_cast(expr: Expr, schema: &DFSchema) -> DfResult<Transformed<Expr>> {
             ScalarFunction::new_udf(udf, vec![inner.clone()]),
         )));
     }
+    if let (
+        Expr::Cast(_),
+        DataType::Utf8 | DataType::Utf8View | DataType::LargeUtf8,
+        DataType::Decimal128(_, _),
+    ) = (&expr, &source, target)
+    {
+        // Postgres' numeric input: exponents, `+`, white space.
+        let plain = Expr::ScalarFunction(ScalarFunction::new_udf(
+            crate::numeric_text::udf(),
+            vec![inner.clone()],
+        ));
+        return Ok(Transformed::yes(Expr::Cast(Cast::new(
+            Box::new(plain),
+            target.clone(),
+        ))));
+    }
     // An array's text is PostgreSQL's `{a,b}` (Arrow's cast writes
     // `[a, b]`); a list that is a JSON value keeps its JSON text.
     let array_text = matches!(
@@ -881,7 +973,8 @@ fn bytea_length_udf() -> Arc<ScalarUDF> {
 
 /// Registers the functions the rewrites call.
 pub(crate) fn register(ctx: &datafusion::prelude::SessionContext) {
-    ctx.register_udf(ScalarUDF::new_from_impl(JsonText::new()));
+    ctx.register_udf(ScalarUDF::new_from_impl(JsonText::new(JsonKind::Json)));
+    ctx.register_udf(ScalarUDF::new_from_impl(JsonText::new(JsonKind::Jsonb)));
     ctx.register_udf(interval_udf().as_ref().clone());
     ctx.register_udf(bytea_udf().as_ref().clone());
     ctx.register_udf(text_udf().as_ref().clone());
@@ -1084,15 +1177,37 @@ fn engine_error(sqlstate: &'static str, message: String) -> DataFusionError {
     DataFusionError::External(Box::new(EngineError::new(sqlstate, message)))
 }
 
-/// `freshet_json(text)`: validates JSON text and marks the result as `json`.
+/// The two JSON types, which Freshet stores alike as tagged text.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+enum JsonKind {
+    /// `json`: the text as given, once validated.
+    Json,
+    /// `jsonb`: the canonical text of `json_text::jsonb_text`.
+    Jsonb,
+}
+
+impl JsonKind {
+    fn function(self) -> &'static str {
+        match self {
+            JsonKind::Json => JSON_FUNCTION,
+            JsonKind::Jsonb => JSONB_FUNCTION,
+        }
+    }
+}
+
+/// `freshet_json(text)` validates JSON text and marks the result as `json`;
+/// `freshet_jsonb(text)` also puts it in `jsonb`'s canonical form and marks
+/// it `jsonb` (see `json_text`).
 #[derive(Debug, PartialEq, Eq, Hash)]
 struct JsonText {
+    kind: JsonKind,
     signature: Signature,
 }
 
 impl JsonText {
-    fn new() -> Self {
+    fn new(kind: JsonKind) -> Self {
         JsonText {
+            kind,
             signature: Signature::any(1, Volatility::Immutable),
         }
     }
@@ -1100,7 +1215,7 @@ impl JsonText {
 
 impl ScalarUDFImpl for JsonText {
     fn name(&self) -> &str {
-        JSON_FUNCTION
+        self.kind.function()
     }
     fn signature(&self) -> &Signature {
         &self.signature
@@ -1109,27 +1224,42 @@ impl ScalarUDFImpl for JsonText {
         Ok(DataType::Utf8)
     }
     fn return_field_from_args(&self, _args: ReturnFieldArgs) -> DfResult<FieldRef> {
-        let metadata = [(EXTENSION_NAME.to_string(), JSON_EXTENSION.to_string())]
-            .into_iter()
-            .collect();
+        let mut metadata: std::collections::HashMap<String, String> =
+            [(EXTENSION_NAME.to_string(), JSON_EXTENSION.to_string())]
+                .into_iter()
+                .collect();
+        if self.kind == JsonKind::Jsonb {
+            metadata.insert(
+                crate::types::SQL_TYPE_METADATA.to_string(),
+                "jsonb".to_string(),
+            );
+        }
         Ok(Arc::new(
-            Field::new(JSON_FUNCTION, DataType::Utf8, true).with_metadata(metadata),
+            Field::new(self.name(), DataType::Utf8, true).with_metadata(metadata),
         ))
     }
     fn invoke_with_args(&self, args: ScalarFunctionArgs) -> DfResult<ColumnarValue> {
         let text = crate::udf_args::only_argument_as_text(&args, || {
-            engine_error("42883", "freshet_json takes one argument".into())
+            engine_error("42883", format!("{} takes one argument", self.name()))
         })?;
         let text = text.as_string::<i32>();
-        for value in text.iter().flatten() {
-            if let Err(e) = serde_json::from_str::<serde::de::IgnoredAny>(value) {
-                return Err(engine_error(
-                    "22P02",
-                    format!("invalid input syntax for type json: {e}"),
-                ));
+        let ext = |e: EngineError| DataFusionError::External(Box::new(e));
+        match self.kind {
+            JsonKind::Json => {
+                for value in text.iter().flatten() {
+                    crate::json_text::validate_json(value).map_err(ext)?;
+                }
+                Ok(ColumnarValue::Array(Arc::new(text.clone())))
+            }
+            JsonKind::Jsonb => {
+                let canonical: datafusion::arrow::array::StringArray = text
+                    .iter()
+                    .map(|v| v.map(crate::json_text::jsonb_text).transpose())
+                    .collect::<Result<_, _>>()
+                    .map_err(ext)?;
+                Ok(ColumnarValue::Array(Arc::new(canonical)))
             }
         }
-        Ok(ColumnarValue::Array(Arc::new(text.clone())))
     }
 }
 
@@ -1444,7 +1574,7 @@ pub(crate) fn placeholder_json_casts(plan: &LogicalPlan) -> HashSet<String> {
         node.apply_expressions(|expr| {
             expr.apply(|e| {
                 if let Expr::ScalarFunction(f) = e {
-                    if f.name() == JSON_FUNCTION {
+                    if f.name() == JSON_FUNCTION || f.name() == JSONB_FUNCTION {
                         if let [Expr::Placeholder(p)] = f.args.as_slice() {
                             found.insert(p.id.clone());
                         }

@@ -1113,9 +1113,19 @@ pub(crate) fn build_context(
     // Before pg_compat's casts, which pick a conversion by the operand's
     // type: `(ts - ts)::text` must see the interval these rules make.
     crate::float_ops::register(&ctx).map_err(crate::planning::map_df_error)?;
+    crate::float_domain::register(&ctx);
+    crate::at_time_zone::register(&ctx);
     crate::datetime_ops::register(&ctx);
     crate::to_hex::register(&ctx);
     crate::array_dims::register(&ctx);
+    crate::array_overlap::register(&ctx);
+    // PostgreSQL's name for DataFusion's signum.
+    ctx.register_udf(
+        datafusion::functions::math::signum()
+            .as_ref()
+            .clone()
+            .with_aliases(["sign"]),
+    );
     // PostgreSQL's other names for two of DataFusion's aggregates.
     ctx.register_udaf(
         datafusion::functions_aggregate::bool_and_or::bool_and_udaf()

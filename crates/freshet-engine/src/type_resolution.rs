@@ -293,9 +293,9 @@ fn resolve_union(union: Union) -> DfResult<Transformed<LogicalPlan>> {
 fn resolve_case_branches(plan: LogicalPlan) -> DfResult<Transformed<LogicalPlan>> {
     crate::plan_rewrite::rewrite_node(plan, |e, schema| match e {
         Expr::Case(_) => resolve_case(e, schema),
-        Expr::BinaryExpr(_) => {
-            resolve_date_arithmetic(e, schema)?.transform_data(|e| resolve_comparison(e, schema))
-        }
+        Expr::BinaryExpr(_) => resolve_date_arithmetic(e, schema)?
+            .transform_data(|e| resolve_comparison(e, schema))?
+            .transform_data(|e| resolve_real_arithmetic(e, schema)),
         Expr::Between(_) | Expr::InList(_) => resolve_comparison(e, schema),
         Expr::ScalarFunction(_) => resolve_function_arguments(e, schema),
         Expr::InSubquery(_) => resolve_in_subquery(e, schema),
@@ -437,6 +437,38 @@ fn resolve_date_arithmetic(expr: Expr, schema: &DFSchema) -> DfResult<Transforme
         ),
         _ => Transformed::no(Expr::BinaryExpr(b)),
     })
+}
+
+/// `real` with an integer or a `numeric` in `+ - * /` is computed in
+/// `double precision` by PostgreSQL (it has no operator for the pair, and
+/// picks the `float48` ones): `1.5::real / 3` is 0.5 as a double, and
+/// `v::real / 3` keeps a double's digits. DataFusion computes in `real` and
+/// loses them. Both operands are cast to `double precision`.
+fn resolve_real_arithmetic(expr: Expr, schema: &DFSchema) -> DfResult<Transformed<Expr>> {
+    let Expr::BinaryExpr(b) = expr else {
+        return Ok(Transformed::no(expr));
+    };
+    let arithmetic = matches!(
+        b.op,
+        Operator::Plus | Operator::Minus | Operator::Multiply | Operator::Divide
+    );
+    let exact = |t: &DataType| t.is_integer() || t.is_decimal();
+    let mixed = arithmetic
+        && match (b.left.get_type(schema), b.right.get_type(schema)) {
+            (Ok(DataType::Float32), Ok(other)) | (Ok(other), Ok(DataType::Float32)) => {
+                exact(&other)
+            }
+            _ => false,
+        };
+    if !mixed {
+        return Ok(Transformed::no(Expr::BinaryExpr(b)));
+    }
+    let double = |e: Box<Expr>| Box::new(Expr::Cast(Cast::new(e, DataType::Float64)));
+    Ok(Transformed::yes(Expr::BinaryExpr(BinaryExpr::new(
+        double(b.left),
+        b.op,
+        double(b.right),
+    ))))
 }
 
 fn resolve_comparison(expr: Expr, schema: &DFSchema) -> DfResult<Transformed<Expr>> {
