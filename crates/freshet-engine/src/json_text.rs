@@ -157,26 +157,9 @@ mod tests {
 
     #[test]
     fn numbers_print_as_numeric_does() {
-        // Each pair checked against PostgreSQL 15's `'…'::jsonb`.
-        for (input, expected) in [
-            ("1e2", "100"),
-            ("1.5E+1", "15"),
-            ("-0", "0"),
-            ("-0.0", "0.0"),
-            ("1e-3", "0.001"),
-            ("12.3e-1", "1.23"),
-            ("1.00e1", "10.0"),
-            ("0.000", "0.000"),
-            ("123.456e2", "12345.6"),
-            ("5e0", "5"),
-            ("-1.5e-2", "-0.015"),
-            ("0.5e1", "5"),
-            ("0e5", "0"),
-            ("1.50", "1.50"),
-            ("-12", "-12"),
-        ] {
-            assert_eq!(canon(input), expected, "{input}");
-        }
+        // Numbers go through `numeric_text` (whose tests cover its forms);
+        // checked against PostgreSQL 15's `'…'::jsonb`.
+        assert_eq!(canon("[1e2, 1.50, -0, 1.00e1]"), "[100, 1.50, 0, 10.0]");
         assert_eq!(jsonb_text("1e99999").unwrap_err().sqlstate(), "22003");
     }
 
