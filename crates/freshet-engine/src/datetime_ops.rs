@@ -19,8 +19,11 @@
 //!   `timestamptz` PostgreSQL gives (a date converts to timestamptz, its
 //!   preferred type), at UTC midnight.
 //!
-//! Sorting, grouping and DISTINCT still take intervals field by field (the
-//! README lists it).
+//! * ORDER BY an interval, which Arrow sorts field by field, with a sort by
+//!   the interval's length as PostgreSQL measures it.
+//!
+//! Grouping, DISTINCT and `min`/`max` still take intervals field by field
+//! (the README lists it).
 
 use std::sync::{Arc, OnceLock};
 
@@ -61,6 +64,7 @@ impl AnalyzerRule for PostgresDatetimeOps {
             retyped |= was_date_part && rewritten.transformed;
             Ok(rewritten)
         })?;
+        let plan = sort_intervals_by_length(plan)?;
         if retyped {
             datafusion::optimizer::analyzer::type_coercion::TypeCoercion::new()
                 .analyze(plan, config)
@@ -72,6 +76,38 @@ impl AnalyzerRule for PostgresDatetimeOps {
     fn name(&self) -> &str {
         "freshet_postgres_datetime_ops"
     }
+}
+
+/// ORDER BY an interval sorts by its length as PostgreSQL measures it
+/// (30-day months, 24-hour days): `25 hours` after `1 day`, `29 days`
+/// before `1 month`. Arrow sorts intervals field by field, which put
+/// `25 hours` (0 days) before `1 day`. Only the sort key changes; the
+/// values sorted are the same.
+fn sort_intervals_by_length(plan: LogicalPlan) -> DfResult<LogicalPlan> {
+    use datafusion::common::tree_node::TransformedResult;
+    plan.transform_up_with_subqueries(|node| {
+        let LogicalPlan::Sort(mut sort) = node else {
+            return Ok(Transformed::no(node));
+        };
+        let schema = sort.input.schema().clone();
+        let mut changed = false;
+        for key in &mut sort.expr {
+            if matches!(
+                key.expr.get_type(&schema),
+                Ok(DataType::Interval(IntervalUnit::MonthDayNano))
+            ) {
+                key.expr = call(length_udf(), vec![key.expr.clone()]);
+                changed = true;
+            }
+        }
+        let node = LogicalPlan::Sort(sort);
+        Ok(if changed {
+            Transformed::yes(node)
+        } else {
+            Transformed::no(node)
+        })
+    })
+    .data()
 }
 
 fn call(udf: Arc<ScalarUDF>, args: Vec<Expr>) -> Expr {
