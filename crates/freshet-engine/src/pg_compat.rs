@@ -10,7 +10,16 @@
 //! * `ARRAY(SELECT …)` becomes a scalar subquery aggregating its rows in
 //!   their ORDER BY order ([`crate::array_subquery`]).
 //! * `x::json` becomes `freshet_json(x)`, which validates the text and types
-//!   the result as `json` (DataFusion has no JSON type).
+//!   the result as `json` (DataFusion has no JSON type); `x::jsonb` becomes
+//!   `freshet_jsonb(x)`, which also puts it in jsonb's canonical text
+//!   ([`crate::json_text`]).
+//! * `x AT TIME ZONE z` becomes [`crate::at_time_zone`]'s function, `a && b`
+//!   [`crate::array_overlap`]'s, and `substring(x FROM 'pattern')` a
+//!   regular-expression match; `generate_series` in a select list is
+//!   expanded into rows ([`crate::set_returning`]) and `FETCH FIRST` becomes
+//!   `LIMIT` ([`crate::fetch_first`]).
+//! * Text cast to `numeric` is read as `numeric_in` reads it
+//!   ([`crate::numeric_text`]).
 //! * An unaliased `col::type` in a select list is named `col`, as in Postgres;
 //!   DataFusion would otherwise clash it with `ORDER BY col`.
 //! * Text to `interval` accepts Postgres' `1 day 02:03:04` form.
