@@ -37,10 +37,7 @@ use datafusion::common::config::ConfigOptions;
 use datafusion::common::tree_node::Transformed;
 use datafusion::common::{DFSchema, DataFusionError, Result as DfResult, ScalarValue};
 use datafusion::logical_expr::expr::{BinaryExpr, Cast, ScalarFunction};
-use datafusion::logical_expr::{
-    Expr, ExprSchemable, LogicalPlan, Operator, ScalarFunctionArgs, ScalarUDF, ScalarUDFImpl,
-    Signature, Volatility,
-};
+use datafusion::logical_expr::{Expr, ExprSchemable, LogicalPlan, Operator, ScalarUDF};
 use datafusion::optimizer::AnalyzerRule;
 
 /// Registers the rule with a session.
@@ -199,78 +196,6 @@ fn date_part(f: &ScalarFunction, schema: &DFSchema) -> DfResult<Transformed<Expr
 
 const NANOS_PER_DAY: i64 = 86_400 * 1_000_000_000;
 
-/// A row-by-row function of `arity` arguments over arrays.
-#[derive(Debug)]
-struct RowFunction {
-    name: &'static str,
-    arity: usize,
-    signature: Signature,
-    output: DataType,
-    apply: fn(&[ArrayRef]) -> DfResult<ArrayRef>,
-}
-
-impl PartialEq for RowFunction {
-    fn eq(&self, other: &Self) -> bool {
-        self.name == other.name
-    }
-}
-
-impl Eq for RowFunction {}
-
-impl std::hash::Hash for RowFunction {
-    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
-        self.name.hash(state);
-    }
-}
-
-impl ScalarUDFImpl for RowFunction {
-    fn name(&self) -> &str {
-        self.name
-    }
-
-    fn signature(&self) -> &Signature {
-        &self.signature
-    }
-
-    fn return_type(&self, _args: &[DataType]) -> DfResult<DataType> {
-        Ok(self.output.clone())
-    }
-
-    fn invoke_with_args(
-        &self,
-        args: ScalarFunctionArgs,
-    ) -> DfResult<datafusion::logical_expr::ColumnarValue> {
-        crate::udf_args::evaluate(&args.args, |arrays| {
-            if arrays.len() != self.arity {
-                return Err(DataFusionError::Internal(format!(
-                    "{} takes {} arguments",
-                    self.name, self.arity
-                )));
-            }
-            (self.apply)(arrays)
-        })
-    }
-}
-
-fn row_function(
-    cell: &'static OnceLock<Arc<ScalarUDF>>,
-    name: &'static str,
-    arity: usize,
-    output: DataType,
-    apply: fn(&[ArrayRef]) -> DfResult<ArrayRef>,
-) -> Arc<ScalarUDF> {
-    cell.get_or_init(|| {
-        Arc::new(ScalarUDF::new_from_impl(RowFunction {
-            name,
-            arity,
-            signature: Signature::any(arity, Volatility::Immutable),
-            output,
-            apply,
-        }))
-    })
-    .clone()
-}
-
 fn unexpected(name: &str, t: &DataType) -> DataFusionError {
     DataFusionError::Internal(format!("{name} on {t}"))
 }
@@ -280,7 +205,7 @@ fn unexpected(name: &str, t: &DataType) -> DataFusionError {
 /// `timestamp_mi`).
 fn difference_udf() -> Arc<ScalarUDF> {
     static UDF: OnceLock<Arc<ScalarUDF>> = OnceLock::new();
-    row_function(
+    crate::udf_args::row_function(
         &UDF,
         "freshet_timestamp_difference",
         2,
@@ -335,7 +260,7 @@ fn difference_udf() -> Arc<ScalarUDF> {
 /// PostgreSQL's 30-day months and 24-hour days.
 fn length_udf() -> Arc<ScalarUDF> {
     static UDF: OnceLock<Arc<ScalarUDF>> = OnceLock::new();
-    row_function(
+    crate::udf_args::row_function(
         &UDF,
         "freshet_interval_length",
         1,
@@ -381,7 +306,7 @@ fn interval_to_decimal(
 /// with its fraction) read as seconds, exactly.
 fn seconds_udf() -> Arc<ScalarUDF> {
     static UDF: OnceLock<Arc<ScalarUDF>> = OnceLock::new();
-    row_function(
+    crate::udf_args::row_function(
         &UDF,
         "freshet_micros_as_seconds",
         1,
@@ -394,7 +319,7 @@ fn seconds_udf() -> Arc<ScalarUDF> {
 /// [`seconds_udf`], read as milliseconds.
 fn milliseconds_udf() -> Arc<ScalarUDF> {
     static UDF: OnceLock<Arc<ScalarUDF>> = OnceLock::new();
-    row_function(
+    crate::udf_args::row_function(
         &UDF,
         "freshet_micros_as_milliseconds",
         1,
@@ -426,7 +351,7 @@ fn micros_with_scale(arrays: &[ArrayRef], scale: i8) -> DfResult<ArrayRef> {
 /// hours, and the time to the microsecond.
 fn interval_epoch_udf() -> Arc<ScalarUDF> {
     static UDF: OnceLock<Arc<ScalarUDF>> = OnceLock::new();
-    row_function(
+    crate::udf_args::row_function(
         &UDF,
         "freshet_interval_epoch",
         1,

@@ -15,10 +15,8 @@ use std::sync::Arc;
 
 use datafusion::arrow::array::{Array, ArrayRef, AsArray, StringArray};
 use datafusion::arrow::datatypes::DataType;
-use datafusion::common::{DataFusionError, Result as DfResult};
-use datafusion::logical_expr::{
-    ColumnarValue, ScalarFunctionArgs, ScalarUDF, ScalarUDFImpl, Signature, Volatility,
-};
+use datafusion::common::DataFusionError;
+use datafusion::logical_expr::ScalarUDF;
 
 use crate::EngineError;
 
@@ -117,39 +115,14 @@ pub(crate) const NUMERIC_TEXT: &str = "freshet_numeric_text";
 /// cast to the decimal type follows it).
 pub(crate) fn udf() -> Arc<ScalarUDF> {
     static UDF: std::sync::OnceLock<Arc<ScalarUDF>> = std::sync::OnceLock::new();
-    UDF.get_or_init(|| {
-        Arc::new(ScalarUDF::new_from_impl(NumericText {
-            signature: Signature::any(1, Volatility::Immutable),
-        }))
+    crate::udf_args::row_function(&UDF, NUMERIC_TEXT, 1, DataType::Utf8, |arrays| {
+        let [text] = arrays else {
+            return Err(DataFusionError::Internal(format!(
+                "{NUMERIC_TEXT} takes one argument"
+            )));
+        };
+        plain_array(text).map_err(|e| DataFusionError::External(Box::new(e)))
     })
-    .clone()
-}
-
-#[derive(Debug, PartialEq, Eq, Hash)]
-struct NumericText {
-    signature: Signature,
-}
-
-impl ScalarUDFImpl for NumericText {
-    fn name(&self) -> &str {
-        NUMERIC_TEXT
-    }
-    fn signature(&self) -> &Signature {
-        &self.signature
-    }
-    fn return_type(&self, _args: &[DataType]) -> DfResult<DataType> {
-        Ok(DataType::Utf8)
-    }
-    fn invoke_with_args(&self, args: ScalarFunctionArgs) -> DfResult<ColumnarValue> {
-        crate::udf_args::evaluate(&args.args, |arrays| {
-            let [text] = arrays else {
-                return Err(DataFusionError::Internal(format!(
-                    "{NUMERIC_TEXT} takes one argument"
-                )));
-            };
-            plain_array(text).map_err(|e| DataFusionError::External(Box::new(e)))
-        })
-    }
 }
 
 /// [`plain`] of every value of a text array.

@@ -6,10 +6,14 @@
 //! row over arrays; these helpers expand their arguments once, the same way
 //! everywhere.
 
+use std::sync::{Arc, OnceLock};
+
 use datafusion::arrow::array::ArrayRef;
 use datafusion::arrow::datatypes::DataType;
 use datafusion::common::{DataFusionError, Result as DfResult};
-use datafusion::logical_expr::{ColumnarValue, ScalarFunctionArgs};
+use datafusion::logical_expr::{
+    ColumnarValue, ScalarFunctionArgs, ScalarUDF, ScalarUDFImpl, Signature, Volatility,
+};
 
 /// Every argument, from the first, as an array of the batch's rows.
 pub(crate) fn arrays(args: &ScalarFunctionArgs) -> DfResult<Vec<ArrayRef>> {
@@ -64,4 +68,76 @@ pub(crate) fn evaluate(
     } else {
         Ok(ColumnarValue::Array(out))
     }
+}
+
+/// A row-by-row function of `arity` arguments over arrays.
+#[derive(Debug)]
+pub(crate) struct RowFunction {
+    name: &'static str,
+    arity: usize,
+    signature: Signature,
+    output: DataType,
+    apply: fn(&[ArrayRef]) -> DfResult<ArrayRef>,
+}
+
+impl PartialEq for RowFunction {
+    fn eq(&self, other: &Self) -> bool {
+        self.name == other.name
+    }
+}
+
+impl Eq for RowFunction {}
+
+impl std::hash::Hash for RowFunction {
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        self.name.hash(state);
+    }
+}
+
+impl ScalarUDFImpl for RowFunction {
+    fn name(&self) -> &str {
+        self.name
+    }
+
+    fn signature(&self) -> &Signature {
+        &self.signature
+    }
+
+    fn return_type(&self, _args: &[DataType]) -> DfResult<DataType> {
+        Ok(self.output.clone())
+    }
+
+    fn invoke_with_args(&self, args: ScalarFunctionArgs) -> DfResult<ColumnarValue> {
+        crate::udf_args::evaluate(&args.args, |arrays| {
+            if arrays.len() != self.arity {
+                return Err(DataFusionError::Internal(format!(
+                    "{} takes {} arguments",
+                    self.name, self.arity
+                )));
+            }
+            (self.apply)(arrays)
+        })
+    }
+}
+
+/// The row-by-row function `name` (cached in `cell`): `arity` arguments of
+/// any type, an `output` of one type, immutable, `apply` over the arguments
+/// as arrays.
+pub(crate) fn row_function(
+    cell: &'static OnceLock<Arc<ScalarUDF>>,
+    name: &'static str,
+    arity: usize,
+    output: DataType,
+    apply: fn(&[ArrayRef]) -> DfResult<ArrayRef>,
+) -> Arc<ScalarUDF> {
+    cell.get_or_init(|| {
+        Arc::new(ScalarUDF::new_from_impl(RowFunction {
+            name,
+            arity,
+            signature: Signature::any(arity, Volatility::Immutable),
+            output,
+            apply,
+        }))
+    })
+    .clone()
 }
