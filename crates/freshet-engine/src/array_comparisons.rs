@@ -123,9 +123,13 @@ fn plain(expr: &Expr) -> bool {
         let ok = match e {
             Expr::Subquery(_) | Expr::Exists { .. } | Expr::InSubquery { .. } => false,
             Expr::Function(f) => {
-                let name = f.name.to_string().to_ascii_lowercase();
-                let base = name.rsplit('.').next().unwrap_or(&name);
-                !RUN_ONCE_FUNCTIONS.contains(&base)
+                // The name's last part, unquoted (`"random"()`, `pg_catalog.random()`).
+                let base = f.name.0.last().and_then(|part| part.as_ident());
+                !base.is_some_and(|name| {
+                    RUN_ONCE_FUNCTIONS
+                        .iter()
+                        .any(|once| name.value.eq_ignore_ascii_case(once))
+                })
             }
             Expr::Value(v) => !matches!(v.value, Value::Placeholder(_)),
             _ => true,
