@@ -244,6 +244,12 @@ pub enum RelationKind {
     View {
         /// The view's query text.
         query_text: String,
+        /// The tables, views and dynamic tables its query names, as they
+        /// resolved at CREATE VIEW: dropping or renaming one of them is
+        /// refused while the view exists (views created before this was
+        /// recorded have none).
+        #[serde(default)]
+        reads: Vec<QualifiedName>,
     },
     /// A dynamic table whose contents are stored in `table_id`.
     DynamicTable(Box<DynamicTableDef>),

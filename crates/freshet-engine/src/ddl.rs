@@ -179,13 +179,17 @@ pub(crate) async fn run_standard(
             crate::planning::plan_view_query(&session.ctx.state(), &query_text)
                 .await
                 .map_err(map_df_error)?;
+            let reads = relations_named(session, &view.query)?
+                .into_iter()
+                .filter(|read| *read != name)
+                .collect();
             let entry = RelationEntry {
                 database: name.database.clone(),
                 schema: name.schema.clone(),
                 name: name.name.clone(),
                 table_id: None,
                 columns: BTreeMap::new(),
-                kind: RelationKind::View { query_text },
+                kind: RelationKind::View { query_text, reads },
                 comment: None,
                 created_micros: now_micros(),
                 constraints: Vec::new(),
@@ -308,7 +312,33 @@ pub(crate) fn drop_relation(
     })
 }
 
-/// Dynamic tables that read `name`.
+/// The existing relations a query names (CTE names that are not relations
+/// are skipped), as the session resolves them now.
+fn relations_named(
+    session: &Session,
+    query: &datafusion::sql::sqlparser::ast::Query,
+) -> Result<Vec<QualifiedName>, EngineError> {
+    let mut names = Vec::new();
+    let _ = datafusion::sql::sqlparser::ast::visit_relations(query, |name| {
+        names.push(name.clone());
+        std::ops::ControlFlow::<()>::Continue(())
+    });
+    let mut found: Vec<QualifiedName> = Vec::new();
+    for name in &names {
+        let Ok(qualified) = resolve_name(session, name) else {
+            continue;
+        };
+        if let Some(entry) = find_relation(session, &qualified)? {
+            let qualified = entry.qualified();
+            if !found.contains(&qualified) {
+                found.push(qualified);
+            }
+        }
+    }
+    Ok(found)
+}
+
+/// Views and dynamic tables that read `name`.
 pub(crate) fn dependents(
     session: &Session,
     name: &QualifiedName,
@@ -320,12 +350,58 @@ pub(crate) fn dependents(
         .map_err(|e| EngineError::new(e.sqlstate(), e.to_string()))?;
     Ok(all
         .into_iter()
-        .filter(|r| r.dynamic().is_some_and(|d| d.sources.contains(name)))
+        .filter(|r| match &r.kind {
+            RelationKind::DynamicTable(def) => def.sources.contains(name),
+            RelationKind::View { reads, .. } => reads.contains(name),
+            RelationKind::Table => false,
+        })
         .collect())
 }
 
-/// Drops a relation, refusing (2BP01) when dynamic tables depend on it unless
-/// CASCADE, in which case the dependents go too.
+/// Drops a relation that CREATE OR REPLACE is about to replace under the
+/// same name. Views read whatever has the name when they run, so they follow
+/// the replacement; dynamic tables keep change feeds of the old table, so
+/// they refuse it (2BP01), as DROP does.
+pub(crate) fn drop_for_replace(
+    session: &Session,
+    entry: &RelationEntry,
+) -> Result<(), EngineError> {
+    let deps: Vec<RelationEntry> = dependents(session, &entry.qualified())?
+        .into_iter()
+        .filter(|d| d.dynamic().is_some())
+        .collect();
+    if !deps.is_empty() {
+        return Err(EngineError::new(
+            "2BP01",
+            format!(
+                "cannot replace {} because other objects depend on it: {}; drop them first",
+                entry.name,
+                describe_dependents(&deps)
+            ),
+        ));
+    }
+    drop_relation(session, entry, false)
+}
+
+/// What a relation is, as messages name it.
+fn kind_name(kind: &RelationKind) -> &'static str {
+    match kind {
+        RelationKind::Table => "table",
+        RelationKind::View { .. } => "view",
+        RelationKind::DynamicTable(_) => "dynamic table",
+    }
+}
+
+/// `view v, dynamic table d`: the dependents named in an error.
+fn describe_dependents(deps: &[RelationEntry]) -> String {
+    deps.iter()
+        .map(|d| format!("{} {}", kind_name(&d.kind), d.qualified()))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// Drops a relation, refusing (2BP01) when views or dynamic tables depend
+/// on it unless CASCADE, in which case the dependents go too.
 pub(crate) fn drop_with_dependents(
     session: &Session,
     entry: &RelationEntry,
@@ -333,21 +409,21 @@ pub(crate) fn drop_with_dependents(
 ) -> Result<(), EngineError> {
     let deps = dependents(session, &entry.qualified())?;
     if !deps.is_empty() && !cascade {
-        let names = deps
-            .iter()
-            .map(|d| d.qualified().to_string())
-            .collect::<Vec<_>>()
-            .join(", ");
         return Err(EngineError::new(
             "2BP01",
             format!(
-                "cannot drop {} because other objects depend on it: dynamic table(s) {names}; use DROP … CASCADE to drop them too",
-                entry.name
+                "cannot drop {} {} because other objects depend on it: {}; use DROP … CASCADE to drop them too",
+                kind_name(&entry.kind),
+                entry.name,
+                describe_dependents(&deps)
             ),
         ));
     }
     for dep in &deps {
-        drop_with_dependents(session, dep, true)?;
+        // A dependent may already be gone as a dependent of another one.
+        if find_relation(session, &dep.qualified())?.is_some() {
+            drop_with_dependents(session, dep, true)?;
+        }
     }
     drop_relation(session, entry, cascade)
 }
@@ -724,12 +800,14 @@ pub(crate) fn rename_relation(
     if find_relation(session, target)?.is_some() {
         return Err(already_exists(&target.name));
     }
-    if !dependents(session, &entry.qualified())?.is_empty() {
+    let deps = dependents(session, &entry.qualified())?;
+    if !deps.is_empty() {
         return Err(EngineError::new(
             "2BP01",
             format!(
-                "cannot rename {} because dynamic tables depend on it",
-                entry.name
+                "cannot rename {} because other objects depend on it: {}",
+                entry.name,
+                describe_dependents(&deps)
             ),
         ));
     }

@@ -2100,7 +2100,7 @@ async fn create_dynamic_table(
         crate::privileges::require_owner(session, &existing)?;
         // Dynamic tables reading the old one would be left with change feeds
         // of a table that no longer exists: refuse (2BP01) like DROP does.
-        crate::ddl::drop_with_dependents(session, &existing, false)?;
+        crate::ddl::drop_for_replace(session, &existing)?;
     }
     if create.initialize == Initialize::OnCreate
         && session.transaction_status() != TransactionStatus::Idle

@@ -263,7 +263,7 @@ pub(crate) async fn relation_provider(
     entry: &RelationEntry,
 ) -> DfResult<Arc<dyn TableProvider>> {
     match (&entry.kind, entry.table_id) {
-        (RelationKind::View { query_text }, _) => {
+        (RelationKind::View { query_text, .. }, _) => {
             let state = shared.state.read().upgrade().ok_or_else(|| {
                 DataFusionError::Internal("session state is gone while planning a view".into())
             })?;
