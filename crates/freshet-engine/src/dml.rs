@@ -170,9 +170,15 @@ pub(crate) fn conform(
                 EngineError::new(crate::planning::cast_failure_sqlstate(&message), message)
             })?
         };
+        let blank_padded = crate::types::is_blank_padded(field);
         let column = match crate::types::declared_char_length(field) {
-            Some(limit) => check_char_length(column, limit)?,
+            Some(limit) => check_char_length(column, limit, blank_padded)?,
             None => column,
+        };
+        let column = if blank_padded {
+            strip_trailing_spaces(column)
+        } else {
+            column
         };
         let column = if crate::types::is_json(field) {
             conform_json(column, field)?
@@ -220,10 +226,33 @@ fn conform_json(column: ArrayRef, field: &Field) -> Result<ArrayRef, EngineError
     Ok(Arc::new(canonical))
 }
 
-/// Enforces `varchar(n)`: Postgres refuses longer values with 22001 rather
-/// than truncating them, unless what passes the limit is only spaces, which
-/// are cut off (`'abc  '` fits `varchar(3)`).
-fn check_char_length(column: ArrayRef, limit: usize) -> Result<ArrayRef, EngineError> {
+/// A `char(n)` column's values without their trailing spaces, which
+/// PostgreSQL does not count (`'a  '` and `'a'` are one value, and `'a  '`
+/// read as text is `'a'`). Stored so, they compare, group and join as
+/// PostgreSQL's do; they are sent without padding.
+fn strip_trailing_spaces(column: ArrayRef) -> ArrayRef {
+    use datafusion::arrow::array::{AsArray, StringArray};
+    let Some(strings) = column.as_string_opt::<i32>() else {
+        return column;
+    };
+    if !strings.iter().flatten().any(|s| s.ends_with(' ')) {
+        return column;
+    }
+    let stripped: StringArray = strings
+        .iter()
+        .map(|value| value.map(|s| s.trim_end_matches(' ')))
+        .collect();
+    Arc::new(stripped)
+}
+
+/// Enforces `varchar(n)` and `char(n)`: Postgres refuses longer values with
+/// 22001 rather than truncating them, unless what passes the limit is only
+/// spaces, which are cut off (`'abc  '` fits `varchar(3)`).
+fn check_char_length(
+    column: ArrayRef,
+    limit: usize,
+    blank_padded: bool,
+) -> Result<ArrayRef, EngineError> {
     use datafusion::arrow::array::{AsArray, StringArray};
     let Some(strings) = column.as_string_opt::<i32>() else {
         return Ok(column);
@@ -242,7 +271,14 @@ fn check_char_length(column: ArrayRef, limit: usize) -> Result<ArrayRef, EngineE
                 } else {
                     Err(EngineError::new(
                         "22001",
-                        format!("value too long for type character varying({limit})"),
+                        format!(
+                            "value too long for type {}({limit})",
+                            if blank_padded {
+                                "character"
+                            } else {
+                                "character varying"
+                            }
+                        ),
                     ))
                 }
             }

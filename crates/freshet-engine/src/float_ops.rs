@@ -89,11 +89,26 @@ fn rewrite(expr: Expr, schema: &DFSchema) -> DfResult<Transformed<Expr>> {
         Expr::ScalarFunction(call)
             if matches!(call.name(), "ceil" | "floor" | "trunc") && call.args.len() == 1 =>
         {
-            match expr.get_type(schema) {
+            match call.args[0].get_type(schema) {
                 Ok(DataType::Decimal128(precision, scale)) if scale > 0 => {
+                    // ceil and floor may add an integer digit (`floor(-0.5)`
+                    // is -1, `ceil(9.5)` 10), which DataFusion computes in
+                    // the argument's own type: widen it by one digit first.
+                    let widened = (precision + 1).min(38);
+                    let call = if call.name() == "trunc" {
+                        expr
+                    } else {
+                        let mut args = call.args.clone();
+                        args[0] = Expr::Cast(Cast::new(
+                            Box::new(args[0].clone()),
+                            DataType::Decimal128(widened, scale),
+                        ));
+                        Expr::ScalarFunction(ScalarFunction::new_udf(call.func.clone(), args))
+                    };
+                    let integer_digits = (widened - u8::try_from(scale).unwrap_or(0)).max(1);
                     Ok(Transformed::yes(Expr::Cast(Cast::new(
-                        Box::new(expr),
-                        DataType::Decimal128(precision, 0),
+                        Box::new(call),
+                        DataType::Decimal128(integer_digits, 0),
                     ))))
                 }
                 _ => Ok(Transformed::no(expr)),

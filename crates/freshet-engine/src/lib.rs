@@ -9,6 +9,7 @@
 //! psql, drivers and the refresh scheduler alike.
 
 pub mod activity;
+mod age;
 mod array_comparisons;
 mod array_dims;
 mod array_literals;

@@ -722,9 +722,15 @@ fn length_limited_cast(expr: &SqlExpr) -> Option<SqlExpr> {
         None if name == "char" => 1,
         _ => return None,
     };
-    parse_expr(&format!(
-        "CAST(left(CAST(({inner}) AS text), {length}) AS {name}({length}))"
-    ))
+    // A `char(n)` value's trailing spaces do not count: they are dropped,
+    // as a `char(n)` column stores it (`dml::conform`).
+    let cut = format!("left(CAST(({inner}) AS text), {length})");
+    let cut = if name == "char" {
+        format!("rtrim({cut}, ' ')")
+    } else {
+        cut
+    };
+    parse_expr(&format!("CAST({cut} AS {name}({length}))"))
 }
 
 /// `text` parsed as a PostgreSQL expression (the rewrites build their

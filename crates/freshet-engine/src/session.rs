@@ -1117,6 +1117,7 @@ pub(crate) fn build_context(
     crate::at_time_zone::register(&ctx);
     crate::datetime_ops::register(&ctx);
     crate::to_hex::register(&ctx);
+    crate::age::register(&ctx);
     crate::array_dims::register(&ctx);
     crate::array_overlap::register(&ctx);
     // PostgreSQL's name for DataFusion's signum.

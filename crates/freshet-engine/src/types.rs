@@ -426,7 +426,7 @@ pub fn declared_pg_type(field: &Field) -> Option<(i32, i32)> {
 }
 
 /// The `n` of a column declared `varchar(n)` / `char(n)`, which inserts must
-/// not exceed.
+/// not exceed (`char` alone is `char(1)`).
 pub fn declared_char_length(field: &Field) -> Option<usize> {
     let declared = field.metadata().get(SQL_TYPE_METADATA)?;
     let is_char_type = ["varchar", "character varying", "char", "character"]
@@ -435,6 +435,22 @@ pub fn declared_char_length(field: &Field) -> Option<usize> {
     if !is_char_type {
         return None;
     }
+    if declared == "char" || declared == "character" {
+        return Some(1);
+    }
     let inside = declared.split_once('(')?.1.split_once(')')?.0;
     inside.trim().parse().ok()
+}
+
+/// Whether a column is declared `char(n)` (`character(n)`): PostgreSQL's
+/// blank-padded type, whose trailing spaces are not significant.
+pub fn is_blank_padded(field: &Field) -> bool {
+    field
+        .metadata()
+        .get(SQL_TYPE_METADATA)
+        .is_some_and(|declared| {
+            (declared.starts_with("char") || declared.starts_with("character"))
+                && !declared.starts_with("character varying")
+                && !declared.starts_with("char varying")
+        })
 }
