@@ -46,11 +46,45 @@ pub(crate) fn rewrite(statement: &mut Statement) {
             } => decide(left, compare_op, right, Quantifier::All),
             _ => None,
         };
+        // `x = ANY (subquery)` is `x IN (subquery)`, and `x <> ALL
+        // (subquery)` is `x NOT IN (subquery)`, NULLs included (SQL defines
+        // them so). datafusion-pg-catalog's rewrite would otherwise take
+        // them for array comparisons, which fail to plan.
+        let replaced = replaced.or_else(|| match expr {
+            Expr::AnyOp {
+                left,
+                compare_op: BinaryOperator::Eq,
+                right,
+                ..
+            } => in_subquery(left, right, false),
+            Expr::AllOp {
+                left,
+                compare_op: BinaryOperator::NotEq,
+                right,
+            } => in_subquery(left, right, true),
+            _ => None,
+        });
         if let Some(replaced) = replaced {
             *expr = replaced;
         }
         ControlFlow::<()>::Continue(())
     });
+}
+
+/// `x [NOT] IN (subquery)` for a `right` that is a subquery.
+fn in_subquery(x: &Expr, right: &Expr, negated: bool) -> Option<Expr> {
+    let mut right = right;
+    while let Expr::Nested(inner) = right {
+        right = inner;
+    }
+    match right {
+        Expr::Subquery(query) => Some(Expr::InSubquery {
+            expr: Box::new(x.clone()),
+            subquery: query.clone(),
+            negated,
+        }),
+        _ => None,
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

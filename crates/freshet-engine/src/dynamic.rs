@@ -928,9 +928,10 @@ fn expression_blocker(plan: &LogicalPlan) -> Option<String> {
                     {
                         Some(format!("non-deterministic function {}()", f.func.name()))
                     }
-                    DfExpr::ScalarSubquery(_) | DfExpr::Exists(_) | DfExpr::InSubquery(_) => {
-                        Some(not_incremental("subquery"))
-                    }
+                    DfExpr::ScalarSubquery(_)
+                    | DfExpr::Exists(_)
+                    | DfExpr::InSubquery(_)
+                    | DfExpr::SetComparison(_) => Some(not_incremental("subquery")),
                     DfExpr::WindowFunction(_) => Some(not_incremental("window function")),
                     DfExpr::GroupingSet(_) => {
                         Some(not_incremental("GROUPING SETS, ROLLUP or CUBE"))

@@ -75,6 +75,7 @@ mod similar_to;
 mod state_tables;
 mod storage_metrics;
 mod stored_scan;
+mod subplan;
 mod subquery;
 mod system_info;
 mod table_function_names;

@@ -472,6 +472,11 @@ pub fn map_df_error(error: DataFusionError) -> EngineError {
              it compares one column; NOT EXISTS (… WHERE inner.col = outer.col) expresses the \
              same test where neither side is NULL",
         ),
+        DataFusionError::NotImplemented(msg)
+            if msg.contains("does not support logical expression OuterReferenceColumn") =>
+        {
+            EngineError::new("0A000", UNSUPPORTED_LATERAL)
+        }
         DataFusionError::NotImplemented(msg) if is_undecorrelated_subquery(&msg) => {
             EngineError::new("0A000", UNSUPPORTED_SUBQUERY)
         }
@@ -555,10 +560,16 @@ pub fn map_df_error(error: DataFusionError) -> EngineError {
     }
 }
 
-/// What a client is told about a correlated subquery DataFusion cannot run.
+/// What a client is told about a correlated subquery Freshet cannot run.
 const UNSUPPORTED_SUBQUERY: &str = "this correlated subquery is not supported: Freshet runs a \
-correlated subquery only when it can turn it into a join, which needs the subquery's \
-references to the outer query to be equality conditions (inner.col = outer.col) in its WHERE";
+correlated subquery as a join, or once per outer row, but not a subquery nested in another \
+that names a table of the outer query again, nor ANY, ALL or IN comparing intervals, arrays \
+or records";
+
+/// What a client is told about a LATERAL subquery that reads the tables
+/// before it.
+const UNSUPPORTED_LATERAL: &str = "a LATERAL subquery in FROM that reads columns of the tables \
+before it is not supported; move it into the select list or join on its columns";
 
 /// DataFusion's physical planner refusing a subquery its optimizer left in place.
 fn is_undecorrelated_subquery(message: &str) -> bool {

@@ -1068,6 +1068,7 @@ pub(crate) fn build_context(
         .with_analyzer_rules(crate::type_resolution::analyzer_rules())
         .with_optimizer_rules(optimizer_rules())
         .with_physical_optimizer_rule(Arc::new(crate::filter_first::FilterFirst))
+        .with_query_planner(Arc::new(crate::subplan::FreshetQueryPlanner))
         .build();
     let ctx = SessionContext::new_with_state(state);
     *shared.state.write() = ctx.state_weak_ref();
@@ -1169,6 +1170,8 @@ pub(crate) fn build_context(
     crate::roles::register(&ctx, shared);
     crate::pg_expandarray::register(&ctx);
     crate::array_subquery::register(&ctx);
+    // Last: the subqueries it moves out of sight are past every other rule.
+    crate::subplan::register(&ctx);
     Ok(ctx)
 }
 

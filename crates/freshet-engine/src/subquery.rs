@@ -289,9 +289,39 @@ impl AnalyzerRule for NullCatalogSubqueries {
     }
 }
 
+/// Whether DataFusion's optimizer turns every subquery of `expr`, over
+/// `input`, into a join: `expr` as the predicate of a filter if
+/// `in_filter`, else as the one column of a projection.
+pub(crate) fn expression_decorrelates(
+    expr: Expr,
+    input: &Arc<LogicalPlan>,
+    in_filter: bool,
+) -> bool {
+    use datafusion::optimizer::{Optimizer, OptimizerContext};
+    let probe = if in_filter {
+        Filter::try_new(expr, input.clone()).map(LogicalPlan::Filter)
+    } else {
+        datafusion::logical_expr::Projection::try_new(
+            vec![expr.alias("freshet_probe")],
+            input.clone(),
+        )
+        .map(LogicalPlan::Projection)
+    };
+    let Ok(probe) = probe else {
+        return false;
+    };
+    let context = OptimizerContext::new().with_skip_failing_rules(false);
+    // Whatever subquery is left, correlated or not, DataFusion's physical
+    // planner refuses (`1 IN (SELECT 1)` in a select list is left as it is).
+    match Optimizer::new().optimize(probe, &context, |_, _| {}) {
+        Ok(optimized) => !has_subquery(&optimized),
+        Err(_) => false,
+    }
+}
+
 /// Whether DataFusion's optimizer turns `subquery`, evaluated over `input`,
 /// into a join.
-fn decorrelates(subquery: &Subquery, input: &Arc<LogicalPlan>) -> bool {
+pub(crate) fn decorrelates(subquery: &Subquery, input: &Arc<LogicalPlan>) -> bool {
     use datafusion::optimizer::{Optimizer, OptimizerContext};
     let Ok(projection) = datafusion::logical_expr::Projection::try_new(
         vec![Expr::ScalarSubquery(subquery.clone()).alias("freshet_probe")],

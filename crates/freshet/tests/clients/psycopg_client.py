@@ -179,6 +179,24 @@ def test_transaction_blocks():
         check(got == [(30,)], f"context-manager transactions: {got}")
 
 
+def test_correlated_subquery_with_parameter():
+    # A subquery correlated by an inequality runs per outer row; the
+    # parameter inside it is bound anew at each execution of the prepared
+    # statement.
+    with connect() as conn:
+        conn.execute("CREATE TABLE sub_outer (a int)")
+        conn.execute("CREATE TABLE sub_inner (id int)")
+        conn.execute("INSERT INTO sub_outer VALUES (1), (2), (3)")
+        conn.execute("INSERT INTO sub_inner VALUES (1), (2), (3), (4)")
+        query = (
+            "SELECT a, (SELECT count(*) FROM sub_inner WHERE sub_inner.id > sub_outer.a + %s)"
+            " FROM sub_outer ORDER BY a"
+        )
+        for shift, expected in ((0, [3, 2, 1]), (1, [2, 1, 0]), (0, [3, 2, 1])):
+            got = [n for _, n in conn.execute(query, (shift,), prepare=True).fetchall()]
+            check(got == expected, f"shift {shift}: {got}")
+
+
 def test_type_info_lookup():
     # psycopg's TypeInfo.fetch runs to_regtype(name); SQLAlchemy's psycopg
     # dialect does this for hstore on every new connection.
