@@ -117,28 +117,15 @@ impl AnalyzerRule for RunUndecorrelatedSubqueries {
     }
 }
 
+/// Whether the plan has a subquery expression this rule may move.
 fn has_correlated_scalar_subquery(plan: &LogicalPlan) -> bool {
-    let mut any = false;
-    let _ = plan.apply_with_subqueries(|node| {
-        let _ = node.apply_expressions(|e| {
-            any |= e.exists(|e| {
-                Ok(match e {
-                    Expr::ScalarSubquery(s) | Expr::Exists(Exists { subquery: s, .. }) => {
-                        !s.outer_ref_columns.is_empty()
-                    }
-                    Expr::SetComparison(_) | Expr::InSubquery(_) => true,
-                    _ => false,
-                })
-            })?;
-            Ok(TreeNodeRecursion::Continue)
-        });
-        Ok(if any {
-            TreeNodeRecursion::Stop
-        } else {
-            TreeNodeRecursion::Continue
-        })
-    });
-    any
+    crate::subquery::any_expression(plan, |e| match e {
+        Expr::ScalarSubquery(s) | Expr::Exists(Exists { subquery: s, .. }) => {
+            !s.outer_ref_columns.is_empty()
+        }
+        Expr::SetComparison(_) | Expr::InSubquery(_) => true,
+        _ => false,
+    })
 }
 
 /// Names of the columns [`SubPlanNode`]s add, unique in a plan.

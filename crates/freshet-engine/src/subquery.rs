@@ -363,7 +363,7 @@ fn has_correlated_scalar_subquery(plan: &LogicalPlan) -> bool {
 
 /// Whether `found` holds for an expression anywhere in the plan, its
 /// subqueries included.
-fn any_expression(plan: &LogicalPlan, found: impl Fn(&Expr) -> bool) -> bool {
+pub(crate) fn any_expression(plan: &LogicalPlan, found: impl Fn(&Expr) -> bool) -> bool {
     let mut any = false;
     let _ = plan.apply_with_subqueries(|node| {
         let _ = node.apply_expressions(|e| {
