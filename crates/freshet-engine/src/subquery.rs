@@ -81,6 +81,7 @@ pub(crate) struct ScalarSubqueryAtMostOneRow;
 
 impl AnalyzerRule for ScalarSubqueryAtMostOneRow {
     fn analyze(&self, plan: LogicalPlan, _config: &ConfigOptions) -> DfResult<LogicalPlan> {
+        refuse_outer_level_aggregates(&plan)?;
         plan.transform_up_with_subqueries(|plan| {
             if !matches!(plan, LogicalPlan::Projection(_) | LogicalPlan::Filter(_)) {
                 return Ok(Transformed::no(plan));
@@ -93,6 +94,63 @@ impl AnalyzerRule for ScalarSubqueryAtMostOneRow {
     fn name(&self) -> &str {
         "freshet_scalar_subquery_at_most_one_row"
     }
+}
+
+/// Refuses an aggregate inside a subquery whose arguments read columns of an
+/// outer query and none of the subquery's own, as `(SELECT sum(t1.b) FROM
+/// t2 WHERE …) FROM t1`.
+///
+/// SQL computes such an aggregate at the outer query's level: PostgreSQL
+/// sums `t1.b` over the outer rows (and then usually reports a GROUP BY
+/// error, or an aggregate in WHERE). DataFusion would sum it inside the
+/// subquery, once per subquery row, which is a different answer given
+/// without an error. Until the aggregate can be moved to its level, 0A000.
+fn refuse_outer_level_aggregates(plan: &LogicalPlan) -> DfResult<()> {
+    plan.apply_with_subqueries(|node| {
+        let LogicalPlan::Aggregate(aggregate) = node else {
+            return Ok(TreeNodeRecursion::Continue);
+        };
+        for expr in &aggregate.aggr_expr {
+            expr.apply(|e| {
+                if let Expr::AggregateFunction(function) = e {
+                    if reads_only_outer_columns(function) {
+                        return Err(DataFusionError::External(Box::new(EngineError::new(
+                            "0A000",
+                            format!(
+                                "aggregate {}() over columns of an outer query only is not \
+                                 supported inside a subquery: SQL computes it at the outer \
+                                 query's level; aggregate in the outer query instead",
+                                function.func.name()
+                            ),
+                        ))));
+                    }
+                }
+                Ok(TreeNodeRecursion::Continue)
+            })?;
+        }
+        Ok(TreeNodeRecursion::Continue)
+    })
+    .map(|_| ())
+}
+
+/// Whether an aggregate's arguments (and FILTER) read an outer query's
+/// columns and none of their own query's: SQL's rule for the level an
+/// aggregate belongs to.
+fn reads_only_outer_columns(function: &datafusion::logical_expr::expr::AggregateFunction) -> bool {
+    let (mut outer, mut own) = (false, false);
+    let params = &function.params;
+    for expr in params.args.iter().chain(params.filter.as_deref()) {
+        // A walk that cannot fail: the closure only records what it sees.
+        let _ = expr.apply(|e| {
+            match e {
+                Expr::OuterReferenceColumn(..) => outer = true,
+                Expr::Column(_) => own = true,
+                _ => {}
+            }
+            Ok(TreeNodeRecursion::Continue)
+        });
+    }
+    outer && !own
 }
 
 fn rewrite_scalar_subquery(expr: Expr, outer: &DFSchema) -> DfResult<Transformed<Expr>> {
