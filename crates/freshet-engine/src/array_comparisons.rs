@@ -7,27 +7,58 @@
 //! DataFusion's plan for ANY (`array_has`, or a bound from `array_min` /
 //! `array_max`) answers false where a NULL element should make it NULL, and
 //! datafusion-pg-catalog's rewrite (`= ANY` and `<> ALL` into
-//! `array_contains`) ignores NULL elements in both directions: wrong rows,
-//! without an error.
+//! `array_contains`) ignores NULL elements in both directions and splits a
+//! text array (`= ANY('{"a,b",c}')`) on every comma: wrong rows, without an
+//! error.
 //!
-//! [`rewrite`] replaces each such comparison in a user's statement with a
-//! `CASE` that decides it in SQL's order: a NULL array, an empty array, a
-//! NULL `x`, a comparison that decides (found through DataFusion's NULL-
-//! ignoring `array_has` / `array_min` / `array_max`), then a NULL element.
+//! [`rewrite`] replaces each such comparison in a user's statement:
 //!
-//! The `CASE` names `x` and the array more than once, so comparisons whose
-//! operands hold a volatile function or a model call (which would run more
-//! than once), a subquery, or a parameter (which would lose the type its one
-//! use gives it) are left to DataFusion, whose answer ignores NULL elements
-//! (README lists this). `ANY(subquery)` is planned by DataFusion as a
-//! subquery, and a string literal array (`= ANY('{a,b}')`) is left to
-//! datafusion-pg-catalog, which knows that form.
+//! * over columns, constants and deterministic functions, with a `CASE`
+//!   that decides it in SQL's order: a NULL array, an empty array, a NULL
+//!   `x`, a comparison that decides (found through DataFusion's vectorized,
+//!   NULL-ignoring `array_has` / `array_min` / `array_max`), then a NULL
+//!   element. DataFusion evaluates the repeated operands once per row.
+//! * otherwise (a parameter, which would lose the type its one use gives
+//!   it; a subquery; a volatile function or a model call, which must run
+//!   once; a text literal, whose element type is `x`'s) with a call of
+//!   [`QuantifiedComparison`], which compares `x` with each element of the
+//!   row's array and folds the answers with SQL's rules. A text array (a
+//!   literal, or a parameter the client sent as text) is read as
+//!   PostgreSQL's `array_in` reads it, with `x`'s element type.
+//!
+//! `ANY(subquery)` is a subquery comparison, not an array one: `= ANY` and
+//! `<> ALL` become `IN` and `NOT IN`, the other operators are planned by
+//! DataFusion (and [`crate::subplan`]).
 
 use std::ops::ControlFlow;
 
+use std::sync::Arc;
+
+use datafusion::arrow::array::{
+    Array, ArrayRef, AsArray, BooleanArray, Datum, Scalar, StringArray,
+};
+use datafusion::arrow::compute::kernels::cmp;
+use datafusion::arrow::datatypes::DataType;
+use datafusion::common::{DataFusionError, Result as DfResult, ScalarValue};
+use datafusion::logical_expr::{
+    ColumnarValue, ScalarFunctionArgs, ScalarUDF, ScalarUDFImpl, Signature, Volatility,
+};
 use datafusion::sql::sqlparser::ast::{
     visit_expressions, visit_expressions_mut, BinaryOperator, Expr, Statement, Value,
 };
+
+use crate::EngineError;
+
+/// Name of the function [`rewrite`] calls for comparisons it cannot write
+/// as a `CASE`.
+const QUANTIFIED_COMPARISON: &str = "freshet_quantified_comparison";
+
+/// Registers [`QuantifiedComparison`].
+pub(crate) fn register(ctx: &datafusion::prelude::SessionContext) {
+    ctx.register_udf(ScalarUDF::new_from_impl(QuantifiedComparison {
+        signature: Signature::user_defined(Volatility::Immutable),
+    }));
+}
 
 /// Replaces the ANY / ALL comparisons of `statement` as the module docs say.
 pub(crate) fn rewrite(statement: &mut Statement) {
@@ -38,12 +69,12 @@ pub(crate) fn rewrite(statement: &mut Statement) {
                 compare_op,
                 right,
                 ..
-            } => decide(left, compare_op, right, Quantifier::Any),
+            } if !is_subquery(right) => decide(left, compare_op, right, Quantifier::Any),
             Expr::AllOp {
                 left,
                 compare_op,
                 right,
-            } => decide(left, compare_op, right, Quantifier::All),
+            } if !is_subquery(right) => decide(left, compare_op, right, Quantifier::All),
             _ => None,
         };
         // `x = ANY (subquery)` is `x IN (subquery)`, and `x <> ALL
@@ -71,13 +102,21 @@ pub(crate) fn rewrite(statement: &mut Statement) {
     });
 }
 
+/// Whether the right side of ANY/ALL is a subquery, parentheses aside.
+fn is_subquery(right: &Expr) -> bool {
+    matches!(without_parentheses(right), Expr::Subquery(_))
+}
+
+fn without_parentheses(mut expr: &Expr) -> &Expr {
+    while let Expr::Nested(inner) = expr {
+        expr = inner;
+    }
+    expr
+}
+
 /// `x [NOT] IN (subquery)` for a `right` that is a subquery.
 fn in_subquery(x: &Expr, right: &Expr, negated: bool) -> Option<Expr> {
-    let mut right = right;
-    while let Expr::Nested(inner) = right {
-        right = inner;
-    }
-    match right {
+    match without_parentheses(right) {
         Expr::Subquery(query) => Some(Expr::InSubquery {
             expr: Box::new(x.clone()),
             subquery: query.clone(),
@@ -93,10 +132,95 @@ enum Quantifier {
     All,
 }
 
-/// The `CASE` for `x op ANY/ALL(array)`, or `None` to leave it as it is.
+impl Quantifier {
+    fn name(self) -> &'static str {
+        match self {
+            Quantifier::Any => "any",
+            Quantifier::All => "all",
+        }
+    }
+
+    fn from_name(name: &str) -> Option<Self> {
+        match name {
+            "any" => Some(Quantifier::Any),
+            "all" => Some(Quantifier::All),
+            _ => None,
+        }
+    }
+}
+
+/// The comparison operators ANY and ALL take.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Comparison {
+    Eq,
+    NotEq,
+    Lt,
+    LtEq,
+    Gt,
+    GtEq,
+}
+
+impl Comparison {
+    fn from_operator(op: &BinaryOperator) -> Option<Self> {
+        Some(match op {
+            BinaryOperator::Eq => Comparison::Eq,
+            BinaryOperator::NotEq => Comparison::NotEq,
+            BinaryOperator::Lt => Comparison::Lt,
+            BinaryOperator::LtEq => Comparison::LtEq,
+            BinaryOperator::Gt => Comparison::Gt,
+            BinaryOperator::GtEq => Comparison::GtEq,
+            _ => return None,
+        })
+    }
+
+    fn symbol(self) -> &'static str {
+        match self {
+            Comparison::Eq => "=",
+            Comparison::NotEq => "<>",
+            Comparison::Lt => "<",
+            Comparison::LtEq => "<=",
+            Comparison::Gt => ">",
+            Comparison::GtEq => ">=",
+        }
+    }
+
+    fn from_symbol(symbol: &str) -> Option<Self> {
+        [
+            Comparison::Eq,
+            Comparison::NotEq,
+            Comparison::Lt,
+            Comparison::LtEq,
+            Comparison::Gt,
+            Comparison::GtEq,
+        ]
+        .into_iter()
+        .find(|c| c.symbol() == symbol)
+    }
+
+    /// `x op element` for each element: NULL where either is NULL.
+    fn apply(self, x: &dyn Datum, elements: &dyn Datum) -> DfResult<BooleanArray> {
+        Ok(match self {
+            Comparison::Eq => cmp::eq(x, elements),
+            Comparison::NotEq => cmp::neq(x, elements),
+            Comparison::Lt => cmp::lt(x, elements),
+            Comparison::LtEq => cmp::lt_eq(x, elements),
+            Comparison::Gt => cmp::gt(x, elements),
+            Comparison::GtEq => cmp::gt_eq(x, elements),
+        }?)
+    }
+}
+
+/// The `CASE` for `x op ANY/ALL(array)`, a call of
+/// [`QuantifiedComparison`] where the `CASE` cannot be used, or `None` for
+/// an operator neither takes.
 fn decide(x: &Expr, op: &BinaryOperator, array: &Expr, quantifier: Quantifier) -> Option<Expr> {
+    let comparison = Comparison::from_operator(op)?;
     if !plain(x) || !plain(array) || matches!(array, Expr::Value(_)) {
-        return None;
+        return crate::pg_compat::parse_expr(&format!(
+            "{QUANTIFIED_COMPARISON}(({x}), ({array}), '{}', '{}')",
+            comparison.symbol(),
+            quantifier.name()
+        ));
     }
     let min = format!("array_min({array})");
     let max = format!("array_max({array})");
@@ -175,4 +299,230 @@ fn plain(expr: &Expr) -> bool {
         }
     });
     found.is_continue()
+}
+
+/// `freshet_quantified_comparison(x, array, op, quantifier)`: `x op
+/// ANY(array)` or `x op ALL(array)` with SQL's NULL rules, `x` compared with
+/// each element of the row's array. The array may be text, read as
+/// PostgreSQL's `array_in` reads it with `x`'s type for its elements.
+#[derive(Debug, PartialEq, Eq, Hash)]
+struct QuantifiedComparison {
+    signature: Signature,
+}
+
+impl ScalarUDFImpl for QuantifiedComparison {
+    fn name(&self) -> &str {
+        QUANTIFIED_COMPARISON
+    }
+
+    fn signature(&self) -> &Signature {
+        &self.signature
+    }
+
+    fn coerce_types(&self, args: &[DataType]) -> DfResult<Vec<DataType>> {
+        let [x, array, op, quantifier] = args else {
+            return Err(DataFusionError::Plan(format!(
+                "{QUANTIFIED_COMPARISON} takes four arguments"
+            )));
+        };
+        let (x, array) = match array {
+            DataType::List(item)
+            | DataType::LargeList(item)
+            | DataType::FixedSizeList(item, _)
+            | DataType::ListView(item)
+            | DataType::LargeListView(item) => {
+                let element = item.data_type();
+                let common = datafusion::logical_expr::type_coercion::binary::comparison_coercion(
+                    x, element,
+                )
+                .ok_or_else(|| {
+                    external(EngineError::new(
+                        "42883",
+                        format!("operator does not exist: {x} = {element}"),
+                    ))
+                })?;
+                (common.clone(), DataType::new_list(common, true))
+            }
+            // A NULL, or a parameter whose type nothing gave: as text, so
+            // that a parameter is read from the text the client sends.
+            DataType::Utf8 | DataType::LargeUtf8 | DataType::Utf8View | DataType::Null => {
+                let x = if x == &DataType::Null {
+                    DataType::Utf8
+                } else {
+                    x.clone()
+                };
+                (x, DataType::Utf8)
+            }
+            other => {
+                return Err(external(EngineError::new(
+                    "42809",
+                    format!("op ANY/ALL (array) requires array on right side, not {other}"),
+                )))
+            }
+        };
+        if matches!(x, DataType::Interval(_)) {
+            // Arrow compares intervals field by field; PostgreSQL counts a
+            // month as 30 days (`'1 month' = '30 days'`).
+            return Err(external(EngineError::new(
+                "0A000",
+                "ANY/ALL over an array of intervals is not supported",
+            )));
+        }
+        Ok(vec![x, array, op.clone(), quantifier.clone()])
+    }
+
+    fn return_type(&self, _args: &[DataType]) -> DfResult<DataType> {
+        Ok(DataType::Boolean)
+    }
+
+    fn invoke_with_args(&self, args: ScalarFunctionArgs) -> DfResult<ColumnarValue> {
+        let [x, array, ColumnarValue::Scalar(op), ColumnarValue::Scalar(quantifier)] =
+            args.args.as_slice()
+        else {
+            return Err(DataFusionError::Internal(format!(
+                "{QUANTIFIED_COMPARISON} takes a value, an array and two constants"
+            )));
+        };
+        let constant = |value: &ScalarValue| match value {
+            ScalarValue::Utf8(Some(s)) | ScalarValue::Utf8View(Some(s)) => Some(s.clone()),
+            _ => None,
+        };
+        let (Some(comparison), Some(quantifier)) = (
+            constant(op).as_deref().and_then(Comparison::from_symbol),
+            constant(quantifier)
+                .as_deref()
+                .and_then(Quantifier::from_name),
+        ) else {
+            return Err(DataFusionError::Internal(format!(
+                "{QUANTIFIED_COMPARISON}: unknown operator {op} or quantifier {quantifier}"
+            )));
+        };
+        crate::udf_args::evaluate(&[x.clone(), array.clone()], |arrays| {
+            let [x, array] = arrays else {
+                return Err(DataFusionError::Internal(format!(
+                    "{QUANTIFIED_COMPARISON} takes two operands"
+                )));
+            };
+            let mut out = Vec::with_capacity(x.len());
+            for row in 0..x.len() {
+                let Some(elements) = row_elements(array, row, x.data_type())? else {
+                    out.push(None);
+                    continue;
+                };
+                let answers = if x.data_type() == &DataType::Null {
+                    // An untyped NULL compared with anything is NULL.
+                    BooleanArray::new_null(elements.len())
+                } else {
+                    comparison.apply(&Scalar::new(x.slice(row, 1)), &elements)?
+                };
+                out.push(fold(&answers, quantifier));
+            }
+            Ok(Arc::new(BooleanArray::from(out)) as ArrayRef)
+        })
+    }
+}
+
+/// The elements of `array`'s `row`, of type `element_type`, or `None` for
+/// a NULL array.
+fn row_elements(
+    array: &ArrayRef,
+    row: usize,
+    element_type: &DataType,
+) -> DfResult<Option<ArrayRef>> {
+    if array.is_null(row) {
+        return Ok(None);
+    }
+    match array.data_type() {
+        DataType::List(_) => Ok(Some(array.as_list::<i32>().value(row))),
+        DataType::Utf8 => {
+            let text = array.as_string::<i32>().value(row);
+            let elements = crate::array_literals::elements(text).ok_or_else(|| {
+                external(EngineError::new(
+                    "22P02",
+                    format!("malformed array literal: \"{text}\""),
+                ))
+            })?;
+            let strings: ArrayRef = Arc::new(StringArray::from(elements));
+            if element_type == &DataType::Null {
+                return Ok(Some(strings));
+            }
+            let invalid = |element: &str| {
+                let name = match crate::planning::sql_type_name(element_type) {
+                    "int" => "integer",
+                    other => other,
+                };
+                external(EngineError::new(
+                    "22P02",
+                    format!("invalid input syntax for type {name}: \"{element}\""),
+                ))
+            };
+            // Dates, timestamps and numerics as their casts from text read
+            // them (PostgreSQL's spellings); other types through Arrow's cast.
+            let typed = match crate::datetime_input::parse_text_array(&strings, element_type) {
+                Some(parsed) => parsed.map_err(external)?,
+                None => {
+                    let strings = match element_type {
+                        DataType::Decimal128(..) | DataType::Decimal256(..) => {
+                            crate::numeric_text::plain_array(&strings).map_err(external)?
+                        }
+                        _ => strings.clone(),
+                    };
+                    datafusion::arrow::compute::cast(&strings, element_type)
+                        .map_err(|_| invalid(text))?
+                }
+            };
+            // A cast that gave up on an element (a NULL that was not NULL
+            // text) is an error, not a NULL element.
+            if let Some(bad) = (0..typed.len()).find(|&i| typed.is_null(i) && strings.is_valid(i)) {
+                return Err(invalid(strings.as_string::<i32>().value(bad)));
+            }
+            Ok(Some(typed))
+        }
+        other => Err(DataFusionError::Internal(format!(
+            "{QUANTIFIED_COMPARISON}: unexpected array type {other}"
+        ))),
+    }
+}
+
+/// SQL's answer from the element comparisons: for ANY, true if one is true,
+/// else NULL if one is NULL, else false (so false for no elements); ALL is
+/// the mirror image.
+fn fold(answers: &BooleanArray, quantifier: Quantifier) -> Option<bool> {
+    let deciding = quantifier == Quantifier::Any;
+    let mut unknown = false;
+    for answer in answers.iter() {
+        match answer {
+            Some(a) if a == deciding => return Some(deciding),
+            Some(_) => {}
+            None => unknown = true,
+        }
+    }
+    if unknown {
+        None
+    } else {
+        Some(!deciding)
+    }
+}
+
+fn external(error: EngineError) -> DataFusionError {
+    DataFusionError::External(Box::new(error))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn fold_follows_sql_null_rules() {
+        let answers = |v: &[Option<bool>]| BooleanArray::from(v.to_vec());
+        let any = Quantifier::Any;
+        let all = Quantifier::All;
+        assert_eq!(fold(&answers(&[]), any), Some(false));
+        assert_eq!(fold(&answers(&[]), all), Some(true));
+        assert_eq!(fold(&answers(&[Some(false), None]), any), None);
+        assert_eq!(fold(&answers(&[None, Some(true)]), any), Some(true));
+        assert_eq!(fold(&answers(&[Some(true), None]), all), None);
+        assert_eq!(fold(&answers(&[None, Some(false)]), all), Some(false));
+        assert_eq!(fold(&answers(&[Some(true), Some(true)]), all), Some(true));
+    }
 }

@@ -67,6 +67,19 @@ fn is_text_type(t: &DataType) -> bool {
     )
 }
 
+/// The elements of a one-dimensional array's text (`{}` included), as
+/// [`parse`] reads them, or `None` if `text` is not one.
+pub(crate) fn elements(text: &str) -> Option<Vec<Option<String>>> {
+    match text
+        .trim()
+        .strip_prefix('{')
+        .and_then(|t| t.strip_suffix('}'))
+    {
+        Some(inner) if inner.trim().is_empty() => Some(Vec::new()),
+        _ => parse(text),
+    }
+}
+
 /// The elements of a one-dimensional, non-empty array literal (`None` for
 /// an unquoted NULL), or `None` if `text` is not one.
 fn parse(text: &str) -> Option<Vec<Option<String>>> {

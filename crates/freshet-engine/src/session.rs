@@ -1121,6 +1121,7 @@ pub(crate) fn build_context(
     crate::age::register(&ctx);
     crate::array_dims::register(&ctx);
     crate::array_overlap::register(&ctx);
+    crate::array_comparisons::register(&ctx);
     // PostgreSQL's name for DataFusion's signum.
     ctx.register_udf(
         datafusion::functions::math::signum()

@@ -197,6 +197,40 @@ def test_correlated_subquery_with_parameter():
             check(got == expected, f"shift {shift}: {got}")
 
 
+def test_any_all_with_array_parameters():
+    # An array bound as a parameter follows SQL's NULL rules: a NULL element
+    # makes an undecided ANY or ALL NULL, so NOT (... ) keeps no row.
+    with connect() as conn:
+        conn.execute("CREATE TABLE any_param (id int)")
+        conn.execute("INSERT INTO any_param VALUES (1), (2), (3)")
+        for prepare in (False, True):
+            row = conn.execute(
+                "SELECT 2 = ANY(%s), 2 <> ALL(%s), 1 = ANY(%s), 3 > ALL(%s)",
+                ([1, None], [1, None], [1, None], [1, 2]),
+                prepare=prepare,
+            ).fetchone()
+            check(row == (None, None, True, True), f"prepare={prepare}: {row}")
+            ids = conn.execute(
+                "SELECT id FROM any_param WHERE id <> ALL(%s) ORDER BY id",
+                ([1, None],),
+                prepare=prepare,
+            ).fetchall()
+            check(ids == [], f"<> ALL with a NULL element keeps no row: {ids}")
+            ids = conn.execute(
+                "SELECT id FROM any_param WHERE id = ANY(%s) ORDER BY id",
+                ([3, 1],),
+                prepare=prepare,
+            ).fetchall()
+            check(ids == [(1,), (3,)], f"= ANY: {ids}")
+            # Text the server reads as an array of the column's type.
+            ids = conn.execute(
+                "SELECT id FROM any_param WHERE id = ANY(%s) ORDER BY id",
+                ("{2,NULL}",),
+                prepare=prepare,
+            ).fetchall()
+            check(ids == [(2,)], f"= ANY of array text: {ids}")
+
+
 def test_type_info_lookup():
     # psycopg's TypeInfo.fetch runs to_regtype(name); SQLAlchemy's psycopg
     # dialect does this for hstore on every new connection.
