@@ -45,6 +45,44 @@ pub(crate) fn jsonb_text(text: &str) -> Result<String, EngineError> {
     Ok(out)
 }
 
+/// `a || b` of two `jsonb` values, as PostgreSQL concatenates them: two
+/// objects merge (a key of `b` replaces the same key of `a`); otherwise
+/// the two become one array, a value that is not an array counting as an
+/// array of that one value. The result is in canonical form.
+pub(crate) fn jsonb_concat(a: &str, b: &str) -> Result<String, EngineError> {
+    let mut out = String::with_capacity(a.len() + b.len() + 2);
+    if starts_with(a, b'{') && starts_with(b, b'{') {
+        let mut members: BTreeMap<String, &RawValue> =
+            serde_json::from_str(a).map_err(syntax_error)?;
+        let right: BTreeMap<String, &RawValue> = serde_json::from_str(b).map_err(syntax_error)?;
+        members.extend(right);
+        out.push('{');
+        for (i, (key, value)) in members.iter().enumerate() {
+            if i > 0 {
+                out.push(',');
+            }
+            out.push_str(&serde_json::to_string(key).map_err(syntax_error)?);
+            out.push(':');
+            out.push_str(value.get());
+        }
+        out.push('}');
+    } else {
+        let items = |doc: &'_ str| -> Result<Vec<String>, EngineError> {
+            if starts_with(doc, b'[') {
+                let items: Vec<&RawValue> = serde_json::from_str(doc).map_err(syntax_error)?;
+                Ok(items.iter().map(|item| item.get().to_string()).collect())
+            } else {
+                validate_json(doc)?;
+                Ok(vec![doc.to_string()])
+            }
+        };
+        out.push('[');
+        out.push_str(&[items(a)?, items(b)?].concat().join(","));
+        out.push(']');
+    }
+    jsonb_text(&out)
+}
+
 /// The member `name` of a JSON object's text (the last one of that name),
 /// or `None` when `doc` is not an object or has no such member.
 pub(crate) fn member<'a>(doc: &'a str, name: &str) -> Option<&'a RawValue> {
@@ -153,6 +191,22 @@ mod tests {
 
     fn canon(text: &str) -> String {
         jsonb_text(text).unwrap()
+    }
+
+    #[test]
+    fn concatenation_is_jsonb_concatenation() {
+        // Checked against PostgreSQL 15's `jsonb || jsonb`.
+        let concat = |a: &str, b: &str| jsonb_concat(a, b).unwrap();
+        assert_eq!(
+            concat(r#"{"a":1,"b":2}"#, r#"{"a":3}"#),
+            r#"{"a": 3, "b": 2}"#
+        );
+        assert_eq!(concat("[1,2]", "[3]"), "[1, 2, 3]");
+        assert_eq!(concat("[1]", r#"{"a":1}"#), r#"[1, {"a": 1}]"#);
+        assert_eq!(concat(r#"{"a":1}"#, "[]"), r#"[{"a": 1}]"#);
+        assert_eq!(concat("1", "2"), "[1, 2]");
+        assert_eq!(concat(r#""x""#, "null"), r#"["x", null]"#);
+        assert_eq!(jsonb_concat("{}", "{").unwrap_err().sqlstate(), "22P02");
     }
 
     #[test]

@@ -43,6 +43,7 @@ mod isolation;
 mod join_arrangement;
 mod json_build;
 pub(crate) mod json_text;
+mod jsonb_concat;
 mod keys;
 mod literal_types;
 pub mod memory_usage;

@@ -1115,6 +1115,7 @@ pub(crate) fn build_context(
     // type: `(ts - ts)::text` must see the interval these rules make.
     crate::float_ops::register(&ctx).map_err(crate::planning::map_df_error)?;
     crate::float_domain::register(&ctx);
+    crate::jsonb_concat::register(&ctx);
     crate::at_time_zone::register(&ctx);
     crate::datetime_ops::register(&ctx);
     crate::to_hex::register(&ctx);
