@@ -63,6 +63,7 @@ mod prepared_lookup;
 mod privileges;
 mod provider;
 pub mod query_memory;
+mod recursive_cte;
 mod registry;
 mod relation_oids;
 mod relation_size;

@@ -1116,6 +1116,7 @@ pub(crate) fn build_context(
     crate::float_ops::register(&ctx).map_err(crate::planning::map_df_error)?;
     crate::float_domain::register(&ctx);
     crate::jsonb_concat::register(&ctx);
+    crate::recursive_cte::register(&ctx);
     crate::at_time_zone::register(&ctx);
     crate::datetime_ops::register(&ctx);
     crate::to_hex::register(&ctx);
