@@ -68,6 +68,7 @@ mod registry;
 mod relation_oids;
 mod relation_size;
 mod roles;
+mod row_comparisons;
 mod row_keys;
 mod segment_pruning;
 pub mod server_metrics;

@@ -362,6 +362,7 @@ fn compat_rewrite(statement: Statement, rules: CompatRules) -> Statement {
         CompatRules::CatalogFallback => true,
     };
     let mut statement = statement;
+    crate::row_comparisons::rewrite(&mut statement);
     if rules == CompatRules::General {
         crate::array_comparisons::rewrite(&mut statement);
     }
