@@ -39,6 +39,7 @@ mod functions;
 mod index_lookup;
 mod indexes;
 mod info_schema;
+mod interval_literals;
 mod isolation;
 mod join_arrangement;
 mod json_build;

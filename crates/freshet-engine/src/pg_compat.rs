@@ -1360,7 +1360,11 @@ pub fn parse_interval(
                 "{sign}{hours} hours {sign}{minutes} minutes {sign}{seconds} seconds"
             ));
         } else {
-            words.push(token.to_string());
+            // `+2 hours`: Arrow's parser takes no `+`.
+            let unsigned = token
+                .strip_prefix('+')
+                .filter(|rest| rest.starts_with(|c: char| c.is_ascii_digit() || c == '.'));
+            words.push(unsigned.unwrap_or(token).to_string());
         }
     }
     if words.is_empty() {

@@ -369,6 +369,7 @@ fn compat_rewrite(statement: Statement, rules: CompatRules) -> Statement {
     crate::table_function_names::rewrite(&mut statement);
     crate::pg_expandarray::rewrite(&mut statement);
     crate::array_literals::rewrite(&mut statement);
+    crate::interval_literals::rewrite(&mut statement);
     let mut statement = all
         .iter()
         .filter(|(_, needed)| applies(*needed))

@@ -276,11 +276,19 @@ pub mod pg_text {
 
     /// `1 year 2 mons -3 days 04:05:06.5`, Postgres' default interval style.
     pub fn interval(value: IntervalMonthDayNano) -> String {
-        fn unit(parts: &mut Vec<String>, n: i64, singular: &str, plural: &str) {
+        // A field after a negative one carries an explicit `+`, as
+        // PostgreSQL's `interval_out` writes it (`-1 days +02:00:00`).
+        let mut after_negative = false;
+        let mut unit = |parts: &mut Vec<String>, n: i64, singular: &str, plural: &str| {
             if n != 0 {
-                parts.push(format!("{n} {}", if n == 1 { singular } else { plural }));
+                let plus = if after_negative && n > 0 { "+" } else { "" };
+                parts.push(format!(
+                    "{plus}{n} {}",
+                    if n == 1 { singular } else { plural }
+                ));
+                after_negative = n < 0;
             }
-        }
+        };
         let mut parts = Vec::new();
         let months = i64::from(value.months);
         unit(&mut parts, months / 12, "year", "years");
@@ -288,7 +296,13 @@ pub mod pg_text {
         unit(&mut parts, value.days.into(), "day", "days");
         let micros = value.nanoseconds / 1_000;
         if micros != 0 || parts.is_empty() {
-            let sign = if micros < 0 { "-" } else { "" };
+            let sign = if micros < 0 {
+                "-"
+            } else if after_negative {
+                "+"
+            } else {
+                ""
+            };
             let micros = micros.unsigned_abs() as i64;
             let seconds = micros / MICROS_PER_SECOND;
             parts.push(format!(
@@ -453,4 +467,23 @@ pub fn is_blank_padded(field: &Field) -> bool {
                 && !declared.starts_with("character varying")
                 && !declared.starts_with("char varying")
         })
+}
+
+#[cfg(test)]
+mod tests {
+    use datafusion::arrow::datatypes::IntervalMonthDayNano;
+
+    #[test]
+    fn interval_text_marks_a_positive_field_after_a_negative_one() {
+        // PostgreSQL 15's interval_out.
+        let text = |m, d, ns| super::pg_text::interval(IntervalMonthDayNano::new(m, d, ns));
+        assert_eq!(text(-10, 0, 0), "-10 mons");
+        assert_eq!(text(-1, 2, 0), "-1 mons +2 days");
+        assert_eq!(text(0, 1, -7_200_000_000_000), "1 day -02:00:00");
+        assert_eq!(text(0, -1, -7_200_000_000_000), "-1 days -02:00:00");
+        assert_eq!(text(0, -1, 7_200_000_000_000), "-1 days +02:00:00");
+        assert_eq!(text(-1, -1, 3_600_000_000_000), "-1 mons -1 days +01:00:00");
+        assert_eq!(text(12, -1, 0), "1 year -1 days");
+        assert_eq!(text(0, 0, 0), "00:00:00");
+    }
 }
