@@ -85,6 +85,18 @@ fn operand(expr: &Expr, schema: &DFSchema) -> Operand {
     {
         return Operand::Unknown;
     }
+    // Only a column, a function's result or an alias of one can be jsonb.
+    // Other expressions (a `||` chain, above all) are never asked for their
+    // field: that walks the whole subtree and formats its name, and at each
+    // node of a long chain it would make planning cubic in its length.
+    let can_be_json = match expr {
+        Expr::Column(_) | Expr::OuterReferenceColumn(..) | Expr::ScalarFunction(_) => true,
+        Expr::Alias(alias) => return operand(&alias.expr, schema),
+        _ => false,
+    };
+    if !can_be_json {
+        return Operand::Other;
+    }
     match expr.to_field(schema) {
         Ok((_, field)) if crate::types::is_json(&field) => {
             if field.metadata().get(SQL_TYPE_METADATA).map(String::as_str) == Some("jsonb") {
