@@ -338,13 +338,11 @@ fn typed_schema(columns: &[(&str, ColumnKind)]) -> SchemaRef {
                         DataType::Timestamp(TimeUnit::Microsecond, Some("+00:00".into()))
                     }
                 };
-                let field = Field::new(*name, t, true);
                 match kind {
-                    ColumnKind::Json => field.with_metadata(HashMap::from([(
-                        crate::types::EXTENSION_NAME.to_string(),
-                        crate::types::JSON_EXTENSION.to_string(),
-                    )])),
-                    _ => field,
+                    ColumnKind::Json => {
+                        crate::types::json_field(name, crate::types::JsonKind::Json, true)
+                    }
+                    _ => Field::new(*name, t, true),
                 }
             })
             .collect::<Vec<_>>(),

@@ -46,7 +46,7 @@ use freshet_models::CompiledModel;
 
 use crate::engine::Engine;
 use crate::provider::SessionShared;
-use crate::types::{EXTENSION_NAME, JSON_EXTENSION};
+use crate::types::{json_field, json_kind, JsonKind};
 use crate::EngineError;
 
 /// Name of the `->>` path function (`->` and `:` use
@@ -398,13 +398,6 @@ struct GetField {
     signature: Signature,
 }
 
-fn json_field(name: &str) -> Field {
-    Field::new(name, DataType::Utf8, true).with_metadata(HashMap::from([(
-        EXTENSION_NAME.to_string(),
-        JSON_EXTENSION.to_string(),
-    )]))
-}
-
 fn is_text(t: &DataType) -> bool {
     matches!(t, DataType::Utf8 | DataType::LargeUtf8 | DataType::Utf8View)
 }
@@ -509,11 +502,13 @@ impl ScalarUDFImpl for GetField {
         let input = args
             .arg_fields
             .first()
-            .map(|f| f.data_type().clone())
             .ok_or_else(|| DataFusionError::Plan(format!("{} needs 2 arguments", self.name)))?;
-        let field = match (step_type(&input, &key)?, self.result) {
+        let field = match (step_type(input.data_type(), &key)?, self.result) {
             (Some(t), PathResult::Typed) => Field::new(self.name, t, true),
-            (None, PathResult::Typed) => json_field(self.name),
+            // `jsonb -> k` is jsonb and `json -> k` json, as in PostgreSQL.
+            (None, PathResult::Typed) => {
+                json_field(self.name, json_kind(input).unwrap_or(JsonKind::Json), true)
+            }
             (_, PathResult::Text) => Field::new(self.name, DataType::Utf8, true),
         };
         Ok(Arc::new(field))

@@ -10,14 +10,14 @@
 use std::sync::Arc;
 
 use datafusion::arrow::array::{Array, ArrayRef, AsArray, StringBuilder};
-use datafusion::arrow::datatypes::{DataType, Field, FieldRef};
+use datafusion::arrow::datatypes::{DataType, FieldRef};
 use datafusion::common::{DataFusionError, Result as DfResult, ScalarValue};
 use datafusion::logical_expr::{
     ColumnarValue, ReturnFieldArgs, ScalarFunctionArgs, ScalarUDF, ScalarUDFImpl, Signature,
     TypeSignature, Volatility,
 };
 
-use crate::types::{is_json, EXTENSION_NAME, JSON_EXTENSION};
+use crate::types::{is_json, json_field, JsonKind};
 use crate::EngineError;
 
 /// Registers `json_build_object`.
@@ -60,12 +60,7 @@ impl ScalarUDFImpl for JsonBuildObject {
                 "argument list must have even number of elements",
             ));
         }
-        let metadata = [(EXTENSION_NAME.to_string(), JSON_EXTENSION.to_string())]
-            .into_iter()
-            .collect();
-        Ok(Arc::new(
-            Field::new(self.name(), DataType::Utf8, false).with_metadata(metadata),
-        ))
+        Ok(Arc::new(json_field(self.name(), JsonKind::Json, false)))
     }
 
     fn invoke_with_args(&self, args: ScalarFunctionArgs) -> DfResult<ColumnarValue> {

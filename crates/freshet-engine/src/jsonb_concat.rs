@@ -17,7 +17,7 @@
 use std::sync::Arc;
 
 use datafusion::arrow::array::{Array, ArrayRef, AsArray, StringArray};
-use datafusion::arrow::datatypes::{DataType, Field, FieldRef};
+use datafusion::arrow::datatypes::{DataType, FieldRef};
 use datafusion::common::config::ConfigOptions;
 use datafusion::common::tree_node::Transformed;
 use datafusion::common::{DFSchema, DataFusionError, Result as DfResult, ScalarValue};
@@ -28,7 +28,7 @@ use datafusion::logical_expr::{
 };
 use datafusion::optimizer::AnalyzerRule;
 
-use crate::types::{EXTENSION_NAME, JSON_EXTENSION, SQL_TYPE_METADATA};
+use crate::types::{json_field, json_kind, JsonKind};
 use crate::EngineError;
 
 /// Name of the function `jsonb || jsonb` is rewritten to.
@@ -78,34 +78,67 @@ enum Operand {
 }
 
 fn operand(expr: &Expr, schema: &DFSchema) -> Operand {
-    if let Expr::Literal(
-        ScalarValue::Utf8(_) | ScalarValue::Utf8View(_) | ScalarValue::LargeUtf8(_),
-        _,
-    ) = expr
-    {
-        return Operand::Unknown;
-    }
-    // Only a column, a function's result or an alias of one can be jsonb.
-    // Other expressions (a `||` chain, above all) are never asked for their
-    // field: that walks the whole subtree and formats its name, and at each
-    // node of a long chain it would make planning cubic in its length.
-    let can_be_json = match expr {
-        Expr::Column(_) | Expr::OuterReferenceColumn(..) | Expr::ScalarFunction(_) => true,
-        Expr::Alias(alias) => return operand(&alias.expr, schema),
-        _ => false,
-    };
-    if !can_be_json {
-        return Operand::Other;
-    }
-    match expr.to_field(schema) {
-        Ok((_, field)) if crate::types::is_json(&field) => {
-            if field.metadata().get(SQL_TYPE_METADATA).map(String::as_str) == Some("jsonb") {
-                Operand::Jsonb
-            } else {
-                Operand::Json
-            }
+    match expr {
+        Expr::Literal(
+            ScalarValue::Utf8(_)
+            | ScalarValue::Utf8View(_)
+            | ScalarValue::LargeUtf8(_)
+            | ScalarValue::Null,
+            _,
+        ) => Operand::Unknown,
+        // Only these can be jsonb, and only these are asked for their field.
+        // Other expressions (a `||` chain, above all) are not: asking walks
+        // the whole subtree and formats its name, and at each node of a long
+        // chain that would make planning cubic in its length.
+        // These return one of their arguments, so they have their type.
+        Expr::ScalarFunction(call) if matches!(call.name(), "coalesce" | "greatest" | "least") => {
+            case_operand(call.args.iter(), schema)
         }
+        Expr::ScalarFunction(call) if call.name() == "nullif" => {
+            case_operand(call.args.iter().take(1), schema)
+        }
+        Expr::Column(_)
+        | Expr::OuterReferenceColumn(..)
+        | Expr::ScalarFunction(_)
+        | Expr::ScalarSubquery(_) => match expr.to_field(schema) {
+            Ok((_, field)) => match json_kind(&field) {
+                Some(JsonKind::Jsonb) => Operand::Jsonb,
+                Some(JsonKind::Json) => Operand::Json,
+                None => Operand::Other,
+            },
+            Err(_) => Operand::Other,
+        },
+        Expr::Alias(alias) => operand(&alias.expr, schema),
+        // A CASE has its branches' type: PostgreSQL resolves them to one,
+        // and a string literal or NULL among them takes the others' type.
+        Expr::Case(case) => case_operand(
+            case.when_then_expr
+                .iter()
+                .map(|(_, then)| then.as_ref())
+                .chain(case.else_expr.as_deref()),
+            schema,
+        ),
         _ => Operand::Other,
+    }
+}
+
+/// The type of a CASE whose results are `branches` (or of a function that
+/// returns one of its arguments).
+fn case_operand<'a>(branches: impl Iterator<Item = &'a Expr>, schema: &DFSchema) -> Operand {
+    let mut kind = Operand::Unknown;
+    for branch in branches {
+        match (kind, operand(branch, schema)) {
+            (_, Operand::Unknown) => {}
+            (Operand::Unknown, other) => kind = other,
+            (current, other) if current == other => {}
+            _ => return Operand::Other,
+        }
+    }
+    // A CASE of literals only is `text`.
+    if kind == Operand::Unknown {
+        Operand::Other
+    } else {
+        kind
     }
 }
 
@@ -156,15 +189,7 @@ impl ScalarUDFImpl for JsonbConcat {
     }
 
     fn return_field_from_args(&self, _args: ReturnFieldArgs) -> DfResult<FieldRef> {
-        let metadata = [
-            (EXTENSION_NAME.to_string(), JSON_EXTENSION.to_string()),
-            (SQL_TYPE_METADATA.to_string(), "jsonb".to_string()),
-        ]
-        .into_iter()
-        .collect();
-        Ok(Arc::new(
-            Field::new(JSONB_CONCAT, DataType::Utf8, true).with_metadata(metadata),
-        ))
+        Ok(Arc::new(json_field(JSONB_CONCAT, JsonKind::Jsonb, true)))
     }
 
     fn invoke_with_args(&self, args: ScalarFunctionArgs) -> DfResult<ColumnarValue> {

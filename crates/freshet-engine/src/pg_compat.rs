@@ -33,7 +33,7 @@ use datafusion::arrow::array::{
     Array, ArrayRef, AsArray, IntervalMonthDayNanoBuilder, StringBuilder,
 };
 use datafusion::arrow::datatypes::{
-    DataType, Date32Type, Field, FieldRef, Float32Type, Float64Type, IntervalMonthDayNanoType,
+    DataType, Date32Type, FieldRef, Float32Type, Float64Type, IntervalMonthDayNanoType,
     IntervalUnit, Time64MicrosecondType, TimeUnit, TimestampMicrosecondType,
     TimestampMillisecondType, TimestampNanosecondType, TimestampSecondType,
 };
@@ -53,7 +53,7 @@ use datafusion::sql::sqlparser::ast::{
 use datafusion::sql::sqlparser::dialect::PostgreSqlDialect;
 use datafusion::sql::sqlparser::parser::Parser;
 
-use crate::types::{EXTENSION_NAME, JSON_EXTENSION};
+use crate::types::JsonKind;
 use crate::EngineError;
 
 /// Name of the function `x::json` is rewritten to.
@@ -619,7 +619,7 @@ fn is_correlated_catalog_query(query: &Query) -> bool {
 }
 
 fn json_call(inner: &SqlExpr, kind: JsonKind) -> Option<SqlExpr> {
-    parse_expr(&format!("{}({inner})", kind.function()))
+    parse_expr(&format!("{}({inner})", json_function(kind)))
 }
 
 /// `substring(text FROM pattern)` with a string literal pattern: the part
@@ -1192,21 +1192,11 @@ fn engine_error(sqlstate: &'static str, message: String) -> DataFusionError {
     DataFusionError::External(Box::new(EngineError::new(sqlstate, message)))
 }
 
-/// The two JSON types, which Freshet stores alike as tagged text.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-enum JsonKind {
-    /// `json`: the text as given, once validated.
-    Json,
-    /// `jsonb`: the canonical text of `json_text::jsonb_text`.
-    Jsonb,
-}
-
-impl JsonKind {
-    fn function(self) -> &'static str {
-        match self {
-            JsonKind::Json => JSON_FUNCTION,
-            JsonKind::Jsonb => JSONB_FUNCTION,
-        }
+/// The function that reads text as `kind`.
+fn json_function(kind: JsonKind) -> &'static str {
+    match kind {
+        JsonKind::Json => JSON_FUNCTION,
+        JsonKind::Jsonb => JSONB_FUNCTION,
     }
 }
 
@@ -1230,7 +1220,7 @@ impl JsonText {
 
 impl ScalarUDFImpl for JsonText {
     fn name(&self) -> &str {
-        self.kind.function()
+        json_function(self.kind)
     }
     fn signature(&self) -> &Signature {
         &self.signature
@@ -1239,19 +1229,11 @@ impl ScalarUDFImpl for JsonText {
         Ok(DataType::Utf8)
     }
     fn return_field_from_args(&self, _args: ReturnFieldArgs) -> DfResult<FieldRef> {
-        let mut metadata: std::collections::HashMap<String, String> =
-            [(EXTENSION_NAME.to_string(), JSON_EXTENSION.to_string())]
-                .into_iter()
-                .collect();
-        if self.kind == JsonKind::Jsonb {
-            metadata.insert(
-                crate::types::SQL_TYPE_METADATA.to_string(),
-                "jsonb".to_string(),
-            );
-        }
-        Ok(Arc::new(
-            Field::new(self.name(), DataType::Utf8, true).with_metadata(metadata),
-        ))
+        Ok(Arc::new(crate::types::json_field(
+            self.name(),
+            self.kind,
+            true,
+        )))
     }
     fn invoke_with_args(&self, args: ScalarFunctionArgs) -> DfResult<ColumnarValue> {
         let text = crate::udf_args::only_argument_as_text(&args, || {

@@ -179,6 +179,40 @@ pub fn is_json(field: &Field) -> bool {
     field.metadata().get(EXTENSION_NAME).map(String::as_str) == Some(JSON_EXTENSION)
 }
 
+/// The two JSON types, which Freshet stores alike as text tagged with
+/// Arrow's json extension; `jsonb` also carries its SQL type name.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum JsonKind {
+    /// `json`: the text as given, once validated.
+    Json,
+    /// `jsonb`: the canonical text of `json_text::jsonb_text`.
+    Jsonb,
+}
+
+/// The JSON type a field holds, if it holds one.
+pub fn json_kind(field: &Field) -> Option<JsonKind> {
+    if !is_json(field) {
+        return None;
+    }
+    Some(
+        if field.metadata().get(SQL_TYPE_METADATA).map(String::as_str) == Some("jsonb") {
+            JsonKind::Jsonb
+        } else {
+            JsonKind::Json
+        },
+    )
+}
+
+/// A text field tagged as holding `kind`: what every function returning
+/// `json` or `jsonb` announces, so that the wire and `||` can tell.
+pub fn json_field(name: &str, kind: JsonKind, nullable: bool) -> Field {
+    let mut metadata = HashMap::from([(EXTENSION_NAME.to_string(), JSON_EXTENSION.to_string())]);
+    if kind == JsonKind::Jsonb {
+        metadata.insert(SQL_TYPE_METADATA.to_string(), "jsonb".to_string());
+    }
+    Field::new(name, DataType::Utf8, nullable).with_metadata(metadata)
+}
+
 /// The Postgres-style type name shown for a column.
 pub fn display_type(field: &Field) -> String {
     if let Some(t) = field.metadata().get(SQL_TYPE_METADATA) {
