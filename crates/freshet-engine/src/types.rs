@@ -310,26 +310,43 @@ pub mod pg_text {
 
     /// `1 year 2 mons -3 days 04:05:06.5`, Postgres' default interval style.
     pub fn interval(value: IntervalMonthDayNano) -> String {
-        // A field after a negative one carries an explicit `+`, as
-        // PostgreSQL's `interval_out` writes it (`-1 days +02:00:00`).
+        let mut out = Vec::with_capacity(32);
+        write_interval(
+            i64::from(value.months),
+            i64::from(value.days),
+            value.nanoseconds / 1_000,
+            &mut out,
+        );
+        String::from_utf8(out).unwrap_or_default()
+    }
+
+    /// `interval_out` with `IntervalStyle = postgres`:
+    /// `1 year 2 mons -3 days +01:02:03.000456`, `00:00:00`. A field after a
+    /// negative one carries an explicit `+`. The wire writes intervals with
+    /// this too, so a cast to text and a sent value cannot differ.
+    pub fn write_interval(months: i64, days: i64, micros: i64, out: &mut Vec<u8>) {
+        use std::io::Write;
+        let mut is_zero = true;
         let mut after_negative = false;
-        let mut unit = |parts: &mut Vec<String>, n: i64, singular: &str, plural: &str| {
-            if n != 0 {
-                let plus = if after_negative && n > 0 { "+" } else { "" };
-                parts.push(format!(
-                    "{plus}{n} {}",
-                    if n == 1 { singular } else { plural }
-                ));
-                after_negative = n < 0;
+        let mut part = |value: i64, unit: &str, out: &mut Vec<u8>| {
+            if value == 0 {
+                return;
             }
+            let _ = write!(
+                out,
+                "{}{}{value} {unit}{}",
+                if is_zero { "" } else { " " },
+                if after_negative && value > 0 { "+" } else { "" },
+                if value != 1 { "s" } else { "" }
+            );
+            // Each nonzero field decides the sign display of the next one only.
+            after_negative = value < 0;
+            is_zero = false;
         };
-        let mut parts = Vec::new();
-        let months = i64::from(value.months);
-        unit(&mut parts, months / 12, "year", "years");
-        unit(&mut parts, months % 12, "mon", "mons");
-        unit(&mut parts, value.days.into(), "day", "days");
-        let micros = value.nanoseconds / 1_000;
-        if micros != 0 || parts.is_empty() {
+        part(months / 12, "year", out);
+        part(months % 12, "mon", out);
+        part(days, "day", out);
+        if is_zero || micros != 0 {
             let sign = if micros < 0 {
                 "-"
             } else if after_negative {
@@ -337,17 +354,18 @@ pub mod pg_text {
             } else {
                 ""
             };
-            let micros = micros.unsigned_abs() as i64;
-            let seconds = micros / MICROS_PER_SECOND;
-            parts.push(format!(
-                "{sign}{:02}:{:02}:{:02}{}",
+            let abs = micros.unsigned_abs();
+            let seconds = abs / MICROS_PER_SECOND as u64;
+            let _ = write!(
+                out,
+                "{}{sign}{:02}:{:02}:{:02}{}",
+                if is_zero { "" } else { " " },
                 seconds / 3600,
                 seconds / 60 % 60,
                 seconds % 60,
-                fraction(micros % MICROS_PER_SECOND)
-            ));
+                fraction((abs % MICROS_PER_SECOND as u64) as i64)
+            );
         }
-        parts.join(" ")
     }
 
     /// `float8out`'s text (see [`write_float8`]) as a string.

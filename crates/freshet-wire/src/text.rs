@@ -196,15 +196,20 @@ pub(crate) fn write_value(array: &dyn Array, row: usize, out: &mut Vec<u8>) -> W
         }
         DataType::Interval(IntervalUnit::YearMonth) => {
             let months = array.as_primitive::<IntervalYearMonthType>().value(row);
-            write_interval(i64::from(months), 0, 0, out);
+            freshet_engine::types::pg_text::write_interval(i64::from(months), 0, 0, out);
         }
         DataType::Interval(IntervalUnit::DayTime) => {
             let v = array.as_primitive::<IntervalDayTimeType>().value(row);
-            write_interval(0, i64::from(v.days), i64::from(v.milliseconds) * 1000, out);
+            freshet_engine::types::pg_text::write_interval(
+                0,
+                i64::from(v.days),
+                i64::from(v.milliseconds) * 1000,
+                out,
+            );
         }
         DataType::Interval(IntervalUnit::MonthDayNano) => {
             let v = array.as_primitive::<IntervalMonthDayNanoType>().value(row);
-            write_interval(
+            freshet_engine::types::pg_text::write_interval(
                 i64::from(v.months),
                 i64::from(v.days),
                 v.nanoseconds / 1000,
@@ -226,7 +231,7 @@ pub(crate) fn write_value(array: &dyn Array, row: usize, out: &mut Vec<u8>) -> W
                     array.as_primitive::<DurationNanosecondType>().value(row) / 1000
                 }
             };
-            write_interval(0, 0, micros, out);
+            freshet_engine::types::pg_text::write_interval(0, 0, micros, out);
         }
         DataType::List(_) => write_list(array.as_list::<i32>(), row, out)?,
         DataType::LargeList(_) => write_list(array.as_list::<i64>(), row, out)?,
@@ -422,58 +427,6 @@ fn write_fraction(micros: i64, out: &mut Vec<u8>) {
     let digits = format!("{:06}", micros.unsigned_abs());
     out.push(b'.');
     out.extend_from_slice(digits.trim_end_matches('0').as_bytes());
-}
-
-/// `interval_out` with `IntervalStyle = postgres`:
-/// `1 year 2 mons -3 days +01:02:03.000456`, `00:00:00`.
-fn write_interval(months: i64, days: i64, micros: i64, out: &mut Vec<u8>) {
-    let mut is_zero = true;
-    let mut is_before = false;
-    let mut part = |value: i64, unit: &str, out: &mut Vec<u8>| {
-        if value == 0 {
-            return;
-        }
-        push_fmt(
-            out,
-            format_args!(
-                "{}{}{value} {unit}{}",
-                if is_zero { "" } else { " " },
-                if is_before && value > 0 { "+" } else { "" },
-                if value != 1 { "s" } else { "" }
-            ),
-        );
-        // Each nonzero field decides the sign display of the next one only.
-        is_before = value < 0;
-        is_zero = false;
-    };
-    part(months / 12, "year", out);
-    part(months % 12, "mon", out);
-    part(days, "day", out);
-    let hours = micros / MICROS_PER_HOUR;
-    let minutes = (micros % MICROS_PER_HOUR) / MICROS_PER_MINUTE;
-    let seconds = (micros % MICROS_PER_MINUTE) / MICROS_PER_SECOND;
-    let fraction = micros % MICROS_PER_SECOND;
-    if is_zero || micros != 0 {
-        let minus = micros < 0;
-        push_fmt(
-            out,
-            format_args!(
-                "{}{}{:02}:{:02}:{:02}",
-                if is_zero { "" } else { " " },
-                if minus {
-                    "-"
-                } else if is_before {
-                    "+"
-                } else {
-                    ""
-                },
-                hours.unsigned_abs(),
-                minutes.unsigned_abs(),
-                seconds.unsigned_abs()
-            ),
-        );
-        write_fraction(fraction, out);
-    }
 }
 
 #[cfg(test)]
