@@ -89,6 +89,7 @@ pub mod types;
 mod udf_args;
 mod unanswerable;
 mod users;
+mod using_wildcards;
 mod value_counts;
 mod work;
 

@@ -263,6 +263,25 @@ async fn plan_compat(
     let to_plan = |statement: Statement, rules: CompatRules| {
         DfStatement::Statement(Box::new(wrap(compat_rewrite(statement, rules))))
     };
+    // `SELECT *` over a USING or NATURAL join lists PostgreSQL's columns:
+    // DataFusion's plan of the statement as written names each FROM item's
+    // columns (a statement that does not plan keeps its own error below).
+    let statement = if crate::using_wildcards::needed(&statement) {
+        match state
+            .statement_to_plan(to_plan(statement.clone(), CompatRules::General))
+            .await
+        {
+            Ok(plan) => {
+                let mut statement = statement;
+                crate::using_wildcards::expand(&mut statement, &plan)
+                    .map_err(|e| DataFusionError::External(Box::new(e)))?;
+                statement
+            }
+            Err(_) => statement,
+        }
+    } else {
+        statement
+    };
     if !reads_system_catalog(&statement) {
         let plan = state
             .statement_to_plan(to_plan(statement, CompatRules::General))
