@@ -9,9 +9,13 @@
 //! * `round(double precision)` (and `real`), which DataFusion rounds halves
 //!   away from zero, with rounding halves to even, as PostgreSQL's `rint`
 //!   does: `round(2.5::float8)` is 2.
-//! * `double precision / double precision` with a division that raises 22012
-//!   (division_by_zero) for a zero divisor, as PostgreSQL does, instead of
-//!   answering `Infinity` or `NaN`.
+//! * `+ - * / %` of two `double precision` (or two `real`) values with
+//!   [`FloatArithmetic`], which raises PostgreSQL's errors where IEEE 754
+//!   answers without one: 22012 (division_by_zero) for a zero divisor, and
+//!   22003 for a finite result too large (`1e200 * 1e200` was `Infinity`) or
+//!   a product or quotient too small to be anything but zero.
+//! * casts from `double precision` to `real` with one that raises 22003 for
+//!   a value out of `real`'s range (`1e39::float8::real` was `Infinity`).
 //! * `numeric / numeric`, which DataFusion computes to four more decimals
 //!   than the dividend and truncates (`2/3.0` was `0.6666`), with a division
 //!   rounded half away from zero, as PostgreSQL rounds, to at least 16 and
@@ -32,8 +36,13 @@
 
 use std::sync::{Arc, OnceLock};
 
-use datafusion::arrow::array::{Array, ArrayRef, AsArray, Float32Array, Float64Array};
-use datafusion::arrow::datatypes::{i256, DataType, Decimal128Type, Float32Type, Float64Type};
+use datafusion::arrow::array::{
+    Array, ArrayRef, AsArray, Float32Array, Float64Array, PrimitiveArray,
+};
+use datafusion::arrow::buffer::NullBuffer;
+use datafusion::arrow::datatypes::{
+    i256, ArrowPrimitiveType, DataType, Decimal128Type, Float32Type, Float64Type,
+};
 use datafusion::common::config::ConfigOptions;
 use datafusion::common::tree_node::Transformed;
 use datafusion::common::{DFSchema, DataFusionError, Result as DfResult};
@@ -114,19 +123,25 @@ fn rewrite(expr: Expr, schema: &DFSchema) -> DfResult<Transformed<Expr>> {
                 _ => Ok(Transformed::no(expr)),
             }
         }
-        Expr::BinaryExpr(BinaryExpr {
-            left,
-            op: Operator::Modulo,
-            right,
-        }) => match (left.get_type(schema), right.get_type(schema)) {
-            (Ok(l), Ok(r)) if is_float(&l) && l == r => Ok(Transformed::yes(Expr::ScalarFunction(
+        // Float arithmetic raises PostgreSQL's errors (22012, 22003) where
+        // IEEE 754 answers Infinity, 0 or NaN.
+        Expr::BinaryExpr(BinaryExpr { left, op, right })
+            if FloatOp::of(*op).is_some()
+                && matches!(
+                    (operand_type(left, schema), operand_type(right, schema)),
+                    (Some(l), Some(r)) if is_float(&l) && l == r
+                ) =>
+        {
+            let Some(op) = FloatOp::of(*op) else {
+                return Ok(Transformed::no(expr));
+            };
+            Ok(Transformed::yes(Expr::ScalarFunction(
                 ScalarFunction::new_udf(
-                    float_modulo_udf(),
+                    float_arithmetic_udf(op),
                     vec![left.as_ref().clone(), right.as_ref().clone()],
                 ),
-            ))),
-            _ => Ok(Transformed::no(expr)),
-        },
+            )))
+        }
         Expr::BinaryExpr(BinaryExpr {
             left,
             op: Operator::Divide,
@@ -137,7 +152,6 @@ fn rewrite(expr: Expr, schema: &DFSchema) -> DfResult<Transformed<Expr>> {
             };
             let udf = match (&l, &r) {
                 (DataType::Decimal128(_, _), DataType::Decimal128(_, _)) => numeric_divide_udf(),
-                _ if is_float(&l) && l == r => float_divide_udf(),
                 _ => return Ok(Transformed::no(expr)),
             };
             Ok(Transformed::yes(Expr::ScalarFunction(
@@ -155,7 +169,13 @@ fn rewrite(expr: Expr, schema: &DFSchema) -> DfResult<Transformed<Expr>> {
             _ => Ok(Transformed::no(expr)),
         },
         Expr::Cast(Cast { expr: inner, field }) if is_float(field.data_type()) => {
-            let Ok(DataType::Decimal128(_, _)) = inner.get_type(schema) else {
+            let from = inner.get_type(schema);
+            if matches!(from, Ok(DataType::Float64)) && field.data_type() == &DataType::Float32 {
+                return Ok(Transformed::yes(Expr::ScalarFunction(
+                    ScalarFunction::new_udf(double_to_real_udf(), vec![inner.as_ref().clone()]),
+                )));
+            }
+            let Ok(DataType::Decimal128(_, _)) = from else {
                 return Ok(Transformed::no(expr));
             };
             let udf = match field.data_type() {
@@ -450,43 +470,150 @@ impl datafusion::logical_expr::planner::ExprPlanner for NumericProductPlanner {
     }
 }
 
-fn float_divide_udf() -> Arc<ScalarUDF> {
-    static UDF: OnceLock<Arc<ScalarUDF>> = OnceLock::new();
-    UDF.get_or_init(|| {
-        Arc::new(ScalarUDF::new_from_impl(FloatDivide {
-            op: FloatDivision::Quotient,
-            signature: Signature::any(2, Volatility::Immutable),
-        }))
-    })
-    .clone()
+/// The type of an operand of float arithmetic. An operand this rule already
+/// rewrote has its first argument's type, found without asking the call for
+/// its field: that names the whole subtree at every level of a long chain
+/// (`x + x + …`), which made planning cubic in the chain's length.
+fn operand_type(expr: &Expr, schema: &DFSchema) -> Option<DataType> {
+    let mut expr = expr;
+    loop {
+        match expr {
+            Expr::ScalarFunction(call) if call.func.inner().is::<FloatArithmetic>() => {
+                expr = call.args.first()?;
+            }
+            _ => return expr.get_type(schema).ok(),
+        }
+    }
 }
 
-fn float_modulo_udf() -> Arc<ScalarUDF> {
-    static UDF: OnceLock<Arc<ScalarUDF>> = OnceLock::new();
-    UDF.get_or_init(|| {
-        Arc::new(ScalarUDF::new_from_impl(FloatDivide {
-            op: FloatDivision::Remainder,
-            signature: Signature::any(2, Volatility::Immutable),
-        }))
-    })
-    .clone()
+/// The function computing `op` on two floats of one type.
+fn float_arithmetic_udf(op: FloatOp) -> Arc<ScalarUDF> {
+    static UDFS: OnceLock<[Arc<ScalarUDF>; 5]> = OnceLock::new();
+    let all = UDFS.get_or_init(|| {
+        [
+            FloatOp::Add,
+            FloatOp::Subtract,
+            FloatOp::Multiply,
+            FloatOp::Quotient,
+            FloatOp::Remainder,
+        ]
+        .map(|op| {
+            Arc::new(ScalarUDF::new_from_impl(FloatArithmetic {
+                op,
+                signature: Signature::any(2, Volatility::Immutable),
+            }))
+        })
+    });
+    all[op as usize].clone()
 }
 
-/// What a [`FloatDivide`] computes.
+/// What a [`FloatArithmetic`] computes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-enum FloatDivision {
+enum FloatOp {
+    Add = 0,
+    Subtract = 1,
+    Multiply = 2,
     /// `a / b`.
-    Quotient,
+    Quotient = 3,
     /// `a % b` (PostgreSQL has no float `%`; a zero divisor is refused
     /// rather than answered `NaN`).
-    Remainder,
+    Remainder = 4,
 }
 
-/// `freshet_float_divide(a, b)` and `freshet_float_modulo(a, b)`: `a / b`
-/// and `a % b` for two floats of one type, raising 22012 when `b` is zero.
+impl FloatOp {
+    fn of(op: Operator) -> Option<FloatOp> {
+        Some(match op {
+            Operator::Plus => FloatOp::Add,
+            Operator::Minus => FloatOp::Subtract,
+            Operator::Multiply => FloatOp::Multiply,
+            Operator::Divide => FloatOp::Quotient,
+            Operator::Modulo => FloatOp::Remainder,
+            _ => return None,
+        })
+    }
+
+    fn name(self) -> &'static str {
+        match self {
+            FloatOp::Add => "freshet_float_add",
+            FloatOp::Subtract => "freshet_float_subtract",
+            FloatOp::Multiply => "freshet_float_multiply",
+            FloatOp::Quotient => "freshet_float_divide",
+            FloatOp::Remainder => "freshet_float_modulo",
+        }
+    }
+
+    /// PostgreSQL's checks of `a op b = r` (`float8pl`, `float8mi`,
+    /// `float8mul`, `float8div`), on the values widened to `f64`: a zero
+    /// divisor, an infinite result of finite operands (overflow), and a zero
+    /// result of a product or quotient that is not zero (underflow).
+    fn check(self, a: f64, b: f64, r: f64) -> DfResult<()> {
+        match self {
+            FloatOp::Quotient if b == 0.0 && !a.is_nan() => return Err(division_by_zero()),
+            FloatOp::Remainder if b == 0.0 => return Err(division_by_zero()),
+            _ => {}
+        }
+        let overflow = r.is_infinite()
+            && match self {
+                FloatOp::Quotient => !a.is_infinite(),
+                FloatOp::Remainder => false,
+                _ => !a.is_infinite() && !b.is_infinite(),
+            };
+        if overflow {
+            return Err(out_of_range("overflow"));
+        }
+        let underflow = r == 0.0
+            && match self {
+                FloatOp::Multiply => a != 0.0 && b != 0.0,
+                FloatOp::Quotient => a != 0.0 && !b.is_infinite(),
+                _ => false,
+            };
+        if underflow {
+            return Err(out_of_range("underflow"));
+        }
+        Ok(())
+    }
+
+    fn apply<T: FloatValue>(self, a: T, b: T) -> T {
+        match self {
+            FloatOp::Add => a + b,
+            FloatOp::Subtract => a - b,
+            FloatOp::Multiply => a * b,
+            FloatOp::Quotient => a / b,
+            FloatOp::Remainder => a % b,
+        }
+    }
+}
+
+/// `f32` and `f64`, as [`FloatArithmetic`] computes with them.
+trait FloatValue:
+    Copy
+    + std::ops::Add<Output = Self>
+    + std::ops::Sub<Output = Self>
+    + std::ops::Mul<Output = Self>
+    + std::ops::Div<Output = Self>
+    + std::ops::Rem<Output = Self>
+{
+    fn wide(self) -> f64;
+}
+
+impl FloatValue for f32 {
+    fn wide(self) -> f64 {
+        f64::from(self)
+    }
+}
+
+impl FloatValue for f64 {
+    fn wide(self) -> f64 {
+        self
+    }
+}
+
+/// `freshet_float_add(a, b)` … `freshet_float_modulo(a, b)`: `a op b` for
+/// two floats of one type, raising PostgreSQL's errors (see
+/// [`FloatOp::check`]) where IEEE 754 answers `Infinity`, `0` or `NaN`.
 #[derive(Debug, PartialEq, Eq, Hash)]
-struct FloatDivide {
-    op: FloatDivision,
+struct FloatArithmetic {
+    op: FloatOp,
     signature: Signature,
 }
 
@@ -494,27 +621,34 @@ fn division_by_zero() -> DataFusionError {
     DataFusionError::External(Box::new(EngineError::new("22012", "division by zero")))
 }
 
-impl FloatDivide {
-    /// The quotient or remainder of two float arrays, zero divisors checked.
-    fn apply(
-        &self,
-        a: &dyn datafusion::arrow::array::Datum,
-        b: &dyn datafusion::arrow::array::Datum,
-    ) -> DfResult<ArrayRef> {
-        use datafusion::arrow::compute::kernels::numeric::{div, rem};
-        Ok(match self.op {
-            FloatDivision::Quotient => div(a, b)?,
-            FloatDivision::Remainder => rem(a, b)?,
-        })
-    }
+fn out_of_range(what: &str) -> DataFusionError {
+    DataFusionError::External(Box::new(EngineError::new(
+        "22003",
+        format!("value out of range: {what}"),
+    )))
 }
 
-impl ScalarUDFImpl for FloatDivide {
-    fn name(&self) -> &str {
-        match self.op {
-            FloatDivision::Quotient => "freshet_float_divide",
-            FloatDivision::Remainder => "freshet_float_modulo",
+/// `op` over two float arrays of one length, checked where both are valid.
+fn float_arrays<T>(op: FloatOp, a: &PrimitiveArray<T>, b: &PrimitiveArray<T>) -> DfResult<ArrayRef>
+where
+    T: ArrowPrimitiveType,
+    T::Native: FloatValue,
+{
+    let nulls = NullBuffer::union(a.nulls(), b.nulls());
+    let mut values = Vec::with_capacity(a.len());
+    for (i, (x, y)) in a.values().iter().zip(b.values().iter()).enumerate() {
+        let r = op.apply(*x, *y);
+        if nulls.as_ref().is_none_or(|n| n.is_valid(i)) {
+            op.check(x.wide(), y.wide(), r.wide())?;
         }
+        values.push(r);
+    }
+    Ok(Arc::new(PrimitiveArray::<T>::new(values.into(), nulls)))
+}
+
+impl ScalarUDFImpl for FloatArithmetic {
+    fn name(&self) -> &str {
+        self.op.name()
     }
 
     fn signature(&self) -> &Signature {
@@ -524,46 +658,96 @@ impl ScalarUDFImpl for FloatDivide {
     fn return_type(&self, args: &[DataType]) -> DfResult<DataType> {
         match args {
             [first, _] => Ok(first.clone()),
-            _ => Err(DataFusionError::Internal(
-                "freshet_float_divide takes two arguments".into(),
-            )),
+            _ => Err(DataFusionError::Internal(format!(
+                "{} takes two arguments",
+                self.op.name()
+            ))),
         }
     }
 
     fn invoke_with_args(&self, args: ScalarFunctionArgs) -> DfResult<ColumnarValue> {
         crate::udf_args::evaluate(&args.args, |arrays| {
             let [a, b] = arrays else {
-                return Err(DataFusionError::Internal(
-                    "freshet_float_divide takes two arguments".into(),
-                ));
+                return Err(DataFusionError::Internal(format!(
+                    "{} takes two arguments",
+                    self.op.name()
+                )));
             };
-            // A NULL divisor gives NULL; only a present zero is an error.
-            let zero_divisor = |i: usize| b.is_valid(i) && a.is_valid(i);
             match (a.data_type(), b.data_type()) {
-                (DataType::Float64, DataType::Float64) => {
-                    let (a, b) = (
-                        a.as_primitive::<Float64Type>(),
-                        b.as_primitive::<Float64Type>(),
-                    );
-                    if (0..b.len()).any(|i| zero_divisor(i) && b.value(i) == 0.0) {
-                        return Err(division_by_zero());
-                    }
-                    Ok(self.apply(a, b)?)
-                }
-                (DataType::Float32, DataType::Float32) => {
-                    let (a, b) = (
-                        a.as_primitive::<Float32Type>(),
-                        b.as_primitive::<Float32Type>(),
-                    );
-                    if (0..b.len()).any(|i| zero_divisor(i) && b.value(i) == 0.0) {
-                        return Err(division_by_zero());
-                    }
-                    Ok(self.apply(a, b)?)
-                }
+                (DataType::Float64, DataType::Float64) => float_arrays(
+                    self.op,
+                    a.as_primitive::<Float64Type>(),
+                    b.as_primitive::<Float64Type>(),
+                ),
+                (DataType::Float32, DataType::Float32) => float_arrays(
+                    self.op,
+                    a.as_primitive::<Float32Type>(),
+                    b.as_primitive::<Float32Type>(),
+                ),
                 (l, r) => Err(DataFusionError::Internal(format!(
-                    "freshet_float_divide on {l} and {r}"
+                    "{} on {l} and {r}",
+                    self.op.name()
                 ))),
             }
+        })
+    }
+}
+
+fn double_to_real_udf() -> Arc<ScalarUDF> {
+    static UDF: OnceLock<Arc<ScalarUDF>> = OnceLock::new();
+    UDF.get_or_init(|| {
+        Arc::new(ScalarUDF::new_from_impl(DoubleToReal {
+            signature: Signature::exact(vec![DataType::Float64], Volatility::Immutable),
+        }))
+    })
+    .clone()
+}
+
+/// `freshet_float8_to_float4(x)`: `x::real` as PostgreSQL's `float84`
+/// computes it, raising 22003 where a finite value becomes infinite
+/// (overflow) or a value that is not zero becomes zero (underflow).
+#[derive(Debug, PartialEq, Eq, Hash)]
+struct DoubleToReal {
+    signature: Signature,
+}
+
+impl ScalarUDFImpl for DoubleToReal {
+    fn name(&self) -> &str {
+        "freshet_float8_to_float4"
+    }
+
+    fn signature(&self) -> &Signature {
+        &self.signature
+    }
+
+    fn return_type(&self, _args: &[DataType]) -> DfResult<DataType> {
+        Ok(DataType::Float32)
+    }
+
+    fn invoke_with_args(&self, args: ScalarFunctionArgs) -> DfResult<ColumnarValue> {
+        crate::udf_args::evaluate(&args.args, |arrays| {
+            let [x] = arrays else {
+                return Err(DataFusionError::Internal(
+                    "freshet_float8_to_float4 takes one argument".into(),
+                ));
+            };
+            let x = x.as_primitive::<Float64Type>();
+            let mut values = Vec::with_capacity(x.len());
+            for (i, v) in x.values().iter().enumerate() {
+                // Rounding to the nearest real is what the cast is for.
+                #[allow(clippy::cast_possible_truncation)]
+                let r = *v as f32;
+                if x.is_valid(i) {
+                    if r.is_infinite() && !v.is_infinite() {
+                        return Err(out_of_range("overflow"));
+                    }
+                    if r == 0.0 && *v != 0.0 {
+                        return Err(out_of_range("underflow"));
+                    }
+                }
+                values.push(r);
+            }
+            Ok(Arc::new(Float32Array::new(values.into(), x.nulls().cloned())) as ArrayRef)
         })
     }
 }
