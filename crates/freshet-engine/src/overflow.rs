@@ -606,6 +606,20 @@ pub(crate) fn cast_error(message: &str) -> Option<EngineError> {
             _ => return None,
         })
     };
+    // A value with more integer digits than its numeric(p, s) allows:
+    // "12345.00 is too large to store in a Decimal128 of precision 5".
+    if let Some((_, rest)) = message
+        .split_once(" is too large to store in a Decimal128 of precision ")
+        .or_else(|| message.split_once(" is too small to store in a Decimal128 of precision "))
+    {
+        let precision = rest.split(|c: char| !c.is_ascii_digit()).next()?;
+        return Some(EngineError::new(
+            "22003",
+            format!(
+                "numeric field overflow: a value does not fit numeric of precision {precision}"
+            ),
+        ));
+    }
     // abs() of the most negative integer: "Int32Array overflow on abs(…)".
     if let Some((head, _)) = message.split_once("Array overflow on abs(") {
         let arrow = head.rsplit(|c: char| !c.is_ascii_alphanumeric()).next()?;
@@ -717,6 +731,11 @@ mod tests {
         assert_eq!(e.sqlstate(), "22003");
         let e = cast_error("Cast error: Cannot cast string 'abc' to value of Int32 type").unwrap();
         assert_eq!(e.sqlstate(), "22P02");
+        let e = cast_error(
+            "Invalid argument error: 100.00 is too large to store in a Decimal128 of precision 4. Max is 99.99",
+        )
+        .unwrap();
+        assert_eq!(e.sqlstate(), "22003");
         let e = cast_error("Compute error: Int32Array overflow on abs(-2147483648)").unwrap();
         assert_eq!(
             (e.sqlstate(), e.to_string().as_str()),

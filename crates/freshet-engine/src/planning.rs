@@ -544,7 +544,8 @@ pub fn map_df_error(error: DataFusionError) -> EngineError {
             use datafusion::arrow::error::ArrowError;
             if let ArrowError::CastError(m)
             | ArrowError::ParseError(m)
-            | ArrowError::ComputeError(m) = e.as_ref()
+            | ArrowError::ComputeError(m)
+            | ArrowError::InvalidArgumentError(m) = e.as_ref()
             {
                 if let Some(e) = crate::overflow::cast_error(m) {
                     return e;
