@@ -379,6 +379,14 @@ async fn insert_rows(
         }
         None => insert,
     };
+    let defaulted;
+    let insert = match values_with_defaults(insert, &target)? {
+        Some(filled) => {
+            defaulted = filled;
+            &defaulted
+        }
+        None => insert,
+    };
     let on_conflict = crate::keys::on_conflict(&target, insert.on.as_ref())?;
     if let Some(batch) = crate::fast_insert::values_batch(insert, &target, params.as_ref())? {
         let rows = write_batches(session, &target, &[batch])?;
@@ -447,15 +455,23 @@ async fn insert_rows(
 }
 
 /// `statement` with an INSERT's leading columns named (see
-/// [`leading_columns`]), for describing it as it will run; unchanged when
-/// it is not such an INSERT or its target does not resolve (planning says
-/// why).
+/// [`leading_columns`]) and its VALUES' `DEFAULT`s filled in (see
+/// [`values_with_defaults`]), for describing it as it will run; unchanged
+/// when it is not such an INSERT or its target does not resolve (planning
+/// says why).
 pub(crate) fn name_leading_columns(session: &Session, statement: Statement) -> Statement {
     if let Statement::Insert(insert) = &statement {
         if let TableObject::TableName(name) = &insert.table {
             if let Ok(target) = writable_target(session, name, TablePrivilege::Insert) {
-                if let Some(named) = leading_columns(insert, &target) {
-                    return Statement::Insert(named);
+                let named = leading_columns(insert, &target);
+                let insert = named.as_ref().unwrap_or(insert);
+                match values_with_defaults(insert, &target) {
+                    Ok(Some(filled)) => return Statement::Insert(filled),
+                    _ => {
+                        if let Some(named) = named {
+                            return Statement::Insert(named);
+                        }
+                    }
                 }
             }
         }
@@ -499,6 +515,77 @@ fn leading_columns(
         .map(|f| ObjectName::from(vec![Ident::with_quote('"', f.name())]))
         .collect();
     Some(named)
+}
+
+/// `INSERT … VALUES (1, DEFAULT)`: each `DEFAULT` in a VALUES row replaced
+/// by its column's default expression (NULL for a column without one), as
+/// PostgreSQL fills it. `None` when no row says DEFAULT.
+fn values_with_defaults(
+    insert: &datafusion::sql::sqlparser::ast::Insert,
+    target: &InsertTarget,
+) -> Result<Option<datafusion::sql::sqlparser::ast::Insert>, EngineError> {
+    use datafusion::sql::sqlparser::ast::{SetExpr, Value};
+    let is_default = |e: &SqlExpr| matches!(e, SqlExpr::Identifier(i) if i.quote_style.is_none() && i.value.eq_ignore_ascii_case("default"));
+    let Some(SetExpr::Values(values)) = insert.source.as_deref().map(|q| q.body.as_ref()) else {
+        return Ok(None);
+    };
+    if !values
+        .rows
+        .iter()
+        .flat_map(|row| row.iter())
+        .any(is_default)
+    {
+        return Ok(None);
+    }
+    let columns: Vec<String> = if insert.columns.is_empty() {
+        target
+            .schema
+            .fields()
+            .iter()
+            .map(|f| f.name().clone())
+            .collect()
+    } else {
+        insert
+            .columns
+            .iter()
+            .map(|c| crate::names::parts(c).pop().unwrap_or_default())
+            .collect()
+    };
+    let mut filled = insert.clone();
+    let Some(SetExpr::Values(values)) = filled.source.as_deref_mut().map(|q| q.body.as_mut())
+    else {
+        return Ok(None);
+    };
+    for row in &mut values.rows {
+        for (i, value) in row.iter_mut().enumerate() {
+            if !is_default(value) {
+                continue;
+            }
+            let column = columns.get(i).ok_or_else(|| {
+                EngineError::new("42601", "INSERT has more expressions than target columns")
+            })?;
+            *value = match target
+                .relation
+                .columns
+                .get(column)
+                .and_then(|c| c.default_sql.as_deref())
+            {
+                Some(sql) => Parser::new(&PostgreSqlDialect {})
+                    .try_with_sql(sql)
+                    .and_then(|mut p| p.parse_expr())
+                    .map_err(|e| {
+                        EngineError::new(
+                            "XX000",
+                            format!(
+                                "the stored default of column \"{column}\" does not parse: {e}"
+                            ),
+                        )
+                    })?,
+                None => SqlExpr::value(Value::Null),
+            };
+        }
+    }
+    Ok(Some(filled))
 }
 
 /// `INSERT … ON CONFLICT (key) DO UPDATE SET … [WHERE …]`.
