@@ -570,17 +570,12 @@ fn values_with_defaults(
                 .get(column)
                 .and_then(|c| c.default_sql.as_deref())
             {
-                Some(sql) => Parser::new(&PostgreSqlDialect {})
-                    .try_with_sql(sql)
-                    .and_then(|mut p| p.parse_expr())
-                    .map_err(|e| {
-                        EngineError::new(
-                            "XX000",
-                            format!(
-                                "the stored default of column \"{column}\" does not parse: {e}"
-                            ),
-                        )
-                    })?,
+                Some(sql) => crate::pg_compat::parse_expr(sql).ok_or_else(|| {
+                    EngineError::new(
+                        "XX000",
+                        format!("the stored default of column \"{column}\" does not parse"),
+                    )
+                })?,
                 None => SqlExpr::value(Value::Null),
             };
         }

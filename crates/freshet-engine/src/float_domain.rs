@@ -184,11 +184,11 @@ fn log_argument(x: f64) -> Result<f64, EngineError> {
     }
 }
 
-fn out_of_range(what: &str) -> EngineError {
+pub(crate) fn out_of_range(what: &str) -> EngineError {
     EngineError::new("22003", format!("value out of range: {what}"))
 }
 
-fn is_float(t: &DataType) -> bool {
+pub(crate) fn is_float(t: &DataType) -> bool {
     matches!(t, DataType::Float32 | DataType::Float64)
 }
 

@@ -53,6 +53,7 @@ use datafusion::logical_expr::{
 };
 use datafusion::optimizer::AnalyzerRule;
 
+use crate::float_domain::is_float;
 use crate::EngineError;
 
 /// Registers the rule with a session.
@@ -76,10 +77,6 @@ impl AnalyzerRule for PostgresFloatOps {
     fn name(&self) -> &str {
         "freshet_postgres_float_ops"
     }
-}
-
-fn is_float(t: &DataType) -> bool {
-    matches!(t, DataType::Float32 | DataType::Float64)
 }
 
 fn rewrite(expr: Expr, schema: &DFSchema) -> DfResult<Transformed<Expr>> {
@@ -622,10 +619,7 @@ fn division_by_zero() -> DataFusionError {
 }
 
 fn out_of_range(what: &str) -> DataFusionError {
-    DataFusionError::External(Box::new(EngineError::new(
-        "22003",
-        format!("value out of range: {what}"),
-    )))
+    DataFusionError::External(Box::new(crate::float_domain::out_of_range(what)))
 }
 
 /// `op` over two float arrays of one length, checked where both are valid.

@@ -189,27 +189,20 @@ impl Relations {
 
     fn columns(&self, name: &str) -> Result<Vec<Column>, EngineError> {
         match self.0.get(name) {
-            Some(Some((qualifier, columns))) => {
-                let mut parts: Vec<Ident> = qualifier
-                    .to_vec()
-                    .into_iter()
-                    .map(|p| Ident::with_quote('"', p))
-                    .collect();
-                parts.push(Ident::new(""));
-                Ok(columns
-                    .iter()
-                    .map(|column| {
-                        let mut parts = parts.clone();
-                        if let Some(last) = parts.last_mut() {
-                            *last = Ident::with_quote('"', column);
-                        }
-                        Column {
-                            name: column.clone(),
-                            expr: SqlExpr::CompoundIdentifier(parts),
-                        }
-                    })
-                    .collect())
-            }
+            Some(Some((qualifier, columns))) => Ok(columns
+                .iter()
+                .map(|column| Column {
+                    name: column.clone(),
+                    expr: SqlExpr::CompoundIdentifier(
+                        qualifier
+                            .to_vec()
+                            .into_iter()
+                            .chain([column.clone()])
+                            .map(|part| Ident::with_quote('"', part))
+                            .collect(),
+                    ),
+                })
+                .collect()),
             _ => Err(unsupported(&format!(
                 "the columns of \"{name}\" could not be told apart"
             ))),
