@@ -110,10 +110,51 @@ impl AnalyzerRule for RunUndecorrelatedSubqueries {
     }
 
     fn analyze(&self, plan: LogicalPlan, _config: &ConfigOptions) -> DfResult<LogicalPlan> {
+        let plan = uncorrelated_exists_as_scalar(plan)?;
         if !has_correlated_scalar_subquery(&plan) {
             return Ok(plan);
         }
         plan.transform_up_with_subqueries(run_per_row).data()
+    }
+}
+
+/// `[NOT] EXISTS (S)` that reads nothing of the outer query, anywhere but in
+/// a filter (where DataFusion's optimizer makes it a semi join), as the
+/// uncorrelated scalar subquery `(SELECT count(*) > 0 FROM (S LIMIT 1))`,
+/// which DataFusion runs once. DataFusion leaves such an EXISTS unplanned in
+/// a select list, a CASE or an aggregate's FILTER, so `SELECT EXISTS (SELECT
+/// 1 FROM t WHERE …)`, the existence check ORMs send, was refused.
+fn uncorrelated_exists_as_scalar(plan: LogicalPlan) -> DfResult<LogicalPlan> {
+    let uncorrelated = |e: &Expr| matches!(e, Expr::Exists(Exists { subquery, .. }) if subquery.outer_ref_columns.is_empty());
+    if !crate::subquery::any_expression(&plan, uncorrelated) {
+        return Ok(plan);
+    }
+    let rewritten = plan.transform_up_with_subqueries(|node| {
+        if matches!(node, LogicalPlan::Filter(_)) {
+            return Ok(Transformed::no(node));
+        }
+        crate::plan_rewrite::rewrite_node(node, |e, _| match &e {
+            Expr::Exists(Exists { subquery, negated }) if uncorrelated(&e) => {
+                let first_row = Subquery {
+                    subquery: Arc::new(
+                        LogicalPlanBuilder::from(subquery.subquery.as_ref().clone())
+                            .limit(0, Some(1))?
+                            .build()?,
+                    ),
+                    outer_ref_columns: Vec::new(),
+                    spans: subquery.spans.clone(),
+                };
+                Ok(Transformed::yes(Expr::ScalarSubquery(exists_as_scalar(
+                    &first_row, *negated,
+                )?)))
+            }
+            _ => Ok(Transformed::no(e)),
+        })
+    })?;
+    if rewritten.transformed {
+        crate::plan_rewrite::recompute_all(rewritten.data)
+    } else {
+        Ok(rewritten.data)
     }
 }
 
