@@ -47,7 +47,7 @@ use datafusion::arrow::datatypes::{
 };
 use datafusion::arrow::error::ArrowError;
 use datafusion::common::config::ConfigOptions;
-use datafusion::common::tree_node::{Transformed, TransformedResult};
+use datafusion::common::tree_node::Transformed;
 use datafusion::common::{Column, DFSchema, DataFusionError, Result as DfResult, ScalarValue};
 use datafusion::logical_expr::expr::{
     AggregateFunction, Alias, BinaryExpr, Cast, ScalarFunction, WindowFunction,
@@ -127,10 +127,17 @@ pub(crate) struct CheckedIntegerArithmetic;
 
 impl AnalyzerRule for CheckedIntegerArithmetic {
     fn analyze(&self, plan: LogicalPlan, _config: &ConfigOptions) -> DfResult<LogicalPlan> {
-        plan.transform_up_with_subqueries(|plan| {
+        let rewritten = plan.transform_up_with_subqueries(|plan| {
             checked_expressions(plan)?.transform_data(exact_bigint_sums)
-        })
-        .data()
+        })?;
+        // A checked operation may be NULL where the operator it replaces was
+        // not (`id + 10` of a NOT NULL column): the schemas above say so
+        // again, or a UNION over it failed to plan.
+        if rewritten.transformed {
+            crate::plan_rewrite::recompute_all(rewritten.data)
+        } else {
+            Ok(rewritten.data)
+        }
     }
 
     fn name(&self) -> &str {
