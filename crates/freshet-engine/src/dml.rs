@@ -152,6 +152,14 @@ pub(crate) fn conform(
             crate::datetime_input::parse_text_array(column, field.data_type())
         {
             parsed?
+        } else if let Some(parsed) =
+            crate::float_input::text_array_to_float(column, field.data_type())
+        {
+            parsed?
+        } else if column.data_type() == &DataType::Float64
+            && field.data_type() == &DataType::Float32
+        {
+            crate::float_input::doubles_to_reals(column)?
         } else {
             // Numeric text as PostgreSQL reads it (`1e2`, `+3.5`).
             let plain;

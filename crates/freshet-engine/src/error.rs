@@ -24,6 +24,15 @@ pub enum EngineError {
     },
 }
 
+/// An engine error raised inside DataFusion (by a function or a rule
+/// Freshet adds), so `?` carries it there; `planning::map_df_error` finds
+/// it again, with its SQLSTATE, however DataFusion wrapped it.
+impl From<EngineError> for datafusion::error::DataFusionError {
+    fn from(e: EngineError) -> Self {
+        datafusion::error::DataFusionError::External(Box::new(e))
+    }
+}
+
 /// The object an error is about, which PostgreSQL names in the
 /// ErrorResponse's schema (`s`), table (`t`) and constraint (`n`) fields,
 /// so that drivers can tell which constraint failed without parsing the

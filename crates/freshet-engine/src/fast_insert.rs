@@ -240,8 +240,8 @@ fn number(text: &str, negative: bool) -> Option<ScalarValue> {
         return Some(ScalarValue::Int64(Some(i)));
     }
     if signed.contains(['.', 'e', 'E']) {
-        return signed
-            .parse::<f64>()
+        // Out of double's range: left to the planner, which raises 22003.
+        return crate::float_input::parse_float8(&signed)
             .ok()
             .map(|f| ScalarValue::Float64(Some(f)));
     }
@@ -255,6 +255,10 @@ fn converts_plainly(value: &ScalarValue, column: &DataType) -> bool {
     let source = value.data_type();
     if source == Null || source == *column {
         return true;
+    }
+    // A double out of real's range is left to the planner's checked cast.
+    if let (ScalarValue::Float64(Some(x)), Float32) = (value, column) {
+        return crate::float_input::double_to_real(*x).is_ok();
     }
     matches!(
         (&source, column),

@@ -16,6 +16,12 @@
 //!   a product or quotient too small to be anything but zero.
 //! * casts from `double precision` to `real` with one that raises 22003 for
 //!   a value out of `real`'s range (`1e39::float8::real` was `Infinity`).
+//! * casts from text to `real` or `double precision` with
+//!   [`crate::float_input`]'s, which raise 22003 for a number out of the
+//!   type's range (`'1e400'::float8` was `Infinity`) and 22P02 for text that
+//!   is not a number.
+//! * `sum` and `avg` of `double precision` with [`crate::float_aggregates`]'s,
+//!   which raise 22003 where a sum of finite values overflows to `Infinity`.
 //! * `numeric / numeric`, which DataFusion computes to four more decimals
 //!   than the dividend and truncates (`2/3.0` was `0.6666`), with a division
 //!   rounded half away from zero, as PostgreSQL rounds, to at least 16 and
@@ -41,7 +47,8 @@ use datafusion::arrow::array::{
 };
 use datafusion::arrow::buffer::NullBuffer;
 use datafusion::arrow::datatypes::{
-    i256, ArrowPrimitiveType, DataType, Decimal128Type, Float32Type, Float64Type,
+    i256, ArrowPrimitiveType, DataType, Decimal128Type, Decimal256Type, DecimalType, Float32Type,
+    Float64Type,
 };
 use datafusion::common::config::ConfigOptions;
 use datafusion::common::tree_node::Transformed;
@@ -54,6 +61,7 @@ use datafusion::logical_expr::{
 use datafusion::optimizer::AnalyzerRule;
 
 use crate::float_domain::is_float;
+use crate::float_input::{text_to_float_udf, FloatType};
 use crate::EngineError;
 
 /// Registers the rule with a session.
@@ -81,6 +89,10 @@ impl AnalyzerRule for PostgresFloatOps {
 
 fn rewrite(expr: Expr, schema: &DFSchema) -> DfResult<Transformed<Expr>> {
     match &expr {
+        Expr::AggregateFunction(_) => Ok(match crate::float_aggregates::checked(&expr, schema) {
+            Some(checked) => Transformed::yes(checked),
+            None => Transformed::no(expr),
+        }),
         Expr::ScalarFunction(call) if call.name() == "round" => match call.args.as_slice() {
             [x] if x.get_type(schema).is_ok_and(|t| is_float(&t)) => Ok(Transformed::yes(
                 Expr::ScalarFunction(ScalarFunction::new_udf(
@@ -167,12 +179,21 @@ fn rewrite(expr: Expr, schema: &DFSchema) -> DfResult<Transformed<Expr>> {
         },
         Expr::Cast(Cast { expr: inner, field }) if is_float(field.data_type()) => {
             let from = inner.get_type(schema);
+            if let (Ok(DataType::Utf8 | DataType::LargeUtf8 | DataType::Utf8View), Some(ty)) =
+                (&from, FloatType::of(field.data_type()))
+            {
+                return Ok(Transformed::yes(Expr::ScalarFunction(
+                    ScalarFunction::new_udf(text_to_float_udf(ty), vec![inner.as_ref().clone()]),
+                )));
+            }
             if matches!(from, Ok(DataType::Float64)) && field.data_type() == &DataType::Float32 {
                 return Ok(Transformed::yes(Expr::ScalarFunction(
                     ScalarFunction::new_udf(double_to_real_udf(), vec![inner.as_ref().clone()]),
                 )));
             }
-            let Ok(DataType::Decimal128(_, _)) = from else {
+            // A numeric literal of more than 38 digits (`1e-50`) is a
+            // Decimal256.
+            let Ok(DataType::Decimal128(_, _) | DataType::Decimal256(_, _)) = from else {
                 return Ok(Transformed::no(expr));
             };
             let udf = match field.data_type() {
@@ -725,23 +746,8 @@ impl ScalarUDFImpl for DoubleToReal {
                     "freshet_float8_to_float4 takes one argument".into(),
                 ));
             };
-            let x = x.as_primitive::<Float64Type>();
-            let mut values = Vec::with_capacity(x.len());
-            for (i, v) in x.values().iter().enumerate() {
-                // Rounding to the nearest real is what the cast is for.
-                #[allow(clippy::cast_possible_truncation)]
-                let r = *v as f32;
-                if x.is_valid(i) {
-                    if r.is_infinite() && !v.is_infinite() {
-                        return Err(out_of_range("overflow"));
-                    }
-                    if r == 0.0 && *v != 0.0 {
-                        return Err(out_of_range("underflow"));
-                    }
-                }
-                values.push(r);
-            }
-            Ok(Arc::new(Float32Array::new(values.into(), x.nulls().cloned())) as ArrayRef)
+            crate::float_input::doubles_to_reals(x)
+                .map_err(|e| DataFusionError::External(Box::new(e)))
         })
     }
 }
@@ -792,12 +798,72 @@ fn decimal_to_f64(value: i128, scale: i8) -> f64 {
         .unwrap_or(f64::NAN)
 }
 
-/// The float nearest to `value × 10^-scale` (parsed directly, not through
-/// a double, which could round twice).
-fn decimal_to_f32(value: i128, scale: i8) -> f32 {
-    format!("{value}e{}", -i32::from(scale))
+/// The `real` nearest to `value × 10^-scale` (parsed directly, not through
+/// a double, which could round twice), or 22003 where the value is too
+/// large for a `real` or too small to be anything but zero, as PostgreSQL's
+/// `numeric_float4` (which reads the numeric's text with `float4in`) says
+/// it.
+fn decimal_to_real(value: i128, scale: i8) -> Result<f32, EngineError> {
+    real_of_digits(&value.to_string(), scale, || {
+        Decimal128Type::format_decimal(value, 38, scale)
+    })
+}
+
+/// The `real` nearest to `digits × 10^-scale` (`digits` an integer's
+/// text), or 22003 as [`decimal_to_real`] says it, naming the value as
+/// `shown` writes it.
+fn real_of_digits(
+    digits: &str,
+    scale: i8,
+    shown: impl FnOnce() -> String,
+) -> Result<f32, EngineError> {
+    let r: f32 = format!("{digits}e{}", -i32::from(scale))
         .parse()
-        .unwrap_or(f32::NAN)
+        .unwrap_or(f32::NAN);
+    let zero = digits.bytes().all(|b| b == b'0' || b == b'-');
+    if r.is_infinite() || (r == 0.0 && !zero) {
+        return Err(EngineError::new(
+            "22003",
+            format!("\"{}\" is out of range for type real", shown()),
+        ));
+    }
+    Ok(r)
+}
+
+/// [`NumericToFloat`] of a `Decimal256` (a numeric of more than 38 digits).
+fn decimal256_to_float(
+    numbers: &ArrayRef,
+    scale: i8,
+    width: FloatWidth,
+) -> Result<ArrayRef, EngineError> {
+    let numbers = numbers.as_primitive::<Decimal256Type>();
+    Ok(match width {
+        FloatWidth::Double => Arc::new(
+            numbers
+                .iter()
+                .map(|v| {
+                    v.map(|v| {
+                        format!("{v}e{}", -i32::from(scale))
+                            .parse::<f64>()
+                            .unwrap_or(f64::NAN)
+                    })
+                })
+                .collect::<Float64Array>(),
+        ) as ArrayRef,
+        FloatWidth::Real => Arc::new(
+            numbers
+                .iter()
+                .map(|v| {
+                    v.map(|v| {
+                        real_of_digits(&v.to_string(), scale, || {
+                            Decimal256Type::format_decimal(v, 76, scale)
+                        })
+                    })
+                    .transpose()
+                })
+                .collect::<Result<Float32Array, _>>()?,
+        ) as ArrayRef,
+    })
 }
 
 impl ScalarUDFImpl for NumericToFloat {
@@ -827,6 +893,9 @@ impl ScalarUDFImpl for NumericToFloat {
                     self.name()
                 )));
             };
+            if let DataType::Decimal256(_, scale) = numbers.data_type() {
+                return Ok(decimal256_to_float(numbers, *scale, self.width)?);
+            }
             let DataType::Decimal128(_, scale) = numbers.data_type() else {
                 return Err(DataFusionError::Internal(format!(
                     "{} on {}",
@@ -846,8 +915,8 @@ impl ScalarUDFImpl for NumericToFloat {
                 FloatWidth::Real => Arc::new(
                     numbers
                         .iter()
-                        .map(|v| v.map(|v| decimal_to_f32(v, scale)))
-                        .collect::<Float32Array>(),
+                        .map(|v| v.map(|v| decimal_to_real(v, scale)).transpose())
+                        .collect::<Result<Float32Array, _>>()?,
                 ) as ArrayRef,
             })
         })
@@ -925,6 +994,10 @@ mod tests {
             let expected: f64 = digits.parse().expect("a number");
             assert_eq!(decimal_to_f64(value, scale), expected, "{value}e-{scale}");
         }
-        assert_eq!(decimal_to_f32(1, 1), 0.1f32);
+        assert_eq!(decimal_to_real(1, 1).ok(), Some(0.1f32));
+        assert_eq!(
+            decimal_to_real(1, 50).map_err(|e| e.sqlstate()),
+            Err("22003")
+        );
     }
 }

@@ -33,7 +33,9 @@ mod error;
 mod fast_insert;
 mod fetch_first;
 mod filter_first;
+mod float_aggregates;
 mod float_domain;
+mod float_input;
 mod float_ops;
 mod functions;
 mod index_lookup;
@@ -102,6 +104,7 @@ pub use dynamic::{
 };
 pub use engine::{Engine, EngineConfig, ScramSecret};
 pub use error::{EngineError, ErrorObject};
+pub use float_input::{parse_float4, parse_float8};
 /// Limits on statements and the stack size they are measured against.
 pub use freshet_sql::{MAX_EXPRESSION_DEPTH, WORKER_STACK_SIZE};
 pub use output::{

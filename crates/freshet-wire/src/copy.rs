@@ -654,18 +654,38 @@ fn convert_column(
         DataType::Date32 => {
             let mut builder = Date32Builder::with_capacity(text.len());
             for (row, value) in text.iter().enumerate() {
-                match value {
-                    None => builder.append_null(),
-                    Some(v) => {
-                        builder.append_value(freshet_engine::parse_date_text(v).map_err(|e| {
-                            WireError::copy_data(
-                                e.sqlstate(),
-                                e.to_string(),
-                                first_line + row as u64,
-                            )
-                        })?)
-                    }
-                }
+                builder.append_option(
+                    value
+                        .map(freshet_engine::parse_date_text)
+                        .transpose()
+                        .map_err(|e| copy_value_error(&e, first_line, row))?,
+                );
+            }
+            return Ok(Arc::new(builder.finish()));
+        }
+        // Floats as float4in/float8in read them: Arrow would take '1e400'
+        // for Infinity.
+        DataType::Float64 => {
+            let mut builder = Float64Builder::with_capacity(text.len());
+            for (row, value) in text.iter().enumerate() {
+                builder.append_option(
+                    value
+                        .map(freshet_engine::parse_float8)
+                        .transpose()
+                        .map_err(|e| copy_value_error(&e, first_line, row))?,
+                );
+            }
+            return Ok(Arc::new(builder.finish()));
+        }
+        DataType::Float32 => {
+            let mut builder = Float32Builder::with_capacity(text.len());
+            for (row, value) in text.iter().enumerate() {
+                builder.append_option(
+                    value
+                        .map(freshet_engine::parse_float4)
+                        .transpose()
+                        .map_err(|e| copy_value_error(&e, first_line, row))?,
+                );
             }
             return Ok(Arc::new(builder.finish()));
         }
@@ -709,6 +729,11 @@ fn convert_column(
             })
         }
     }
+}
+
+/// A value's engine error as a COPY error on the value's line.
+fn copy_value_error(e: &freshet_engine::EngineError, first_line: u64, row: usize) -> WireError {
+    WireError::copy_data(e.sqlstate(), e.to_string(), first_line + row as u64)
 }
 
 /// `\x0102…` hex form (what Postgres emits) or the raw bytes.

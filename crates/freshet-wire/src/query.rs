@@ -650,24 +650,28 @@ fn decode_parameters(
     let server_types = described_parameter_types(statement);
     let server_refs: Vec<_> = server_types.iter().map(Some).collect();
     // arrow-pg cannot decode json/jsonb parameters (it asks for a String,
-    // which postgres-types refuses for those types); they are decoded here and
-    // hidden from it as NULL text.
-    let json: Vec<Option<ScalarValue>> = (0..expected)
+    // which postgres-types refuses for those types), and reads float text
+    // otherwise than PostgreSQL ('1e400' as Infinity, ' 1.5' refused): those
+    // are decoded here and hidden from it as NULL text.
+    let decoded: Vec<Option<ScalarValue>> = (0..expected)
         .map(|idx| {
             let declared = portal.statement.parameter_types.get(idx).cloned().flatten();
             let ty = declared.unwrap_or_else(|| server_types[idx].clone());
             if ty == Type::JSON || ty == Type::JSONB {
                 decode_json_parameter(portal, idx, &ty).map(Some)
             } else {
-                Ok(None)
+                match statement.param_types.get(idx) {
+                    Some(target) => decode_float_parameter(portal, idx, target),
+                    None => Ok(None),
+                }
             }
         })
         .collect::<WireResult<_>>()?;
-    let values = if json.iter().any(Option::is_some) {
+    let values = if decoded.iter().any(Option::is_some) {
         let mut types = portal.statement.parameter_types.clone();
         types.resize(expected, None);
         let mut parameters = portal.parameters.clone();
-        for (idx, value) in json.iter().enumerate() {
+        for (idx, value) in decoded.iter().enumerate() {
             if value.is_some() {
                 types[idx] = Some(Type::TEXT);
                 parameters[idx] = None;
@@ -709,11 +713,11 @@ fn decode_parameters(
     }
     values
         .into_iter()
-        .zip(json)
+        .zip(decoded)
         .zip(&statement.param_types)
         .enumerate()
-        .map(|(idx, ((value, json), target))| {
-            let value = json.unwrap_or(value.value);
+        .map(|(idx, ((value, decoded), target))| {
+            let value = decoded.unwrap_or(value.value);
             if &value.data_type() == target {
                 return Ok(value);
             }
@@ -725,6 +729,32 @@ fn decode_parameters(
             })
         })
         .collect()
+}
+
+/// A text-format parameter bound to a `real` or `double precision`, read as
+/// PostgreSQL's `float4in`/`float8in` read it: arrow-pg's decoding would take
+/// '1e400' for Infinity, where PostgreSQL raises 22003.
+fn decode_float_parameter(
+    portal: &Portal<PreparedStatement>,
+    idx: usize,
+    target: &datafusion::arrow::datatypes::DataType,
+) -> WireResult<Option<ScalarValue>> {
+    use datafusion::arrow::datatypes::DataType;
+    if !matches!(target, DataType::Float32 | DataType::Float64)
+        || portal.parameter_format.is_binary(idx)
+    {
+        return Ok(None);
+    }
+    let Some(Some(bytes)) = portal.parameters.get(idx) else {
+        return Ok(None);
+    };
+    let Ok(text) = std::str::from_utf8(bytes) else {
+        return Ok(None);
+    };
+    Ok(Some(match target {
+        DataType::Float32 => ScalarValue::Float32(Some(freshet_engine::parse_float4(text)?)),
+        _ => ScalarValue::Float64(Some(freshet_engine::parse_float8(text)?)),
+    }))
 }
 
 /// The format codes that produce `format` again (for rebuilding a Bind).

@@ -126,6 +126,46 @@ def test_copy():
         check(out == [("10", "ten"), ("11", None)], f"COPY TO rows {out!r}")
 
 
+def test_floats_read_as_float8in_reads_them():
+    """Text becomes a float as PostgreSQL's float4in/float8in read it, in a
+    bound parameter and in COPY: out of range is 22003, never Infinity or 0."""
+    with connect() as conn, conn.cursor() as cur:
+        cur.execute("CREATE TABLE measured (id int, d double precision, r real)")
+        for sql, value in [
+            ("SELECT %s::float8", "1e400"),
+            ("SELECT %s::float8", "-1e-400"),
+            ("SELECT %s::real", "3.4e39"),
+            ("INSERT INTO measured (r) VALUES (%s::real)", "1e-50"),
+        ]:
+            try:
+                cur.execute(sql, (value,))
+                raise AssertionError(f"{sql} with {value} must fail")
+            except errors.NumericValueOutOfRange as e:
+                check(e.sqlstate == "22003", f"{sql} {value}: {e.sqlstate}")
+        try:
+            cur.execute("SELECT %s::float8", ("1_000",))
+            raise AssertionError("1_000 must fail")
+        except errors.InvalidTextRepresentation as e:
+            check(e.sqlstate == "22P02", e.sqlstate)
+        for row in ["1\t1e400\t1\n", "2\t1\t1e-50\n"]:
+            try:
+                with cur.copy("COPY measured FROM STDIN") as copy:
+                    copy.write(row)
+                raise AssertionError(f"COPY of {row!r} must fail")
+            except errors.NumericValueOutOfRange as e:
+                check(e.sqlstate == "22003", f"COPY {row!r}: {e.sqlstate}")
+        with cur.copy("COPY measured FROM STDIN") as copy:
+            copy.write("3\t 1.5e300 \t-Infinity\n4\tNaN\t4e-40\n")
+        cur.execute(
+            "SELECT id, d::text, r::text FROM measured ORDER BY id",
+        )
+        got = cur.fetchall()
+        check(got == [(3, "1.5e+300", "-Infinity"), (4, "NaN", "4e-40")], f"COPY floats {got!r}")
+        got = cur.execute("SELECT %s::float8 * 2, %s::real", (" 2.5e-3 ", "1e-40")).fetchone()
+        # 1e-40 is a subnormal real: kept, not 0.
+        check(got[0] == 0.005 and 0 < got[1] < 2e-40, f"float parameters {got!r}")
+
+
 def test_transaction_status():
     """ReadyForQuery's status byte, as libpq reports it."""
     with connect() as setup:
