@@ -621,6 +621,12 @@ pub struct UserEntry {
     /// ([`bootstrap`]).
     #[serde(default)]
     pub oid: Option<u32>,
+    /// The role's own defaults for settings (`ALTER ROLE name SET
+    /// statement_timeout = '5s'`) as (lowercase name, value), in the order
+    /// they were first set, as PostgreSQL lists them; applied when each of
+    /// its sessions starts.
+    #[serde(default)]
+    pub settings: Vec<(String, String)>,
 }
 
 /// The bootstrap superuser's OID, as in PostgreSQL.
@@ -771,6 +777,7 @@ pub fn bootstrap(txn: &mut Transaction, superuser: &str, now_micros: i64) {
             scram_salted_password_hex: None,
             scram_iterations: 4096,
             oid: None,
+            settings: Vec::new(),
         });
     }
     // Every user has an OID: the bootstrap superuser 10 unless another

@@ -1071,6 +1071,9 @@ pub(crate) async fn run_freshet(
             password,
             superuser,
         } => crate::users::alter_user(session, &ident(name), password.as_deref(), *superuser),
+        FreshetStatement::AlterUserSetting { name, change } => {
+            crate::users::alter_user_setting(session, &ident(name), change)
+        }
         FreshetStatement::ShowTables { like, scope } => {
             show_tables(session, like.as_deref(), scope)
         }

@@ -2418,7 +2418,7 @@ async fn refresh_committed(
     let owner = owner
         .and_then(|entry| entry.acl.owner)
         .unwrap_or_else(|| engine.superuser().to_string());
-    let mut session = engine.new_session(&owner, Some(&name.database))?;
+    let mut session = engine.internal_session(&owner, &name.database)?;
     session.set_setting("search_path", name.schema.clone())?;
     session.begin_statement_txn();
     let result = async {

@@ -136,6 +136,7 @@ impl Engine {
                     scram_salted_password_hex: None,
                     scram_iterations: crate::users::SCRAM_ITERATIONS,
                     oid: Some(catalog::BOOTSTRAP_SUPERUSER_OID),
+                    settings: Default::default(),
                 });
             entry.scram_salt_hex = Some(salt);
             entry.scram_salted_password_hex = Some(salted);
@@ -178,6 +179,7 @@ impl Engine {
 
     /// Starts a session for an authenticated user. `database` defaults to `freshet`.
     /// Unknown databases give 3D000 and unknown users 28000.
+    /// The session starts with the role's defaults (`ALTER ROLE … SET`).
     pub fn new_session(
         self: &Arc<Self>,
         user: &str,
@@ -187,7 +189,18 @@ impl Engine {
             self.clone(),
             user.to_string(),
             database.unwrap_or("freshet").to_string(),
+            true,
         )
+    }
+
+    /// A session of `user` for the server's own work (a refresh), without
+    /// the role's defaults, which are for the sessions users log in to.
+    pub(crate) fn internal_session(
+        self: &Arc<Self>,
+        user: &str,
+        database: &str,
+    ) -> Result<Session, EngineError> {
+        Session::new(self.clone(), user.to_string(), database.to_string(), false)
     }
 
     /// The SCRAM secret of `user`, or `None` when the user has no password.

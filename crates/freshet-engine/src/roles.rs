@@ -65,6 +65,9 @@ pub(crate) fn role_oids(shared: &SessionShared) -> DfResult<HashMap<String, i32>
         .collect())
 }
 
+/// A role as `pg_roles` lists it: (name, superuser, can log in, OID).
+type Role = (String, bool, bool, i32);
+
 /// `pg_roles`: the users, then the predefined roles of `builtin` (the
 /// crate's static `pg_authid`).
 #[derive(Debug)]
@@ -101,11 +104,15 @@ impl PgRoles {
         ]))
     }
 
-    /// One row per role: (name, superuser, can log in, OID).
-    async fn roles(&self, state: &dyn DfSession) -> DfResult<Vec<(String, bool, bool, i32)>> {
-        let mut roles: Vec<(String, bool, bool, i32)> = users(&self.shared)?
+    /// One row per role: (name, superuser, can log in, OID), and its
+    /// defaults for settings as `name=value` (ALTER ROLE … SET).
+    async fn roles(&self, state: &dyn DfSession) -> DfResult<Vec<(Role, Vec<String>)>> {
+        let mut roles: Vec<(Role, Vec<String>)> = users(&self.shared)?
             .iter()
-            .map(|u| (u.name.clone(), u.superuser, true, oid_of(u)))
+            .map(|u| {
+                let config = u.settings.iter().map(|(k, v)| format!("{k}={v}")).collect();
+                ((u.name.clone(), u.superuser, true, oid_of(u)), config)
+            })
             .collect();
         if let Some(builtin) = &self.builtin {
             for batch in read_all(builtin, state).await? {
@@ -115,7 +122,10 @@ impl PgRoles {
                     // The static table also holds PostgreSQL's own
                     // bootstrap superuser, which is not Freshet's.
                     if names.is_valid(i) && names.value(i).starts_with("pg_") {
-                        roles.push((names.value(i).to_string(), false, false, oids.value(i)));
+                        roles.push((
+                            (names.value(i).to_string(), false, false, oids.value(i)),
+                            Vec::new(),
+                        ));
                     }
                 }
             }
@@ -141,16 +151,21 @@ impl TableProvider for PgRoles {
         _filters: &[Expr],
         _limit: Option<usize>,
     ) -> DfResult<Arc<dyn ExecutionPlan>> {
-        let roles = self.roles(state).await?;
+        let (roles, configs): (Vec<Role>, Vec<Vec<String>>) =
+            self.roles(state).await?.into_iter().unzip();
         let n = roles.len();
-        let flags = |f: &dyn Fn(&(String, bool, bool, i32)) -> bool| -> ArrayRef {
+        let flags = |f: &dyn Fn(&Role) -> bool| -> ArrayRef {
             Arc::new(BooleanArray::from(
                 roles.iter().map(|r| Some(f(r))).collect::<Vec<_>>(),
             ))
         };
+        // NULL for a role without defaults, as in PostgreSQL.
         let mut config = ListBuilder::new(StringBuilder::new());
-        for _ in 0..n {
-            config.append(false);
+        for settings in &configs {
+            for setting in settings {
+                config.values().append_value(setting);
+            }
+            config.append(!settings.is_empty());
         }
         // Freshet's superusers may create databases and manage users; no
         // role replicates or has row-level security to bypass.

@@ -140,11 +140,49 @@ const REPORTED: &[(&str, &str)] = &[
     ("standard_conforming_strings", "standard_conforming_strings"),
 ];
 
+/// `value` for setting `key` (lowercase) as it is stored and shown, or the
+/// error `SET key = value` gives: 55P02 for a read-only setting, and the
+/// checks of the settings Freshet acts on. Shared by `SET` and `ALTER ROLE
+/// … SET`, which checks a role's default when it is given.
+pub(crate) fn checked_setting(key: &str, value: String) -> Result<String, EngineError> {
+    if READ_ONLY_SETTINGS.contains(&key) {
+        return Err(EngineError::new(
+            "55P02",
+            format!("parameter \"{key}\" cannot be changed"),
+        ));
+    }
+    match key {
+        "timezone" => {
+            let upper = value.to_ascii_uppercase();
+            if upper != "UTC" && upper != "GMT" && upper != "ETC/UTC" && value != "Z" {
+                // Timestamps are stored in UTC; other zones would silently mislabel them.
+                return Err(EngineError::new(
+                    "0A000",
+                    format!("time zone \"{value}\" is not supported yet; Freshet sessions use UTC"),
+                ));
+            }
+            Ok(value)
+        }
+        "statement_timeout" => Ok(crate::durations::display_millis(
+            crate::durations::parse_millis(key, &value)?,
+        )),
+        // What is stored (and shown) is the level that is given.
+        _ if crate::isolation::SETTINGS.contains(&key) => {
+            crate::isolation::setting_value(key, &value)
+        }
+        _ => Ok(value),
+    }
+}
+
 impl Session {
+    /// A session of `user` in `database`; with `role_defaults`, one a user
+    /// logs in to, which starts with the role's defaults (ALTER ROLE …
+    /// SET). Refreshes run in sessions without them.
     pub(crate) fn new(
         engine: Arc<Engine>,
         user: String,
         database: String,
+        role_defaults: bool,
     ) -> Result<Session, EngineError> {
         let shared = Arc::new(SessionShared::new(engine.store.clone(), user.clone()));
         let mut settings: BTreeMap<String, String> = DEFAULT_SETTINGS
@@ -192,11 +230,17 @@ impl Session {
             .with_txn(|t| t.get_meta(&freshet_catalog::database_key(&session.database)))
             .map_err(map_df_error)?
             .is_some();
-        let user_ok = session
+        let user = session
             .shared
-            .with_txn(|t| t.get_meta(&freshet_catalog::user_key(&session.user)))
+            .with_txn(|t| {
+                freshet_catalog::get::<freshet_catalog::UserEntry>(
+                    t,
+                    &freshet_catalog::user_key(&session.user),
+                )
+            })
             .map_err(map_df_error)?
-            .is_some();
+            .map_err(|e| EngineError::new(e.sqlstate(), e.to_string()))?;
+        let user_ok = user.is_some();
         session.end_read_txn();
         if !db_ok {
             return Err(EngineError::new(
@@ -209,6 +253,17 @@ impl Session {
                 "28000",
                 format!("role \"{}\" does not exist", session.user),
             ));
+        }
+        // The role's own defaults (ALTER ROLE … SET). One that no longer
+        // applies is skipped with a warning, as PostgreSQL does.
+        let defaults = user.filter(|_| role_defaults).map(|u| u.settings);
+        for (name, value) in defaults.unwrap_or_default() {
+            if let Err(e) = session.set_setting(&name, value) {
+                tracing::warn!(
+                    "role \"{}\": setting \"{name}\" not applied: {e}",
+                    session.user
+                );
+            }
         }
         Ok(session)
     }
@@ -900,12 +955,7 @@ impl Session {
 
     pub(crate) fn set_setting(&mut self, name: &str, value: String) -> Result<(), EngineError> {
         let key = name.to_ascii_lowercase();
-        if READ_ONLY_SETTINGS.contains(&key.as_str()) {
-            return Err(EngineError::new(
-                "55P02",
-                format!("parameter \"{key}\" cannot be changed"),
-            ));
-        }
+        let value = checked_setting(&key, value)?;
         match key.as_str() {
             "search_path" => {
                 let schemas: Vec<String> = value
@@ -918,30 +968,12 @@ impl Session {
                 }
                 self.search_path = schemas;
             }
-            "timezone" => {
-                let upper = value.to_ascii_uppercase();
-                if upper != "UTC" && upper != "GMT" && upper != "ETC/UTC" && value != "Z" {
-                    // Timestamps are stored in UTC; other zones would silently mislabel them.
-                    return Err(EngineError::new(
-                        "0A000",
-                        format!(
-                            "time zone \"{value}\" is not supported yet; Freshet sessions use UTC"
-                        ),
-                    ));
-                }
-            }
             "statement_timeout" => {
-                let millis = crate::durations::parse_millis(&key, &value)?;
-                self.shared
-                    .settings
-                    .write()
-                    .insert(key, crate::durations::display_millis(millis));
+                self.shared.settings.write().insert(key, value);
                 return Ok(());
             }
             _ if crate::isolation::SETTINGS.contains(&key.as_str()) => {
-                // What is stored (and shown) is the level that is given.
-                let given = crate::isolation::setting_value(&key, &value)?;
-                self.shared.settings.write().insert(key.clone(), given);
+                self.shared.settings.write().insert(key.clone(), value);
                 return Ok(());
             }
             _ => {}

@@ -4,6 +4,7 @@
 //! password itself; it is what the SCRAM exchange needs to verify a client.
 
 use freshet_catalog::{self as catalog, UserEntry};
+use freshet_sql::RoleSettingChange;
 
 use crate::commands::command;
 use crate::ddl::txn_mut;
@@ -97,6 +98,7 @@ pub(crate) fn create_user(
                 scram_salted_password_hex: salted,
                 scram_iterations: SCRAM_ITERATIONS,
                 oid: Some(oid),
+                settings: Default::default(),
             },
         );
         Ok(())
@@ -128,6 +130,55 @@ pub(crate) fn alter_user(
         }
         if let Some(s) = superuser {
             entry.superuser = s;
+        }
+        catalog::put(t, &catalog::user_key(name), &entry);
+        Ok(())
+    })?;
+    Ok(command("ALTER ROLE", None))
+}
+
+/// `ALTER ROLE name SET parameter = value`, `RESET parameter`, `RESET
+/// ALL`: the role's defaults, which its sessions start with (`pg_roles`
+/// shows them as `rolconfig`). The value is checked as `SET` checks it.
+/// Users may change their own defaults; other roles' are for superusers.
+pub(crate) fn alter_user_setting(
+    session: &Session,
+    name: &str,
+    change: &RoleSettingChange,
+) -> Result<QueryOutput, EngineError> {
+    if name != session.user() {
+        require_superuser(session, "manage users")?;
+    }
+    // Checked before the transaction: a bad value changes nothing.
+    let set = match change {
+        RoleSettingChange::Set { parameter, value } => Some((
+            parameter.clone(),
+            crate::session::checked_setting(parameter, value.clone())?,
+        )),
+        RoleSettingChange::Reset { .. } | RoleSettingChange::ResetAll => None,
+    };
+    txn_mut(session, |t| {
+        let mut entry: UserEntry = catalog::get(t, &catalog::user_key(name))
+            .map_err(|e| EngineError::new(e.sqlstate(), e.to_string()))?
+            .ok_or_else(|| EngineError::new("42704", format!("role \"{name}\" does not exist")))?;
+        match change {
+            RoleSettingChange::Reset { parameter } => {
+                entry.settings.retain(|(name, _)| name != parameter);
+            }
+            RoleSettingChange::ResetAll => entry.settings.clear(),
+            RoleSettingChange::Set { .. } => {
+                if let Some((parameter, value)) = set.clone() {
+                    // Replaced where it is, or added last.
+                    match entry
+                        .settings
+                        .iter_mut()
+                        .find(|(name, _)| *name == parameter)
+                    {
+                        Some(slot) => slot.1 = value,
+                        None => entry.settings.push((parameter, value)),
+                    }
+                }
+            }
         }
         catalog::put(t, &catalog::user_key(name), &entry);
         Ok(())

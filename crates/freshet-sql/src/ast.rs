@@ -76,6 +76,15 @@ pub enum FreshetStatement {
         /// New superuser flag, if `SUPERUSER`/`NOSUPERUSER` was given.
         superuser: Option<bool>,
     },
+    /// `ALTER {USER | ROLE} name SET parameter {TO | =} value`, `… RESET
+    /// parameter` and `… RESET ALL`: the role's own default for a setting,
+    /// which its sessions start with.
+    AlterUserSetting {
+        /// User name.
+        name: Ident,
+        /// What changes.
+        change: RoleSettingChange,
+    },
     /// `DROP USER [IF EXISTS] name`.
     DropUser {
         /// User name.
@@ -191,6 +200,26 @@ pub enum FreshetStatement {
         /// `LIKE` pattern, if given.
         like: Option<String>,
     },
+}
+
+/// A change to a role's defaults for settings.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RoleSettingChange {
+    /// `SET parameter {TO | =} value`: `value` as `SET` would take it (a
+    /// list's items joined with `, `).
+    Set {
+        /// The setting's name, lowercase.
+        parameter: String,
+        /// Its value.
+        value: String,
+    },
+    /// `RESET parameter`, or `SET parameter TO DEFAULT`.
+    Reset {
+        /// The setting's name, lowercase.
+        parameter: String,
+    },
+    /// `RESET ALL`.
+    ResetAll,
 }
 
 /// Where a `SHOW` statement looks for objects.

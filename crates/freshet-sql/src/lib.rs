@@ -65,7 +65,7 @@ mod source;
 pub use ast::{
     AlterDynamicTableAction, AlterModelAction, CreateDynamicTable, FreshetStatement, Initialize,
     ModelBinding, ModelCall, ModelSource, ModelVersionRef, ParsedQuery, ParsedStatement,
-    RefreshMode, ShowScope, TargetLag,
+    RefreshMode, RoleSettingChange, ShowScope, TargetLag,
 };
 pub use depth::{MAX_EXPRESSION_DEPTH, WORKER_STACK_SIZE};
 pub use error::{SqlError, SqlErrorKind};

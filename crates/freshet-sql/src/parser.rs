@@ -16,7 +16,8 @@ use datafusion::sql::sqlparser::tokenizer::{
 
 use crate::ast::{
     AlterDynamicTableAction, AlterModelAction, CreateDynamicTable, FreshetStatement, Initialize,
-    ModelBinding, ModelSource, ParsedQuery, ParsedStatement, RefreshMode, ShowScope, TargetLag,
+    ModelBinding, ModelSource, ParsedQuery, ParsedStatement, RefreshMode, RoleSettingChange,
+    ShowScope, TargetLag,
 };
 use crate::error::{SqlError, SqlErrorKind};
 use crate::rewrite::{
@@ -435,6 +436,12 @@ impl<'m> StmtParser<'m> {
                 self.advance(2);
                 return self.alter_user();
             }
+            // PostgreSQL's ALTER ROLE is ALTER USER; Freshet's roles are
+            // its users.
+            if self.peek_is(1, "ROLE") {
+                self.advance(2);
+                return self.alter_user();
+            }
         } else if self.peek_is(0, "CHECKPOINT") {
             self.advance(1);
             return Ok(FreshetStatement::Checkpoint);
@@ -618,6 +625,9 @@ impl<'m> StmtParser<'m> {
         if self.p.peek_token_ref().token == Token::EOF {
             return Err(self.expected("PASSWORD, SUPERUSER or NOSUPERUSER"));
         }
+        if let Some(change) = self.role_setting_change()? {
+            return Ok(FreshetStatement::AlterUserSetting { name, change });
+        }
         let (password, superuser) = self.user_options(false)?;
         if password.is_none() && superuser.is_none() {
             return Err(self.expected("PASSWORD, SUPERUSER or NOSUPERUSER"));
@@ -627,6 +637,80 @@ impl<'m> StmtParser<'m> {
             password: password.flatten(),
             superuser,
         })
+    }
+
+    /// `SET parameter {TO | =} {value [, …] | DEFAULT}`, `RESET parameter`
+    /// or `RESET ALL` after `ALTER USER name`; `None` (nothing consumed) for
+    /// the user options, which Snowflake also writes after `SET`
+    /// (`SET PASSWORD = '…'`).
+    fn role_setting_change(&mut self) -> Result<Option<RoleSettingChange>, SqlError> {
+        const OPTIONS: [&str; 4] = ["PASSWORD", "SUPERUSER", "NOSUPERUSER", "LOGIN"];
+        let is_set = self.peek_is(0, "SET") && !OPTIONS.iter().any(|o| self.peek_is(1, o));
+        let is_reset = self.peek_is(0, "RESET");
+        if !is_set && !is_reset {
+            return Ok(None);
+        }
+        self.advance(1);
+        if is_reset && self.eat("ALL") {
+            return self.setting_end(RoleSettingChange::ResetAll);
+        }
+        let parameter = self.setting_name()?;
+        if is_reset {
+            return self.setting_end(RoleSettingChange::Reset { parameter });
+        }
+        if !self.eat("TO") && !self.p.consume_token(&Token::Eq) {
+            return Err(self.expected("TO or ="));
+        }
+        if self.eat("DEFAULT") {
+            return self.setting_end(RoleSettingChange::Reset { parameter });
+        }
+        let mut items = Vec::new();
+        loop {
+            let next = self.p.next_token();
+            let item = match next.token {
+                Token::SingleQuotedString(s) => s,
+                Token::Number(n, _) => n,
+                Token::Minus => match self.p.next_token().token {
+                    Token::Number(n, _) => format!("-{n}"),
+                    _ => return Err(self.expected("a number")),
+                },
+                Token::Word(w) => w.value,
+                _ => return Err(self.expected("a setting value")),
+            };
+            items.push(item);
+            if !self.p.consume_token(&Token::Comma) {
+                break;
+            }
+        }
+        let value = items.join(", ");
+        self.setting_end(RoleSettingChange::Set { parameter, value })
+    }
+
+    /// A setting's name (`statement_timeout`, `myapp.flag`), lowercase.
+    fn setting_name(&mut self) -> Result<String, SqlError> {
+        let mut name = self.ident("a setting name")?.value.to_ascii_lowercase();
+        while self.p.consume_token(&Token::Period) {
+            name.push('.');
+            name.push_str(&self.ident("a setting name")?.value.to_ascii_lowercase());
+        }
+        Ok(name)
+    }
+
+    /// `change`, if the statement ends here; `IN DATABASE` is refused.
+    fn setting_end(
+        &mut self,
+        change: RoleSettingChange,
+    ) -> Result<Option<RoleSettingChange>, SqlError> {
+        if self.peek_is(0, "IN") {
+            return Err(SqlError::unsupported(
+                "settings for a role in one database are not supported; ALTER ROLE … SET applies to every database",
+                self.here(),
+            ));
+        }
+        if self.p.peek_token_ref().token != Token::EOF {
+            return Err(self.expected("the end of the statement"));
+        }
+        Ok(Some(change))
     }
 
     // -- dynamic tables ------------------------------------------------------

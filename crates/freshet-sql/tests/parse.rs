@@ -761,6 +761,73 @@ fn databases_users_and_use() {
             superuser: Some(false)
         }
     );
+    let setting = |name: &str, change: RoleSettingChange| FreshetStatement::AlterUserSetting {
+        name: Ident::new(name),
+        change,
+    };
+    assert_eq!(
+        one("ALTER ROLE alice SET statement_timeout = '5s'"),
+        setting(
+            "alice",
+            RoleSettingChange::Set {
+                parameter: "statement_timeout".into(),
+                value: "5s".into()
+            }
+        )
+    );
+    assert_eq!(
+        one("ALTER USER alice SET Search_Path TO app, public"),
+        setting(
+            "alice",
+            RoleSettingChange::Set {
+                parameter: "search_path".into(),
+                value: "app, public".into()
+            }
+        )
+    );
+    assert_eq!(
+        one("ALTER ROLE alice SET myapp.level = -3"),
+        setting(
+            "alice",
+            RoleSettingChange::Set {
+                parameter: "myapp.level".into(),
+                value: "-3".into()
+            }
+        )
+    );
+    let reset = RoleSettingChange::Reset {
+        parameter: "work_mem".into(),
+    };
+    assert_eq!(
+        one("ALTER ROLE alice RESET work_mem"),
+        setting("alice", reset.clone())
+    );
+    assert_eq!(
+        one("ALTER ROLE alice SET work_mem TO DEFAULT"),
+        setting("alice", reset)
+    );
+    assert_eq!(
+        one("ALTER USER alice RESET ALL"),
+        setting("alice", RoleSettingChange::ResetAll)
+    );
+    assert_eq!(
+        one("ALTER ROLE alice PASSWORD 'x'"),
+        FreshetStatement::AlterUser {
+            name: Ident::new("alice"),
+            password: Some("x".into()),
+            superuser: None
+        }
+    );
+    assert_eq!(err("ALTER ROLE alice SET work_mem").sqlstate(), "42601");
+    assert_eq!(err("ALTER ROLE alice SET work_mem = ").sqlstate(), "42601");
+    assert_eq!(
+        err("ALTER ROLE alice IN DATABASE d SET work_mem = 1").sqlstate(),
+        "0A000"
+    );
+    assert_eq!(
+        err("ALTER ROLE alice SET work_mem = 1 IN DATABASE d").sqlstate(),
+        "0A000"
+    );
     assert_eq!(err("ALTER USER alice").sqlstate(), "42601");
     assert_eq!(err("ALTER USER alice RENAME TO bob").sqlstate(), "0A000");
     assert_eq!(
@@ -1253,6 +1320,7 @@ fn never_panics_on_truncated_input() {
         "ALTER MODEL m VERSION v SET ALIAS = a; SHOW VERSIONS LIKE 'v%' IN MODEL m",
         "USE SCHEMA db.s; SHOW TERSE DYNAMIC TABLES LIKE 'x' IN DATABASE d",
         "CREATE USER u WITH PASSWORD 'p' SUPERUSER; ALTER USER u SET PASSWORD = 'q'",
+        "ALTER ROLE u SET search_path TO a, 'b', -1; ALTER ROLE u RESET ALL",
         "SELECT x:a:b, arr[a:b], ((m!f(1))):c FROM t WHERE 'é' = \"ü\"",
     ];
     for input in inputs {

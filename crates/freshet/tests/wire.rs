@@ -1363,6 +1363,108 @@ async fn statement_timeout_cancels_long_statements() {
     }
 }
 
+/// `ALTER ROLE name SET parameter = value` gives the role's new sessions
+/// that setting (before their own SETs), `pg_roles.rolconfig` lists the
+/// defaults in the order they were set, and `RESET` takes them away. A role
+/// may change its own defaults, not another's (42501); a bad value is
+/// refused when given (22023). Checked against PostgreSQL too when
+/// SLT_REFERENCE_URL is set.
+#[tokio::test]
+async fn role_defaults_apply_to_new_sessions() {
+    let server = TestServer::start();
+    let mut targets = vec![("freshet", server.connect().await, server.config())];
+    if let Ok(url) = std::env::var("SLT_REFERENCE_URL") {
+        let mut config: tokio_postgres::Config = url.parse().expect("SLT_REFERENCE_URL");
+        // Other roles log in to the administrator's database.
+        let database = config
+            .get_dbname()
+            .or(config.get_user())
+            .unwrap_or("postgres")
+            .to_owned();
+        config.dbname(&database);
+        let client = common::connect_config(&config)
+            .await
+            .expect("connect to the reference PostgreSQL");
+        targets.push(("postgresql", client, config));
+    }
+    for (name, admin, config) in targets {
+        exec(
+            &admin,
+            "DROP USER IF EXISTS rd_alice; DROP USER IF EXISTS rd_bob; \
+             CREATE USER rd_alice PASSWORD 'pw'; CREATE USER rd_bob PASSWORD 'pw'",
+        )
+        .await;
+        let login = |user: &str| {
+            let mut config = config.clone();
+            config.user(user).password("pw");
+            config
+        };
+        exec(&admin, "ALTER ROLE rd_alice SET statement_timeout = '5s'").await;
+        exec(&admin, "ALTER USER rd_alice SET search_path TO app, public").await;
+        exec(&admin, "ALTER ROLE rd_alice SET statement_timeout TO '7s'").await;
+        assert_eq!(
+            config_of(&admin).await,
+            Some(vec![
+                "statement_timeout=7s".to_owned(),
+                "search_path=app, public".to_owned()
+            ]),
+            "{name}"
+        );
+        let alice = common::connect_config(&login("rd_alice"))
+            .await
+            .expect("alice connects");
+        assert_eq!(show_timeout(&alice).await.as_deref(), Some("7s"), "{name}");
+        assert_eq!(
+            simple_rows(&alice, "SHOW search_path").await[0][0].as_deref(),
+            Some("app, public"),
+            "{name}"
+        );
+        // Her own SET still wins for the session.
+        exec(&alice, "SET statement_timeout = '1s'").await;
+        assert_eq!(show_timeout(&alice).await.as_deref(), Some("1s"), "{name}");
+        // Her own defaults she may change; bob may not change hers.
+        exec(&alice, "ALTER ROLE rd_alice RESET search_path").await;
+        let bob = common::connect_config(&login("rd_bob"))
+            .await
+            .expect("bob connects");
+        let err = bob
+            .batch_execute("ALTER ROLE rd_alice SET statement_timeout = '1h'")
+            .await
+            .expect_err("bob may not change alice's defaults");
+        assert_eq!(sqlstate(&err), "42501", "{name}: {err:?}");
+        let err = admin
+            .batch_execute("ALTER ROLE rd_alice SET statement_timeout = 'soon'")
+            .await
+            .expect_err("a bad value is refused when given");
+        assert_eq!(sqlstate(&err), "22023", "{name}: {err:?}");
+        assert_eq!(
+            config_of(&admin).await,
+            Some(vec!["statement_timeout=7s".to_owned()]),
+            "{name}"
+        );
+        exec(&admin, "ALTER ROLE rd_alice RESET ALL").await;
+        assert_eq!(config_of(&admin).await, None, "{name}");
+        let again = common::connect_config(&login("rd_alice"))
+            .await
+            .expect("alice connects again");
+        assert_eq!(show_timeout(&again).await.as_deref(), Some("0"), "{name}");
+        drop((alice, bob, again));
+        exec(&admin, "DROP USER rd_alice; DROP USER rd_bob").await;
+    }
+}
+
+/// `rd_alice`'s defaults, as `pg_roles.rolconfig` lists them.
+async fn config_of(client: &Client) -> Option<Vec<String>> {
+    client
+        .query_one(
+            "SELECT rolconfig FROM pg_roles WHERE rolname = 'rd_alice'",
+            &[],
+        )
+        .await
+        .expect("pg_roles")
+        .get(0)
+}
+
 /// The state and statement of session `pid` in pg_stat_activity, if listed.
 async fn activity_of(client: &Client, pid: i32) -> Option<(Option<String>, Option<String>)> {
     client
