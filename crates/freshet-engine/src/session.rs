@@ -1146,11 +1146,13 @@ pub(crate) fn build_context(
     // Before pg_compat's casts, which pick a conversion by the operand's
     // type: `(ts - ts)::text` must see the interval these rules make.
     crate::float_ops::register(&ctx).map_err(crate::planning::map_df_error)?;
+    crate::interval_scaling::register(&ctx).map_err(crate::planning::map_df_error)?;
     crate::float_domain::register(&ctx);
     crate::jsonb_concat::register(&ctx);
     crate::recursive_cte::register(&ctx);
     crate::at_time_zone::register(&ctx);
     crate::datetime_ops::register(&ctx);
+    crate::like_escape::register(&ctx);
     crate::to_hex::register(&ctx);
     crate::age::register(&ctx);
     crate::array_dims::register(&ctx);
