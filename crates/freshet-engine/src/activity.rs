@@ -140,7 +140,8 @@ pub(crate) fn pg_stat_activity(
     engine: &Engine,
     shared: &SessionShared,
 ) -> DfResult<Arc<dyn TableProvider>> {
-    let viewer_is_superuser = crate::privileges::is_superuser(shared, &shared.user).map_err(ext)?;
+    let viewer_is_superuser =
+        crate::privileges::is_superuser(shared, &shared.user).map_err(DataFusionError::from)?;
     let sessions = engine.connected_sessions();
     let visible = |s: &BackendActivity| viewer_is_superuser || s.user == shared.user;
     let ts = || DataType::Timestamp(TimeUnit::Microsecond, Some("UTC".into()));
@@ -240,10 +241,6 @@ pub(crate) fn register(
             ),
         }));
     }
-}
-
-fn ext(e: EngineError) -> DataFusionError {
-    DataFusionError::External(Box::new(e))
 }
 
 /// `pg_backend_pid()`: the session's pid (0 for a session without a client).
@@ -379,7 +376,7 @@ impl ScalarUDFImpl for SignalFunction {
                 out.push(match pid {
                     // No session has a pid outside int4.
                     Some(pid) => Some(match i32::try_from(pid) {
-                        Ok(pid) => self.send(pid).map_err(ext)?,
+                        Ok(pid) => self.send(pid).map_err(DataFusionError::from)?,
                         Err(_) => false,
                     }),
                     None => None,

@@ -336,7 +336,7 @@ impl ScalarUDFImpl for QuantifiedComparison {
                     x, element,
                 )
                 .ok_or_else(|| {
-                    external(EngineError::new(
+                    DataFusionError::from(EngineError::new(
                         "42883",
                         format!("operator does not exist: {x} = {element}"),
                     ))
@@ -354,7 +354,7 @@ impl ScalarUDFImpl for QuantifiedComparison {
                 (x, DataType::Utf8)
             }
             other => {
-                return Err(external(EngineError::new(
+                return Err(DataFusionError::from(EngineError::new(
                     "42809",
                     format!("op ANY/ALL (array) requires array on right side, not {other}"),
                 )))
@@ -363,7 +363,7 @@ impl ScalarUDFImpl for QuantifiedComparison {
         if matches!(x, DataType::Interval(_)) {
             // Arrow compares intervals field by field; PostgreSQL counts a
             // month as 30 days (`'1 month' = '30 days'`).
-            return Err(external(EngineError::new(
+            return Err(DataFusionError::from(EngineError::new(
                 "0A000",
                 "ANY/ALL over an array of intervals is not supported",
             )));
@@ -437,7 +437,7 @@ fn row_elements(
         DataType::Utf8 => {
             let text = array.as_string::<i32>().value(row);
             let elements = crate::array_literals::elements(text).ok_or_else(|| {
-                external(EngineError::new(
+                DataFusionError::from(EngineError::new(
                     "22P02",
                     format!("malformed array literal: \"{text}\""),
                 ))
@@ -451,7 +451,7 @@ fn row_elements(
                     "int" => "integer",
                     other => other,
                 };
-                external(EngineError::new(
+                DataFusionError::from(EngineError::new(
                     "22P02",
                     format!("invalid input syntax for type {name}: \"{element}\""),
                 ))
@@ -459,11 +459,12 @@ fn row_elements(
             // Dates, timestamps and numerics as their casts from text read
             // them (PostgreSQL's spellings); other types through Arrow's cast.
             let typed = match crate::datetime_input::parse_text_array(&strings, element_type) {
-                Some(parsed) => parsed.map_err(external)?,
+                Some(parsed) => parsed.map_err(DataFusionError::from)?,
                 None => {
                     let strings = match element_type {
                         DataType::Decimal128(..) | DataType::Decimal256(..) => {
-                            crate::numeric_text::plain_array(&strings).map_err(external)?
+                            crate::numeric_text::plain_array(&strings)
+                                .map_err(DataFusionError::from)?
                         }
                         _ => strings.clone(),
                     };
@@ -502,10 +503,6 @@ fn fold(answers: &BooleanArray, quantifier: Quantifier) -> Option<bool> {
     } else {
         Some(!deciding)
     }
-}
-
-fn external(error: EngineError) -> DataFusionError {
-    DataFusionError::External(Box::new(error))
 }
 
 #[cfg(test)]

@@ -3688,10 +3688,6 @@ pub(crate) fn register_table_functions(
     }
 }
 
-fn df_err(e: EngineError) -> DataFusionError {
-    DataFusionError::External(Box::new(e))
-}
-
 /// Reads catalog entries through the session's transaction, or the latest
 /// snapshot when no statement is running.
 fn read_meta<T>(engine: &Engine, shared: &SessionShared, f: impl FnOnce(&dyn MetaRead) -> T) -> T {
@@ -3903,14 +3899,16 @@ struct MonitorFunction {
 
 impl TableFunctionImpl for MonitorFunction {
     fn call_with_args(&self, args: TableFunctionArgs) -> DfResult<Arc<dyn TableProvider>> {
-        let parsed = MonitorArgs::parse(self.kind, args.exprs()).map_err(df_err)?;
+        let parsed = MonitorArgs::parse(self.kind, args.exprs()).map_err(DataFusionError::from)?;
         let options = args.session().config_options();
         let database = parsed
             .database
             .clone()
             .unwrap_or_else(|| options.catalog.default_catalog.clone());
         let schema = options.catalog.default_schema.clone();
-        let name = parsed.qualified_name(&database, &schema).map_err(df_err)?;
+        let name = parsed
+            .qualified_name(&database, &schema)
+            .map_err(DataFusionError::from)?;
         let batch = read_meta(&self.engine, &self.shared, |reader| {
             let all = all_relations(reader)?;
             if let Some(name) = &name {
@@ -3959,7 +3957,7 @@ impl TableFunctionImpl for MonitorFunction {
                 }
             }
         })
-        .map_err(df_err)?;
+        .map_err(DataFusionError::from)?;
         mem_table(batch)
     }
 }

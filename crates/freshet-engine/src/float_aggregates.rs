@@ -177,7 +177,7 @@ fn non_finite_rows<'a>(
 }
 
 fn overflow() -> DataFusionError {
-    DataFusionError::External(Box::new(crate::float_domain::out_of_range("overflow")))
+    crate::float_domain::out_of_range("overflow").into()
 }
 
 fn split_state(states: &[ArrayRef]) -> DfResult<(&ArrayRef, &[ArrayRef])> {

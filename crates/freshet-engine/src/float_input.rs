@@ -259,7 +259,7 @@ impl ScalarUDFImpl for TextToFloat {
                 )));
             };
             match text_array_to_float(text, &target) {
-                Some(result) => result.map_err(|e| DataFusionError::External(Box::new(e))),
+                Some(result) => Ok(result?),
                 None => Err(DataFusionError::Internal(format!(
                     "{} on {}",
                     self.name(),

@@ -746,8 +746,7 @@ impl ScalarUDFImpl for DoubleToReal {
                     "freshet_float8_to_float4 takes one argument".into(),
                 ));
             };
-            crate::float_input::doubles_to_reals(x)
-                .map_err(|e| DataFusionError::External(Box::new(e)))
+            Ok(crate::float_input::doubles_to_reals(x)?)
         })
     }
 }

@@ -98,10 +98,6 @@ pub(crate) fn register(ctx: &SessionContext, engine: &Arc<Engine>, shared: &Arc<
     );
 }
 
-fn ext(e: EngineError) -> DataFusionError {
-    DataFusionError::External(Box::new(e))
-}
-
 fn literal_string(value: Option<&ScalarValue>) -> Option<String> {
     match value? {
         ScalarValue::Utf8(Some(s))
@@ -252,7 +248,7 @@ impl ScalarUDFImpl for ModelCall {
     fn return_field_from_args(&self, args: ReturnFieldArgs) -> DfResult<FieldRef> {
         let model =
             literal_string(args.scalar_arguments.first().copied().flatten()).ok_or_else(|| {
-                ext(EngineError::new(
+                DataFusionError::from(EngineError::new(
                     "42883",
                     "model call needs a literal model name",
                 ))
@@ -261,17 +257,20 @@ impl ScalarUDFImpl for ModelCall {
             literal_string(args.scalar_arguments.get(1).copied().flatten()).unwrap_or_default();
         let method = literal_string(args.scalar_arguments.get(2).copied().flatten())
             .unwrap_or_else(|| "predict".into());
-        let compiled = self.resolve(&model, &version).map_err(ext)?.compiled;
+        let compiled = self
+            .resolve(&model, &version)
+            .map_err(DataFusionError::from)?
+            .compiled;
         let signature = compiled.signature();
         let output = signature.output_type(&method).map_err(|e| {
-            ext(EngineError::new(
+            DataFusionError::from(EngineError::new(
                 e.sqlstate(),
                 format!("model {model}: {e}"),
             ))
         })?;
         let given = args.arg_fields.len().saturating_sub(3);
         if given != signature.arity() {
-            return Err(ext(EngineError::new(
+            return Err(DataFusionError::from(EngineError::new(
                 "42883",
                 format!(
                     "model {model} {method} takes {} argument(s) ({}) but {given} {} given",
@@ -291,7 +290,7 @@ impl ScalarUDFImpl for ModelCall {
             signature
                 .check_argument(i, field.data_type())
                 .map_err(|e| {
-                    ext(EngineError::new(
+                    DataFusionError::from(EngineError::new(
                         e.sqlstate(),
                         format!("model {model}: {e}"),
                     ))
@@ -310,18 +309,20 @@ impl ScalarUDFImpl for ModelCall {
         })?;
         let version = scalar(1).unwrap_or_default();
         let method = scalar(2).unwrap_or_else(|| "predict".into());
-        let planned = self.planned(&model, &version).map_err(ext)?;
+        let planned = self
+            .planned(&model, &version)
+            .map_err(DataFusionError::from)?;
         let compiled = &planned.compiled;
         // A portal planned before the model changed, executed after another
         // statement re-resolved it, must not emit columns of another shape.
         let produces = compiled.signature().output_type(&method).map_err(|e| {
-            ext(EngineError::new(
+            DataFusionError::from(EngineError::new(
                 e.sqlstate(),
                 format!("model {model}: {e}"),
             ))
         })?;
         if &produces != args.return_field.data_type() {
-            return Err(ext(EngineError::new(
+            return Err(DataFusionError::from(EngineError::new(
                 "0A000",
                 format!("model {model} changed since this statement was planned; run it again"),
             )));
@@ -333,7 +334,7 @@ impl ScalarUDFImpl for ModelCall {
         let (output, scored) = compiled
             .predict_counted(&method, &inputs, batch_size)
             .map_err(|e| {
-                ext(EngineError::new(
+                DataFusionError::from(EngineError::new(
                     e.sqlstate(),
                     format!("model {model}: {e}"),
                 ))
@@ -414,7 +415,7 @@ fn struct_field_index(fields: &Fields, name: &str) -> Option<usize> {
 }
 
 fn no_such_field(key: &PathKey, fields: &Fields) -> DataFusionError {
-    ext(EngineError::new(
+    DataFusionError::from(EngineError::new(
         "42703",
         format!(
             "field {key} does not exist; available: {}",
@@ -444,13 +445,13 @@ fn step_type(input: &DataType, key: &PathKey) -> DfResult<Option<DataType>> {
             DataType::Struct(kv) if kv.len() == 2 && is_text(kv[0].data_type()) => {
                 Ok(Some(kv[1].data_type().clone()))
             }
-            other => Err(ext(EngineError::new(
+            other => Err(DataFusionError::from(EngineError::new(
                 "42804",
                 format!("cannot look up {key} in a map with entries {other}"),
             ))),
         },
         (t, _) if is_text(t) || t == &DataType::Null => Ok(None),
-        (other, _) => Err(ext(EngineError::new(
+        (other, _) => Err(DataFusionError::from(EngineError::new(
             "42804",
             format!("cannot access {key} of a value of type {other}"),
         ))),
@@ -494,7 +495,7 @@ impl ScalarUDFImpl for GetField {
 
     fn return_field_from_args(&self, args: ReturnFieldArgs) -> DfResult<FieldRef> {
         let key = path_key(args.scalar_arguments.get(1).copied().flatten()).ok_or_else(|| {
-            ext(EngineError::new(
+            DataFusionError::from(EngineError::new(
                 "42804",
                 "a path element must be a literal name or integer position",
             ))
@@ -520,7 +521,7 @@ impl ScalarUDFImpl for GetField {
             _ => None,
         }
         .ok_or_else(|| {
-            ext(EngineError::new(
+            DataFusionError::from(EngineError::new(
                 "42804",
                 "a path element must be a literal name or integer position",
             ))
@@ -600,7 +601,7 @@ fn typed_step(value: &ArrayRef, key: &PathKey) -> DfResult<ArrayRef> {
             (m.values().clone(), positions)
         }
         (other, _) => {
-            return Err(ext(EngineError::new(
+            return Err(DataFusionError::from(EngineError::new(
                 "42804",
                 format!("cannot access {key} of a value of type {other}"),
             )))

@@ -151,8 +151,7 @@ impl ScalarUDFImpl for IntervalScale {
                     }
                     _ => Ok(None),
                 })
-                .collect::<Result<IntervalMonthDayNanoArray, EngineError>>()
-                .map_err(|e| DataFusionError::External(Box::new(e)))?;
+                .collect::<Result<IntervalMonthDayNanoArray, EngineError>>()?;
             Ok(Arc::new(out) as ArrayRef)
         })
     }

@@ -26,12 +26,13 @@ use async_trait::async_trait;
 use bytes::{Buf, BufMut, BytesMut};
 use datafusion::arrow::array::{
     Array, ArrayRef, BinaryBuilder, BooleanBuilder, Date32Builder, Float32Builder, Float64Builder,
-    Int16Builder, Int32Builder, Int64Builder, IntervalMonthDayNanoBuilder, RecordBatch,
-    StringArray, StringBuilder, Time64MicrosecondBuilder, TimestampMicrosecondBuilder,
+    Int16Builder, Int32Builder, Int64Builder, IntervalMonthDayNanoBuilder, PrimitiveArray,
+    RecordBatch, StringArray, StringBuilder, Time64MicrosecondBuilder, TimestampMicrosecondBuilder,
 };
 use datafusion::arrow::compute::{can_cast_types, cast_with_options, CastOptions};
 use datafusion::arrow::datatypes::{
-    DataType, Field, FieldRef, IntervalMonthDayNano, IntervalUnit, SchemaRef, TimeUnit,
+    ArrowPrimitiveType, DataType, Date32Type, Field, FieldRef, Float32Type, Float64Type,
+    IntervalMonthDayNano, IntervalUnit, SchemaRef, TimeUnit,
 };
 use datafusion::arrow::util::display::FormatOptions as ArrowFormatOptions;
 use freshet_engine::{CopyFormat, CopyInTarget, CopyOptions, EngineError};
@@ -652,42 +653,15 @@ fn convert_column(
         // Dates as a cast reads them: Arrow alone would take '2024-02-3x'
         // for the 3rd.
         DataType::Date32 => {
-            let mut builder = Date32Builder::with_capacity(text.len());
-            for (row, value) in text.iter().enumerate() {
-                builder.append_option(
-                    value
-                        .map(freshet_engine::parse_date_text)
-                        .transpose()
-                        .map_err(|e| copy_value_error(&e, first_line, row))?,
-                );
-            }
-            return Ok(Arc::new(builder.finish()));
+            return parse_values::<Date32Type>(text, first_line, freshet_engine::parse_date_text)
         }
         // Floats as float4in/float8in read them: Arrow would take '1e400'
         // for Infinity.
         DataType::Float64 => {
-            let mut builder = Float64Builder::with_capacity(text.len());
-            for (row, value) in text.iter().enumerate() {
-                builder.append_option(
-                    value
-                        .map(freshet_engine::parse_float8)
-                        .transpose()
-                        .map_err(|e| copy_value_error(&e, first_line, row))?,
-                );
-            }
-            return Ok(Arc::new(builder.finish()));
+            return parse_values::<Float64Type>(text, first_line, freshet_engine::parse_float8)
         }
         DataType::Float32 => {
-            let mut builder = Float32Builder::with_capacity(text.len());
-            for (row, value) in text.iter().enumerate() {
-                builder.append_option(
-                    value
-                        .map(freshet_engine::parse_float4)
-                        .transpose()
-                        .map_err(|e| copy_value_error(&e, first_line, row))?,
-                );
-            }
-            return Ok(Arc::new(builder.finish()));
+            return parse_values::<Float32Type>(text, first_line, freshet_engine::parse_float4)
         }
         _ => {}
     }
@@ -731,9 +705,23 @@ fn convert_column(
     }
 }
 
-/// A value's engine error as a COPY error on the value's line.
-fn copy_value_error(e: &freshet_engine::EngineError, first_line: u64, row: usize) -> WireError {
-    WireError::copy_data(e.sqlstate(), e.to_string(), first_line + row as u64)
+/// A text column read value by value with the engine's `parse`; a value it
+/// refuses fails the COPY with the engine's SQLSTATE, on the value's line.
+fn parse_values<T: ArrowPrimitiveType>(
+    text: &StringArray,
+    first_line: u64,
+    parse: fn(&str) -> Result<T::Native, EngineError>,
+) -> WireResult<ArrayRef> {
+    let values = text
+        .iter()
+        .enumerate()
+        .map(|(row, value)| {
+            value.map(parse).transpose().map_err(|e| {
+                WireError::copy_data(e.sqlstate(), e.to_string(), first_line + row as u64)
+            })
+        })
+        .collect::<WireResult<PrimitiveArray<T>>>()?;
+    Ok(Arc::new(values))
 }
 
 /// `\x0102…` hex form (what Postgres emits) or the raw bytes.
