@@ -78,6 +78,7 @@ mod row_keys;
 mod segment_pruning;
 pub mod server_metrics;
 mod session;
+mod set_multiplicity;
 mod set_returning;
 mod similar_to;
 mod state_tables;

@@ -1153,6 +1153,7 @@ pub(crate) fn build_context(
     crate::at_time_zone::register(&ctx);
     crate::datetime_ops::register(&ctx);
     crate::like_escape::register(&ctx);
+    crate::set_multiplicity::register(&ctx);
     crate::to_hex::register(&ctx);
     crate::age::register(&ctx);
     crate::array_dims::register(&ctx);

@@ -22,8 +22,6 @@
 //! The comparison is `EXCEPT` in both directions, which finds rows present on
 //! one side only, plus `(row, count(*))` groups compared the same way, which
 //! finds a row present a different number of times, and the row counts.
-//! (Freshet refuses `EXCEPT ALL`, which DataFusion would answer without
-//! counting duplicates.)
 //!
 //! The seed is printed and can be replayed with `FRESHET_DIFF_SEED=<seed>`;
 //! `FRESHET_DIFF_STEPS` sets the number of workload steps (default 4000).
