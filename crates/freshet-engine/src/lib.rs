@@ -49,6 +49,7 @@ mod json_build;
 pub(crate) mod json_text;
 mod jsonb_concat;
 mod keys;
+mod lateral;
 mod like_escape;
 mod literal_types;
 pub mod memory_usage;

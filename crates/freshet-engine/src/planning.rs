@@ -590,8 +590,8 @@ or records";
 
 /// What a client is told about a LATERAL subquery that reads the tables
 /// before it.
-const UNSUPPORTED_LATERAL: &str = "a LATERAL subquery in FROM that reads columns of the tables \
-before it is not supported; move it into the select list or join on its columns";
+const UNSUPPORTED_LATERAL: &str = "a LATERAL subquery that reads columns of a query further out \
+than the tables before it, or a LATERAL function call, is not supported";
 
 /// DataFusion's physical planner refusing a subquery its optimizer left in place.
 fn is_undecorrelated_subquery(message: &str) -> bool {

@@ -1209,6 +1209,7 @@ pub(crate) fn build_context(
     crate::pg_expandarray::register(&ctx);
     crate::array_subquery::register(&ctx);
     // Last: the subqueries it moves out of sight are past every other rule.
+    crate::lateral::register(&ctx);
     crate::subplan::register(&ctx);
     Ok(ctx)
 }

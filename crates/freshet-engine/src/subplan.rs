@@ -93,9 +93,12 @@ impl QueryPlanner for FreshetQueryPlanner {
         logical_plan: &LogicalPlan,
         session: &dyn datafusion::catalog::Session,
     ) -> DfResult<Arc<dyn ExecutionPlan>> {
-        DefaultPhysicalPlanner::with_extension_planners(vec![Arc::new(SubPlanPlanner)])
-            .create_physical_plan(logical_plan, session)
-            .await
+        DefaultPhysicalPlanner::with_extension_planners(vec![
+            Arc::new(SubPlanPlanner),
+            Arc::new(crate::lateral::LateralPlanner),
+        ])
+        .create_physical_plan(logical_plan, session)
+        .await
     }
 }
 
@@ -486,7 +489,7 @@ fn quantified_as_scalar(
 /// A subquery nested in this one may read the outer query too (two levels
 /// up); those of its outer columns that are in `outer` count, the others
 /// are this subquery's own.
-fn outer_columns(subquery: &Subquery, outer: &DFSchema) -> Option<Vec<(Column, usize)>> {
+pub(crate) fn outer_columns(subquery: &Subquery, outer: &DFSchema) -> Option<Vec<(Column, usize)>> {
     let mut columns: Vec<(Column, usize)> = Vec::new();
     for expr in &subquery.outer_ref_columns {
         let Expr::OuterReferenceColumn(_, column) = expr else {
@@ -692,7 +695,10 @@ impl SubPlanExec {
 
 /// The input's partitioning and order: the node adds a last column and
 /// keeps the rows where and as they were.
-fn plan_properties(input: &Arc<dyn ExecutionPlan>, schema: &SchemaRef) -> Arc<PlanProperties> {
+pub(crate) fn plan_properties(
+    input: &Arc<dyn ExecutionPlan>,
+    schema: &SchemaRef,
+) -> Arc<PlanProperties> {
     let mut equivalences = EquivalenceProperties::new(schema.clone());
     if let Some(ordering) = input.properties().output_ordering() {
         equivalences.add_ordering(ordering.iter().cloned());
@@ -845,51 +851,9 @@ impl SubPlan {
         key: &[ScalarValue],
         context: &Arc<TaskContext>,
     ) -> DfResult<ScalarValue> {
-        let plan = crate::plan_rewrite::rewrite_plan(self.subquery.clone(), |e, _| match e {
-            Expr::OuterReferenceColumn(field, column) => {
-                match self.outer.iter().position(|(c, _)| *c == column) {
-                    Some(i) => {
-                        let value = key[i].cast_to(field.data_type())?;
-                        Ok(Transformed::yes(Expr::Literal(value, None)))
-                    }
-                    None => Ok(Transformed::no(Expr::OuterReferenceColumn(field, column))),
-                }
-            }
-            // A subquery inside this one that read only our outer columns
-            // is no longer correlated.
-            Expr::ScalarSubquery(s) => Ok(Transformed::yes(Expr::ScalarSubquery(recorrelate(s)))),
-            Expr::Exists(Exists { subquery, negated }) => {
-                Ok(Transformed::yes(Expr::Exists(Exists {
-                    subquery: recorrelate(subquery),
-                    negated,
-                })))
-            }
-            Expr::InSubquery(InSubquery {
-                expr,
-                subquery,
-                negated,
-            }) => Ok(Transformed::yes(Expr::InSubquery(InSubquery {
-                expr,
-                subquery: recorrelate(subquery),
-                negated,
-            }))),
-            Expr::SetComparison(mut c) => {
-                c.subquery = recorrelate(c.subquery);
-                Ok(Transformed::yes(Expr::SetComparison(c)))
-            }
-            other => Ok(Transformed::no(other)),
-        })?;
-        let state = self.state.as_ref();
-        // A subquery inside this one that reads this one's rows by more than
-        // equality runs per row in turn.
-        let plan = RunUndecorrelatedSubqueries.analyze(plan, state.config_options())?;
-        let optimized = state.optimizer().optimize(plan, state, |_, _| {})?;
-        let physical = state
-            .query_planner()
-            .create_physical_plan(&optimized, state)
-            .await?;
+        let plan = with_outer_values(self.subquery.clone(), &self.outer, key)?;
+        let mut batches = run_plan(plan, &self.state, context).await?;
         // Read no further than a second row, which is an error anyway.
-        let mut batches = datafusion::physical_plan::execute_stream(physical, context.clone())?;
         let mut found = None;
         while let Some(batch) = batches.try_next().await? {
             if batch.num_rows() == 0 {
@@ -908,4 +872,70 @@ impl SubPlan {
             None => ScalarValue::try_from(self.field.data_type()),
         }
     }
+}
+
+/// `plan` with every reference to one of the `outer` columns replaced by
+/// that column's value in `key` (`key[i]` for `outer[i]`), and the
+/// subqueries nested in it told which outer columns they still read.
+pub(crate) fn with_outer_values(
+    plan: LogicalPlan,
+    outer: &[(Column, usize)],
+    key: &[ScalarValue],
+) -> DfResult<LogicalPlan> {
+    crate::plan_rewrite::rewrite_plan(plan, |e, _| match e {
+        Expr::OuterReferenceColumn(field, column) => {
+            match outer.iter().position(|(c, _)| *c == column) {
+                Some(i) => {
+                    let value = key
+                        .get(i)
+                        .ok_or_else(|| {
+                            DataFusionError::Internal("an outer column has no value".into())
+                        })?
+                        .cast_to(field.data_type())?;
+                    Ok(Transformed::yes(Expr::Literal(value, None)))
+                }
+                None => Ok(Transformed::no(Expr::OuterReferenceColumn(field, column))),
+            }
+        }
+        // A subquery inside this one that read only our outer columns
+        // is no longer correlated.
+        Expr::ScalarSubquery(s) => Ok(Transformed::yes(Expr::ScalarSubquery(recorrelate(s)))),
+        Expr::Exists(Exists { subquery, negated }) => Ok(Transformed::yes(Expr::Exists(Exists {
+            subquery: recorrelate(subquery),
+            negated,
+        }))),
+        Expr::InSubquery(InSubquery {
+            expr,
+            subquery,
+            negated,
+        }) => Ok(Transformed::yes(Expr::InSubquery(InSubquery {
+            expr,
+            subquery: recorrelate(subquery),
+            negated,
+        }))),
+        Expr::SetComparison(mut c) => {
+            c.subquery = recorrelate(c.subquery);
+            Ok(Transformed::yes(Expr::SetComparison(c)))
+        }
+        other => Ok(Transformed::no(other)),
+    })
+}
+
+/// Runs `plan`, a subquery whose outer references were replaced by values,
+/// in the statement's session (so in its transaction and snapshot).
+pub(crate) async fn run_plan(
+    plan: LogicalPlan,
+    state: &SessionState,
+    context: &Arc<TaskContext>,
+) -> DfResult<SendableRecordBatchStream> {
+    // A subquery or LATERAL join inside this one that reads this one's
+    // rows by more than equality runs per row in turn.
+    let plan = crate::lateral::RunLateralPerRow.analyze(plan, state.config_options())?;
+    let plan = RunUndecorrelatedSubqueries.analyze(plan, state.config_options())?;
+    let optimized = state.optimizer().optimize(plan, state, |_, _| {})?;
+    let physical = state
+        .query_planner()
+        .create_physical_plan(&optimized, state)
+        .await?;
+    datafusion::physical_plan::execute_stream(physical, context.clone())
 }
