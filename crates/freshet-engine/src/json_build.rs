@@ -5,7 +5,8 @@
 //! pandas' `read_sql_table`) builds identity and collation details with
 //! `json_build_object`, so without it reflecting a table fails outright.
 //! The result is `json` text laid out as PostgreSQL lays it out
-//! (`{"a" : 1, "b" : "x"}`).
+//! (`{"a" : 1, "b" : "x"}`). `jsonb_build_object` builds the same object as
+//! `jsonb` (`{"a": 1, "b": "x"}`, keys in jsonb's order).
 
 use std::sync::Arc;
 
@@ -22,17 +23,24 @@ use crate::EngineError;
 
 /// Registers `json_build_object`.
 pub(crate) fn register(ctx: &datafusion::prelude::SessionContext) {
-    ctx.register_udf(ScalarUDF::new_from_impl(JsonBuildObject {
-        // `json_build_object()` is `{}`.
-        signature: Signature::one_of(
-            vec![TypeSignature::Nullary, TypeSignature::VariadicAny],
-            Volatility::Stable,
-        ),
-    }));
+    for kind in [JsonKind::Json, JsonKind::Jsonb] {
+        ctx.register_udf(ScalarUDF::new_from_impl(JsonBuildObject {
+            kind,
+            // `json_build_object()` is `{}`.
+            signature: Signature::one_of(
+                vec![TypeSignature::Nullary, TypeSignature::VariadicAny],
+                Volatility::Stable,
+            ),
+        }));
+    }
 }
 
+/// `json_build_object`, or `jsonb_build_object`: the same object in
+/// `jsonb`'s form (keys in jsonb's order, the last of equal keys kept,
+/// `{"a": 1}` spacing).
 #[derive(Debug, PartialEq, Eq, Hash)]
 struct JsonBuildObject {
+    kind: JsonKind,
     signature: Signature,
 }
 
@@ -42,7 +50,10 @@ fn engine_error(sqlstate: &'static str, message: &str) -> DataFusionError {
 
 impl ScalarUDFImpl for JsonBuildObject {
     fn name(&self) -> &str {
-        "json_build_object"
+        match self.kind {
+            JsonKind::Json => "json_build_object",
+            JsonKind::Jsonb => "jsonb_build_object",
+        }
     }
 
     fn signature(&self) -> &Signature {
@@ -60,7 +71,7 @@ impl ScalarUDFImpl for JsonBuildObject {
                 "argument list must have even number of elements",
             ));
         }
-        Ok(Arc::new(json_field(self.name(), JsonKind::Json, false)))
+        Ok(Arc::new(json_field(self.name(), self.kind, false)))
     }
 
     fn invoke_with_args(&self, args: ScalarFunctionArgs) -> DfResult<ColumnarValue> {
@@ -94,7 +105,10 @@ impl ScalarUDFImpl for JsonBuildObject {
                 push_value(&mut object, value, row, raw_json[pair * 2 + 1])?;
             }
             object.push('}');
-            out.append_value(&object);
+            match self.kind {
+                JsonKind::Json => out.append_value(&object),
+                JsonKind::Jsonb => out.append_value(crate::json_text::jsonb_text(&object)?),
+            }
         }
         Ok(ColumnarValue::Array(Arc::new(out.finish())))
     }

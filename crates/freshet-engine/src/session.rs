@@ -1154,6 +1154,10 @@ pub(crate) fn build_context(
     crate::datetime_ops::register(&ctx);
     crate::like_escape::register(&ctx);
     crate::set_multiplicity::register(&ctx);
+    crate::interval_justify::register(&ctx);
+    crate::numeric_functions::register(&ctx);
+    crate::clock_timestamp::register(&ctx);
+    crate::ordered_set_aggregates::register(&ctx);
     crate::to_hex::register(&ctx);
     crate::age::register(&ctx);
     crate::array_dims::register(&ctx);

@@ -59,6 +59,7 @@ mod depth;
 mod error;
 mod information_schema;
 mod parser;
+mod postgres_syntax;
 mod rewrite;
 mod source;
 

@@ -91,6 +91,7 @@ pub(crate) fn parse_statement_tokens(
     let (tokens, bindings) = strip_model_bindings(tokens, map)?;
     let tokens = rewrite_model_calls(tokens, &bindings, map)?;
     let tokens = rewrite_paths(tokens);
+    let tokens = crate::postgres_syntax::rewrite_trim_from(tokens);
     let mut parser = StmtParser::new(tokens, map, end);
     let mut statement = parser.statement(&bindings)?;
     parser.expect_end()?;
@@ -127,6 +128,7 @@ pub(crate) fn parse_query_tokens(
     let (tokens, bindings) = strip_model_bindings(tokens, map)?;
     let tokens = rewrite_model_calls(tokens, &bindings, map)?;
     let tokens = rewrite_paths(tokens);
+    let tokens = crate::postgres_syntax::rewrite_trim_from(tokens);
     let mut parser = StmtParser::new(tokens, map, end);
     let mut query = parser.query()?;
     parser.expect_end()?;

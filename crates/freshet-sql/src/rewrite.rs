@@ -146,7 +146,7 @@ fn ident_of(w: &Word, span: Span) -> Ident {
 }
 
 /// Index of the first non-trivia token at or after `from`.
-fn next_sig(tokens: &[TokenWithSpan], from: usize) -> Option<usize> {
+pub(crate) fn next_sig(tokens: &[TokenWithSpan], from: usize) -> Option<usize> {
     (from..tokens.len()).find(|&i| tokens.get(i).is_some_and(|t| !is_trivia(&t.token)))
 }
 
