@@ -1,4 +1,5 @@
 //! PostgreSQL 15 `to_char(timestamp | timestamptz | date, text)` formatting.
+//! (`to_char` of a number is handed to [`crate::number_templates`].)
 //!
 //! Reproduces PostgreSQL's output (checked case by case against PostgreSQL
 //! 15) for the template patterns of Table 9.26 (case-sensitive
@@ -43,14 +44,14 @@ impl fmt::Display for ToCharError {
 impl std::error::Error for ToCharError {}
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Case {
+pub(crate) enum Case {
     Upper,
     Cap,
     Lower,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Kw {
+pub(crate) enum Kw {
     AmPm { dots: bool, upper: bool },
     AdBc { dots: bool, upper: bool },
     Month(Case),
@@ -95,7 +96,7 @@ enum Kw {
 }
 
 /// PG 15 `DCH_keywords` (case-sensitive); matched longest-first.
-const KEYWORDS: &[(&str, Kw)] = {
+pub(crate) const KEYWORDS: &[(&str, Kw)] = {
     use Case::*;
     use Kw::*;
     &[
@@ -311,7 +312,7 @@ const KEYWORDS: &[(&str, Kw)] = {
 };
 
 #[derive(Debug, Clone, PartialEq, Eq)]
-enum Tok {
+pub(crate) enum Tok {
     Lit(String),
     Kw {
         kw: Kw,
@@ -324,10 +325,10 @@ enum Tok {
 /// A parsed `to_char` template.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PgDateFormat {
-    toks: Vec<Tok>,
+    pub(crate) toks: Vec<Tok>,
 }
 
-const MONTHS: [&str; 12] = [
+pub(crate) const MONTHS: [&str; 12] = [
     "January",
     "February",
     "March",
@@ -341,7 +342,7 @@ const MONTHS: [&str; 12] = [
     "November",
     "December",
 ];
-const DAYS: [&str; 7] = [
+pub(crate) const DAYS: [&str; 7] = [
     "Sunday",
     "Monday",
     "Tuesday",
@@ -777,6 +778,9 @@ impl datafusion::logical_expr::ScalarUDFImpl for ToChar {
                     "to_char: format is not text".into(),
                 ));
             };
+            if crate::number_templates::is_number(values.data_type()) {
+                return crate::number_templates::to_char_numbers(values, formats);
+            }
             let mut out = StringBuilder::with_capacity(values.len(), values.len() * 16);
             // Formats are almost always one constant: parse each distinct text once.
             let mut parsed: Option<(String, Option<PgDateFormat>)> = None;

@@ -1158,6 +1158,8 @@ pub(crate) fn build_context(
     crate::numeric_functions::register(&ctx);
     crate::clock_timestamp::register(&ctx);
     crate::ordered_set_aggregates::register(&ctx);
+    crate::template_input::register(&ctx);
+    crate::number_templates::register(&ctx);
     crate::to_hex::register(&ctx);
     crate::age::register(&ctx);
     crate::array_dims::register(&ctx);
