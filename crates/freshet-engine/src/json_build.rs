@@ -7,6 +7,11 @@
 //! The result is `json` text laid out as PostgreSQL lays it out
 //! (`{"a" : 1, "b" : "x"}`). `jsonb_build_object` builds the same object as
 //! `jsonb` (`{"a": 1, "b": "x"}`, keys in jsonb's order).
+//!
+//! Values are written as PostgreSQL's `to_json` writes them: numbers and
+//! booleans bare, arrays as JSON arrays, timestamps in ISO 8601
+//! (`"2024-01-01T10:00:00+00:00"`), dates, times, intervals and bytea as
+//! their PostgreSQL text, anything else as a JSON string of its text.
 
 use std::sync::Arc;
 
@@ -152,6 +157,34 @@ fn push_value(out: &mut String, array: &ArrayRef, row: usize, raw: bool) -> DfRe
                 out.push_str(&serde_json::Value::String(text).to_string());
             }
         }
+        DataType::List(_) | DataType::LargeList(_) => {
+            let elements = match array.data_type() {
+                DataType::List(_) => array.as_list::<i32>().value(row),
+                _ => array.as_list::<i64>().value(row),
+            };
+            out.push('[');
+            for element in 0..elements.len() {
+                if element > 0 {
+                    out.push(',');
+                }
+                push_value(out, &elements, element, false)?;
+            }
+            out.push(']');
+        }
+        DataType::Timestamp(_, zone) => {
+            // PostgreSQL's JSON form: ISO 8601, `T` between date and time,
+            // the offset with its minutes.
+            let text = postgres_text(array, row)?.replacen(' ', "T", 1);
+            let text = match (zone, text.strip_suffix("+00")) {
+                (Some(_), Some(local)) => format!("{local}+00:00"),
+                _ => text,
+            };
+            out.push_str(&serde_json::Value::String(text).to_string());
+        }
+        DataType::Date32 | DataType::Time64(_) | DataType::Interval(_) | DataType::Binary => {
+            let text = postgres_text(array, row)?;
+            out.push_str(&serde_json::Value::String(text).to_string());
+        }
         DataType::Utf8 | DataType::LargeUtf8 | DataType::Utf8View if raw => {
             out.push_str(&ScalarValue::try_from_array(array, row)?.to_string());
         }
@@ -161,6 +194,17 @@ fn push_value(out: &mut String, array: &ArrayRef, row: usize, raw: bool) -> DfRe
         }
     }
     Ok(())
+}
+
+/// The value at `row` as PostgreSQL prints it (`1 day 02:00:00`, `\\x6162`).
+fn postgres_text(array: &ArrayRef, row: usize) -> DfResult<String> {
+    let text = crate::pg_compat::postgres_text(&array.slice(row, 1))?;
+    let text = text.as_string::<i32>();
+    Ok(if text.is_null(0) {
+        String::new()
+    } else {
+        text.value(0).to_string()
+    })
 }
 
 /// Whether the value at `row` is NULL, counting an untyped NULL literal's

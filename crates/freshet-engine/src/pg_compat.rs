@@ -1400,7 +1400,7 @@ impl ScalarUDFImpl for PostgresText {
 }
 
 /// Formats a date/time/interval array the way Postgres prints it.
-fn postgres_text(array: &ArrayRef) -> DfResult<ArrayRef> {
+pub(crate) fn postgres_text(array: &ArrayRef) -> DfResult<ArrayRef> {
     use crate::types::pg_text;
     let mut out = StringBuilder::with_capacity(array.len(), array.len() * 26);
     macro_rules! each {
