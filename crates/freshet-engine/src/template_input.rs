@@ -65,10 +65,11 @@ struct TemplateInput {
     signature: Signature,
 }
 
+/// Text, or an untyped NULL (`to_date(NULL, 'YYYY')` is NULL).
 fn is_text(data_type: &DataType) -> bool {
     matches!(
         data_type,
-        DataType::Utf8 | DataType::LargeUtf8 | DataType::Utf8View
+        DataType::Utf8 | DataType::LargeUtf8 | DataType::Utf8View | DataType::Null
     )
 }
 
