@@ -91,15 +91,12 @@ pub(crate) fn to_char_numbers(values: &ArrayRef, formats: &StringArray) -> DfRes
             }
             DataType::Float32 => format.format_f32(values.as_primitive::<Float32Type>().value(row)),
             DataType::Float64 => format.format_f64(values.as_primitive::<Float64Type>().value(row)),
+            // The caller hands over only the types of `is_number`, whose
+            // other types `pg_to_char` refuses with 42883.
             other => {
-                return Err(EngineError::new(
-                    "42883",
-                    format!(
-                        "function to_char({}, text) does not exist",
-                        crate::planning::sql_type_name(other)
-                    ),
-                )
-                .into())
+                return Err(DataFusionError::Internal(format!(
+                    "to_char_numbers called for {other}"
+                )))
             }
         };
         out.append_value(text.map_err(engine_error)?);
