@@ -13,7 +13,8 @@
 //! its accumulators are DataFusion's, and beside them it counts each
 //! group's inputs that are not finite (one more state column, so partial
 //! aggregates merge). A result that is not finite from a group whose inputs
-//! all were is the overflow. Window functions are left as they are.
+//! all were is the overflow. Window functions are
+//! [`crate::float_frames`]'s.
 
 use std::sync::Arc;
 

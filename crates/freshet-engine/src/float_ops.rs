@@ -22,6 +22,10 @@
 //!   is not a number.
 //! * `sum` and `avg` of `double precision` with [`crate::float_aggregates`]'s,
 //!   which raise 22003 where a sum of finite values overflows to `Infinity`.
+//! * those and the other float statistics (`covar_*`, `corr`, `regr_*`) as
+//!   window functions with [`crate::float_frames`]'s, which aggregate each
+//!   frame's rows as PostgreSQL does (DataFusion subtracted the rows leaving
+//!   a moving frame, and lost precision without an error).
 //! * `numeric / numeric`, which DataFusion computes to four more decimals
 //!   than the dividend and truncates (`2/3.0` was `0.6666`), with a division
 //!   rounded half away from zero, as PostgreSQL rounds, to at least 16 and
@@ -91,6 +95,10 @@ fn rewrite(expr: Expr, schema: &DFSchema) -> DfResult<Transformed<Expr>> {
     match &expr {
         Expr::AggregateFunction(_) => Ok(match crate::float_aggregates::checked(&expr, schema) {
             Some(checked) => Transformed::yes(checked),
+            None => Transformed::no(expr),
+        }),
+        Expr::WindowFunction(_) => Ok(match crate::float_frames::frame_aggregate(&expr, schema) {
+            Some(framed) => Transformed::yes(framed),
             None => Transformed::no(expr),
         }),
         Expr::ScalarFunction(call) if call.name() == "round" => match call.args.as_slice() {

@@ -36,6 +36,7 @@ mod fetch_first;
 mod filter_first;
 mod float_aggregates;
 mod float_domain;
+mod float_frames;
 mod float_input;
 mod float_ops;
 mod functions;
