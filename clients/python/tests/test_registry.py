@@ -106,6 +106,7 @@ def test_models_versions_default_metrics(session, reg):
     assert [x.name for x in reg.models()] == ["clf"]
     shown = reg.show_models()
     assert list(shown["name"]) == ["clf"] and shown.loc[0, "comment"] == "churn"
+    assert shown.loc[0, "owner"] == session.sql("SELECT current_user").collect()[0][0]
     assert m.default.version_name == "lr"
     assert m.version("LR").show_metrics() == {"acc": 0.9}
     assert m.version("lr").get_metric("acc") == 0.9

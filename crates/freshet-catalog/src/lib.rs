@@ -563,6 +563,85 @@ pub struct ModelEntry {
     pub comment: Option<String>,
     /// Creation time, microseconds since the epoch.
     pub created_micros: i64,
+    /// Who owns the model and who else may call it.
+    #[serde(default)]
+    pub acl: ModelAcl,
+}
+
+/// A model's owner and the roles it is granted to.
+///
+/// The owner (and any superuser) may call, alter, replace and drop the
+/// model, and grant or revoke its one privilege, USAGE: calling it, in a
+/// query or in a dynamic table's definition. Models registered before
+/// owners were recorded have no owner: every role may call them, as every
+/// role could then, and only superusers may change them.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ModelAcl {
+    /// The owning role; `None` for models registered before owners were
+    /// recorded.
+    pub owner: Option<String>,
+    /// USAGE granted to others, one entry per grantee.
+    pub usage: Vec<ModelGrant>,
+}
+
+/// USAGE on a model, granted to one grantee.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ModelGrant {
+    /// Who holds it.
+    pub grantee: Grantee,
+    /// Who granted it (the owner, or a superuser acting for it).
+    pub grantor: String,
+}
+
+impl ModelAcl {
+    /// A new model's: owned by `owner`, granted to no one else.
+    pub fn owned_by(owner: &str) -> ModelAcl {
+        ModelAcl {
+            owner: Some(owner.to_string()),
+            usage: Vec::new(),
+        }
+    }
+
+    /// Whether `role` owns the model.
+    pub fn is_owner(&self, role: &str) -> bool {
+        self.owner.as_deref() == Some(role)
+    }
+
+    /// Whether `role` may call the model: as its owner, by a grant to it or
+    /// to PUBLIC, or because the model has no owner. Superusers are checked
+    /// by the caller.
+    pub fn allows_usage(&self, role: &str) -> bool {
+        self.owner.is_none()
+            || self.is_owner(role)
+            || self.usage.iter().any(|grant| match &grant.grantee {
+                Grantee::Public => true,
+                Grantee::Role(name) => name == role,
+            })
+    }
+
+    /// Grants USAGE to `grantee` (once).
+    pub fn grant_usage(&mut self, grantee: Grantee, grantor: &str) {
+        if !self.usage.iter().any(|g| g.grantee == grantee) {
+            self.usage.push(ModelGrant {
+                grantee,
+                grantor: grantor.to_string(),
+            });
+        }
+    }
+
+    /// Takes USAGE back from `grantee`.
+    pub fn revoke_usage(&mut self, grantee: &Grantee) {
+        self.usage.retain(|g| &g.grantee != grantee);
+    }
+
+    /// Whether `role` owns the model or holds a grant on it.
+    pub fn mentions(&self, role: &str) -> bool {
+        self.is_owner(role)
+            || self
+                .usage
+                .iter()
+                .any(|g| g.grantee == Grantee::Role(role.to_string()))
+    }
 }
 
 impl ModelEntry {

@@ -702,6 +702,7 @@ fn pin_models(session: &Session, query: &mut Query) -> Result<Vec<ModelUse>, Eng
         match crate::registry::resolve_model(
             &session.engine,
             txn,
+            session.user(),
             &session.database,
             &default_schema,
             &model,
@@ -2847,6 +2848,20 @@ async fn refresh_in_session(
                     catalog::TablePrivilege::Select,
                 )?;
             }
+        }
+    }
+    // And USAGE on each model it scores with.
+    for model_use in &def.models {
+        let model: Option<ModelEntry> = session
+            .shared
+            .with_txn(|t| catalog::get::<ModelEntry>(t, &catalog::model_key(&model_use.model)))
+            .map_err(map_df_error)?
+            .map_err(catalog_err)?;
+        if let Some(model) = model {
+            session
+                .shared
+                .with_txn(|t| crate::registry::require_usage(t, &owner, &model))
+                .map_err(map_df_error)??;
         }
     }
     let contents_id = entry

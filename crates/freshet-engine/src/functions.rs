@@ -162,6 +162,7 @@ impl ModelCall {
                 Some(txn) => crate::registry::resolve_model(
                     &self.engine,
                     txn,
+                    &self.shared.user,
                     &self.default_database,
                     &self.default_schema,
                     model,
@@ -173,6 +174,7 @@ impl ModelCall {
                     crate::registry::resolve_model(
                         &self.engine,
                         &snapshot,
+                        &self.shared.user,
                         &self.default_database,
                         &self.default_schema,
                         model,

@@ -1,4 +1,11 @@
-//! The model registry: `CREATE MODEL`, versions, aliases, SHOW and DESCRIBE.
+//! The model registry: `CREATE MODEL`, versions, aliases, SHOW and DESCRIBE,
+//! and who may use a model.
+//!
+//! A model is owned by the role that registers it. Only its owner (or a
+//! superuser) may alter, replace or drop it, and grant or revoke USAGE on
+//! it; calling it needs USAGE ([`resolve_model`] checks it, for queries and
+//! for the dynamic tables that score with it, which refresh as their
+//! owner).
 //!
 //! A model version's ONNX bytes are validated (parsed and optimized by the model
 //! runtime) *before* anything is written, and then stored with the model's
@@ -11,9 +18,11 @@ use std::sync::Arc;
 use datafusion::common::{ParamValues, ScalarValue};
 use datafusion::sql::sqlparser::ast::ObjectName;
 
-use freshet_catalog::{self as catalog, MetaRead, ModelEntry, ModelVersionEntry, QualifiedName};
+use freshet_catalog::{
+    self as catalog, Grantee, MetaRead, ModelAcl, ModelEntry, ModelVersionEntry, QualifiedName,
+};
 use freshet_models::CompiledModel;
-use freshet_sql::{AlterModelAction, FreshetStatement, ModelSource, ShowScope};
+use freshet_sql::{AlterModelAction, FreshetStatement, GranteeSpec, ModelSource, ShowScope};
 
 use crate::commands::{command, text_rows, text_schema};
 use crate::ddl::{now_micros, txn_mut};
@@ -96,10 +105,28 @@ pub(crate) fn compiled_version(
     Ok(compiled)
 }
 
-/// Resolves a model name and version reference to a compiled model.
+/// Fails with 42501 unless `role` may call the model: it owns the model,
+/// holds USAGE on it (directly or through PUBLIC), or is a superuser.
+pub(crate) fn require_usage(
+    reader: &dyn MetaRead,
+    role: &str,
+    entry: &ModelEntry,
+) -> Result<(), EngineError> {
+    if entry.acl.allows_usage(role) || catalog::is_superuser(reader, role).map_err(catalog_err)? {
+        return Ok(());
+    }
+    Err(EngineError::new(
+        "42501",
+        format!("permission denied for model {}", entry.qualified()),
+    ))
+}
+
+/// Resolves a model name and version reference to a compiled model, for
+/// `role` to call: it needs USAGE on the model.
 pub(crate) fn resolve_model(
     engine: &Engine,
     reader: &dyn MetaRead,
+    role: &str,
     default_db: &str,
     default_schema: &str,
     name: &str,
@@ -111,6 +138,7 @@ pub(crate) fn resolve_model(
         .ok_or_else(|| {
             EngineError::new("42704", format!("model \"{qualified}\" does not exist"))
         })?;
+    require_usage(reader, role, &entry)?;
     let version_entry = entry.resolve_version(version).cloned().ok_or_else(|| {
         EngineError::new(
             "42704",
@@ -385,9 +413,20 @@ const SHOW_MODELS_COLUMNS: &[&str] = &[
     "database_name",
     "schema_name",
     "comment",
+    "owner",
     "default_version_name",
     "versions",
     "aliases",
+];
+
+const SHOW_GRANTS_COLUMNS: &[&str] = &[
+    "privilege",
+    "granted_on",
+    "name",
+    "granted_to",
+    "grantee_name",
+    "grant_option",
+    "granted_by",
 ];
 
 const SHOW_VERSIONS_COLUMNS: &[&str] = &[
@@ -407,6 +446,7 @@ pub(crate) fn describe(
 ) -> Option<datafusion::arrow::datatypes::SchemaRef> {
     match statement {
         FreshetStatement::ShowModels { .. } => Some(text_schema(SHOW_MODELS_COLUMNS)),
+        FreshetStatement::ShowModelGrants { .. } => Some(text_schema(SHOW_GRANTS_COLUMNS)),
         FreshetStatement::ShowVersions { .. } | FreshetStatement::DescribeModel { .. } => {
             Some(text_schema(SHOW_VERSIONS_COLUMNS))
         }
@@ -445,11 +485,14 @@ pub(crate) async fn run(
                 Err(e) => return Some(Err(e)),
             };
             match load_model(session, &qualified) {
-                Ok(Some(_)) => txn_mut(session, |t| {
-                    t.delete_meta(&catalog::model_key(&qualified));
-                    Ok(())
-                })
-                .map(|_| command("DROP MODEL", None)),
+                Ok(Some(entry)) => require_model_owner(session, &entry)
+                    .and_then(|()| {
+                        txn_mut(session, |t| {
+                            t.delete_meta(&catalog::model_key(&qualified));
+                            Ok(())
+                        })
+                    })
+                    .map(|_| command("DROP MODEL", None)),
                 Ok(None) if *if_exists => Ok(command("DROP MODEL", None)),
                 Ok(None) => Err(EngineError::new(
                     "42704",
@@ -458,6 +501,13 @@ pub(crate) async fn run(
                 Err(e) => Err(e),
             }
         }
+        FreshetStatement::ModelPrivileges {
+            grant,
+            privileges,
+            models,
+            grantees,
+        } => change_privileges(session, *grant, privileges, models, grantees),
+        FreshetStatement::ShowModelGrants { model } => show_grants(session, model),
         FreshetStatement::ShowModels { like, scope } => {
             show_models(session, like.as_deref(), scope)
         }
@@ -485,7 +535,11 @@ fn create_model(
 ) -> Result<QueryOutput, EngineError> {
     let qualified = resolve_name(session, name)?;
     require_schema(session, &qualified)?;
-    if load_model(session, &qualified)?.is_some() {
+    // A replaced model keeps its owner and grants, as a function replaced
+    // in PostgreSQL does: the dynamic tables and roles that use it go on
+    // using it.
+    let mut acl = ModelAcl::owned_by(session.user());
+    if let Some(existing) = load_model(session, &qualified)? {
         if if_not_exists {
             return Ok(command("CREATE MODEL", None));
         }
@@ -494,6 +548,10 @@ fn create_model(
                 "42710",
                 format!("model \"{qualified}\" already exists"),
             ));
+        }
+        require_model_owner(session, &existing)?;
+        if existing.acl.owner.is_some() {
+            acl = existing.acl;
         }
     }
     let version = version.unwrap_or_else(|| "v1".into());
@@ -507,6 +565,7 @@ fn create_model(
         default_version: version,
         comment,
         created_micros: now_micros(),
+        acl,
     };
     save_model(session, &entry)?;
     Ok(command("CREATE MODEL", None))
@@ -519,6 +578,7 @@ fn alter_model(
     params: Option<&ParamValues>,
 ) -> Result<QueryOutput, EngineError> {
     let (qualified, mut entry) = require_model(session, name)?;
+    require_model_owner(session, &entry)?;
     let find_version = |entry: &ModelEntry, v: &str| {
         entry
             .versions
@@ -673,6 +733,7 @@ fn show_models(
                 Some(m.database),
                 Some(m.schema),
                 m.comment,
+                m.acl.owner,
                 Some(m.default_version),
                 Some(versions),
                 Some(aliases),
@@ -680,6 +741,123 @@ fn show_models(
         })
         .collect();
     Ok(text_rows(SHOW_MODELS_COLUMNS, rows))
+}
+
+/// Fails with 42501 ("must be owner of model m") unless the session's user
+/// owns the model or is a superuser.
+fn require_model_owner(session: &Session, entry: &ModelEntry) -> Result<(), EngineError> {
+    if entry.acl.is_owner(session.user())
+        || crate::privileges::is_superuser(&session.shared, session.user())?
+    {
+        return Ok(());
+    }
+    Err(EngineError::new(
+        "42501",
+        format!("must be owner of model {}", entry.qualified()),
+    ))
+}
+
+/// `GRANT USAGE ON MODEL … TO …` and `REVOKE USAGE ON MODEL … FROM …`.
+/// USAGE (or `ALL`) is a model's only privilege; any other is 0LP01, as
+/// PostgreSQL answers a privilege the object type does not have.
+fn change_privileges(
+    session: &Session,
+    grant: bool,
+    privileges: &[datafusion::sql::sqlparser::ast::Ident],
+    models: &[ObjectName],
+    grantees: &[GranteeSpec],
+) -> Result<QueryOutput, EngineError> {
+    for privilege in privileges {
+        let word = ident(privilege);
+        if word != "usage" && word != "all" {
+            return Err(EngineError::new(
+                "0LP01",
+                format!(
+                    "invalid privilege type {} for model",
+                    word.to_ascii_uppercase()
+                ),
+            ));
+        }
+    }
+    let grantees = grantees
+        .iter()
+        .map(|grantee| match grantee {
+            GranteeSpec::Public => Ok(Grantee::Public),
+            GranteeSpec::Role(role) => {
+                let role = ident(role);
+                let exists = session
+                    .shared
+                    .with_txn(|t| t.get_meta(&catalog::user_key(&role)).is_some())
+                    .map_err(map_df_error)?;
+                if exists {
+                    Ok(Grantee::Role(role))
+                } else {
+                    Err(EngineError::new(
+                        "42704",
+                        format!("role \"{role}\" does not exist"),
+                    ))
+                }
+            }
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    for model in models {
+        let (qualified, mut entry) = require_model(session, model)?;
+        if !entry.acl.is_owner(session.user())
+            && !crate::privileges::is_superuser(&session.shared, session.user())?
+        {
+            return Err(EngineError::new(
+                "42501",
+                format!("permission denied for model {qualified}"),
+            ));
+        }
+        let Some(grantor) = entry.acl.owner.clone() else {
+            return Err(EngineError::new(
+                "55000",
+                format!(
+                    "model {qualified} has no owner: it was registered before owners were recorded; create it again to grant on it"
+                ),
+            ));
+        };
+        for grantee in &grantees {
+            if grant {
+                entry.acl.grant_usage(grantee.clone(), &grantor);
+            } else {
+                entry.acl.revoke_usage(grantee);
+            }
+        }
+        save_model(session, &entry)?;
+    }
+    Ok(command(if grant { "GRANT" } else { "REVOKE" }, None))
+}
+
+/// `SHOW GRANTS ON MODEL m`: its owner (OWNERSHIP) and who holds USAGE,
+/// in Snowflake's columns.
+fn show_grants(session: &Session, model: &ObjectName) -> Result<QueryOutput, EngineError> {
+    let (qualified, entry) = require_model(session, model)?;
+    let name = qualified.to_string();
+    let row = |privilege: &str, grantee: String, granted_by: String| {
+        vec![
+            Some(privilege.to_string()),
+            Some("MODEL".to_string()),
+            Some(name.clone()),
+            Some("ROLE".to_string()),
+            Some(grantee),
+            Some("false".to_string()),
+            Some(granted_by),
+        ]
+    };
+    let mut rows = Vec::new();
+    if let Some(owner) = &entry.acl.owner {
+        rows.push(row("OWNERSHIP", owner.clone(), owner.clone()));
+    }
+    for grant in &entry.acl.usage {
+        let grantee = match &grant.grantee {
+            Grantee::Public => "PUBLIC".to_string(),
+            Grantee::Role(role) => role.clone(),
+        };
+        rows.push(row("USAGE", grantee, grant.grantor.clone()));
+    }
+    Ok(text_rows(SHOW_GRANTS_COLUMNS, rows))
 }
 
 fn show_versions(

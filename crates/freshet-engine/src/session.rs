@@ -1314,6 +1314,7 @@ fn is_read_only_listing(statement: &FreshetStatement) -> bool {
             | FreshetStatement::ShowDynamicTables { .. }
             | FreshetStatement::DescribeDynamicTable { .. }
             | FreshetStatement::ShowModels { .. }
+            | FreshetStatement::ShowModelGrants { .. }
             | FreshetStatement::ShowVersions { .. }
             | FreshetStatement::DescribeModel { .. }
             | FreshetStatement::Standard(Statement::ShowVariable { .. })

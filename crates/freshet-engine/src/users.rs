@@ -230,6 +230,22 @@ pub(crate) fn drop_user(
                 ),
             ));
         }
+        let models: Vec<catalog::ModelEntry> = catalog::list(t, "model/")
+            .map_err(|e| EngineError::new(e.sqlstate(), e.to_string()))?;
+        if let Some(model) = models.iter().find(|m| m.acl.mentions(name)) {
+            let what = if model.acl.is_owner(name) {
+                "owner of"
+            } else {
+                "privileges for"
+            };
+            return Err(EngineError::new(
+                "2BP01",
+                format!(
+                    "role \"{name}\" cannot be dropped because some objects depend on it: {what} model {}",
+                    model.qualified()
+                ),
+            ));
+        }
         t.delete_meta(&catalog::user_key(name));
         Ok(())
     })?;

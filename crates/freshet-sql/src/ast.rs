@@ -157,6 +157,26 @@ pub enum FreshetStatement {
         /// `IF EXISTS` was given.
         if_exists: bool,
     },
+    /// `GRANT privilege [, …] ON MODEL name [, …] TO grantee [, …]`, or
+    /// `REVOKE privilege [, …] ON MODEL name [, …] FROM grantee [, …]
+    /// [CASCADE | RESTRICT]`. The privileges are kept as written (`ALL
+    /// [PRIVILEGES]` as `ALL`): which ones a model has is the engine's to
+    /// say.
+    ModelPrivileges {
+        /// GRANT (`true`) or REVOKE.
+        grant: bool,
+        /// The privilege names as written.
+        privileges: Vec<Ident>,
+        /// The models, as written.
+        models: Vec<ObjectName>,
+        /// Who gets or loses them.
+        grantees: Vec<GranteeSpec>,
+    },
+    /// `SHOW GRANTS ON MODEL name`.
+    ShowModelGrants {
+        /// The model, as written.
+        model: ObjectName,
+    },
     /// `SHOW MODELS [LIKE 'pat'] [IN scope]`.
     ShowModels {
         /// `LIKE` pattern, if given.
@@ -220,6 +240,15 @@ pub enum RoleSettingChange {
     },
     /// `RESET ALL`.
     ResetAll,
+}
+
+/// Who a GRANT or REVOKE names: a role (`[ROLE] name`) or `PUBLIC`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum GranteeSpec {
+    /// Every role.
+    Public,
+    /// One role, as written.
+    Role(Ident),
 }
 
 /// Where a `SHOW` statement looks for objects.

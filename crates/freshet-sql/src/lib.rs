@@ -64,9 +64,9 @@ mod rewrite;
 mod source;
 
 pub use ast::{
-    AlterDynamicTableAction, AlterModelAction, CreateDynamicTable, FreshetStatement, Initialize,
-    ModelBinding, ModelCall, ModelSource, ModelVersionRef, ParsedQuery, ParsedStatement,
-    RefreshMode, RoleSettingChange, ShowScope, TargetLag,
+    AlterDynamicTableAction, AlterModelAction, CreateDynamicTable, FreshetStatement, GranteeSpec,
+    Initialize, ModelBinding, ModelCall, ModelSource, ModelVersionRef, ParsedQuery,
+    ParsedStatement, RefreshMode, RoleSettingChange, ShowScope, TargetLag,
 };
 pub use depth::{MAX_EXPRESSION_DEPTH, WORKER_STACK_SIZE};
 pub use error::{SqlError, SqlErrorKind};

@@ -15,9 +15,9 @@ use datafusion::sql::sqlparser::tokenizer::{
 };
 
 use crate::ast::{
-    AlterDynamicTableAction, AlterModelAction, CreateDynamicTable, FreshetStatement, Initialize,
-    ModelBinding, ModelSource, ParsedQuery, ParsedStatement, RefreshMode, RoleSettingChange,
-    ShowScope, TargetLag,
+    AlterDynamicTableAction, AlterModelAction, CreateDynamicTable, FreshetStatement, GranteeSpec,
+    Initialize, ModelBinding, ModelSource, ParsedQuery, ParsedStatement, RefreshMode,
+    RoleSettingChange, ShowScope, TargetLag,
 };
 use crate::error::{SqlError, SqlErrorKind};
 use crate::rewrite::{
@@ -443,6 +443,10 @@ impl<'m> StmtParser<'m> {
             if self.peek_is(1, "ROLE") {
                 self.advance(2);
                 return self.alter_user();
+            }
+        } else if self.peek_is(0, "GRANT") || self.peek_is(0, "REVOKE") {
+            if let Some(statement) = self.model_privileges()? {
+                return Ok(statement);
             }
         } else if self.peek_is(0, "CHECKPOINT") {
             self.advance(1);
@@ -1080,6 +1084,12 @@ impl<'m> StmtParser<'m> {
             let (like, scope) = self.show_filters(true)?;
             return Ok(Some(FreshetStatement::ShowModels { like, scope }));
         }
+        if n == 1 && self.peek_is(1, "GRANTS") && self.peek_is(2, "ON") && self.peek_is(3, "MODEL")
+        {
+            self.advance(4);
+            let model = self.object_name("model name", 3)?;
+            return Ok(Some(FreshetStatement::ShowModelGrants { model }));
+        }
         if n == 1 && self.peek_is(1, "VERSIONS") {
             self.advance(2);
             let like = self.like()?;
@@ -1114,6 +1124,79 @@ impl<'m> StmtParser<'m> {
             return Ok(Some(FreshetStatement::ShowDatabases { like }));
         }
         Ok(None)
+    }
+
+    /// `GRANT … ON MODEL …` or `REVOKE … ON MODEL …`; `None` (nothing
+    /// consumed) for a GRANT or REVOKE on anything else, which sqlparser
+    /// parses.
+    fn model_privileges(&mut self) -> Result<Option<FreshetStatement>, SqlError> {
+        let on_model = (1..)
+            .take_while(|&n| self.p.peek_nth_token_ref(n).token != Token::EOF)
+            .find(|&n| self.peek_is(n, "ON"))
+            .is_some_and(|on| self.peek_is(on + 1, "MODEL"));
+        if !on_model {
+            return Ok(None);
+        }
+        let grant = self.eat("GRANT");
+        if !grant {
+            self.expect("REVOKE")?;
+            if self.peek_is(0, "GRANT") && self.peek_is(1, "OPTION") {
+                return Err(SqlError::unsupported(
+                    "GRANT OPTION FOR is not supported",
+                    self.here(),
+                ));
+            }
+        }
+        let mut privileges = Vec::new();
+        if self.peek_is(0, "ALL") {
+            privileges.push(self.ident("privilege")?);
+            self.eat("PRIVILEGES");
+        } else {
+            loop {
+                privileges.push(self.ident("privilege")?);
+                if !self.eat_token(&Token::Comma) {
+                    break;
+                }
+            }
+        }
+        self.expect("ON")?;
+        self.expect("MODEL")?;
+        let mut models = Vec::new();
+        loop {
+            models.push(self.object_name("model name", 3)?);
+            if !self.eat_token(&Token::Comma) {
+                break;
+            }
+        }
+        self.expect(if grant { "TO" } else { "FROM" })?;
+        let mut grantees = Vec::new();
+        loop {
+            self.eat("ROLE");
+            grantees.push(if self.eat("PUBLIC") {
+                GranteeSpec::Public
+            } else {
+                GranteeSpec::Role(self.ident("role name")?)
+            });
+            if !self.eat_token(&Token::Comma) {
+                break;
+            }
+        }
+        if grant {
+            if self.peek_is(0, "WITH") {
+                return Err(SqlError::unsupported(
+                    "WITH GRANT OPTION is not supported",
+                    self.here(),
+                ));
+            }
+        } else {
+            self.cascade();
+        }
+        Ok(Some(FreshetStatement::ModelPrivileges {
+            grant,
+            privileges,
+            models,
+            grantees,
+        }))
     }
 
     fn like(&mut self) -> Result<Option<String>, SqlError> {

@@ -624,6 +624,45 @@ fn alter_drop_show_describe_models() {
             scope: ShowScope::Schema(name(&["ml", "registry"]))
         }
     );
+    // GRANT and REVOKE on models; on anything else they are sqlparser's.
+    let ident = |s: &str| Ident::new(s);
+    assert_eq!(
+        one("GRANT USAGE ON MODEL ml.m, n TO ROLE alice, public"),
+        FreshetStatement::ModelPrivileges {
+            grant: true,
+            privileges: vec![ident("USAGE")],
+            models: vec![name(&["ml", "m"]), name(&["n"])],
+            grantees: vec![GranteeSpec::Role(ident("alice")), GranteeSpec::Public],
+        }
+    );
+    assert_eq!(
+        one("revoke all privileges on model m from bob cascade"),
+        FreshetStatement::ModelPrivileges {
+            grant: false,
+            privileges: vec![ident("all")],
+            models: vec![name(&["m"])],
+            grantees: vec![GranteeSpec::Role(ident("bob"))],
+        }
+    );
+    assert!(matches!(
+        one("GRANT SELECT ON t TO bob"),
+        FreshetStatement::Standard(Statement::Grant(_))
+    ));
+    assert!(matches!(
+        one("REVOKE SELECT ON TABLE t FROM bob"),
+        FreshetStatement::Standard(Statement::Revoke(_))
+    ));
+    assert_eq!(
+        err("GRANT USAGE ON MODEL m TO bob WITH GRANT OPTION").sqlstate(),
+        "0A000"
+    );
+    assert_eq!(err("GRANT USAGE ON MODEL m").sqlstate(), "42601");
+    assert_eq!(
+        one("SHOW GRANTS ON MODEL ml.m"),
+        FreshetStatement::ShowModelGrants {
+            model: name(&["ml", "m"])
+        }
+    );
     assert_eq!(
         one("show models"),
         FreshetStatement::ShowModels {

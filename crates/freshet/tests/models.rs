@@ -1260,6 +1260,7 @@ const SHOW_MODELS_COLUMNS: &[&str] = &[
     "database_name",
     "schema_name",
     "comment",
+    "owner",
     "default_version_name",
     "versions",
     "aliases",
@@ -1965,6 +1966,159 @@ async fn model_dir_paths_cannot_escape() {
     )
     .await;
     assert_mentions(&m, &["--model-dir"]);
+}
+
+// ---------------------------------------------------------------- privileges
+
+/// A connection as `user`, whose password is `pw`.
+async fn connect_as(server: &TestServer, user: &str) -> Client {
+    let mut config = server.config();
+    config.user(user).password("pw");
+    server
+        .try_connect(&config)
+        .await
+        .unwrap_or_else(|e| panic!("{user}: {e:?}"))
+}
+
+/// A model belongs to the role that registers it: only its owner (or a
+/// superuser) alters, replaces, drops or grants it, and anyone else needs
+/// USAGE to call it, in a query or in a dynamic table. A dynamic table
+/// scores as its owner, so its refresh fails (and is recorded as FAILED)
+/// once USAGE is revoked. A role that owns a model or holds USAGE on one
+/// cannot be dropped. SHOW MODELS and SHOW GRANTS ON MODEL show who.
+#[tokio::test]
+async fn models_have_owners_and_usage_grants() {
+    let server = TestServer::start();
+    let admin = server.connect().await;
+    exec(
+        &admin,
+        "CREATE USER mp_alice PASSWORD 'pw'; CREATE USER mp_bob PASSWORD 'pw'; \
+         CREATE USER mp_carol PASSWORD 'pw'",
+    )
+    .await;
+    let alice = connect_as(&server, "mp_alice").await;
+    let bob = connect_as(&server, "mp_bob").await;
+    let logreg = model_bytes("logreg");
+    create_model_from(&alice, "CREATE MODEL mp_model FROM $1", &logreg).await;
+    let call = "SELECT mp_model!predict(1, 2, 3, 4) IS NOT NULL";
+    let scored = vec![vec![Some("t".to_string())]];
+    assert_eq!(simple_rows(&alice, call).await, scored);
+    let models = show_models(&admin, "SHOW MODELS").await;
+    assert_eq!(models["mp_model"]["owner"].as_deref(), Some("mp_alice"));
+
+    // Bob may neither call it nor change it.
+    let m = error_of(&bob, call, "42501").await;
+    assert_mentions(&m, &["permission denied for model", "mp_model"]);
+    for sql in [
+        "DROP MODEL mp_model",
+        "ALTER MODEL mp_model SET COMMENT = 'mine now'",
+        "ALTER MODEL mp_model RENAME TO bobs_model",
+        "GRANT USAGE ON MODEL mp_model TO mp_bob",
+        "REVOKE USAGE ON MODEL mp_model FROM mp_alice",
+    ] {
+        error_of(&bob, sql, "42501").await;
+    }
+    let replace = "CREATE OR REPLACE MODEL mp_model FROM $1";
+    assert_sqlstate(
+        try_create_model_from(&bob, replace, &logreg).await,
+        "42501",
+        replace,
+    );
+    exec(
+        &bob,
+        "CREATE TABLE mp_src (id int, a int, b int, c int, d int); \
+         INSERT INTO mp_src VALUES (1, 1, 2, 3, 4)",
+    )
+    .await;
+    let create_dt = "CREATE DYNAMIC TABLE mp_scored TARGET_LAG = '1 hour' \
+                     REFRESH_MODE = INCREMENTAL \
+                     AS SELECT id, mp_model!predict(a, b, c, d) AS p FROM mp_src";
+    error_of(&bob, create_dt, "42501").await;
+
+    // Granted USAGE, he may call it and score with it in a dynamic table,
+    // and still not change it.
+    exec(&alice, "GRANT USAGE ON MODEL mp_model TO ROLE mp_bob").await;
+    assert_eq!(simple_rows(&bob, call).await, scored);
+    exec(&bob, create_dt).await;
+    let rows = "SELECT count(p) FROM mp_scored";
+    assert_eq!(simple_rows(&bob, rows).await, vec![vec![Some("1".into())]]);
+    error_of(&bob, "DROP MODEL mp_model", "42501").await;
+    assert_eq!(
+        simple_rows(&admin, "SHOW GRANTS ON MODEL mp_model").await,
+        vec![
+            [
+                "OWNERSHIP",
+                "MODEL",
+                "freshet.public.mp_model",
+                "ROLE",
+                "mp_alice",
+                "false",
+                "mp_alice"
+            ],
+            [
+                "USAGE",
+                "MODEL",
+                "freshet.public.mp_model",
+                "ROLE",
+                "mp_bob",
+                "false",
+                "mp_alice"
+            ],
+        ]
+        .iter()
+        .map(|row| row.iter().map(|v| Some(v.to_string())).collect::<Vec<_>>())
+        .collect::<Vec<_>>()
+    );
+
+    // A role holding USAGE cannot be dropped; once revoked, it can.
+    exec(&alice, "GRANT USAGE ON MODEL mp_model TO mp_carol").await;
+    let m = error_of(&admin, "DROP USER mp_carol", "2BP01").await;
+    assert_mentions(&m, &["privileges for model", "mp_model"]);
+    exec(&alice, "REVOKE USAGE ON MODEL mp_model FROM mp_carol").await;
+    exec(&admin, "DROP USER mp_carol").await;
+
+    // Revoked, Bob's dynamic table stops refreshing, whoever asks, and the
+    // failure is recorded with its reason.
+    exec(&alice, "REVOKE USAGE ON MODEL mp_model FROM mp_bob").await;
+    exec(&bob, "INSERT INTO mp_src VALUES (2, 1, 2, 3, 4)").await;
+    error_of(&bob, call, "42501").await;
+    error_of(&bob, "ALTER DYNAMIC TABLE mp_scored REFRESH", "42501").await;
+    error_of(&admin, "ALTER DYNAMIC TABLE mp_scored REFRESH", "42501").await;
+    assert_eq!(simple_rows(&bob, rows).await, vec![vec![Some("1".into())]]);
+    let last = simple_rows(
+        &bob,
+        "SELECT state, state_message FROM information_schema.dynamic_table_refresh_history \
+         WHERE state <> 'SCHEDULED' ORDER BY refresh_start_time DESC LIMIT 1",
+    )
+    .await;
+    assert_eq!(last[0][0].as_deref(), Some("FAILED"), "{last:?}");
+    assert!(
+        last[0][1]
+            .as_deref()
+            .is_some_and(|m| m.contains("permission denied for model")),
+        "{last:?}"
+    );
+
+    // USAGE granted to PUBLIC reaches every role.
+    exec(&alice, "GRANT USAGE ON MODEL mp_model TO PUBLIC").await;
+    exec(&bob, "ALTER DYNAMIC TABLE mp_scored REFRESH").await;
+    assert_eq!(simple_rows(&bob, rows).await, vec![vec![Some("2".into())]]);
+
+    // A model has USAGE only; grantees must exist.
+    let m = error_of(&alice, "GRANT SELECT ON MODEL mp_model TO mp_bob", "0LP01").await;
+    assert_mentions(&m, &["invalid privilege type SELECT for model"]);
+    error_of(&alice, "GRANT USAGE ON MODEL mp_model TO nobody", "42704").await;
+
+    // Its owner may replace it, keeping its grants; a superuser may change it.
+    create_model_from(&alice, replace, &logreg).await;
+    let grants = simple_rows(&admin, "SHOW GRANTS ON MODEL mp_model").await;
+    assert_eq!(grants.len(), 2, "{grants:?}");
+    assert_eq!(grants[1][4].as_deref(), Some("PUBLIC"), "{grants:?}");
+    exec(&admin, "ALTER MODEL mp_model SET COMMENT = 'checked'").await;
+    let m = error_of(&admin, "DROP USER mp_alice", "2BP01").await;
+    assert_mentions(&m, &["owner of model", "mp_model"]);
+    exec(&alice, "DROP MODEL mp_model").await;
+    exec(&admin, "DROP USER mp_alice").await;
 }
 
 // ---------------------------------------------------------------- durability

@@ -97,7 +97,7 @@ class Registry:
         import pandas as pd
 
         return pd.DataFrame(self._show_models(),
-                            columns=["created_on", "name", "database_name", "schema_name", "comment",
+                            columns=["created_on", "name", "database_name", "schema_name", "comment", "owner",
                                      "default_version_name", "versions", "aliases"])
 
     def delete_model(self, model_name: str) -> None:
