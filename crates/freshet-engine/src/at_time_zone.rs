@@ -171,7 +171,7 @@ fn at_time_zone(value: &ArrayRef, zone: &ArrayRef) -> Result<ArrayRef, EngineErr
 
 /// A time zone as PostgreSQL reads its name.
 #[derive(Debug, Clone, Copy)]
-enum Zone {
+pub(crate) enum Zone {
     /// A fixed offset (seconds east of UTC).
     Fixed(FixedOffset),
     /// A named zone with its rules.
@@ -179,7 +179,8 @@ enum Zone {
 }
 
 impl Zone {
-    fn parse(name: &str) -> Result<Zone, EngineError> {
+    /// A zone by name, or written as a POSIX offset (hours west).
+    pub(crate) fn parse(name: &str) -> Result<Zone, EngineError> {
         let trimmed = name.trim();
         if ["utc", "gmt", "z", "zulu", "etc/utc", "etc/gmt", "universal"]
             .iter()
@@ -218,7 +219,7 @@ impl Zone {
     /// The instant (microseconds) at which the zone shows wall-clock time
     /// `wall`: for a skipped time, the offset before the change; for a time
     /// shown twice, the later instant.
-    fn instant_of(self, wall: i64) -> Result<i64, EngineError> {
+    pub(crate) fn instant_of(self, wall: i64) -> Result<i64, EngineError> {
         let local: NaiveDateTime = DateTime::from_timestamp_micros(wall)
             .ok_or_else(out_of_range)?
             .naive_utc();

@@ -1155,6 +1155,8 @@ pub(crate) fn build_context(
     crate::like_escape::register(&ctx);
     crate::set_multiplicity::register(&ctx);
     crate::interval_justify::register(&ctx);
+    crate::datetime_constructors::register(&ctx).map_err(crate::planning::map_df_error)?;
+    crate::string_format::register(&ctx);
     crate::numeric_functions::register(&ctx);
     crate::clock_timestamp::register(&ctx);
     crate::ordered_set_aggregates::register(&ctx);

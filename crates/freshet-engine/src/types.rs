@@ -273,24 +273,40 @@ pub mod pg_text {
         digits.trim_end_matches('0').to_string()
     }
 
-    /// `2024-01-02 03:04:05.25`, with `+00` when `with_zone`.
+    /// `2024-01-02 03:04:05.25`, with `+00` when `with_zone`, and ` BC`
+    /// last for a year before 1 AD, as PostgreSQL writes them.
     pub fn timestamp_micros(micros: i64, with_zone: bool) -> Option<String> {
         let days = micros.div_euclid(MICROS_PER_DAY);
         let in_day = micros.rem_euclid(MICROS_PER_DAY);
-        let date = date_days(i32::try_from(days).ok()?)?;
+        let (date, bc) = year_month_day(i32::try_from(days).ok()?)?;
         let time = time_micros(in_day)?;
-        Some(if with_zone {
-            format!("{date} {time}+00")
-        } else {
-            format!("{date} {time}")
-        })
+        Some(format!(
+            "{date} {time}{}{}",
+            if with_zone { "+00" } else { "" },
+            if bc { " BC" } else { "" }
+        ))
     }
 
-    /// `2024-02-29` for days since 1970-01-01.
+    /// `2024-02-29` for days since 1970-01-01; `0044-03-15 BC` for a date
+    /// before 1 AD (chrono's year -43: there is no year 0).
     pub fn date_days(days: i32) -> Option<String> {
+        let (date, bc) = year_month_day(days)?;
+        Some(if bc { format!("{date} BC") } else { date })
+    }
+
+    /// `YYYY-MM-DD` with the year counted in eras, and whether it is BC.
+    fn year_month_day(days: i32) -> Option<(String, bool)> {
+        use chrono::Datelike;
         let epoch = chrono::NaiveDate::from_ymd_opt(1970, 1, 1)?;
         let date = epoch.checked_add_signed(chrono::Duration::days(days.into()))?;
-        Some(date.format("%Y-%m-%d").to_string())
+        let (year, bc) = match date.year() {
+            y if y <= 0 => (1 - y, true),
+            y => (y, false),
+        };
+        Some((
+            format!("{year:04}-{:02}-{:02}", date.month(), date.day()),
+            bc,
+        ))
     }
 
     /// `12:34:56.5` for microseconds since midnight.

@@ -71,6 +71,7 @@ pub use ast::{
 pub use depth::{MAX_EXPRESSION_DEPTH, WORKER_STACK_SIZE};
 pub use error::{SqlError, SqlErrorKind};
 pub use information_schema::INFORMATION_SCHEMA_FUNCTIONS;
+pub use postgres_syntax::MAKE_INTERVAL_PARAMETERS;
 pub use rewrite::{
     collect_model_calls, function_call, model_name_literal, normalize_ident, split_model_name,
 };

@@ -96,8 +96,14 @@ pub(crate) fn parse_statement_tokens(
     let mut statement = parser.statement(&bindings)?;
     parser.expect_end()?;
     match &mut statement {
-        FreshetStatement::Standard(stmt) => resolve_path_markers(stmt),
-        FreshetStatement::CreateDynamicTable(create) => resolve_path_markers(&mut create.query),
+        FreshetStatement::Standard(stmt) => {
+            resolve_path_markers(stmt);
+            crate::postgres_syntax::fill_omitted_arguments(stmt);
+        }
+        FreshetStatement::CreateDynamicTable(create) => {
+            resolve_path_markers(&mut create.query);
+            crate::postgres_syntax::fill_omitted_arguments(&mut create.query);
+        }
         _ => {}
     }
     Ok(ParsedStatement {
@@ -133,6 +139,7 @@ pub(crate) fn parse_query_tokens(
     let mut query = parser.query()?;
     parser.expect_end()?;
     resolve_path_markers(&mut query);
+    crate::postgres_syntax::fill_omitted_arguments(&mut query);
     Ok(ParsedQuery {
         query,
         model_bindings: bindings,
