@@ -2045,7 +2045,7 @@ async fn models_have_owners_and_usage_grants() {
     error_of(&bob, "DROP MODEL mp_model", "42501").await;
     assert_eq!(
         simple_rows(&admin, "SHOW GRANTS ON MODEL mp_model").await,
-        vec![
+        [
             [
                 "OWNERSHIP",
                 "MODEL",
