@@ -2613,30 +2613,41 @@ fn completion_target(def: &DynamicTableDef) -> Option<i64> {
     }
 }
 
-/// Checks the models the table follows by default; when a default moved,
-/// re-pins them (updating `def`) and returns true: a REINITIALIZE is due.
-fn repin_changed_defaults(
+/// Reads each model the table scores with once, in one snapshot: `owner`
+/// must hold USAGE on it, and a model the table follows by default whose
+/// default version moved is re-pinned (updating `def`). Returns true when a
+/// re-pin happened: a REINITIALIZE is due.
+fn check_models(
     session: &Session,
+    owner: &str,
     def: &mut DynamicTableDef,
 ) -> Result<bool, EngineError> {
-    let mut changed = false;
-    for model_use in def.models.iter_mut().filter(|m| m.follows_default) {
-        let entry: ModelEntry = session
-            .shared
-            .with_txn(|t| catalog::get::<ModelEntry>(t, &catalog::model_key(&model_use.model)))
-            .map_err(map_df_error)?
-            .map_err(catalog_err)?
-            .ok_or_else(|| {
-                EngineError::new(
-                    "42704",
-                    format!("model \"{}\" does not exist", model_use.model),
-                )
-            })?;
-        if entry.default_version != model_use.version {
-            model_use.version = entry.default_version.clone();
-            changed = true;
-        }
-    }
+    let changed = session
+        .shared
+        .with_txn(|t| -> Result<bool, EngineError> {
+            let mut changed = false;
+            for model_use in def.models.iter_mut() {
+                let entry: Option<ModelEntry> =
+                    catalog::get(t, &catalog::model_key(&model_use.model)).map_err(catalog_err)?;
+                let Some(entry) = entry else {
+                    if model_use.follows_default {
+                        return Err(EngineError::new(
+                            "42704",
+                            format!("model \"{}\" does not exist", model_use.model),
+                        ));
+                    }
+                    // A pinned version of a dropped model fails at planning.
+                    continue;
+                };
+                crate::registry::require_usage(t, owner, &entry)?;
+                if model_use.follows_default && entry.default_version != model_use.version {
+                    model_use.version = entry.default_version.clone();
+                    changed = true;
+                }
+            }
+            Ok(changed)
+        })
+        .map_err(map_df_error)??;
     if changed {
         let mut query = parse_stored_query(&def.query_text)?;
         repin_versions(&mut query, &def.models);
@@ -2850,20 +2861,9 @@ async fn refresh_in_session(
             }
         }
     }
-    // And USAGE on each model it scores with.
-    for model_use in &def.models {
-        let model: Option<ModelEntry> = session
-            .shared
-            .with_txn(|t| catalog::get::<ModelEntry>(t, &catalog::model_key(&model_use.model)))
-            .map_err(map_df_error)?
-            .map_err(catalog_err)?;
-        if let Some(model) = model {
-            session
-                .shared
-                .with_txn(|t| crate::registry::require_usage(t, &owner, &model))
-                .map_err(map_df_error)??;
-        }
-    }
+    // And USAGE on each model it scores with; a model whose default
+    // version moved is re-pinned, and the table reinitialized.
+    let reinitialize = check_models(session, &owner, &mut def)?;
     let contents_id = entry
         .table_id
         .ok_or_else(|| EngineError::new("XX001", format!("dynamic table {name} has no storage")))?;
@@ -2872,7 +2872,6 @@ async fn refresh_in_session(
         .with_txn(|t| t.snapshot_seq())
         .map_err(map_df_error)?;
     let completion = completion_target(&def);
-    let reinitialize = repin_changed_defaults(session, &mut def)?;
     let query = parse_stored_query(&def.query_text)?;
     let contents_schema = session
         .shared

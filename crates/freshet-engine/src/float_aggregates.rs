@@ -177,10 +177,6 @@ fn non_finite_rows<'a>(
     })
 }
 
-fn overflow() -> DataFusionError {
-    crate::float_domain::out_of_range("overflow").into()
-}
-
 fn split_state(states: &[ArrayRef]) -> DfResult<(&ArrayRef, &[ArrayRef])> {
     states
         .split_last()
@@ -207,7 +203,7 @@ impl Accumulator for CheckedAccumulator {
         let value = self.inner.evaluate()?;
         match value {
             ScalarValue::Float64(Some(x)) if !x.is_finite() && self.non_finite == 0 => {
-                Err(overflow())
+                Err(crate::float_domain::overflow())
             }
             value => Ok(value),
         }
@@ -272,7 +268,7 @@ impl GroupsAccumulator for CheckedGroups {
         let values = result.as_primitive::<Float64Type>();
         for (i, count) in counts.iter().enumerate().take(values.len()) {
             if values.is_valid(i) && !values.value(i).is_finite() && *count == 0 {
-                return Err(overflow());
+                return Err(crate::float_domain::overflow());
             }
         }
         Ok(result)

@@ -188,6 +188,12 @@ pub(crate) fn out_of_range(what: &str) -> EngineError {
     EngineError::new("22003", format!("value out of range: {what}"))
 }
 
+/// PostgreSQL's `value out of range: overflow` (22003), as a DataFusion error
+/// for aggregate and window code.
+pub(crate) fn overflow() -> datafusion::common::DataFusionError {
+    out_of_range("overflow").into()
+}
+
 pub(crate) fn is_float(t: &DataType) -> bool {
     matches!(t, DataType::Float32 | DataType::Float64)
 }

@@ -279,15 +279,11 @@ impl AggregateUDFImpl for FrameAggregate {
     }
 }
 
-fn overflow() -> DataFusionError {
-    crate::float_domain::out_of_range("overflow").into()
-}
-
 /// `float8pl`: a sum, with PostgreSQL's overflow error for finite operands.
 fn checked_add(a: f64, b: f64) -> DfResult<f64> {
     let sum = a + b;
     if sum.is_infinite() && a.is_finite() && b.is_finite() {
-        return Err(overflow());
+        return Err(crate::float_domain::overflow());
     }
     Ok(sum)
 }
@@ -336,7 +332,7 @@ impl Moments {
             self.sxx += d * d / (self.n * old_n);
             if self.sx.is_infinite() || self.sxx.is_infinite() {
                 if old_sx.is_finite() && x.is_finite() {
-                    return Err(overflow());
+                    return Err(crate::float_domain::overflow());
                 }
                 self.sxx = f64::NAN;
             }
@@ -380,7 +376,7 @@ impl CoMoments {
                 || (y_overflow && y_finite)
                 || (self.sxy.is_infinite() && x_finite && y_finite)
             {
-                return Err(overflow());
+                return Err(crate::float_domain::overflow());
             }
             for s in [&mut self.sxx, &mut self.syy, &mut self.sxy] {
                 if s.is_infinite() {

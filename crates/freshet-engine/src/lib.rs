@@ -69,6 +69,7 @@ mod pg_compat;
 mod pg_expandarray;
 mod pg_format;
 mod pg_from_char;
+mod pg_ident;
 mod pg_keys;
 mod pg_number_format;
 mod pg_to_char;

@@ -47,163 +47,6 @@ const PROGRAM_LIMIT_EXCEEDED: &str = "54000";
 /// SQLSTATE XX000, `internal_error`.
 const INTERNAL_ERROR: &str = "XX000";
 
-/// PostgreSQL 15 keywords that are not `UNRESERVED_KEYWORD` (categories
-/// `C`, `T` and `R` of `pg_get_keywords()`), sorted bytewise. `quote_ident`
-/// quotes an otherwise plain identifier when it is one of these.
-static QUOTED_KEYWORDS: [&str; 151] = [
-    "all",
-    "analyse",
-    "analyze",
-    "and",
-    "any",
-    "array",
-    "as",
-    "asc",
-    "asymmetric",
-    "authorization",
-    "between",
-    "bigint",
-    "binary",
-    "bit",
-    "boolean",
-    "both",
-    "case",
-    "cast",
-    "char",
-    "character",
-    "check",
-    "coalesce",
-    "collate",
-    "collation",
-    "column",
-    "concurrently",
-    "constraint",
-    "create",
-    "cross",
-    "current_catalog",
-    "current_date",
-    "current_role",
-    "current_schema",
-    "current_time",
-    "current_timestamp",
-    "current_user",
-    "dec",
-    "decimal",
-    "default",
-    "deferrable",
-    "desc",
-    "distinct",
-    "do",
-    "else",
-    "end",
-    "except",
-    "exists",
-    "extract",
-    "false",
-    "fetch",
-    "float",
-    "for",
-    "foreign",
-    "freeze",
-    "from",
-    "full",
-    "grant",
-    "greatest",
-    "group",
-    "grouping",
-    "having",
-    "ilike",
-    "in",
-    "initially",
-    "inner",
-    "inout",
-    "int",
-    "integer",
-    "intersect",
-    "interval",
-    "into",
-    "is",
-    "isnull",
-    "join",
-    "lateral",
-    "leading",
-    "least",
-    "left",
-    "like",
-    "limit",
-    "localtime",
-    "localtimestamp",
-    "national",
-    "natural",
-    "nchar",
-    "none",
-    "normalize",
-    "not",
-    "notnull",
-    "null",
-    "nullif",
-    "numeric",
-    "offset",
-    "on",
-    "only",
-    "or",
-    "order",
-    "out",
-    "outer",
-    "overlaps",
-    "overlay",
-    "placing",
-    "position",
-    "precision",
-    "primary",
-    "real",
-    "references",
-    "returning",
-    "right",
-    "row",
-    "select",
-    "session_user",
-    "setof",
-    "similar",
-    "smallint",
-    "some",
-    "substring",
-    "symmetric",
-    "table",
-    "tablesample",
-    "then",
-    "time",
-    "timestamp",
-    "to",
-    "trailing",
-    "treat",
-    "trim",
-    "true",
-    "union",
-    "unique",
-    "user",
-    "using",
-    "values",
-    "varchar",
-    "variadic",
-    "verbose",
-    "when",
-    "where",
-    "window",
-    "with",
-    "xmlattributes",
-    "xmlconcat",
-    "xmlelement",
-    "xmlexists",
-    "xmlforest",
-    "xmlnamespaces",
-    "xmlparse",
-    "xmlpi",
-    "xmlroot",
-    "xmlserialize",
-    "xmltable",
-];
-
 /// An error raised by [`pg_format`], carrying the SQLSTATE and the primary
 /// message text PostgreSQL 15 reports for the same input.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -590,36 +433,15 @@ fn quote_literal(value: &str) -> Result<String, FormatError> {
     Ok(quoted)
 }
 
-/// PostgreSQL's `quote_ident`: the value unchanged if it is a plain
-/// lower-case identifier that is not a reserved-ish keyword, otherwise
-/// wrapped in double quotes with embedded double quotes doubled.
+/// PostgreSQL's `quote_ident` ([`crate::pg_ident::quote_ident`]) with the
+/// 1 GB limit its string buffer has.
 fn quote_ident(value: &str) -> Result<Cow<'_, str>, FormatError> {
-    let bytes = value.as_bytes();
-    let plain = bytes
-        .first()
-        .is_some_and(|b| b.is_ascii_lowercase() || *b == b'_')
-        && bytes
-            .iter()
-            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || *b == b'_')
-        && QUOTED_KEYWORDS.binary_search(&value).is_err();
-    if plain {
-        return Ok(Cow::Borrowed(value));
-    }
-    let quotes = bytes.iter().filter(|b| **b == b'"').count();
+    let quotes = value.bytes().filter(|b| *b == b'"').count();
     let request = value.len().saturating_add(quotes).saturating_add(3);
     if request > MAX_ALLOC_SIZE {
         return Err(FormatError::alloc_request(request));
     }
-    let mut quoted = String::with_capacity(request);
-    quoted.push('"');
-    for c in value.chars() {
-        if c == '"' {
-            quoted.push('"');
-        }
-        quoted.push(c);
-    }
-    quoted.push('"');
-    Ok(Cow::Owned(quoted))
+    Ok(crate::pg_ident::quote_ident(value))
 }
 
 /// The result being built, with PostgreSQL's string-buffer size limit.
@@ -786,11 +608,6 @@ mod tests {
         // Unreserved keywords stay bare.
         assert_eq!(ok("%I", &[Some("abort")]), "abort");
         assert_eq!(ok("%I", &[Some("name")]), "name");
-    }
-
-    #[test]
-    fn keyword_list_is_sorted() {
-        assert!(QUOTED_KEYWORDS.windows(2).all(|w| w[0] < w[1]));
     }
 
     #[test]

@@ -41,6 +41,7 @@ use parking_lot::Mutex;
 
 use freshet_catalog::{self as catalog, RelationEntry};
 
+use crate::pg_ident::quote_ident;
 use crate::pg_types::{column, read_all};
 use crate::provider::SessionShared;
 use crate::types::PgVector;
@@ -247,169 +248,6 @@ fn catalog_entries(
             .collect())
     })?
 }
-
-/// An identifier as PostgreSQL's deparser writes it: bare when it is a
-/// lower-case name that is not a reserved word, quoted otherwise.
-fn quote_ident(name: &str) -> String {
-    let plain = name
-        .chars()
-        .next()
-        .is_some_and(|c| c.is_ascii_lowercase() || c == '_')
-        && name
-            .chars()
-            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_' || c == '$');
-    if plain && !RESERVED.contains(&name) {
-        name.to_string()
-    } else {
-        format!("\"{}\"", name.replace('"', "\"\""))
-    }
-}
-
-/// PostgreSQL's keywords that are not "unreserved" (reserved, and those
-/// that can only be column or function names), which its deparser quotes.
-const RESERVED: &[&str] = &[
-    "all",
-    "analyse",
-    "analyze",
-    "and",
-    "any",
-    "array",
-    "as",
-    "asc",
-    "asymmetric",
-    "authorization",
-    "between",
-    "bigint",
-    "binary",
-    "bit",
-    "boolean",
-    "both",
-    "case",
-    "cast",
-    "char",
-    "character",
-    "check",
-    "coalesce",
-    "collate",
-    "collation",
-    "column",
-    "concurrently",
-    "constraint",
-    "create",
-    "cross",
-    "current_catalog",
-    "current_date",
-    "current_role",
-    "current_schema",
-    "current_time",
-    "current_timestamp",
-    "current_user",
-    "dec",
-    "decimal",
-    "default",
-    "deferrable",
-    "desc",
-    "distinct",
-    "do",
-    "else",
-    "end",
-    "except",
-    "exists",
-    "extract",
-    "false",
-    "fetch",
-    "float",
-    "for",
-    "foreign",
-    "freeze",
-    "from",
-    "full",
-    "grant",
-    "greatest",
-    "group",
-    "grouping",
-    "having",
-    "ilike",
-    "in",
-    "initially",
-    "inner",
-    "inout",
-    "int",
-    "integer",
-    "intersect",
-    "interval",
-    "into",
-    "is",
-    "isnull",
-    "join",
-    "lateral",
-    "leading",
-    "least",
-    "left",
-    "like",
-    "limit",
-    "localtime",
-    "localtimestamp",
-    "national",
-    "natural",
-    "nchar",
-    "none",
-    "normalize",
-    "not",
-    "notnull",
-    "null",
-    "nullif",
-    "numeric",
-    "offset",
-    "on",
-    "only",
-    "or",
-    "order",
-    "out",
-    "outer",
-    "overlaps",
-    "overlay",
-    "placing",
-    "position",
-    "precision",
-    "primary",
-    "real",
-    "references",
-    "returning",
-    "right",
-    "row",
-    "select",
-    "session_user",
-    "setof",
-    "similar",
-    "smallint",
-    "some",
-    "substring",
-    "symmetric",
-    "system_user",
-    "table",
-    "tablesample",
-    "then",
-    "time",
-    "timestamp",
-    "to",
-    "trailing",
-    "treat",
-    "trim",
-    "true",
-    "union",
-    "unique",
-    "user",
-    "using",
-    "values",
-    "varchar",
-    "variadic",
-    "verbose",
-    "when",
-    "where",
-    "window",
-    "with",
-];
 
 /// A pg_catalog table this module serves, over the crate's `pg_class` and
 /// `pg_namespace` (for the relations' OIDs) and Freshet's catalog.
@@ -1124,7 +962,7 @@ impl ScalarUDFImpl for Deparse {
                         usize::try_from(column - 1)
                             .ok()
                             .and_then(|c| def.columns.get(c))
-                            .map_or_else(String::new, |c| quote_ident(c))
+                            .map_or_else(String::new, |c| quote_ident(c).into_owned())
                     })
                 }
             };
@@ -1134,22 +972,5 @@ impl ScalarUDFImpl for Deparse {
             }
         }
         Ok(ColumnarValue::Array(Arc::new(out.finish())))
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::quote_ident;
-
-    #[test]
-    fn identifiers_are_quoted_as_postgresql_deparses_them() {
-        assert_eq!(quote_ident("id"), "id");
-        assert_eq!(quote_ident("user_id2"), "user_id2");
-        assert_eq!(quote_ident("name"), "name");
-        assert_eq!(quote_ident("order"), "\"order\"");
-        assert_eq!(quote_ident("Mixed"), "\"Mixed\"");
-        assert_eq!(quote_ident("a b"), "\"a b\"");
-        assert_eq!(quote_ident("q\"t"), "\"q\"\"t\"");
-        assert_eq!(quote_ident("1st"), "\"1st\"");
     }
 }

@@ -216,38 +216,33 @@ pub(crate) fn drop_user(
             .iter()
             .find(|r| r.acl.is_owner(name) || r.acl.grants.iter().any(|g| g.grantee == grantee))
         {
-            let what = if relation.acl.is_owner(name) {
-                "owner of"
-            } else {
-                "privileges for"
-            };
-            return Err(EngineError::new(
-                "2BP01",
-                format!(
-                    "role \"{name}\" cannot be dropped because some objects depend on it: {what} {} {}",
-                    crate::privileges::kind_word(&relation.kind),
-                    relation.name
-                ),
-            ));
+            let object = format!(
+                "{} {}",
+                crate::privileges::kind_word(&relation.kind),
+                relation.name
+            );
+            return Err(role_in_use(name, relation.acl.is_owner(name), &object));
         }
         let models: Vec<catalog::ModelEntry> = catalog::list(t, "model/")
             .map_err(|e| EngineError::new(e.sqlstate(), e.to_string()))?;
         if let Some(model) = models.iter().find(|m| m.acl.mentions(name)) {
-            let what = if model.acl.is_owner(name) {
-                "owner of"
-            } else {
-                "privileges for"
-            };
-            return Err(EngineError::new(
-                "2BP01",
-                format!(
-                    "role \"{name}\" cannot be dropped because some objects depend on it: {what} model {}",
-                    model.qualified()
-                ),
-            ));
+            let object = format!("model {}", model.qualified());
+            return Err(role_in_use(name, model.acl.is_owner(name), &object));
         }
         t.delete_meta(&catalog::user_key(name));
         Ok(())
     })?;
     Ok(command("DROP ROLE", None))
+}
+
+/// PostgreSQL's refusal (2BP01) to drop a role that owns `object` or holds
+/// privileges on it.
+fn role_in_use(role: &str, owner: bool, object: &str) -> EngineError {
+    let what = if owner { "owner of" } else { "privileges for" };
+    EngineError::new(
+        "2BP01",
+        format!(
+            "role \"{role}\" cannot be dropped because some objects depend on it: {what} {object}"
+        ),
+    )
 }
