@@ -3,8 +3,9 @@
 //! PostgreSQL takes both spellings (`OFFSET m ROWS FETCH NEXT n ROWS ONLY`
 //! is what Hibernate 6 and other ORMs generate); DataFusion refuses `FETCH`.
 //! [`rewrite`] moves a `FETCH … ONLY` clause into the query's `LIMIT`,
-//! keeping its `OFFSET`: `FETCH FIRST ROW ONLY` is `LIMIT 1`. `WITH TIES`
-//! and `PERCENT`, which `LIMIT` cannot say, are left for DataFusion to refuse.
+//! keeping its `OFFSET`: `FETCH FIRST ROW ONLY` is `LIMIT 1`. `WITH TIES`,
+//! which `LIMIT` cannot say, is [`crate::with_ties`]'s; `PERCENT`, which
+//! PostgreSQL does not have either, is left for DataFusion to refuse.
 
 use std::ops::ControlFlow;
 
@@ -26,7 +27,12 @@ impl VisitorMut for FetchAsLimit {
         let Some(fetch) = &query.fetch else {
             return ControlFlow::Continue(());
         };
-        if fetch.with_ties || fetch.percent {
+        if fetch.percent {
+            return ControlFlow::Continue(());
+        }
+        if fetch.with_ties {
+            let fetch = fetch.clone();
+            crate::with_ties::mark(query, &fetch);
             return ControlFlow::Continue(());
         }
         let count = fetch

@@ -110,6 +110,7 @@ mod unanswerable;
 mod users;
 mod using_wildcards;
 mod value_counts;
+mod with_ties;
 mod work;
 
 pub use column_origins::{COLUMN_NUMBER_METADATA, TABLE_OID_METADATA};

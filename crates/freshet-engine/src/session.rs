@@ -1192,6 +1192,7 @@ pub(crate) fn build_context(
     crate::subquery::register(&ctx);
     crate::overflow::register(&ctx);
     ctx.add_analyzer_rule(Arc::new(crate::similar_to::PostgresSimilarTo));
+    crate::with_ties::register(&ctx);
     ctx.register_udf(datafusion::logical_expr::ScalarUDF::new_from_impl(
         crate::pg_to_char::ToChar::new(),
     ));

@@ -92,17 +92,18 @@ pub(crate) fn parse_statement_tokens(
     let tokens = rewrite_model_calls(tokens, &bindings, map)?;
     let tokens = rewrite_paths(tokens);
     let tokens = crate::postgres_syntax::rewrite_trim_from(tokens);
+    let tokens = crate::postgres_syntax::rewrite_between_symmetric(tokens);
     let mut parser = StmtParser::new(tokens, map, end);
     let mut statement = parser.statement(&bindings)?;
     parser.expect_end()?;
     match &mut statement {
         FreshetStatement::Standard(stmt) => {
             resolve_path_markers(stmt);
-            crate::postgres_syntax::fill_omitted_arguments(stmt);
+            crate::postgres_syntax::finish_parsed(stmt);
         }
         FreshetStatement::CreateDynamicTable(create) => {
             resolve_path_markers(&mut create.query);
-            crate::postgres_syntax::fill_omitted_arguments(&mut create.query);
+            crate::postgres_syntax::finish_parsed(&mut create.query);
         }
         _ => {}
     }
@@ -135,11 +136,12 @@ pub(crate) fn parse_query_tokens(
     let tokens = rewrite_model_calls(tokens, &bindings, map)?;
     let tokens = rewrite_paths(tokens);
     let tokens = crate::postgres_syntax::rewrite_trim_from(tokens);
+    let tokens = crate::postgres_syntax::rewrite_between_symmetric(tokens);
     let mut parser = StmtParser::new(tokens, map, end);
     let mut query = parser.query()?;
     parser.expect_end()?;
     resolve_path_markers(&mut query);
-    crate::postgres_syntax::fill_omitted_arguments(&mut query);
+    crate::postgres_syntax::finish_parsed(&mut query);
     Ok(ParsedQuery {
         query,
         model_bindings: bindings,
