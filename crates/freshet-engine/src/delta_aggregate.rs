@@ -3,7 +3,8 @@
 //!
 //! A dynamic table whose query groups a map-only input (see
 //! `dynamic::Strategy`) and aggregates it only with `count`, `sum` (of
-//! integers or numerics), `avg` (of integers), and `min` and `max` (of
+//! integers or numerics), `avg` (of integers and numerics, an exact
+//! numeric: see [`crate::exact_avg`]), and `min` and `max` (of
 //! integers, numerics, text, dates and timestamps), and `count(DISTINCT x)`
 //! (of the types in `value_counts::supported`), none with FILTER or ORDER
 //! BY, keeps for every group the partial aggregates it needs in a hidden
@@ -40,8 +41,8 @@
 //! Cost: the change set, plus one read of the state table (one row per
 //! group) to find the touched groups' old values, plus the rescanned groups.
 //! Other aggregates (`sum(DISTINCT)`, `count(DISTINCT)` of floats, `avg` of
-//! numerics or floats, `min` and `max` of floats) keep the
-//! recompute-the-touched-groups strategy.
+//! floats, `min` and `max` of floats) keep the recompute-the-touched-groups
+//! strategy.
 
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
@@ -178,7 +179,12 @@ impl DeltaAggregate {
             let part = match func.name() {
                 "count" => Part::Count,
                 "sum" if exact => Part::Sum,
-                "avg" if integer && output == DataType::Float64 => Part::Avg,
+                "avg"
+                    if exact
+                        && crate::exact_avg::result_type(&argument) == Some(output.clone()) =>
+                {
+                    Part::Avg
+                }
                 "min" if ordered && output == argument => Part::Min,
                 "max" if ordered && output == argument => Part::Max,
                 _ => return None,
@@ -476,8 +482,29 @@ impl DeltaAggregate {
         // New state and output rows for the groups that remain.
         let mut rescan = HashSet::new();
         let mut state_rows: Vec<Vec<ScalarValue>> = vec![Vec::new(); width];
-        let output_fields = self.aggregate.schema.fields();
-        let mut output_rows: Vec<Vec<ScalarValue>> = vec![Vec::new(); output_fields.len()];
+        // The output's types are the state's, which was planned as the
+        // query runs (analyzed): the maintenance plan's own types are
+        // DataFusion's before Freshet's rules settle them (a numeric
+        // division's scale among them), and casting to those rounded
+        // `sum(x / 3)` to 6 decimals.
+        let mut out_types: Vec<DataType> = (0..groups)
+            .map(|g| state_schema.field(g).data_type().clone())
+            .collect();
+        let mut at = 1;
+        for part in &self.parts {
+            let state_type = state_schema.field(groups + at).data_type();
+            out_types.push(match part {
+                Part::Avg => crate::exact_avg::result_type(state_type).ok_or_else(|| {
+                    EngineError::new(
+                        "XX001",
+                        format!("aggregate state holds an average's sum of {state_type}"),
+                    )
+                })?,
+                _ => state_type.clone(),
+            });
+            at += part.merges().len();
+        }
+        let mut output_rows: Vec<Vec<ScalarValue>> = vec![Vec::new(); out_types.len()];
         for (key, (hash, totals, lost_extreme)) in merged {
             let rows = match &totals[0] {
                 ScalarValue::Int64(Some(n)) => *n,
@@ -511,7 +538,7 @@ impl DeltaAggregate {
             state_rows[width - 1].push(ScalarValue::UInt64(Some(hash)));
             let mut at = 1;
             for (i, part) in self.parts.iter().enumerate() {
-                let out_type = output_fields[groups + i].data_type();
+                let out_type = &out_types[groups + i];
                 let value = match part {
                     Part::Count | Part::CountDistinct | Part::Min | Part::Max => totals[at].clone(),
                     Part::Sum | Part::Avg => {
@@ -519,7 +546,7 @@ impl DeltaAggregate {
                         if matches!(counted, ScalarValue::Int64(Some(0))) {
                             ScalarValue::try_from(out_type).map_err(map_df_error)?
                         } else if *part == Part::Avg {
-                            mean(total, counted)?
+                            crate::exact_avg::mean_of(total, counted).map_err(map_df_error)?
                         } else {
                             total.clone()
                         }
@@ -540,10 +567,10 @@ impl DeltaAggregate {
             Ok(())
         })?;
         let output_schema = Arc::new(Schema::new(
-            output_fields
+            out_types
                 .iter()
                 .enumerate()
-                .map(|(i, f)| Field::new(format!("f{i}"), f.data_type().clone(), true))
+                .map(|(i, t)| Field::new(format!("f{i}"), t.clone(), true))
                 .collect::<Vec<_>>(),
         ));
         let output = scalar_batch(output_schema, output_rows)?;
@@ -586,20 +613,6 @@ pub(crate) fn scalar_batch(
         .collect::<DfResult<Vec<ArrayRef>>>()
         .map_err(map_df_error)?;
     RecordBatch::try_new(schema, arrays).map_err(map_arrow_error)
-}
-
-/// `total / counted` as a double: `avg` of integers from its state.
-fn mean(total: &ScalarValue, counted: &ScalarValue) -> Result<ScalarValue, EngineError> {
-    let as_f64 = |v: &ScalarValue| match v.cast_to(&DataType::Float64) {
-        Ok(ScalarValue::Float64(Some(x))) => Ok(x),
-        _ => Err(EngineError::new(
-            "XX001",
-            format!("aggregate state holds a non-numeric average term ({v:?})"),
-        )),
-    };
-    Ok(ScalarValue::Float64(Some(
-        as_f64(total)? / as_f64(counted)?,
-    )))
 }
 
 /// Column `index` of `batch` as UInt64 (key hashes, row ids).

@@ -1010,6 +1010,14 @@ async fn maintenance_plan(session: &Session, query: &Query) -> Result<LogicalPla
         Statement::Query(Box::new(query.clone())),
     )
     .await?;
+    // The aggregates as the query computes them (`avg` of integers is an
+    // exact numeric), so the state maintained gives the same values.
+    let plan = datafusion::optimizer::AnalyzerRule::analyze(
+        &crate::aggregate_results::PostgresAggregateResults,
+        plan,
+        session.ctx.state().config_options(),
+    )
+    .map_err(map_df_error)?;
     let plan = distinct_as_group_by(plan)?;
     if !has_unconditioned_join(&plan) {
         return Ok(plan);

@@ -10,6 +10,7 @@
 
 pub mod activity;
 mod age;
+mod aggregate_results;
 mod array_comparisons;
 mod array_dims;
 mod array_literals;
@@ -32,6 +33,7 @@ mod durations;
 mod dynamic;
 mod engine;
 mod error;
+mod exact_avg;
 mod fast_insert;
 mod fetch_first;
 mod filter_first;
@@ -80,6 +82,7 @@ mod prepared_lookup;
 mod privileges;
 mod provider;
 pub mod query_memory;
+mod real_sum;
 mod recursive_cte;
 mod registry;
 mod relation_oids;

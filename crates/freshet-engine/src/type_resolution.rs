@@ -61,6 +61,10 @@ pub(crate) fn analyzer_rules() -> Vec<Arc<dyn AnalyzerRule + Send + Sync>> {
         .position(|rule| rule.name() == "type_coercion")
         .unwrap_or(rules.len());
     rules.insert(at, Arc::new(PostgresBranchTypes));
+    rules.insert(
+        at + 1,
+        Arc::new(crate::aggregate_results::PostgresAggregateResults),
+    );
     rules
 }
 

@@ -119,12 +119,13 @@ const DTS: &[Dt] = &[
         incremental: true,
         upstream: &[],
     },
-    // Counts and sums only: maintained from per-group state.
+    // Counts, sums and averages: maintained from per-group state.
     Dt {
         name: "d_group_state",
-        columns: "k3, n, nv, sv, sd",
+        columns: "k3, n, nv, sv, sd, ad",
         query: "SELECT k % 3 AS k3, count(*) AS n, count(v) AS nv, sum(v) AS sv, \
-                sum(CAST(v AS numeric(10,2)) / 4) AS sd FROM a GROUP BY k % 3",
+                sum(CAST(v AS numeric(10,2)) / 4) AS sd, \
+                avg(CAST(v AS numeric(10,2)) / 4) AS ad FROM a GROUP BY k % 3",
         incremental: true,
         upstream: &[],
     },
