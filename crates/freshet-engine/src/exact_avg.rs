@@ -34,12 +34,11 @@ use datafusion::arrow::array::{
 };
 use datafusion::arrow::datatypes::{DataType, Decimal128Type, Field, FieldRef, Int64Type};
 use datafusion::common::{DFSchema, DataFusionError, Result as DfResult, ScalarValue};
-use datafusion::logical_expr::expr::{AggregateFunction, WindowFunction};
 use datafusion::logical_expr::function::{AccumulatorArgs, StateFieldsArgs};
 use datafusion::logical_expr::utils::AggregateOrderSensitivity;
 use datafusion::logical_expr::{
     Accumulator, AggregateUDF, AggregateUDFImpl, EmitTo, Expr, ExprSchemable, GroupsAccumulator,
-    ReversedUDAF, Signature, Volatility, WindowFunctionDefinition,
+    ReversedUDAF, Signature, Volatility,
 };
 
 /// Decimals of the result, at least.
@@ -70,40 +69,7 @@ fn input_scale(input: &DataType) -> Option<i8> {
 /// `None` for any other expression.
 pub(crate) fn replace(expr: &Expr, schema: &DFSchema) -> Option<Expr> {
     let takes = |args: &[Expr]| matches!(args, [arg] if arg.get_type(schema).is_ok_and(|t| input_scale(&t).is_some()));
-    match expr {
-        Expr::AggregateFunction(call)
-            if call.func.name() == "avg"
-                && !call.params.distinct
-                && !is_exact_avg(&call.func)
-                && takes(&call.params.args) =>
-        {
-            Some(Expr::AggregateFunction(AggregateFunction {
-                func: exact_avg_udaf(),
-                params: call.params.clone(),
-            }))
-        }
-        Expr::WindowFunction(window) => {
-            let WindowFunctionDefinition::AggregateUDF(func) = &window.fun else {
-                return None;
-            };
-            if func.name() != "avg"
-                || window.params.distinct
-                || is_exact_avg(func)
-                || !takes(&window.params.args)
-            {
-                return None;
-            }
-            Some(Expr::WindowFunction(Box::new(WindowFunction {
-                fun: WindowFunctionDefinition::AggregateUDF(exact_avg_udaf()),
-                params: window.params.clone(),
-            })))
-        }
-        _ => None,
-    }
-}
-
-fn is_exact_avg(udaf: &AggregateUDF) -> bool {
-    *udaf == *exact_avg_udaf()
+    crate::aggregate_results::replace_aggregate(expr, "avg", takes, exact_avg_udaf())
 }
 
 fn exact_avg_udaf() -> Arc<AggregateUDF> {

@@ -30,15 +30,15 @@ impl VisitorMut for FetchAsLimit {
         if fetch.percent {
             return ControlFlow::Continue(());
         }
-        if fetch.with_ties {
-            let fetch = fetch.clone();
-            crate::with_ties::mark(query, &fetch);
-            return ControlFlow::Continue(());
-        }
         let count = fetch
             .quantity
             .clone()
             .unwrap_or_else(|| Expr::value(Value::Number("1".into(), false)));
+        let count = if fetch.with_ties {
+            crate::with_ties::marked(count)
+        } else {
+            count
+        };
         let offset = match query.limit_clause.take() {
             None => None,
             Some(LimitClause::LimitOffset {

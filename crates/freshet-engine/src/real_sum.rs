@@ -22,12 +22,11 @@ use std::sync::{Arc, OnceLock};
 use datafusion::arrow::array::{ArrayRef, AsArray};
 use datafusion::arrow::datatypes::{DataType, Field, FieldRef, Float32Type};
 use datafusion::common::{DFSchema, DataFusionError, Result as DfResult, ScalarValue};
-use datafusion::logical_expr::expr::{AggregateFunction, WindowFunction};
 use datafusion::logical_expr::function::{AccumulatorArgs, StateFieldsArgs};
 use datafusion::logical_expr::utils::AggregateOrderSensitivity;
 use datafusion::logical_expr::{
     Accumulator, AggregateUDF, AggregateUDFImpl, Expr, ExprSchemable, ReversedUDAF, Signature,
-    Volatility, WindowFunctionDefinition,
+    Volatility,
 };
 
 /// `expr` with [`RealSum`] in place of a `sum` of a `real` argument (see
@@ -35,40 +34,7 @@ use datafusion::logical_expr::{
 /// `None` for any other expression.
 pub(crate) fn replace(expr: &Expr, schema: &DFSchema) -> Option<Expr> {
     let is_real = |args: &[Expr]| matches!(args, [arg] if arg.get_type(schema).is_ok_and(|t| t == DataType::Float32));
-    match expr {
-        Expr::AggregateFunction(call)
-            if call.func.name() == "sum"
-                && !call.params.distinct
-                && !is_real_sum_udaf(&call.func)
-                && is_real(&call.params.args) =>
-        {
-            Some(Expr::AggregateFunction(AggregateFunction {
-                func: real_sum_udaf(),
-                params: call.params.clone(),
-            }))
-        }
-        Expr::WindowFunction(window) => {
-            let WindowFunctionDefinition::AggregateUDF(func) = &window.fun else {
-                return None;
-            };
-            if func.name() != "sum"
-                || window.params.distinct
-                || is_real_sum_udaf(func)
-                || !is_real(&window.params.args)
-            {
-                return None;
-            }
-            Some(Expr::WindowFunction(Box::new(WindowFunction {
-                fun: WindowFunctionDefinition::AggregateUDF(real_sum_udaf()),
-                params: window.params.clone(),
-            })))
-        }
-        _ => None,
-    }
-}
-
-fn is_real_sum_udaf(udaf: &AggregateUDF) -> bool {
-    *udaf == *real_sum_udaf()
+    crate::aggregate_results::replace_aggregate(expr, "sum", is_real, real_sum_udaf())
 }
 
 /// The one [`RealSum`] function.

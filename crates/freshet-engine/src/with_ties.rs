@@ -4,9 +4,9 @@
 //! DataFusion plans neither `WITH TIES` nor a limit that depends on the
 //! rows. It is planned in two steps, with DataFusion's own operators:
 //!
-//! 1. [`mark`] (from `fetch_first`'s AST rewrite) writes the clause as a
-//!    `LIMIT` whose count is the marker call [`with_ties_udf`]`(n)`, keeping
-//!    the `OFFSET`, which DataFusion plans as a `Limit` over the query's
+//! 1. `fetch_first`'s AST rewrite writes the clause as a `LIMIT` whose
+//!    count is the marker call [`marked`]`(n)`, keeping the `OFFSET`,
+//!    which DataFusion plans as a `Limit` over the query's
 //!    `Sort` (through the projection that drops sort-only columns).
 //! 2. [`PostgresWithTies`], an `AnalyzerRule`, replaces that `Sort` and the
 //!    `Limit` over it: with `m` rows skipped, the rows kept are those whose
@@ -33,8 +33,8 @@ use datafusion::logical_expr::{
 };
 use datafusion::optimizer::AnalyzerRule;
 use datafusion::sql::sqlparser::ast::{
-    Expr as SqlExpr, Fetch, Function, FunctionArg, FunctionArgExpr, FunctionArgumentList,
-    FunctionArguments, Ident, LimitClause, ObjectName, Query, Value,
+    Expr as SqlExpr, Function, FunctionArg, FunctionArgExpr, FunctionArgumentList,
+    FunctionArguments, Ident, ObjectName,
 };
 
 use crate::EngineError;
@@ -50,27 +50,10 @@ pub(crate) fn register(ctx: &datafusion::prelude::SessionContext) {
     ctx.add_analyzer_rule(Arc::new(PostgresWithTies));
 }
 
-/// Writes `query`'s `FETCH … WITH TIES` as a `LIMIT` of the marker call (see
-/// the module docs). A query that also has a `LIMIT` is left as written, for
-/// DataFusion to refuse.
-pub(crate) fn mark(query: &mut Query, fetch: &Fetch) {
-    let offset = match query.limit_clause.take() {
-        None => None,
-        Some(LimitClause::LimitOffset {
-            limit: None,
-            offset,
-            limit_by,
-        }) if limit_by.is_empty() => offset,
-        Some(other) => {
-            query.limit_clause = Some(other);
-            return;
-        }
-    };
-    let count = fetch
-        .quantity
-        .clone()
-        .unwrap_or_else(|| SqlExpr::value(Value::Number("1".into(), false)));
-    let marker = SqlExpr::Function(Function {
+/// The marker call around a `FETCH … WITH TIES` count, which
+/// `fetch_first` writes as the query's `LIMIT` (see the module docs).
+pub(crate) fn marked(count: SqlExpr) -> SqlExpr {
+    SqlExpr::Function(Function {
         name: ObjectName::from(vec![Ident::new(MARKER)]),
         uses_odbc_syntax: false,
         parameters: FunctionArguments::None,
@@ -83,13 +66,7 @@ pub(crate) fn mark(query: &mut Query, fetch: &Fetch) {
         null_treatment: None,
         over: None,
         within_group: Vec::new(),
-    });
-    query.fetch = None;
-    query.limit_clause = Some(LimitClause::LimitOffset {
-        limit: Some(marker),
-        offset,
-        limit_by: Vec::new(),
-    });
+    })
 }
 
 /// The marker function: its argument, the row count, checked as
@@ -240,28 +217,23 @@ fn ranked(sort: Sort, count: &Expr, skip: Option<Expr>) -> DfResult<LogicalPlan>
 
 #[cfg(test)]
 mod tests {
-    use super::*;
     use datafusion::sql::sqlparser::dialect::PostgreSqlDialect;
     use datafusion::sql::sqlparser::parser::Parser;
 
-    fn marked(sql: &str) -> String {
+    fn rewritten(sql: &str) -> String {
         let mut statements = Parser::parse_sql(&PostgreSqlDialect {}, sql).unwrap();
-        let datafusion::sql::sqlparser::ast::Statement::Query(query) = &mut statements[0] else {
-            panic!("not a query");
-        };
-        let fetch = query.fetch.clone().unwrap();
-        mark(query, &fetch);
-        query.to_string()
+        crate::fetch_first::rewrite(&mut statements[0]);
+        statements[0].to_string()
     }
 
     #[test]
     fn the_count_and_offset_become_a_marked_limit() {
         assert_eq!(
-            marked("SELECT x FROM t ORDER BY x OFFSET 1 FETCH FIRST 2 ROWS WITH TIES"),
+            rewritten("SELECT x FROM t ORDER BY x OFFSET 1 FETCH FIRST 2 ROWS WITH TIES"),
             "SELECT x FROM t ORDER BY x LIMIT freshet_fetch_with_ties(2) OFFSET 1"
         );
         assert_eq!(
-            marked("SELECT x FROM t ORDER BY x FETCH NEXT ROW WITH TIES"),
+            rewritten("SELECT x FROM t ORDER BY x FETCH NEXT ROW WITH TIES"),
             "SELECT x FROM t ORDER BY x LIMIT freshet_fetch_with_ties(1)"
         );
     }
@@ -269,7 +241,7 @@ mod tests {
     #[test]
     fn a_limit_beside_it_is_left_for_datafusion_to_refuse() {
         assert!(
-            marked("SELECT x FROM t ORDER BY x LIMIT 3 FETCH FIRST 2 ROWS WITH TIES")
+            rewritten("SELECT x FROM t ORDER BY x LIMIT 3 FETCH FIRST 2 ROWS WITH TIES")
                 .contains("FETCH")
         );
     }
