@@ -10,7 +10,8 @@
 //!    `Sort` (through the projection that drops sort-only columns).
 //! 2. [`PostgresWithTies`], an `AnalyzerRule`, replaces that `Sort` and the
 //!    `Limit` over it: with `m` rows skipped, the rows kept are those whose
-//!    `rank()` in the sort order is at most `m + n`, which are exactly the
+//!    `rank()` in the sort order is at most `m + n` (compared as
+//!    `rank - m <= n`, which cannot overflow), which are exactly the
 //!    first `m + n` rows and the rows tied with the last of them; the `m`
 //!    skipped ones are then taken off by a `Limit` without a count.
 //!
@@ -202,11 +203,14 @@ fn ranked(sort: Sort, count: &Expr, skip: Option<Expr>) -> DfResult<LogicalPlan>
         .build()?
         .alias(RANK_COLUMN);
     let skip = skip.unwrap_or_else(|| lit(ScalarValue::Int64(Some(0))));
-    let last = datafusion::functions::expr_fn::coalesce(vec![skip, lit(0i64)]) + count.clone();
+    // rank - skip <= count: rank is at most the row count and DataFusion
+    // refuses a negative OFFSET, so this cannot overflow where
+    // `skip + count` would (and wrap: OFFSET 1 FETCH FIRST 2^63-1 ROWS).
+    let skip = datafusion::functions::expr_fn::coalesce(vec![skip, lit(0i64)]);
     let kept = count
         .clone()
         .gt(lit(0i64))
-        .and(cast(col(RANK_COLUMN), DataType::Int64).lt_eq(last));
+        .and((cast(col(RANK_COLUMN), DataType::Int64) - skip).lt_eq(count.clone()));
     LogicalPlanBuilder::from(input)
         .window(vec![rank])?
         .filter(kept)?
