@@ -1149,9 +1149,11 @@ pub(crate) fn build_context(
     crate::interval_scaling::register(&ctx).map_err(crate::planning::map_df_error)?;
     crate::float_domain::register(&ctx);
     crate::jsonb_concat::register(&ctx);
+    crate::jsonb_order::register(&ctx);
     crate::recursive_cte::register(&ctx);
     crate::at_time_zone::register(&ctx);
     crate::datetime_ops::register(&ctx);
+    crate::case_mapping::register(&ctx);
     crate::like_escape::register(&ctx);
     crate::set_multiplicity::register(&ctx);
     crate::interval_justify::register(&ctx);

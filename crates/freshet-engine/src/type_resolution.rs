@@ -52,8 +52,9 @@ impl AnalyzerRule for PostgresBranchTypes {
     }
 }
 
-/// The analyzer's rules with [`PostgresBranchTypes`] just before
-/// DataFusion's type coercion.
+/// The analyzer's rules with [`PostgresBranchTypes`], Freshet's aggregate
+/// results and the check of `jsonb` comparisons just before DataFusion's
+/// type coercion.
 pub(crate) fn analyzer_rules() -> Vec<Arc<dyn AnalyzerRule + Send + Sync>> {
     let mut rules = datafusion::optimizer::Analyzer::new().rules;
     let at = rules
@@ -64,6 +65,10 @@ pub(crate) fn analyzer_rules() -> Vec<Arc<dyn AnalyzerRule + Send + Sync>> {
     rules.insert(
         at + 1,
         Arc::new(crate::aggregate_results::PostgresAggregateResults),
+    );
+    rules.insert(
+        at + 2,
+        Arc::new(crate::jsonb_order::JsonbComparisonOperands),
     );
     rules
 }
