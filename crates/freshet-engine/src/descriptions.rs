@@ -5,6 +5,10 @@
 //! object, and an OID the session has not seen, answers NULL, as PostgreSQL
 //! does for an object without a comment. `shobj_description(oid, catalog)`
 //! (databases and roles, `\l+` and `\du+`) is always NULL.
+//!
+//! `pg_get_viewdef(oid [, pretty])` is a view's query as it was written
+//! (PostgreSQL prints its own reconstruction, with the same meaning), for
+//! psql's `\d+` and `pg_views.definition`; NULL for anything else.
 
 use std::sync::Arc;
 
@@ -38,11 +42,28 @@ pub(crate) fn register(
         signature: Signature::one_of(shared_objects, Volatility::Stable),
     }));
     ctx.register_udf(ScalarUDF::new_from_impl(ObjDescription {
+        oids: oids.clone(),
+        shared: shared.clone(),
+        database: database.to_string(),
+        signature: Signature::one_of(accepted, Volatility::Volatile),
+        text: RelationText::Comment,
+    }));
+    ctx.register_udf(ScalarUDF::new_from_impl(ObjDescription {
         oids,
         shared,
         database: database.to_string(),
-        signature: Signature::one_of(accepted, Volatility::Volatile),
+        signature: Signature::variadic_any(Volatility::Volatile),
+        text: RelationText::ViewDefinition,
     }));
+}
+
+/// What a relation's text function answers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+enum RelationText {
+    /// `obj_description`: its comment.
+    Comment,
+    /// `pg_get_viewdef`: a view's query.
+    ViewDefinition,
 }
 
 #[derive(Debug)]
@@ -51,11 +72,12 @@ struct ObjDescription {
     shared: Arc<SessionShared>,
     database: String,
     signature: Signature,
+    text: RelationText,
 }
 
 impl PartialEq for ObjDescription {
     fn eq(&self, other: &Self) -> bool {
-        Arc::ptr_eq(&self.oids, &other.oids)
+        Arc::ptr_eq(&self.oids, &other.oids) && self.text == other.text
     }
 }
 
@@ -63,13 +85,16 @@ impl Eq for ObjDescription {}
 
 impl std::hash::Hash for ObjDescription {
     fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
-        "obj_description".hash(state);
+        self.text.hash(state);
     }
 }
 
 impl ScalarUDFImpl for ObjDescription {
     fn name(&self) -> &str {
-        "obj_description"
+        match self.text {
+            RelationText::Comment => "obj_description",
+            RelationText::ViewDefinition => "pg_get_viewdef",
+        }
     }
 
     fn signature(&self) -> &Signature {
@@ -84,7 +109,28 @@ impl ScalarUDFImpl for ObjDescription {
         let arrays = crate::udf_args::arrays(&args)?;
         let oids = arrays
             .first()
-            .ok_or_else(|| DataFusionError::Plan("obj_description needs an OID".into()))?;
+            .ok_or_else(|| DataFusionError::Plan(format!("{} needs an OID", self.name())))?;
+        if self.text == RelationText::ViewDefinition {
+            // pg_get_viewdef(name) is not read: a view named by text.
+            let by_oid = oids.data_type().is_integer();
+            let mut out = StringBuilder::new();
+            for oid in crate::udf_args::oids(oids)? {
+                let query = match oid {
+                    Some(oid) if by_oid => self
+                        .oids
+                        .entry(&self.shared, &self.database, oid)?
+                        .and_then(|e| match e.kind {
+                            freshet_catalog::RelationKind::View { query_text, .. } => {
+                                Some(query_text)
+                            }
+                            _ => None,
+                        }),
+                    _ => None,
+                };
+                out.append_option(query);
+            }
+            return Ok(ColumnarValue::Array(Arc::new(out.finish())));
+        }
         let oids = crate::udf_args::oids(oids)?;
         let catalogs = match arrays.get(1) {
             Some(c) => Some(datafusion::arrow::compute::cast(c, &DataType::Utf8)?),

@@ -19,6 +19,7 @@ mod array_subquery;
 mod at_time_zone;
 mod case_mapping;
 mod catalog_names;
+mod catalog_views;
 mod clock_timestamp;
 mod column_origins;
 mod commands;

@@ -999,12 +999,6 @@ pub(crate) fn register(ctx: &datafusion::prelude::SessionContext) {
     ctx.register_udf(ScalarUDF::new_from_impl(NeverPublishable {
         signature: Signature::any(1, Volatility::Stable),
     }));
-    // psql's `\d+` prints a view's definition; it is not reconstructed from
-    // the OID yet, so the definition shows as empty.
-    ctx.register_udf(ScalarUDF::new_from_impl(NullText {
-        name: "pg_get_viewdef",
-        signature: Signature::variadic_any(Volatility::Stable),
-    }));
     // Every collation is pg_catalog's, which is always searched.
     ctx.register_udf(datafusion::logical_expr::create_udf(
         "pg_collation_is_visible",
@@ -1044,7 +1038,6 @@ pub(crate) fn register(ctx: &datafusion::prelude::SessionContext) {
 
 /// A catalog function whose text answer Freshet does not have: NULL, as
 /// PostgreSQL answers for an object without one. Serves
-/// `pg_get_viewdef(oid [, pretty])` (not reconstructed yet) and
 /// `shobj_description` (databases and roles carry no comments).
 #[derive(Debug, PartialEq, Eq, Hash)]
 pub(crate) struct NullText {

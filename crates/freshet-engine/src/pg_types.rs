@@ -70,6 +70,9 @@ impl SchemaProvider for DeclaredTypesCatalog {
         if name == "pg_policy" {
             return Ok(Some(empty_pg_policy()?));
         }
+        if let Some(view) = crate::catalog_views::PgView::named(name) {
+            return Ok(Some(view.provider()));
+        }
         if name == "pg_stat_activity" {
             return crate::activity::pg_stat_activity(&self.engine, &self.shared).map(Some);
         }
