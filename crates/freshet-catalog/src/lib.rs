@@ -428,6 +428,24 @@ impl Acl {
         }
     }
 
+    /// Gives the relation to `new_owner`, as PostgreSQL's `ALTER … OWNER
+    /// TO` does: what the old owner held and granted is now the new
+    /// owner's, so grants the old owner made keep their grantees, and a
+    /// grant to the new owner merges into its ownership.
+    pub fn change_owner(&mut self, new_owner: &str) {
+        let old = self.owner.replace(new_owner.to_string());
+        let new = Grantee::Role(new_owner.to_string());
+        for grant in &mut self.grants {
+            if old.as_deref() == Some(grant.grantor.as_str()) {
+                grant.grantor = new_owner.to_string();
+            }
+            if matches!((&grant.grantee, &old), (Grantee::Role(name), Some(old)) if name == old) {
+                grant.grantee = new.clone();
+            }
+        }
+        self.grants.retain(|grant| grant.grantee != new);
+    }
+
     /// Removes `privileges` from `grantee`'s grant, dropping an emptied one.
     pub fn revoke(&mut self, grantee: &Grantee, privileges: &[TablePrivilege]) {
         self.changed = true;
@@ -627,6 +645,19 @@ impl ModelAcl {
                 grantor: grantor.to_string(),
             });
         }
+    }
+
+    /// Gives the model to `new_owner`, as [`Acl::change_owner`] gives a
+    /// relation.
+    pub fn change_owner(&mut self, new_owner: &str) {
+        let old = self.owner.replace(new_owner.to_string());
+        let new = Grantee::Role(new_owner.to_string());
+        for grant in &mut self.usage {
+            if old.as_deref() == Some(grant.grantor.as_str()) {
+                grant.grantor = new_owner.to_string();
+            }
+        }
+        self.usage.retain(|grant| grant.grantee != new);
     }
 
     /// Takes USAGE back from `grantee`.

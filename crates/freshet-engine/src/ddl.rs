@@ -18,7 +18,7 @@ use freshet_catalog::{
     self as catalog, ColumnInfo, DatabaseEntry, QualifiedName, RelationEntry, RelationKind,
     SchemaEntry,
 };
-use freshet_sql::FreshetStatement;
+use freshet_sql::{FreshetStatement, OwnedObject};
 
 use crate::commands::{command, run_query, text_rows};
 use crate::dml::InsertTarget;
@@ -240,7 +240,18 @@ pub(crate) async fn run_standard(
             cascade,
             ..
         } => drop_objects(session, *object_type, names, *if_exists, *cascade),
-        Statement::AlterTable(alter) => alter_table(session, &alter.name, &alter.operations).await,
+        Statement::AlterTable(alter) => match alter.operations.as_slice() {
+            [AlterTableOperation::OwnerTo { new_owner }] => {
+                crate::privileges::alter_relation_owner(
+                    session,
+                    &alter.name,
+                    alter.if_exists,
+                    new_owner,
+                    None,
+                )
+            }
+            _ => alter_table(session, &alter.name, &alter.operations).await,
+        },
         _ => Err(EngineError::new("0A000", "unsupported DDL statement")),
     }
 }
@@ -1079,6 +1090,14 @@ pub(crate) async fn run_freshet(
         }
         FreshetStatement::DropUser { name, if_exists } => {
             crate::users::drop_user(session, &ident(name), *if_exists)
+        }
+        FreshetStatement::AlterOwner {
+            object: object @ (OwnedObject::View | OwnedObject::DynamicTable),
+            name,
+            if_exists,
+            owner,
+        } => {
+            crate::privileges::alter_relation_owner(session, name, *if_exists, owner, Some(*object))
         }
         FreshetStatement::Checkpoint => checkpoint(session).await,
         _ => return None,

@@ -6,7 +6,8 @@
 //!   may DROP, ALTER, replace or index it, and GRANT or REVOKE on it;
 //! - anyone else needs a privilege (SELECT, INSERT, UPDATE, DELETE,
 //!   TRUNCATE) granted to them or to PUBLIC;
-//! - superusers may do anything.
+//! - superusers may do anything;
+//! - `ALTER … OWNER TO` gives a relation (or a model) to another role.
 //!
 //! Reads are checked where rows are read, [`crate::provider`]'s table scan
 //! (and the prepared point lookup, which skips it), as the session's user:
@@ -16,9 +17,11 @@
 //! so a revoked SELECT on a source fails its next refresh.
 
 use datafusion::sql::sqlparser::ast::{
-    Action, Grant, GrantObjects, Grantee as SqlGrantee, GranteeName, Privileges, Revoke,
+    Action, Grant, GrantObjects, Grantee as SqlGrantee, GranteeName, ObjectName, Owner, Privileges,
+    Revoke,
 };
 use freshet_catalog::{self as catalog, Acl, Grantee, RelationEntry, RelationKind, TablePrivilege};
+use freshet_sql::OwnedObject;
 
 use crate::commands::command;
 use crate::ddl::txn_mut;
@@ -99,6 +102,96 @@ pub(crate) fn require_owner_of(
         "42501",
         format!("must be owner of {what} {name}"),
     ))
+}
+
+/// The role an `OWNER TO` names, which must exist (42704).
+pub(crate) fn named_owner(session: &Session, owner: &Owner) -> Result<String, EngineError> {
+    let role = match owner {
+        Owner::Ident(name) => crate::names::ident(name),
+        // Freshet has no SET ROLE: the session's user is all three.
+        Owner::CurrentUser | Owner::CurrentRole | Owner::SessionUser => session.user().to_string(),
+    };
+    let exists = session
+        .shared
+        .with_txn(|t| t.get_meta(&catalog::user_key(&role)).is_some())
+        .map_err(map_df_error)?;
+    if !exists {
+        return Err(EngineError::new(
+            "42704",
+            format!("role \"{role}\" does not exist"),
+        ));
+    }
+    Ok(role)
+}
+
+/// Fails with 42501 unless the session's user may make `role` an owner:
+/// PostgreSQL 15 asks to be a member of the role, and Freshet has no role
+/// membership, so a user may give only to themselves; a superuser to
+/// anyone.
+pub(crate) fn require_member_of(session: &Session, role: &str) -> Result<(), EngineError> {
+    if role == session.user() || is_superuser(&session.shared, session.user())? {
+        return Ok(());
+    }
+    Err(EngineError::new(
+        "42501",
+        format!("must be member of role \"{role}\""),
+    ))
+}
+
+/// `ALTER TABLE | VIEW | DYNAMIC TABLE name OWNER TO role`, as PostgreSQL
+/// runs it: only the owner or a superuser may; naming the current owner
+/// then changes nothing; any other role must be one they may become
+/// ([`require_member_of`]). What the old owner held and granted
+/// passes to the new one ([`Acl::change_owner`]); a dynamic table then
+/// refreshes with the new owner's privileges. `object` is `None` for ALTER
+/// TABLE, which takes any relation; ALTER VIEW and ALTER DYNAMIC TABLE
+/// take only their own kind (42809).
+pub(crate) fn alter_relation_owner(
+    session: &Session,
+    name: &ObjectName,
+    if_exists: bool,
+    owner: &Owner,
+    object: Option<OwnedObject>,
+) -> Result<QueryOutput, EngineError> {
+    let tag = match object {
+        None => "ALTER TABLE",
+        Some(OwnedObject::View) => "ALTER VIEW",
+        Some(OwnedObject::DynamicTable) => "ALTER DYNAMIC TABLE",
+        Some(OwnedObject::Model) => "ALTER MODEL",
+    };
+    let qualified = resolve_name(session, name)?;
+    let mut entry = match crate::names::find_relation(session, &qualified)? {
+        Some(entry) => entry,
+        None if if_exists => return Ok(command(tag, None)),
+        None => lookup_relation(session, &qualified)?,
+    };
+    let kind_matches = match object {
+        Some(OwnedObject::View) => matches!(entry.kind, RelationKind::View { .. }),
+        Some(OwnedObject::DynamicTable) => matches!(entry.kind, RelationKind::DynamicTable(_)),
+        Some(OwnedObject::Model) | None => true,
+    };
+    if !kind_matches {
+        let what = match object {
+            Some(OwnedObject::View) => "a view",
+            _ => "a dynamic table",
+        };
+        return Err(EngineError::new(
+            "42809",
+            format!("\"{}\" is not {what}", entry.name),
+        ));
+    }
+    require_owner(session, &entry)?;
+    let role = named_owner(session, owner)?;
+    if entry.acl.is_owner(&role) {
+        return Ok(command(tag, None));
+    }
+    require_member_of(session, &role)?;
+    entry.acl.change_owner(&role);
+    txn_mut(session, |t| {
+        catalog::put(t, &catalog::relation_key(&qualified), &entry);
+        Ok(())
+    })?;
+    Ok(command(tag, None))
 }
 
 /// The table privileges a GRANT or REVOKE names.

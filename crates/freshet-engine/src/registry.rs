@@ -16,13 +16,15 @@ use std::path::{Component, Path, PathBuf};
 use std::sync::Arc;
 
 use datafusion::common::{ParamValues, ScalarValue};
-use datafusion::sql::sqlparser::ast::ObjectName;
+use datafusion::sql::sqlparser::ast::{ObjectName, Owner};
 
 use freshet_catalog::{
     self as catalog, Grantee, MetaRead, ModelAcl, ModelEntry, ModelVersionEntry, QualifiedName,
 };
 use freshet_models::CompiledModel;
-use freshet_sql::{AlterModelAction, FreshetStatement, GranteeSpec, ModelSource, ShowScope};
+use freshet_sql::{
+    AlterModelAction, FreshetStatement, GranteeSpec, ModelSource, OwnedObject, ShowScope,
+};
 
 use crate::commands::{command, text_rows, text_schema};
 use crate::ddl::{now_micros, txn_mut};
@@ -479,6 +481,12 @@ pub(crate) async fn run(
             params,
         ),
         FreshetStatement::AlterModel { name, action } => alter_model(session, name, action, params),
+        FreshetStatement::AlterOwner {
+            object: OwnedObject::Model,
+            name,
+            owner,
+            ..
+        } => alter_model_owner(session, name, owner),
         FreshetStatement::DropModel { name, if_exists } => {
             let qualified = match resolve_name(session, name) {
                 Ok(q) => q,
@@ -683,6 +691,25 @@ fn alter_model(
             entry.name = target.name;
         }
     }
+    save_model(session, &entry)?;
+    Ok(command("ALTER MODEL", None))
+}
+
+/// `ALTER MODEL name OWNER TO role`, with the checks of
+/// [`crate::privileges::alter_relation_owner`].
+fn alter_model_owner(
+    session: &Session,
+    name: &ObjectName,
+    owner: &Owner,
+) -> Result<QueryOutput, EngineError> {
+    let (_, mut entry) = require_model(session, name)?;
+    require_model_owner(session, &entry)?;
+    let role = crate::privileges::named_owner(session, owner)?;
+    if entry.acl.is_owner(&role) {
+        return Ok(command("ALTER MODEL", None));
+    }
+    crate::privileges::require_member_of(session, &role)?;
+    entry.acl.change_owner(&role);
     save_model(session, &entry)?;
     Ok(command("ALTER MODEL", None))
 }

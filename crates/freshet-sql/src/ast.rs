@@ -9,7 +9,7 @@
 use std::fmt;
 use std::time::Duration;
 
-use datafusion::sql::sqlparser::ast::{Ident, ObjectName, Query, Statement};
+use datafusion::sql::sqlparser::ast::{Ident, ObjectName, Owner, Query, Statement};
 
 use crate::error::SqlError;
 
@@ -104,6 +104,18 @@ pub enum FreshetStatement {
         name: ObjectName,
         /// What to change.
         action: AlterDynamicTableAction,
+    },
+    /// `ALTER {VIEW | DYNAMIC TABLE | MODEL} [IF EXISTS] name OWNER TO
+    /// role`. (`ALTER TABLE … OWNER TO` is sqlparser's statement.)
+    AlterOwner {
+        /// What kind of object the name must name.
+        object: OwnedObject,
+        /// Its name as written (1-3 parts).
+        name: ObjectName,
+        /// `IF EXISTS` was given.
+        if_exists: bool,
+        /// The new owner.
+        owner: Owner,
     },
     /// `DROP DYNAMIC TABLE [IF EXISTS] name [CASCADE | RESTRICT]`.
     DropDynamicTable {
@@ -416,6 +428,17 @@ impl fmt::Display for Initialize {
             Initialize::OnSchedule => "ON_SCHEDULE",
         })
     }
+}
+
+/// What an [`FreshetStatement::AlterOwner`] gives to another role.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OwnedObject {
+    /// `ALTER VIEW`.
+    View,
+    /// `ALTER DYNAMIC TABLE`.
+    DynamicTable,
+    /// `ALTER MODEL`.
+    Model,
 }
 
 /// The action of an `ALTER DYNAMIC TABLE` statement.

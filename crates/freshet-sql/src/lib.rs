@@ -65,7 +65,7 @@ mod source;
 
 pub use ast::{
     AlterDynamicTableAction, AlterModelAction, CreateDynamicTable, FreshetStatement, GranteeSpec,
-    Initialize, ModelBinding, ModelCall, ModelSource, ModelVersionRef, ParsedQuery,
+    Initialize, ModelBinding, ModelCall, ModelSource, ModelVersionRef, OwnedObject, ParsedQuery,
     ParsedStatement, RefreshMode, RoleSettingChange, ShowScope, TargetLag,
 };
 pub use depth::{MAX_EXPRESSION_DEPTH, WORKER_STACK_SIZE};

@@ -7,7 +7,7 @@
 //! (`DYNAMIC`, `TARGET_LAG`, ...) are matched as plain unquoted words,
 //! case-insensitively, because most are not sqlparser keywords.
 
-use datafusion::sql::sqlparser::ast::{Ident, ObjectName, ObjectNamePart, Query, SetExpr};
+use datafusion::sql::sqlparser::ast::{Ident, ObjectName, ObjectNamePart, Owner, Query, SetExpr};
 use datafusion::sql::sqlparser::dialect::PostgreSqlDialect;
 use datafusion::sql::sqlparser::parser::{Parser, ParserError};
 use datafusion::sql::sqlparser::tokenizer::{
@@ -16,7 +16,7 @@ use datafusion::sql::sqlparser::tokenizer::{
 
 use crate::ast::{
     AlterDynamicTableAction, AlterModelAction, CreateDynamicTable, FreshetStatement, GranteeSpec,
-    Initialize, ModelBinding, ModelSource, ParsedQuery, ParsedStatement, RefreshMode,
+    Initialize, ModelBinding, ModelSource, OwnedObject, ParsedQuery, ParsedStatement, RefreshMode,
     RoleSettingChange, ShowScope, TargetLag,
 };
 use crate::error::{SqlError, SqlErrorKind};
@@ -399,6 +399,10 @@ impl<'m> StmtParser<'m> {
                 self.advance(2);
                 return self.create_user();
             }
+            if !or_replace && self.peek_is(1, "ROLE") {
+                self.advance(2);
+                return self.create_role();
+            }
         } else if self.peek_is(0, "DROP") {
             if self.peek_is(1, "DYNAMIC") && self.peek_is(2, "TABLE") {
                 self.advance(3);
@@ -428,7 +432,9 @@ impl<'m> StmtParser<'m> {
                     cascade,
                 });
             }
-            if self.peek_is(1, "USER") {
+            // PostgreSQL's DROP ROLE is DROP USER; Freshet's roles are its
+            // users.
+            if self.peek_is(1, "USER") || self.peek_is(1, "ROLE") {
                 self.advance(2);
                 let if_exists = self.eat_seq(&["IF", "EXISTS"]);
                 let name = self.ident("user name")?;
@@ -446,6 +452,13 @@ impl<'m> StmtParser<'m> {
             if self.peek_is(1, "USER") {
                 self.advance(2);
                 return self.alter_user();
+            }
+            // sqlparser reads ALTER VIEW only with AS <query>.
+            if self.peek_is(1, "VIEW") && self.owner_to_after_name(2) {
+                self.advance(2);
+                let if_exists = self.eat_seq(&["IF", "EXISTS"]);
+                let name = self.object_name("view name", 3)?;
+                return self.owner_to(OwnedObject::View, name, if_exists);
             }
             // PostgreSQL's ALTER ROLE is ALTER USER; Freshet's roles are
             // its users.
@@ -626,6 +639,78 @@ impl<'m> StmtParser<'m> {
             name,
             password: password.flatten(),
             superuser: superuser.unwrap_or(false),
+        })
+    }
+
+    /// `CREATE ROLE name … LOGIN …`: a user. PostgreSQL's CREATE ROLE makes
+    /// a role that cannot log in unless LOGIN is given, which only makes
+    /// sense with role membership (a group), and Freshet has none.
+    fn create_role(&mut self) -> Result<FreshetStatement, SqlError> {
+        let mut n = 0;
+        let mut login = false;
+        loop {
+            let token = &self.p.peek_nth_token_ref(n).token;
+            if *token == Token::EOF {
+                break;
+            }
+            login |= is_word(token, "LOGIN");
+            n += 1;
+        }
+        if !login {
+            return Err(SqlError::unsupported(
+                "roles that cannot log in (group roles) are not supported; \
+                 use CREATE ROLE name LOGIN or CREATE USER name",
+                self.here(),
+            ));
+        }
+        self.create_user()
+    }
+
+    /// Whether `[IF EXISTS] name OWNER TO` starts `n` tokens ahead.
+    fn owner_to_after_name(&self, mut n: usize) -> bool {
+        if self.peek_is(n, "IF") && self.peek_is(n + 1, "EXISTS") {
+            n += 2;
+        }
+        loop {
+            if !matches!(self.p.peek_nth_token_ref(n).token, Token::Word(_)) {
+                return false;
+            }
+            n += 1;
+            if self.p.peek_nth_token_ref(n).token != Token::Period {
+                break;
+            }
+            n += 1;
+        }
+        self.peek_is(n, "OWNER") && self.peek_is(n + 1, "TO")
+    }
+
+    /// `OWNER TO {role | CURRENT_USER | CURRENT_ROLE | SESSION_USER}`, the
+    /// end of an [`FreshetStatement::AlterOwner`].
+    fn owner_to(
+        &mut self,
+        object: OwnedObject,
+        name: ObjectName,
+        if_exists: bool,
+    ) -> Result<FreshetStatement, SqlError> {
+        self.expect("OWNER")?;
+        self.expect("TO")?;
+        let owner = if self.eat("CURRENT_USER") {
+            Owner::CurrentUser
+        } else if self.eat("CURRENT_ROLE") {
+            Owner::CurrentRole
+        } else if self.eat("SESSION_USER") {
+            Owner::SessionUser
+        } else {
+            Owner::Ident(self.ident("role name")?)
+        };
+        if self.p.peek_token_ref().token != Token::EOF {
+            return Err(self.expected("end of statement"));
+        }
+        Ok(FreshetStatement::AlterOwner {
+            object,
+            name,
+            if_exists,
+            owner,
         })
     }
 
@@ -889,6 +974,9 @@ impl<'m> StmtParser<'m> {
 
     fn alter_dynamic_table(&mut self) -> Result<FreshetStatement, SqlError> {
         let name = self.object_name("dynamic table name", 3)?;
+        if self.peek_is(0, "OWNER") {
+            return self.owner_to(OwnedObject::DynamicTable, name, false);
+        }
         let action = if self.eat("SUSPEND") {
             AlterDynamicTableAction::Suspend
         } else if self.eat("RESUME") {
@@ -911,7 +999,7 @@ impl<'m> StmtParser<'m> {
                 return Err(self.expected("TARGET_LAG, WAREHOUSE or COMMENT"));
             }
         } else {
-            return Err(self.expected("SUSPEND, RESUME, REFRESH, SET or RENAME TO"));
+            return Err(self.expected("SUSPEND, RESUME, REFRESH, SET, RENAME TO or OWNER TO"));
         };
         Ok(FreshetStatement::AlterDynamicTable { name, action })
     }
@@ -1028,6 +1116,9 @@ impl<'m> StmtParser<'m> {
 
     fn alter_model(&mut self) -> Result<FreshetStatement, SqlError> {
         let name = self.object_name("model name", 3)?;
+        if self.peek_is(0, "OWNER") {
+            return self.owner_to(OwnedObject::Model, name, false);
+        }
         let action = if self.eat_seq(&["ADD", "VERSION"]) {
             let version = self.ident("version name")?;
             self.expect("FROM")?;

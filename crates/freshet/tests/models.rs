@@ -24,7 +24,8 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use common::{
-    assert_sqlstate, clients_required, wait_bounded, workspace_root, ServerOptions, TestServer,
+    assert_sqlstate, clients_required, simple_rows, wait_bounded, workspace_root, ServerOptions,
+    TestServer,
 };
 use futures::{pin_mut, SinkExt};
 use serde_json::Value;
@@ -359,22 +360,6 @@ fn assert_mentions(message: &str, needles: &[&str]) {
             "expected {needle:?} in the error message: {message}"
         );
     }
-}
-
-/// Rows of a simple query as text (None = NULL).
-async fn simple_rows(client: &Client, sql: &str) -> Vec<Vec<Option<String>>> {
-    client
-        .simple_query(sql)
-        .await
-        .unwrap_or_else(|e| panic!("`{sql}` failed: {}", describe_error(&e)))
-        .into_iter()
-        .filter_map(|m| match m {
-            SimpleQueryMessage::Row(r) => {
-                Some((0..r.len()).map(|i| r.get(i).map(str::to_string)).collect())
-            }
-            _ => None,
-        })
-        .collect()
 }
 
 /// Column names of a simple query's result.
@@ -2085,19 +2070,7 @@ async fn models_have_owners_and_usage_grants() {
     error_of(&bob, "ALTER DYNAMIC TABLE mp_scored REFRESH", "42501").await;
     error_of(&admin, "ALTER DYNAMIC TABLE mp_scored REFRESH", "42501").await;
     assert_eq!(simple_rows(&bob, rows).await, vec![vec![Some("1".into())]]);
-    let last = simple_rows(
-        &bob,
-        "SELECT state, state_message FROM information_schema.dynamic_table_refresh_history \
-         WHERE state <> 'SCHEDULED' ORDER BY refresh_start_time DESC LIMIT 1",
-    )
-    .await;
-    assert_eq!(last[0][0].as_deref(), Some("FAILED"), "{last:?}");
-    assert!(
-        last[0][1]
-            .as_deref()
-            .is_some_and(|m| m.contains("permission denied for model")),
-        "{last:?}"
-    );
+    common::assert_last_refresh_failed(&bob, "permission denied for model").await;
 
     // USAGE granted to PUBLIC reaches every role.
     exec(&alice, "GRANT USAGE ON MODEL mp_model TO PUBLIC").await;
@@ -2117,8 +2090,24 @@ async fn models_have_owners_and_usage_grants() {
     exec(&admin, "ALTER MODEL mp_model SET COMMENT = 'checked'").await;
     let m = error_of(&admin, "DROP USER mp_alice", "2BP01").await;
     assert_mentions(&m, &["owner of model", "mp_model"]);
-    exec(&alice, "DROP MODEL mp_model").await;
+
+    // ALTER MODEL … OWNER TO: only the owner or a superuser, and a user
+    // only to themselves; the new owner may then change it, the old one
+    // not, and the grants the old owner made are the new owner's.
+    error_of(&bob, "ALTER MODEL mp_model OWNER TO mp_bob", "42501").await;
+    let m = error_of(&alice, "ALTER MODEL mp_model OWNER TO mp_bob", "42501").await;
+    assert_mentions(&m, &["must be member of role", "mp_bob"]);
+    error_of(&alice, "ALTER MODEL mp_model OWNER TO nobody", "42704").await;
+    exec(&alice, "ALTER MODEL mp_model OWNER TO CURRENT_USER").await;
+    exec(&admin, "ALTER MODEL mp_model OWNER TO mp_bob").await;
+    let models = show_models(&admin, "SHOW MODELS").await;
+    assert_eq!(models["mp_model"]["owner"].as_deref(), Some("mp_bob"));
+    let grants = simple_rows(&admin, "SHOW GRANTS ON MODEL mp_model").await;
+    assert_eq!(grants[1][6].as_deref(), Some("mp_bob"), "{grants:?}");
+    error_of(&alice, "ALTER MODEL mp_model SET COMMENT = 'mine'", "42501").await;
+    exec(&bob, "ALTER MODEL mp_model SET COMMENT = 'mine'").await;
     exec(&admin, "DROP USER mp_alice").await;
+    exec(&bob, "DROP MODEL mp_model").await;
 }
 
 // ---------------------------------------------------------------- durability

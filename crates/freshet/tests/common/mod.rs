@@ -768,6 +768,43 @@ pub async fn text_rows(client: &tokio_postgres::Client, sql: &str) -> Vec<Vec<St
         .collect()
 }
 
+/// The rows `sql` returns over the simple protocol, as text (`None` for
+/// NULL); panics with the server's message and SQLSTATE if it fails.
+pub async fn simple_rows(client: &tokio_postgres::Client, sql: &str) -> Vec<Vec<Option<String>>> {
+    client
+        .simple_query(sql)
+        .await
+        .unwrap_or_else(|e| panic!("`{sql}` failed: {} [{}]", server_message(&e), sqlstate(&e)))
+        .into_iter()
+        .filter_map(|m| match m {
+            tokio_postgres::SimpleQueryMessage::Row(r) => {
+                Some((0..r.len()).map(|i| r.get(i).map(str::to_string)).collect())
+            }
+            _ => None,
+        })
+        .collect()
+}
+
+/// Asserts that the last finished refresh `client` can see in the refresh
+/// history failed, with `reason` in its message.
+pub async fn assert_last_refresh_failed(client: &tokio_postgres::Client, reason: &str) {
+    let last = simple_rows(
+        client,
+        "SELECT state, state_message FROM information_schema.dynamic_table_refresh_history \
+         WHERE state <> 'SCHEDULED' ORDER BY refresh_start_time DESC LIMIT 1",
+    )
+    .await;
+    assert_eq!(
+        last.first().and_then(|row| row[0].as_deref()),
+        Some("FAILED"),
+        "{last:?}"
+    );
+    assert!(
+        last[0][1].as_deref().is_some_and(|m| m.contains(reason)),
+        "expected {reason:?} in {last:?}"
+    );
+}
+
 /// Runs `sql` (one or more statements); panics with the server's message if
 /// it fails.
 pub async fn exec_ok(client: &tokio_postgres::Client, sql: &str) {
