@@ -6,6 +6,12 @@
 //!
 //! * `ceil`, `floor` and `trunc` of a `numeric`, which keep its scale in
 //!   DataFusion (`ceil(1.25)` printed `2.00`), with a numeric of scale 0.
+//! * `round(numeric, n)` and `trunc(numeric, n)` with a constant `n`, whose
+//!   scale is `n` in PostgreSQL (0 for a negative `n`): DataFusion kept the
+//!   argument's scale for `trunc` (`trunc(2.345, 1)` printed `2.300`) and
+//!   for a `round` to more decimals than the argument has (`round(2.345,
+//!   5)` printed `2.345`, where PostgreSQL prints `2.34500`). The result is
+//!   cast to that scale, which is exact: the digits dropped are zeros.
 //! * `round(double precision)` (and `real`), which DataFusion rounds halves
 //!   away from zero, with rounding halves to even, as PostgreSQL's `rint`
 //!   does: `round(2.5::float8)` is 2.
@@ -56,7 +62,7 @@ use datafusion::arrow::datatypes::{
 };
 use datafusion::common::config::ConfigOptions;
 use datafusion::common::tree_node::Transformed;
-use datafusion::common::{DFSchema, DataFusionError, Result as DfResult};
+use datafusion::common::{DFSchema, DataFusionError, Result as DfResult, ScalarValue};
 use datafusion::logical_expr::expr::{BinaryExpr, Cast, ScalarFunction};
 use datafusion::logical_expr::{
     ColumnarValue, Expr, ExprSchemable, LogicalPlan, Operator, ScalarFunctionArgs, ScalarUDF,
@@ -108,8 +114,17 @@ fn rewrite(expr: Expr, schema: &DFSchema) -> DfResult<Transformed<Expr>> {
                     vec![x.clone()],
                 )),
             )),
-            _ => Ok(Transformed::no(expr)),
+            _ => Ok(match rounded_to_constant_scale(call, schema) {
+                Some(rounded) => Transformed::yes(rounded),
+                None => Transformed::no(expr),
+            }),
         },
+        Expr::ScalarFunction(call) if call.name() == "trunc" && call.args.len() == 2 => {
+            Ok(match rounded_to_constant_scale(call, schema) {
+                Some(rounded) => Transformed::yes(rounded),
+                None => Transformed::no(expr),
+            })
+        }
         // ceil, floor and trunc of a numeric are integral numerics
         // (`ceil(1.25)` is 2, not 2.00).
         Expr::ScalarFunction(call)
@@ -513,6 +528,40 @@ fn operand_type(expr: &Expr, schema: &DFSchema) -> Option<DataType> {
 }
 
 /// The function computing `op` on two floats of one type.
+/// `round(numeric, n)` or `trunc(numeric, n)` with a constant `n`, cast to
+/// the scale PostgreSQL gives it (see the module docs); `None` when the
+/// call is not one, or already has that type.
+fn rounded_to_constant_scale(call: &ScalarFunction, schema: &DFSchema) -> Option<Expr> {
+    let [x, places] = call.args.as_slice() else {
+        return None;
+    };
+    let Ok(DataType::Decimal128(precision, scale)) = x.get_type(schema) else {
+        return None;
+    };
+    let places = match places {
+        Expr::Cast(Cast { expr, .. }) => expr.as_ref(),
+        other => other,
+    };
+    let places = match places {
+        Expr::Literal(ScalarValue::Int64(Some(n)), _) => *n,
+        Expr::Literal(ScalarValue::Int32(Some(n)), _) => i64::from(*n),
+        _ => return None,
+    };
+    let target_scale = places.clamp(0, 38);
+    // round may carry into one more integer digit (`round(9.95, 1)` is 10.0).
+    let integer_digits = i64::from(precision) - i64::from(scale) + 1;
+    let target_precision = (integer_digits + target_scale).clamp(1, 38);
+    let target = DataType::Decimal128(
+        u8::try_from(target_precision).ok()?,
+        i8::try_from(target_scale).ok()?,
+    );
+    let call = Expr::ScalarFunction(call.clone());
+    if call.get_type(schema).ok()? == target {
+        return None;
+    }
+    Some(Expr::Cast(Cast::new(Box::new(call), target)))
+}
+
 fn float_arithmetic_udf(op: FloatOp) -> Arc<ScalarUDF> {
     static UDFS: OnceLock<[Arc<ScalarUDF>; 5]> = OnceLock::new();
     let all = UDFS.get_or_init(|| {
