@@ -411,7 +411,7 @@ fn parse_width(value: Option<&str>) -> Result<i32, FormatError> {
 /// PostgreSQL's `quote_literal`: single quotes around the value, embedded
 /// quotes and backslashes doubled, and an `E` prefix when the value holds a
 /// backslash.
-fn quote_literal(value: &str) -> Result<String, FormatError> {
+pub(crate) fn quote_literal(value: &str) -> Result<String, FormatError> {
     // PostgreSQL sizes its work buffer for the worst case up front.
     let request = value.len().saturating_mul(2).saturating_add(4);
     if request > MAX_ALLOC_SIZE {

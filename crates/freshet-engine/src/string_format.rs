@@ -1,5 +1,7 @@
 //! `format(formatstr, args...)`, PostgreSQL's string formatting function,
-//! as a DataFusion scalar function.
+//! as a DataFusion scalar function, and `quote_literal(value)` and
+//! `quote_nullable(value)`, which quote one value as `%L` does (a NULL is
+//! NULL for `quote_literal` and the text `NULL` for `quote_nullable`).
 //!
 //! [`crate::pg_format`] does the formatting; this module turns each argument
 //! into the text PostgreSQL's output function would print for it (as the
@@ -17,11 +19,68 @@ use datafusion::logical_expr::{
 
 use crate::EngineError;
 
-/// Registers `format`.
+/// Registers `format`, `quote_literal` and `quote_nullable`.
 pub(crate) fn register(ctx: &datafusion::prelude::SessionContext) {
     ctx.register_udf(ScalarUDF::new_from_impl(Format {
         signature: Signature::variadic_any(Volatility::Immutable),
     }));
+    for nullable in [false, true] {
+        ctx.register_udf(ScalarUDF::new_from_impl(QuoteLiteral {
+            nullable,
+            signature: Signature::any(1, Volatility::Immutable),
+        }));
+    }
+}
+
+/// `quote_literal(value)`, or `quote_nullable(value)` when `nullable`.
+#[derive(Debug, PartialEq, Eq, Hash)]
+struct QuoteLiteral {
+    nullable: bool,
+    signature: Signature,
+}
+
+impl ScalarUDFImpl for QuoteLiteral {
+    fn name(&self) -> &str {
+        if self.nullable {
+            "quote_nullable"
+        } else {
+            "quote_literal"
+        }
+    }
+
+    fn signature(&self) -> &Signature {
+        &self.signature
+    }
+
+    fn return_type(&self, _args: &[DataType]) -> DfResult<DataType> {
+        Ok(DataType::Utf8)
+    }
+
+    fn invoke_with_args(&self, args: ScalarFunctionArgs) -> DfResult<ColumnarValue> {
+        crate::udf_args::evaluate(&args.args, |arrays| {
+            let [value] = arrays else {
+                return Err(DataFusionError::Internal(format!(
+                    "{} takes one argument",
+                    self.name()
+                )));
+            };
+            let text = as_text(value)?;
+            let text = text.as_string::<i32>();
+            let mut out = StringBuilder::with_capacity(text.len(), text.value_data().len() + 8);
+            for value in text.iter() {
+                match value {
+                    Some(value) => {
+                        out.append_value(crate::pg_format::quote_literal(value).map_err(|e| {
+                            DataFusionError::from(EngineError::new(e.sqlstate, e.message))
+                        })?)
+                    }
+                    None if self.nullable => out.append_value("NULL"),
+                    None => out.append_null(),
+                }
+            }
+            Ok(Arc::new(out.finish()) as ArrayRef)
+        })
+    }
 }
 
 #[derive(Debug, PartialEq, Eq, Hash)]
