@@ -122,7 +122,19 @@ fn starts_with(doc: &str, byte: u8) -> bool {
     doc.trim_start().as_bytes().first() == Some(&byte)
 }
 
-fn syntax_error(e: serde_json::Error) -> EngineError {
+/// The members of a JSON object's text as `jsonb` keeps them: the last of
+/// repeated keys, in `jsonb`'s key order (shorter first, then bytewise).
+pub(crate) fn jsonb_members(text: &str) -> Result<Vec<(String, &RawValue)>, EngineError> {
+    // A map keeps the last value of a repeated key; its bytewise key order,
+    // stably re-sorted by length, is jsonb's key order.
+    let members: BTreeMap<String, &RawValue> = serde_json::from_str(text).map_err(syntax_error)?;
+    let mut members: Vec<(String, &RawValue)> = members.into_iter().collect();
+    members.sort_by_key(|(key, _)| key.len());
+    Ok(members)
+}
+
+/// 22P02 for text that is not JSON.
+pub(crate) fn syntax_error(e: serde_json::Error) -> EngineError {
     EngineError::new("22P02", format!("invalid input syntax for type json: {e}"))
 }
 
@@ -130,12 +142,7 @@ fn write_canonical(raw: &RawValue, out: &mut String) -> Result<(), EngineError> 
     let text = raw.get().trim_start();
     match text.as_bytes().first() {
         Some(b'{') => {
-            // A map keeps the last value of a repeated key; its bytewise key
-            // order, stably re-sorted by length, is jsonb's key order.
-            let members: BTreeMap<String, &RawValue> =
-                serde_json::from_str(text).map_err(syntax_error)?;
-            let mut members: Vec<(String, &RawValue)> = members.into_iter().collect();
-            members.sort_by_key(|(key, _)| key.len());
+            let members = jsonb_members(text)?;
             out.push('{');
             for (i, (key, value)) in members.iter().enumerate() {
                 if i > 0 {

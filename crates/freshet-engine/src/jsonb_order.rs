@@ -31,7 +31,6 @@
 //! compare the canonical text, which differs from PostgreSQL's equality
 //! only for numbers of equal value and different scale (`1.0` and `1`).
 
-use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use datafusion::arrow::array::{Array, ArrayRef, AsArray, BinaryBuilder};
@@ -50,6 +49,8 @@ use datafusion::optimizer::AnalyzerRule;
 use serde_json::value::RawValue;
 
 use crate::json_operands::{operand, Operand};
+use crate::json_text::syntax_error;
+use crate::type_resolution::is_comparison;
 use crate::EngineError;
 
 /// Name of the function a `jsonb` comparison operand is wrapped in.
@@ -167,21 +168,6 @@ fn comparison(kinds: &[Operand], op: &str) -> DfResult<bool> {
         && kinds
             .iter()
             .all(|kind| matches!(kind, Operand::Jsonb | Operand::Unknown)))
-}
-
-/// The comparison operators PostgreSQL's `jsonb` has.
-fn is_comparison(op: &Operator) -> bool {
-    matches!(
-        op,
-        Operator::Eq
-            | Operator::NotEq
-            | Operator::Lt
-            | Operator::LtEq
-            | Operator::Gt
-            | Operator::GtEq
-            | Operator::IsDistinctFrom
-            | Operator::IsNotDistinctFrom
-    )
 }
 
 fn rewrite(expr: Expr, schema: &DFSchema) -> DfResult<Transformed<Expr>> {
@@ -461,10 +447,6 @@ fn first_byte(raw: &RawValue) -> Option<u8> {
     raw.get().trim_start().as_bytes().first().copied()
 }
 
-fn syntax_error(e: serde_json::Error) -> EngineError {
-    EngineError::new("22P02", format!("invalid input syntax for type json: {e}"))
-}
-
 fn length(n: usize) -> [u8; 4] {
     u32::try_from(n).unwrap_or(u32::MAX).to_be_bytes()
 }
@@ -473,12 +455,7 @@ fn encode(raw: &RawValue, out: &mut Vec<u8>) -> Result<(), EngineError> {
     let text = raw.get().trim();
     match text.as_bytes().first() {
         Some(b'{') => {
-            // The last of repeated keys, in jsonb's key order: shorter
-            // first, then bytewise.
-            let members: BTreeMap<String, &RawValue> =
-                serde_json::from_str(text).map_err(syntax_error)?;
-            let mut members: Vec<(String, &RawValue)> = members.into_iter().collect();
-            members.sort_by_key(|(key, _)| key.len());
+            let members = crate::json_text::jsonb_members(text)?;
             out.push(OBJECT);
             out.extend_from_slice(&length(members.len()));
             for (key, value) in members {
