@@ -550,7 +550,14 @@ fn rounded_to_constant_scale(call: &ScalarFunction, schema: &DFSchema) -> Option
     let target_scale = places.clamp(0, 38);
     // round may carry into one more integer digit (`round(9.95, 1)` is 10.0).
     let integer_digits = i64::from(precision) - i64::from(scale) + 1;
-    let target_precision = (integer_digits + target_scale).clamp(1, 38);
+    // A literal such as 0.001 is `numeric(1,3)`: at least one digit.
+    let target_precision = (integer_digits + target_scale).max(1);
+    if target_precision > 38 {
+        // No decimal of that scale holds every value of the argument's type
+        // (`trunc(x, 20)` of a `numeric(38,16)`): the cast could fail where
+        // the call answers, so the result keeps DataFusion's type.
+        return None;
+    }
     let target = DataType::Decimal128(
         u8::try_from(target_precision).ok()?,
         i8::try_from(target_scale).ok()?,
