@@ -711,7 +711,8 @@ impl ModelEntry {
     }
 }
 
-/// A login role.
+/// A role: a user that logs in, or a group whose privileges its members
+/// share.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct UserEntry {
     /// Role name.
@@ -737,6 +738,75 @@ pub struct UserEntry {
     /// its sessions starts.
     #[serde(default)]
     pub settings: Vec<(String, String)>,
+    /// Whether the role may log in (`LOGIN`, the default of `CREATE
+    /// USER`). A role that may not is a group: its privileges are its
+    /// members'. Roles from before groups existed were all users.
+    #[serde(default = "can_log_in")]
+    pub login: bool,
+    /// The roles this one is a member of (`GRANT group TO role`), whose
+    /// privileges it has: PostgreSQL's `pg_auth_members` rows with this
+    /// role as `member`.
+    #[serde(default)]
+    pub member_of: Vec<RoleMembership>,
+}
+
+fn can_log_in() -> bool {
+    true
+}
+
+impl UserEntry {
+    /// A new role without a password, defaults or memberships.
+    pub fn new(name: &str, superuser: bool, login: bool, oid: Option<u32>) -> UserEntry {
+        UserEntry {
+            name: name.to_string(),
+            superuser,
+            scram_salt_hex: None,
+            scram_salted_password_hex: None,
+            scram_iterations: 4096,
+            oid,
+            settings: Vec::new(),
+            login,
+            member_of: Vec::new(),
+        }
+    }
+
+    /// This role's direct membership in `role`, if it has one.
+    pub fn membership(&self, role: &str) -> Option<&RoleMembership> {
+        self.member_of.iter().find(|m| m.role == role)
+    }
+}
+
+/// One role's membership in another (`GRANT role TO member`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RoleMembership {
+    /// The role the member belongs to.
+    pub role: String,
+    /// Whether the member may grant and revoke this membership to others
+    /// (`WITH ADMIN OPTION`).
+    pub admin_option: bool,
+    /// Who granted it.
+    pub grantor: String,
+}
+
+/// The roles whose privileges `role` has: itself, and every role it is a
+/// member of, directly or through other roles (PostgreSQL's `INHERIT`,
+/// the only mode here), each once, `role` first. Superuser status is not
+/// among what is inherited; [`is_superuser`] asks about one role.
+pub fn privileged_roles(reader: &dyn MetaRead, role: &str) -> Result<Vec<String>, CatalogError> {
+    let mut roles = vec![role.to_string()];
+    let mut next = 0;
+    while let Some(current) = roles.get(next).cloned() {
+        next += 1;
+        let Some(entry) = get::<UserEntry>(reader, &user_key(&current))? else {
+            continue;
+        };
+        for membership in entry.member_of {
+            if !roles.contains(&membership.role) {
+                roles.push(membership.role);
+            }
+        }
+    }
+    Ok(roles)
 }
 
 /// The bootstrap superuser's OID, as in PostgreSQL.
@@ -880,15 +950,7 @@ pub fn bootstrap(txn: &mut Transaction, superuser: &str, now_micros: i64) {
     // so no password is lost); only a missing superuser is created.
     let mut users: Vec<UserEntry> = list(&*txn, "user/").unwrap_or_default();
     if superuser_missing {
-        users.push(UserEntry {
-            name: superuser.to_string(),
-            superuser: true,
-            scram_salt_hex: None,
-            scram_salted_password_hex: None,
-            scram_iterations: 4096,
-            oid: None,
-            settings: Vec::new(),
-        });
+        users.push(UserEntry::new(superuser, true, true, None));
     }
     // Every user has an OID: the bootstrap superuser 10 unless another
     // user already holds it (the superuser was renamed by --superuser),

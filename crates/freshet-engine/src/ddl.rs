@@ -11,7 +11,7 @@ use datafusion::arrow::datatypes::{Field, Schema};
 use datafusion::arrow::record_batch::RecordBatch;
 use datafusion::common::ParamValues;
 use datafusion::sql::sqlparser::ast::{
-    AlterTableOperation, ColumnOption, ObjectName, ObjectType, SchemaName, Statement, Use,
+    AlterTableOperation, ColumnOption, Ident, ObjectName, ObjectType, SchemaName, Statement, Use,
 };
 
 use freshet_catalog::{
@@ -207,9 +207,23 @@ pub(crate) async fn run_standard(
             if_not_exists,
             ..
         } => {
-            let object = match schema_name {
-                SchemaName::Simple(n) | SchemaName::NamedAuthorization(n, _) => n.clone(),
-                SchemaName::UnnamedAuthorization(_) => {
+            // AUTHORIZATION must name a role (42704), and names the schema
+            // when it has no name of its own, as in PostgreSQL. Schemas
+            // have no owners here (docs/security.md).
+            let authorization = match schema_name {
+                SchemaName::Simple(_) => None,
+                SchemaName::NamedAuthorization(_, role)
+                | SchemaName::UnnamedAuthorization(role) => Some(crate::privileges::named_owner(
+                    session,
+                    &datafusion::sql::sqlparser::ast::Owner::Ident(role.clone()),
+                )?),
+            };
+            let object = match (schema_name, authorization) {
+                (SchemaName::Simple(n) | SchemaName::NamedAuthorization(n, _), _) => n.clone(),
+                (SchemaName::UnnamedAuthorization(_), Some(role)) => {
+                    ObjectName::from(vec![Ident::with_quote('"', role)])
+                }
+                (SchemaName::UnnamedAuthorization(_), None) => {
                     return Err(EngineError::new("42601", "CREATE SCHEMA needs a name"))
                 }
             };
@@ -1076,12 +1090,38 @@ pub(crate) async fn run_freshet(
             name,
             password,
             superuser,
-        } => crate::users::create_user(session, &ident(name), password.as_deref(), *superuser),
+            login,
+        } => crate::users::create_user(
+            session,
+            &ident(name),
+            password.as_deref(),
+            *superuser,
+            *login,
+        ),
         FreshetStatement::AlterUser {
             name,
             password,
             superuser,
-        } => crate::users::alter_user(session, &ident(name), password.as_deref(), *superuser),
+            login,
+        } => crate::users::alter_user(
+            session,
+            &ident(name),
+            password.as_deref(),
+            *superuser,
+            *login,
+        ),
+        FreshetStatement::RoleMembership {
+            grant,
+            roles,
+            members,
+            admin_option,
+        } => crate::users::role_membership(
+            session,
+            *grant,
+            &roles.iter().map(ident).collect::<Vec<_>>(),
+            members,
+            *admin_option,
+        ),
         FreshetStatement::AlterUserSetting { name, change } => {
             crate::users::alter_user_setting(session, &ident(name), change)
         }

@@ -129,15 +129,12 @@ impl Engine {
             let key = catalog::user_key(&self.config.superuser);
             let mut entry: UserEntry = catalog::get(&txn, &key)
                 .map_err(|e| EngineError::new(e.sqlstate(), e.to_string()))?
-                .unwrap_or(UserEntry {
-                    name: self.config.superuser.clone(),
-                    superuser: true,
-                    scram_salt_hex: None,
-                    scram_salted_password_hex: None,
-                    scram_iterations: crate::users::SCRAM_ITERATIONS,
-                    oid: Some(catalog::BOOTSTRAP_SUPERUSER_OID),
-                    settings: Default::default(),
-                });
+                .unwrap_or(UserEntry::new(
+                    &self.config.superuser,
+                    true,
+                    true,
+                    Some(catalog::BOOTSTRAP_SUPERUSER_OID),
+                ));
             entry.scram_salt_hex = Some(salt);
             entry.scram_salted_password_hex = Some(salted);
             entry.scram_iterations = crate::users::SCRAM_ITERATIONS;

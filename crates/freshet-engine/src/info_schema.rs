@@ -112,12 +112,19 @@ struct CatalogViewTable {
 }
 
 /// What the session's user may see of a relation in these views.
-struct Visibility<'a> {
-    user: &'a str,
+struct Visibility {
+    /// The user and the roles whose privileges it has (PostgreSQL's
+    /// `pg_has_role(…, 'USAGE')`).
+    roles: Vec<String>,
     superuser: bool,
 }
 
-impl Visibility<'_> {
+impl Visibility {
+    /// Whether the user is `role` or has its privileges.
+    fn acts_as(&self, role: &str) -> bool {
+        self.roles.iter().any(|r| r == role)
+    }
+
     /// Whether the user owns the relation or holds one of `privileges` on
     /// it (a superuser sees everything), PostgreSQL's test for listing a
     /// relation's constraints.
@@ -127,10 +134,10 @@ impl Visibility<'_> {
         privileges: &[freshet_catalog::TablePrivilege],
     ) -> bool {
         self.superuser
-            || relation.acl.is_owner(self.user)
-            || privileges
-                .iter()
-                .any(|p| relation.acl.allows(self.user, *p))
+            || self.roles.iter().any(|role| {
+                relation.acl.is_owner(role)
+                    || privileges.iter().any(|p| relation.acl.allows(role, *p))
+            })
     }
 }
 
@@ -187,7 +194,9 @@ impl CatalogViewTable {
             catalog::list(t, &catalog::relation_prefix(&self.database, None))
                 .map_err(|e| datafusion::common::DataFusionError::Execution(e.to_string()))
         })??;
-        let visibility = Visibility { user, superuser };
+        let roles = crate::privileges::roles_of(&self.shared, user)
+            .map_err(|e| datafusion::common::DataFusionError::External(Box::new(e)))?;
+        let visibility = Visibility { roles, superuser };
         let schema = Self::table_schema(self.view);
         let columns = match self.view {
             CatalogView::TablePrivileges => self.table_privileges(&relations, &visibility),
@@ -205,7 +214,7 @@ impl CatalogViewTable {
     fn table_privileges(
         &self,
         relations: &[freshet_catalog::RelationEntry],
-        visibility: &Visibility<'_>,
+        visibility: &Visibility,
     ) -> Vec<ArrayRef> {
         use freshet_catalog::{Grantee, RelationEntry, TablePrivilege};
         let mut columns: Vec<StringBuilder> = (0..8).map(|_| StringBuilder::new()).collect();
@@ -214,8 +223,10 @@ impl CatalogViewTable {
                         grantee: &str,
                         privilege: TablePrivilege,
                         grantable: bool| {
-            let user = visibility.user;
-            if !(visibility.superuser || grantor == user || grantee == user || grantee == "PUBLIC")
+            if !(visibility.superuser
+                || visibility.acts_as(grantor)
+                || visibility.acts_as(grantee)
+                || grantee == "PUBLIC")
             {
                 return;
             }
@@ -268,7 +279,7 @@ impl CatalogViewTable {
     fn table_constraints(
         &self,
         relations: &[freshet_catalog::RelationEntry],
-        visibility: &Visibility<'_>,
+        visibility: &Visibility,
     ) -> Vec<ArrayRef> {
         use freshet_catalog::TablePrivilege as P;
         let writes = [
@@ -322,7 +333,7 @@ impl CatalogViewTable {
     fn key_column_usage(
         &self,
         relations: &[freshet_catalog::RelationEntry],
-        visibility: &Visibility<'_>,
+        visibility: &Visibility,
     ) -> Vec<ArrayRef> {
         use freshet_catalog::TablePrivilege as P;
         let uses = [P::Select, P::Insert, P::Update, P::References];

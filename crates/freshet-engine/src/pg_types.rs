@@ -82,6 +82,14 @@ impl SchemaProvider for DeclaredTypesCatalog {
                 shared: self.shared.clone(),
             })));
         }
+        if name == "pg_auth_members" {
+            return Ok(self.inner.table(name).await?.map(|builtin| {
+                Arc::new(crate::roles::PgAuthMembers {
+                    builtin,
+                    shared: self.shared.clone(),
+                }) as Arc<dyn TableProvider>
+            }));
+        }
         if name == "pg_statistic_ext" {
             return Ok(Some(empty_pg_statistic_ext()?));
         }

@@ -7,6 +7,9 @@
 //! - anyone else needs a privilege (SELECT, INSERT, UPDATE, DELETE,
 //!   TRUNCATE) granted to them or to PUBLIC;
 //! - superusers may do anything;
+//! - a member of a role (`GRANT role TO member`, [`crate::users`]) has
+//!   that role's privileges and ownership, as with PostgreSQL's default
+//!   `INHERIT`;
 //! - `ALTER … OWNER TO` gives a relation (or a model) to another role.
 //!
 //! Reads are checked where rows are read, [`crate::provider`]'s table scan
@@ -39,6 +42,27 @@ pub(crate) fn is_superuser(shared: &SessionShared, role: &str) -> Result<bool, E
         .map_err(|e| EngineError::new(e.sqlstate(), e.to_string()))
 }
 
+/// The roles whose privileges `role` has, in the session's current
+/// transaction: itself and the roles it is a member of, directly or not
+/// ([`catalog::privileged_roles`]).
+pub(crate) fn roles_of(shared: &SessionShared, role: &str) -> Result<Vec<String>, EngineError> {
+    shared
+        .with_txn(|t| catalog::privileged_roles(t, role))
+        .map_err(map_df_error)?
+        .map_err(|e| EngineError::new(e.sqlstate(), e.to_string()))
+}
+
+/// Whether `test` holds for `role` or for a role it is a member of: how
+/// PostgreSQL's ownership and privilege checks treat members. The role
+/// itself is tested first, so the common case reads no other role.
+pub(crate) fn holds(
+    shared: &SessionShared,
+    role: &str,
+    test: impl Fn(&str) -> bool,
+) -> Result<bool, EngineError> {
+    Ok(test(role) || roles_of(shared, role)?.iter().any(|r| test(r)))
+}
+
 /// Fails with 42501 and `message` unless the session's user is a superuser.
 pub(crate) fn require_superuser(session: &Session, message: &str) -> Result<(), EngineError> {
     if is_superuser(&session.shared, session.user())? {
@@ -48,10 +72,11 @@ pub(crate) fn require_superuser(session: &Session, message: &str) -> Result<(), 
     }
 }
 
-/// Whether the session's user owns what `acl` belongs to, or is a
-/// superuser.
+/// Whether the session's user owns what `acl` belongs to (itself or
+/// through a role it is a member of), or is a superuser.
 fn owns(session: &Session, acl: &Acl) -> Result<bool, EngineError> {
-    Ok(acl.is_owner(session.user()) || is_superuser(&session.shared, session.user())?)
+    Ok(holds(&session.shared, session.user(), |r| acl.is_owner(r))?
+        || is_superuser(&session.shared, session.user())?)
 }
 
 /// The word PostgreSQL's messages use for a relation of this kind.
@@ -63,7 +88,8 @@ pub(crate) fn kind_word(kind: &RelationKind) -> &'static str {
 }
 
 /// Fails with 42501 unless `role` may use `privilege` on the table (or
-/// dynamic table) `relation`. (Views are checked on the tables they read.)
+/// dynamic table) `relation`: itself, through a role it is a member of,
+/// or as a superuser. (Views are checked on the tables they read.)
 pub(crate) fn require(
     shared: &SessionShared,
     role: &str,
@@ -71,7 +97,7 @@ pub(crate) fn require(
     acl: &Acl,
     privilege: TablePrivilege,
 ) -> Result<(), EngineError> {
-    if acl.allows(role, privilege) || is_superuser(shared, role)? {
+    if holds(shared, role, |r| acl.allows(r, privilege))? || is_superuser(shared, role)? {
         return Ok(());
     }
     Err(EngineError::new(
@@ -125,11 +151,14 @@ pub(crate) fn named_owner(session: &Session, owner: &Owner) -> Result<String, En
 }
 
 /// Fails with 42501 unless the session's user may make `role` an owner:
-/// PostgreSQL 15 asks to be a member of the role, and Freshet has no role
-/// membership, so a user may give only to themselves; a superuser to
-/// anyone.
+/// PostgreSQL 15 asks to be `role` or a member of it, directly or not; a
+/// superuser may give to anyone.
 pub(crate) fn require_member_of(session: &Session, role: &str) -> Result<(), EngineError> {
-    if role == session.user() || is_superuser(&session.shared, session.user())? {
+    if roles_of(&session.shared, session.user())?
+        .iter()
+        .any(|r| r == role)
+        || is_superuser(&session.shared, session.user())?
+    {
         return Ok(());
     }
     Err(EngineError::new(

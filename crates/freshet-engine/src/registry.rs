@@ -108,13 +108,19 @@ pub(crate) fn compiled_version(
 }
 
 /// Fails with 42501 unless `role` may call the model: it owns the model,
-/// holds USAGE on it (directly or through PUBLIC), or is a superuser.
+/// holds USAGE on it (directly, through PUBLIC or through a role it is a
+/// member of), or is a superuser.
 pub(crate) fn require_usage(
     reader: &dyn MetaRead,
     role: &str,
     entry: &ModelEntry,
 ) -> Result<(), EngineError> {
-    if entry.acl.allows_usage(role) || catalog::is_superuser(reader, role).map_err(catalog_err)? {
+    let allowed = entry.acl.allows_usage(role)
+        || catalog::privileged_roles(reader, role)
+            .map_err(catalog_err)?
+            .iter()
+            .any(|r| entry.acl.allows_usage(r));
+    if allowed || catalog::is_superuser(reader, role).map_err(catalog_err)? {
         return Ok(());
     }
     Err(EngineError::new(
@@ -770,12 +776,19 @@ fn show_models(
     Ok(text_rows(SHOW_MODELS_COLUMNS, rows))
 }
 
+/// Whether the session's user owns the model (itself or through a role
+/// it is a member of) or is a superuser.
+fn owns_model(session: &Session, entry: &ModelEntry) -> Result<bool, EngineError> {
+    Ok(
+        crate::privileges::holds(&session.shared, session.user(), |r| entry.acl.is_owner(r))?
+            || crate::privileges::is_superuser(&session.shared, session.user())?,
+    )
+}
+
 /// Fails with 42501 ("must be owner of model m") unless the session's user
 /// owns the model or is a superuser.
 fn require_model_owner(session: &Session, entry: &ModelEntry) -> Result<(), EngineError> {
-    if entry.acl.is_owner(session.user())
-        || crate::privileges::is_superuser(&session.shared, session.user())?
-    {
+    if owns_model(session, entry)? {
         return Ok(());
     }
     Err(EngineError::new(
@@ -829,9 +842,7 @@ fn change_privileges(
         .collect::<Result<Vec<_>, _>>()?;
     for model in models {
         let (qualified, mut entry) = require_model(session, model)?;
-        if !entry.acl.is_owner(session.user())
-            && !crate::privileges::is_superuser(&session.shared, session.user())?
-        {
+        if !owns_model(session, &entry)? {
             return Err(EngineError::new(
                 "42501",
                 format!("permission denied for model {qualified}"),

@@ -9,6 +9,7 @@
 //!
 //! * `pg_roles` lists every user, then PostgreSQL's predefined `pg_*`
 //!   roles from the crate's static `pg_authid`;
+//! * `pg_auth_members` lists their memberships, for psql's `\du`;
 //! * `pg_get_userbyid(oid)` names the role, or answers
 //!   `unknown (OID=n)` as PostgreSQL does;
 //! * [`role_oids`] gives `pg_class.relowner` ([`crate::pg_keys`]) the
@@ -111,7 +112,7 @@ impl PgRoles {
             .iter()
             .map(|u| {
                 let config = u.settings.iter().map(|(k, v)| format!("{k}={v}")).collect();
-                ((u.name.clone(), u.superuser, true, oid_of(u)), config)
+                ((u.name.clone(), u.superuser, u.login, oid_of(u)), config)
             })
             .collect();
         if let Some(builtin) = &self.builtin {
@@ -193,6 +194,93 @@ impl TableProvider for PgRoles {
         let batch = RecordBatch::try_new(schema.clone(), columns)?;
         Ok(MemorySourceConfig::try_new_exec(
             &[vec![batch]],
+            schema,
+            projection.cloned(),
+        )?)
+    }
+}
+
+/// Where `pg_auth_members.oid` counts from for Freshet's memberships:
+/// above the role OIDs any real server hands out in practice.
+const MEMBERSHIP_OIDS: i32 = 1_000_000_000;
+
+/// `pg_auth_members`: who is a member of which role (`GRANT role TO
+/// member`), by OID, then the predefined roles' own memberships from
+/// `builtin` (the crate's static table). Columns are the builtin table's,
+/// which has PostgreSQL 16's `oid`, `inherit_option` and `set_option` too.
+#[derive(Debug)]
+pub(crate) struct PgAuthMembers {
+    pub(crate) builtin: Arc<dyn TableProvider>,
+    pub(crate) shared: Arc<SessionShared>,
+}
+
+#[async_trait]
+impl TableProvider for PgAuthMembers {
+    fn schema(&self) -> SchemaRef {
+        self.builtin.schema()
+    }
+
+    fn table_type(&self) -> TableType {
+        TableType::View
+    }
+
+    async fn scan(
+        &self,
+        state: &dyn DfSession,
+        projection: Option<&Vec<usize>>,
+        _filters: &[Expr],
+        _limit: Option<usize>,
+    ) -> DfResult<Arc<dyn ExecutionPlan>> {
+        let users = users(&self.shared)?;
+        let oids: HashMap<&str, i32> = users.iter().map(|u| (u.name.as_str(), oid_of(u))).collect();
+        // (roleid, member, grantor, admin_option); a grantor since dropped
+        // is 0.
+        let rows: Vec<(i32, i32, i32, bool)> = users
+            .iter()
+            .flat_map(|u| {
+                let oids = &oids;
+                u.member_of.iter().filter_map(move |m| {
+                    Some((
+                        *oids.get(m.role.as_str())?,
+                        oid_of(u),
+                        oids.get(m.grantor.as_str()).copied().unwrap_or(0),
+                        m.admin_option,
+                    ))
+                })
+            })
+            .collect();
+        let schema = self.builtin.schema();
+        let columns = schema
+            .fields()
+            .iter()
+            .map(|field| {
+                let values: ArrayRef = match field.name().as_str() {
+                    "roleid" => Arc::new(Int32Array::from_iter_values(rows.iter().map(|r| r.0))),
+                    "member" => Arc::new(Int32Array::from_iter_values(rows.iter().map(|r| r.1))),
+                    "grantor" => Arc::new(Int32Array::from_iter_values(rows.iter().map(|r| r.2))),
+                    "admin_option" => Arc::new(BooleanArray::from(
+                        rows.iter().map(|r| Some(r.3)).collect::<Vec<_>>(),
+                    )),
+                    // PostgreSQL 16's columns, in the crate's table: a
+                    // row's own OID (counted from PostgreSQL's first
+                    // normal OID here, by position), and membership that
+                    // passes privileges on and allows SET ROLE, which is
+                    // what Freshet's members have.
+                    "oid" => Arc::new(Int32Array::from_iter_values(
+                        (0..rows.len()).map(|i| MEMBERSHIP_OIDS + i32::try_from(i).unwrap_or(0)),
+                    )),
+                    "inherit_option" | "set_option" => {
+                        Arc::new(BooleanArray::from(vec![Some(true); rows.len()]))
+                    }
+                    _ => datafusion::arrow::array::new_null_array(field.data_type(), rows.len()),
+                };
+                datafusion::arrow::compute::cast(&values, field.data_type())
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        let mut batches = vec![RecordBatch::try_new(schema.clone(), columns)?];
+        batches.extend(read_all(&self.builtin, state).await?);
+        Ok(MemorySourceConfig::try_new_exec(
+            &[batches],
             schema,
             projection.cloned(),
         )?)

@@ -3,6 +3,7 @@
 //! Only the salted password (`Hi(password, salt, i)`) is stored, never the
 //! password itself; it is what the SCRAM exchange needs to verify a client.
 
+use datafusion::sql::sqlparser::ast::Owner;
 use freshet_catalog::{self as catalog, UserEntry};
 use freshet_sql::RoleSettingChange;
 
@@ -65,12 +66,14 @@ pub(crate) fn require_superuser(session: &Session, action: &str) -> Result<(), E
     )
 }
 
-/// CREATE USER name [PASSWORD '…'] [SUPERUSER].
+/// CREATE USER name [PASSWORD '…'] [SUPERUSER] [LOGIN | NOLOGIN], and
+/// CREATE ROLE.
 pub(crate) fn create_user(
     session: &Session,
     name: &str,
     password: Option<&str>,
     superuser: bool,
+    login: bool,
 ) -> Result<QueryOutput, EngineError> {
     require_superuser(session, "manage users")?;
     let (salt, salted) = match password {
@@ -88,34 +91,27 @@ pub(crate) fn create_user(
             ));
         }
         let oid = catalog::allocate_role_oid(t);
-        catalog::put(
-            t,
-            &catalog::user_key(name),
-            &UserEntry {
-                name: name.to_string(),
-                superuser,
-                scram_salt_hex: salt,
-                scram_salted_password_hex: salted,
-                scram_iterations: SCRAM_ITERATIONS,
-                oid: Some(oid),
-                settings: Default::default(),
-            },
-        );
+        let mut entry = UserEntry::new(name, superuser, login, Some(oid));
+        entry.scram_salt_hex = salt;
+        entry.scram_salted_password_hex = salted;
+        entry.scram_iterations = SCRAM_ITERATIONS;
+        catalog::put(t, &catalog::user_key(name), &entry);
         Ok(())
     })?;
     Ok(command("CREATE ROLE", None))
 }
 
-/// ALTER USER name [PASSWORD '…'] [SUPERUSER|NOSUPERUSER].
+/// ALTER USER name [PASSWORD '…'] [SUPERUSER|NOSUPERUSER] [LOGIN|NOLOGIN].
 pub(crate) fn alter_user(
     session: &Session,
     name: &str,
     password: Option<&str>,
     superuser: Option<bool>,
+    login: Option<bool>,
 ) -> Result<QueryOutput, EngineError> {
     // Users may change their own password, and nothing else about their own
     // role: granting oneself SUPERUSER would be a privilege escalation.
-    if name != session.user() || superuser.is_some() {
+    if name != session.user() || superuser.is_some() || login.is_some() {
         require_superuser(session, "manage users")?;
     }
     let credentials = password.map(scram_credentials).transpose()?;
@@ -130,6 +126,9 @@ pub(crate) fn alter_user(
         }
         if let Some(s) = superuser {
             entry.superuser = s;
+        }
+        if let Some(l) = login {
+            entry.login = l;
         }
         catalog::put(t, &catalog::user_key(name), &entry);
         Ok(())
@@ -230,9 +229,110 @@ pub(crate) fn drop_user(
             return Err(role_in_use(name, model.acl.is_owner(name), &object));
         }
         t.delete_meta(&catalog::user_key(name));
+        // Its memberships go with it, as PostgreSQL deletes its
+        // pg_auth_members rows: those it had, with its entry, and those
+        // others have in it.
+        let users: Vec<UserEntry> =
+            catalog::list(t, "user/").map_err(|e| EngineError::new(e.sqlstate(), e.to_string()))?;
+        for mut user in users {
+            let before = user.member_of.len();
+            user.member_of.retain(|m| m.role != name);
+            if user.member_of.len() != before {
+                catalog::put(t, &catalog::user_key(&user.name), &user);
+            }
+        }
         Ok(())
     })?;
     Ok(command("DROP ROLE", None))
+}
+
+/// `GRANT role [, …] TO member [, …] [WITH ADMIN OPTION]` and `REVOKE
+/// [ADMIN OPTION FOR] role [, …] FROM member [, …]`, as PostgreSQL 15 runs
+/// them:
+/// - every role named must exist (42704);
+/// - the user must be a superuser or hold the role with ADMIN OPTION,
+///   itself or through a role it is a member of (42501 `must have admin
+///   option on role`);
+/// - a grant that would make a role a member of itself, directly or
+///   through others, is 0LP01 (`role "a" is a member of role "b"`);
+/// - granting a membership that exists changes nothing, or adds the
+///   admin option; revoking one that does not exist changes nothing.
+///
+/// The member then has the role's privileges and ownership
+/// ([`crate::privileges::holds`]).
+pub(crate) fn role_membership(
+    session: &Session,
+    grant: bool,
+    roles: &[String],
+    members: &[Owner],
+    admin_option: bool,
+) -> Result<QueryOutput, EngineError> {
+    let members = members
+        .iter()
+        .map(|member| crate::privileges::named_owner(session, member))
+        .collect::<Result<Vec<_>, _>>()?;
+    let superuser = crate::privileges::is_superuser(&session.shared, session.user())?;
+    let acting_roles = crate::privileges::roles_of(&session.shared, session.user())?;
+    let user = session.user().to_string();
+    txn_mut(session, |t| {
+        let entry = |t: &freshet_storage::Transaction, name: &str| {
+            catalog::get::<UserEntry>(t, &catalog::user_key(name))
+                .map_err(|e| EngineError::new(e.sqlstate(), e.to_string()))?
+                .ok_or_else(|| EngineError::new("42704", format!("role \"{name}\" does not exist")))
+        };
+        for role in roles {
+            entry(t, role)?;
+            let admin = superuser
+                || acting_roles.iter().any(|acting| {
+                    entry(t, acting)
+                        .is_ok_and(|e| e.membership(role).is_some_and(|m| m.admin_option))
+                });
+            if !admin {
+                return Err(EngineError::new(
+                    "42501",
+                    format!("must have admin option on role \"{role}\""),
+                ));
+            }
+            for member in &members {
+                let mut member_entry = entry(t, member)?;
+                if grant {
+                    // `role` must not already have `member`'s privileges:
+                    // the membership would be a cycle.
+                    if catalog::privileged_roles(&*t, role)
+                        .map_err(|e| EngineError::new(e.sqlstate(), e.to_string()))?
+                        .contains(member)
+                    {
+                        return Err(EngineError::new(
+                            "0LP01",
+                            format!("role \"{role}\" is a member of role \"{member}\""),
+                        ));
+                    }
+                    match member_entry.member_of.iter_mut().find(|m| m.role == *role) {
+                        Some(existing) => existing.admin_option |= admin_option,
+                        None => member_entry.member_of.push(catalog::RoleMembership {
+                            role: role.clone(),
+                            admin_option,
+                            grantor: user.clone(),
+                        }),
+                    }
+                } else if admin_option {
+                    if let Some(existing) =
+                        member_entry.member_of.iter_mut().find(|m| m.role == *role)
+                    {
+                        existing.admin_option = false;
+                    }
+                } else {
+                    member_entry.member_of.retain(|m| m.role != *role);
+                }
+                catalog::put(t, &catalog::user_key(member), &member_entry);
+            }
+        }
+        Ok(())
+    })?;
+    Ok(command(
+        if grant { "GRANT ROLE" } else { "REVOKE ROLE" },
+        None,
+    ))
 }
 
 /// PostgreSQL's refusal (2BP01) to drop a role that owns `object` or holds

@@ -57,6 +57,8 @@ pub enum FreshetStatement {
     /// `CREATE USER name [WITH] [PASSWORD 'pw' | PASSWORD NULL | SUPERUSER |
     /// NOSUPERUSER | LOGIN]...` (Postgres style; `PASSWORD = 'pw'` Snowflake
     /// style is accepted too).
+    /// `CREATE ROLE` is the same, except that its role may not log in
+    /// unless `LOGIN` is given: a group.
     CreateUser {
         /// User name.
         name: Ident,
@@ -65,6 +67,9 @@ pub enum FreshetStatement {
         password: Option<String>,
         /// Whether the user is a superuser.
         superuser: bool,
+        /// Whether the role may log in: `LOGIN` or `NOLOGIN` as written,
+        /// else true for CREATE USER and false for CREATE ROLE.
+        login: bool,
     },
     /// `ALTER USER name [WITH | SET] {PASSWORD 'pw' | SUPERUSER | NOSUPERUSER}...`.
     /// Fields are `None` when the statement does not change them.
@@ -75,6 +80,23 @@ pub enum FreshetStatement {
         password: Option<String>,
         /// New superuser flag, if `SUPERUSER`/`NOSUPERUSER` was given.
         superuser: Option<bool>,
+        /// Whether the role may log in, if `LOGIN`/`NOLOGIN` was given.
+        login: Option<bool>,
+    },
+    /// `GRANT role [, …] TO member [, …] [WITH ADMIN OPTION]`, or `REVOKE
+    /// [ADMIN OPTION FOR] role [, …] FROM member [, …] [CASCADE |
+    /// RESTRICT]`: role membership, PostgreSQL's GRANT or REVOKE without
+    /// `ON`.
+    RoleMembership {
+        /// GRANT (true) or REVOKE (false).
+        grant: bool,
+        /// The roles granted or revoked.
+        roles: Vec<Ident>,
+        /// Who gains or loses them (`CURRENT_USER` and the like allowed).
+        members: Vec<Owner>,
+        /// GRANT: `WITH ADMIN OPTION`. REVOKE: `ADMIN OPTION FOR` (only the
+        /// option is revoked, the membership stays).
+        admin_option: bool,
     },
     /// `ALTER {USER | ROLE} name SET parameter {TO | =} value`, `… RESET
     /// parameter` and `… RESET ALL`: the role's own default for a setting,

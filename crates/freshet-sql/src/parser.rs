@@ -167,6 +167,17 @@ fn split_location(message: &str) -> (String, Option<Location>) {
 }
 
 /// Wrapper parser for one statement's rewritten tokens.
+/// What `CREATE USER` or `ALTER USER` says about the role; `None` where
+/// it says nothing.
+struct RoleOptions {
+    /// `PASSWORD 'pw'` (`Some(Some)`) or `PASSWORD NULL` (`Some(None)`).
+    password: Option<Option<String>>,
+    /// `SUPERUSER` or `NOSUPERUSER`.
+    superuser: Option<bool>,
+    /// `LOGIN` or `NOLOGIN`.
+    login: Option<bool>,
+}
+
 struct StmtParser<'m> {
     p: Parser<'static>,
     map: &'m SourceMap<'m>,
@@ -395,13 +406,10 @@ impl<'m> StmtParser<'m> {
                 self.advance(2);
                 return self.create_database();
             }
-            if !or_replace && self.peek_is(1, "USER") {
+            if !or_replace && (self.peek_is(1, "USER") || self.peek_is(1, "ROLE")) {
+                let role = self.peek_is(1, "ROLE");
                 self.advance(2);
-                return self.create_user();
-            }
-            if !or_replace && self.peek_is(1, "ROLE") {
-                self.advance(2);
-                return self.create_role();
+                return self.create_user(role);
             }
         } else if self.peek_is(0, "DROP") {
             if self.peek_is(1, "DYNAMIC") && self.peek_is(2, "TABLE") {
@@ -467,6 +475,9 @@ impl<'m> StmtParser<'m> {
                 return self.alter_user();
             }
         } else if self.peek_is(0, "GRANT") || self.peek_is(0, "REVOKE") {
+            if let Some(statement) = self.role_membership()? {
+                return Ok(statement);
+            }
             if let Some(statement) = self.model_privileges()? {
                 return Ok(statement);
             }
@@ -578,14 +589,11 @@ impl<'m> StmtParser<'m> {
         })
     }
 
-    /// Parses user options shared by `CREATE USER` and `ALTER USER`; returns
-    /// (password given, password, superuser flag).
-    fn user_options(
-        &mut self,
-        allow_null_password: bool,
-    ) -> Result<(Option<Option<String>>, Option<bool>), SqlError> {
+    /// Parses user options shared by `CREATE USER` and `ALTER USER`.
+    fn user_options(&mut self, allow_null_password: bool) -> Result<RoleOptions, SqlError> {
         let mut password: Option<Option<String>> = None;
         let mut superuser: Option<bool> = None;
+        let mut login: Option<bool> = None;
         let _ = self.eat("WITH") || self.eat("SET");
         loop {
             let next = self.p.peek_token();
@@ -615,7 +623,15 @@ impl<'m> StmtParser<'m> {
                 }
                 superuser = Some(self.peek_is(0, "SUPERUSER"));
                 self.advance(1);
-            } else if self.peek_is(0, "LOGIN") {
+            } else if self.peek_is(0, "LOGIN") || self.peek_is(0, "NOLOGIN") {
+                if login.is_some() {
+                    return Err(self.duplicate("LOGIN", next.span));
+                }
+                login = Some(self.peek_is(0, "LOGIN"));
+                self.advance(1);
+            } else if self.peek_is(0, "INHERIT") {
+                // Members have their roles' privileges: the default, and
+                // the only mode Freshet has.
                 self.advance(1);
             } else if let Token::Word(w) = &next.token {
                 return Err(SqlError::unsupported(
@@ -629,41 +645,98 @@ impl<'m> StmtParser<'m> {
                 return Err(self.expected("PASSWORD, SUPERUSER or NOSUPERUSER"));
             }
         }
-        Ok((password, superuser))
-    }
-
-    fn create_user(&mut self) -> Result<FreshetStatement, SqlError> {
-        let name = self.ident("user name")?;
-        let (password, superuser) = self.user_options(true)?;
-        Ok(FreshetStatement::CreateUser {
-            name,
-            password: password.flatten(),
-            superuser: superuser.unwrap_or(false),
+        Ok(RoleOptions {
+            password,
+            superuser,
+            login,
         })
     }
 
-    /// `CREATE ROLE name … LOGIN …`: a user. PostgreSQL's CREATE ROLE makes
-    /// a role that cannot log in unless LOGIN is given, which only makes
-    /// sense with role membership (a group), and Freshet has none.
-    fn create_role(&mut self) -> Result<FreshetStatement, SqlError> {
-        let mut n = 0;
-        let mut login = false;
-        loop {
-            let token = &self.p.peek_nth_token_ref(n).token;
-            if *token == Token::EOF {
-                break;
-            }
-            login |= is_word(token, "LOGIN");
-            n += 1;
+    /// `CREATE USER name [options]`, or with `role` `CREATE ROLE name
+    /// [options]`, which differs only in that its role cannot log in
+    /// unless `LOGIN` is given: a group.
+    fn create_user(&mut self, role: bool) -> Result<FreshetStatement, SqlError> {
+        let name = self.ident("user name")?;
+        let options = self.user_options(true)?;
+        Ok(FreshetStatement::CreateUser {
+            name,
+            password: options.password.flatten(),
+            superuser: options.superuser.unwrap_or(false),
+            login: options.login.unwrap_or(!role),
+        })
+    }
+
+    /// `GRANT role [, …] TO member [, …] [WITH ADMIN OPTION]` or `REVOKE
+    /// [ADMIN OPTION FOR] role [, …] FROM member [, …] [CASCADE |
+    /// RESTRICT]`; `None` (nothing consumed) for a GRANT or REVOKE with
+    /// `ON`, which grants privileges on objects. As in PostgreSQL, what
+    /// comes before `TO` is then a list of role names, keywords too
+    /// (`GRANT select TO alice` names a role `select`).
+    fn role_membership(&mut self) -> Result<Option<FreshetStatement>, SqlError> {
+        let grant = self.peek_is(0, "GRANT");
+        let to = if grant { "TO" } else { "FROM" };
+        let has_on = (1..)
+            .take_while(|&n| {
+                self.p.peek_nth_token_ref(n).token != Token::EOF && !self.peek_is(n, to)
+            })
+            .any(|n| self.peek_is(n, "ON"));
+        if has_on {
+            return Ok(None);
         }
-        if !login {
+        self.advance(1);
+        let admin_option = !grant && self.eat_seq(&["ADMIN", "OPTION", "FOR"]);
+        if !grant && self.peek_is(0, "GRANT") && self.peek_is(1, "OPTION") {
             return Err(SqlError::unsupported(
-                "roles that cannot log in (group roles) are not supported; \
-                 use CREATE ROLE name LOGIN or CREATE USER name",
+                "GRANT OPTION FOR is not supported",
                 self.here(),
             ));
         }
-        self.create_user()
+        let mut roles = Vec::new();
+        loop {
+            roles.push(self.ident("role name")?);
+            if !self.eat_token(&Token::Comma) {
+                break;
+            }
+        }
+        self.expect(to)?;
+        let mut members = Vec::new();
+        loop {
+            members.push(if self.eat("CURRENT_USER") {
+                Owner::CurrentUser
+            } else if self.eat("CURRENT_ROLE") {
+                Owner::CurrentRole
+            } else if self.eat("SESSION_USER") {
+                Owner::SessionUser
+            } else {
+                Owner::Ident(self.ident("role name")?)
+            });
+            if !self.eat_token(&Token::Comma) {
+                break;
+            }
+        }
+        let admin_option = if grant {
+            self.eat_seq(&["WITH", "ADMIN", "OPTION"])
+        } else {
+            admin_option
+        };
+        if self.peek_is(0, "GRANTED") {
+            return Err(SqlError::unsupported(
+                "GRANTED BY is not supported",
+                self.here(),
+            ));
+        }
+        if !grant {
+            self.cascade();
+        }
+        if self.p.peek_token_ref().token != Token::EOF {
+            return Err(self.expected("end of statement"));
+        }
+        Ok(Some(FreshetStatement::RoleMembership {
+            grant,
+            roles,
+            members,
+            admin_option,
+        }))
     }
 
     /// Whether `[IF EXISTS] name OWNER TO` starts `n` tokens ahead.
@@ -728,14 +801,15 @@ impl<'m> StmtParser<'m> {
         if let Some(change) = self.role_setting_change()? {
             return Ok(FreshetStatement::AlterUserSetting { name, change });
         }
-        let (password, superuser) = self.user_options(false)?;
-        if password.is_none() && superuser.is_none() {
+        let options = self.user_options(false)?;
+        if options.password.is_none() && options.superuser.is_none() && options.login.is_none() {
             return Err(self.expected("PASSWORD, SUPERUSER or NOSUPERUSER"));
         }
         Ok(FreshetStatement::AlterUser {
             name,
-            password: password.flatten(),
-            superuser,
+            password: options.password.flatten(),
+            superuser: options.superuser,
+            login: options.login,
         })
     }
 
@@ -744,7 +818,14 @@ impl<'m> StmtParser<'m> {
     /// the user options, which Snowflake also writes after `SET`
     /// (`SET PASSWORD = '…'`).
     fn role_setting_change(&mut self) -> Result<Option<RoleSettingChange>, SqlError> {
-        const OPTIONS: [&str; 4] = ["PASSWORD", "SUPERUSER", "NOSUPERUSER", "LOGIN"];
+        const OPTIONS: [&str; 6] = [
+            "PASSWORD",
+            "SUPERUSER",
+            "NOSUPERUSER",
+            "LOGIN",
+            "NOLOGIN",
+            "INHERIT",
+        ];
         let is_set = self.peek_is(0, "SET") && !OPTIONS.iter().any(|o| self.peek_is(1, o));
         let is_reset = self.peek_is(0, "RESET");
         if !is_set && !is_reset {

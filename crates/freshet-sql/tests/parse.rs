@@ -2,7 +2,7 @@
 
 use std::time::Duration;
 
-use freshet_sql::sqlparser::ast::{Ident, ObjectName, Statement};
+use freshet_sql::sqlparser::ast::{Ident, ObjectName, Owner, Statement};
 use freshet_sql::sqlparser::dialect::PostgreSqlDialect;
 use freshet_sql::sqlparser::parser::Parser;
 use freshet_sql::*;
@@ -748,7 +748,8 @@ fn databases_users_and_use() {
         FreshetStatement::CreateUser {
             name: Ident::new("alice"),
             password: Some("secret".into()),
-            superuser: true
+            superuser: true,
+            login: true
         }
     );
     assert_eq!(
@@ -756,7 +757,8 @@ fn databases_users_and_use() {
         FreshetStatement::CreateUser {
             name: Ident::new("bob"),
             password: Some("pw".into()),
-            superuser: false
+            superuser: false,
+            login: true
         }
     );
     assert_eq!(
@@ -764,7 +766,8 @@ fn databases_users_and_use() {
         FreshetStatement::CreateUser {
             name: Ident::new("carol"),
             password: None,
-            superuser: false
+            superuser: false,
+            login: true
         }
     );
     assert_eq!(
@@ -772,9 +775,76 @@ fn databases_users_and_use() {
         FreshetStatement::CreateUser {
             name: Ident::new("dave"),
             password: None,
-            superuser: false
+            superuser: false,
+            login: true
         }
     );
+    // CREATE ROLE's role is a group unless LOGIN is given; a role may be
+    // named like the option.
+    assert_eq!(
+        one("CREATE ROLE login"),
+        FreshetStatement::CreateUser {
+            name: Ident::new("login"),
+            password: None,
+            superuser: false,
+            login: false
+        }
+    );
+    assert_eq!(
+        one("CREATE ROLE r LOGIN INHERIT"),
+        FreshetStatement::CreateUser {
+            name: Ident::new("r"),
+            password: None,
+            superuser: false,
+            login: true
+        }
+    );
+    assert_eq!(
+        one("CREATE USER u NOLOGIN"),
+        FreshetStatement::CreateUser {
+            name: Ident::new("u"),
+            password: None,
+            superuser: false,
+            login: false
+        }
+    );
+    assert_eq!(err("CREATE ROLE r NOINHERIT").sqlstate(), "0A000");
+    assert_eq!(err("CREATE ROLE r LOGIN NOLOGIN").sqlstate(), "42601");
+
+    // GRANT or REVOKE without ON is role membership.
+    assert_eq!(
+        one("GRANT g, h TO alice, CURRENT_USER WITH ADMIN OPTION"),
+        FreshetStatement::RoleMembership {
+            grant: true,
+            roles: vec![Ident::new("g"), Ident::new("h")],
+            members: vec![Owner::Ident(Ident::new("alice")), Owner::CurrentUser],
+            admin_option: true
+        }
+    );
+    assert_eq!(
+        one("REVOKE ADMIN OPTION FOR g FROM alice CASCADE"),
+        FreshetStatement::RoleMembership {
+            grant: false,
+            roles: vec![Ident::new("g")],
+            members: vec![Owner::Ident(Ident::new("alice"))],
+            admin_option: true
+        }
+    );
+    assert_eq!(
+        one("REVOKE g FROM alice"),
+        FreshetStatement::RoleMembership {
+            grant: false,
+            roles: vec![Ident::new("g")],
+            members: vec![Owner::Ident(Ident::new("alice"))],
+            admin_option: false
+        }
+    );
+    assert_eq!(err("GRANT g TO alice GRANTED BY bob").sqlstate(), "0A000");
+    assert_eq!(
+        err("GRANT g TO alice WITH GRANT OPTION").sqlstate(),
+        "42601"
+    );
+
     let sql = "CREATE USER erin CREATEDB";
     let e = err(sql);
     assert_eq!(e.sqlstate(), "0A000");
@@ -789,7 +859,8 @@ fn databases_users_and_use() {
         FreshetStatement::AlterUser {
             name: Ident::new("alice"),
             password: Some("new".into()),
-            superuser: None
+            superuser: None,
+            login: None
         }
     );
     assert_eq!(
@@ -797,7 +868,8 @@ fn databases_users_and_use() {
         FreshetStatement::AlterUser {
             name: Ident::new("alice"),
             password: Some("new".into()),
-            superuser: Some(false)
+            superuser: Some(false),
+            login: None
         }
     );
     let setting = |name: &str, change: RoleSettingChange| FreshetStatement::AlterUserSetting {
@@ -854,7 +926,8 @@ fn databases_users_and_use() {
         FreshetStatement::AlterUser {
             name: Ident::new("alice"),
             password: Some("x".into()),
-            superuser: None
+            superuser: None,
+            login: None
         }
     );
     assert_eq!(err("ALTER ROLE alice SET work_mem").sqlstate(), "42601");

@@ -481,7 +481,8 @@ GRANT INSERT, UPDATE ON psql_grants TO PUBLIC;
 #[test]
 fn psql_lists_roles_and_owners() {
     let Some(server) = setup() else { return };
-    const ROLE: &str = "CREATE USER psql_du_owner PASSWORD 'pw';";
+    const ROLE: &str = "CREATE USER psql_du_owner PASSWORD 'pw'; CREATE ROLE psql_du_group; \
+                        GRANT psql_du_group TO psql_du_owner;";
     let out = psql(&server, &["-q"], Some(ROLE));
     assert_eq!(out.code, Some(0), "{}{}", out.stdout, out.stderr);
     let as_owner = format!(
@@ -508,7 +509,8 @@ fn psql_lists_roles_and_owners() {
         "\\du",
         &[
             "freshet|Superuser, Create role, Create DB|{}",
-            "psql_du_owner||{}",
+            "psql_du_owner||{psql_du_group}",
+            "psql_du_group|Cannot login|{}",
         ],
     );
     assert!(!du.contains("|pg_"), "\\du lists predefined roles:\n{du}");
@@ -522,6 +524,7 @@ fn psql_lists_roles_and_owners() {
             "DROP TABLE IF EXISTS psql_owned; \
              DO $$ BEGIN IF EXISTS (SELECT FROM pg_roles WHERE rolname = 'psql_du_owner') \
              THEN DROP OWNED BY psql_du_owner; DROP ROLE psql_du_owner; END IF; END $$; \
+             DROP ROLE IF EXISTS psql_du_group; \
              {ROLE} GRANT CREATE ON SCHEMA public TO psql_du_owner;"
         );
         let out = psql_at(&reference, &["-q"], Some(&setup));
@@ -540,11 +543,14 @@ fn psql_lists_roles_and_owners() {
             "REVOKE CREATE ON SCHEMA public FROM psql_du_owner",
         );
         psql_ok_at(&reference, "DROP USER psql_du_owner");
-        assert_eq!(
-            line_of(&du, "psql_du_owner|"),
-            line_of(&theirs_du, "psql_du_owner|"),
-            "\\du differs from PostgreSQL's for a plain user"
-        );
+        psql_ok_at(&reference, "DROP ROLE psql_du_group");
+        for role in ["psql_du_owner|", "psql_du_group|"] {
+            assert_eq!(
+                line_of(&du, role),
+                line_of(&theirs_du, role),
+                "\\du differs from PostgreSQL's for {role}"
+            );
+        }
         assert_eq!(ours_owned, theirs_owned, "\\dt differs from PostgreSQL's");
     }
 }
