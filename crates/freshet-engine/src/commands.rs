@@ -6,7 +6,9 @@ use datafusion::arrow::array::{ArrayRef, StringArray};
 use datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef};
 use datafusion::arrow::record_batch::RecordBatch;
 use datafusion::common::ParamValues;
-use datafusion::sql::sqlparser::ast::{Expr, Set, Statement, Value};
+use datafusion::sql::sqlparser::ast::{
+    ContextModifier, DiscardObject, Expr, Reset, Set, Statement, Value,
+};
 
 use freshet_sql::FreshetStatement;
 
@@ -140,14 +142,29 @@ async fn run_standard(
         Statement::Grant(grant) => crate::privileges::grant(session, grant),
         Statement::Revoke(revoke) => crate::privileges::revoke(session, revoke),
         Statement::Set(set) => run_set(session, set),
+        Statement::Reset(reset) => {
+            match &reset.reset {
+                Reset::ALL => session.reset_all_settings()?,
+                Reset::ConfigurationParameter(name) => {
+                    session.change_setting(&name.to_string(), None, false)?
+                }
+            }
+            Ok(command("RESET", None))
+        }
         Statement::ShowVariable { variable } => run_show(session, variable),
         Statement::ShowTables { .. } => {
             crate::ddl::show_tables(session, None, &freshet_sql::ShowScope::Current)
         }
         Statement::Use(_) => crate::ddl::run_use(session, stmt),
-        Statement::Discard { .. } => {
-            session.cursors.close_all();
-            Ok(command("DISCARD ALL", None))
+        Statement::Discard { object_type } => {
+            // Freshet caches no plans, has no sequences and no temporary
+            // tables: only ALL has something to discard, the cursors and
+            // the settings.
+            if matches!(object_type, DiscardObject::ALL) {
+                session.cursors.close_all();
+                session.reset_all_settings()?;
+            }
+            Ok(command(&format!("DISCARD {object_type}"), None))
         }
         Statement::Declare { stmts } => crate::cursors::declare(session, stmts, params).await,
         Statement::Fetch {
@@ -249,7 +266,10 @@ fn expr_setting_value(expr: &Expr) -> String {
 fn run_set(session: &mut Session, set: &Set) -> Result<QueryOutput, EngineError> {
     match set {
         Set::SingleAssignment {
-            variable, values, ..
+            scope,
+            variable,
+            values,
+            ..
         } => {
             let name = variable.to_string();
             let value = values
@@ -257,16 +277,13 @@ fn run_set(session: &mut Session, set: &Set) -> Result<QueryOutput, EngineError>
                 .map(expr_setting_value)
                 .collect::<Vec<_>>()
                 .join(", ");
-            let value = if value.eq_ignore_ascii_case("default") {
-                String::new()
-            } else {
-                value
-            };
-            session.set_setting(&name, value)?;
+            let value = (!value.eq_ignore_ascii_case("default")).then_some(value);
+            let local = matches!(scope, Some(ContextModifier::Local));
+            session.change_setting(&name, value, local)?;
             Ok(command("SET", None))
         }
-        Set::SetTimeZone { value, .. } => {
-            session.set_setting("timezone", expr_setting_value(value))?;
+        Set::SetTimeZone { value, local } => {
+            session.change_setting("timezone", Some(expr_setting_value(value)), *local)?;
             Ok(command("SET", None))
         }
         Set::SetNames { charset_name, .. } => {

@@ -96,6 +96,16 @@ pub struct Session {
     savepoints: Vec<(String, freshet_storage::Savepoint)>,
     /// Open cursors (DECLARE … CURSOR).
     pub(crate) cursors: crate::cursors::Cursors,
+    /// What `RESET` (and `SET … TO DEFAULT`) returns each setting to: the
+    /// server's defaults overlaid with the role's (ALTER ROLE … SET), as
+    /// the session started with them.
+    reset_values: BTreeMap<String, String>,
+    /// The settings as the open transaction block began, which a ROLLBACK
+    /// restores (`SET` is transactional in PostgreSQL).
+    block_settings: Option<BTreeMap<String, String>>,
+    /// Settings changed with `SET LOCAL` in the open block, each with the
+    /// value it returns to when the block ends (`None`: it had none).
+    local_settings: BTreeMap<String, Option<String>>,
 }
 
 /// Settings every session starts with; the reported ones are sent to clients.
@@ -222,6 +232,9 @@ impl Session {
             copy_in: None,
             savepoints: Vec::new(),
             cursors: Default::default(),
+            reset_values: BTreeMap::new(),
+            block_settings: None,
+            local_settings: BTreeMap::new(),
         };
         // Fail the connection early for an unknown database (3D000) or role.
         session.begin_statement_txn();
@@ -241,6 +254,10 @@ impl Session {
             .map_err(map_df_error)?
             .map_err(|e| EngineError::new(e.sqlstate(), e.to_string()))?;
         let user_ok = user.is_some();
+        // A group (a role without LOGIN) is for membership, not sessions;
+        // the server's own sessions (a dynamic table's refresh as its
+        // owner) are not logins.
+        let login_ok = !role_defaults || user.as_ref().is_none_or(|u| u.login);
         session.end_read_txn();
         if !db_ok {
             return Err(EngineError::new(
@@ -254,6 +271,12 @@ impl Session {
                 format!("role \"{}\" does not exist", session.user),
             ));
         }
+        if !login_ok {
+            return Err(EngineError::new(
+                "28000",
+                format!("role \"{}\" is not permitted to log in", session.user),
+            ));
+        }
         // The role's own defaults (ALTER ROLE … SET). One that no longer
         // applies is skipped with a warning, as PostgreSQL does.
         let defaults = user.filter(|_| role_defaults).map(|u| u.settings);
@@ -265,6 +288,7 @@ impl Session {
                 );
             }
         }
+        session.reset_values = session.shared.settings.read().clone();
         Ok(session)
     }
 
@@ -757,6 +781,8 @@ impl Session {
         if self.status == TransactionStatus::Idle {
             self.begin_statement_txn();
             self.status = TransactionStatus::InBlock;
+            self.block_settings = Some(self.shared.settings.read().clone());
+            self.local_settings.clear();
         }
         // Postgres warns (not errors) on BEGIN inside a block.
         QueryOutput::Command(CommandTag {
@@ -770,10 +796,13 @@ impl Session {
             TransactionStatus::Idle => {}
             TransactionStatus::InBlock => {
                 self.status = TransactionStatus::Idle;
-                self.commit_statement_txn().await?;
+                let committed = self.commit_statement_txn().await;
+                self.end_block_settings(committed.is_ok());
+                committed?;
             }
             TransactionStatus::Failed => {
                 self.status = TransactionStatus::Idle;
+                self.end_block_settings(false);
                 self.rollback_statement_txn();
                 return Ok(QueryOutput::Command(CommandTag {
                     tag: "ROLLBACK".into(),
@@ -791,6 +820,7 @@ impl Session {
         if self.status != TransactionStatus::Idle {
             self.rollback_statement_txn();
             self.status = TransactionStatus::Idle;
+            self.end_block_settings(false);
         }
         QueryOutput::Command(CommandTag {
             tag: "ROLLBACK".into(),
@@ -986,6 +1016,138 @@ impl Session {
         Ok(())
     }
 
+    /// `SET [LOCAL] name = value`, or with no `value` `RESET name` (`SET
+    /// name TO DEFAULT`), as PostgreSQL scopes them: a `SET LOCAL` lasts
+    /// until the transaction block ends, and outside one changes nothing
+    /// (PostgreSQL warns); a plain `SET` lasts for the session unless the
+    /// block it is in rolls back ([`Session::end_block_settings`]).
+    pub(crate) fn change_setting(
+        &mut self,
+        name: &str,
+        value: Option<String>,
+        local: bool,
+    ) -> Result<(), EngineError> {
+        let key = name.to_ascii_lowercase();
+        if local {
+            if self.status != TransactionStatus::InBlock {
+                return Ok(());
+            }
+            if !self.local_settings.contains_key(&key) {
+                let current = self.shared.settings.read().get(&key).cloned();
+                self.local_settings.insert(key.clone(), current);
+            }
+        } else {
+            self.local_settings.remove(&key);
+        }
+        match value {
+            Some(value) => self.set_setting(&key, value),
+            None => self.reset_setting(&key),
+        }
+    }
+
+    /// The end of a transaction block for the settings: a commit keeps what
+    /// the block set, except its `SET LOCAL`s; a rollback returns every
+    /// setting to what it was when the block began.
+    fn end_block_settings(&mut self, committed: bool) {
+        let began = self.block_settings.take();
+        let locals = std::mem::take(&mut self.local_settings);
+        let restore: Vec<(String, Option<String>)> = if committed {
+            locals.into_iter().collect()
+        } else {
+            let Some(began) = began else { return };
+            let current = self.shared.settings.read().clone();
+            let mut restore: Vec<(String, Option<String>)> = began
+                .iter()
+                .filter(|(key, value)| current.get(*key) != Some(*value))
+                .map(|(key, value)| (key.clone(), Some(value.clone())))
+                .collect();
+            restore.extend(
+                current
+                    .keys()
+                    .filter(|key| !began.contains_key(*key))
+                    .map(|key| (key.clone(), None)),
+            );
+            restore
+        };
+        for (key, value) in restore {
+            match value {
+                // Each was accepted once; one that no longer is keeps the
+                // block's value.
+                Some(value) => {
+                    if let Err(e) = self.set_setting(&key, value) {
+                        tracing::warn!("setting \"{key}\" not restored: {e}");
+                    }
+                }
+                None => {
+                    self.shared.settings.write().remove(&key);
+                }
+            }
+        }
+    }
+
+    /// A setting the client sent in its startup packet (`application_name`):
+    /// the session starts with it, and `RESET` returns to it, as in
+    /// PostgreSQL.
+    pub fn apply_startup_parameter(&mut self, name: &str, value: &str) -> Result<(), EngineError> {
+        let key = name.to_ascii_lowercase();
+        self.set_setting(&key, value.to_string())?;
+        // Already announced to the client with the startup's ParameterStatus.
+        self.changed_parameters
+            .retain(|(name, _)| !name.eq_ignore_ascii_case(&key));
+        if let Some(value) = self.shared.settings.read().get(&key) {
+            self.reset_values.insert(key, value.clone());
+        }
+        Ok(())
+    }
+
+    /// `RESET name` or `SET name TO DEFAULT`: the setting returns to the
+    /// value the session started with (the role's default, else the
+    /// server's). A setting with no such value (a custom one the session
+    /// set) is removed; a name never heard of is 42704.
+    pub(crate) fn reset_setting(&mut self, name: &str) -> Result<(), EngineError> {
+        let key = name.to_ascii_lowercase();
+        if READ_ONLY_SETTINGS.contains(&key.as_str()) {
+            return Err(EngineError::new(
+                "55P02",
+                format!("parameter \"{key}\" cannot be changed"),
+            ));
+        }
+        match self.reset_values.get(&key).cloned() {
+            Some(value) => self.set_setting(&key, value),
+            None => {
+                let known = self.shared.settings.write().remove(&key).is_some();
+                // A custom `prefix.name` need not have been set.
+                if known || key.contains('.') {
+                    Ok(())
+                } else {
+                    Err(EngineError::new(
+                        "42704",
+                        format!("unrecognized configuration parameter \"{key}\""),
+                    ))
+                }
+            }
+        }
+    }
+
+    /// `RESET ALL` (and `DISCARD ALL`): every setting the session may
+    /// change returns to its start value, except the current
+    /// transaction's own characteristics, which PostgreSQL's RESET ALL
+    /// leaves alone too.
+    pub(crate) fn reset_all_settings(&mut self) -> Result<(), EngineError> {
+        const KEPT: [&str; 3] = [
+            "transaction_isolation",
+            "transaction_read_only",
+            "transaction_deferrable",
+        ];
+        let keys: Vec<String> = self.shared.settings.read().keys().cloned().collect();
+        for key in keys {
+            if !READ_ONLY_SETTINGS.contains(&key.as_str()) && !KEPT.contains(&key.as_str()) {
+                self.reset_setting(&key)?;
+            }
+        }
+        Ok(())
+    }
+
     /// Switches the database (USE), rebuilding the DataFusion context.
     pub(crate) fn switch_database(
         &mut self,
@@ -1128,6 +1290,7 @@ pub(crate) fn build_context(
         let relation_oids = Arc::new(crate::relation_oids::RelationOids::default());
         crate::relation_size::register(&ctx, relation_oids.clone(), shared.clone(), database);
         crate::descriptions::register(&ctx, relation_oids.clone(), shared.clone(), database);
+        crate::privilege_functions::register(&ctx, relation_oids.clone(), shared, database);
         let corrected = crate::pg_types::DeclaredTypesCatalog {
             inner,
             shared: shared.clone(),
@@ -1169,6 +1332,10 @@ pub(crate) fn build_context(
     crate::array_dims::register(&ctx);
     crate::array_overlap::register(&ctx);
     crate::array_comparisons::register(&ctx);
+    crate::unary_operators::register(&ctx);
+    crate::jsonb_containment::register(&ctx);
+    crate::json_sets::register(&ctx);
+    crate::regexp_matches::register(&ctx);
     // PostgreSQL's name for DataFusion's signum.
     ctx.register_udf(
         datafusion::functions::math::signum()

@@ -122,10 +122,17 @@ impl FreshetStartupHandler {
     {
         let user = Self::user(client)?;
         let database = client.metadata().get(METADATA_DATABASE).cloned();
-        let session = self
+        let mut session = self
             .engine
             .new_session(&user, database.as_deref())
             .map_err(|e| fatal(e.into()))?;
+        // `SHOW application_name` (and what RESET returns to) is what the
+        // client sent.
+        if let Some(name) = client.metadata().get(METADATA_APPLICATION_NAME) {
+            session
+                .apply_startup_parameter("application_name", name)
+                .map_err(|e| fatal(e.into()))?;
+        }
         let (pid, secret_key) = self.pids.generate(client);
         session.set_backend_pid(pid);
         let session_database = session.database().to_owned();
