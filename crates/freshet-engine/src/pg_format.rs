@@ -107,6 +107,12 @@ impl fmt::Display for FormatError {
 
 impl std::error::Error for FormatError {}
 
+impl From<FormatError> for datafusion::common::DataFusionError {
+    fn from(e: FormatError) -> Self {
+        crate::EngineError::new(e.sqlstate, e.message).into()
+    }
+}
+
 /// Evaluates PostgreSQL's `format(fmt, VARIADIC args)`.
 ///
 /// `args` holds one entry per argument, each already converted to

@@ -385,10 +385,17 @@ fn compat_rewrite(statement: Statement, rules: CompatRules) -> Statement {
     if rules == CompatRules::General {
         crate::array_comparisons::rewrite(&mut statement);
     }
+    if rules == CompatRules::General {
+        // Not in catalog statements: psql's `\d+` reads `unnest(column)`
+        // inside a correlated ARRAY(…), which the catalog rewrites answer
+        // as they always have.
+        crate::set_returning::functions_in_from(&mut statement);
+    }
     crate::table_function_names::rewrite(&mut statement);
     crate::pg_expandarray::rewrite(&mut statement);
     crate::array_literals::rewrite(&mut statement);
     crate::interval_literals::rewrite(&mut statement);
+    crate::unary_operators::rewrite(&mut statement);
     let mut statement = all
         .iter()
         .filter(|(_, needed)| applies(*needed))
@@ -398,6 +405,9 @@ fn compat_rewrite(statement: Statement, rules: CompatRules) -> Statement {
         rules != CompatRules::General,
         rules == CompatRules::CatalogFallback,
     );
+    if rules == CompatRules::General {
+        crate::array_constructors::rewrite(&mut statement);
+    }
     statement
 }
 

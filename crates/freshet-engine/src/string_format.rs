@@ -69,11 +69,7 @@ impl ScalarUDFImpl for QuoteLiteral {
             let mut out = StringBuilder::with_capacity(text.len(), text.value_data().len() + 8);
             for value in text.iter() {
                 match value {
-                    Some(value) => {
-                        out.append_value(crate::pg_format::quote_literal(value).map_err(|e| {
-                            DataFusionError::from(EngineError::new(e.sqlstate, e.message))
-                        })?)
-                    }
+                    Some(value) => out.append_value(crate::pg_format::quote_literal(value)?),
                     None if self.nullable => out.append_value("NULL"),
                     None => out.append_null(),
                 }
@@ -127,8 +123,7 @@ impl ScalarUDFImpl for Format {
                         .iter()
                         .map(|t| (!t.is_null(row)).then(|| t.value(row))),
                 );
-                let formatted = crate::pg_format::pg_format(template.value(row), &row_args)
-                    .map_err(|e| DataFusionError::from(EngineError::new(e.sqlstate, e.message)))?;
+                let formatted = crate::pg_format::pg_format(template.value(row), &row_args)?;
                 out.append_value(formatted);
             }
             Ok(Arc::new(out.finish()) as ArrayRef)
