@@ -91,7 +91,7 @@ pub(crate) fn rewrite_statement(statement: &mut Statement, catalog: bool, null_c
             if let Some(call) = json_call(inner, kind) {
                 *expr = call;
             }
-        } else if let Some(aggregated) = array_subquery(expr, null_correlated) {
+        } else if let Some(aggregated) = array_subquery(expr, catalog) {
             *expr = aggregated;
         } else if catalog && typed_null_array_argument(expr) {
             // Done above: `array_to_string(ARRAY(correlated …), …)`, whose
@@ -342,7 +342,7 @@ fn typed_null_array_argument(expr: &mut SqlExpr) -> bool {
 /// `ARRAY(SELECT x … ORDER BY k)` (which psql's `\d` and `\du` send) as
 /// the equivalent scalar subquery `(SELECT freshet_array_of_rows(x ORDER BY
 /// k) …)`, which DataFusion can plan; `{}` for no rows.
-fn array_subquery(expr: &SqlExpr, catalog_fallback: bool) -> Option<SqlExpr> {
+fn array_subquery(expr: &SqlExpr, catalog: bool) -> Option<SqlExpr> {
     use datafusion::sql::sqlparser::ast::FunctionArguments;
     let SqlExpr::Function(function) = expr else {
         return None;
@@ -353,12 +353,16 @@ fn array_subquery(expr: &SqlExpr, catalog_fallback: bool) -> Option<SqlExpr> {
     if !function.name.to_string().eq_ignore_ascii_case("array") {
         return None;
     }
-    if catalog_fallback && is_correlated_catalog_query(query) {
+    // `\du`'s role memberships are planned as the subquery they are.
+    let memberships = query
+        .to_string()
+        .to_ascii_lowercase()
+        .contains("pg_auth_members");
+    if catalog && !memberships && is_correlated_catalog_query(query) {
         // DataFusion cannot decorrelate these inside CASE or function calls.
         // psql asks them about what Freshet never has (a policy's roles, a
         // table's storage options), so the answer is the empty array, as
-        // PostgreSQL's would be. Only a catalog statement that did not plan
-        // otherwise gets it: `\du`'s role memberships plan as a subquery.
+        // PostgreSQL's would be.
         return parse_expr("CAST(make_array() AS text[])");
     }
     // Aggregate inside the subquery rather than over a derived table, so
